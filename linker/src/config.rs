@@ -1,0 +1,306 @@
+//! The record format of the image manifest (written by the builder) and the
+//! runtime config (written by the stub at every start). smol-init reads both.
+//!
+//! ```text
+//! file   := MAGIC record*
+//! MAGIC  := "SMOLCFG1"
+//! record := key NUL (field NUL){arity(key)}
+//! ```
+//! Keys are ASCII words; fields are arbitrary bytes without NUL (argv and
+//! environment strings cannot hold NUL either), so nothing is ever escaped.
+//! Unknown keys, a wrong arity, a missing final NUL or an oversized file are
+//! errors: the format is versioned by its magic, not extended silently.
+
+/// First bytes of every config file.
+pub const MAGIC: &[u8; 8] = b"SMOLCFG1";
+/// Upper bound of a whole config file (argv + env included).
+pub const MAX_CONFIG_LEN: usize = 256 * 1024;
+/// Most fields a record has.
+pub const MAX_FIELDS: usize = 3;
+
+/// What a record says. Manifest keys come from `smolvm build`; runtime keys
+/// from the stub's command line and environment. Where both give a key that
+/// replaces (`arg`, `workdir`, ...), the runtime config wins (see each key).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Key {
+    /// Manifest: path of the app inside the rootfs.
+    Entry,
+    /// Manifest: a default argument. Runtime: an argument; if the runtime
+    /// config has any `arg`, they replace the manifest's all together.
+    Arg,
+    /// `NAME=value`; runtime entries override manifest entries of that name.
+    Env,
+    /// Working directory of the app (runtime overrides manifest).
+    Workdir,
+    /// Guest memory in MiB, decimal (manifest; the stub may override).
+    Mem,
+    /// Manifest: `squashfs` (rootfs on /dev/vda) or `initramfs` (under /rootfs).
+    Rootfs,
+    /// Guest hostname.
+    Hostname,
+    /// `uid` or `uid:gid`, decimal.
+    User,
+    /// Manifest: a guest path to mount a writable tmpfs on.
+    Tmpfs,
+    /// Runtime: a 9p share: mount tag, guest path, `ro` or `rw`.
+    Share,
+    /// Runtime: `debug` makes smol-init print each step with a timestamp.
+    Log,
+    /// Runtime: the host terminal's size as `rows cols` when stdin is a tty.
+    Tty,
+}
+
+impl Key {
+    const ALL: [(Key, &'static str, usize); 12] = [
+        (Key::Entry, "entry", 1),
+        (Key::Arg, "arg", 1),
+        (Key::Env, "env", 1),
+        (Key::Workdir, "workdir", 1),
+        (Key::Mem, "mem", 1),
+        (Key::Rootfs, "rootfs", 1),
+        (Key::Hostname, "hostname", 1),
+        (Key::User, "user", 1),
+        (Key::Tmpfs, "tmpfs", 1),
+        (Key::Share, "share", 3),
+        (Key::Log, "log", 1),
+        (Key::Tty, "tty", 1),
+    ];
+
+    pub fn name(self) -> &'static str {
+        Self::ALL.iter().find(|e| e.0 == self).map_or("", |e| e.1)
+    }
+
+    pub fn arity(self) -> usize {
+        Self::ALL.iter().find(|e| e.0 == self).map_or(0, |e| e.2)
+    }
+
+    pub fn from_name(name: &[u8]) -> Option<Key> {
+        Self::ALL.iter().find(|e| e.1.as_bytes() == name).map(|e| e.0)
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ConfigError {
+    BadMagic,
+    TooLarge,
+    UnknownKey,
+    /// A record ends before all its fields (no final NUL).
+    Truncated,
+    /// A field given to the writer contains NUL, or the arity is wrong.
+    BadField,
+    /// The writer's buffer is full.
+    Full,
+}
+
+impl ConfigError {
+    pub fn message(self) -> &'static str {
+        match self {
+            ConfigError::BadMagic => "config: bad magic",
+            ConfigError::TooLarge => "config: larger than 256 KiB",
+            ConfigError::UnknownKey => "config: unknown key",
+            ConfigError::Truncated => "config: truncated record",
+            ConfigError::BadField => "config: field contains NUL or wrong field count",
+            ConfigError::Full => "config: does not fit",
+        }
+    }
+}
+
+/// One record: its key and `key.arity()` fields.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Record<'a> {
+    pub key: Key,
+    fields: [&'a [u8]; MAX_FIELDS],
+}
+
+impl<'a> Record<'a> {
+    /// Field `i` (empty if `i >= arity`).
+    pub fn field(&self, i: usize) -> &'a [u8] {
+        self.fields.get(i).copied().unwrap_or(&[])
+    }
+    /// The first (often only) field.
+    pub fn value(&self) -> &'a [u8] {
+        self.fields[0]
+    }
+}
+
+/// Iterates over the records of a config file. Yields an error once and then
+/// stops if the file is malformed.
+pub struct Records<'a> {
+    rest: &'a [u8],
+    failed: bool,
+}
+
+/// Checks the magic and size and returns an iterator over the records.
+pub fn parse(bytes: &[u8]) -> Result<Records<'_>, ConfigError> {
+    if bytes.len() > MAX_CONFIG_LEN {
+        return Err(ConfigError::TooLarge);
+    }
+    let rest = bytes.strip_prefix(MAGIC.as_slice()).ok_or(ConfigError::BadMagic)?;
+    Ok(Records { rest, failed: false })
+}
+
+/// Checks a whole file: every record well formed.
+pub fn validate(bytes: &[u8]) -> Result<(), ConfigError> {
+    parse(bytes)?.try_for_each(|r| r.map(drop))
+}
+
+fn split_nul(bytes: &[u8]) -> Option<(&[u8], &[u8])> {
+    let end = bytes.iter().position(|&b| b == 0)?;
+    Some((&bytes[..end], &bytes[end + 1..]))
+}
+
+impl<'a> Iterator for Records<'a> {
+    type Item = Result<Record<'a>, ConfigError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.failed || self.rest.is_empty() {
+            return None;
+        }
+        let result = self.next_record();
+        self.failed = result.is_err();
+        Some(result)
+    }
+}
+
+impl<'a> Records<'a> {
+    fn next_record(&mut self) -> Result<Record<'a>, ConfigError> {
+        let (name, mut rest) = split_nul(self.rest).ok_or(ConfigError::Truncated)?;
+        let key = Key::from_name(name).ok_or(ConfigError::UnknownKey)?;
+        let mut fields: [&'a [u8]; MAX_FIELDS] = [&[]; MAX_FIELDS];
+        for field in fields.iter_mut().take(key.arity()) {
+            let (value, after) = split_nul(rest).ok_or(ConfigError::Truncated)?;
+            *field = value;
+            rest = after;
+        }
+        self.rest = rest;
+        Ok(Record { key, fields })
+    }
+}
+
+/// Writes a config file into a caller-provided buffer (no allocation; the
+/// stub uses it at run time).
+pub struct Writer<'b> {
+    buf: &'b mut [u8],
+    len: usize,
+}
+
+impl<'b> Writer<'b> {
+    pub fn new(buf: &'b mut [u8]) -> Result<Self, ConfigError> {
+        let mut w = Writer { buf, len: 0 };
+        w.put(MAGIC)?;
+        Ok(w)
+    }
+
+    fn put(&mut self, bytes: &[u8]) -> Result<(), ConfigError> {
+        let end = self.len.checked_add(bytes.len()).ok_or(ConfigError::Full)?;
+        if end > MAX_CONFIG_LEN {
+            return Err(ConfigError::TooLarge);
+        }
+        self.buf.get_mut(self.len..end).ok_or(ConfigError::Full)?.copy_from_slice(bytes);
+        self.len = end;
+        Ok(())
+    }
+
+    /// Appends one record; `fields.len()` must equal `key.arity()` and no
+    /// field may contain NUL. On error nothing is appended.
+    pub fn push(&mut self, key: Key, fields: &[&[u8]]) -> Result<(), ConfigError> {
+        if fields.len() != key.arity() || fields.iter().any(|f| f.contains(&0)) {
+            return Err(ConfigError::BadField);
+        }
+        let start = self.len;
+        let result = (|| {
+            self.put(key.name().as_bytes())?;
+            self.put(&[0])?;
+            for f in fields {
+                self.put(f)?;
+                self.put(&[0])?;
+            }
+            Ok(())
+        })();
+        if result.is_err() {
+            self.len = start;
+        }
+        result
+    }
+
+    /// The bytes written so far.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.buf[..self.len]
+    }
+
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+}
+
+/// Builds a config file in memory (builder, tests).
+#[cfg(feature = "std")]
+pub fn to_vec(records: &[(Key, &[&[u8]])]) -> Result<std::vec::Vec<u8>, ConfigError> {
+    let mut buf = std::vec![0u8; MAX_CONFIG_LEN];
+    let mut w = Writer::new(&mut buf)?;
+    for (key, fields) in records {
+        w.push(*key, fields)?;
+    }
+    let len = w.len();
+    buf.truncate(len);
+    Ok(buf)
+}
+
+#[cfg(all(test, feature = "std"))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trip_keeps_bytes_exact() {
+        let args: [&[u8]; 5] = [b"a b", b"", b"\"q'\n", "ü✓".as_bytes(), b"\xff\x01"];
+        let mut recs: std::vec::Vec<(Key, &[&[u8]])> = std::vec::Vec::new();
+        let entry: [&[u8]; 1] = [b"/bin/app"];
+        recs.push((Key::Entry, &entry));
+        let arg_fields: std::vec::Vec<[&[u8]; 1]> = args.iter().map(|a| [*a]).collect();
+        for f in &arg_fields {
+            recs.push((Key::Arg, f));
+        }
+        let share: [&[u8]; 3] = [b"smolvm0", b"/data", b"ro"];
+        recs.push((Key::Share, &share));
+        let bytes = to_vec(&recs).expect("fits");
+        let parsed: std::vec::Vec<Record<'_>> =
+            parse(&bytes).expect("magic").map(|r| r.expect("valid")).collect();
+        assert_eq!(parsed.len(), 7);
+        assert_eq!(parsed[0].key, Key::Entry);
+        assert_eq!(parsed[0].value(), b"/bin/app");
+        for (i, a) in args.iter().enumerate() {
+            assert_eq!(parsed[i + 1].key, Key::Arg);
+            assert_eq!(parsed[i + 1].value(), *a);
+        }
+        assert_eq!(parsed[6].field(0), b"smolvm0");
+        assert_eq!(parsed[6].field(1), b"/data");
+        assert_eq!(parsed[6].field(2), b"ro");
+    }
+
+    #[test]
+    fn malformed_files_are_errors() {
+        assert_eq!(parse(b"SMOLCFG2").err(), Some(ConfigError::BadMagic));
+        assert_eq!(validate(b"SMOLCFG1arg\0x"), Err(ConfigError::Truncated));
+        assert_eq!(validate(b"SMOLCFG1nope\0x\0"), Err(ConfigError::UnknownKey));
+        assert_eq!(validate(b"SMOLCFG1share\0a\0b\0"), Err(ConfigError::Truncated));
+        assert_eq!(validate(b"SMOLCFG1"), Ok(()));
+        let big = std::vec![b'a'; MAX_CONFIG_LEN + 1];
+        assert_eq!(parse(&big).err(), Some(ConfigError::TooLarge));
+    }
+
+    #[test]
+    fn writer_refuses_nul_and_wrong_arity_and_overflow() {
+        let mut buf = [0u8; 32];
+        let mut w = Writer::new(&mut buf).expect("magic fits");
+        assert_eq!(w.push(Key::Arg, &[b"a\0b"]), Err(ConfigError::BadField));
+        assert_eq!(w.push(Key::Share, &[b"a"]), Err(ConfigError::BadField));
+        assert_eq!(w.push(Key::Arg, &[&[b'x'; 40]]), Err(ConfigError::Full));
+        assert_eq!(w.len(), MAGIC.len());
+        w.push(Key::Arg, &[b"ok"]).expect("fits");
+        assert_eq!(w.as_bytes(), b"SMOLCFG1arg\0ok\0");
+    }
+}
