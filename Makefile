@@ -1,0 +1,36 @@
+# smolvm — the two commands a newcomer needs (see README.md):
+#   make demo   build everything (installs what is missing) and run hello.vm
+#   make test   run the whole test suite
+# Both are idempotent: apt packages, the cached guest kernel and cargo
+# artifacts are only (re)built when missing or out of date.
+
+SHELL := /bin/bash
+CARGO ?= cargo
+SMOLVM := target/release/smolvm
+APT_PACKAGES := build-essential linux-source-6.1 bc flex bison libelf-dev libssl-dev \
+	busybox-static squashfs-tools qemu-system-x86 hyperfine cpio xz-utils lz4 zstd
+
+.PHONY: deps build kernel demo test bench clean-cache
+
+# Install the Debian packages a fresh machine lacks (needs root or sudo).
+deps:
+	@missing=$$(for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+		echo "installing: $$missing"; \
+		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+		$$SUDO apt-get update -q && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q $$missing; \
+	fi
+
+# Host tools and the two no_std binaries that go into every image.
+build: deps
+	$(CARGO) build --release -p vmm-stub -p smol-init -p builder
+
+# The guest kernel, cached under $${SMOLVM_CACHE:-~/.cache/smolvm} (~4 min the first time).
+kernel: build
+	$(SMOLVM) kernel build
+
+demo: kernel
+	./demo/run.sh
+
+test: kernel
+	$(CARGO) test --workspace --release
