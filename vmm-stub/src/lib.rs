@@ -1,0 +1,11 @@
+//! vmm-stub: the runtime half of smolvm. A `no_std`, libc-free KVM monitor
+//! that boots the kernel embedded in its own image file. The library holds
+//! every module (unit-tested on the host); `main.rs` is only the process
+//! entry point, panic handler and the `mem*` functions.
+#![cfg_attr(not(test), no_std)]
+
+pub mod bus;
+pub mod kvm;
+pub mod mem;
+pub mod out;
+pub mod sys;

@@ -1,0 +1,234 @@
+//! Guest RAM: one anonymous mapping that starts at guest physical address 0.
+//!
+//! This is the only module that dereferences guest memory. Every accessor
+//! takes a guest address and a length chosen by the (hostile) guest, checks
+//! `addr + len` against the RAM size with checked arithmetic, and returns
+//! `None` instead of touching anything outside the mapping.
+//!
+//! Aliasing: the guest writes this memory only while a vCPU is inside
+//! `KVM_RUN`. The stub runs its single vCPU on the thread that handles exits,
+//! so while any accessor's borrow is alive the guest is stopped and the bytes
+//! cannot change under Rust's feet. Code that adds a second thread touching
+//! guest RAM must use the `read_*`/`write_*` copies, not the slices.
+
+use core::ptr::NonNull;
+use rustix::io::Errno;
+use rustix::mm::{self, MapFlags, ProtFlags};
+
+/// Host page size assumed by the mappings (x86_64).
+pub const PAGE_SIZE: u64 = 4096;
+
+/// A guest physical address.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct GuestAddress(pub u64);
+
+impl GuestAddress {
+    /// `self + offset`, or `None` if it wraps.
+    pub fn checked_add(self, offset: u64) -> Option<GuestAddress> {
+        self.0.checked_add(offset).map(GuestAddress)
+    }
+
+    pub fn raw(self) -> u64 {
+        self.0
+    }
+}
+
+/// Plain-old-data: any byte pattern is a valid value and the type has no
+/// padding whose contents matter, so it may be copied to and from guest RAM.
+///
+/// # Safety
+/// Implement only for `#[repr(C)]`/primitive types without references,
+/// pointers, `bool`, enums or other types with invalid bit patterns.
+pub unsafe trait ByteValued: Copy {}
+
+// SAFETY: primitive integers accept every bit pattern.
+unsafe impl ByteValued for u8 {}
+// SAFETY: as above.
+unsafe impl ByteValued for u16 {}
+// SAFETY: as above.
+unsafe impl ByteValued for u32 {}
+// SAFETY: as above.
+unsafe impl ByteValued for u64 {}
+// SAFETY: arrays of POD are POD.
+unsafe impl<T: ByteValued, const N: usize> ByteValued for [T; N] {}
+
+/// Guest RAM `[0, len)` backed by one host mapping.
+pub struct GuestMemory {
+    base: NonNull<u8>,
+    len: usize,
+}
+
+impl GuestMemory {
+    /// Maps `len` bytes (rounded up to a page) of anonymous, zeroed memory.
+    /// `MAP_NORESERVE`: pages the guest never touches cost nothing.
+    pub fn new(len: u64) -> Result<GuestMemory, Errno> {
+        let len = usize::try_from(len).map_err(|_| Errno::NOMEM)?;
+        let len = len.checked_next_multiple_of(4096).ok_or(Errno::NOMEM)?;
+        if len == 0 {
+            return Err(Errno::INVAL);
+        }
+        // SAFETY: a fresh anonymous mapping at an address the kernel chooses
+        // aliases nothing; we own it until `drop` unmaps it.
+        let ptr = unsafe {
+            mm::mmap_anonymous(
+                core::ptr::null_mut(),
+                len,
+                ProtFlags::READ | ProtFlags::WRITE,
+                MapFlags::PRIVATE | MapFlags::NORESERVE,
+            )?
+        };
+        let base = NonNull::new(ptr.cast::<u8>()).ok_or(Errno::NOMEM)?;
+        Ok(GuestMemory { base, len })
+    }
+
+    /// Size of guest RAM in bytes.
+    pub fn len(&self) -> u64 {
+        self.len as u64
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Host virtual address of guest address 0 (for `KVM_SET_USER_MEMORY_REGION`).
+    pub fn host_base(&self) -> u64 {
+        self.base.as_ptr() as u64
+    }
+
+    /// The host index range of `[addr, addr + len)`, if it lies inside RAM.
+    /// Devices use it to validate guest buffers before any access.
+    pub fn checked_range(&self, addr: GuestAddress, len: u64) -> Option<core::ops::Range<usize>> {
+        let start = usize::try_from(addr.0).ok()?;
+        let end = start.checked_add(usize::try_from(len).ok()?)?;
+        (end <= self.len).then_some(start..end)
+    }
+
+    /// `[addr, addr + len)` of guest RAM, or `None` if any byte is outside.
+    pub fn slice(&self, addr: GuestAddress, len: u64) -> Option<&[u8]> {
+        let r = self.checked_range(addr, len)?;
+        // SAFETY: `r` lies inside the live mapping (checked above); the guest
+        // cannot write while we hold `&self` (module docs: single vCPU thread).
+        Some(unsafe { core::slice::from_raw_parts(self.base.as_ptr().add(r.start), r.len()) })
+    }
+
+    /// Mutable `[addr, addr + len)` of guest RAM, or `None` if outside.
+    pub fn slice_mut(&mut self, addr: GuestAddress, len: u64) -> Option<&mut [u8]> {
+        let r = self.checked_range(addr, len)?;
+        // SAFETY: inside the mapping (checked), and `&mut self` makes this the
+        // only host reference into guest RAM.
+        Some(unsafe { core::slice::from_raw_parts_mut(self.base.as_ptr().add(r.start), r.len()) })
+    }
+
+    /// Copies `buf.len()` bytes from guest RAM at `addr` into `buf`.
+    pub fn read_slice(&self, addr: GuestAddress, buf: &mut [u8]) -> Option<()> {
+        buf.copy_from_slice(self.slice(addr, buf.len() as u64)?);
+        Some(())
+    }
+
+    /// Copies `buf` into guest RAM at `addr`.
+    pub fn write_slice(&mut self, addr: GuestAddress, buf: &[u8]) -> Option<()> {
+        self.slice_mut(addr, buf.len() as u64)?.copy_from_slice(buf);
+        Some(())
+    }
+
+    /// Reads a `T` from `addr` (no alignment required).
+    pub fn read_obj<T: ByteValued>(&self, addr: GuestAddress) -> Option<T> {
+        let bytes = self.slice(addr, core::mem::size_of::<T>() as u64)?;
+        // SAFETY: `bytes` holds exactly size_of::<T>() readable bytes and any
+        // bit pattern is a valid `T` (ByteValued); read_unaligned needs no alignment.
+        Some(unsafe { bytes.as_ptr().cast::<T>().read_unaligned() })
+    }
+
+    /// Writes `val` to `addr` (no alignment required).
+    pub fn write_obj<T: ByteValued>(&mut self, addr: GuestAddress, val: T) -> Option<()> {
+        let bytes = self.slice_mut(addr, core::mem::size_of::<T>() as u64)?;
+        // SAFETY: `bytes` holds exactly size_of::<T>() writable bytes.
+        unsafe { bytes.as_mut_ptr().cast::<T>().write_unaligned(val) };
+        Some(())
+    }
+
+    /// Replaces guest RAM `[addr, addr + len)` with a private (copy-on-write)
+    /// mapping of `fd` at `offset`: the kernel's pages come straight from the
+    /// page cache, shared between every VM started from the same image.
+    /// `addr`, `offset` and `len` must be page aligned.
+    pub fn map_file(
+        &mut self,
+        addr: GuestAddress,
+        len: u64,
+        fd: rustix::fd::BorrowedFd<'_>,
+        offset: u64,
+    ) -> Result<(), Errno> {
+        let aligned = |v: u64| v % PAGE_SIZE == 0;
+        if !aligned(addr.0) || !aligned(len) || !aligned(offset) || len == 0 {
+            return Err(Errno::INVAL);
+        }
+        let r = self.checked_range(addr, len).ok_or(Errno::INVAL)?;
+        // SAFETY: `r` lies inside our own mapping, so MAP_FIXED replaces only
+        // pages this object owns; `&mut self` guarantees no live borrow into them.
+        unsafe {
+            mm::mmap(
+                self.base.as_ptr().add(r.start).cast(),
+                r.len(),
+                ProtFlags::READ | ProtFlags::WRITE,
+                MapFlags::PRIVATE | MapFlags::FIXED,
+                fd,
+                offset,
+            )?;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for GuestMemory {
+    fn drop(&mut self) {
+        // SAFETY: `base`/`len` describe the mapping created in `new`, and no
+        // borrow of it can outlive `self`.
+        let _ = unsafe { mm::munmap(self.base.as_ptr().cast(), self.len) };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accessors_stay_inside_ram() {
+        let mut m = GuestMemory::new(8192).expect("mmap");
+        assert_eq!(m.len(), 8192);
+        assert!(m.write_obj(GuestAddress(8188), 0xdead_beefu32).is_some());
+        assert_eq!(m.read_obj::<u32>(GuestAddress(8188)), Some(0xdead_beef));
+        assert!(m.write_obj(GuestAddress(8189), 0u32).is_none());
+        assert!(m.read_obj::<u64>(GuestAddress(u64::MAX - 3)).is_none());
+        assert!(m.slice(GuestAddress(0), 8193).is_none());
+        assert!(m.slice(GuestAddress(8192), 0).is_some());
+        assert!(m.slice(GuestAddress(1), u64::MAX).is_none());
+        assert!(m.checked_range(GuestAddress(u64::MAX), 1).is_none());
+        let mut buf = [0u8; 4];
+        m.read_slice(GuestAddress(8188), &mut buf).expect("inside");
+        assert_eq!(buf, 0xdead_beefu32.to_le_bytes());
+        assert!(m.write_slice(GuestAddress(8190), &buf).is_none());
+    }
+
+    #[test]
+    fn unaligned_objects_round_trip() {
+        let mut m = GuestMemory::new(4096).expect("mmap");
+        m.write_obj(GuestAddress(3), 0x0102_0304_0506_0708u64).expect("inside");
+        assert_eq!(m.read_obj::<u64>(GuestAddress(3)), Some(0x0102_0304_0506_0708));
+        assert_eq!(m.read_obj::<u8>(GuestAddress(3)), Some(8));
+    }
+
+    #[test]
+    fn map_file_checks_alignment_and_bounds() {
+        let mut m = GuestMemory::new(3 * 4096).expect("mmap");
+        let f = rustix::fs::open("/proc/self/exe", rustix::fs::OFlags::RDONLY, rustix::fs::Mode::empty())
+            .expect("exe");
+        use rustix::fd::AsFd;
+        assert_eq!(m.map_file(GuestAddress(1), 4096, f.as_fd(), 0), Err(Errno::INVAL));
+        assert_eq!(m.map_file(GuestAddress(8192), 8192, f.as_fd(), 0), Err(Errno::INVAL));
+        m.map_file(GuestAddress(4096), 4096, f.as_fd(), 0).expect("map");
+        assert_eq!(m.slice(GuestAddress(4096), 4), Some(&b"\x7fELF"[..]));
+        // Private: writes do not reach the file.
+        m.write_obj(GuestAddress(4096), 0u8).expect("cow");
+        assert_eq!(m.read_obj::<u8>(GuestAddress(4096)), Some(0));
+    }
+}

@@ -1,0 +1,168 @@
+//! Output to the host: whole-buffer writes to stdout/stderr and one-line
+//! `smolvm: ...` messages built without `core::fmt` (it costs kilobytes).
+
+use linker::abi::status::SMOLVM_FAILED;
+use rustix::fd::BorrowedFd;
+use rustix::io::{self, Errno};
+
+/// The process's standard output.
+pub fn stdout() -> BorrowedFd<'static> {
+    // SAFETY: fd 1 is open for the process's lifetime or writes fail with
+    // EBADF, which callers handle; we never close it.
+    unsafe { BorrowedFd::borrow_raw(1) }
+}
+
+/// The process's standard error.
+pub fn stderr() -> BorrowedFd<'static> {
+    // SAFETY: as for stdout, fd 2.
+    unsafe { BorrowedFd::borrow_raw(2) }
+}
+
+/// Writes all of `bytes`, retrying short writes and EINTR.
+pub fn write_all(fd: BorrowedFd<'_>, mut bytes: &[u8]) -> io::Result<()> {
+    while !bytes.is_empty() {
+        match io::write(fd, bytes) {
+            Ok(0) => return Err(Errno::IO),
+            Ok(n) => bytes = bytes.get(n..).unwrap_or(&[]),
+            Err(Errno::INTR) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+/// A message line: `smolvm: ` + parts + `\n`, truncated at 256 bytes.
+pub struct Line {
+    buf: heapless::Vec<u8, 256>,
+}
+
+impl Default for Line {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Line {
+    pub fn new() -> Line {
+        let mut l = Line { buf: heapless::Vec::new() };
+        l.push(b"smolvm: ");
+        l
+    }
+
+    /// A line without the `smolvm: ` prefix.
+    pub fn bare() -> Line {
+        Line { buf: heapless::Vec::new() }
+    }
+
+    fn push(&mut self, b: &[u8]) {
+        for &c in b {
+            if self.buf.push(c).is_err() {
+                break;
+            }
+        }
+    }
+
+    pub fn s(mut self, s: &str) -> Line {
+        self.push(s.as_bytes());
+        self
+    }
+
+    pub fn b(mut self, b: &[u8]) -> Line {
+        self.push(b);
+        self
+    }
+
+    /// Decimal.
+    pub fn u(mut self, v: u64) -> Line {
+        let mut digits = [0u8; 20];
+        let mut i = digits.len();
+        let mut v = v;
+        loop {
+            i -= 1;
+            digits[i] = b'0' + (v % 10) as u8;
+            v /= 10;
+            if v == 0 {
+                break;
+            }
+        }
+        self.push(&digits[i..]);
+        self
+    }
+
+    /// `0x`-prefixed hexadecimal.
+    pub fn x(mut self, v: u64) -> Line {
+        self.push(b"0x");
+        let mut started = false;
+        for shift in (0..16).rev() {
+            let d = ((v >> (shift * 4)) & 0xf) as u8;
+            if d != 0 || started || shift == 0 {
+                started = true;
+                self.push(&[b"0123456789abcdef"[usize::from(d)]]);
+            }
+        }
+        self
+    }
+
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.buf
+    }
+
+    /// Writes the line (with `\n`) to stderr.
+    pub fn emit(mut self) {
+        if self.buf.last() != Some(&b'\n') {
+            if self.buf.is_full() {
+                self.buf.pop();
+            }
+            let _ = self.buf.push(b'\n');
+        }
+        let _ = write_all(stderr(), &self.buf);
+    }
+
+    /// Writes the line to stdout (for `--smolvm-info`/`--smolvm-help`).
+    pub fn print(mut self) {
+        if self.buf.is_full() {
+            self.buf.pop();
+        }
+        let _ = self.buf.push(b'\n');
+        let _ = write_all(stdout(), &self.buf);
+    }
+
+    /// Writes the line and exits with status 125 (smolvm failed).
+    pub fn fail(self) -> ! {
+        self.emit();
+        crate::sys::exit(SMOLVM_FAILED)
+    }
+}
+
+/// Prints the one-line message of `msg` and exits 125.
+pub fn fail(msg: &str) -> ! {
+    Line::new().s(msg).fail()
+}
+
+/// The panic handler's line: where the stub failed, then status 125.
+pub fn panic_line(location: Option<(&str, u32)>) -> ! {
+    let mut l = Line::new().s("internal error (please report)");
+    if let Some((file, line)) = location {
+        l = l.s(" at ").s(file).s(":").u(u64::from(line));
+    }
+    l.fail()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numbers_format_like_fmt() {
+        for v in [0u64, 7, 10, 255, 4096, u64::MAX] {
+            let l = Line::bare().u(v).s(" ").x(v);
+            assert_eq!(l.as_bytes(), std::format!("{v} {v:#x}").as_bytes());
+        }
+    }
+
+    #[test]
+    fn long_lines_are_truncated_not_overflowed() {
+        let l = Line::new().b(&[b'a'; 400]);
+        assert_eq!(l.as_bytes().len(), 256);
+    }
+}
