@@ -5,3 +5,11 @@
 
 pub mod abi;
 pub mod config;
+pub mod cpio;
+pub mod image;
+pub mod sha256;
+#[cfg(feature = "std")]
+pub mod testing;
+#[cfg(feature = "std")]
+pub mod write;
+pub mod xxh64;
