@@ -9,3 +9,4 @@ pub mod kvm;
 pub mod mem;
 pub mod out;
 pub mod sys;
+pub mod virtio;
