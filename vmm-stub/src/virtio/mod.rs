@@ -21,6 +21,7 @@
 //! [`crate::bus::Bus`] slot the ABI assigns (`linker::abi::slot`).
 
 
+pub mod blk;
 pub mod chain;
 
 pub mod mmio;

@@ -1,0 +1,346 @@
+//! virtio-blk (virtio 1.x §5.2) served straight from a host file with
+//! `pread`/`pwrite` into and out of guest RAM: no copy of the disk in RAM.
+//!
+//! One device per disk: the rootfs (the image's squashfs section: a window
+//! `[offset, offset + len)` of the image file, read-only) and extra disks
+//! (`--smolvm-disk`), read-write unless `:ro`, where FLUSH is `fdatasync`.
+//!
+//! Every request is checked: header (16 bytes) device-readable, status byte
+//! the last device-writable byte, data direction matching the type,
+//! `sector * 512 + len` computed with checked arithmetic and inside the
+//! disk. Anything else is answered IOERR (UNSUPP for unknown types); a
+//! chain without room for a status byte is returned with length 0. Host I/O
+//! errors are IOERR too. Only a malformed *queue* stops the device.
+
+use super::queue::{Queue, QueueError};
+use super::{id, read_config_bytes, Irq, Reader, VirtioDevice, Writer};
+use crate::mem::GuestMemory;
+use rustix::fd::BorrowedFd;
+use rustix::io::Errno;
+
+pub const SECTOR: u64 = 512;
+const QUEUE_SIZE: u16 = 128;
+
+const F_SEG_MAX: u64 = 1 << 2;
+const F_RO: u64 = 1 << 5;
+const F_BLK_SIZE: u64 = 1 << 6;
+const F_FLUSH: u64 = 1 << 9;
+
+const T_IN: u32 = 0;
+const T_OUT: u32 = 1;
+const T_FLUSH: u32 = 4;
+const T_GET_ID: u32 = 8;
+
+const S_OK: u8 = 0;
+const S_IOERR: u8 = 1;
+const S_UNSUPP: u8 = 2;
+
+/// Length of the GET_ID answer (virtio: 20 bytes, NUL-padded).
+const ID_LEN: usize = 20;
+/// Largest single host I/O, so one `pread` cannot be asked for gigabytes.
+const IO_CHUNK: usize = 1 << 20;
+
+/// A disk: `len` bytes of `fd` starting at `offset`.
+pub struct Block<'f> {
+    fd: BorrowedFd<'f>,
+    offset: u64,
+    len: u64,
+    read_only: bool,
+    id: [u8; ID_LEN],
+    config: [u8; 24],
+}
+
+impl<'f> Block<'f> {
+    /// A disk over `fd[offset .. offset + len)`. The capacity is `len`
+    /// rounded up to whole sectors; the tail of the last sector reads as
+    /// zeros (and cannot be written). `id` is the GET_ID answer (≤ 20 bytes).
+    pub fn new(fd: BorrowedFd<'f>, offset: u64, len: u64, read_only: bool, id: &[u8]) -> Block<'f> {
+        let sectors = len.div_ceil(SECTOR);
+        let mut config = [0u8; 24];
+        config[0..8].copy_from_slice(&sectors.to_le_bytes());
+        config[12..16].copy_from_slice(&(u32::from(QUEUE_SIZE) - 2).to_le_bytes()); // seg_max
+        config[20..24].copy_from_slice(&(SECTOR as u32).to_le_bytes()); // blk_size
+        let mut idb = [0u8; ID_LEN];
+        let n = id.len().min(ID_LEN);
+        idb[..n].copy_from_slice(&id[..n]);
+        Block { fd, offset, len, read_only, id: idb, config }
+    }
+
+    /// Checked `[start, end)` byte range of a request inside the disk.
+    fn range(&self, sector: u64, len: u64) -> Option<(u64, u64)> {
+        let start = sector.checked_mul(SECTOR)?;
+        let end = start.checked_add(len)?;
+        (end <= self.len.div_ceil(SECTOR) * SECTOR).then_some((start, end))
+    }
+
+    /// Host file position of disk byte `pos`.
+    fn host_pos(&self, pos: u64) -> Result<u64, Errno> {
+        self.offset.checked_add(pos).ok_or(Errno::OVERFLOW)
+    }
+
+    fn read_into(&self, mem: &mut GuestMemory, w: &mut Writer<'_>, mut pos: u64) -> Result<(), Errno> {
+        while let Some(chunk) = w.chunk_mut(mem, IO_CHUNK) {
+            // Bytes of this chunk that exist in the file; the rest is the zero tail.
+            let in_file = usize::try_from(self.len.saturating_sub(pos)).unwrap_or(usize::MAX).min(chunk.len());
+            let (file_part, tail) = chunk.split_at_mut(in_file);
+            let mut done = 0;
+            while done < file_part.len() {
+                let at = self.host_pos(pos + done as u64)?;
+                match rustix::io::pread(self.fd, &mut file_part[done..], at) {
+                    Ok(0) => return Err(Errno::IO), // file shorter than the disk
+                    Ok(n) => done += n,
+                    Err(Errno::INTR) => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            tail.fill(0);
+            let n = chunk.len();
+            w.advance(n);
+            pos += n as u64;
+        }
+        Ok(())
+    }
+
+    fn write_from(&self, mem: &GuestMemory, r: &mut Reader<'_>, mut pos: u64) -> Result<(), Errno> {
+        while let Some(chunk) = r.chunk(mem, IO_CHUNK) {
+            if pos.checked_add(chunk.len() as u64).is_none_or(|end| end > self.len) {
+                return Err(Errno::NOSPC); // the zero tail of a partial last sector
+            }
+            let mut done = 0;
+            while done < chunk.len() {
+                let at = self.host_pos(pos + done as u64)?;
+                match rustix::io::pwrite(self.fd, &chunk[done..], at) {
+                    Ok(0) => return Err(Errno::IO),
+                    Ok(n) => done += n,
+                    Err(Errno::INTR) => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            r.advance(chunk.len());
+            pos += chunk.len() as u64;
+        }
+        Ok(())
+    }
+
+    /// Serves one request; returns the status byte.
+    fn serve(&self, mem: &mut GuestMemory, r: &mut Reader<'_>, w: &mut Writer<'_>) -> u8 {
+        let Some(hdr) = r.read_array::<16>(mem) else { return S_IOERR };
+        let kind = u32::from_le_bytes([hdr[0], hdr[1], hdr[2], hdr[3]]);
+        let mut sector = [0u8; 8];
+        sector.copy_from_slice(&hdr[8..16]);
+        let sector = u64::from_le_bytes(sector);
+        let ok = |res: Result<(), Errno>| if res.is_ok() { S_OK } else { S_IOERR };
+        match kind {
+            T_IN => {
+                let Some((start, _)) = self.range(sector, w.available()) else { return S_IOERR };
+                if r.available() != 0 {
+                    return S_IOERR;
+                }
+                ok(self.read_into(mem, w, start))
+            }
+            T_OUT => {
+                let Some((start, _)) = self.range(sector, r.available()) else { return S_IOERR };
+                if self.read_only || w.available() != 0 {
+                    return S_IOERR;
+                }
+                ok(self.write_from(mem, r, start))
+            }
+            T_FLUSH if self.read_only => S_OK,
+            T_FLUSH => ok(rustix::fs::fdatasync(self.fd)),
+            T_GET_ID => {
+                let n = usize::try_from(w.available()).unwrap_or(ID_LEN).min(ID_LEN);
+                w.write(mem, &self.id[..n]);
+                S_OK
+            }
+            _ => S_UNSUPP,
+        }
+    }
+}
+
+impl VirtioDevice for Block<'_> {
+    fn device_id(&self) -> u32 {
+        id::BLOCK
+    }
+
+    fn features(&self) -> u64 {
+        F_SEG_MAX | F_BLK_SIZE | if self.read_only { F_RO } else { F_FLUSH }
+    }
+
+    fn queue_max_sizes(&self) -> &[u16] {
+        &[QUEUE_SIZE]
+    }
+
+    fn read_config(&self, offset: u64, data: &mut [u8]) {
+        read_config_bytes(&self.config, offset, data);
+    }
+
+    fn process_queue(&mut self, index: usize, queues: &mut [Queue], mem: &mut GuestMemory) -> Result<Irq, QueueError> {
+        let q = queues.get_mut(index).ok_or(QueueError::NotReady)?;
+        let mut irq = Irq::NONE;
+        while let Some(chain) = q.pop(mem)? {
+            let mut r = Reader::new(&chain);
+            let mut w = Writer::new(&chain);
+            let used = match w.split_tail(1) {
+                Some(mut status) => {
+                    let s = self.serve(mem, &mut r, &mut w);
+                    status.write_all(mem, &[s]);
+                    w.written().saturating_add(1)
+                }
+                None => 0, // no room to answer: hand the chain back untouched
+            };
+            q.add_used(mem, chain.head, used)?;
+            irq = Irq::VRING;
+        }
+        if q.interrupts_suppressed(mem) {
+            irq = Irq::NONE;
+        }
+        Ok(irq)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::mem::GuestAddress;
+    use crate::virtio::queue::testdriver::*;
+    use std::io::{Read, Seek, Write};
+    use std::os::fd::AsFd;
+
+    const HDR: u64 = DATA;
+    const BUF: u64 = DATA + 0x1000;
+    const STATUS: u64 = DATA + 0x100;
+
+    struct Rig {
+        mem: GuestMemory,
+        q: Queue,
+        n: u16,
+    }
+
+    impl Rig {
+        fn new() -> Rig {
+            let mem = GuestMemory::new(1 << 22).expect("mmap");
+            let q = queue(&mem, 16);
+            Rig { mem, q, n: 0 }
+        }
+        /// Sends one request; returns (status, used len).
+        fn req(&mut self, dev: &mut Block<'_>, kind: u32, sector: u64, bufs: &[(u64, u32, bool)]) -> (u8, u32) {
+            let mut hdr = [0u8; 16];
+            hdr[..4].copy_from_slice(&kind.to_le_bytes());
+            hdr[8..].copy_from_slice(&sector.to_le_bytes());
+            self.mem.write_slice(GuestAddress(HDR), &hdr).expect("ram");
+            self.mem.write_obj(GuestAddress(STATUS), 0xffu8).expect("ram");
+            let mut all = vec![(HDR, 16, false)];
+            all.extend_from_slice(bufs);
+            all.push((STATUS, 1, true));
+            chain(&mut self.mem, 16, 0, &all);
+            let mut qs = [self.q];
+            dev.process_queue(0, &mut qs, &mut self.mem).expect("queue ok");
+            self.q = qs[0];
+            let (idx, _, len) = used(&self.mem, self.n % 16);
+            self.n += 1;
+            assert_eq!(idx, self.n);
+            (self.mem.read_obj(GuestAddress(STATUS)).expect("ram"), len)
+        }
+    }
+
+    fn disk(bytes: &[u8]) -> std::fs::File {
+        let mut f = tempfile();
+        f.write_all(bytes).expect("write");
+        f
+    }
+
+    fn tempfile() -> std::fs::File {
+        let dir = std::env::temp_dir();
+        let p = dir.join(format!("smolvm-blk-{}-{:?}", std::process::id(), std::thread::current().id()));
+        let f = std::fs::OpenOptions::new().read(true).write(true).create(true).truncate(true).open(&p).expect("tmp");
+        std::fs::remove_file(&p).expect("unlink");
+        f
+    }
+
+    #[test]
+    fn reads_a_window_of_the_file() {
+        let mut content = vec![0xeeu8; 4096];
+        content.extend((0..2048u32).map(|i| (i % 251) as u8));
+        content.extend([0xee; 512]);
+        let f = disk(&content);
+        let mut dev = Block::new(f.as_fd(), 4096, 2048, true, b"smolvm-rootfs");
+        let mut rig = Rig::new();
+        assert_eq!(rig.req(&mut dev, T_IN, 1, &[(BUF, 1024, true)]), (S_OK, 1025));
+        assert_eq!(rig.mem.slice(GuestAddress(BUF), 1024), Some(&content[4096 + 512..4096 + 1536]));
+        // GET_ID
+        assert_eq!(rig.req(&mut dev, T_GET_ID, 0, &[(BUF, 20, true)]), (S_OK, 21));
+        assert_eq!(rig.mem.slice(GuestAddress(BUF), 14), Some(&b"smolvm-rootfs\0"[..]));
+        // Past the end, and a sector number whose byte offset overflows.
+        assert_eq!(rig.req(&mut dev, T_IN, 4, &[(BUF, 512, true)]).0, S_IOERR);
+        assert_eq!(rig.req(&mut dev, T_IN, 3, &[(BUF, 1024, true)]).0, S_IOERR);
+        assert_eq!(rig.req(&mut dev, T_IN, u64::MAX / 256, &[(BUF, 512, true)]).0, S_IOERR);
+        assert_eq!(rig.req(&mut dev, T_IN, u64::MAX, &[(BUF, 512, true)]).0, S_IOERR);
+        // Read-only: writes refused, file untouched; flush is a no-op.
+        assert_eq!(rig.req(&mut dev, T_OUT, 0, &[(BUF, 512, false)]).0, S_IOERR);
+        assert_eq!(rig.req(&mut dev, T_FLUSH, 0, &[]).0, S_OK);
+        assert_eq!(rig.req(&mut dev, 77, 0, &[]).0, S_UNSUPP);
+        assert_eq!(dev.features() & F_RO, F_RO);
+        let mut cap = [0u8; 8];
+        dev.read_config(0, &mut cap);
+        assert_eq!(u64::from_le_bytes(cap), 4);
+    }
+
+    #[test]
+    fn partial_last_sector_reads_zeros() {
+        let f = disk(&[7u8; 700]);
+        let mut dev = Block::new(f.as_fd(), 0, 700, true, b"x");
+        let mut rig = Rig::new();
+        assert_eq!(rig.req(&mut dev, T_IN, 1, &[(BUF, 512, true)]), (S_OK, 513));
+        let got = rig.mem.slice(GuestAddress(BUF), 512).expect("ram");
+        assert!(got[..188].iter().all(|&b| b == 7) && got[188..].iter().all(|&b| b == 0));
+    }
+
+    #[test]
+    fn writes_and_flushes() {
+        let mut f = disk(&[0u8; 8192]);
+        let mut dev = Block::new(f.as_fd(), 0, 8192, false, b"smolvm-disk0");
+        let mut rig = Rig::new();
+        rig.mem.write_slice(GuestAddress(BUF), &[0xab; 1024]).expect("ram");
+        assert_eq!(rig.req(&mut dev, T_OUT, 2, &[(BUF, 1000, false), (BUF + 1000, 24, false)]), (S_OK, 1));
+        assert_eq!(rig.req(&mut dev, T_FLUSH, 0, &[]), (S_OK, 1));
+        // Data direction must match: a writable data buffer on a write, a
+        // readable one on a read.
+        assert_eq!(rig.req(&mut dev, T_OUT, 0, &[(BUF, 512, true)]).0, S_IOERR);
+        assert_eq!(rig.req(&mut dev, T_IN, 0, &[(BUF, 512, false)]).0, S_IOERR);
+        assert_eq!(rig.req(&mut dev, T_OUT, 15, &[(BUF, 1024, false)]).0, S_IOERR);
+        let mut back = vec![0u8; 8192];
+        f.seek(std::io::SeekFrom::Start(0)).expect("seek");
+        f.read_exact(&mut back).expect("read");
+        assert!(back[1024..2048].iter().all(|&b| b == 0xab));
+        assert!(back[..1024].iter().chain(&back[2048..]).all(|&b| b == 0));
+    }
+
+    #[test]
+    fn host_errors_are_ioerr() {
+        let f = std::fs::File::open("/").expect("dir"); // pread on a directory: EISDIR
+        let mut dev = Block::new(f.as_fd(), 0, 4096, false, b"x");
+        let mut rig = Rig::new();
+        assert_eq!(rig.req(&mut dev, T_IN, 0, &[(BUF, 512, true)]).0, S_IOERR);
+        assert_eq!(rig.req(&mut dev, T_OUT, 0, &[(BUF, 512, false)]).0, S_IOERR);
+        // A file shorter than the disk claims.
+        let f = disk(&[1u8; 100]);
+        let mut dev = Block::new(f.as_fd(), 0, 4096, false, b"x");
+        assert_eq!(rig.req(&mut dev, T_IN, 1, &[(BUF, 512, true)]).0, S_IOERR);
+    }
+
+    #[test]
+    fn malformed_requests_get_an_answer() {
+        let f = disk(&[0u8; 4096]);
+        let mut dev = Block::new(f.as_fd(), 0, 4096, false, b"x");
+        let mut rig = Rig::new();
+        // Header shorter than 16 bytes.
+        let mut qs = [rig.q];
+        chain(&mut rig.mem, 16, 0, &[(HDR, 8, false), (STATUS, 1, true)]);
+        dev.process_queue(0, &mut qs, &mut rig.mem).expect("queue ok");
+        assert_eq!(rig.mem.read_obj::<u8>(GuestAddress(STATUS)), Some(S_IOERR));
+        // No writable byte at all: returned with length 0.
+        chain(&mut rig.mem, 16, 0, &[(HDR, 16, false)]);
+        dev.process_queue(0, &mut qs, &mut rig.mem).expect("queue ok");
+        assert_eq!(used(&rig.mem, 1), (2, 0, 0));
+    }
+}
