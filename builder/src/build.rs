@@ -1,0 +1,287 @@
+//! `smolvm build`: rootfs + entry + kernel + stub + init → one executable
+//! image (format in `linker::image`). Every input is checked before the
+//! output is touched; the image is written to a temporary file in the
+//! output's directory and renamed into place, so an error never leaves a
+//! partial file behind.
+
+use crate::bail;
+use crate::error::{Context, Error, Result};
+use crate::kernel_file::KernelFile;
+use crate::output::TempFile;
+use crate::rootfs::{self, Compressor, MOUNTPOINTS};
+use linker::config::{self, Key};
+use linker::cpio::{Archive, FileData, Node, S_IFCHR};
+use linker::image::{Kind, FLAG_BZIMAGE};
+use linker::write::ImageWriter;
+use std::ffi::OsString;
+use std::fs::{self, File};
+use std::io::{BufWriter, Write};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum RootfsFormat {
+    /// Read-only squashfs section, served to the guest as /dev/vda.
+    Squashfs,
+    /// The tree inside the initramfs under /rootfs (small apps).
+    Initramfs,
+}
+
+impl RootfsFormat {
+    fn name(self) -> &'static str {
+        match self {
+            RootfsFormat::Squashfs => "squashfs",
+            RootfsFormat::Initramfs => "initramfs",
+        }
+    }
+}
+
+#[derive(clap::Args, Debug)]
+pub struct BuildArgs {
+    /// Directory holding the app's root filesystem.
+    #[arg(long, value_name = "DIR")]
+    pub rootfs: PathBuf,
+    /// The app: an absolute path inside the rootfs (or a name searched in PATH).
+    #[arg(long, value_name = "PATH")]
+    pub entry: OsString,
+    /// Default argument (repeatable); `./app.vm ARGS` replaces them all.
+    #[arg(long = "arg", value_name = "ARG", allow_hyphen_values = true)]
+    pub args: Vec<OsString>,
+    /// Environment variable NAME=value (repeatable).
+    #[arg(long = "env", value_name = "NAME=VALUE")]
+    pub env: Vec<OsString>,
+    /// Working directory of the app (absolute guest path).
+    #[arg(long, value_name = "DIR")]
+    pub workdir: Option<OsString>,
+    /// Guest memory, e.g. 256M or 1G (default: 128M, chosen by the stub).
+    #[arg(long, value_name = "SIZE")]
+    pub mem: Option<String>,
+    /// Guest hostname.
+    #[arg(long)]
+    pub hostname: Option<String>,
+    /// Guest kernel (vmlinux or bzImage); default $SMOLVM_KERNEL, then `smolvm kernel path`.
+    #[arg(long, value_name = "FILE")]
+    pub kernel: Option<PathBuf>,
+    #[arg(long, value_enum, default_value = "squashfs")]
+    pub rootfs_format: RootfsFormat,
+    /// squashfs compressor.
+    #[arg(long, value_enum, default_value = "zstd")]
+    pub compression: Compressor,
+    /// vmm-stub binary; default $SMOLVM_STUB, then `vmm-stub` next to smolvm.
+    #[arg(long, value_name = "FILE")]
+    pub stub: Option<PathBuf>,
+    /// smol-init binary; default $SMOLVM_INIT, then `smol-init` next to smolvm.
+    #[arg(long, value_name = "FILE")]
+    pub init: Option<PathBuf>,
+    /// Output image (written atomically, mode 0755).
+    #[arg(short, long, value_name = "FILE")]
+    pub output: PathBuf,
+}
+
+/// Parses a memory size (`256M`, `1G`, `512MiB`, `1024` = MiB) into MiB.
+pub fn parse_mem(s: &str) -> Result<u32> {
+    const MIN_MIB: u64 = 16;
+    const MAX_MIB: u64 = 1 << 20;
+    let bad = || Error(format!("bad --mem `{s}`: give a size like 256M or 1G (between {MIN_MIB}M and 1T)"));
+    let t = s.trim();
+    let digits = t.bytes().take_while(u8::is_ascii_digit).count();
+    let (num, unit) = t.split_at(digits);
+    let n: u64 = num.parse().map_err(|_| bad())?;
+    let unit = unit.trim().to_ascii_lowercase();
+    let unit = unit.trim_end_matches("ib").trim_end_matches('b');
+    let kib = match unit {
+        "k" => n,
+        "" | "m" => n.checked_mul(1 << 10).ok_or_else(bad)?,
+        "g" => n.checked_mul(1 << 20).ok_or_else(bad)?,
+        "t" => n.checked_mul(1 << 30).ok_or_else(bad)?,
+        _ => return Err(bad()),
+    };
+    if kib % 1024 != 0 {
+        return Err(Error(format!("bad --mem `{s}`: must be a whole number of MiB")));
+    }
+    let mib = kib / 1024;
+    if !(MIN_MIB..=MAX_MIB).contains(&mib) {
+        return Err(bad());
+    }
+    u32::try_from(mib).map_err(|_| bad())
+}
+
+/// `--stub`, then `$env`, then `name` next to the running smolvm.
+fn locate(flag: Option<&Path>, env: &str, name: &str, cargo_pkg: &str) -> Result<PathBuf> {
+    let path = match (flag, std::env::var_os(env)) {
+        (Some(p), _) => p.to_path_buf(),
+        (None, Some(p)) if !p.is_empty() => PathBuf::from(p),
+        _ => {
+            let exe = std::env::current_exe().context(|| "locating the smolvm executable".into())?;
+            exe.with_file_name(name)
+        }
+    };
+    let bytes = match fs::read(&path) {
+        Ok(b) => b,
+        Err(e) => bail!(
+            "{name} not found at {} ({e}): build it with `cargo build --release -p {cargo_pkg}`, or pass its path with --{} / ${env}",
+            path.display(),
+            if name == "vmm-stub" { "stub" } else { "init" }
+        ),
+    };
+    if !bytes.starts_with(b"\x7fELF") {
+        bail!("{name} {} is not an ELF executable", path.display());
+    }
+    Ok(path)
+}
+
+/// `--kernel`, then `$SMOLVM_KERNEL`, then what `smolvm kernel path` prints.
+fn locate_kernel(flag: Option<&Path>) -> Result<PathBuf> {
+    if let Some(p) = flag {
+        return Ok(p.to_path_buf());
+    }
+    if let Some(p) = std::env::var_os("SMOLVM_KERNEL").filter(|p| !p.is_empty()) {
+        return Ok(PathBuf::from(p));
+    }
+    let hint = "no guest kernel: pass --kernel FILE, set SMOLVM_KERNEL, or run `smolvm kernel build`";
+    let exe = std::env::current_exe().context(|| hint.into())?;
+    let out = std::process::Command::new(exe)
+        .args(["kernel", "path"])
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .context(|| hint.into())?;
+    let path = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    if !out.status.success() || path.is_empty() {
+        bail!("{hint}");
+    }
+    Ok(PathBuf::from(path))
+}
+
+/// `SOURCE_DATE_EPOCH` (reproducible-builds.org) or 0.
+fn build_time() -> Result<u32> {
+    match std::env::var("SOURCE_DATE_EPOCH") {
+        Err(_) => Ok(0),
+        Ok(s) => s.trim().parse().map_err(|_| {
+            Error(format!("bad SOURCE_DATE_EPOCH `{s}`: give seconds since 1970 (fits in 32 bits)"))
+        }),
+    }
+}
+
+/// Everything the manifest says, checked.
+fn manifest(a: &BuildArgs, mem: Option<u32>) -> Result<Vec<u8>> {
+    let mut recs: Vec<(Key, Vec<u8>)> = vec![(Key::Entry, a.entry.as_bytes().to_vec())];
+    recs.extend(a.args.iter().map(|x| (Key::Arg, x.as_bytes().to_vec())));
+    for e in &a.env {
+        let e = e.as_bytes();
+        match e.iter().position(|&b| b == b'=') {
+            Some(i) if i > 0 => recs.push((Key::Env, e.to_vec())),
+            _ => bail!("bad --env `{}`: expected NAME=value", String::from_utf8_lossy(e)),
+        }
+    }
+    if let Some(w) = &a.workdir {
+        if !w.as_bytes().starts_with(b"/") {
+            bail!("bad --workdir `{}`: must be an absolute guest path", w.to_string_lossy());
+        }
+        recs.push((Key::Workdir, w.as_bytes().to_vec()));
+    }
+    if let Some(m) = mem {
+        recs.push((Key::Mem, m.to_string().into_bytes()));
+    }
+    recs.push((Key::Rootfs, a.rootfs_format.name().as_bytes().to_vec()));
+    if let Some(h) = &a.hostname {
+        if h.is_empty() || h.len() > 64 || !h.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.') {
+            bail!("bad --hostname `{h}`: 1-64 letters, digits, `-` or `.`");
+        }
+        recs.push((Key::Hostname, h.clone().into_bytes()));
+    }
+    let fields: Vec<[&[u8]; 1]> = recs.iter().map(|(_, v)| [v.as_slice()]).collect();
+    let table: Vec<(Key, &[&[u8]])> = recs.iter().zip(&fields).map(|((k, _), f)| (*k, &f[..])).collect();
+    config::to_vec(&table).map_err(|e| Error(format!("manifest: {}", e.message())))
+}
+
+/// The image's initramfs: init, the manifest copy, /dev/console, and for
+/// the initramfs rootfs format the tree under `rootfs/`.
+fn initramfs(a: &BuildArgs, init: &Path, manifest: &[u8], mtime: u32) -> Result<Vec<u8>> {
+    let mut ar = Archive::new(mtime);
+    let mut add = |p: &str, n: Node| ar.insert(p.as_bytes(), n).context(|| "initramfs".into());
+    add(linker::abi::INIT_PATH, Node::File { perm: 0o755, data: FileData::Path(init.to_path_buf()) })?;
+    add(linker::abi::GUEST_MANIFEST_PATH, Node::File { perm: 0o644, data: FileData::Bytes(manifest.to_vec()) })?;
+    // The kernel opens /dev/console for init's stdio before devtmpfs exists.
+    add("dev/console", Node::Device { mode: S_IFCHR | 0o600, major: 5, minor: 1 })?;
+    if a.rootfs_format == RootfsFormat::Initramfs {
+        let prefix = linker::abi::INITRAMFS_ROOT_DIR;
+        rootfs::add_tree(&mut ar, &a.rootfs, prefix.as_bytes())?;
+        for m in MOUNTPOINTS {
+            let p = format!("{prefix}/{m}");
+            if !ar.contains(p.as_bytes()) {
+                ar.insert(p.as_bytes(), Node::Dir { perm: 0o755 }).context(|| "initramfs".into())?;
+            }
+        }
+    }
+    ar.to_vec().context(|| "initramfs".into())
+}
+
+pub fn run(a: &BuildArgs) -> Result<()> {
+    let mem = a.mem.as_deref().map(parse_mem).transpose()?;
+    let mtime = build_time()?;
+    let md = fs::metadata(&a.rootfs).context(|| format!("rootfs {}", a.rootfs.display()))?;
+    if !md.is_dir() {
+        bail!("rootfs {} is not a directory", a.rootfs.display());
+    }
+    let path_env = a.env.iter().rev().find_map(|e| e.as_bytes().strip_prefix(b"PATH="));
+    rootfs::check_entry(&a.rootfs, a.entry.as_bytes(), path_env)?;
+    let manifest = manifest(a, mem)?;
+    let stub = locate(a.stub.as_deref(), "SMOLVM_STUB", "vmm-stub", "vmm-stub")?;
+    let init = locate(a.init.as_deref(), "SMOLVM_INIT", "smol-init", "smol-init")?;
+    let kernel = KernelFile::load(&locate_kernel(a.kernel.as_deref())?)?;
+
+    let out = TempFile::create_beside(&a.output, 0o755)?;
+    let squashfs = match a.rootfs_format {
+        RootfsFormat::Squashfs => {
+            let sq = TempFile::reserve_beside(&a.output, "sqfs")?;
+            rootfs::mksquashfs(&a.rootfs, sq.path(), a.compression, mtime)?;
+            Some(sq)
+        }
+        RootfsFormat::Initramfs => None,
+    };
+    let cpio = initramfs(a, &init, &manifest, mtime)?;
+    let open = |p: &Path| File::open(p).context(|| p.display().to_string());
+    let write_err = |e: std::io::Error| Error(format!("writing {}: {e}", a.output.display()));
+    let mut w = ImageWriter::new(BufWriter::new(out.file()?));
+    w.add(Kind::Stub, 0, open(&stub)?).map_err(write_err)?;
+    let kflags = if kernel.bzimage { FLAG_BZIMAGE } else { 0 };
+    w.add(Kind::Kernel, kflags, open(&kernel.path)?).map_err(write_err)?;
+    w.add_bytes(Kind::Initramfs, 0, &cpio).map_err(write_err)?;
+    if let Some(sq) = &squashfs {
+        w.add(Kind::Rootfs, 0, open(sq.path())?).map_err(write_err)?;
+    }
+    w.add_bytes(Kind::Manifest, 0, &manifest).map_err(write_err)?;
+    let info = kernel.info();
+    if !info.is_empty() {
+        w.add_bytes(Kind::KernelInfo, 0, &info).map_err(write_err)?;
+    }
+    let (buf, _image) = w.finish().map_err(write_err)?;
+    let file = buf.into_inner().map_err(|e| write_err(e.into_error()))?;
+    file.sync_all().map_err(write_err)?;
+    drop(file);
+    out.persist(&a.output)?;
+    if let Some(sq) = squashfs {
+        drop(sq);
+    }
+    std::io::stdout().flush().ok();
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mem_sizes() {
+        assert_eq!(parse_mem("256M").ok(), Some(256));
+        assert_eq!(parse_mem("256MiB").ok(), Some(256));
+        assert_eq!(parse_mem("1G").ok(), Some(1024));
+        assert_eq!(parse_mem("1g").ok(), Some(1024));
+        assert_eq!(parse_mem("512").ok(), Some(512));
+        assert_eq!(parse_mem("65536K").ok(), Some(64));
+        for bad in ["", "M", "-1G", "1.5G", "abc", "8M", "2T", "1000K", "99999999999999999999G", "1 X"] {
+            let e = parse_mem(bad).expect_err(bad).0;
+            assert!(e.starts_with("bad --mem"), "{e}");
+        }
+    }
+}

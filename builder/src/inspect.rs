@@ -1,0 +1,163 @@
+//! `smolvm inspect app.vm [--json]`: the section table, the manifest and
+//! what is known of the kernel. Reads only the trailer and the small
+//! sections; digests are checked by `smolvm verify`.
+
+use crate::error::{Error, Result};
+use linker::config;
+use linker::image::{Image, Kind, Section, VERSION};
+use linker::sha256::hex;
+use linker::write::{open, read_section};
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+#[derive(clap::Args, Debug)]
+pub struct InspectArgs {
+    /// The image to describe.
+    pub image: PathBuf,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+struct Described {
+    image: Image,
+    manifest: Vec<(String, Vec<String>)>,
+    kernel_info: Vec<(String, String)>,
+}
+
+fn describe(path: &Path) -> Result<Described> {
+    let (mut f, image) = open(path).map_err(|e| Error(format!("{}: {e}", path.display())))?;
+    let read = |f: &mut std::fs::File, s: Section| {
+        read_section(f, &s).map_err(|e| Error(format!("{}: {e}", path.display())))
+    };
+    let mut manifest = Vec::new();
+    if let Some(s) = image.section(Kind::Manifest) {
+        let bytes = read(&mut f, s)?;
+        let records = config::parse(&bytes).map_err(|e| Error(format!("manifest: {}", e.message())))?;
+        for r in records {
+            let r = r.map_err(|e| Error(format!("manifest: {}", e.message())))?;
+            let fields = (0..r.key.arity()).map(|i| String::from_utf8_lossy(r.field(i)).into_owned());
+            manifest.push((r.key.name().to_string(), fields.collect()));
+        }
+    }
+    let mut kernel_info = Vec::new();
+    if let Some(s) = image.section(Kind::KernelInfo) {
+        let text = String::from_utf8_lossy(&read(&mut f, s)?).into_owned();
+        for line in text.lines() {
+            if let Some((k, v)) = line.split_once('=') {
+                kernel_info.push((k.to_string(), v.to_string()));
+            }
+        }
+    }
+    Ok(Described { image, manifest, kernel_info })
+}
+
+fn flags_name(s: &Section) -> &'static str {
+    match s.kind {
+        Kind::Kernel if s.is_bzimage() => "bzImage",
+        Kind::Kernel => "vmlinux",
+        _ => "",
+    }
+}
+
+/// A JSON string literal.
+pub fn json_str(s: &str) -> String {
+    let mut o = String::from("\"");
+    for c in s.chars() {
+        match c {
+            '"' => o.push_str("\\\""),
+            '\\' => o.push_str("\\\\"),
+            '\n' => o.push_str("\\n"),
+            c if u32::from(c) < 0x20 => {
+                let _ = write!(o, "\\u{:04x}", u32::from(c));
+            }
+            c => o.push(c),
+        }
+    }
+    o.push('"');
+    o
+}
+
+fn text(path: &Path, d: &Described) -> String {
+    let mut o = String::new();
+    let _ = writeln!(o, "{}: smolvm image, format v{VERSION}, {} bytes", path.display(), d.image.file_len());
+    let _ = writeln!(o, "{:<12} {:>10} {:>10}  {:<8} {:<16}  sha256", "section", "offset", "length", "format", "xxh64");
+    for s in d.image.sections() {
+        let _ = writeln!(
+            o,
+            "{:<12} {:>10} {:>10}  {:<8} {:016x}  {}",
+            s.kind.name(),
+            s.offset,
+            s.len,
+            flags_name(s),
+            s.fast_digest,
+            hex(&s.sha256)
+        );
+    }
+    let _ = writeln!(o, "manifest:");
+    for (k, fields) in &d.manifest {
+        let _ = writeln!(o, "  {k} {}", fields.iter().map(|f| format!("{f:?}")).collect::<Vec<_>>().join(" "));
+    }
+    let _ = writeln!(o, "kernel:");
+    if d.kernel_info.is_empty() {
+        let _ = writeln!(o, "  (no kernel info recorded)");
+    }
+    for (k, v) in &d.kernel_info {
+        let _ = writeln!(o, "  {k}: {v}");
+    }
+    o
+}
+
+fn json(path: &Path, d: &Described) -> String {
+    let mut o = String::from("{");
+    let _ = write!(o, "\"file\":{},\"size\":{},\"format_version\":{VERSION},", json_str(&path.display().to_string()), d.image.file_len());
+    let sections: Vec<String> = d
+        .image
+        .sections()
+        .iter()
+        .map(|s| {
+            format!(
+                "{{\"kind\":{},\"offset\":{},\"length\":{},\"format\":{},\"xxh64\":\"{:016x}\",\"sha256\":\"{}\"}}",
+                json_str(s.kind.name()),
+                s.offset,
+                s.len,
+                json_str(flags_name(s)),
+                s.fast_digest,
+                hex(&s.sha256)
+            )
+        })
+        .collect();
+    let _ = write!(o, "\"sections\":[{}],", sections.join(","));
+    let manifest: Vec<String> = d
+        .manifest
+        .iter()
+        .map(|(k, f)| {
+            let fields: Vec<String> = f.iter().map(|x| json_str(x)).collect();
+            format!("{{\"key\":{},\"fields\":[{}]}}", json_str(k), fields.join(","))
+        })
+        .collect();
+    let _ = write!(o, "\"manifest\":[{}],", manifest.join(","));
+    let kernel: Vec<String> = d.kernel_info.iter().map(|(k, v)| format!("{}:{}", json_str(k), json_str(v))).collect();
+    let _ = write!(o, "\"kernel\":{{{}}}}}", kernel.join(","));
+    o
+}
+
+pub fn run(a: &InspectArgs) -> Result<()> {
+    let d = describe(&a.image)?;
+    if a.json {
+        println!("{}", json(&a.image, &d));
+    } else {
+        print!("{}", text(&a.image, &d));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::json_str;
+
+    #[test]
+    fn json_strings_are_escaped() {
+        assert_eq!(json_str("a\"b\\c\nd\u{1}é"), "\"a\\\"b\\\\c\\nd\\u0001é\"");
+    }
+}
