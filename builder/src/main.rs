@@ -2,6 +2,27 @@
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 
+mod kernel_cmd;
+
+// Image commands: build, inspect, verify (exit 1 with `smolvm: <error>` on failure).
+mod build;
+mod error;
+mod inspect;
+mod kernel_file;
+mod output;
+mod rootfs;
+mod verify;
+
+fn report(result: error::Result<()>) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("smolvm: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 #[derive(Parser)]
 #[command(name = "smolvm", version, about = "Turn an app and its root filesystem into one self-contained VM executable")]
 struct Cli {
@@ -10,9 +31,22 @@ struct Cli {
 }
 
 #[derive(Subcommand)]
-enum Command {}
+enum Command {
+    Kernel(kernel_cmd::KernelArgs),
+    /// Build an image: rootfs + entry + kernel + stub + init -> one executable file.
+    Build(Box<build::BuildArgs>),
+    /// Show an image's sections, manifest and kernel.
+    Inspect(inspect::InspectArgs),
+    /// Check every section's digests; names the damaged section.
+    Verify(verify::VerifyArgs),
+}
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    match cli.command {}
+    match cli.command {
+        Command::Kernel(args) => kernel_cmd::run(args),
+        Command::Build(args) => report(build::run(&args)),
+        Command::Inspect(args) => report(inspect::run(&args)),
+        Command::Verify(args) => report(verify::run(&args)),
+    }
 }

@@ -25,6 +25,7 @@ pub mod blk;
 pub mod chain;
 
 pub mod mmio;
+pub mod p9;
 pub mod queue;
 
 pub use chain::{Reader, Writer};
