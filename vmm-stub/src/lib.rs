@@ -5,6 +5,7 @@
 #![cfg_attr(not(test), no_std)]
 
 pub mod bus;
+pub mod hostio;
 pub mod kvm;
 pub mod mem;
 pub mod out;

@@ -59,7 +59,7 @@ impl<'f> Block<'f> {
         let mut config = [0u8; 24];
         config[0..8].copy_from_slice(&sectors.to_le_bytes());
         config[12..16].copy_from_slice(&(u32::from(QUEUE_SIZE) - 2).to_le_bytes()); // seg_max
-        config[20..24].copy_from_slice(&(SECTOR as u32).to_le_bytes()); // blk_size
+        config[20..24].copy_from_slice(&512u32.to_le_bytes()); // blk_size = SECTOR
         let mut idb = [0u8; ID_LEN];
         let n = id.len().min(ID_LEN);
         idb[..n].copy_from_slice(&id[..n]);

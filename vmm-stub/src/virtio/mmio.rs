@@ -148,6 +148,9 @@ impl<'d> MmioTransport<'d> {
     }
 
     fn raise(&mut self, ctx: &mut Ctx<'_>, irq: Irq) {
+        if irq.0 & Irq::CONFIG.0 != 0 {
+            self.config_generation = self.config_generation.wrapping_add(1);
+        }
         if irq.0 != 0 {
             self.interrupt_status |= irq.0;
             ctx.irq.trigger(self.irq);
@@ -284,13 +287,6 @@ impl<'d> MmioTransport<'d> {
         }
     }
 
-    /// Signals a config-space change to the driver (e.g. console resize).
-    pub fn config_changed(&mut self, ctx: &mut Ctx<'_>) {
-        self.config_generation = self.config_generation.wrapping_add(1);
-        if self.status & DRIVER_OK != 0 {
-            self.raise(ctx, Irq::CONFIG);
-        }
-    }
 }
 
 impl MmioDevice for MmioTransport<'_> {

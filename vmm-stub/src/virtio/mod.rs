@@ -23,6 +23,8 @@
 
 pub mod blk;
 pub mod chain;
+pub mod console;
+pub mod control;
 
 pub mod mmio;
 pub mod p9;

@@ -204,6 +204,12 @@ impl Queue {
         }
     }
 
+    /// Puts back the chain the last `pop` took (nothing was written to it),
+    /// so the next `pop` returns it again.
+    pub fn unpop(&mut self) {
+        self.next_avail = self.next_avail.wrapping_sub(1);
+    }
+
     /// Returns chain `head` to the driver with `len` bytes written into it.
     pub fn add_used(&mut self, mem: &mut GuestMemory, head: u16, len: u32) -> Result<(), QueueError> {
         if !self.ready {

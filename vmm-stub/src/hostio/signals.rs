@@ -1,0 +1,226 @@
+//! Host signals: forwarded to the app through init, or ending the VM.
+//!
+//! - SIGINT, SIGTERM, SIGHUP: recorded in [`PENDING`] and delivered as one
+//!   byte (the signal number) on the control port (`abi::slot::CONSOLE_CONTROL`),
+//!   where init sends it to the app. The first one also starts a grace
+//!   period of [`GRACE_SECS`]; if the VM is still running then, or on a
+//!   second SIGINT, the stub ends at once with 128 + the first signal.
+//! - SIGWINCH: the console re-reads the window size (terminal mode).
+//! - SIGPIPE: ignored; a write to a closed stdout returns EPIPE, and the
+//!   console forwards SIGPIPE to the app instead ([`forward`]).
+//! - SIGSEGV/SIGBUS/SIGILL/SIGFPE/SIGABRT in the stub itself: restore the
+//!   terminal, print one line, exit 125.
+//! - [`SIG_KICK`]: sent by the stdin watcher; only interrupts `KVM_RUN`.
+//!
+//! Every handler ends by setting `kvm_run.immediate_exit` (the byte given to
+//! [`install`]), so a signal that arrives just before `KVM_RUN` still makes
+//! it return `EINTR`; the run loop then clears the byte and calls
+//! `Bus::poll`. Handlers use `SA_RESTART`, so blocking host I/O elsewhere
+//! resumes (`KVM_RUN` is never restarted: it returns `EINTR` regardless).
+//!
+//! Raw system calls live here because rustix 1.x hides `sigaction` in its
+//! unstable runtime module.
+
+use core::arch::{asm, global_asm};
+use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU32, AtomicU64, Ordering};
+use linker::abi::status::{SIGNAL_BASE, SMOLVM_FAILED};
+
+pub const SIGHUP: u32 = 1;
+pub const SIGINT: u32 = 2;
+pub const SIGILL: u32 = 4;
+pub const SIGABRT: u32 = 6;
+pub const SIGBUS: u32 = 7;
+pub const SIGFPE: u32 = 8;
+pub const SIGSEGV: u32 = 11;
+pub const SIGPIPE: u32 = 13;
+pub const SIGALRM: u32 = 14;
+pub const SIGTERM: u32 = 15;
+pub const SIGWINCH: u32 = 28;
+/// Real-time signal the stdin watcher uses to interrupt `KVM_RUN`.
+pub const SIG_KICK: u32 = 34;
+
+/// Seconds between the first forwarded signal and the forced end of the VM.
+pub const GRACE_SECS: u32 = 10;
+
+/// Signals waiting for delivery to the app: bit `n - 1` is signal `n`.
+static PENDING: AtomicU64 = AtomicU64::new(0);
+/// The first forwarded signal (0: none yet); decides the exit status when
+/// the grace period runs out.
+static FIRST: AtomicU32 = AtomicU32::new(0);
+static SIGINTS: AtomicU32 = AtomicU32::new(0);
+static WINCH: AtomicBool = AtomicBool::new(false);
+/// `&kvm_run.immediate_exit` of the vCPU, or null.
+static KICK: AtomicPtr<u8> = AtomicPtr::new(core::ptr::null_mut());
+
+const SA_RESTORER: u64 = 0x0400_0000;
+const SA_RESTART: u64 = 0x1000_0000;
+const SIG_IGN: usize = 1;
+
+#[repr(C)]
+struct KernelSigaction {
+    handler: usize,
+    flags: u64,
+    restorer: usize,
+    mask: u64,
+}
+
+// The kernel returns from a handler through `sa_restorer`, which must call
+// rt_sigreturn (x86_64 requires SA_RESTORER).
+global_asm!(".globl smolvm_sigreturn", "smolvm_sigreturn:", "mov eax, 15", "syscall", "ud2");
+extern "C" {
+    fn smolvm_sigreturn();
+}
+
+/// A raw system call with up to four arguments.
+///
+/// # Safety
+/// The caller guarantees the arguments are valid for system call `n`.
+pub(crate) unsafe fn syscall4(n: usize, a: usize, b: usize, c: usize, d: usize) -> isize {
+    let ret: isize;
+    // SAFETY: the caller vouches for the arguments; `syscall` clobbers only
+    // rcx and r11 besides rax.
+    unsafe {
+        asm!("syscall", inlateout("rax") n => ret, in("rdi") a, in("rsi") b, in("rdx") c,
+             in("r10") d, lateout("rcx") _, lateout("r11") _, options(nostack));
+    }
+    ret
+}
+
+fn sigaction(sig: u32, handler: usize) -> bool {
+    let act = KernelSigaction {
+        handler,
+        flags: SA_RESTORER | SA_RESTART,
+        restorer: smolvm_sigreturn as *const () as usize,
+        // Block the forwarded signals while any handler runs, so the
+        // counters are updated by one handler at a time.
+        mask: bit(SIGINT) | bit(SIGTERM) | bit(SIGHUP) | bit(SIGALRM),
+    };
+    // SAFETY: rt_sigaction(sig, &act, NULL, 8) reads `act` only; the handler
+    // and restorer are functions of this program that live forever.
+    unsafe { syscall4(13, sig as usize, &act as *const _ as usize, 0, 8) == 0 }
+}
+
+fn bit(sig: u32) -> u64 {
+    1u64 << (sig - 1)
+}
+
+/// Blocks (`block = true`) or unblocks every signal for the calling thread.
+pub(crate) fn block_all(block: bool) {
+    let all: u64 = !0;
+    let how = if block { 0 } else { 1 }; // SIG_BLOCK / SIG_UNBLOCK
+    // SAFETY: rt_sigprocmask(how, &all, NULL, 8) reads one u64.
+    unsafe { syscall4(14, how, &all as *const u64 as usize, 0, 8) };
+}
+
+/// Installs the handlers. `immediate_exit` is `&kvm_run.immediate_exit` of
+/// the vCPU (`Vcpu::immediate_exit_ptr`); it must stay mapped for the rest
+/// of the process.
+pub fn install(immediate_exit: *mut u8) {
+    KICK.store(immediate_exit, Ordering::Release);
+    let h = on_signal as *const () as usize;
+    for sig in [SIGINT, SIGTERM, SIGHUP, SIGALRM, SIGWINCH, SIG_KICK, SIGSEGV, SIGBUS, SIGILL, SIGFPE, SIGABRT] {
+        sigaction(sig, h);
+    }
+    sigaction(SIGPIPE, SIG_IGN);
+}
+
+/// Asks for signal `sig` to be delivered to the app (e.g. SIGPIPE after the
+/// host's stdout closed), and interrupts `KVM_RUN` so it happens soon.
+pub fn forward(sig: u32) {
+    if (1..=64).contains(&sig) {
+        PENDING.fetch_or(bit(sig), Ordering::AcqRel);
+        kick();
+    }
+}
+
+/// Takes the lowest pending signal, if any.
+pub fn take_pending() -> Option<u8> {
+    let mut cur = PENDING.load(Ordering::Acquire);
+    while cur != 0 {
+        let sig = cur.trailing_zeros();
+        match PENDING.compare_exchange(cur, cur & !(1 << sig), Ordering::AcqRel, Ordering::Acquire) {
+            Ok(_) => return u8::try_from(sig + 1).ok(),
+            Err(now) => cur = now,
+        }
+    }
+    None
+}
+
+/// Whether a signal is waiting for delivery.
+pub fn has_pending() -> bool {
+    PENDING.load(Ordering::Acquire) != 0
+}
+
+/// Takes the "window size changed" flag.
+pub fn take_winch() -> bool {
+    WINCH.swap(false, Ordering::AcqRel)
+}
+
+fn kick() {
+    let p = KICK.load(Ordering::Acquire);
+    if !p.is_null() {
+        // SAFETY: `install`'s caller guarantees `p` points at the vCPU's
+        // immediate_exit byte for the rest of the process.
+        unsafe { core::ptr::write_volatile(p, 1) };
+    }
+}
+
+/// Restores the terminal and ends the process (async-signal-safe).
+fn hard_exit(code: u8) -> ! {
+    crate::hostio::tty::restore();
+    crate::sys::exit(code)
+}
+
+extern "C" fn on_signal(sig: i32) {
+    let sig = u32::try_from(sig).unwrap_or(0);
+    match sig {
+        SIGINT | SIGTERM | SIGHUP => {
+            if sig == SIGINT && SIGINTS.fetch_add(1, Ordering::AcqRel) >= 1 {
+                hard_exit(exit_status(SIGINT));
+            }
+            if FIRST.compare_exchange(0, sig, Ordering::AcqRel, Ordering::Acquire).is_ok() {
+                // SAFETY: alarm(secs) takes an integer and touches no memory.
+                unsafe { syscall4(37, GRACE_SECS as usize, 0, 0, 0) };
+            }
+            PENDING.fetch_or(bit(sig), Ordering::AcqRel);
+        }
+        SIGALRM => hard_exit(exit_status(FIRST.load(Ordering::Acquire))),
+        SIGWINCH => WINCH.store(true, Ordering::Release),
+        SIGSEGV | SIGBUS | SIGILL | SIGFPE | SIGABRT => {
+            let _ = crate::out::write_all(crate::out::stderr(), b"smolvm: internal error (fatal signal in the stub)\n");
+            hard_exit(SMOLVM_FAILED);
+        }
+        _ => {}
+    }
+    kick();
+}
+
+fn exit_status(sig: u32) -> u8 {
+    u8::try_from(sig).map_or(SMOLVM_FAILED, |s| SIGNAL_BASE.saturating_add(s))
+}
+
+/// Serialises unit tests that use the process-wide pending set.
+#[cfg(test)]
+pub static TEST_LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pending_signals_come_out_lowest_first_once() {
+        let _g = TEST_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+        while take_pending().is_some() {}
+        forward(SIGTERM);
+        forward(SIGPIPE);
+        forward(SIGTERM);
+        forward(0);
+        forward(65);
+        assert!(has_pending());
+        assert_eq!(take_pending(), Some(13));
+        assert_eq!(take_pending(), Some(15));
+        assert_eq!(take_pending(), None);
+        assert_eq!(exit_status(SIGTERM), 143);
+        assert_eq!(exit_status(SIGINT), 130);
+    }
+}

@@ -1,0 +1,276 @@
+//! virtio-console, single port (virtio 1.x §5.3, no MULTIPORT): the guest
+//! sees `/dev/hvcN`. Used for the app's stdout (+ stdin in terminal mode,
+//! `abi::slot::CONSOLE_STDIO`) and stderr (`CONSOLE_STDERR`).
+//!
+//! Output: each transmit chain is written to the host fd straight from
+//! guest memory ([`Output`]). Input (terminal mode only): host stdin bytes
+//! go into receive chains as they arrive ([`Input`]). With a terminal,
+//! VIRTIO_CONSOLE_F_SIZE carries the window size; SIGWINCH updates it.
+
+use super::queue::{Queue, QueueError};
+use super::{id, read_config_bytes, Irq, Reader, VirtioDevice, Writer};
+use crate::hostio::{self, signals};
+use crate::mem::GuestMemory;
+use rustix::fd::BorrowedFd;
+use rustix::io::Errno;
+
+const QUEUE_SIZE: u16 = 64;
+const RX: usize = 0;
+const TX: usize = 1;
+const F_SIZE: u64 = 1 << 0;
+/// Most bytes moved by one host read or write.
+const IO_CHUNK: usize = 1 << 16;
+
+/// A host fd the guest writes to. After `EPIPE` (the reader went away) the
+/// output is dropped and SIGPIPE is forwarded to the app once, like a
+/// native process writing to a closed pipe; other write errors also drop it.
+pub struct Output<'f> {
+    fd: BorrowedFd<'f>,
+    broken: bool,
+}
+
+impl<'f> Output<'f> {
+    pub fn new(fd: BorrowedFd<'f>) -> Self {
+        Output { fd, broken: false }
+    }
+
+    /// Writes every available transmit chain of `q` to the host.
+    pub fn drain(&mut self, q: &mut Queue, mem: &mut GuestMemory) -> Result<Irq, QueueError> {
+        let mut irq = Irq::NONE;
+        while let Some(chain) = q.pop(mem)? {
+            let mut r = Reader::new(&chain);
+            while let Some(chunk) = r.chunk(mem, IO_CHUNK) {
+                let n = chunk.len();
+                if !self.broken {
+                    if let Err(e) = hostio::write_all(self.fd, chunk) {
+                        self.broken = true;
+                        if e == Errno::PIPE {
+                            signals::forward(signals::SIGPIPE);
+                        }
+                    }
+                }
+                r.advance(n);
+            }
+            q.add_used(mem, chain.head, 0)?;
+            irq = Irq::VRING;
+        }
+        Ok(if q.interrupts_suppressed(mem) { Irq::NONE } else { irq })
+    }
+}
+
+/// A host fd (stdin) read into receive chains only when the guest has
+/// posted buffers and the fd has data, so no byte is ever read that the
+/// guest has no room for. When it has nothing, the stdin watcher is armed.
+pub struct Input<'f> {
+    fd: BorrowedFd<'f>,
+    eof: bool,
+}
+
+impl<'f> Input<'f> {
+    pub fn new(fd: BorrowedFd<'f>) -> Self {
+        Input { fd, eof: false }
+    }
+
+    /// Whether stdin ended (read returned 0 or failed).
+    pub fn eof(&self) -> bool {
+        self.eof
+    }
+
+    /// Moves available host bytes into `q`'s chains. Never returns a chain
+    /// with zero bytes (a generic port would read that as end of file).
+    pub fn fill(&mut self, q: &mut Queue, mem: &mut GuestMemory) -> Result<Irq, QueueError> {
+        let mut irq = Irq::NONE;
+        while !self.eof && q.has_available(mem)? {
+            if !hostio::readable(self.fd) {
+                hostio::stdin_watch::arm();
+                break;
+            }
+            let Some(chain) = q.pop(mem)? else { break };
+            let mut w = Writer::new(&chain);
+            if let Some(buf) = w.chunk_mut(mem, IO_CHUNK) {
+                match rustix::io::read(self.fd, buf) {
+                    Ok(0) => self.eof = true,
+                    Ok(n) => w.advance(n),
+                    Err(Errno::INTR | Errno::AGAIN) => {}
+                    Err(_) => self.eof = true,
+                }
+            }
+            if w.written() == 0 {
+                q.unpop();
+                if !self.eof {
+                    hostio::stdin_watch::arm();
+                }
+                break;
+            }
+            q.add_used(mem, chain.head, w.written())?;
+            irq = Irq::VRING;
+        }
+        Ok(if q.interrupts_suppressed(mem) { Irq::NONE } else { irq })
+    }
+}
+
+/// A single-port console: output to a host fd, optional input.
+pub struct Console<'f> {
+    out: Output<'f>,
+    input: Option<Input<'f>>,
+    /// Terminal size `(rows, cols)` when the console is a terminal.
+    size: Option<(u16, u16)>,
+}
+
+impl<'f> Console<'f> {
+    /// `input`: host stdin in terminal mode; `size`: the terminal's
+    /// `(rows, cols)` (offers VIRTIO_CONSOLE_F_SIZE and follows SIGWINCH).
+    pub fn new(out: BorrowedFd<'f>, input: Option<BorrowedFd<'f>>, size: Option<(u16, u16)>) -> Self {
+        Console { out: Output::new(out), input: input.map(Input::new), size }
+    }
+
+    fn pump(&mut self, queues: &mut [Queue], mem: &mut GuestMemory) -> Result<Irq, QueueError> {
+        let [rx, tx, ..] = queues else { return Err(QueueError::NotReady) };
+        let mut irq = self.out.drain(tx, mem)?;
+        if let Some(input) = &mut self.input {
+            irq |= input.fill(rx, mem)?;
+        }
+        Ok(irq)
+    }
+}
+
+impl VirtioDevice for Console<'_> {
+    fn device_id(&self) -> u32 {
+        id::CONSOLE
+    }
+
+    fn features(&self) -> u64 {
+        if self.size.is_some() { F_SIZE } else { 0 }
+    }
+
+    fn queue_max_sizes(&self) -> &[u16] {
+        &[QUEUE_SIZE, QUEUE_SIZE]
+    }
+
+    fn read_config(&self, offset: u64, data: &mut [u8]) {
+        // struct virtio_console_config { le16 cols, rows; le32 max_nr_ports, emerg_wr; }
+        let (rows, cols) = self.size.unwrap_or((0, 0));
+        let mut cfg = [0u8; 12];
+        cfg[0..2].copy_from_slice(&cols.to_le_bytes());
+        cfg[2..4].copy_from_slice(&rows.to_le_bytes());
+        read_config_bytes(&cfg, offset, data);
+    }
+
+    fn process_queue(&mut self, index: usize, queues: &mut [Queue], mem: &mut GuestMemory) -> Result<Irq, QueueError> {
+        match index {
+            RX | TX => self.pump(queues, mem),
+            _ => Ok(Irq::NONE),
+        }
+    }
+
+    fn poll_host(&mut self, queues: &mut [Queue], mem: &mut GuestMemory) -> Result<Irq, QueueError> {
+        let mut irq = Irq::NONE;
+        if self.size.is_some() && signals::take_winch() {
+            if let Some(ws) = hostio::tty::window_size() {
+                self.size = Some(ws);
+                irq |= Irq::CONFIG;
+            }
+        }
+        Ok(irq | self.pump(queues, mem)?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::mem::GuestAddress;
+    use crate::virtio::mmio::tests::Driver;
+    use crate::virtio::queue::testdriver::*;
+    use crate::virtio::F_VERSION_1;
+    use std::os::fd::AsFd;
+
+    /// Queue `i` of a `Driver::init`ed device has its rings at `+ i * 1 MiB`.
+    const Q1: u64 = 0x10_0000;
+
+    fn rx_buffers(mem: &mut GuestMemory, n: u16, len: u32) {
+        for i in 0..n {
+            chain(mem, QUEUE_SIZE, i, &[(DATA + u64::from(i) * 0x1000, len, true)]);
+        }
+    }
+
+    #[test]
+    fn guest_output_reaches_the_host_fd() {
+        let (r, w) = rustix::pipe::pipe().expect("pipe");
+        let mut mem = GuestMemory::new(4 << 20).expect("mmap");
+        let mut dev = Console::new(w.as_fd(), None, None);
+        let mut d = Driver::new(&mut dev, &mut mem);
+        d.init(F_VERSION_1, &[(0, QUEUE_SIZE), (1, QUEUE_SIZE)]);
+        d.mem.write_slice(GuestAddress(DATA), b"hello, ").expect("ram");
+        d.mem.write_slice(GuestAddress(DATA + 100), b"world\n").expect("ram");
+        // Chain on queue 1 (rings shifted by Q1; descriptors point at DATA).
+        for (i, (addr, len)) in [(DATA, 7u32), (DATA + 100, 6)].into_iter().enumerate() {
+            let k = i as u16;
+            let dsc = DESC + Q1 + 16 * u64::from(k);
+            d.mem.write_obj(GuestAddress(dsc), addr).expect("ram");
+            d.mem.write_obj(GuestAddress(dsc + 8), len).expect("ram");
+            d.mem.write_obj(GuestAddress(dsc + 12), if i == 0 { 1u16 } else { 0 }).expect("ram");
+            d.mem.write_obj(GuestAddress(dsc + 14), k + 1).expect("ram");
+        }
+        d.mem.write_obj(GuestAddress(AVAIL + Q1 + 4), 0u16).expect("ram");
+        d.mem.write_obj(GuestAddress(AVAIL + Q1 + 2), 1u16).expect("ram");
+        d.w(0x50, 1);
+        let mut buf = [0u8; 64];
+        let n = rustix::io::read(&r, &mut buf).expect("read");
+        assert_eq!(&buf[..n], b"hello, world\n");
+        assert_eq!(d.mem.read_obj::<u16>(GuestAddress(USED + Q1 + 2)), Some(1));
+    }
+
+    #[test]
+    fn output_to_a_closed_pipe_is_dropped_and_sigpipe_forwarded() {
+        let _g = signals::TEST_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+        while signals::take_pending().is_some() {}
+        let (r, w) = rustix::pipe::pipe().expect("pipe");
+        drop(r);
+        let mut mem = GuestMemory::new(1 << 20).expect("mmap");
+        let mut q = queue(&mem, 16);
+        let mut out = Output::new(w.as_fd());
+        for _ in 0..3 {
+            chain(&mut mem, 16, 0, &[(DATA, 10, false)]);
+            assert_eq!(out.drain(&mut q, &mut mem), Ok(Irq::VRING));
+        }
+        assert!(out.broken);
+        assert_eq!(used(&mem, 2).0, 3);
+        assert_eq!(signals::take_pending(), Some(13));
+    }
+
+    #[test]
+    fn input_fills_buffers_as_data_arrives_and_stops_at_eof() {
+        let (r, w) = rustix::pipe::pipe().expect("pipe");
+        let mut mem = GuestMemory::new(1 << 20).expect("mmap");
+        let mut q = queue(&mem, 16);
+        let mut input = Input::new(r.as_fd());
+        // No buffers: nothing read even if data is there.
+        hostio::write_all(w.as_fd(), b"abc").expect("write");
+        assert_eq!(input.fill(&mut q, &mut mem), Ok(Irq::NONE));
+        assert!(hostio::readable(r.as_fd()));
+        rx_buffers(&mut mem, 16, 2);
+        assert_eq!(input.fill(&mut q, &mut mem), Ok(Irq::VRING));
+        assert_eq!(used(&mem, 0), (2, 0, 2));
+        assert_eq!(used(&mem, 1), (2, 1, 1));
+        assert_eq!(mem.slice(GuestAddress(DATA), 2), Some(&b"ab"[..]));
+        assert_eq!(mem.slice(GuestAddress(DATA + 0x1000), 1), Some(&b"c"[..]));
+        // Nothing readable: no empty buffer is returned.
+        assert_eq!(input.fill(&mut q, &mut mem), Ok(Irq::NONE));
+        assert_eq!(used(&mem, 0).0, 2);
+        drop(w);
+        assert_eq!(input.fill(&mut q, &mut mem), Ok(Irq::NONE));
+        assert!(input.eof());
+        assert_eq!(used(&mem, 0).0, 2);
+    }
+
+    #[test]
+    fn offers_size_only_with_a_terminal() {
+        let (_r, w) = rustix::pipe::pipe().expect("pipe");
+        let c = Console::new(w.as_fd(), None, Some((40, 120)));
+        assert_eq!(c.features(), F_SIZE);
+        let mut cfg = [0u8; 4];
+        c.read_config(0, &mut cfg);
+        assert_eq!(cfg, [120, 0, 40, 0]);
+        assert_eq!(Console::new(w.as_fd(), None, None).features(), 0);
+    }
+}

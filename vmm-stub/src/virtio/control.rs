@@ -1,0 +1,375 @@
+//! The control device (`abi::slot::CONSOLE_CONTROL`): a virtio-console with
+//! VIRTIO_CONSOLE_F_MULTIPORT and two generic ports (no tty layer, binary
+//! safe), found by init as `/dev/vport2p0` and `/dev/vport2p1`, or by name
+//! under `/sys/class/virtio-ports/*/name`:
+//!
+//! - port 0, [`CONTROL_PORT_NAME`]: host → init, one byte per signal
+//!   (`1..=abi::CONTROL_MAX_SIGNAL`) for init to send to the app.
+//! - port 1, [`STDIN_PORT_NAME`]: the app's stdin when the stub is not in
+//!   terminal mode. When host stdin ends, the host "disconnects" the port
+//!   (VIRTIO_CONSOLE_PORT_OPEN value 0) after the last byte: Linux then
+//!   returns end-of-file from `read` once the data is consumed, so the app
+//!   sees EOF exactly where host stdin ended (`cat` terminates).
+//!
+//! Host data is sent to a port only after the guest opened it (Linux drops
+//! data for unopened generic ports): stdin is not read before the app's
+//! side opens the port, and signals stay pending until init listens.
+//!
+//! Control protocol (virtio 1.x §5.3.6.2): guest DEVICE_READY → host
+//! PORT_ADD for each port; guest PORT_READY → host PORT_NAME + PORT_OPEN;
+//! guest PORT_OPEN tracks whether the guest has the port open.
+
+use super::console::{Input, Output};
+use super::queue::{Queue, QueueError};
+use super::{id, read_config_bytes, Irq, Reader, VirtioDevice, Writer};
+use crate::hostio::signals;
+use crate::mem::GuestMemory;
+use linker::abi::CONTROL_MAX_SIGNAL;
+use rustix::fd::BorrowedFd;
+
+pub const CONTROL_PORT_NAME: &str = "smolvm.control";
+pub const STDIN_PORT_NAME: &str = "smolvm.stdin";
+
+const F_MULTIPORT: u64 = 1 << 1;
+const PORTS: u32 = 2;
+const CONTROL_PORT: usize = 0;
+const STDIN_PORT: usize = 1;
+
+// Queue layout for MULTIPORT (Linux init_vqs): port 0 rx/tx, control
+// rx/tx, then port n rx/tx at 2 + 2n / 3 + 2n.
+const Q_CONTROL_RX: usize = 0;
+const Q_CONTROL_TX: usize = 1;
+const Q_CTRL_IN: usize = 2; // host → guest control messages
+const Q_CTRL_OUT: usize = 3; // guest → host control messages
+const Q_STDIN_RX: usize = 4;
+const Q_STDIN_TX: usize = 5;
+const QUEUE_SIZES: [u16; 6] = [32, 32, 32, 32, 64, 32];
+
+mod event {
+    pub const DEVICE_READY: u16 = 0;
+    pub const PORT_ADD: u16 = 1;
+    pub const PORT_READY: u16 = 3;
+    pub const PORT_OPEN: u16 = 6;
+    pub const PORT_NAME: u16 = 7;
+}
+
+/// `struct virtio_console_control`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Msg {
+    id: u32,
+    event: u16,
+    value: u16,
+}
+
+impl Msg {
+    fn bytes(self) -> [u8; 8] {
+        let mut b = [0u8; 8];
+        b[0..4].copy_from_slice(&self.id.to_le_bytes());
+        b[4..6].copy_from_slice(&self.event.to_le_bytes());
+        b[6..8].copy_from_slice(&self.value.to_le_bytes());
+        b
+    }
+
+    fn parse(b: [u8; 8]) -> Msg {
+        Msg {
+            id: u32::from_le_bytes([b[0], b[1], b[2], b[3]]),
+            event: u16::from_le_bytes([b[4], b[5]]),
+            value: u16::from_le_bytes([b[6], b[7]]),
+        }
+    }
+}
+
+pub struct Control<'f> {
+    /// Host stdin (absent in terminal mode: stdin then goes to hvc0).
+    stdin: Option<Input<'f>>,
+    guest_open: [bool; 2],
+    eof_sent: bool,
+    outbox: heapless::Deque<Msg, 16>,
+    /// Guest writes to our ports go nowhere.
+    sink: Output<'f>,
+}
+
+impl<'f> Control<'f> {
+    /// `stdin`: the host fd to serve on the stdin port (pipe mode), `null`:
+    /// an fd that accepts and discards writes (e.g. `/dev/null`).
+    pub fn new(stdin: Option<BorrowedFd<'f>>, null: BorrowedFd<'f>) -> Self {
+        Control {
+            stdin: stdin.map(Input::new),
+            guest_open: [false; 2],
+            eof_sent: false,
+            outbox: heapless::Deque::new(),
+            sink: Output::new(null),
+        }
+    }
+
+    fn send(&mut self, id: usize, event: u16, value: u16) {
+        let id = u32::try_from(id).unwrap_or(u32::MAX);
+        let _ = self.outbox.push_back(Msg { id, event, value }); // full: a hostile guest's flood
+    }
+
+    fn stdin_connected(&self) -> bool {
+        self.stdin.as_ref().is_some_and(|i| !i.eof())
+    }
+
+    fn on_guest_msg(&mut self, m: Msg) {
+        let port = usize::try_from(m.id).ok().filter(|&p| p < PORTS as usize);
+        match (m.event, port) {
+            (event::DEVICE_READY, _) if m.value == 1 => {
+                self.send(CONTROL_PORT, event::PORT_ADD, 0);
+                self.send(STDIN_PORT, event::PORT_ADD, 0);
+            }
+            (event::PORT_READY, Some(p)) if m.value == 1 => {
+                self.send(p, event::PORT_NAME, 0);
+                let connected = p == CONTROL_PORT || self.stdin_connected();
+                self.send(p, event::PORT_OPEN, u16::from(connected));
+            }
+            (event::PORT_OPEN, Some(p)) => self.guest_open[p] = m.value == 1,
+            _ => {}
+        }
+    }
+
+    fn read_guest_msgs(&mut self, q: &mut Queue, mem: &mut GuestMemory) -> Result<Irq, QueueError> {
+        let mut irq = Irq::NONE;
+        while let Some(chain) = q.pop(mem)? {
+            if let Some(b) = Reader::new(&chain).read_array::<8>(mem) {
+                self.on_guest_msg(Msg::parse(b));
+            }
+            q.add_used(mem, chain.head, 0)?;
+            irq = Irq::VRING;
+        }
+        Ok(irq)
+    }
+
+    fn flush_outbox(&mut self, q: &mut Queue, mem: &mut GuestMemory) -> Result<Irq, QueueError> {
+        let mut irq = Irq::NONE;
+        while let Some(&m) = self.outbox.front() {
+            let Some(chain) = q.pop(mem)? else { break };
+            self.outbox.pop_front();
+            let mut w = Writer::new(&chain);
+            w.write(mem, &m.bytes());
+            if m.event == event::PORT_NAME {
+                let name = if m.id == 0 { CONTROL_PORT_NAME } else { STDIN_PORT_NAME };
+                w.write(mem, name.as_bytes());
+            }
+            q.add_used(mem, chain.head, w.written())?;
+            irq = Irq::VRING;
+        }
+        Ok(irq)
+    }
+
+    fn deliver_signals(&mut self, q: &mut Queue, mem: &mut GuestMemory) -> Result<Irq, QueueError> {
+        let mut irq = Irq::NONE;
+        while self.guest_open[CONTROL_PORT] && signals::has_pending() && q.has_available(mem)? {
+            let Some(chain) = q.pop(mem)? else { break };
+            let mut w = Writer::new(&chain);
+            if w.available() == 0 {
+                q.add_used(mem, chain.head, 0)?; // cannot carry a byte: skip it
+                continue;
+            }
+            let Some(sig) = signals::take_pending() else {
+                q.unpop();
+                break;
+            };
+            if sig <= CONTROL_MAX_SIGNAL {
+                w.write(mem, &[sig]);
+            }
+            q.add_used(mem, chain.head, w.written())?;
+            irq = Irq::VRING;
+        }
+        Ok(irq)
+    }
+
+    fn pump(&mut self, queues: &mut [Queue], mem: &mut GuestMemory) -> Result<Irq, QueueError> {
+        if queues.len() < QUEUE_SIZES.len() {
+            return Err(QueueError::NotReady);
+        }
+        let mut irq = self.read_guest_msgs(&mut queues[Q_CTRL_OUT], mem)?;
+        irq |= self.sink.drain(&mut queues[Q_CONTROL_TX], mem)?;
+        irq |= self.sink.drain(&mut queues[Q_STDIN_TX], mem)?;
+        irq |= self.deliver_signals(&mut queues[Q_CONTROL_RX], mem)?;
+        if self.guest_open[STDIN_PORT] {
+            if let Some(input) = &mut self.stdin {
+                irq |= input.fill(&mut queues[Q_STDIN_RX], mem)?;
+            }
+        }
+        if self.stdin.as_ref().is_some_and(|i| i.eof()) && !self.eof_sent {
+            // After the last data buffer went to the used ring: the guest
+            // reads all data before it sees the disconnect.
+            self.eof_sent = true;
+            self.send(STDIN_PORT, event::PORT_OPEN, 0);
+        }
+        irq |= self.flush_outbox(&mut queues[Q_CTRL_IN], mem)?;
+        Ok(irq)
+    }
+}
+
+impl VirtioDevice for Control<'_> {
+    fn device_id(&self) -> u32 {
+        id::CONSOLE
+    }
+
+    fn features(&self) -> u64 {
+        F_MULTIPORT
+    }
+
+    fn queue_max_sizes(&self) -> &[u16] {
+        &QUEUE_SIZES
+    }
+
+    fn read_config(&self, offset: u64, data: &mut [u8]) {
+        // { le16 cols, rows; le32 max_nr_ports, emerg_wr; }
+        let mut cfg = [0u8; 12];
+        cfg[4..8].copy_from_slice(&PORTS.to_le_bytes());
+        read_config_bytes(&cfg, offset, data);
+    }
+
+    fn reset(&mut self) {
+        self.guest_open = [false; 2];
+        self.eof_sent = false;
+        self.outbox.clear();
+    }
+
+    fn process_queue(&mut self, _index: usize, queues: &mut [Queue], mem: &mut GuestMemory) -> Result<Irq, QueueError> {
+        self.pump(queues, mem)
+    }
+
+    fn poll_host(&mut self, queues: &mut [Queue], mem: &mut GuestMemory) -> Result<Irq, QueueError> {
+        self.pump(queues, mem)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::hostio;
+    use crate::mem::GuestAddress;
+    use crate::virtio::mmio::tests::Driver;
+    use crate::virtio::F_VERSION_1;
+    use std::os::fd::AsFd;
+
+    const MB: u64 = 0x10_0000;
+    const DESC: u64 = 0x1000;
+    const AVAIL: u64 = 0x2000;
+    const USED: u64 = 0x3000;
+
+    /// A minimal Linux-like driver side for queue `q` (rings at `q` MiB).
+    struct Ring {
+        q: u64,
+        size: u16,
+        next: u16,
+        seen: u16,
+    }
+
+    impl Ring {
+        fn new(q: usize) -> Ring {
+            Ring { q: q as u64 * MB, size: QUEUE_SIZES[q], next: 0, seen: 0 }
+        }
+        fn buf_addr(&self, i: u16) -> u64 {
+            self.q + 0x8_0000 + u64::from(i) * 0x1000
+        }
+        /// Posts one buffer (device-writable or readable) with `data`.
+        fn post(&mut self, mem: &mut GuestMemory, data: &[u8], len: u32, writable: bool) {
+            let i = self.next % self.size;
+            let addr = self.buf_addr(i);
+            mem.write_slice(GuestAddress(addr), data).expect("ram");
+            let d = self.q + DESC + 16 * u64::from(i);
+            mem.write_obj(GuestAddress(d), addr).expect("ram");
+            mem.write_obj(GuestAddress(d + 8), len).expect("ram");
+            mem.write_obj(GuestAddress(d + 12), if writable { 2u16 } else { 0 }).expect("ram");
+            mem.write_obj(GuestAddress(self.q + AVAIL + 4 + 2 * u64::from(i)), i).expect("ram");
+            self.next = self.next.wrapping_add(1);
+            mem.write_obj(GuestAddress(self.q + AVAIL + 2), self.next).expect("ram");
+        }
+        /// Takes the used buffers the device returned since last time.
+        fn used(&mut self, mem: &GuestMemory) -> Vec<Vec<u8>> {
+            let idx: u16 = mem.read_obj(GuestAddress(self.q + USED + 2)).expect("ram");
+            let mut out = Vec::new();
+            while self.seen != idx {
+                let e = self.q + USED + 4 + 8 * u64::from(self.seen % self.size);
+                let id: u32 = mem.read_obj(GuestAddress(e)).expect("ram");
+                let len: u32 = mem.read_obj(GuestAddress(e + 4)).expect("ram");
+                let addr = self.buf_addr(u16::try_from(id).expect("id"));
+                out.push(mem.slice(GuestAddress(addr), u64::from(len)).expect("ram").to_vec());
+                self.seen = self.seen.wrapping_add(1);
+            }
+            out
+        }
+    }
+
+    fn msg(id: u32, event: u16, value: u16) -> [u8; 8] {
+        Msg { id, event, value }.bytes()
+    }
+
+    #[test]
+    fn handshake_then_stdin_data_then_eof() {
+        let _g = signals::TEST_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+        while signals::take_pending().is_some() {}
+        let (r, w) = rustix::pipe::pipe().expect("pipe");
+        let null = std::fs::OpenOptions::new().write(true).open("/dev/null").expect("null");
+        let mut mem = GuestMemory::new(8 << 20).expect("mmap");
+        let mut dev = Control::new(Some(r.as_fd()), null.as_fd());
+        let mut d = Driver::new(&mut dev, &mut mem);
+        let qs: Vec<(u32, u16)> = (0..6).map(|i| (i, QUEUE_SIZES[i as usize])).collect();
+        d.init(F_VERSION_1 | F_MULTIPORT, &qs);
+        let (mut cin, mut cout) = (Ring::new(Q_CTRL_IN), Ring::new(Q_CTRL_OUT));
+        let (mut sigq, mut stdin) = (Ring::new(Q_CONTROL_RX), Ring::new(Q_STDIN_RX));
+        for _ in 0..8 {
+            cin.post(d.mem, &[], 4096, true);
+        }
+        d.w(0x50, Q_CTRL_IN as u32);
+        // Linux: DEVICE_READY, then PORT_READY for each added port.
+        cout.post(d.mem, &msg(u32::MAX, event::DEVICE_READY, 1), 8, false);
+        d.w(0x50, Q_CTRL_OUT as u32);
+        let got = cin.used(d.mem);
+        assert_eq!(got, vec![msg(0, event::PORT_ADD, 0).to_vec(), msg(1, event::PORT_ADD, 0).to_vec()]);
+        cout.post(d.mem, &msg(1, event::PORT_READY, 1), 8, false);
+        d.w(0x50, Q_CTRL_OUT as u32);
+        let got = cin.used(d.mem);
+        let mut name = msg(1, event::PORT_NAME, 0).to_vec();
+        name.extend_from_slice(STDIN_PORT_NAME.as_bytes());
+        assert_eq!(got, vec![name, msg(1, event::PORT_OPEN, 1).to_vec()]);
+
+        // Data before the guest opens the port is not read.
+        hostio::write_all(w.as_fd(), b"hi\n").expect("write");
+        for _ in 0..4 {
+            stdin.post(d.mem, &[], 4096, true);
+        }
+        d.w(0x50, Q_STDIN_RX as u32);
+        assert!(stdin.used(d.mem).is_empty());
+        cout.post(d.mem, &msg(1, event::PORT_OPEN, 1), 8, false);
+        d.w(0x50, Q_CTRL_OUT as u32);
+        assert_eq!(stdin.used(d.mem), vec![b"hi\n".to_vec()]);
+        // EOF: the disconnect comes after the data.
+        drop(w);
+        d.poll();
+        assert!(stdin.used(d.mem).is_empty());
+        assert_eq!(cin.used(d.mem), vec![msg(1, event::PORT_OPEN, 0).to_vec()]);
+
+        // Signals wait until init opens the control port, one byte each.
+        signals::forward(signals::SIGTERM);
+        sigq.post(d.mem, &[], 4096, true);
+        d.poll();
+        assert!(sigq.used(d.mem).is_empty());
+        cout.post(d.mem, &msg(0, event::PORT_OPEN, 1), 8, false);
+        d.w(0x50, Q_CTRL_OUT as u32);
+        assert_eq!(sigq.used(d.mem), vec![vec![15u8]]);
+        assert!(!signals::has_pending());
+    }
+
+    #[test]
+    fn hostile_control_messages_are_bounded() {
+        let null = std::fs::OpenOptions::new().write(true).open("/dev/null").expect("null");
+        let mut dev = Control::new(None, null.as_fd());
+        for _ in 0..100 {
+            dev.on_guest_msg(Msg { id: u32::MAX, event: event::DEVICE_READY, value: 1 });
+            dev.on_guest_msg(Msg { id: 7, event: event::PORT_OPEN, value: 1 });
+            dev.on_guest_msg(Msg { id: 1, event: 999, value: 1 });
+        }
+        assert_eq!(dev.outbox.len(), 16);
+        assert_eq!(dev.guest_open, [false, false]);
+        // Without host stdin the stdin port reports "not connected": EOF.
+        dev.outbox.clear();
+        dev.on_guest_msg(Msg { id: 1, event: event::PORT_READY, value: 1 });
+        assert_eq!(dev.outbox.back(), Some(&Msg { id: 1, event: event::PORT_OPEN, value: 0 }));
+    }
+}
