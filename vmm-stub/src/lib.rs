@@ -4,10 +4,18 @@
 //! entry point, panic handler and the `mem*` functions.
 #![cfg_attr(not(test), no_std)]
 
+pub mod boot;
 pub mod bus;
+pub mod cmdline;
 pub mod hostio;
+pub mod info;
 pub mod kvm;
 pub mod mem;
+pub mod options;
 pub mod out;
+pub mod payload;
+pub mod serial;
+pub mod start;
 pub mod sys;
 pub mod virtio;
+pub mod vmm;

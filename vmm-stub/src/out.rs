@@ -12,6 +12,12 @@ pub fn stdout() -> BorrowedFd<'static> {
     unsafe { BorrowedFd::borrow_raw(1) }
 }
 
+/// The process's standard input.
+pub fn stdin() -> BorrowedFd<'static> {
+    // SAFETY: as for stdout, fd 0.
+    unsafe { BorrowedFd::borrow_raw(0) }
+}
+
 /// The process's standard error.
 pub fn stderr() -> BorrowedFd<'static> {
     // SAFETY: as for stdout, fd 2.

@@ -109,3 +109,15 @@ pub unsafe extern "C" fn bcmp(a: *const u8, b: *const u8, n: usize) -> i32 {
 /// `panic = "abort"`; it is never called because nothing unwinds.
 #[no_mangle]
 pub extern "C" fn rust_eh_personality() {}
+
+/// # Safety
+/// `s` is a NUL-terminated string.
+#[no_mangle]
+pub unsafe extern "C" fn strlen(s: *const u8) -> usize {
+    let mut n = 0;
+    // SAFETY: the caller guarantees a NUL byte terminates `s`.
+    while unsafe { core::ptr::read_volatile(s.add(n)) } != 0 {
+        n += 1;
+    }
+    n
+}

@@ -1,0 +1,118 @@
+/* Bare-metal test guests for vmm-stub, one per MODE (see build.sh and
+ * tests/tests/stub_guests.rs). Entered by the stub like a Linux kernel via
+ * the 64-bit boot protocol: long mode, identity-mapped low 4 GiB,
+ * rsi = boot_params, a small stack. No IDT: any fault triple-faults.
+ * Guest kernel code is emulated at ~1 us/instruction on nested hosts, so
+ * every mode does as little as it can. */
+
+typedef unsigned char u8;
+typedef unsigned short u16;
+typedef unsigned int u32;
+typedef unsigned long u64;
+
+#define MODE_HELLO 1
+#define MODE_EXIT 2
+#define MODE_BOOTPARAMS 3
+#define MODE_TRIPLE 4
+#define MODE_SPIN 5
+
+#ifndef EXPECT_MEM_MIB
+#define EXPECT_MEM_MIB 64
+#endif
+#ifndef STATUS
+#define STATUS 0
+#endif
+
+static inline void outb(u16 port, u8 v) { __asm__ volatile("outb %0, %1" : : "a"(v), "Nd"(port)); }
+
+static void put(const char *s) {
+    while (*s) outb(0x3f8, (u8)*s++);
+}
+
+static __attribute__((noreturn)) void finish(u8 status) {
+    outb(0xf4, status);
+    for (;;) __asm__ volatile("hlt");
+}
+
+static u32 rd32(const u8 *p) { return p[0] | p[1] << 8 | p[2] << 16 | (u32)p[3] << 24; }
+static u64 rd64(const u8 *p) { return rd32(p) | (u64)rd32(p + 4) << 32; }
+
+static int has_prefix(const u8 *s, const char *p) {
+    while (*p)
+        if (*s++ != (u8)*p++) return 0;
+    return 1;
+}
+
+/* Whether hay[0..len) contains the n bytes of needle (which may hold NULs). */
+static int contains(const u8 *hay, u64 len, const char *needle, u64 n) {
+    for (u64 i = 0; i + n <= len; i++) {
+        u64 j = 0;
+        while (j < n && hay[i + j] == (u8)needle[j]) j++;
+        if (j == n) return 1;
+    }
+    return 0;
+}
+#define CONTAINS(hay, len, lit) contains(hay, len, lit, sizeof(lit) - 1)
+
+/* Checks what the stub promised in boot_params; exits with the number of
+ * the first failed check (so the test names it), 0 when all hold. */
+static __attribute__((noreturn)) void check_boot_params(const u8 *bp) {
+    /* Setup header signature and loader type. */
+    if (rd32(bp + 0x202) != 0x53726448 || bp[0x210] != 0xff) finish(10);
+    /* e820: low RAM, then RAM from 1 MiB to the end of guest memory
+     * (EXPECT_MEM_MIB), nothing overlapping. */
+    u8 n = bp[0x1e8];
+    if (n < 2 || n > 128) finish(11);
+    const u8 *e = bp + 0x2d0;
+    if (rd64(e) != 0 || rd32(e + 16) != 1) finish(12);
+    const u8 *last = e + 20 * (n - 1);
+    if (rd64(last) != 0x100000 || rd32(last + 16) != 1) finish(13);
+    if (rd64(last) + rd64(last + 8) != (u64)EXPECT_MEM_MIB << 20) finish(14);
+    /* Command line: ours, NUL-terminated within cmdline_size. */
+    const u8 *cmd = (const u8 *)(u64)rd32(bp + 0x228);
+    u32 cmd_size = rd32(bp + 0x238);
+    if (!cmd || !has_prefix(cmd, "console=ttyS0") || cmd_size == 0 || cmd[cmd_size - 1] != 0) finish(15);
+    /* initrd: page aligned, inside RAM, above us, an initramfs cpio at its
+     * start and the stub's runtime archive (with our args) after it. */
+    u64 rd = rd32(bp + 0x218) | (u64)rd32(bp + 0xc0) << 32;
+    u64 rd_len = rd32(bp + 0x21c) | (u64)rd32(bp + 0xc4) << 32;
+    if (rd % 4096 || rd_len == 0 || rd < 0x300000 || rd + rd_len > (u64)EXPECT_MEM_MIB << 20) finish(16);
+    if (!has_prefix((const u8 *)rd, "070701")) finish(17);
+    if (!CONTAINS((const u8 *)rd, rd_len, "smolvm/run\0")) finish(18);
+    /* The runtime config: magic, then one `arg` record per app argument. */
+    if (!CONTAINS((const u8 *)rd, rd_len, "SMOLCFG1arg\0MARKER-one\0arg\0two words\0")) finish(19);
+    put("boot_params ok\n");
+    finish(0);
+}
+
+void _start(const u8 *boot_params) __attribute__((noreturn, section(".text.start")));
+void _start(const u8 *boot_params) {
+    /* rsi holds boot_params (64-bit boot protocol); the System V ABI's
+     * first argument is rdi, so fetch it explicitly. */
+    __asm__ volatile("" : "=S"(boot_params));
+#if MODE != MODE_BOOTPARAMS
+    (void)check_boot_params;
+#endif
+#if MODE == MODE_HELLO
+    (void)boot_params;
+    put("hello from the guest\n");
+    finish(0);
+#elif MODE == MODE_EXIT
+    (void)boot_params;
+    put("exiting\n");
+    finish(STATUS);
+#elif MODE == MODE_BOOTPARAMS
+    check_boot_params(boot_params);
+#elif MODE == MODE_TRIPLE
+    (void)boot_params;
+    put("guest: about to triple fault\n");
+    __asm__ volatile("ud2");
+    finish(3);
+#elif MODE == MODE_SPIN
+    (void)boot_params;
+    put("spinning\n");
+    for (;;) __asm__ volatile("pause");
+#else
+#error unknown MODE
+#endif
+}

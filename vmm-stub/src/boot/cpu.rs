@@ -1,0 +1,160 @@
+//! The boot vCPU's state for the 64-bit boot protocol: long mode with a
+//! flat GDT (`__BOOT_CS` = 0x10, `__BOOT_DS` = 0x18), identity-mapped page
+//! tables for the low 4 GiB, `rsi` = zero page; plus CPUID, MSRs and LAPIC.
+
+use super::layout::*;
+use crate::mem::{GuestAddress, GuestMemory};
+use crate::sys::kvm::*;
+
+const CR0_PE: u64 = 1;
+const CR0_MP: u64 = 1 << 1;
+const CR0_ET: u64 = 1 << 4;
+const CR0_NE: u64 = 1 << 5;
+const CR0_PG: u64 = 1 << 31;
+const CR4_PAE: u64 = 1 << 5;
+const CR4_OSFXSR: u64 = 1 << 9;
+const CR4_OSXMMEXCPT: u64 = 1 << 10;
+const EFER_LME: u64 = 1 << 8;
+const EFER_LMA: u64 = 1 << 10;
+
+/// GDT: null, null, 64-bit code (0x10), data (0x18), a 16-byte TSS (0x20).
+pub const GDT: [u64; 6] = [0, 0, 0x00af_9b00_0000_ffff, 0x00cf_9300_0000_ffff, 0x0000_8b00_0000_0067, 0];
+pub const BOOT_CS: u16 = 0x10;
+pub const BOOT_DS: u16 = 0x18;
+const BOOT_TSS: u16 = 0x20;
+
+/// Writes the GDT and the identity page tables (2 MiB pages, 0..4 GiB).
+pub fn write_tables(mem: &mut GuestMemory) -> Option<()> {
+    for (i, e) in GDT.iter().enumerate() {
+        mem.write_obj(GuestAddress(GDT_ADDR + i as u64 * 8), *e)?;
+    }
+    mem.write_obj(GuestAddress(PML4_ADDR), PDPT_ADDR | 3)?;
+    for g in 0..4u64 {
+        let pd = PD_ADDR + g * 4096;
+        mem.write_obj(GuestAddress(PDPT_ADDR + g * 8), pd | 3)?;
+        let mut entries = [0u64; 512];
+        for (j, e) in entries.iter_mut().enumerate() {
+            // Present | writable | 2 MiB page.
+            *e = ((g << 30) + ((j as u64) << 21)) | 0x83;
+        }
+        mem.write_obj(GuestAddress(pd), entries)?;
+    }
+    Some(())
+}
+
+fn segment(selector: u16, type_: u8, s: u8, l: u8, db: u8, g: u8, limit: u32) -> KvmSegment {
+    KvmSegment { base: 0, limit, selector, type_, present: 1, dpl: 0, db, s, l, g, ..Default::default() }
+}
+
+/// Long-mode system registers, starting from the vCPU's reset state.
+pub fn long_mode_sregs(mut sregs: KvmSregs) -> KvmSregs {
+    sregs.cs = segment(BOOT_CS, 0xb, 1, 1, 0, 1, 0xffff_ffff);
+    let data = segment(BOOT_DS, 0x3, 1, 0, 1, 1, 0xffff_ffff);
+    (sregs.ds, sregs.es, sregs.fs, sregs.gs, sregs.ss) = (data, data, data, data, data);
+    sregs.tr = segment(BOOT_TSS, 0xb, 0, 0, 0, 0, 0x67);
+    sregs.gdt = KvmDtable { base: GDT_ADDR, limit: (GDT.len() * 8 - 1) as u16, padding: [0; 3] };
+    // No IDT: any exception before the kernel installs one triple-faults,
+    // which the stub reports as a guest crash.
+    sregs.idt = KvmDtable::default();
+    sregs.cr0 = CR0_PE | CR0_MP | CR0_ET | CR0_NE | CR0_PG;
+    sregs.cr3 = PML4_ADDR;
+    sregs.cr4 = CR4_PAE | CR4_OSFXSR | CR4_OSXMMEXCPT;
+    sregs.efer = EFER_LME | EFER_LMA;
+    sregs
+}
+
+/// General registers at the kernel's 64-bit entry.
+pub fn boot_regs(entry: u64) -> KvmRegs {
+    KvmRegs {
+        rip: entry,
+        rsi: ZERO_PAGE_ADDR,
+        rsp: BOOT_STACK_TOP,
+        rbp: BOOT_STACK_TOP,
+        rflags: 2,
+        ..Default::default()
+    }
+}
+
+/// Adjusts KVM's supported CPUID for one vCPU with APIC id 0: sets the
+/// hypervisor bit (the KVM paravirt leaves 0x4000_00xx come from KVM).
+pub fn patch_cpuid(cpuid: &mut KvmCpuid2) {
+    let n = (cpuid.header.nent as usize).min(MAX_CPUID_ENTRIES);
+    for e in &mut cpuid.entries[..n] {
+        match e.function {
+            1 => {
+                e.ecx |= 1 << 31;
+                // APIC id 0, one logical processor, keep CLFLUSH size.
+                e.ebx = (e.ebx & 0xffff) | (1 << 16);
+            }
+            0xb | 0x1f => e.edx = 0, // x2APIC id
+            _ => {}
+        }
+    }
+}
+
+const MSR_IA32_MISC_ENABLE: u32 = 0x1a0;
+const MSR_MTRR_DEF_TYPE: u32 = 0x2ff;
+
+/// Boot MSRs: fast string operations on, MTRRs enabled with write-back default.
+pub fn boot_msrs() -> KvmMsrs<2> {
+    KvmMsrs {
+        header: KvmMsrsHeader { nmsrs: 2, pad: 0 },
+        entries: [
+            KvmMsrEntry { index: MSR_IA32_MISC_ENABLE, reserved: 0, data: 1 },
+            KvmMsrEntry { index: MSR_MTRR_DEF_TYPE, reserved: 0, data: (1 << 11) | 6 },
+        ],
+    }
+}
+
+const APIC_LVT_LINT0: usize = 0x350;
+const APIC_LVT_LINT1: usize = 0x360;
+const APIC_MODE_NMI: u32 = 4;
+const APIC_MODE_EXTINT: u32 = 7;
+
+/// Virtual-wire mode: LINT0 delivers the PIC's interrupts (ExtINT), LINT1 NMIs.
+pub fn patch_lapic(lapic: &mut KvmLapicState) {
+    for (reg, mode) in [(APIC_LVT_LINT0, APIC_MODE_EXTINT), (APIC_LVT_LINT1, APIC_MODE_NMI)] {
+        let mut v = [0u8; 4];
+        v.copy_from_slice(&lapic.regs[reg..reg + 4]);
+        let v = (u32::from_le_bytes(v) & !0x700) | (mode << 8);
+        lapic.regs[reg..reg + 4].copy_from_slice(&v.to_le_bytes());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn page_tables_identity_map_4_gib() {
+        let mut m = GuestMemory::new(1 << 20).expect("mmap");
+        write_tables(&mut m).expect("fits");
+        let pdpt = m.read_obj::<u64>(GuestAddress(PML4_ADDR)).expect("in ram") & !0xfff;
+        for gib in 0..4u64 {
+            let pd = m.read_obj::<u64>(GuestAddress(pdpt + gib * 8)).expect("in ram") & !0xfff;
+            let last = m.read_obj::<u64>(GuestAddress(pd + 511 * 8)).expect("in ram");
+            assert_eq!(last, (gib << 30) + (511 << 21) + 0x83);
+        }
+        assert_eq!(m.read_obj::<u64>(GuestAddress(GDT_ADDR + 16)), Some(GDT[2]));
+    }
+
+    #[test]
+    fn gdt_matches_the_segments_loaded() {
+        let s = long_mode_sregs(KvmSregs::default());
+        // Access byte (bits 40..48) of the GDT entries vs. the segment fields.
+        let access = |e: u64| (e >> 40) as u8;
+        assert_eq!(access(GDT[usize::from(s.cs.selector / 8)]) & 0xf, s.cs.type_);
+        assert_eq!(access(GDT[usize::from(s.ds.selector / 8)]) & 0xf, s.ds.type_);
+        assert_eq!(access(GDT[usize::from(s.tr.selector / 8)]) & 0xf, s.tr.type_);
+        assert_eq!((GDT[2] >> 53) & 1, u64::from(s.cs.l));
+        assert_eq!(s.efer & EFER_LMA, EFER_LMA);
+    }
+
+    #[test]
+    fn lapic_lint_modes() {
+        let mut l = KvmLapicState { regs: [0xff; 1024] };
+        patch_lapic(&mut l);
+        assert_eq!(u32::from_le_bytes(l.regs[0x350..0x354].try_into().expect("4")), 0xffff_f7ff);
+        assert_eq!(u32::from_le_bytes(l.regs[0x360..0x364].try_into().expect("4")), 0xffff_fcff);
+    }
+}

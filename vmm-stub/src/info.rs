@@ -1,0 +1,37 @@
+//! `--smolvm-info`: what the image holds, without booting it.
+
+use crate::out::Line;
+use crate::payload::Payload;
+use linker::config;
+use linker::image::Kind;
+
+pub fn print(payload: &Payload, manifest: &[u8]) {
+    let image = payload.image();
+    Line::bare().s("smolvm image, format 1, ").u(image.file_len()).s(" bytes").print();
+    for s in image.sections() {
+        let mut l = Line::bare().s("  ").s(s.kind.name()).s(": ").u(s.len).s(" bytes at ").x(s.offset);
+        if s.kind == Kind::Kernel {
+            l = l.s(if s.is_bzimage() { " (bzImage)" } else { " (ELF vmlinux)" });
+        }
+        l.print();
+    }
+    Line::bare().s("manifest:").print();
+    if let Ok(records) = config::parse(manifest) {
+        for r in records.flatten() {
+            let mut l = Line::bare().s("  ").s(r.key.name());
+            for i in 0..r.key.arity() {
+                l = l.s(" ").b(r.field(i));
+            }
+            l.print();
+        }
+    }
+    if let Some(ki) = payload.section(Kind::KernelInfo) {
+        let mut buf = [0u8; linker::image::MAX_KERNEL_INFO_LEN as usize];
+        let n = ki.len.min(buf.len() as u64) as usize;
+        if payload.read(&ki, 0, &mut buf[..n]).is_ok() {
+            for line in buf[..n].split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
+                Line::bare().s("kernel: ").b(line).print();
+            }
+        }
+    }
+}

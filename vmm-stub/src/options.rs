@@ -1,0 +1,167 @@
+//! Run-time options: `--smolvm-*` flags at the front of the command line
+//! (consumed; everything from the first other argument on belongs to the
+//! app, AppImage's convention) and `SMOLVM_*` environment variables. A flag
+//! beats the environment variable of the same name.
+
+/// Most `--smolvm-env` entries.
+pub const MAX_ENV: usize = 64;
+
+pub const HELP: &str = "\
+usage: APP.vm [--smolvm-OPTION...] [ARG...]
+Runs the app inside its own KVM virtual machine; ARGs replace the image's
+default arguments. Leading --smolvm-* options are taken by smolvm:
+  --smolvm-mem=MIB        guest memory in MiB (suffix G for GiB)  [SMOLVM_MEM]
+  --smolvm-log=WHAT       kernel: show the guest kernel's console on stderr;
+                          debug: trace smolvm and smol-init steps  [SMOLVM_LOG]
+  --smolvm-env=NAME=VAL   set an environment variable for the app (repeatable)
+  --smolvm-workdir=DIR    working directory of the app            [SMOLVM_WORKDIR]
+  --smolvm-info           describe the image and exit without booting
+  --smolvm-help           this text
+Exit status: the app's; 125 when smolvm itself fails (bad image, no /dev/kvm,
+guest kernel crash), 126/127 when the app cannot be run or found.";
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Log {
+    /// Guest kernel console to stderr.
+    pub kernel: bool,
+    /// Stub and init trace their steps.
+    pub debug: bool,
+}
+
+#[derive(Debug, Default)]
+pub struct Options<'a> {
+    pub mem_mib: Option<u32>,
+    pub log: Log,
+    pub env: heapless::Vec<&'a [u8], MAX_ENV>,
+    pub workdir: Option<&'a [u8]>,
+    pub info: bool,
+    pub help: bool,
+    /// How many leading arguments (after argv[0]) were smolvm's.
+    pub consumed: usize,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OptError<'a> {
+    Unknown(&'a [u8]),
+    BadValue(&'a [u8]),
+    TooMany(&'a [u8]),
+}
+
+const PREFIX: &[u8] = b"--smolvm-";
+
+/// Parses a memory size: decimal MiB, or with a `G` suffix GiB (`M` allowed).
+pub fn parse_mem(v: &[u8]) -> Option<u32> {
+    let (digits, mul) = match v.last()? {
+        b'G' | b'g' => (&v[..v.len() - 1], 1024),
+        b'M' | b'm' => (&v[..v.len() - 1], 1),
+        _ => (v, 1),
+    };
+    if digits.is_empty() || digits.len() > 9 || !digits.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    let n = digits.iter().fold(0u32, |n, d| n * 10 + u32::from(d - b'0'));
+    n.checked_mul(mul).filter(|&m| m > 0)
+}
+
+fn parse_log(v: &[u8]) -> Option<Log> {
+    let mut log = Log::default();
+    for word in v.split(|&b| b == b',') {
+        match word {
+            b"kernel" => log.kernel = true,
+            b"debug" => log.debug = true,
+            b"" | b"off" => {}
+            _ => return None,
+        }
+    }
+    Some(log)
+}
+
+impl<'a> Options<'a> {
+    /// `args` excludes argv[0]; `env` holds `NAME=value` strings.
+    pub fn parse(
+        args: impl Iterator<Item = &'a [u8]>,
+        env: impl Iterator<Item = &'a [u8]>,
+    ) -> Result<Options<'a>, OptError<'a>> {
+        let mut o = Options::default();
+        for var in env {
+            if let Some(v) = var.strip_prefix(b"SMOLVM_MEM=") {
+                o.mem_mib = Some(parse_mem(v).ok_or(OptError::BadValue(var))?);
+            } else if let Some(v) = var.strip_prefix(b"SMOLVM_LOG=") {
+                o.log = parse_log(v).ok_or(OptError::BadValue(var))?;
+            } else if let Some(v) = var.strip_prefix(b"SMOLVM_WORKDIR=") {
+                o.workdir = Some(v);
+            }
+        }
+        for arg in args {
+            let Some(opt) = arg.strip_prefix(PREFIX) else { break };
+            o.consumed += 1;
+            let (name, value) = match opt.iter().position(|&b| b == b'=') {
+                Some(i) => (&opt[..i], Some(&opt[i + 1..])),
+                None => (opt, None),
+            };
+            match (name, value) {
+                (b"mem", Some(v)) => o.mem_mib = Some(parse_mem(v).ok_or(OptError::BadValue(arg))?),
+                (b"log", Some(v)) => o.log = parse_log(v).ok_or(OptError::BadValue(arg))?,
+                (b"env", Some(v)) if v.iter().position(|&b| b == b'=').is_some_and(|i| i > 0) => {
+                    o.env.push(v).map_err(|_| OptError::TooMany(arg))?
+                }
+                (b"workdir", Some(v)) if !v.is_empty() => o.workdir = Some(v),
+                (b"info", None) => o.info = true,
+                (b"help", None) => o.help = true,
+                (b"mem" | b"log" | b"env" | b"workdir" | b"info" | b"help", _) => {
+                    return Err(OptError::BadValue(arg))
+                }
+                _ => return Err(OptError::Unknown(arg)),
+            }
+        }
+        Ok(o)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse<'a>(args: &[&'a [u8]], env: &[&'a [u8]]) -> Result<Options<'a>, OptError<'a>> {
+        Options::parse(args.iter().copied(), env.iter().copied())
+    }
+
+    #[test]
+    fn leading_flags_are_consumed_and_beat_the_environment() {
+        let o = parse(
+            &[b"--smolvm-mem=2G", b"--smolvm-env=A=b=c", b"app-arg", b"--smolvm-help"],
+            &[b"SMOLVM_MEM=64", b"SMOLVM_LOG=kernel,debug", b"HOME=/root"],
+        )
+        .expect("valid");
+        assert_eq!(o.mem_mib, Some(2048));
+        assert_eq!(o.log, Log { kernel: true, debug: true });
+        assert_eq!(o.env.as_slice(), &[&b"A=b=c"[..]]);
+        assert_eq!(o.consumed, 2);
+        assert!(!o.help, "flags after the first app argument belong to the app");
+        let o = parse(&[], &[b"SMOLVM_MEM=64"]).expect("valid");
+        assert_eq!(o.mem_mib, Some(64));
+    }
+
+    #[test]
+    fn bad_options_name_the_culprit() {
+        assert_eq!(parse(&[b"--smolvm-nope"], &[]).err(), Some(OptError::Unknown(b"--smolvm-nope")));
+        assert_eq!(parse(&[b"--smolvm-mem=0"], &[]).err(), Some(OptError::BadValue(b"--smolvm-mem=0")));
+        assert!(parse(&[b"--smolvm-mem=99999999999"], &[]).is_err());
+        assert!(parse(&[b"--smolvm-mem=5000000G"], &[]).is_err());
+        assert!(parse(&[b"--smolvm-env=novalue"], &[]).is_err());
+        assert!(parse(&[b"--smolvm-env==x"], &[]).is_err());
+        assert!(parse(&[b"--smolvm-info=1"], &[]).is_err());
+        assert!(parse(&[b"--smolvm-log=loud"], &[]).is_err());
+        assert!(parse(&[], &[b"SMOLVM_MEM=lots"]).is_err());
+    }
+
+    #[test]
+    fn mem_sizes() {
+        assert_eq!(parse_mem(b"128"), Some(128));
+        assert_eq!(parse_mem(b"128M"), Some(128));
+        assert_eq!(parse_mem(b"1g"), Some(1024));
+        assert_eq!(parse_mem(b""), None);
+        assert_eq!(parse_mem(b"G"), None);
+        assert_eq!(parse_mem(b"-1"), None);
+    }
+}

@@ -1,0 +1,125 @@
+//! The payload: the stub's own image file (`/proc/self/exe`), its trailer
+//! validated by `linker::image` before anything else happens, and checked
+//! reads of its sections.
+
+use core::ptr::NonNull;
+use linker::image::{self, Image, ImageError, Kind, Section, TRAILER_LEN};
+use rustix::fd::{AsFd, BorrowedFd, OwnedFd};
+use rustix::fs::{self, Mode, OFlags};
+use rustix::io::{self, Errno};
+use rustix::mm::{self, MapFlags, ProtFlags};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PayloadError {
+    /// The file could not be opened or read.
+    Io(Errno),
+    /// The trailer or a section failed validation.
+    Image(ImageError),
+}
+
+pub struct Payload {
+    file: OwnedFd,
+    image: Image,
+}
+
+/// Reads exactly `buf.len()` bytes at `offset`.
+pub fn pread_exact(fd: BorrowedFd<'_>, buf: &mut [u8], offset: u64) -> io::Result<()> {
+    let mut done = 0;
+    while done < buf.len() {
+        let at = offset.checked_add(done as u64).ok_or(Errno::INVAL)?;
+        match io::pread(fd, &mut buf[done..], at) {
+            Ok(0) => return Err(Errno::IO), // the file shrank under us
+            Ok(n) => done += n,
+            Err(Errno::INTR) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+impl Payload {
+    /// Opens and validates the running executable's image.
+    pub fn open_self() -> Result<Payload, PayloadError> {
+        Self::open("/proc/self/exe")
+    }
+
+    pub fn open(path: &str) -> Result<Payload, PayloadError> {
+        let file = fs::open(path, OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty())
+            .map_err(PayloadError::Io)?;
+        let len = u64::try_from(fs::fstat(&file).map_err(PayloadError::Io)?.st_size)
+            .map_err(|_| PayloadError::Io(Errno::INVAL))?;
+        let at = image::trailer_offset(len).map_err(PayloadError::Image)?;
+        let mut trailer = [0u8; TRAILER_LEN];
+        pread_exact(file.as_fd(), &mut trailer, at).map_err(PayloadError::Io)?;
+        let image = Image::parse(&trailer, len).map_err(PayloadError::Image)?;
+        Ok(Payload { file, image })
+    }
+
+    pub fn image(&self) -> &Image {
+        &self.image
+    }
+
+    pub fn section(&self, kind: Kind) -> Option<Section> {
+        self.image.section(kind)
+    }
+
+    pub fn fd(&self) -> BorrowedFd<'_> {
+        self.file.as_fd()
+    }
+
+    /// Reads `buf.len()` bytes at `offset` inside `section`.
+    pub fn read(&self, section: &Section, offset: u64, buf: &mut [u8]) -> io::Result<()> {
+        let end = offset.checked_add(buf.len() as u64).ok_or(Errno::INVAL)?;
+        if end > section.len {
+            return Err(Errno::INVAL);
+        }
+        pread_exact(self.fd(), buf, section.offset + offset)
+    }
+
+    /// Maps a whole section read-only (sections are page aligned), checked
+    /// against its fast digest.
+    pub fn map_checked(&self, section: &Section) -> Result<Mapped, PayloadError> {
+        let m = Mapped::new(self.fd(), section.offset, section.len).map_err(PayloadError::Io)?;
+        section.check_fast(m.bytes()).map_err(PayloadError::Image)?;
+        Ok(m)
+    }
+}
+
+/// A read-only private mapping of part of the image file.
+pub struct Mapped {
+    ptr: NonNull<u8>,
+    len: usize,
+}
+
+impl Mapped {
+    fn new(fd: BorrowedFd<'_>, offset: u64, len: u64) -> io::Result<Mapped> {
+        let len = usize::try_from(len).map_err(|_| Errno::NOMEM)?;
+        if len == 0 {
+            return Ok(Mapped { ptr: NonNull::dangling(), len: 0 });
+        }
+        // SAFETY: a new read-only mapping at a kernel-chosen address aliases
+        // nothing; `Mapped` unmaps it on drop. The range lies inside the file
+        // (validated by the trailer reader), so reads do not fault.
+        let p = unsafe {
+            mm::mmap(core::ptr::null_mut(), len, ProtFlags::READ, MapFlags::PRIVATE, fd, offset)?
+        };
+        Ok(Mapped { ptr: NonNull::new(p.cast()).ok_or(Errno::NOMEM)?, len })
+    }
+
+    pub fn bytes(&self) -> &[u8] {
+        if self.len == 0 {
+            return &[];
+        }
+        // SAFETY: `ptr` maps `len` readable bytes for the lifetime of self.
+        unsafe { core::slice::from_raw_parts(self.ptr.as_ptr(), self.len) }
+    }
+}
+
+impl Drop for Mapped {
+    fn drop(&mut self) {
+        if self.len != 0 {
+            // SAFETY: the mapping made in `new`; no borrow outlives self.
+            let _ = unsafe { mm::munmap(self.ptr.as_ptr().cast(), self.len) };
+        }
+    }
+}

@@ -1,0 +1,292 @@
+//! From `exec` to the first `KVM_RUN`: options, payload, guest RAM, kernel,
+//! initrd (image initramfs + runtime cpio), zero page, VM and vCPU.
+
+use crate::boot::layout::*;
+use crate::boot::load::{self, KernelFile, LoadError};
+use crate::boot::{cpu, params::*};
+use crate::bus::Bus;
+use crate::cmdline::Cmdline;
+use crate::kvm::{Kvm, Vcpu, Vm};
+use crate::mem::{GuestAddress, GuestMemory, PAGE_SIZE};
+use crate::options::{OptError, Options, HELP};
+use crate::out::{self, fail, Line};
+use crate::payload::{Payload, PayloadError};
+use crate::serial::{Serial, Sink};
+use crate::sys::kvm::{KvmCpuid2, KvmCpuid2Header, KvmCpuidEntry2, KVM_API_VERSION, MAX_CPUID_ENTRIES};
+use crate::vmm::Vmm;
+use linker::abi::{self, GUEST_RUNTIME_PATH};
+use linker::config::{self, Key, MAX_CONFIG_LEN};
+use linker::cpio::CpioWriter;
+use linker::image::Kind;
+use rustix::io::Errno;
+
+/// NUL-terminated C strings (argv/envp) as byte slices.
+#[derive(Clone, Copy)]
+pub struct CStrings {
+    ptrs: *const *const u8,
+    len: usize,
+}
+
+impl CStrings {
+    /// # Safety
+    /// `ptrs` points to `len` pointers (or, with `len == usize::MAX`, to a
+    /// NULL-terminated array), each to a NUL-terminated string, all valid
+    /// for the rest of the process (argv/envp from the kernel are).
+    pub unsafe fn new(ptrs: *const *const u8, len: usize) -> CStrings {
+        CStrings { ptrs, len }
+    }
+}
+
+impl Iterator for CStrings {
+    type Item = &'static [u8];
+
+    fn next(&mut self) -> Option<&'static [u8]> {
+        if self.len == 0 || self.ptrs.is_null() {
+            return None;
+        }
+        // SAFETY: per `new`, `ptrs` is inside the array while len > 0 and
+        // the NULL terminator has not been reached.
+        let p = unsafe { *self.ptrs };
+        if p.is_null() {
+            return None;
+        }
+        // SAFETY: as above; advancing stays within the array or one past it.
+        self.ptrs = unsafe { self.ptrs.add(1) };
+        self.len = self.len.saturating_sub(1);
+        // SAFETY: p is a NUL-terminated string valid for the process's life.
+        Some(unsafe { core::ffi::CStr::from_ptr(p.cast()) }.to_bytes())
+    }
+}
+
+fn errno(e: Errno) -> u64 {
+    u64::from(e.raw_os_error().unsigned_abs())
+}
+
+fn payload_error(e: PayloadError) -> ! {
+    match e {
+        PayloadError::Io(e) => Line::new().s("cannot read own executable /proc/self/exe (errno ").u(errno(e)).s(")").fail(),
+        PayloadError::Image(e) => Line::new()
+            .s("not a valid smolvm image: ")
+            .s(e.message())
+            .s(" (damaged or stripped file? rebuild it with `smolvm build`)")
+            .fail(),
+    }
+}
+
+/// The stub's whole life: returns only for `--smolvm-help`/`--smolvm-info`.
+pub fn main(args: CStrings, env: CStrings) -> u8 {
+    let opts = match Options::parse(args.skip(1), env) {
+        Ok(o) => o,
+        Err(OptError::Unknown(a)) => Line::new().s("unknown option ").b(a).s(" (see --smolvm-help)").fail(),
+        Err(OptError::BadValue(a)) => Line::new().s("bad value in ").b(a).s(" (see --smolvm-help)").fail(),
+        Err(OptError::TooMany(a)) => Line::new().s("too many options like ").b(a).fail(),
+    };
+    if opts.help {
+        let _ = out::write_all(out::stdout(), HELP.as_bytes());
+        let _ = out::write_all(out::stdout(), b"\n");
+        return 0;
+    }
+    let payload = Payload::open_self().unwrap_or_else(|e| payload_error(e));
+    let manifest_section = payload.section(Kind::Manifest).unwrap_or_else(|| payload_error(PayloadError::Image(linker::image::ImageError::MissingSection(Kind::Manifest))));
+    let manifest = payload.map_checked(&manifest_section).unwrap_or_else(|e| payload_error(e));
+    if config::validate(manifest.bytes()).is_err() {
+        fail("image manifest is malformed (rebuild the image with `smolvm build`)");
+    }
+    if opts.info {
+        crate::info::print(&payload, manifest.bytes());
+        return 0;
+    }
+    let mem_mib = opts.mem_mib.or_else(|| manifest_mem(manifest.bytes())).unwrap_or(abi::DEFAULT_MEM_MIB);
+    if u64::from(mem_mib) * (1 << 20) > RAM_MAX {
+        Line::new().s("guest memory ").u(u64::from(mem_mib)).s(" MiB is more than the maximum ").u(RAM_MAX >> 20).s(" MiB").fail();
+    }
+    drop(manifest);
+
+    let kvm = open_kvm();
+    let mut mem = GuestMemory::new(u64::from(mem_mib) << 20)
+        .unwrap_or_else(|e| Line::new().s("cannot reserve guest memory (errno ").u(errno(e)).s(")").fail());
+
+    let kernel_section = payload.section(Kind::Kernel).unwrap_or_else(|| payload_error(PayloadError::Image(linker::image::ImageError::MissingSection(Kind::Kernel))));
+    let kfile = KernelFile { fd: payload.fd(), offset: kernel_section.offset, len: kernel_section.len };
+    let kernel = match load::load(&mut mem, kfile) {
+        Ok(k) => k,
+        Err(LoadError::TooSmall) => Line::new().s("guest memory (").u(u64::from(mem_mib)).s(" MiB) is too small for the kernel; raise --smolvm-mem").fail(),
+        Err(e) => Line::new().s(e.message()).s(" (rebuild the image with `smolvm build`)").fail(),
+    };
+
+    let serial_sink = if opts.log.kernel { Sink::Fd(out::stderr()) } else { Sink::Fd(out::stdout()) };
+    let bus = Bus::new();
+    // Devices attach to `bus` here; the serial console carries the app's
+    // output until a virtio console occupies its slot.
+    let serial = Serial::new(if bus.has(abi::slot::CONSOLE_STDIO) && !opts.log.kernel { Sink::Discard } else { serial_sink });
+
+    let mut cmdline = Cmdline::new(!opts.log.kernel);
+    for slot in bus.present() {
+        if !cmdline.add_virtio_mmio(slot) {
+            fail("kernel command line too long");
+        }
+    }
+    let initrd_max = kernel.bz.as_ref().map_or(u64::from(u32::MAX), |(b, _)| u64::from(b.initrd_addr_max));
+    let app_args = args.skip(1 + opts.consumed);
+    let (initrd, initrd_len) = place_initrd(&mut mem, &payload, kernel.end, initrd_max, &opts, app_args);
+    write_boot_data(&mut mem, &kernel, &cmdline, initrd, initrd_len)
+        .unwrap_or_else(|| fail("guest memory too small for the boot data; raise --smolvm-mem"));
+
+    let (vm, vcpu) = create_vm(&kvm, &mem, kernel.entry)
+        .unwrap_or_else(|(what, e)| Line::new().s("KVM setup failed: ").s(what).s(" (errno ").u(errno(e)).s(")").fail());
+    drop(kvm);
+    drop(payload);
+    Vmm::new(vm, vcpu, mem, serial, bus, opts.log.debug).run()
+}
+
+fn manifest_mem(manifest: &[u8]) -> Option<u32> {
+    config::parse(manifest).ok()?.filter_map(Result::ok).filter(|r| r.key == Key::Mem).last()
+        .and_then(|r| crate::options::parse_mem(r.value()))
+}
+
+fn open_kvm() -> Kvm {
+    let kvm = Kvm::open().unwrap_or_else(|e| match e {
+        Errno::NOENT | Errno::NODEV | Errno::NXIO => {
+            fail("no /dev/kvm: this host has no KVM (enable virtualization in the firmware and load kvm_intel or kvm_amd)")
+        }
+        Errno::ACCESS | Errno::PERM => {
+            fail("no permission to open /dev/kvm: add the user to group `kvm` (usermod -aG kvm $USER) and log in again")
+        }
+        e => Line::new().s("cannot open /dev/kvm (errno ").u(errno(e)).s(")").fail(),
+    });
+    match kvm.api_version() {
+        Ok(v) if v == KVM_API_VERSION as u32 => kvm,
+        Ok(v) => Line::new().s("unsupported KVM API version ").u(u64::from(v)).s(" (need 12)").fail(),
+        Err(e) => Line::new().s("KVM_GET_API_VERSION failed (errno ").u(errno(e)).s(")").fail(),
+    }
+}
+
+/// Puts the image's initramfs and the runtime cpio (`smolvm/run`) at the top
+/// of RAM (below `initrd_max`); returns its address and length.
+fn place_initrd(
+    mem: &mut GuestMemory,
+    payload: &Payload,
+    kernel_end: u64,
+    initrd_max: u64,
+    opts: &Options<'_>,
+    app_args: impl Iterator<Item = &'static [u8]>,
+) -> (u64, u64) {
+    let section = payload.section(Kind::Initramfs).unwrap_or_else(|| payload_error(PayloadError::Image(linker::image::ImageError::MissingSection(Kind::Initramfs))));
+    // Room at the top: the runtime cpio and, above it, scratch for its file.
+    let cpio_room = linker::cpio::entry_len(6, 0).unwrap_or(0)
+        + linker::cpio::entry_len(GUEST_RUNTIME_PATH.len(), MAX_CONFIG_LEN).unwrap_or(0)
+        + linker::cpio::entry_len(10, 0).unwrap_or(0);
+    let top = mem.len().min(initrd_max.saturating_add(1)) / PAGE_SIZE * PAGE_SIZE;
+    let start = top
+        .checked_sub((cpio_room + MAX_CONFIG_LEN + 4) as u64)
+        .and_then(|t| t.checked_sub(section.len))
+        .map(|s| s / PAGE_SIZE * PAGE_SIZE)
+        .filter(|&s| s >= kernel_end)
+        .unwrap_or_else(|| fail("guest memory is too small for the kernel and initramfs; raise --smolvm-mem"));
+
+    // The initramfs: mapped from the file when whole pages fit, else read.
+    let checked = payload.map_checked(&section).unwrap_or_else(|e| payload_error(e));
+    let mapped_len = section.len.next_multiple_of(PAGE_SIZE);
+    let file_len = payload.image().file_len();
+    let mapped = section.offset.checked_add(mapped_len).is_some_and(|end| end <= file_len)
+        && mem.map_file(GuestAddress(start), mapped_len, payload.fd(), section.offset).is_ok();
+    if !mapped {
+        mem.write_slice(GuestAddress(start), checked.bytes())
+            .unwrap_or_else(|| fail("guest memory is too small for the initramfs"));
+    }
+    drop(checked);
+
+    let cpio_at = (start + section.len).next_multiple_of(4);
+    // Between the archives only zeros (a mapped page may hold file bytes).
+    let pad = (cpio_at - (start + section.len)) as usize;
+    mem.write_slice(GuestAddress(start + section.len), &[0; 3][..pad])
+        .unwrap_or_else(|| fail("guest memory is too small for the initramfs"));
+    let region = mem.slice_mut(GuestAddress(cpio_at), top - cpio_at)
+        .unwrap_or_else(|| fail("guest memory is too small for the initramfs"));
+    let (cpio_buf, scratch) = region.split_at_mut(region.len() - MAX_CONFIG_LEN);
+    let config_len = runtime_config(scratch, opts, app_args)
+        .unwrap_or_else(|e| Line::new().s("run-time arguments: ").s(e.message()).fail());
+    let mut w = CpioWriter::new(cpio_buf, 0x7000_0000);
+    let written = w.dir(b"smolvm", 0o755)
+        .and_then(|()| w.file(GUEST_RUNTIME_PATH.as_bytes(), 0o644, &scratch[..config_len]))
+        .and_then(|()| w.finish());
+    let cpio_len = written.unwrap_or_else(|e| Line::new().s(e.message()).fail());
+    (start, cpio_at - start + cpio_len as u64)
+}
+
+/// Writes the runtime config records into `buf`; returns its length.
+fn runtime_config(
+    buf: &mut [u8],
+    opts: &Options<'_>,
+    app_args: impl Iterator<Item = &'static [u8]>,
+) -> Result<usize, config::ConfigError> {
+    let mut w = config::Writer::new(buf)?;
+    for arg in app_args {
+        w.push(Key::Arg, &[arg])?;
+    }
+    for e in &opts.env {
+        w.push(Key::Env, &[e])?;
+    }
+    if let Some(dir) = opts.workdir {
+        w.push(Key::Workdir, &[dir])?;
+    }
+    if opts.log.debug {
+        w.push(Key::Log, &[b"debug"])?;
+    }
+    if let Ok(ws) = rustix::termios::tcgetwinsize(out::stdin()) {
+        let l = Line::bare().u(u64::from(ws.ws_row)).s(" ").u(u64::from(ws.ws_col));
+        w.push(Key::Tty, &[l.as_bytes()])?;
+    }
+    Ok(w.len())
+}
+
+fn write_boot_data(mem: &mut GuestMemory, kernel: &load::Kernel, cmdline: &Cmdline, initrd: u64, initrd_len: u64) -> Option<()> {
+    cpu::write_tables(mem)?;
+    let mut line = [0u8; CMDLINE_MAX];
+    let c = cmdline.as_bytes();
+    line[..c.len()].copy_from_slice(c);
+    mem.write_slice(GuestAddress(CMDLINE_ADDR), &line[..c.len() + 1])?;
+
+    let mut p = BootParams::new();
+    match &kernel.bz {
+        Some((b, hdr)) => p.set_setup_header(&hdr[..b.hdr_end - crate::boot::bzimage::HDR_START]),
+        None => p.set_minimal_header(),
+    }
+    p.set_loader_fields(CMDLINE_ADDR, (c.len() + 1) as u32, initrd, initrd_len);
+    p.add_e820(0, EBDA_START, E820_RAM);
+    p.add_e820(EBDA_START, KERNEL_MIN_ADDR - EBDA_START, E820_RESERVED);
+    p.add_e820(KERNEL_MIN_ADDR, mem.len() - KERNEL_MIN_ADDR, E820_RAM);
+    mem.write_slice(GuestAddress(ZERO_PAGE_ADDR), p.as_bytes())
+}
+
+type SetupError = (&'static str, Errno);
+
+fn create_vm(kvm: &Kvm, mem: &GuestMemory, entry: u64) -> Result<(Vm, Vcpu), SetupError> {
+    let vm = kvm.create_vm().map_err(|e| ("KVM_CREATE_VM", e))?;
+    vm.set_tss_addr(KVM_TSS_ADDR).map_err(|e| ("KVM_SET_TSS_ADDR", e))?;
+    vm.set_identity_map_addr(KVM_IDENTITY_MAP_ADDR).map_err(|e| ("KVM_SET_IDENTITY_MAP_ADDR", e))?;
+    vm.create_irqchip().map_err(|e| ("KVM_CREATE_IRQCHIP", e))?;
+    vm.create_pit2().map_err(|e| ("KVM_CREATE_PIT2", e))?;
+    // SAFETY: `mem` outlives the VM: both live until the process exits
+    // (the run loop never returns), and the stub touches guest RAM only
+    // through GuestMemory.
+    unsafe { vm.set_user_memory_region(0, 0, mem.len(), mem.host_base()) }
+        .map_err(|e| ("KVM_SET_USER_MEMORY_REGION", e))?;
+    let vcpu = vm.create_vcpu(0).map_err(|e| ("KVM_CREATE_VCPU", e))?;
+
+    let mut cpuid = KvmCpuid2 {
+        header: KvmCpuid2Header::default(),
+        entries: [KvmCpuidEntry2::default(); MAX_CPUID_ENTRIES],
+    };
+    kvm.supported_cpuid(&mut cpuid).map_err(|e| ("KVM_GET_SUPPORTED_CPUID", e))?;
+    cpu::patch_cpuid(&mut cpuid);
+    vcpu.set_cpuid2(&cpuid).map_err(|e| ("KVM_SET_CPUID2", e))?;
+    vcpu.set_msrs(&cpu::boot_msrs()).map_err(|e| ("KVM_SET_MSRS", e))?;
+    let sregs = vcpu.get_sregs().map_err(|e| ("KVM_GET_SREGS", e))?;
+    vcpu.set_sregs(&cpu::long_mode_sregs(sregs)).map_err(|e| ("KVM_SET_SREGS", e))?;
+    vcpu.set_regs(&cpu::boot_regs(entry)).map_err(|e| ("KVM_SET_REGS", e))?;
+    let mut lapic = vcpu.get_lapic().map_err(|e| ("KVM_GET_LAPIC", e))?;
+    cpu::patch_lapic(&mut lapic);
+    vcpu.set_lapic(&lapic).map_err(|e| ("KVM_SET_LAPIC", e))?;
+    Ok((vm, vcpu))
+}
