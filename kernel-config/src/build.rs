@@ -259,13 +259,21 @@ fn build_into(ctx: &Ctx, req: &Request, stage: &Path, progress: &mut Progress, s
     write_atomic(&stage.join(crate::meta::FILE_NAME), meta.to_text().as_bytes())
 }
 
-/// `Linux version ...` as compiled into the kernel (`linux_banner`).
+/// `Linux version ...` as compiled into the kernel (`linux_banner`). 6.1 also holds a
+/// placeholder copy ending in `# `: the longest (the later on a tie) is the real one.
 fn banner(vmlinux: &[u8]) -> Option<String> {
     let needle = b"Linux version ";
-    let start = vmlinux.windows(needle.len()).position(|w| w == needle)?;
-    let rest = &vmlinux[start..];
-    let end = rest.iter().position(|b| *b == b'\n' || *b == 0)?;
-    Some(String::from_utf8_lossy(&rest[..end]).into_owned())
+    let mut best: Option<&[u8]> = None;
+    let mut at = 0;
+    while let Some(pos) = vmlinux[at..].windows(needle.len()).position(|w| w == needle) {
+        let rest = &vmlinux[at + pos..];
+        at += pos + needle.len();
+        let Some(end) = rest.iter().take(256).position(|b| *b == b'\n' || *b == 0) else { continue };
+        if best.is_none_or(|b| b.len() <= end) {
+            best = Some(&rest[..end]);
+        }
+    }
+    best.map(|b| String::from_utf8_lossy(b).into_owned())
 }
 
 /// (text, data, bss) as `size -B` reports them.
@@ -324,7 +332,7 @@ mod tests {
 
     #[test]
     fn banner_is_found_and_cut_at_newline() {
-        let img = b"\0\0junkLinux version 6.1.0 (smolvm@smolvm) #1\nmore\0";
+        let img = b"\0Linux version 6.1.0 (smolvm@smolvm) # \0junkLinux version 6.1.0 (smolvm@smolvm) #1\nmore\0";
         assert_eq!(banner(img).as_deref(), Some("Linux version 6.1.0 (smolvm@smolvm) #1"));
         assert_eq!(banner(b"nothing here"), None);
     }

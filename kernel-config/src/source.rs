@@ -58,9 +58,9 @@ impl Source {
     }
 
     /// What identifies this source's content for the cache key: path, size and
-    /// modification time (of the tarball, or of the tree's top Makefile). A Debian
-    /// package upgrade replaces the tarball, so it changes the key; nothing here
-    /// depends on the environment (PATH, dpkg), so a cached kernel is found without tools.
+    /// modification time (of the tarball, or of the tree's top Makefile), plus the
+    /// Debian package version for Debian's tarball. Read from files only (no PATH
+    /// lookups), so a cached kernel is found on a machine without build tools.
     pub fn identity(&self) -> Result<String, Error> {
         let stamp = |p: &Path| -> Result<String, Error> {
             let m = std::fs::metadata(p).map_err(|e| Error::io(format!("kernel source {}", p.display()), e))?;
@@ -68,10 +68,27 @@ impl Source {
             Ok(format!("size={} mtime={}", m.len(), mtime.map_or(0, |d| d.as_nanos())))
         };
         Ok(match self {
-            Source::Tarball(p) => format!("tarball {} {}", p.display(), stamp(p)?),
+            Source::Tarball(p) => {
+                let mut id = format!("tarball {} {}", p.display(), stamp(p)?);
+                if p == Path::new(DEFAULT_TARBALL) {
+                    let status = std::fs::read_to_string(DPKG_STATUS).unwrap_or_default();
+                    if let Some(v) = debian_version(&status, "linux-source-6.1") {
+                        id.push_str(&format!(" deb=linux-source-6.1={v}"));
+                    }
+                }
+                id
+            }
             Source::Tree(p) => format!("tree {} {}", p.display(), stamp(&p.join("Makefile"))?),
         })
     }
+}
+
+const DPKG_STATUS: &str = "/var/lib/dpkg/status";
+
+/// The `Version:` of `package` in dpkg's status database text.
+fn debian_version(status: &str, package: &str) -> Option<String> {
+    let para = status.split("\n\n").find(|p| p.lines().any(|l| l.strip_prefix("Package: ") == Some(package)))?;
+    para.lines().find_map(|l| l.strip_prefix("Version: ")).map(|v| v.trim().to_string())
 }
 
 /// Fails with one line naming the Debian packages to install when a build tool is missing.
@@ -159,6 +176,13 @@ mod tests {
         let s = Source::resolve(Some(&d)).expect("clean tree");
         assert!(s.identity().expect("id").starts_with("tree "));
         std::fs::remove_dir_all(&d).expect("cleanup");
+    }
+
+    #[test]
+    fn debian_version_comes_from_the_right_paragraph() {
+        let st = "Package: linux-source-6.10\nVersion: 9\n\nPackage: linux-source-6.1\nStatus: install ok installed\nVersion: 6.1.192-3\n\n";
+        assert_eq!(debian_version(st, "linux-source-6.1").as_deref(), Some("6.1.192-3"));
+        assert_eq!(debian_version(st, "bc"), None);
     }
 
     #[test]
