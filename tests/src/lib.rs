@@ -1,0 +1,3 @@
+//! smolvm end-to-end tests: helpers shared by the files in `tests/`.
+
+pub mod lab;
