@@ -11,6 +11,7 @@
 //! answers `EROFS` to every change.
 
 mod attr;
+mod device;
 mod dir;
 mod fids;
 mod file;
@@ -21,5 +22,6 @@ pub mod wire;
 #[cfg(test)]
 mod tests;
 
+pub use device::P9Device;
 pub use fids::MAX_FIDS;
 pub use server::Server;

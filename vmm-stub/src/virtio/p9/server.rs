@@ -32,6 +32,12 @@ impl Server {
         self.msize
     }
 
+    /// The driver reset the device: a new session starts with Tversion.
+    pub fn reset(&mut self) {
+        self.fids.clear();
+        self.msize = MAX_MSIZE;
+    }
+
     /// Answers one request; returns the reply's length in `response` (0 only
     /// when `response` cannot hold even an Rlerror, i.e. < 11 bytes).
     pub fn handle(&mut self, request: &[u8], response: &mut [u8]) -> usize {
