@@ -54,7 +54,8 @@ pub struct Case {
     /// must not contain `=`.
     pub argv: Vec<OsString>,
     pub stdin: Vec<u8>,
-    /// The whole environment of the command (`PATH` is preset).
+    /// The whole environment of the command (`PATH` is preset); the
+    /// command sees it sorted by name in both modes.
     pub env: Vec<(OsString, OsString)>,
     /// Working directory (default `/`).
     pub cwd: PathBuf,
@@ -504,7 +505,10 @@ fn write_case(dir: &Path, case: &Case) -> io::Result<()> {
     let mut cmd = b"cwd=".to_vec();
     cmd.extend(sh_quote(case.cwd.as_os_str().as_bytes()));
     cmd.extend_from_slice(b"\nset --");
-    for (k, v) in &case.env {
+    // Sorted by name, as std::process::Command passes them in direct mode.
+    let mut env: Vec<_> = case.env.iter().collect();
+    env.sort_by(|a, b| a.0.cmp(&b.0));
+    for (k, v) in env {
         let mut kv = k.as_bytes().to_vec();
         kv.push(b'=');
         kv.extend_from_slice(v.as_bytes());

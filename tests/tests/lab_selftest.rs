@@ -55,7 +55,7 @@ fn plain_commands_are_captured_exactly() {
     expect(&out[0], 7, b"out\n", b"err\n");
     expect(&out[1], 0, &all_bytes, b"");
     expect(&out[2], 0, &expected_args, b"");
-    expect(&out[3], 0, format!("PATH={}\nFOO=a b'c\n", lab::DEFAULT_PATH).as_bytes(), b"");
+    expect(&out[3], 0, format!("FOO=a b'c\nPATH={}\n", lab::DEFAULT_PATH).as_bytes(), b"");
     expect(&out[4], 0, b"/usr/bin\n", b"");
     assert!(out[5].timed_out && out[5].status.is_none(), "{:?}", out[5]);
     assert!(out[5].elapsed >= Duration::from_secs(3), "{:?}", out[5].elapsed);
