@@ -60,8 +60,10 @@ impl Json {
             Json::Int(n) => {
                 let _ = write!(out, "{n}");
             }
+            // `{:?}` keeps a fraction or exponent ("20500.0"), so a float
+            // reads back as a float, not an integer.
             Json::Float(f) if f.is_finite() => {
-                let _ = write!(out, "{f}");
+                let _ = write!(out, "{f:?}");
             }
             Json::Float(_) => out.push_str("null"),
             Json::Str(s) => write_str(out, s),
@@ -225,7 +227,7 @@ impl Parser<'_> {
             return Ok(Json::Int(n));
         }
         match text.parse::<f64>() {
-            Ok(f) if !text.is_empty() => Ok(Json::Float(f)),
+            Ok(f) if f.is_finite() => Ok(Json::Float(f)),
             _ => {
                 self.at = start;
                 Err(self.error("expected a value"))
@@ -308,5 +310,17 @@ mod tests {
         assert_eq!(parse(r#""\u0041\/\t""#), Ok(Json::Str("A/\t".into())));
         assert_eq!(parse(" -1.5e1 "), Ok(Json::Float(-15.0)));
         assert_eq!(parse("12"), Ok(Json::Int(12)));
+        assert!(parse("1e400").is_err(), "JSON has no infinity");
+    }
+
+    /// Fuzz regression: an integral float was written as "20500" and read
+    /// back as an integer.
+    #[test]
+    fn integral_floats_stay_floats() {
+        for text in ["20.5e3", "1e21", "-0.0", "1e-7", "0.1"] {
+            let v = parse(text).expect("valid");
+            assert!(matches!(v, Json::Float(_)), "{text}");
+            assert_eq!(parse(&v.to_pretty()), Ok(v), "{text}");
+        }
     }
 }
