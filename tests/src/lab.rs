@@ -320,6 +320,11 @@ impl Lab {
         self.inst.run(cases)
     }
 
+    /// QEMU's pid (also its process group).
+    pub fn qemu_pid(&self) -> i32 {
+        self.inst.qemu.as_raw_nonzero().get()
+    }
+
     /// Host wall time from spawning QEMU to L1 reporting ready.
     pub fn boot_wall(&self) -> Duration {
         self.inst.boot_wall

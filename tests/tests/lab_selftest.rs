@@ -181,3 +181,53 @@ fn kvm_guests_run_in_one_batch_and_a_hang_fails_only_itself() {
     expect(&out[3], 42, b"hello from third\n", b"third to stderr\n");
     expect(&out[4], 0, b"hello from fourth\n", b"fourth to stderr\n");
 }
+
+/// Env var that turns `lab_child_process` into the child of
+/// `killing_the_test_process_leaves_no_qemu`.
+const CHILD_ENV: &str = "SMOLVM_LAB_SELFTEST_CHILD";
+
+/// Helper process (runs only when CHILD_ENV is set): boots a lab, prints
+/// QEMU's pid, then waits to be killed.
+#[test]
+#[ignore = "helper run by killing_the_test_process_leaves_no_qemu"]
+fn lab_child_process() {
+    if std::env::var_os(CHILD_ENV).is_none() {
+        return;
+    }
+    let lab = lab::Lab::boot(&[]).expect("boot a lab");
+    println!("qemu {}", lab.qemu_pid());
+    std::thread::sleep(Duration::from_secs(600));
+}
+
+/// Whether `pid` is a live (not zombie) process.
+fn alive(pid: i32) -> bool {
+    match fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => !stat.rsplit(')').next().unwrap_or("").trim_start().starts_with('Z'),
+        Err(_) => false,
+    }
+}
+
+#[test]
+fn killing_the_test_process_leaves_no_qemu() {
+    use std::io::BufRead;
+    let mut child = Command::new(std::env::current_exe().expect("own path"))
+        .args(["--exact", "lab_child_process", "--ignored", "--nocapture"])
+        .env(CHILD_ENV, "1")
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn the helper");
+    let stdout = child.stdout.take().expect("piped");
+    let qemu: i32 = std::io::BufReader::new(stdout)
+        .lines()
+        .map_while(Result::ok)
+        .find_map(|l| l.strip_prefix("qemu ")?.parse().ok())
+        .expect("the helper printed QEMU's pid");
+    assert!(alive(qemu), "QEMU {qemu} should be running");
+    child.kill().expect("SIGKILL the helper");
+    child.wait().expect("reap the helper");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while alive(qemu) && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(!alive(qemu), "QEMU {qemu} outlived the process that started it");
+}
