@@ -82,7 +82,11 @@ pub struct BuildArgs {
 pub fn parse_mem(s: &str) -> Result<u32> {
     const MIN_MIB: u64 = 16;
     const MAX_MIB: u64 = 1 << 20;
-    let bad = || Error(format!("bad --mem `{s}`: give a size like 256M or 1G (between {MIN_MIB}M and 1T)"));
+    let bad = || {
+        Error(format!(
+            "bad --mem `{s}`: give a size like 256M or 1G (between {MIN_MIB}M and 1T)"
+        ))
+    };
     let t = s.trim();
     let digits = t.bytes().take_while(u8::is_ascii_digit).count();
     let (num, unit) = t.split_at(digits);
@@ -97,7 +101,9 @@ pub fn parse_mem(s: &str) -> Result<u32> {
         _ => return Err(bad()),
     };
     if kib % 1024 != 0 {
-        return Err(Error(format!("bad --mem `{s}`: must be a whole number of MiB")));
+        return Err(Error(format!(
+            "bad --mem `{s}`: must be a whole number of MiB"
+        )));
     }
     let mib = kib / 1024;
     if !(MIN_MIB..=MAX_MIB).contains(&mib) {
@@ -112,7 +118,8 @@ fn locate(flag: Option<&Path>, env: &str, name: &str, cargo_pkg: &str) -> Result
         (Some(p), _) => p.to_path_buf(),
         (None, Some(p)) if !p.is_empty() => PathBuf::from(p),
         _ => {
-            let exe = std::env::current_exe().context(|| "locating the smolvm executable".into())?;
+            let exe =
+                std::env::current_exe().context(|| "locating the smolvm executable".into())?;
             exe.with_file_name(name)
         }
     };
@@ -138,7 +145,8 @@ fn locate_kernel(flag: Option<&Path>) -> Result<PathBuf> {
     if let Some(p) = std::env::var_os("SMOLVM_KERNEL").filter(|p| !p.is_empty()) {
         return Ok(PathBuf::from(p));
     }
-    let hint = "no guest kernel: pass --kernel FILE, set SMOLVM_KERNEL, or run `smolvm kernel build`";
+    let hint =
+        "no guest kernel: pass --kernel FILE, set SMOLVM_KERNEL, or run `smolvm kernel build`";
     let exe = std::env::current_exe().context(|| hint.into())?;
     let out = std::process::Command::new(exe)
         .args(["kernel", "path"])
@@ -157,7 +165,9 @@ fn build_time() -> Result<u32> {
     match std::env::var("SOURCE_DATE_EPOCH") {
         Err(_) => Ok(0),
         Ok(s) => s.trim().parse().map_err(|_| {
-            Error(format!("bad SOURCE_DATE_EPOCH `{s}`: give seconds since 1970 (fits in 32 bits)"))
+            Error(format!(
+                "bad SOURCE_DATE_EPOCH `{s}`: give seconds since 1970 (fits in 32 bits)"
+            ))
         }),
     }
 }
@@ -170,12 +180,18 @@ fn manifest(a: &BuildArgs, mem: Option<u32>) -> Result<Vec<u8>> {
         let e = e.as_bytes();
         match e.iter().position(|&b| b == b'=') {
             Some(i) if i > 0 => recs.push((Key::Env, e.to_vec())),
-            _ => bail!("bad --env `{}`: expected NAME=value", String::from_utf8_lossy(e)),
+            _ => bail!(
+                "bad --env `{}`: expected NAME=value",
+                String::from_utf8_lossy(e)
+            ),
         }
     }
     if let Some(w) = &a.workdir {
         if !w.as_bytes().starts_with(b"/") {
-            bail!("bad --workdir `{}`: must be an absolute guest path", w.to_string_lossy());
+            bail!(
+                "bad --workdir `{}`: must be an absolute guest path",
+                w.to_string_lossy()
+            );
         }
         recs.push((Key::Workdir, w.as_bytes().to_vec()));
     }
@@ -184,13 +200,22 @@ fn manifest(a: &BuildArgs, mem: Option<u32>) -> Result<Vec<u8>> {
     }
     recs.push((Key::Rootfs, a.rootfs_format.name().as_bytes().to_vec()));
     if let Some(h) = &a.hostname {
-        if h.is_empty() || h.len() > 64 || !h.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.') {
+        if h.is_empty()
+            || h.len() > 64
+            || !h
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
+        {
             bail!("bad --hostname `{h}`: 1-64 letters, digits, `-` or `.`");
         }
         recs.push((Key::Hostname, h.clone().into_bytes()));
     }
     let fields: Vec<[&[u8]; 1]> = recs.iter().map(|(_, v)| [v.as_slice()]).collect();
-    let table: Vec<(Key, &[&[u8]])> = recs.iter().zip(&fields).map(|((k, _), f)| (*k, &f[..])).collect();
+    let table: Vec<(Key, &[&[u8]])> = recs
+        .iter()
+        .zip(&fields)
+        .map(|((k, _), f)| (*k, &f[..]))
+        .collect();
     config::to_vec(&table).map_err(|e| Error(format!("manifest: {}", e.message())))
 }
 
@@ -199,17 +224,37 @@ fn manifest(a: &BuildArgs, mem: Option<u32>) -> Result<Vec<u8>> {
 fn initramfs(a: &BuildArgs, init: &Path, manifest: &[u8], mtime: u32) -> Result<Vec<u8>> {
     let mut ar = Archive::new(mtime);
     let mut add = |p: &str, n: Node| ar.insert(p.as_bytes(), n).context(|| "initramfs".into());
-    add(linker::abi::INIT_PATH, Node::File { perm: 0o755, data: FileData::Path(init.to_path_buf()) })?;
-    add(linker::abi::GUEST_MANIFEST_PATH, Node::File { perm: 0o644, data: FileData::Bytes(manifest.to_vec()) })?;
+    add(
+        linker::abi::INIT_PATH,
+        Node::File {
+            perm: 0o755,
+            data: FileData::Path(init.to_path_buf()),
+        },
+    )?;
+    add(
+        linker::abi::GUEST_MANIFEST_PATH,
+        Node::File {
+            perm: 0o644,
+            data: FileData::Bytes(manifest.to_vec()),
+        },
+    )?;
     // The kernel opens /dev/console for init's stdio before devtmpfs exists.
-    add("dev/console", Node::Device { mode: S_IFCHR | 0o600, major: 5, minor: 1 })?;
+    add(
+        "dev/console",
+        Node::Device {
+            mode: S_IFCHR | 0o600,
+            major: 5,
+            minor: 1,
+        },
+    )?;
     if a.rootfs_format == RootfsFormat::Initramfs {
         let prefix = linker::abi::INITRAMFS_ROOT_DIR;
         rootfs::add_tree(&mut ar, &a.rootfs, prefix.as_bytes())?;
         for m in MOUNTPOINTS {
             let p = format!("{prefix}/{m}");
             if !ar.contains(p.as_bytes()) {
-                ar.insert(p.as_bytes(), Node::Dir { perm: 0o755 }).context(|| "initramfs".into())?;
+                ar.insert(p.as_bytes(), Node::Dir { perm: 0o755 })
+                    .context(|| "initramfs".into())?;
             }
         }
     }
@@ -223,7 +268,11 @@ pub fn run(a: &BuildArgs) -> Result<()> {
     if !md.is_dir() {
         bail!("rootfs {} is not a directory", a.rootfs.display());
     }
-    let path_env = a.env.iter().rev().find_map(|e| e.as_bytes().strip_prefix(b"PATH="));
+    let path_env = a
+        .env
+        .iter()
+        .rev()
+        .find_map(|e| e.as_bytes().strip_prefix(b"PATH="));
     rootfs::check_entry(&a.rootfs, a.entry.as_bytes(), path_env)?;
     let manifest = manifest(a, mem)?;
     let stub = locate(a.stub.as_deref(), "SMOLVM_STUB", "vmm-stub", "vmm-stub")?;
@@ -245,12 +294,15 @@ pub fn run(a: &BuildArgs) -> Result<()> {
     let mut w = ImageWriter::new(BufWriter::new(out.file()?));
     w.add(Kind::Stub, 0, open(&stub)?).map_err(write_err)?;
     let kflags = if kernel.bzimage { FLAG_BZIMAGE } else { 0 };
-    w.add(Kind::Kernel, kflags, open(&kernel.path)?).map_err(write_err)?;
+    w.add(Kind::Kernel, kflags, open(&kernel.path)?)
+        .map_err(write_err)?;
     w.add_bytes(Kind::Initramfs, 0, &cpio).map_err(write_err)?;
     if let Some(sq) = &squashfs {
-        w.add(Kind::Rootfs, 0, open(sq.path())?).map_err(write_err)?;
+        w.add(Kind::Rootfs, 0, open(sq.path())?)
+            .map_err(write_err)?;
     }
-    w.add_bytes(Kind::Manifest, 0, &manifest).map_err(write_err)?;
+    w.add_bytes(Kind::Manifest, 0, &manifest)
+        .map_err(write_err)?;
     let info = kernel.info();
     if !info.is_empty() {
         w.add_bytes(Kind::KernelInfo, 0, &info).map_err(write_err)?;
@@ -279,7 +331,18 @@ mod tests {
         assert_eq!(parse_mem("1g").ok(), Some(1024));
         assert_eq!(parse_mem("512").ok(), Some(512));
         assert_eq!(parse_mem("65536K").ok(), Some(64));
-        for bad in ["", "M", "-1G", "1.5G", "abc", "8M", "2T", "1000K", "99999999999999999999G", "1 X"] {
+        for bad in [
+            "",
+            "M",
+            "-1G",
+            "1.5G",
+            "abc",
+            "8M",
+            "2T",
+            "1000K",
+            "99999999999999999999G",
+            "1 X",
+        ] {
             let e = parse_mem(bad).expect_err(bad).0;
             assert!(e.starts_with("bad --mem"), "{e}");
         }

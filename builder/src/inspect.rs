@@ -33,10 +33,12 @@ fn describe(path: &Path) -> Result<Described> {
     let mut manifest = Vec::new();
     if let Some(s) = image.section(Kind::Manifest) {
         let bytes = read(&mut f, s)?;
-        let records = config::parse(&bytes).map_err(|e| Error(format!("manifest: {}", e.message())))?;
+        let records =
+            config::parse(&bytes).map_err(|e| Error(format!("manifest: {}", e.message())))?;
         for r in records {
             let r = r.map_err(|e| Error(format!("manifest: {}", e.message())))?;
-            let fields = (0..r.key.arity()).map(|i| String::from_utf8_lossy(r.field(i)).into_owned());
+            let fields =
+                (0..r.key.arity()).map(|i| String::from_utf8_lossy(r.field(i)).into_owned());
             manifest.push((r.key.name().to_string(), fields.collect()));
         }
     }
@@ -49,7 +51,11 @@ fn describe(path: &Path) -> Result<Described> {
             }
         }
     }
-    Ok(Described { image, manifest, kernel_info })
+    Ok(Described {
+        image,
+        manifest,
+        kernel_info,
+    })
 }
 
 fn flags_name(s: &Section) -> &'static str {
@@ -80,8 +86,17 @@ pub fn json_str(s: &str) -> String {
 
 fn text(path: &Path, d: &Described) -> String {
     let mut o = String::new();
-    let _ = writeln!(o, "{}: smolvm image, format v{VERSION}, {} bytes", path.display(), d.image.file_len());
-    let _ = writeln!(o, "{:<12} {:>10} {:>10}  {:<8} {:<16}  sha256", "section", "offset", "length", "format", "xxh64");
+    let _ = writeln!(
+        o,
+        "{}: smolvm image, format v{VERSION}, {} bytes",
+        path.display(),
+        d.image.file_len()
+    );
+    let _ = writeln!(
+        o,
+        "{:<12} {:>10} {:>10}  {:<8} {:<16}  sha256",
+        "section", "offset", "length", "format", "xxh64"
+    );
     for s in d.image.sections() {
         let _ = writeln!(
             o,
@@ -96,7 +111,15 @@ fn text(path: &Path, d: &Described) -> String {
     }
     let _ = writeln!(o, "manifest:");
     for (k, fields) in &d.manifest {
-        let _ = writeln!(o, "  {k} {}", fields.iter().map(|f| format!("{f:?}")).collect::<Vec<_>>().join(" "));
+        let _ = writeln!(
+            o,
+            "  {k} {}",
+            fields
+                .iter()
+                .map(|f| format!("{f:?}"))
+                .collect::<Vec<_>>()
+                .join(" ")
+        );
     }
     let _ = writeln!(o, "kernel:");
     if d.kernel_info.is_empty() {
@@ -110,7 +133,12 @@ fn text(path: &Path, d: &Described) -> String {
 
 fn json(path: &Path, d: &Described) -> String {
     let mut o = String::from("{");
-    let _ = write!(o, "\"file\":{},\"size\":{},\"format_version\":{VERSION},", json_str(&path.display().to_string()), d.image.file_len());
+    let _ = write!(
+        o,
+        "\"file\":{},\"size\":{},\"format_version\":{VERSION},",
+        json_str(&path.display().to_string()),
+        d.image.file_len()
+    );
     let sections: Vec<String> = d
         .image
         .sections()
@@ -133,11 +161,19 @@ fn json(path: &Path, d: &Described) -> String {
         .iter()
         .map(|(k, f)| {
             let fields: Vec<String> = f.iter().map(|x| json_str(x)).collect();
-            format!("{{\"key\":{},\"fields\":[{}]}}", json_str(k), fields.join(","))
+            format!(
+                "{{\"key\":{},\"fields\":[{}]}}",
+                json_str(k),
+                fields.join(",")
+            )
         })
         .collect();
     let _ = write!(o, "\"manifest\":[{}],", manifest.join(","));
-    let kernel: Vec<String> = d.kernel_info.iter().map(|(k, v)| format!("{}:{}", json_str(k), json_str(v))).collect();
+    let kernel: Vec<String> = d
+        .kernel_info
+        .iter()
+        .map(|(k, v)| format!("{}:{}", json_str(k), json_str(v)))
+        .collect();
     let _ = write!(o, "\"kernel\":{{{}}}}}", kernel.join(","));
     o
 }

@@ -31,9 +31,16 @@ fn bzimage_version(bytes: &[u8]) -> Option<String> {
 fn elf_version(bytes: &[u8]) -> Option<String> {
     let mut best: Option<&[u8]> = None;
     let mut rest = bytes;
-    while let Some(at) = rest.windows(VERSION_PREFIX.len()).position(|w| w == VERSION_PREFIX) {
+    while let Some(at) = rest
+        .windows(VERSION_PREFIX.len())
+        .position(|w| w == VERSION_PREFIX)
+    {
         rest = &rest[at + VERSION_PREFIX.len()..];
-        let Some(end) = rest.iter().take(MAX_VERSION_LEN).position(|&b| b == 0 || b == b'\n') else {
+        let Some(end) = rest
+            .iter()
+            .take(MAX_VERSION_LEN)
+            .position(|&b| b == 0 || b == b'\n')
+        else {
             continue;
         };
         if best.is_none_or(|b| b.len() <= end) {
@@ -60,13 +67,25 @@ impl KernelFile {
         let bytes = fs::read(path).context(|| format!("kernel {}", path.display()))?;
         let bzimage = bytes.get(0x202..0x206) == Some(b"HdrS");
         if !bzimage && !bytes.starts_with(b"\x7fELF") {
-            bail!("kernel {} is neither an ELF vmlinux nor a bzImage", path.display());
+            bail!(
+                "kernel {} is neither an ELF vmlinux nor a bzImage",
+                path.display()
+            );
         }
-        let version = if bzimage { bzimage_version(&bytes) } else { elf_version(&bytes) };
+        let version = if bzimage {
+            bzimage_version(&bytes)
+        } else {
+            elf_version(&bytes)
+        };
         let config_sha256 = config_next_to(path)
             .and_then(|c| fs::read(c).ok())
             .map(|c| linker::sha256::hex(&linker::sha256::sha256(&c)));
-        Ok(KernelFile { path: path.to_path_buf(), bzimage, version, config_sha256 })
+        Ok(KernelFile {
+            path: path.to_path_buf(),
+            bzimage,
+            version,
+            config_sha256,
+        })
     }
 
     /// The `KernelInfo` section: `key=value` lines (empty if nothing is known).

@@ -18,13 +18,20 @@ fn beside(target: &Path, suffix: &str) -> Result<PathBuf> {
         bail!("output {} is not a file name", target.display());
     };
     if target.is_dir() {
-        bail!("output {} is a directory: give a file name, e.g. -o app.vm", target.display());
+        bail!(
+            "output {} is a directory: give a file name, e.g. -o app.vm",
+            target.display()
+        );
     }
     let dir = match target.parent() {
         Some(d) if !d.as_os_str().is_empty() => d,
         _ => Path::new("."),
     };
-    Ok(dir.join(format!(".{}.{suffix}-{}", name.to_string_lossy(), std::process::id())))
+    Ok(dir.join(format!(
+        ".{}.{suffix}-{}",
+        name.to_string_lossy(),
+        std::process::id()
+    )))
 }
 
 impl TempFile {
@@ -37,12 +44,20 @@ impl TempFile {
             .mode(mode)
             .open(&path)
             .context(|| format!("cannot write output {}", target.display()))?;
-        Ok(TempFile { path, mode, keep: false })
+        Ok(TempFile {
+            path,
+            mode,
+            keep: false,
+        })
     }
 
     /// A path in `target`'s directory for another program to create.
     pub fn reserve_beside(target: &Path, suffix: &str) -> Result<TempFile> {
-        Ok(TempFile { path: beside(target, suffix)?, mode: 0o644, keep: false })
+        Ok(TempFile {
+            path: beside(target, suffix)?,
+            mode: 0o644,
+            keep: false,
+        })
     }
 
     pub fn path(&self) -> &Path {
@@ -50,14 +65,18 @@ impl TempFile {
     }
 
     pub fn file(&self) -> Result<File> {
-        OpenOptions::new().write(true).open(&self.path).context(|| self.path.display().to_string())
+        OpenOptions::new()
+            .write(true)
+            .open(&self.path)
+            .context(|| self.path.display().to_string())
     }
 
     /// Sets the final mode (not subject to the umask) and renames into place.
     pub fn persist(mut self, target: &Path) -> Result<()> {
         fs::set_permissions(&self.path, fs::Permissions::from_mode(self.mode))
             .context(|| format!("chmod {}", self.path.display()))?;
-        fs::rename(&self.path, target).context(|| format!("cannot write output {}", target.display()))?;
+        fs::rename(&self.path, target)
+            .context(|| format!("cannot write output {}", target.display()))?;
         self.keep = true;
         Ok(())
     }

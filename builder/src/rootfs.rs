@@ -7,8 +7,8 @@
 //! -root-mode 755 -no-xattrs -noappend`) it is byte-for-byte deterministic;
 //! the pure-Rust writer (`backhand`) would add ~40 crates to the builder.
 
-use crate::error::{Context, Error, Result};
 use crate::bail;
+use crate::error::{Context, Error, Result};
 use linker::cpio::{Archive, FileData, Node, S_IFBLK, S_IFCHR};
 use std::ffi::OsStr;
 use std::fs;
@@ -55,7 +55,10 @@ pub fn resolve(root: &Path, guest: &[u8]) -> Result<PathBuf> {
         if md.file_type().is_symlink() {
             hops += 1;
             if hops > MAX_SYMLINK_HOPS {
-                bail!("{}: too many levels of symbolic links", String::from_utf8_lossy(guest));
+                bail!(
+                    "{}: too many levels of symbolic links",
+                    String::from_utf8_lossy(guest)
+                );
             }
             let target = fs::read_link(&host).context(|| host.display().to_string())?;
             let target = target.as_os_str().as_bytes();
@@ -70,7 +73,10 @@ pub fn resolve(root: &Path, guest: &[u8]) -> Result<PathBuf> {
 }
 
 fn split(path: &[u8]) -> Vec<Vec<u8>> {
-    path.split(|&b| b == b'/').filter(|p| !p.is_empty()).map(<[u8]>::to_vec).collect()
+    path.split(|&b| b == b'/')
+        .filter(|p| !p.is_empty())
+        .map(<[u8]>::to_vec)
+        .collect()
 }
 
 fn join(root: &Path, parts: &[Vec<u8>]) -> PathBuf {
@@ -111,14 +117,24 @@ pub fn check_entry(root: &Path, entry: &[u8], path: Option<&[u8]>) -> Result<()>
     if !entry.starts_with(b"/") {
         bail!("entry `{shown}` must be an absolute path inside the rootfs (or a bare name searched in PATH)");
     }
-    let host = resolve(root, entry)
-        .map_err(|e| Error(format!("entry {shown} not found in rootfs {}: {e}", root.display())))?;
+    let host = resolve(root, entry).map_err(|e| {
+        Error(format!(
+            "entry {shown} not found in rootfs {}: {e}",
+            root.display()
+        ))
+    })?;
     let md = fs::metadata(&host).context(|| format!("entry {shown}"))?;
     if md.is_dir() {
-        bail!("entry {shown} is a directory in rootfs {}, not a program", root.display());
+        bail!(
+            "entry {shown} is a directory in rootfs {}, not a program",
+            root.display()
+        );
     }
     if !md.is_file() {
-        bail!("entry {shown} is not a regular file in rootfs {}", root.display());
+        bail!(
+            "entry {shown} is not a regular file in rootfs {}",
+            root.display()
+        );
     }
     if md.permissions().mode() & 0o111 == 0 {
         bail!(
@@ -134,14 +150,19 @@ pub fn check_entry(root: &Path, entry: &[u8], path: Option<&[u8]>) -> Result<()>
 fn dev_parts(rdev: u64) -> (u32, u32) {
     let major = ((rdev >> 8) & 0xfff) | ((rdev >> 32) & 0xffff_f000);
     let minor = (rdev & 0xff) | ((rdev >> 12) & 0xffff_ff00);
-    (u32::try_from(major).unwrap_or(0), u32::try_from(minor).unwrap_or(0))
+    (
+        u32::try_from(major).unwrap_or(0),
+        u32::try_from(minor).unwrap_or(0),
+    )
 }
 
 /// Adds the tree under `dir` to `archive` below `prefix` (e.g. `rootfs`).
 /// Sockets are skipped with a warning; ownership is not kept (uid/gid 0).
 pub fn add_tree(archive: &mut Archive, dir: &Path, prefix: &[u8]) -> Result<()> {
     // The top directory is always 0755: a temp dir's 0700 must not leak in.
-    archive.insert(prefix, Node::Dir { perm: 0o755 }).context(|| "initramfs".into())?;
+    archive
+        .insert(prefix, Node::Dir { perm: 0o755 })
+        .context(|| "initramfs".into())?;
     let mut entries: Vec<_> = fs::read_dir(dir)
         .context(|| format!("reading {}", dir.display()))?
         .collect::<std::io::Result<_>>()
@@ -157,24 +178,41 @@ pub fn add_tree(archive: &mut Archive, dir: &Path, prefix: &[u8]) -> Result<()> 
         let ft = md.file_type();
         let node = if ft.is_dir() {
             add_tree(archive, &host, &guest)?;
-            archive.insert(&guest, Node::Dir { perm }).context(|| "initramfs".into())?;
+            archive
+                .insert(&guest, Node::Dir { perm })
+                .context(|| "initramfs".into())?;
             continue;
         } else if ft.is_file() {
-            Node::File { perm, data: FileData::Path(host.clone()) }
+            Node::File {
+                perm,
+                data: FileData::Path(host.clone()),
+            }
         } else if ft.is_symlink() {
             let t = fs::read_link(&host).context(|| host.display().to_string())?;
-            Node::Symlink { target: t.as_os_str().as_bytes().to_vec() }
+            Node::Symlink {
+                target: t.as_os_str().as_bytes().to_vec(),
+            }
         } else if ft.is_char_device() || ft.is_block_device() {
             let (major, minor) = dev_parts(md.rdev());
-            let kind = if ft.is_char_device() { S_IFCHR } else { S_IFBLK };
-            Node::Device { mode: kind | perm, major, minor }
+            let kind = if ft.is_char_device() {
+                S_IFCHR
+            } else {
+                S_IFBLK
+            };
+            Node::Device {
+                mode: kind | perm,
+                major,
+                minor,
+            }
         } else if ft.is_fifo() {
             Node::Fifo { perm }
         } else {
             eprintln!("smolvm: warning: skipping socket {}", host.display());
             continue;
         };
-        archive.insert(&guest, node).context(|| "initramfs".into())?;
+        archive
+            .insert(&guest, node)
+            .context(|| "initramfs".into())?;
     }
     Ok(())
 }
@@ -205,8 +243,24 @@ pub fn mksquashfs(dir: &Path, out: &Path, comp: Compressor, mtime: u32) -> Resul
     let t = mtime.to_string();
     let mut cmd = Command::new("mksquashfs");
     cmd.arg(dir).arg(out);
-    cmd.args(["-noappend", "-reproducible", "-all-root", "-no-xattrs", "-no-progress", "-quiet"]);
-    cmd.args(["-mkfs-time", &t, "-all-time", &t, "-root-time", &t, "-root-mode", "755"]);
+    cmd.args([
+        "-noappend",
+        "-reproducible",
+        "-all-root",
+        "-no-xattrs",
+        "-no-progress",
+        "-quiet",
+    ]);
+    cmd.args([
+        "-mkfs-time",
+        &t,
+        "-all-time",
+        &t,
+        "-root-time",
+        &t,
+        "-root-mode",
+        "755",
+    ]);
     cmd.args(comp.args());
     for m in MOUNTPOINTS {
         if fs::symlink_metadata(dir.join(m)).is_err() {
@@ -224,7 +278,10 @@ pub fn mksquashfs(dir: &Path, out: &Path, comp: Compressor, mtime: u32) -> Resul
     };
     if !output.status.success() {
         let err = String::from_utf8_lossy(&output.stderr);
-        let line = err.lines().find(|l| !l.trim().is_empty()).unwrap_or("no message");
+        let line = err
+            .lines()
+            .find(|l| !l.trim().is_empty())
+            .unwrap_or("no message");
         bail!("mksquashfs failed ({}): {line}", output.status);
     }
     Ok(())
@@ -265,7 +322,11 @@ mod tests {
         assert!(check_entry(&root, b"sh", None).is_ok());
         let err = |e: &[u8]| check_entry(&root, e, None).expect_err("refused").0;
         // An absolute symlink resolves inside the root, never to the host's file.
-        assert!(err(b"/bin/host").contains("does not exist"), "{}", err(b"/bin/host"));
+        assert!(
+            err(b"/bin/host").contains("does not exist"),
+            "{}",
+            err(b"/bin/host")
+        );
         assert!(err(b"/bin/loop").contains("too many levels"));
         assert!(err(b"/bin/data").contains("not executable"));
         assert!(err(b"/bin").contains("is a directory"));
@@ -285,7 +346,10 @@ mod tests {
         add_tree(&mut a, &root, b"rootfs").expect("adds");
         let bytes = a.to_vec().expect("writes");
         let entries = linker::cpio::read_entries(&bytes).expect("parses");
-        let names: Vec<_> = entries.iter().map(|e| String::from_utf8_lossy(&e.name).into_owned()).collect();
+        let names: Vec<_> = entries
+            .iter()
+            .map(|e| String::from_utf8_lossy(&e.name).into_owned())
+            .collect();
         assert_eq!(names, ["rootfs", "rootfs/app", "rootfs/etc", "rootfs/link"]);
         assert_eq!(entries[1].mode, linker::cpio::S_IFREG | 0o755);
         assert_eq!(entries[3].data, b"app");

@@ -12,9 +12,16 @@ pub struct VerifyArgs {
 }
 
 pub fn run(a: &VerifyArgs) -> Result<()> {
-    let mut f = std::fs::File::open(&a.image).map_err(|e| Error(format!("{}: {e}", a.image.display())))?;
-    let image = linker::write::verify(&mut f).map_err(|e| Error(format!("{}: {e}", a.image.display())))?;
+    let mut f =
+        std::fs::File::open(&a.image).map_err(|e| Error(format!("{}: {e}", a.image.display())))?;
+    let image =
+        linker::write::verify(&mut f).map_err(|e| Error(format!("{}: {e}", a.image.display())))?;
     let names: Vec<&str> = image.sections().iter().map(|s| s.kind.name()).collect();
-    println!("{}: OK ({} sections intact: {})", a.image.display(), names.len(), names.join(", "));
+    println!(
+        "{}: OK ({} sections intact: {})",
+        a.image.display(),
+        names.len(),
+        names.join(", ")
+    );
     Ok(())
 }

@@ -40,20 +40,28 @@ fn inputs(dir: &Path) {
     fs::write(dir.join("rootfs/etc/hostname"), b"vm\n").expect("write");
     fs::write(dir.join("stub"), b"\x7fELF placeholder stub").expect("write");
     fs::write(dir.join("init"), b"\x7fELF placeholder init").expect("write");
-    fs::write(dir.join("vmlinux"), b"\x7fELF...Linux version 6.1.0-test #1\n\0").expect("write");
+    fs::write(
+        dir.join("vmlinux"),
+        b"\x7fELF...Linux version 6.1.0-test #1\n\0",
+    )
+    .expect("write");
 }
 
 fn smolvm(dir: &Path, args: &[&str], envs: &[(&str, &str)]) -> Output {
     let mut c = Command::new(SMOLVM);
-    c.current_dir(dir).args(args).env_remove("SOURCE_DATE_EPOCH");
+    c.current_dir(dir)
+        .args(args)
+        .env_remove("SOURCE_DATE_EPOCH");
     for (k, v) in envs {
         c.env(k, v);
     }
     c.output().expect("smolvm runs")
 }
 
-const BASE: [&str; 10] =
-    ["build", "--rootfs", "rootfs", "--kernel", "vmlinux", "--stub", "stub", "--init", "init", "--entry"];
+const BASE: [&str; 10] = [
+    "build", "--rootfs", "rootfs", "--kernel", "vmlinux", "--stub", "stub", "--init", "init",
+    "--entry",
+];
 
 fn build(dir: &Path, extra: &[&str], envs: &[(&str, &str)]) -> Output {
     let mut args = BASE.to_vec();
@@ -71,7 +79,10 @@ fn section(bytes: &[u8], kind: Kind) -> &[u8] {
     let len = bytes.len() as u64;
     let img = Image::parse_slice(&bytes[bytes.len() - TRAILER_LEN..], len).expect("valid image");
     let s = img.section(kind).expect("section present");
-    let (a, b) = (usize::try_from(s.offset).expect("fits"), usize::try_from(s.end()).expect("fits"));
+    let (a, b) = (
+        usize::try_from(s.offset).expect("fits"),
+        usize::try_from(s.end()).expect("fits"),
+    );
     s.check_fast(&bytes[a..b]).expect("fast digest");
     &bytes[a..b]
 }
@@ -82,44 +93,93 @@ fn squashfs_image_holds_everything_and_verifies() {
     inputs(&t.0);
     let out = build(
         &t.0,
-        &["/bin/sh", "--arg", "-c", "--arg", "echo hi", "--env", "A=1", "--workdir", "/etc", "--mem", "256M", "-o", "app.vm"],
+        &[
+            "/bin/sh",
+            "--arg",
+            "-c",
+            "--arg",
+            "echo hi",
+            "--env",
+            "A=1",
+            "--workdir",
+            "/etc",
+            "--mem",
+            "256M",
+            "-o",
+            "app.vm",
+        ],
         &[],
     );
     ok(&out);
     let path = t.0.join("app.vm");
-    assert_eq!(fs::metadata(&path).expect("written").permissions().mode() & 0o777, 0o755);
+    assert_eq!(
+        fs::metadata(&path).expect("written").permissions().mode() & 0o777,
+        0o755
+    );
     let bytes = fs::read(&path).expect("read");
     assert_eq!(section(&bytes, Kind::Stub), b"\x7fELF placeholder stub");
     assert!(section(&bytes, Kind::Kernel).starts_with(b"\x7fELF"));
     let manifest = section(&bytes, Kind::Manifest);
     assert_eq!(
         manifest,
-        b"SMOLCFG1entry\0/bin/sh\0arg\0-c\0arg\0echo hi\0env\0A=1\0workdir\0/etc\0mem\0256\0rootfs\0squashfs\0"
+        b"SMOLCFG1entry\0/bin/sh\0arg\0-c\0arg\0echo hi\0env\0A=1\0workdir\0/etc\0mem\x00256\0rootfs\0squashfs\0"
     );
     let cpio = read_entries(section(&bytes, Kind::Initramfs)).expect("cpio");
     let names: Vec<&[u8]> = cpio.iter().map(|e| e.name.as_slice()).collect();
-    assert_eq!(names, [&b"dev"[..], b"dev/console", b"init", b"smolvm", b"smolvm/manifest"]);
+    assert_eq!(
+        names,
+        [
+            &b"dev"[..],
+            b"dev/console",
+            b"init",
+            b"smolvm",
+            b"smolvm/manifest"
+        ]
+    );
     assert_eq!(cpio[1].mode, S_IFCHR | 0o600);
-    assert_eq!((cpio[2].mode, cpio[2].data.as_slice()), (S_IFREG | 0o755, &b"\x7fELF placeholder init"[..]));
+    assert_eq!(
+        (cpio[2].mode, cpio[2].data.as_slice()),
+        (S_IFREG | 0o755, &b"\x7fELF placeholder init"[..])
+    );
     assert_eq!(cpio[4].data, manifest);
 
     // The squashfs holds the tree plus the mountpoints init needs.
     let sq = t.0.join("root.sqfs");
     fs::write(&sq, section(&bytes, Kind::Rootfs)).expect("write");
-    let list = Command::new("unsquashfs").arg("-lls").arg(&sq).output().expect("unsquashfs");
+    let list = Command::new("unsquashfs")
+        .arg("-lls")
+        .arg(&sq)
+        .output()
+        .expect("unsquashfs");
     let list = String::from_utf8_lossy(&list.stdout);
-    for want in ["squashfs-root/bin/busybox", "squashfs-root/bin/sh -> busybox", "squashfs-root/etc/hostname"] {
+    for want in [
+        "squashfs-root/bin/busybox",
+        "squashfs-root/bin/sh -> busybox",
+        "squashfs-root/etc/hostname",
+    ] {
         assert!(list.contains(want), "{want} missing:\n{list}");
     }
     for m in ["dev", "proc", "sys", "tmp", "run", "mnt", "data"] {
-        assert!(list.lines().any(|l| l.starts_with("drwxr-xr-x root/root") && l.ends_with(&format!("squashfs-root/{m}"))), "{m}:\n{list}");
+        assert!(
+            list.lines().any(|l| l.starts_with("drwxr-xr-x root/root")
+                && l.ends_with(&format!("squashfs-root/{m}"))),
+            "{m}:\n{list}"
+        );
     }
 
     let inspect = ok(&smolvm(&t.0, &["inspect", "app.vm"], &[]));
-    assert!(inspect.contains("rootfs") && inspect.contains("vmlinux") && inspect.contains("\"echo hi\""), "{inspect}");
+    assert!(
+        inspect.contains("rootfs")
+            && inspect.contains("vmlinux")
+            && inspect.contains("\"echo hi\""),
+        "{inspect}"
+    );
     assert!(inspect.contains("version: 6.1.0-test #1"), "{inspect}");
     let json = ok(&smolvm(&t.0, &["inspect", "--json", "app.vm"], &[]));
-    assert!(json.contains("{\"key\":\"arg\",\"fields\":[\"echo hi\"]}"), "{json}");
+    assert!(
+        json.contains("{\"key\":\"arg\",\"fields\":[\"echo hi\"]}"),
+        "{json}"
+    );
     assert!(json.contains("\"kind\":\"rootfs\""), "{json}");
     let verify = ok(&smolvm(&t.0, &["verify", "app.vm"], &[]));
     assert!(verify.contains("OK (6 sections intact"), "{verify}");
@@ -129,14 +189,26 @@ fn squashfs_image_holds_everything_and_verifies() {
 fn initramfs_format_puts_the_tree_under_rootfs() {
     let t = Tmp::new("ird");
     inputs(&t.0);
-    ok(&build(&t.0, &["sh", "--rootfs-format", "initramfs", "-o", "app.vm"], &[]));
+    ok(&build(
+        &t.0,
+        &["sh", "--rootfs-format", "initramfs", "-o", "app.vm"],
+        &[],
+    ));
     let bytes = fs::read(t.0.join("app.vm")).expect("read");
-    let img = Image::parse_slice(&bytes[bytes.len() - TRAILER_LEN..], bytes.len() as u64).expect("valid");
+    let img =
+        Image::parse_slice(&bytes[bytes.len() - TRAILER_LEN..], bytes.len() as u64).expect("valid");
     assert!(img.section(Kind::Rootfs).is_none());
     assert!(section(&bytes, Kind::Manifest).ends_with(b"rootfs\0initramfs\0"));
     let cpio = read_entries(section(&bytes, Kind::Initramfs)).expect("cpio");
-    let get = |n: &str| cpio.iter().find(|e| e.name == n.as_bytes()).unwrap_or_else(|| panic!("{n} missing"));
-    assert_eq!(get("rootfs/bin/busybox").data, fs::read("/bin/busybox").expect("busybox"));
+    let get = |n: &str| {
+        cpio.iter()
+            .find(|e| e.name == n.as_bytes())
+            .unwrap_or_else(|| panic!("{n} missing"))
+    };
+    assert_eq!(
+        get("rootfs/bin/busybox").data,
+        fs::read("/bin/busybox").expect("busybox")
+    );
     assert_eq!(get("rootfs/bin/sh").data, b"busybox");
     for m in ["dev", "proc", "sys", "tmp", "run", "mnt", "data"] {
         assert_eq!(get(&format!("rootfs/{m}")).mode, S_IFDIR | 0o755);
@@ -146,11 +218,23 @@ fn initramfs_format_puts_the_tree_under_rootfs() {
 
 /// Copies the inputs into a fresh directory with other mtimes and modes.
 fn copy_inputs(from: &Path, to: &Path) {
-    let status = Command::new("cp").arg("-a").arg(from.join(".")).arg(to).status().expect("cp");
+    let status = Command::new("cp")
+        .arg("-a")
+        .arg(from.join("."))
+        .arg(to)
+        .status()
+        .expect("cp");
     assert!(status.success());
     let status = Command::new("touch")
         .args(["-h", "-d", "2001-02-03 04:05:06"])
-        .args(["rootfs", "rootfs/bin", "rootfs/bin/busybox", "rootfs/bin/sh", "rootfs/etc/hostname", "vmlinux"])
+        .args([
+            "rootfs",
+            "rootfs/bin",
+            "rootfs/bin/busybox",
+            "rootfs/bin/sh",
+            "rootfs/etc/hostname",
+            "vmlinux",
+        ])
         .current_dir(to)
         .status()
         .expect("touch");
@@ -164,16 +248,30 @@ fn builds_are_reproducible() {
     inputs(&a.0);
     copy_inputs(&a.0, &b.0);
     for format in ["squashfs", "initramfs"] {
-        let args = ["/bin/sh", "--arg", "x", "--rootfs-format", format, "-o", "out.vm"];
+        let args = [
+            "/bin/sh",
+            "--arg",
+            "x",
+            "--rootfs-format",
+            format,
+            "-o",
+            "out.vm",
+        ];
         ok(&build(&a.0, &args, &[]));
         ok(&build(&b.0, &args, &[]));
-        let (x, y) = (fs::read(a.0.join("out.vm")).expect("a"), fs::read(b.0.join("out.vm")).expect("b"));
+        let (x, y) = (
+            fs::read(a.0.join("out.vm")).expect("a"),
+            fs::read(b.0.join("out.vm")).expect("b"),
+        );
         assert!(x == y, "{format}: images differ");
         ok(&build(&b.0, &args, &[("SOURCE_DATE_EPOCH", "1700000000")]));
         let z = fs::read(b.0.join("out.vm")).expect("b");
         assert!(x != z, "{format}: SOURCE_DATE_EPOCH must be stamped");
         ok(&build(&a.0, &args, &[("SOURCE_DATE_EPOCH", "1700000000")]));
-        assert!(z == fs::read(a.0.join("out.vm")).expect("a"), "{format}: same epoch, same image");
+        assert!(
+            z == fs::read(a.0.join("out.vm")).expect("a"),
+            "{format}: same epoch, same image"
+        );
     }
 }
 
@@ -182,7 +280,10 @@ fn refused(dir: &Path, o: &Output, want: &str) {
     let err = String::from_utf8_lossy(&o.stderr);
     assert_eq!(o.status.code(), Some(1), "{err}");
     assert_eq!(err.lines().count(), 1, "{err}");
-    assert!(err.starts_with("smolvm: ") && err.contains(want), "want `{want}` in: {err}");
+    assert!(
+        err.starts_with("smolvm: ") && err.contains(want),
+        "want `{want}` in: {err}"
+    );
     let left: Vec<_> = fs::read_dir(dir)
         .expect("dir")
         .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
@@ -196,20 +297,65 @@ fn bad_inputs_are_refused_without_partial_output() {
     let t = Tmp::new("bad");
     inputs(&t.0);
     let d = &t.0;
-    let o = smolvm(d, &["build", "--rootfs", "nope", "--kernel", "vmlinux", "--stub", "stub", "--init", "init", "--entry", "/bin/sh", "-o", "a.vm"], &[]);
+    let o = smolvm(
+        d,
+        &[
+            "build", "--rootfs", "nope", "--kernel", "vmlinux", "--stub", "stub", "--init", "init",
+            "--entry", "/bin/sh", "-o", "a.vm",
+        ],
+        &[],
+    );
     refused(d, &o, "rootfs nope");
-    refused(d, &build(d, &["/bin/missing", "-o", "a.vm"], &[]), "entry /bin/missing not found");
-    refused(d, &build(d, &["/notes.txt", "-o", "a.vm"], &[]), "not executable");
+    refused(
+        d,
+        &build(d, &["/bin/missing", "-o", "a.vm"], &[]),
+        "entry /bin/missing not found",
+    );
+    refused(
+        d,
+        &build(d, &["/notes.txt", "-o", "a.vm"], &[]),
+        "not executable",
+    );
     refused(d, &build(d, &["/etc", "-o", "a.vm"], &[]), "is a directory");
-    refused(d, &build(d, &["/bin/sh", "--mem", "lots", "-o", "a.vm"], &[]), "bad --mem `lots`");
-    refused(d, &build(d, &["/bin/sh", "--mem", "1.5G", "-o", "a.vm"], &[]), "bad --mem");
-    refused(d, &build(d, &["/bin/sh", "--env", "=x", "-o", "a.vm"], &[]), "bad --env");
-    refused(d, &build(d, &["/bin/sh", "--workdir", "rel", "-o", "a.vm"], &[]), "bad --workdir");
-    refused(d, &build(d, &["/bin/sh", "-o", "no/such/dir/a.vm"], &[]), "cannot write output no/such/dir/a.vm");
-    refused(d, &build(d, &["/bin/sh", "-o", "/proc/a.vm"], &[]), "cannot write output /proc/a.vm");
-    refused(d, &build(d, &["/bin/sh", "-o", "rootfs"], &[]), "is a directory");
+    refused(
+        d,
+        &build(d, &["/bin/sh", "--mem", "lots", "-o", "a.vm"], &[]),
+        "bad --mem `lots`",
+    );
+    refused(
+        d,
+        &build(d, &["/bin/sh", "--mem", "1.5G", "-o", "a.vm"], &[]),
+        "bad --mem",
+    );
+    refused(
+        d,
+        &build(d, &["/bin/sh", "--env", "=x", "-o", "a.vm"], &[]),
+        "bad --env",
+    );
+    refused(
+        d,
+        &build(d, &["/bin/sh", "--workdir", "rel", "-o", "a.vm"], &[]),
+        "bad --workdir",
+    );
+    refused(
+        d,
+        &build(d, &["/bin/sh", "-o", "no/such/dir/a.vm"], &[]),
+        "cannot write output no/such/dir/a.vm",
+    );
+    refused(
+        d,
+        &build(d, &["/bin/sh", "-o", "/proc/a.vm"], &[]),
+        "cannot write output /proc/a.vm",
+    );
+    refused(
+        d,
+        &build(d, &["/bin/sh", "-o", "rootfs"], &[]),
+        "is a directory",
+    );
     let with = |stub: &str, init: &str, kernel: &str, env: &[(&str, &str)]| {
-        let mut args = vec!["build", "--rootfs", "rootfs", "--entry", "/bin/sh", "-o", "a.vm"];
+        let mut args = vec![
+            "build", "--rootfs", "rootfs", "--entry", "/bin/sh", "-o", "a.vm",
+        ];
         for (flag, v) in [("--stub", stub), ("--init", init), ("--kernel", kernel)] {
             if !v.is_empty() {
                 args.extend([flag, v]);
@@ -217,13 +363,46 @@ fn bad_inputs_are_refused_without_partial_output() {
         }
         smolvm(d, &args, env)
     };
-    refused(d, &with("missing-stub", "init", "vmlinux", &[]), "vmm-stub not found at missing-stub");
-    refused(d, &with("", "init", "vmlinux", &[("SMOLVM_STUB", "env-stub")]), "vmm-stub not found at env-stub");
-    refused(d, &with("stub", "", "vmlinux", &[("SMOLVM_INIT", "/nonexistent/init")]), "smol-init not found");
-    refused(d, &with("stub", "rootfs/notes.txt", "vmlinux", &[]), "not an ELF");
+    refused(
+        d,
+        &with("missing-stub", "init", "vmlinux", &[]),
+        "vmm-stub not found at missing-stub",
+    );
+    refused(
+        d,
+        &with("", "init", "vmlinux", &[("SMOLVM_STUB", "env-stub")]),
+        "vmm-stub not found at env-stub",
+    );
+    refused(
+        d,
+        &with(
+            "stub",
+            "",
+            "vmlinux",
+            &[("SMOLVM_INIT", "/nonexistent/init")],
+        ),
+        "smol-init not found",
+    );
+    refused(
+        d,
+        &with("stub", "rootfs/notes.txt", "vmlinux", &[]),
+        "not an ELF",
+    );
     refused(d, &with("stub", "init", "notes", &[]), "kernel notes");
-    refused(d, &with("stub", "init", "rootfs/notes.txt", &[]), "neither an ELF");
-    refused(d, &build(d, &["/bin/sh", "-o", "a.vm"], &[("SOURCE_DATE_EPOCH", "soon")]), "bad SOURCE_DATE_EPOCH");
+    refused(
+        d,
+        &with("stub", "init", "rootfs/notes.txt", &[]),
+        "neither an ELF",
+    );
+    refused(
+        d,
+        &build(
+            d,
+            &["/bin/sh", "-o", "a.vm"],
+            &[("SOURCE_DATE_EPOCH", "soon")],
+        ),
+        "bad SOURCE_DATE_EPOCH",
+    );
     let o = build(d, &["/bin/sh", "-o", "a.vm"], &[("PATH", "/nonexistent")]);
     refused(d, &o, "mksquashfs not found");
 }
@@ -234,7 +413,8 @@ fn verify_names_the_damaged_section() {
     inputs(&t.0);
     ok(&build(&t.0, &["/bin/sh", "-o", "app.vm"], &[]));
     let good = fs::read(t.0.join("app.vm")).expect("read");
-    let img = Image::parse_slice(&good[good.len() - TRAILER_LEN..], good.len() as u64).expect("valid");
+    let img =
+        Image::parse_slice(&good[good.len() - TRAILER_LEN..], good.len() as u64).expect("valid");
     for s in img.sections() {
         let mut bad = good.clone();
         bad[usize::try_from(s.offset + s.len / 2).expect("fits")] ^= 0x40;
@@ -242,7 +422,10 @@ fn verify_names_the_damaged_section() {
         let o = smolvm(&t.0, &["verify", "bad.vm"], &[]);
         let err = String::from_utf8_lossy(&o.stderr);
         assert_eq!(o.status.code(), Some(1));
-        assert!(err.contains(&format!("section {} is damaged", s.kind.name())), "{err}");
+        assert!(
+            err.contains(&format!("section {} is damaged", s.kind.name())),
+            "{err}"
+        );
     }
     for cut in [1, TRAILER_LEN, 4096, good.len() / 2] {
         fs::write(t.0.join("bad.vm"), &good[..good.len() - cut]).expect("write");

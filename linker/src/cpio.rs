@@ -28,7 +28,7 @@ const TRAILER_NAME: &[u8] = b"TRAILER!!!";
 pub enum CpioError {
     /// The buffer is full.
     Full,
-    /// Empty name, NUL in a name, or a name longer than 4 KiB.
+    /// Empty name, NUL in a name, a name longer than 4 KiB, or `TRAILER!!!`.
     BadName,
     /// Data larger than 4 GiB (newc sizes are 32-bit).
     TooLarge,
@@ -38,7 +38,7 @@ impl CpioError {
     pub fn message(self) -> &'static str {
         match self {
             CpioError::Full => "cpio: archive does not fit in its buffer",
-            CpioError::BadName => "cpio: empty name, NUL in a name, or name too long",
+            CpioError::BadName => "cpio: empty, reserved or too long name, or NUL in a name",
             CpioError::TooLarge => "cpio: file larger than 4 GiB",
         }
     }
@@ -99,7 +99,8 @@ fn header(meta: &Meta, name_len: usize, data_len: usize) -> Result<[u8; HEADER_L
 }
 
 fn check_name(name: &[u8]) -> Result<(), CpioError> {
-    if name.is_empty() || name.len() > MAX_NAME || name.contains(&0) {
+    // `TRAILER!!!` would end the archive early.
+    if name.is_empty() || name.len() > MAX_NAME || name.contains(&0) || name == TRAILER_NAME {
         return Err(CpioError::BadName);
     }
     Ok(())
@@ -116,12 +117,19 @@ pub struct CpioWriter<'b> {
 impl<'b> CpioWriter<'b> {
     /// `first_ino` lets a second archive avoid the first one's inode numbers.
     pub fn new(buf: &'b mut [u8], first_ino: u32) -> Self {
-        CpioWriter { buf, len: 0, next_ino: first_ino }
+        CpioWriter {
+            buf,
+            len: 0,
+            next_ino: first_ino,
+        }
     }
 
     fn put(&mut self, bytes: &[u8]) -> Result<(), CpioError> {
         let end = self.len.checked_add(bytes.len()).ok_or(CpioError::Full)?;
-        self.buf.get_mut(self.len..end).ok_or(CpioError::Full)?.copy_from_slice(bytes);
+        self.buf
+            .get_mut(self.len..end)
+            .ok_or(CpioError::Full)?
+            .copy_from_slice(bytes);
         self.len = end;
         Ok(())
     }
@@ -129,6 +137,10 @@ impl<'b> CpioWriter<'b> {
     /// Appends one entry with explicit metadata; nothing is written on error.
     pub fn entry(&mut self, meta: &Meta, name: &[u8], data: &[u8]) -> Result<(), CpioError> {
         check_name(name)?;
+        self.raw_entry(meta, name, data)
+    }
+
+    fn raw_entry(&mut self, meta: &Meta, name: &[u8], data: &[u8]) -> Result<(), CpioError> {
         let total = entry_len(name.len(), data.len()).ok_or(CpioError::Full)?;
         if self.buf.len().saturating_sub(self.len) < total {
             return Err(CpioError::Full);
@@ -143,7 +155,14 @@ impl<'b> CpioWriter<'b> {
 
     fn simple(&mut self, mode: u32, name: &[u8], data: &[u8]) -> Result<(), CpioError> {
         let nlink = if mode & S_IFMT == S_IFDIR { 2 } else { 1 };
-        let meta = Meta { ino: self.next_ino, mode, nlink, mtime: 0, rdev_major: 0, rdev_minor: 0 };
+        let meta = Meta {
+            ino: self.next_ino,
+            mode,
+            nlink,
+            mtime: 0,
+            rdev_major: 0,
+            rdev_minor: 0,
+        };
         self.entry(&meta, name, data)?;
         self.next_ino = self.next_ino.wrapping_add(1);
         Ok(())
@@ -163,8 +182,15 @@ impl<'b> CpioWriter<'b> {
 
     /// Writes the `TRAILER!!!` entry and returns the archive's length.
     pub fn finish(mut self) -> Result<usize, CpioError> {
-        let meta = Meta { ino: 0, mode: 0, nlink: 1, mtime: 0, rdev_major: 0, rdev_minor: 0 };
-        self.entry(&meta, TRAILER_NAME, &[])?;
+        let meta = Meta {
+            ino: 0,
+            mode: 0,
+            nlink: 1,
+            mtime: 0,
+            rdev_major: 0,
+            rdev_minor: 0,
+        };
+        self.raw_entry(&meta, TRAILER_NAME, &[])?;
         Ok(self.len)
     }
 
@@ -197,12 +223,25 @@ mod archive {
 
     #[derive(Clone, Debug)]
     pub enum Node {
-        Dir { perm: u32 },
-        File { perm: u32, data: FileData },
-        Symlink { target: Vec<u8> },
+        Dir {
+            perm: u32,
+        },
+        File {
+            perm: u32,
+            data: FileData,
+        },
+        Symlink {
+            target: Vec<u8>,
+        },
         /// Character or block device: `mode` holds `S_IFCHR`/`S_IFBLK` and perms.
-        Device { mode: u32, major: u32, minor: u32 },
-        Fifo { perm: u32 },
+        Device {
+            mode: u32,
+            major: u32,
+            minor: u32,
+        },
+        Fifo {
+            perm: u32,
+        },
     }
 
     /// A deterministic archive: the same inserts (in any order) always
@@ -232,7 +271,7 @@ mod archive {
                 }
             }
         }
-        if out.is_empty() || out.contains(&0) || out.len() > MAX_NAME {
+        if check_name(&out).is_err() {
             return Err(invalid(std::format!("cpio: bad path {}", show(path))));
         }
         Ok(out)
@@ -245,7 +284,10 @@ mod archive {
     impl Archive {
         /// `mtime` is stamped on every entry (0, or `SOURCE_DATE_EPOCH`).
         pub fn new(mtime: u32) -> Self {
-            Archive { nodes: BTreeMap::new(), mtime }
+            Archive {
+                nodes: BTreeMap::new(),
+                mtime,
+            }
         }
 
         /// Adds (or replaces) `path`, creating missing parent directories
@@ -257,11 +299,15 @@ mod archive {
                 let parent = &path[..i];
                 match self.nodes.get(parent) {
                     None => {
-                        self.nodes.insert(parent.to_vec(), Node::Dir { perm: 0o755 });
+                        self.nodes
+                            .insert(parent.to_vec(), Node::Dir { perm: 0o755 });
                     }
                     Some(Node::Dir { .. }) => {}
                     Some(_) => {
-                        return Err(invalid(std::format!("cpio: {} is not a directory", show(parent))))
+                        return Err(invalid(std::format!(
+                            "cpio: {} is not a directory",
+                            show(parent)
+                        )))
                     }
                 }
             }
@@ -270,8 +316,16 @@ mod archive {
             {
                 let mut prefix = path.clone();
                 prefix.push(b'/');
-                if self.nodes.range(prefix.clone()..).next().is_some_and(|(k, _)| k.starts_with(&prefix)) {
-                    return Err(invalid(std::format!("cpio: {} is a non-empty directory", show(&path))));
+                if self
+                    .nodes
+                    .range(prefix.clone()..)
+                    .next()
+                    .is_some_and(|(k, _)| k.starts_with(&prefix))
+                {
+                    return Err(invalid(std::format!(
+                        "cpio: {} is a non-empty directory",
+                        show(&path)
+                    )));
                 }
             }
             self.nodes.insert(path, node);
@@ -303,12 +357,19 @@ mod archive {
                 out.write_all(data)?;
                 out.write_all(&[0; 4][..pad4(data.len())])?;
                 // usize -> u64 is lossless on every supported target.
-                written += (HEADER_LEN + name.len() + name_pad + data.len() + pad4(data.len())) as u64;
+                written +=
+                    (HEADER_LEN + name.len() + name_pad + data.len() + pad4(data.len())) as u64;
                 Ok(())
             };
             for (ino, (name, node)) in (1u32..).zip(&self.nodes) {
-                let mut meta =
-                    Meta { ino, mode: 0, nlink: 1, mtime: self.mtime, rdev_major: 0, rdev_minor: 0 };
+                let mut meta = Meta {
+                    ino,
+                    mode: 0,
+                    nlink: 1,
+                    mtime: self.mtime,
+                    rdev_major: 0,
+                    rdev_minor: 0,
+                };
                 let mut owned = Vec::new();
                 let data: &[u8] = match node {
                     Node::Dir { perm } => {
@@ -323,7 +384,12 @@ mod archive {
                             FileData::Path(p) => {
                                 std::fs::File::open(p)
                                     .and_then(|mut f| f.read_to_end(&mut owned))
-                                    .map_err(|e| io::Error::new(e.kind(), std::format!("{}: {e}", p.display())))?;
+                                    .map_err(|e| {
+                                        io::Error::new(
+                                            e.kind(),
+                                            std::format!("{}: {e}", p.display()),
+                                        )
+                                    })?;
                                 &owned
                             }
                         }
@@ -345,7 +411,14 @@ mod archive {
                 };
                 emit(&meta, name, data)?;
             }
-            let meta = Meta { ino: 0, mode: 0, nlink: 1, mtime: 0, rdev_major: 0, rdev_minor: 0 };
+            let meta = Meta {
+                ino: 0,
+                mode: 0,
+                nlink: 1,
+                mtime: 0,
+                rdev_major: 0,
+                rdev_minor: 0,
+            };
             emit(&meta, TRAILER_NAME, &[])?;
             Ok(written)
         }
@@ -389,7 +462,11 @@ pub fn read_entries(mut bytes: &[u8]) -> Option<std::vec::Vec<ReadEntry>> {
         if name == TRAILER_NAME {
             return Some(out);
         }
-        out.push(ReadEntry { name, mode: u32::try_from(mode).ok()?, data });
+        out.push(ReadEntry {
+            name,
+            mode: u32::try_from(mode).ok()?,
+            data,
+        });
     }
 }
 
@@ -403,11 +480,13 @@ mod tests {
         let mut buf = [0u8; 1024];
         let mut w = CpioWriter::new(&mut buf, 1000);
         w.dir(b"smolvm", 0o755).expect("fits");
-        w.file(b"smolvm/run", 0o644, b"SMOLCFG1arg\0x\0").expect("fits");
+        w.file(b"smolvm/run", 0o644, b"SMOLCFG1arg\0x\0")
+            .expect("fits");
         w.symlink(b"link", b"smolvm/run").expect("fits");
         assert_eq!(w.file(b"big", 0o644, &[1; 2000]), Err(CpioError::Full));
         assert_eq!(w.file(b"a\0b", 0o644, b""), Err(CpioError::BadName));
         assert_eq!(w.file(b"", 0o644, b""), Err(CpioError::BadName));
+        assert_eq!(w.file(b"TRAILER!!!", 0o644, b""), Err(CpioError::BadName));
         let len = w.finish().expect("fits");
         assert_eq!(len % 4, 0);
         let entries = read_entries(&buf[..len]).expect("well formed");
@@ -432,10 +511,34 @@ mod tests {
     fn sample(order_reversed: bool, mtime: u32) -> Archive {
         let mut a = Archive::new(mtime);
         let mut items = std::vec![
-            (&b"bin/app"[..], Node::File { perm: 0o755, data: FileData::Bytes(b"#!x".to_vec()) }),
-            (b"etc/hostname", Node::File { perm: 0o644, data: FileData::Bytes(b"vm\n".to_vec()) }),
-            (b"bin/sh", Node::Symlink { target: b"app".to_vec() }),
-            (b"dev/console", Node::Device { mode: S_IFCHR | 0o600, major: 5, minor: 1 }),
+            (
+                &b"bin/app"[..],
+                Node::File {
+                    perm: 0o755,
+                    data: FileData::Bytes(b"#!x".to_vec())
+                }
+            ),
+            (
+                b"etc/hostname",
+                Node::File {
+                    perm: 0o644,
+                    data: FileData::Bytes(b"vm\n".to_vec())
+                }
+            ),
+            (
+                b"bin/sh",
+                Node::Symlink {
+                    target: b"app".to_vec()
+                }
+            ),
+            (
+                b"dev/console",
+                Node::Device {
+                    mode: S_IFCHR | 0o600,
+                    major: 5,
+                    minor: 1
+                }
+            ),
             (b"tmp", Node::Dir { perm: 0o1777 }),
         ];
         if order_reversed {
@@ -452,20 +555,35 @@ mod tests {
         let a = sample(false, 0).to_vec().expect("writes");
         assert_eq!(a, sample(true, 0).to_vec().expect("writes"));
         assert_ne!(a, sample(false, 1).to_vec().expect("writes"));
-        let names: std::vec::Vec<_> =
-            read_entries(&a).expect("parses").into_iter().map(|e| e.name).collect();
-        let want: [&[u8]; 8] =
-            [b"bin", b"bin/app", b"bin/sh", b"dev", b"dev/console", b"etc", b"etc/hostname", b"tmp"];
+        let names: std::vec::Vec<_> = read_entries(&a)
+            .expect("parses")
+            .into_iter()
+            .map(|e| e.name)
+            .collect();
+        let want: [&[u8]; 8] = [
+            b"bin",
+            b"bin/app",
+            b"bin/sh",
+            b"dev",
+            b"dev/console",
+            b"etc",
+            b"etc/hostname",
+            b"tmp",
+        ];
         assert_eq!(names, want);
     }
 
     #[test]
     fn archive_refuses_escapes_and_type_clashes() {
         let mut a = Archive::new(0);
-        let f = || Node::File { perm: 0o644, data: FileData::Bytes(std::vec::Vec::new()) };
+        let f = || Node::File {
+            perm: 0o644,
+            data: FileData::Bytes(std::vec::Vec::new()),
+        };
         assert!(a.insert(b"../x", f()).is_err());
         assert!(a.insert(b"a/../../x", f()).is_err());
         assert!(a.insert(b"/", f()).is_err());
+        assert!(a.insert(b"TRAILER!!!", f()).is_err());
         a.insert(b"/a//b/./c", f()).expect("normalized");
         assert!(a.contains(b"a/b/c"));
         assert!(a.insert(b"a/b/c/d", f()).is_err());

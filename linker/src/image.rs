@@ -75,8 +75,14 @@ pub enum Kind {
 }
 
 impl Kind {
-    pub const ALL: [Kind; 6] =
-        [Kind::Stub, Kind::Kernel, Kind::Initramfs, Kind::Rootfs, Kind::Manifest, Kind::KernelInfo];
+    pub const ALL: [Kind; 6] = [
+        Kind::Stub,
+        Kind::Kernel,
+        Kind::Initramfs,
+        Kind::Rootfs,
+        Kind::Manifest,
+        Kind::KernelInfo,
+    ];
     /// Sections every image has.
     pub const REQUIRED: [Kind; 4] = [Kind::Stub, Kind::Kernel, Kind::Initramfs, Kind::Manifest];
 
@@ -149,11 +155,17 @@ impl ImageError {
     pub fn message(self) -> &'static str {
         use ImageError::*;
         match self {
-            TooSmall => "image: file too small to hold a trailer (not a smolvm image, or truncated)",
-            BadMagic => "image: no smolvm trailer at end of file (not an image, truncated, or stripped)",
+            TooSmall => {
+                "image: file too small to hold a trailer (not a smolvm image, or truncated)"
+            }
+            BadMagic => {
+                "image: no smolvm trailer at end of file (not an image, truncated, or stripped)"
+            }
             UnsupportedVersion(_) => "image: unsupported format version (rebuild with this smolvm)",
             BadChecksum => "image: trailer checksum mismatch (corrupted)",
-            LengthMismatch => "image: file length differs from the trailer's (truncated or appended to)",
+            LengthMismatch => {
+                "image: file length differs from the trailer's (truncated or appended to)"
+            }
             BadReserved => "image: reserved trailer bytes not zero (corrupted or newer format)",
             BadCount => "image: bad section count",
             UnknownKind(_) => "image: unknown section kind (corrupted or newer format)",
@@ -176,8 +188,9 @@ impl ImageError {
         use ImageError::*;
         match self {
             DuplicateSection(k) | BadFlags(k) | EmptySection(k) | Misaligned(k) | Overflow(k)
-            | OutOfBounds(k) | Overlap(k) | TooLarge(k) | MissingSection(k)
-            | DigestMismatch(k) => Some(k),
+            | OutOfBounds(k) | Overlap(k) | TooLarge(k) | MissingSection(k) | DigestMismatch(k) => {
+                Some(k)
+            }
             _ => None,
         }
     }
@@ -211,8 +224,14 @@ pub struct Section {
 }
 
 impl Section {
-    const UNUSED: Section =
-        Section { kind: Kind::Stub, flags: 0, offset: 0, len: 0, fast_digest: 0, sha256: [0; 32] };
+    const UNUSED: Section = Section {
+        kind: Kind::Stub,
+        flags: 0,
+        offset: 0,
+        len: 0,
+        fast_digest: 0,
+        sha256: [0; 32],
+    };
 
     /// One past the last byte (validated not to overflow by [`Image::parse`]).
     pub fn end(&self) -> u64 {
@@ -257,7 +276,9 @@ fn u64_at(b: &[u8], at: usize) -> u64 {
 /// Where the trailer starts in a file of `file_len` bytes.
 pub fn trailer_offset(file_len: u64) -> Result<u64, ImageError> {
     // usize -> u64 is lossless on every supported target.
-    file_len.checked_sub(TRAILER_LEN as u64).ok_or(ImageError::TooSmall)
+    file_len
+        .checked_sub(TRAILER_LEN as u64)
+        .ok_or(ImageError::TooSmall)
 }
 
 /// Recomputes the trailer's own checksum after its other bytes are set.
@@ -296,7 +317,11 @@ impl Image {
         if table[count * ENTRY_LEN..].iter().any(|&b| b != 0) {
             return Err(ImageError::BadReserved);
         }
-        let mut image = Image { file_len, count, sections: [Section::UNUSED; MAX_SECTIONS] };
+        let mut image = Image {
+            file_len,
+            count,
+            sections: [Section::UNUSED; MAX_SECTIONS],
+        };
         let mut prev_end = 0u64;
         for (i, e) in table.chunks_exact(ENTRY_LEN).take(count).enumerate() {
             let raw_kind = u32_at(e, 0);
@@ -326,7 +351,10 @@ impl Image {
             if s.offset & (SECTION_ALIGN - 1) != 0 {
                 return Err(ImageError::Misaligned(kind));
             }
-            let end = s.offset.checked_add(s.len).ok_or(ImageError::Overflow(kind))?;
+            let end = s
+                .offset
+                .checked_add(s.len)
+                .ok_or(ImageError::Overflow(kind))?;
             if end > trailer_at {
                 return Err(ImageError::OutOfBounds(kind));
             }
@@ -408,7 +436,14 @@ mod tests {
     const A: u64 = SECTION_ALIGN;
 
     fn sec(kind: Kind, offset: u64, len: u64) -> Section {
-        Section { kind, flags: 0, offset, len, fast_digest: 0, sha256: [0; 32] }
+        Section {
+            kind,
+            flags: 0,
+            offset,
+            len,
+            fast_digest: 0,
+            sha256: [0; 32],
+        }
     }
 
     /// stub 0..100, kernel 1A.., initramfs 3A.., rootfs 4A.., manifest 6A.., trailer after 7A.
@@ -449,19 +484,52 @@ mod tests {
         assert_eq!(parse_with(|s| s[1].len = 0), Err(EmptySection(k)));
         assert_eq!(parse_with(|s| s[1].flags = 2), Err(BadFlags(k)));
         assert!(parse_with(|s| s[1].flags = FLAG_BZIMAGE).is_ok());
-        assert_eq!(parse_with(|s| s[0].flags = FLAG_BZIMAGE), Err(BadFlags(Kind::Stub)));
+        assert_eq!(
+            parse_with(|s| s[0].flags = FLAG_BZIMAGE),
+            Err(BadFlags(Kind::Stub))
+        );
         assert_eq!(parse_with(|s| s[1].len = u64::MAX), Err(Overflow(k)));
-        assert_eq!(parse_with(|s| s[1].offset = u64::MAX - A + 1), Err(Overflow(k)));
-        assert_eq!(parse_with(|s| s[4].len = 65), Err(OutOfBounds(Kind::Manifest)));
-        assert_eq!(parse_with(|s| s[4].offset = 1 << 40), Err(OutOfBounds(Kind::Manifest)));
-        assert_eq!(parse_with(|s| s[1].len = 2 * A + 1), Err(Overlap(Kind::Initramfs)));
+        assert_eq!(
+            parse_with(|s| s[1].offset = u64::MAX - A + 1),
+            Err(Overflow(k))
+        );
+        assert_eq!(
+            parse_with(|s| s[4].len = 65),
+            Err(OutOfBounds(Kind::Manifest))
+        );
+        assert_eq!(
+            parse_with(|s| s[4].offset = 1 << 40),
+            Err(OutOfBounds(Kind::Manifest))
+        );
+        assert_eq!(
+            parse_with(|s| s[1].len = 2 * A + 1),
+            Err(Overlap(Kind::Initramfs))
+        );
         assert_eq!(parse_with(|s| s.swap(1, 2)), Err(Overlap(Kind::Kernel)));
-        assert_eq!(parse_with(|s| s[3].kind = Kind::Kernel), Err(DuplicateSection(k)));
-        assert_eq!(parse_with(|s| s[3].kind = Kind::Stub), Err(DuplicateSection(Kind::Stub)));
-        assert_eq!(parse_with(|s| s[0].kind = Kind::KernelInfo), Err(StubNotFirst));
-        assert_eq!(parse_with(|s| s[2].kind = Kind::KernelInfo), Err(MissingSection(Kind::Initramfs)));
-        assert_eq!(parse_with(|s| s[3].kind = Kind::KernelInfo), Err(TooLarge(Kind::KernelInfo)));
-        assert_eq!(parse_with(|s| s[2].kind = Kind::Rootfs), Err(DuplicateSection(Kind::Rootfs)));
+        assert_eq!(
+            parse_with(|s| s[3].kind = Kind::Kernel),
+            Err(DuplicateSection(k))
+        );
+        assert_eq!(
+            parse_with(|s| s[3].kind = Kind::Stub),
+            Err(DuplicateSection(Kind::Stub))
+        );
+        assert_eq!(
+            parse_with(|s| s[0].kind = Kind::KernelInfo),
+            Err(StubNotFirst)
+        );
+        assert_eq!(
+            parse_with(|s| s[2].kind = Kind::KernelInfo),
+            Err(MissingSection(Kind::Initramfs))
+        );
+        assert_eq!(
+            parse_with(|s| s[3].kind = Kind::KernelInfo),
+            Err(TooLarge(Kind::KernelInfo))
+        );
+        assert_eq!(
+            parse_with(|s| s[2].kind = Kind::Rootfs),
+            Err(DuplicateSection(Kind::Rootfs))
+        );
         assert_eq!(
             parse_with(|s| s[4].len = crate::config::MAX_CONFIG_LEN as u64 + 1),
             Err(TooLarge(Kind::Manifest))
@@ -489,8 +557,14 @@ mod tests {
         assert_eq!(reseal(&|t| t[15] = 0x80), Err(BadCount));
         assert_eq!(reseal(&|t| t[12] = 4), Err(BadReserved));
         assert_eq!(reseal(&|t| t[25] = 1), Err(BadReserved));
-        assert_eq!(reseal(&|t| t[HEADER_LEN + 4 * ENTRY_LEN] = 7), Err(UnknownKind(7)));
-        assert_eq!(reseal(&|t| t[HEADER_LEN + 7 * ENTRY_LEN + 63] = 1), Err(BadReserved));
+        assert_eq!(
+            reseal(&|t| t[HEADER_LEN + 4 * ENTRY_LEN] = 7),
+            Err(UnknownKind(7))
+        );
+        assert_eq!(
+            reseal(&|t| t[HEADER_LEN + 7 * ENTRY_LEN + 63] = 1),
+            Err(BadReserved)
+        );
         assert_eq!(reseal(&|t| t[HEADER_LEN] = 0), Err(UnknownKind(0)));
         let mut t = good;
         t[100] ^= 1;
@@ -502,10 +576,16 @@ mod tests {
         let (s, len) = layout();
         let without = [s[0], s[1], s[2], s[3]];
         let t = encode_unchecked(&without, len).expect("fits");
-        assert_eq!(Image::parse(&t, len), Err(ImageError::MissingSection(Kind::Manifest)));
+        assert_eq!(
+            Image::parse(&t, len),
+            Err(ImageError::MissingSection(Kind::Manifest))
+        );
         let only_stub = [s[0]];
         let t = encode_unchecked(&only_stub, len).expect("fits");
-        assert_eq!(Image::parse(&t, len), Err(ImageError::MissingSection(Kind::Kernel)));
+        assert_eq!(
+            Image::parse(&t, len),
+            Err(ImageError::MissingSection(Kind::Kernel))
+        );
     }
 
     #[test]
@@ -523,10 +603,19 @@ mod tests {
     #[test]
     fn fast_digest_check_names_the_section() {
         let data = b"kernel bytes";
-        let s = Section { fast_digest: xxh64(data), ..sec(Kind::Kernel, 0, data.len() as u64) };
+        let s = Section {
+            fast_digest: xxh64(data),
+            ..sec(Kind::Kernel, 0, data.len() as u64)
+        };
         assert_eq!(s.check_fast(data), Ok(()));
-        assert_eq!(s.check_fast(b"kernel bytez"), Err(ImageError::DigestMismatch(Kind::Kernel)));
-        assert_eq!(s.check_fast(b"kernel"), Err(ImageError::DigestMismatch(Kind::Kernel)));
+        assert_eq!(
+            s.check_fast(b"kernel bytez"),
+            Err(ImageError::DigestMismatch(Kind::Kernel))
+        );
+        assert_eq!(
+            s.check_fast(b"kernel"),
+            Err(ImageError::DigestMismatch(Kind::Kernel))
+        );
         let e = std::format!("{}", ImageError::DigestMismatch(Kind::Kernel));
         assert_eq!(e, "image: section digest mismatch (corrupted): kernel");
     }

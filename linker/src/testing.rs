@@ -10,14 +10,16 @@
 
 use crate::config::{self, Key};
 use crate::cpio::CpioWriter;
-use crate::image::{self, seal, Image, ImageError, Kind, HEADER_LEN, ENTRY_LEN, TRAILER_LEN};
+use crate::image::{self, seal, Image, ImageError, Kind, ENTRY_LEN, HEADER_LEN, TRAILER_LEN};
 use crate::write::ImageWriter;
 use std::string::{String, ToString};
 use std::vec::Vec;
 
 /// Deterministic filler bytes.
 fn pattern(len: usize, seed: u8) -> Vec<u8> {
-    (0..len).map(|i| i.to_le_bytes()[0].wrapping_mul(31).wrapping_add(seed) ^ i.to_le_bytes()[1]).collect()
+    (0..len)
+        .map(|i| i.to_le_bytes()[0].wrapping_mul(31).wrapping_add(seed) ^ i.to_le_bytes()[1])
+        .collect()
 }
 
 /// A small but complete, valid image (≈ 110 KiB) with every section kind.
@@ -46,9 +48,11 @@ pub fn sample_image() -> Vec<u8> {
     out.add_bytes(Kind::Stub, 0, &stub).expect("vec");
     out.add_bytes(Kind::Kernel, 0, &kernel).expect("vec");
     out.add_bytes(Kind::Initramfs, 0, &cpio).expect("vec");
-    out.add_bytes(Kind::Rootfs, 0, &pattern(9000, 4)).expect("vec");
+    out.add_bytes(Kind::Rootfs, 0, &pattern(9000, 4))
+        .expect("vec");
     out.add_bytes(Kind::Manifest, 0, &manifest).expect("vec");
-    out.add_bytes(Kind::KernelInfo, 0, b"version=6.1.0 test\n").expect("vec");
+    out.add_bytes(Kind::KernelInfo, 0, b"version=6.1.0 test\n")
+        .expect("vec");
     out.finish().expect("valid").0
 }
 
@@ -122,52 +126,97 @@ pub fn cases(image: &[u8]) -> Vec<Case> {
     let mut v = Vec::new();
     let tail_start = len.saturating_sub(64 * 1024);
     for n in tail_start..len {
-        v.push(Case { name: std::format!("truncated to {n} bytes"), mutation: Mutation::Truncate(n) });
+        v.push(Case {
+            name: std::format!("truncated to {n} bytes"),
+            mutation: Mutation::Truncate(n),
+        });
     }
     let mut n = 0;
     while n < tail_start {
-        v.push(Case { name: std::format!("truncated to {n} bytes"), mutation: Mutation::Truncate(n) });
+        v.push(Case {
+            name: std::format!("truncated to {n} bytes"),
+            mutation: Mutation::Truncate(n),
+        });
         n += 997;
     }
     for extra in [1, 4096, TRAILER_LEN as u64] {
-        v.push(Case { name: std::format!("{extra} bytes appended"), mutation: Mutation::Append(extra) });
+        v.push(Case {
+            name: std::format!("{extra} bytes appended"),
+            mutation: Mutation::Append(extra),
+        });
     }
     for bit in 0..TRAILER_LEN * 8 {
-        v.push(Case { name: std::format!("trailer bit {bit} flipped"), mutation: Mutation::FlipTrailerBit(bit) });
+        v.push(Case {
+            name: std::format!("trailer bit {bit} flipped"),
+            mutation: Mutation::FlipTrailerBit(bit),
+        });
     }
     let mut good = [0u8; TRAILER_LEN];
     good.copy_from_slice(&image[image.len() - TRAILER_LEN..]);
-    let Ok(table) = Image::parse(&good, len) else { return v };
+    let Ok(table) = Image::parse(&good, len) else {
+        return v;
+    };
     let count = table.sections().len();
     let last = count - 1;
     let mut edit = |name: &str, f: &dyn Fn(&mut [u8; TRAILER_LEN])| {
         let mut t = good;
         f(&mut t);
         seal(&mut t);
-        v.push(Case { name: name.to_string(), mutation: Mutation::Trailer(std::boxed::Box::new(t)) });
+        v.push(Case {
+            name: name.to_string(),
+            mutation: Mutation::Trailer(std::boxed::Box::new(t)),
+        });
     };
     let le = |x: u64| x.to_le_bytes();
     edit("wrong magic", &|t| t[..8].copy_from_slice(b"SMOLIMG2"));
-    edit("version 0", &|t| t[8..12].copy_from_slice(&0u32.to_le_bytes()));
-    edit("version 2", &|t| t[8..12].copy_from_slice(&2u32.to_le_bytes()));
-    edit("count 0", &|t| t[12..16].copy_from_slice(&0u32.to_le_bytes()));
-    edit("count over the ceiling", &|t| t[12..16].copy_from_slice(&9u32.to_le_bytes()));
-    edit("count u32::MAX", &|t| t[12..16].copy_from_slice(&u32::MAX.to_le_bytes()));
-    edit("recorded file length + 1", &|t| t[16..24].copy_from_slice(&le(len + 1)));
+    edit("version 0", &|t| {
+        t[8..12].copy_from_slice(&0u32.to_le_bytes())
+    });
+    edit("version 2", &|t| {
+        t[8..12].copy_from_slice(&2u32.to_le_bytes())
+    });
+    edit("count 0", &|t| {
+        t[12..16].copy_from_slice(&0u32.to_le_bytes())
+    });
+    edit("count over the ceiling", &|t| {
+        t[12..16].copy_from_slice(&9u32.to_le_bytes())
+    });
+    edit("count u32::MAX", &|t| {
+        t[12..16].copy_from_slice(&u32::MAX.to_le_bytes())
+    });
+    edit("recorded file length + 1", &|t| {
+        t[16..24].copy_from_slice(&le(len + 1))
+    });
     edit("reserved header byte", &|t| t[31] = 1);
-    edit("unused entry not zero", &|t| entry_field(t, image::MAX_SECTIONS - 1, 8, &le(4096)));
-    edit("count lowered", &|t| t[12..16].copy_from_slice(&u32::try_from(last).unwrap_or(0).to_le_bytes()));
-    edit("unknown kind", &|t| entry_field(t, 1, 0, &99u32.to_le_bytes()));
+    edit("unused entry not zero", &|t| {
+        entry_field(t, image::MAX_SECTIONS - 1, 8, &le(4096))
+    });
+    edit("count lowered", &|t| {
+        t[12..16].copy_from_slice(&u32::try_from(last).unwrap_or(0).to_le_bytes())
+    });
+    edit("unknown kind", &|t| {
+        entry_field(t, 1, 0, &99u32.to_le_bytes())
+    });
     edit("kind 0", &|t| entry_field(t, 1, 0, &0u32.to_le_bytes()));
-    edit("duplicate kind", &|t| entry_field(t, 2, 0, &(Kind::Kernel as u32).to_le_bytes()));
+    edit("duplicate kind", &|t| {
+        entry_field(t, 2, 0, &(Kind::Kernel as u32).to_le_bytes())
+    });
     edit("stub not first", &|t| {
         entry_field(t, 0, 0, &(Kind::Kernel as u32).to_le_bytes());
         entry_field(t, 1, 0, &(Kind::Stub as u32).to_le_bytes());
     });
-    edit("unknown flag", &|t| entry_field(t, 1, 4, &0x8000_0000u32.to_le_bytes()));
-    edit("misaligned offset", &|t| entry_field(t, 2, 8, &le(table.sections()[2].offset + 512)));
-    edit("offset past EOF", &|t| entry_field(t, last, 8, &le(len.next_multiple_of(4096) + 4096)));
-    edit("offset u64::MAX aligned", &|t| entry_field(t, last, 8, &le(u64::MAX - 4095)));
+    edit("unknown flag", &|t| {
+        entry_field(t, 1, 4, &0x8000_0000u32.to_le_bytes())
+    });
+    edit("misaligned offset", &|t| {
+        entry_field(t, 2, 8, &le(table.sections()[2].offset + 512))
+    });
+    edit("offset past EOF", &|t| {
+        entry_field(t, last, 8, &le(len.next_multiple_of(4096) + 4096))
+    });
+    edit("offset u64::MAX aligned", &|t| {
+        entry_field(t, last, 8, &le(u64::MAX - 4095))
+    });
     edit("length past EOF", &|t| entry_field(t, 1, 16, &le(len)));
     edit("length into the trailer", &|t| {
         let s = table.sections()[last];
@@ -191,7 +240,11 @@ pub fn cases(image: &[u8]) -> Vec<Case> {
         entry_field(t, 2, 16, &le(a.len));
     });
     edit("manifest over its limit", &|t| {
-        if let Some(i) = table.sections().iter().position(|s| s.kind == Kind::Manifest) {
+        if let Some(i) = table
+            .sections()
+            .iter()
+            .position(|s| s.kind == Kind::Manifest)
+        {
             entry_field(t, i, 16, &le(config::MAX_CONFIG_LEN as u64 + 1));
         }
     });
@@ -225,7 +278,12 @@ mod tests {
             let f = case.apply(&image);
             let (tail, len) = case.tail(&image);
             assert_eq!(len, f.len() as u64, "{}", case.name);
-            assert_eq!(&f[f.len().saturating_sub(TRAILER_LEN)..], &tail[..], "{}", case.name);
+            assert_eq!(
+                &f[f.len().saturating_sub(TRAILER_LEN)..],
+                &tail[..],
+                "{}",
+                case.name
+            );
         }
     }
 
@@ -233,7 +291,10 @@ mod tests {
     fn structured_cases_hit_their_rule() {
         let image = sample_image();
         let named = |name: &str| {
-            let c = cases(&image).into_iter().find(|c| c.name == name).expect("case exists");
+            let c = cases(&image)
+                .into_iter()
+                .find(|c| c.name == name)
+                .expect("case exists");
             c.parse(&image).expect_err("refused")
         };
         use ImageError::*;
@@ -245,7 +306,10 @@ mod tests {
         assert_eq!(named("overlapping sections"), Overlap(Kind::Initramfs));
         assert_eq!(named("sections out of order"), Overlap(Kind::Initramfs));
         assert_eq!(named("misaligned offset"), Misaligned(Kind::Initramfs));
-        assert_eq!(named("length into the trailer"), OutOfBounds(Kind::KernelInfo));
+        assert_eq!(
+            named("length into the trailer"),
+            OutOfBounds(Kind::KernelInfo)
+        );
         assert_eq!(named("unknown kind"), UnknownKind(99));
         assert_eq!(named("count lowered"), BadReserved);
         assert_eq!(named("length past EOF"), OutOfBounds(Kind::Kernel));

@@ -27,7 +27,11 @@ fn format_error(e: ImageError) -> io::Error {
 
 impl<W: Write> ImageWriter<W> {
     pub fn new(out: W) -> Self {
-        ImageWriter { out, pos: 0, sections: Vec::new() }
+        ImageWriter {
+            out,
+            pos: 0,
+            sections: Vec::new(),
+        }
     }
 
     /// `align` is a power of two.
@@ -62,7 +66,14 @@ impl<W: Write> ImageWriter<W> {
             len += n as u64;
         }
         self.pos += len;
-        let s = Section { kind, flags, offset, len, fast_digest: fast.finish(), sha256: sha.finish() };
+        let s = Section {
+            kind,
+            flags,
+            offset,
+            len,
+            fast_digest: fast.finish(),
+            sha256: sha.finish(),
+        };
         self.sections.push(s);
         Ok(s)
     }
@@ -99,8 +110,14 @@ impl core::fmt::Display for VerifyError {
         match self {
             VerifyError::Io(e) => write!(f, "image: {e}"),
             VerifyError::Format(e) => write!(f, "{e}"),
-            VerifyError::Digest(k) => write!(f, "image: section {} is damaged (digest mismatch)", k.name()),
-            VerifyError::Padding(k) => write!(f, "image: padding after section {} is damaged", k.name()),
+            VerifyError::Digest(k) => write!(
+                f,
+                "image: section {} is damaged (digest mismatch)",
+                k.name()
+            ),
+            VerifyError::Padding(k) => {
+                write!(f, "image: padding after section {} is damaged", k.name())
+            }
         }
     }
 }
@@ -155,7 +172,9 @@ pub fn verify(file: &mut File) -> Result<Image, VerifyError> {
         if fast.finish() != s.fast_digest || sha.finish() != s.sha256 {
             return Err(VerifyError::Digest(s.kind));
         }
-        let next = sections.get(i + 1).map_or(image.file_len() - TRAILER_LEN as u64, |n| n.offset);
+        let next = sections
+            .get(i + 1)
+            .map_or(image.file_len() - TRAILER_LEN as u64, |n| n.offset);
         let mut gap = next - s.end();
         while gap > 0 {
             let n = usize::try_from(gap.min(CHUNK as u64)).unwrap_or(CHUNK);
@@ -198,7 +217,10 @@ mod tests {
         let mut damaged = bytes.clone();
         damaged[usize::try_from(stub.end()).expect("small")] = 1;
         std::fs::write(&path, &damaged).expect("write");
-        assert!(matches!(verify(&mut File::open(&path).expect("open")), Err(VerifyError::Padding(Kind::Stub))));
+        assert!(matches!(
+            verify(&mut File::open(&path).expect("open")),
+            Err(VerifyError::Padding(Kind::Stub))
+        ));
         std::fs::remove_dir_all(&dir).expect("cleanup");
     }
 }
