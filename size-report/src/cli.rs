@@ -20,6 +20,8 @@ options:
   --svg OUT.svg        write a stacked bar chart of each item's parts
   --symbols-from ELF   unstripped build of the stub or init (repeatable);
                        used for whichever shipped ELF it matches exactly
+  --summary            one table, one row per item: total, stub, kernel,
+                       initramfs, rootfs, init, other (for a README)
   --top N              largest symbols and crates to list (default 10)
   --no-compress        skip the xz/zstd/lz4 estimate of the kernel section
   -h, --help           this text
@@ -46,6 +48,7 @@ pub struct Args {
     pub symbols_from: Vec<String>,
     pub top: usize,
     pub compress: bool,
+    pub summary: bool,
     pub help: bool,
 }
 
@@ -59,6 +62,7 @@ pub fn parse(args: &[String]) -> Result<Args, String> {
         symbols_from: Vec::new(),
         top: 10,
         compress: true,
+        summary: false,
         help: false,
     };
     let mut name = None;
@@ -73,6 +77,7 @@ pub fn parse(args: &[String]) -> Result<Args, String> {
             "--json" => a.format = Format::Json,
             "--markdown" => a.format = Format::Markdown,
             "--no-compress" => a.compress = false,
+            "--summary" => a.summary = true,
             "--name" => name = Some(value(arg)?),
             "--budget" => a.budget = Some(value(arg)?),
             "--baseline" => a.baseline = Some(value(arg)?),

@@ -75,7 +75,11 @@ pub fn run(args: &cli::Args, out: &mut dyn Write, err: &mut dyn Write) -> Result
     let text = match args.format {
         cli::Format::Json => json_report(&items, &contexts).to_pretty(),
         format => {
-            let tables: Vec<render::Table> = items.iter().zip(&contexts).flat_map(|(i, c)| render::tables(i, c)).collect();
+            let tables: Vec<render::Table> = if args.summary {
+                vec![render::summary(&items)]
+            } else {
+                items.iter().zip(&contexts).flat_map(|(i, c)| render::tables(i, c)).collect()
+            };
             match format {
                 cli::Format::Markdown => render::markdown(&tables),
                 _ => render::text(&tables),

@@ -58,6 +58,34 @@ pub fn delta(old: u64, new: u64) -> String {
     }
 }
 
+/// One row per item: total and the main parts side by side, for a README.
+/// `other` is manifest, kernel-info, padding and trailer together.
+pub fn summary(items: &[Item]) -> Table {
+    const MAIN: [&str; 4] = ["stub", "kernel", "initramfs", "rootfs"];
+    let rows = items
+        .iter()
+        .map(|item| {
+            let mut row = vec![item.name.clone(), bytes(item.size)];
+            if item.kind == crate::report::ItemKind::Image {
+                let part = |name: &str| item.parts.iter().filter(|p| p.name == name).map(|p| p.size).sum::<u64>();
+                row.extend(MAIN.iter().map(|name| bytes(part(name))));
+                row.push(bytes(item.metric("init").unwrap_or(0)));
+                let main: u64 = MAIN.iter().map(|name| part(name)).sum();
+                row.push(bytes(item.size - main));
+            } else {
+                row.extend(std::iter::repeat_n("-".to_string(), MAIN.len() + 2));
+            }
+            row
+        })
+        .collect();
+    Table {
+        title: "size by part (bytes)".into(),
+        header: vec!["item", "total", "stub", "kernel", "initramfs", "rootfs", "init (in initramfs)", "other"],
+        numeric: vec![false, true, true, true, true, true, true, true],
+        rows,
+    }
+}
+
 /// Every table for one item: the parts and metrics (with budget and growth
 /// columns when asked for), then initramfs, kernel and ELF details.
 pub fn tables(item: &Item, ctx: &Context<'_>) -> Vec<Table> {

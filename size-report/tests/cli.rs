@@ -219,6 +219,12 @@ fn table_json_and_markdown_agree() {
     let kernel = from_json.iter().find(|m| m.0 == "kernel").unwrap().1;
     assert!(xz > 0 && xz < kernel);
     assert!(text.contains("6.1.99") && md.contains("00ff00ff"));
+    // The one-line summary shows the same parts.
+    let summary = stdout(&run(&[&"--summary", &"--markdown", &"--no-compress", &a]));
+    let row: Vec<u64> = summary.lines().nth(4).unwrap().trim_matches('|').split('|').skip(1).map(|c| c.trim().replace(',', "").parse().unwrap()).collect();
+    let metric = |k: &str| from_json.iter().find(|m| m.0 == k).unwrap().1;
+    let other = ["manifest", "kernel-info", "padding", "trailer"].iter().map(|k| metric(k)).sum::<u64>();
+    assert_eq!(row, [metric("total"), metric("stub"), metric("kernel"), metric("initramfs"), metric("rootfs"), metric("init"), other]);
 }
 
 #[test]
