@@ -23,7 +23,11 @@ deps:
 
 # Host tools and the two no_std binaries that go into every image.
 build: deps
-	$(CARGO) build --release -p vmm-stub -p smol-init -p builder
+	$(CARGO) build --release -p builder
+	# One invocation each: cargo unifies features within an invocation, and the
+	# builder's linker/std would drag std into the no_std binaries (duplicate panic_impl).
+	$(CARGO) build --release -p vmm-stub
+	$(CARGO) build --release -p smol-init
 
 # The guest kernel, cached under $${SMOLVM_CACHE:-~/.cache/smolvm} (~4 min the first time).
 kernel: build

@@ -1,0 +1,135 @@
+//! smol-init: the guest's PID 1. It mounts what the app needs, runs the app
+//! as its child with the caller's argv/env and stdio on the virtio consoles,
+//! forwards signals, reaps every process, and reports the app's exit status
+//! to the host through the exit port. The binary (`main.rs`) only adds the
+//! entry point, allocator, panic handler and mem* functions (`src/rt/`, part
+//! of the binary only); all logic is here.
+#![cfg_attr(not(test), no_std)]
+
+extern crate alloc;
+
+pub mod app;
+pub mod console;
+pub mod mounts;
+pub mod out;
+pub mod plan;
+pub mod shutdown;
+pub mod status;
+pub mod sys;
+
+use alloc::vec::Vec;
+use linker::abi::{self, status::SMOLVM_FAILED};
+use linker::config::MAX_CONFIG_LEN;
+use out::Line;
+use plan::Plan;
+use rustix::fd::OwnedFd;
+use rustix::fs::{Mode, OFlags};
+use rustix::io::Errno;
+use sys::SigSet;
+
+/// Init could not do its job: the line to print and the status to report.
+pub struct Fail {
+    pub status: u8,
+    pub line: Line,
+}
+
+impl Fail {
+    /// An init failure (status 125).
+    pub fn new(line: Line) -> Fail {
+        Fail { status: SMOLVM_FAILED, line }
+    }
+}
+
+/// Init's whole life. `start_ns` is the monotonic time of its first
+/// instruction, `env_debug` whether its environment has `SMOLVM_LOG=debug`.
+pub fn main(start_ns: u64, env_debug: bool) -> ! {
+    // Signals reach init only through the signalfd, from before the first
+    // child exists: none can be lost, and no handler can interrupt init.
+    let _ = sys::set_signal_mask(SigSet::ALL);
+    let mut signals = None;
+    let status = match run(start_ns, env_debug, &mut signals) {
+        Ok(status) => status,
+        Err(fail) => {
+            fail.line.print();
+            fail.status
+        }
+    };
+    shutdown::finish(status, signals.as_ref())
+}
+
+fn run(start_ns: u64, env_debug: bool, signals: &mut Option<OwnedFd>) -> Result<u8, Fail> {
+    mounts::mount_basics()?;
+    console::fill_std_fds();
+    let stderr_port = console::open_stdio();
+    let cmdline = read_file("/proc/cmdline", 4096).unwrap_or_default();
+    if env_debug || plan::cmdline_wants_debug(&cmdline) {
+        out::enable_debug();
+    }
+    Line::new().s("init started").debug_at(start_ns);
+
+    let manifest_path = ["/", abi::GUEST_MANIFEST_PATH].concat();
+    let manifest = read_file(&manifest_path, MAX_CONFIG_LEN).map_err(|e| {
+        Fail::new(Line::new().s("cannot read the image manifest ").s(&manifest_path).s(": ").e(e))
+    })?;
+    let runtime_path = ["/", abi::GUEST_RUNTIME_PATH].concat();
+    let runtime = match read_file(&runtime_path, MAX_CONFIG_LEN) {
+        Ok(bytes) => Some(bytes),
+        Err(Errno::NOENT) => None,
+        Err(e) => return Err(Fail::new(Line::new().s("cannot read the runtime config ").s(&runtime_path).s(": ").e(e))),
+    };
+    let plan = Plan::new(&manifest, runtime.as_deref()).map_err(|e| {
+        Fail::new(Line::new().s(e.origin.name()).s(": ").s(e.what).s(if e.value.is_empty() { "" } else { ": " }).b(e.value))
+    })?;
+    if plan.debug && !out::debug_enabled() {
+        out::enable_debug();
+        Line::new().s("init started").debug_at(start_ns);
+    }
+    Line::new().s("read the configuration").debug();
+    console::set_modes(plan.tty, stderr_port);
+    let control = console::open_control();
+
+    mounts::switch_root(plan.rootfs)?;
+    for path in &plan.tmpfs {
+        mounts::mount_tmpfs(path)?;
+    }
+    for share in &plan.shares {
+        mounts::mount_share(share)?;
+    }
+    if let Some(name) = plan.hostname {
+        rustix::system::sethostname(name)
+            .map_err(|e| Fail::new(Line::new().s("cannot set the hostname ").b(name).s(": ").e(e)))?;
+    }
+    if let Some(dir) = plan.workdir {
+        rustix::process::chdir(dir)
+            .map_err(|e| Fail::new(Line::new().s("cannot enter the working directory ").b(dir).s(": ").e(e)))?;
+    }
+
+    let exec = app::Exec::new(&plan)?;
+    let fd = sys::signalfd(SigSet::ALL).map_err(|e| Fail::new(Line::new().s("signalfd: ").e(e)))?;
+    let signals = &*signals.insert(fd);
+    let pid = app::spawn(&exec)?;
+    Line::new().s("started the app, pid ").n(u64::try_from(pid).unwrap_or(0)).debug();
+    let status = app::supervise(pid, signals, control);
+    Line::new().s("the app ended, status ").n(u64::from(status)).debug();
+    Ok(status)
+}
+
+/// Reads a whole file of at most `limit` bytes (a longer one is EFBIG).
+fn read_file(path: &str, limit: usize) -> Result<Vec<u8>, Errno> {
+    let fd = rustix::fs::open(path, OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty())?;
+    let mut bytes = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        match rustix::io::read(&fd, &mut chunk) {
+            Ok(0) => return Ok(bytes),
+            Ok(n) => {
+                if bytes.len() + n > limit {
+                    return Err(Errno::FBIG);
+                }
+                bytes.extend_from_slice(&chunk[..n]);
+            }
+            Err(Errno::INTR) => {}
+            Err(e) => return Err(e),
+        }
+    }
+}

@@ -1,0 +1,335 @@
+//! What init will do, decided from the image manifest and the runtime config
+//! before anything is touched: pure code, unit-tested on the host.
+
+use alloc::vec::Vec;
+use linker::config::{self, ConfigError, Key};
+
+/// PATH the app gets when neither config sets one (Docker's default).
+pub const DEFAULT_PATH: &[u8] = b"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+/// Linux refuses longer hostnames (`__NEW_UTS_LEN`).
+const MAX_HOSTNAME: usize = 64;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RootFs {
+    /// Read-only squashfs on `/dev/vda`.
+    Squashfs,
+    /// The tree under `/rootfs` of the initramfs.
+    Initramfs,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Share<'a> {
+    pub tag: &'a [u8],
+    pub path: &'a [u8],
+    pub read_only: bool,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct User {
+    pub uid: u32,
+    pub gid: u32,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TtySize {
+    pub rows: u16,
+    pub cols: u16,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub struct Plan<'a> {
+    /// Path (or PATH-searched name) of the app; also its argv[0].
+    pub entry: &'a [u8],
+    /// argv[1..].
+    pub args: Vec<&'a [u8]>,
+    /// `NAME=value` strings, each name once.
+    pub env: Vec<&'a [u8]>,
+    pub workdir: Option<&'a [u8]>,
+    pub hostname: Option<&'a [u8]>,
+    pub user: Option<User>,
+    pub rootfs: RootFs,
+    pub tmpfs: Vec<&'a [u8]>,
+    pub shares: Vec<Share<'a>>,
+    pub debug: bool,
+    /// Present when the host's stdin is a terminal.
+    pub tty: Option<TtySize>,
+}
+
+/// Which file a bad record came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Origin {
+    Manifest,
+    Runtime,
+}
+
+impl Origin {
+    pub fn name(self) -> &'static str {
+        match self {
+            Origin::Manifest => "image manifest",
+            Origin::Runtime => "runtime config",
+        }
+    }
+}
+
+/// A config init cannot follow: where, what, and the offending value.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PlanError<'a> {
+    pub origin: Origin,
+    pub what: &'static str,
+    pub value: &'a [u8],
+}
+
+impl<'a> Plan<'a> {
+    /// Merges the manifest (from the image) and the runtime config (from the
+    /// stub, absent when nothing was given): runtime values win, runtime args
+    /// replace the default args, env entries override by name.
+    pub fn new(manifest: &'a [u8], runtime: Option<&'a [u8]>) -> Result<Plan<'a>, PlanError<'a>> {
+        let mut plan = Plan {
+            entry: b"",
+            args: Vec::new(),
+            env: Vec::new(),
+            workdir: None,
+            hostname: None,
+            user: None,
+            rootfs: RootFs::Squashfs,
+            tmpfs: Vec::new(),
+            shares: Vec::new(),
+            debug: false,
+            tty: None,
+        };
+        plan.apply(Origin::Manifest, manifest)?;
+        if let Some(runtime) = runtime {
+            let mut runtime_args = Vec::new();
+            core::mem::swap(&mut plan.args, &mut runtime_args);
+            plan.apply(Origin::Runtime, runtime)?;
+            if plan.args.is_empty() {
+                plan.args = runtime_args;
+            }
+        }
+        if plan.entry.is_empty() {
+            return Err(PlanError { origin: Origin::Manifest, what: "no entry", value: b"" });
+        }
+        if !plan.env.iter().any(|e| e.starts_with(b"PATH=")) {
+            plan.env.push(DEFAULT_PATH);
+        }
+        Ok(plan)
+    }
+
+    fn apply(&mut self, origin: Origin, bytes: &'a [u8]) -> Result<(), PlanError<'a>> {
+        let bad = |what: &'static str, value: &'a [u8]| PlanError { origin, what, value };
+        let records = config::parse(bytes).map_err(|e| bad(config_message(e), b""))?;
+        for record in records {
+            let record = record.map_err(|e| bad(config_message(e), b""))?;
+            let value = record.value();
+            match record.key {
+                Key::Entry => self.entry = value,
+                Key::Arg => self.args.push(value),
+                Key::Env => {
+                    let name_len = env_name_len(value).ok_or(bad("env entry is not NAME=value", value))?;
+                    let name = &value[..=name_len];
+                    match self.env.iter_mut().find(|e| e.starts_with(name)) {
+                        Some(existing) => *existing = value,
+                        None => self.env.push(value),
+                    }
+                }
+                Key::Workdir => self.workdir = Some(absolute(value).ok_or(bad("workdir is not absolute", value))?),
+                Key::Mem => {}
+                Key::Rootfs => {
+                    self.rootfs = match value {
+                        b"squashfs" => RootFs::Squashfs,
+                        b"initramfs" => RootFs::Initramfs,
+                        _ => return Err(bad("unknown rootfs format", value)),
+                    }
+                }
+                Key::Hostname => {
+                    if value.len() > MAX_HOSTNAME {
+                        return Err(bad("hostname longer than 64 bytes", value));
+                    }
+                    self.hostname = Some(value);
+                }
+                Key::User => self.user = Some(parse_user(value).ok_or(bad("user is not uid or uid:gid", value))?),
+                Key::Tmpfs => self.tmpfs.push(absolute(value).ok_or(bad("tmpfs path is not absolute", value))?),
+                Key::Share => {
+                    let (tag, path, mode) = (record.field(0), record.field(1), record.field(2));
+                    if tag.is_empty() {
+                        return Err(bad("share without a tag", path));
+                    }
+                    let path = absolute(path).ok_or(bad("share path is not absolute", path))?;
+                    let read_only = match mode {
+                        b"ro" => true,
+                        b"rw" => false,
+                        _ => return Err(bad("share mode is not ro or rw", mode)),
+                    };
+                    self.shares.push(Share { tag, path, read_only });
+                }
+                Key::Log => self.debug = value == b"debug",
+                Key::Tty => self.tty = Some(parse_tty(value).ok_or(bad("tty is not 'rows cols'", value))?),
+            }
+        }
+        Ok(())
+    }
+}
+
+fn config_message(err: ConfigError) -> &'static str {
+    err.message()
+}
+
+/// Length of the name in `NAME=value` (the index of the first `=`), if the
+/// name is not empty.
+fn env_name_len(entry: &[u8]) -> Option<usize> {
+    entry.iter().position(|&c| c == b'=').filter(|&n| n > 0)
+}
+
+fn absolute(path: &[u8]) -> Option<&[u8]> {
+    path.starts_with(b"/").then_some(path)
+}
+
+/// A decimal u32 without sign, spaces or leading `+`.
+pub fn parse_u32(text: &[u8]) -> Option<u32> {
+    if text.is_empty() || text.len() > 10 {
+        return None;
+    }
+    let mut value: u32 = 0;
+    for &c in text {
+        if !c.is_ascii_digit() {
+            return None;
+        }
+        value = value.checked_mul(10)?.checked_add(u32::from(c - b'0'))?;
+    }
+    Some(value)
+}
+
+/// `uid` or `uid:gid`; without a gid the group is 0 (Docker's behaviour for
+/// a numeric user that has no passwd entry).
+fn parse_user(text: &[u8]) -> Option<User> {
+    let mut parts = text.splitn(2, |&c| c == b':');
+    let uid = parse_u32(parts.next()?)?;
+    let gid = match parts.next() {
+        Some(gid) => parse_u32(gid)?,
+        None => 0,
+    };
+    Some(User { uid, gid })
+}
+
+fn parse_tty(text: &[u8]) -> Option<TtySize> {
+    let mut parts = text.splitn(2, |&c| c == b' ');
+    let rows = u16::try_from(parse_u32(parts.next()?)?).ok()?;
+    let cols = u16::try_from(parse_u32(parts.next()?)?).ok()?;
+    Some(TtySize { rows, cols })
+}
+
+/// Whether the kernel command line asks for the debug log (`smolvm.log=debug`).
+pub fn cmdline_wants_debug(cmdline: &[u8]) -> bool {
+    cmdline.split(|c| c.is_ascii_whitespace()).any(|word| word == b"smolvm.log=debug")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use alloc::vec;
+
+    // The no-alloc writer: linker's `std` feature must stay off in this
+    // crate's builds (it would link std into the no_std binary).
+    fn cfg(records: &[(Key, &[&[u8]])]) -> Vec<u8> {
+        let mut buf = vec![0u8; 4096];
+        let mut w = config::Writer::new(&mut buf).expect("magic fits");
+        for (key, fields) in records {
+            w.push(*key, fields).expect("test record fits");
+        }
+        w.as_bytes().to_vec()
+    }
+
+    #[test]
+    fn manifest_alone_gives_defaults() {
+        let m = cfg(&[(Key::Entry, &[b"/bin/app"]), (Key::Arg, &[b"a"]), (Key::Rootfs, &[b"initramfs"])]);
+        let plan = Plan::new(&m, None).expect("valid");
+        assert_eq!(plan.entry, b"/bin/app");
+        assert_eq!(plan.args, vec![&b"a"[..]]);
+        assert_eq!(plan.env, vec![DEFAULT_PATH]);
+        assert_eq!(plan.rootfs, RootFs::Initramfs);
+        assert!(!plan.debug && plan.tty.is_none() && plan.user.is_none());
+    }
+
+    #[test]
+    fn runtime_args_replace_and_env_overrides_by_name() {
+        let m = cfg(&[
+            (Key::Entry, &[b"/bin/app"]),
+            (Key::Arg, &[b"default"]),
+            (Key::Env, &[b"A=1"]),
+            (Key::Env, &[b"PATH=/bin"]),
+            (Key::Env, &[b"AB=2"]),
+            (Key::Workdir, &[b"/srv"]),
+        ]);
+        let r = cfg(&[
+            (Key::Arg, &[b""]),
+            (Key::Arg, &[b"x y"]),
+            (Key::Env, &[b"A=one=1"]),
+            (Key::Env, &[b"C="]),
+            (Key::Workdir, &[b"/tmp"]),
+            (Key::Log, &[b"debug"]),
+            (Key::Tty, &[b"24 80"]),
+        ]);
+        let plan = Plan::new(&m, Some(&r)).expect("valid");
+        assert_eq!(plan.args, vec![&b""[..], b"x y"]);
+        assert_eq!(plan.env, vec![&b"A=one=1"[..], b"PATH=/bin", b"AB=2", b"C="]);
+        assert_eq!(plan.workdir, Some(&b"/tmp"[..]));
+        assert!(plan.debug);
+        assert_eq!(plan.tty, Some(TtySize { rows: 24, cols: 80 }));
+    }
+
+    #[test]
+    fn runtime_without_args_keeps_default_args() {
+        let m = cfg(&[(Key::Entry, &[b"app"]), (Key::Arg, &[b"d"])]);
+        let r = cfg(&[(Key::Share, &[b"smolvm0", b"/data", b"ro"]), (Key::Share, &[b"smolvm1", b"/mnt/w", b"rw"])]);
+        let plan = Plan::new(&m, Some(&r)).expect("valid");
+        assert_eq!(plan.args, vec![&b"d"[..]]);
+        assert_eq!(
+            plan.shares,
+            vec![
+                Share { tag: b"smolvm0", path: b"/data", read_only: true },
+                Share { tag: b"smolvm1", path: b"/mnt/w", read_only: false }
+            ]
+        );
+    }
+
+    #[test]
+    fn users() {
+        assert_eq!(parse_user(b"1000"), Some(User { uid: 1000, gid: 0 }));
+        assert_eq!(parse_user(b"1:2"), Some(User { uid: 1, gid: 2 }));
+        assert_eq!(parse_user(b"4294967295:0"), Some(User { uid: u32::MAX, gid: 0 }));
+        for bad in [&b""[..], b"root", b"1:", b":1", b"-1", b"+1", b"4294967296", b"1:2:3", b" 1"] {
+            assert_eq!(parse_user(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn bad_records_name_origin_and_value() {
+        let m = cfg(&[(Key::Entry, &[b"/a"])]);
+        let cases: [(&[u8], &str); 8] = [
+            (&cfg(&[(Key::Env, &[b"=x"])]), "env entry is not NAME=value"),
+            (&cfg(&[(Key::Env, &[b"noequals"])]), "env entry is not NAME=value"),
+            (&cfg(&[(Key::Workdir, &[b"rel"])]), "workdir is not absolute"),
+            (&cfg(&[(Key::Share, &[b"t", b"/p", b"RO"])]), "share mode is not ro or rw"),
+            (&cfg(&[(Key::Share, &[b"", b"/p", b"ro"])]), "share without a tag"),
+            (&cfg(&[(Key::Tty, &[b"24x80"])]), "tty is not 'rows cols'"),
+            (&cfg(&[(Key::Hostname, &[&[b'h'; 65]])]), "hostname longer than 64 bytes"),
+            (b"SMOLCFG1arg\0", "config: truncated record"),
+        ];
+        for (runtime, what) in cases {
+            let err = Plan::new(&m, Some(runtime)).expect_err(what);
+            assert_eq!((err.origin, err.what), (Origin::Runtime, what));
+        }
+        let err = Plan::new(b"garbage", None).expect_err("bad magic");
+        assert_eq!((err.origin, err.what), (Origin::Manifest, "config: bad magic"));
+        let no_entry = cfg(&[(Key::Arg, &[b"x"])]);
+        assert_eq!(Plan::new(&no_entry, None).expect_err("no entry").what, "no entry");
+        let ext4 = cfg(&[(Key::Entry, &[b"/a"]), (Key::Rootfs, &[b"ext4"])]);
+        assert_eq!(Plan::new(&ext4, None).expect_err("rootfs").value, b"ext4");
+    }
+
+    #[test]
+    fn cmdline_debug_flag() {
+        assert!(cmdline_wants_debug(b"console=ttyS0 smolvm.log=debug quiet\n"));
+        assert!(!cmdline_wants_debug(b"console=ttyS0 xsmolvm.log=debug smolvm.log=debugx"));
+    }
+}
