@@ -239,6 +239,9 @@ pub fn try_run(cases: &[Case]) -> io::Result<Vec<Outcome>> {
             static SHARED: Mutex<Option<Instance>> = Mutex::new(None);
             let mut shared = SHARED.lock().unwrap_or_else(|p| p.into_inner());
             let needed = extra_shares(cases, &process_dir()?.join("share"));
+            if shared.as_mut().is_some_and(Instance::has_exited) {
+                *shared = None; // L1 powered off after idling: boot a new one
+            }
             if let Some(inst) = shared.as_ref() {
                 if !needed.iter().all(|d| inst.shares.contains(d)) {
                     // A new writable directory needs a new 9p export.
@@ -350,6 +353,7 @@ struct Instance {
     ctl: BufReader<UnixStream>,
     next_case: u64,
     boot_wall: Duration,
+    exited_seen: bool,
 }
 
 impl Instance {
@@ -411,6 +415,7 @@ impl Instance {
             ctl: BufReader::new(UnixStream::pair()?.0),
             next_case: 0,
             boot_wall: Duration::ZERO,
+            exited_seen: false,
         };
         inst.ctl = BufReader::new(inst.connect(&sock, start)?);
         inst.ctl.get_ref().set_read_timeout(Some(BOOT_TIMEOUT.saturating_sub(start.elapsed())))?;
@@ -424,19 +429,24 @@ impl Instance {
         Ok(inst)
     }
 
-    fn connect(&self, sock: &Path, start: Instant) -> io::Result<UnixStream> {
+    fn connect(&mut self, sock: &Path, start: Instant) -> io::Result<UnixStream> {
         loop {
             match UnixStream::connect(sock) {
                 Ok(s) => return Ok(s),
                 Err(_) if start.elapsed() < BOOT_TIMEOUT => {
-                    if let Ok(status) = self.exited.try_recv() {
-                        return Err(self.fail(&format!("QEMU exited at boot ({status:?})")));
+                    if self.has_exited() {
+                        return Err(self.fail("QEMU exited while booting"));
                     }
                     std::thread::sleep(Duration::from_millis(20));
                 }
                 Err(e) => return Err(self.fail(&format!("no control socket: {e}"))),
             }
         }
+    }
+
+    fn has_exited(&mut self) -> bool {
+        self.exited_seen |= self.exited.try_recv().is_ok();
+        self.exited_seen
     }
 
     fn run(&mut self, cases: &[Case]) -> io::Result<Vec<Outcome>> {
@@ -480,7 +490,10 @@ impl Instance {
         match self.ctl.read_line(&mut line) {
             Ok(0) => Err(self.fail("L1 closed its control port (QEMU exited?)")),
             Ok(_) => Ok(line.trim_end().to_owned()),
-            Err(e) => Err(self.fail(&format!("L1 did not answer in time ({e})"))),
+            Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {
+                Err(self.fail("L1 did not answer in time"))
+            }
+            Err(e) => Err(self.fail(&format!("L1 control port: {e} (QEMU exited?)"))),
         }
     }
 
@@ -495,6 +508,9 @@ impl Instance {
 
 impl Drop for Instance {
     fn drop(&mut self) {
+        if self.has_exited() {
+            return;
+        }
         let _ = self.ctl.get_mut().write_all(b"quit\n");
         if self.exited.recv_timeout(SHUTDOWN_TIMEOUT).is_err() {
             let _ = rustix::process::kill_process_group(self.qemu, Signal::KILL);
