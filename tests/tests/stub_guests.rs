@@ -137,20 +137,30 @@ fn run(image: &Path, args: &[&str]) -> Output {
     run_with_limit(Command::new(image).args(args), Duration::from_secs(60))
 }
 
+/// Runs with `SMOLVM_LOG=kernel`: the guest's serial console goes to stderr.
+/// (By default it only feeds the crash tail: the virtio consoles carry the
+/// app's stdio, and a Linux kernel's log must not mix into it.)
+fn run_serial(image: &Path, args: &[&str]) -> Output {
+    run_with_limit(Command::new(image).env("SMOLVM_LOG", "kernel").args(args), Duration::from_secs(60))
+}
+
 fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
 
 #[test]
-fn serial_output_reaches_stdout() {
+fn serial_output_reaches_stderr_only_with_log_kernel() {
     if !have_kvm() {
         return;
     }
     let img = image("hello", &guest("hello", "MODE_HELLO", &[]), 64);
+    let out = run_serial(&img, &[]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert_eq!(text(&out.stderr), "hello from the guest\n");
+    assert_eq!(text(&out.stdout), "");
     let out = run(&img, &[]);
     assert_eq!(out.status.code(), Some(0), "{out:?}");
-    assert_eq!(text(&out.stdout), "hello from the guest\n");
-    assert_eq!(text(&out.stderr), "");
+    assert_eq!((text(&out.stdout), text(&out.stderr)), (String::new(), String::new()));
 }
 
 #[test]
@@ -161,9 +171,9 @@ fn exit_port_status_becomes_the_exit_status() {
     for n in [0u8, 1, 42, 255] {
         let g = guest(&format!("exit{n}"), "MODE_EXIT", &[&format!("-DSTATUS={n}")]);
         let img = image(&format!("exit{n}"), &g, 64);
-        let out = run(&img, &[]);
+        let out = run_serial(&img, &[]);
         assert_eq!(out.status.code(), Some(i32::from(n)), "{out:?}");
-        assert_eq!(text(&out.stdout), "exiting\n");
+        assert_eq!(text(&out.stderr), "exiting\n");
     }
 }
 
@@ -177,9 +187,9 @@ fn boot_params_e820_cmdline_and_initrd_are_as_promised() {
     // app's and must appear in the runtime cpio.
     let g = guest("bootparams", "MODE_BOOTPARAMS", &["-DEXPECT_MEM_MIB=48"]);
     let img = image("bootparams", &g, 32);
-    let out = run(&img, &["--smolvm-mem=48", "MARKER-one", "two words"]);
+    let out = run_serial(&img, &["--smolvm-mem=48", "MARKER-one", "two words"]);
     assert_eq!(out.status.code(), Some(0), "failed check = exit status; {out:?}");
-    assert_eq!(text(&out.stdout), "boot_params ok\n");
+    assert_eq!(text(&out.stderr), "boot_params ok\n");
     // SMOLVM_MEM works too, and the flag beats it.
     let mut cmd = Command::new(&img);
     cmd.env("SMOLVM_MEM", "48").args(["MARKER-one", "two words"]);
@@ -210,11 +220,16 @@ fn a_spinning_guest_ends_on_sigterm() {
         return;
     }
     let img = image("spin", &guest("spin", "MODE_SPIN", &[]), 64);
-    let mut child = Command::new(&img).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("spawn");
+    let mut child = Command::new(&img)
+        .env("SMOLVM_LOG", "kernel")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
     // Wait until the guest runs (it prints before spinning).
-    let mut stdout = child.stdout.take().expect("stdout");
+    let mut stderr = child.stderr.take().expect("stderr");
     let mut first = [0u8; 9];
-    std::io::Read::read_exact(&mut stdout, &mut first).expect("guest output");
+    std::io::Read::read_exact(&mut stderr, &mut first).expect("guest output");
     assert_eq!(&first, b"spinning\n");
     std::thread::sleep(Duration::from_millis(100));
     assert!(child.try_wait().expect("try_wait").is_none(), "guest must still run");

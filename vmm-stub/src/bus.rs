@@ -30,6 +30,9 @@ pub trait MmioDevice {
     fn mmio_read(&mut self, ctx: &mut Ctx<'_>, offset: u64, data: &mut [u8]);
     /// Handles a guest write of `data` at `offset`.
     fn mmio_write(&mut self, ctx: &mut Ctx<'_>, offset: u64, data: &[u8]);
+    /// Host-side work (stdin became readable, a signal to forward). The run
+    /// loop calls it through [`Bus::poll`] when a signal interrupted `KVM_RUN`.
+    fn poll(&mut self, _ctx: &mut Ctx<'_>) {}
 }
 
 /// The guest physical address of virtio-mmio slot `slot`.
@@ -90,6 +93,13 @@ impl<'d> Bus<'d> {
         }
         let dev = self.slots.get_mut(slot)?.as_deref_mut()?;
         Some((dev, offset))
+    }
+
+    /// Lets every device do its host-side work (see [`MmioDevice::poll`]).
+    pub fn poll(&mut self, ctx: &mut Ctx<'_>) {
+        for dev in self.slots.iter_mut().flatten() {
+            dev.poll(ctx);
+        }
     }
 
     /// Dispatches a guest read. Returns `false` if no device claims `addr`

@@ -7,6 +7,7 @@
 pub mod boot;
 pub mod bus;
 pub mod cmdline;
+pub mod devices;
 pub mod hostio;
 pub mod info;
 pub mod kvm;

@@ -15,6 +15,8 @@ default arguments. Leading --smolvm-* options are taken by smolvm:
                           debug: trace smolvm and smol-init steps  [SMOLVM_LOG]
   --smolvm-env=NAME=VAL   set an environment variable for the app (repeatable)
   --smolvm-workdir=DIR    working directory of the app            [SMOLVM_WORKDIR]
+  --smolvm-disk=PATH[:ro] attach a host file as /dev/vdb, vdc, ... (repeatable;
+                          read-write unless :ro)                  [SMOLVM_DISK]
   --smolvm-info           describe the image and exit without booting
   --smolvm-help           this text
 Exit status: the app's; 125 when smolvm itself fails (bad image, no /dev/kvm,
@@ -34,6 +36,8 @@ pub struct Options<'a> {
     pub log: Log,
     pub env: heapless::Vec<&'a [u8], MAX_ENV>,
     pub workdir: Option<&'a [u8]>,
+    /// `--smolvm-disk` values (`PATH[:ro]`), in order; `SMOLVM_DISK` first.
+    pub disks: heapless::Vec<&'a [u8], { crate::devices::MAX_DISKS }>,
     pub info: bool,
     pub help: bool,
     /// How many leading arguments (after argv[0]) were smolvm's.
@@ -90,6 +94,9 @@ impl<'a> Options<'a> {
                 o.log = parse_log(v).ok_or(OptError::BadValue(var))?;
             } else if let Some(v) = var.strip_prefix(b"SMOLVM_WORKDIR=") {
                 o.workdir = Some(v);
+            } else if let Some(v) = var.strip_prefix(b"SMOLVM_DISK=") {
+                crate::devices::DiskSpec::parse(v).ok_or(OptError::BadValue(var))?;
+                o.disks.push(v).map_err(|_| OptError::TooMany(var))?;
             }
         }
         for arg in args {
@@ -106,9 +113,12 @@ impl<'a> Options<'a> {
                     o.env.push(v).map_err(|_| OptError::TooMany(arg))?
                 }
                 (b"workdir", Some(v)) if !v.is_empty() => o.workdir = Some(v),
+                (b"disk", Some(v)) if crate::devices::DiskSpec::parse(v).is_some() => {
+                    o.disks.push(v).map_err(|_| OptError::TooMany(arg))?
+                }
                 (b"info", None) => o.info = true,
                 (b"help", None) => o.help = true,
-                (b"mem" | b"log" | b"env" | b"workdir" | b"info" | b"help", _) => {
+                (b"mem" | b"log" | b"env" | b"workdir" | b"disk" | b"info" | b"help", _) => {
                     return Err(OptError::BadValue(arg))
                 }
                 _ => return Err(OptError::Unknown(arg)),
@@ -153,6 +163,14 @@ mod tests {
         assert!(parse(&[b"--smolvm-info=1"], &[]).is_err());
         assert!(parse(&[b"--smolvm-log=loud"], &[]).is_err());
         assert!(parse(&[], &[b"SMOLVM_MEM=lots"]).is_err());
+    }
+
+    #[test]
+    fn disks_accumulate_in_order() {
+        let o = parse(&[b"--smolvm-disk=/a.img", b"--smolvm-disk=b:ro"], &[b"SMOLVM_DISK=/env.img"]).expect("valid");
+        assert_eq!(o.disks.as_slice(), &[&b"/env.img"[..], b"/a.img", b"b:ro"]);
+        assert!(parse(&[b"--smolvm-disk="], &[]).is_err());
+        assert!(parse(&[b"--smolvm-disk=:ro"], &[]).is_err());
     }
 
     #[test]

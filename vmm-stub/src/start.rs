@@ -6,6 +6,8 @@ use crate::boot::load::{self, KernelFile, LoadError};
 use crate::boot::{cpu, params::*};
 use crate::bus::Bus;
 use crate::cmdline::Cmdline;
+use crate::devices::{self, DiskFile, DiskSpec, Devices, MAX_DISKS};
+use crate::hostio::tty::WinSize;
 use crate::kvm::{Kvm, Vcpu, Vm};
 use crate::mem::{GuestAddress, GuestMemory, PAGE_SIZE};
 use crate::options::{OptError, Options, HELP};
@@ -115,9 +117,16 @@ pub fn main(args: CStrings, env: CStrings) -> u8 {
     };
 
     let serial_sink = if opts.log.kernel { Sink::Fd(out::stderr()) } else { Sink::Fd(out::stdout()) };
-    let bus = Bus::new();
-    // Devices attach to `bus` here; the serial console carries the app's
-    // output until a virtio console occupies its slot.
+    // Terminal mode when stdin and stdout are terminals (hostio::tty).
+    let terminal = crate::hostio::tty::enter_raw();
+    let disks = open_disks(&opts);
+    let rootfs = payload.section(Kind::Rootfs).map(|s| (payload.fd(), s.offset, s.len));
+    let mut devices = Devices::new(terminal, rootfs, &disks);
+    let mut transports = devices.transports();
+    let mut bus = Bus::new();
+    transports.attach(&mut bus);
+    // The serial console carries the app's output only when no virtio
+    // console occupies its slot.
     let serial = Serial::new(if bus.has(abi::slot::CONSOLE_STDIO) && !opts.log.kernel { Sink::Discard } else { serial_sink });
 
     let mut cmdline = Cmdline::new(!opts.log.kernel);
@@ -128,15 +137,35 @@ pub fn main(args: CStrings, env: CStrings) -> u8 {
     }
     let initrd_max = kernel.bz.as_ref().map_or(u64::from(u32::MAX), |(b, _)| u64::from(b.initrd_addr_max));
     let app_args = args.skip(1 + opts.consumed);
-    let (initrd, initrd_len) = place_initrd(&mut mem, &payload, kernel.end, initrd_max, &opts, app_args);
+    let (initrd, initrd_len) = place_initrd(&mut mem, &payload, kernel.end, initrd_max, &opts, terminal, app_args);
     write_boot_data(&mut mem, &kernel, &cmdline, initrd, initrd_len)
         .unwrap_or_else(|| fail("guest memory too small for the boot data; raise --smolvm-mem"));
 
     let (vm, vcpu) = create_vm(&kvm, &mem, kernel.entry)
         .unwrap_or_else(|(what, e)| Line::new().s("KVM setup failed: ").s(what).s(" (errno ").u(errno(e)).s(")").fail());
     drop(kvm);
-    drop(payload);
+    // Signals interrupt KVM_RUN through immediate_exit; the stdin watcher
+    // kicks the vCPU when host input arrives (hostio).
+    crate::hostio::signals::install(vcpu.immediate_exit_ptr());
+    if let Err(e) = crate::hostio::stdin_watch::start() {
+        Line::new().s("cannot start the stdin thread (errno ").u(errno(e)).s(")").fail();
+    }
     Vmm::new(vm, vcpu, mem, serial, bus, opts.log.debug).run()
+}
+
+/// Opens the `--smolvm-disk` files, or fails with a message naming the file.
+fn open_disks(opts: &Options<'_>) -> heapless::Vec<DiskFile, MAX_DISKS> {
+    let mut disks = heapless::Vec::new();
+    for &v in &opts.disks {
+        let Some(spec) = DiskSpec::parse(v) else { continue }; // validated by Options
+        match devices::open_disk(spec) {
+            Ok(d) => {
+                let _ = disks.push(d); // Options holds at most MAX_DISKS
+            }
+            Err(e) => Line::new().s("disk ").b(spec.path).s(": ").s(e.message()).fail(),
+        }
+    }
+    disks
 }
 
 fn manifest_mem(manifest: &[u8]) -> Option<u32> {
@@ -169,6 +198,7 @@ fn place_initrd(
     kernel_end: u64,
     initrd_max: u64,
     opts: &Options<'_>,
+    terminal: Option<WinSize>,
     app_args: impl Iterator<Item = &'static [u8]>,
 ) -> (u64, u64) {
     let section = payload.section(Kind::Initramfs).unwrap_or_else(|| payload_error(PayloadError::Image(linker::image::ImageError::MissingSection(Kind::Initramfs))));
@@ -204,7 +234,7 @@ fn place_initrd(
     let region = mem.slice_mut(GuestAddress(cpio_at), top - cpio_at)
         .unwrap_or_else(|| fail("guest memory is too small for the initramfs"));
     let (cpio_buf, scratch) = region.split_at_mut(region.len() - MAX_CONFIG_LEN);
-    let config_len = runtime_config(scratch, opts, app_args)
+    let config_len = runtime_config(scratch, opts, terminal, app_args)
         .unwrap_or_else(|e| Line::new().s("run-time arguments: ").s(e.message()).fail());
     let mut w = CpioWriter::new(cpio_buf, 0x7000_0000);
     let written = w.dir(b"smolvm", 0o755)
@@ -218,6 +248,7 @@ fn place_initrd(
 fn runtime_config(
     buf: &mut [u8],
     opts: &Options<'_>,
+    terminal: Option<WinSize>,
     app_args: impl Iterator<Item = &'static [u8]>,
 ) -> Result<usize, config::ConfigError> {
     let mut w = config::Writer::new(buf)?;
@@ -233,8 +264,10 @@ fn runtime_config(
     if opts.log.debug {
         w.push(Key::Log, &[b"debug"])?;
     }
-    if let Ok(ws) = rustix::termios::tcgetwinsize(out::stdin()) {
-        let l = Line::bare().u(u64::from(ws.ws_row)).s(" ").u(u64::from(ws.ws_col));
+    // Present only in terminal mode: init then gives the app /dev/hvc0 as
+    // its terminal; otherwise stdin is the control device's stdin port.
+    if let Some((rows, cols)) = terminal {
+        let l = Line::bare().u(u64::from(rows)).s(" ").u(u64::from(cols));
         w.push(Key::Tty, &[l.as_bytes()])?;
     }
     Ok(w.len())
@@ -263,15 +296,18 @@ type SetupError = (&'static str, Errno);
 
 fn create_vm(kvm: &Kvm, mem: &GuestMemory, entry: u64) -> Result<(Vm, Vcpu), SetupError> {
     let vm = kvm.create_vm().map_err(|e| ("KVM_CREATE_VM", e))?;
-    vm.set_tss_addr(KVM_TSS_ADDR).map_err(|e| ("KVM_SET_TSS_ADDR", e))?;
-    vm.set_identity_map_addr(KVM_IDENTITY_MAP_ADDR).map_err(|e| ("KVM_SET_IDENTITY_MAP_ADDR", e))?;
-    vm.create_irqchip().map_err(|e| ("KVM_CREATE_IRQCHIP", e))?;
-    vm.create_pit2().map_err(|e| ("KVM_CREATE_PIT2", e))?;
+    // RAM first: adding a memory slot once other slots or devices exist
+    // waits for an SRCU grace period (milliseconds on nested hosts).
     // SAFETY: `mem` outlives the VM: both live until the process exits
     // (the run loop never returns), and the stub touches guest RAM only
     // through GuestMemory.
     unsafe { vm.set_user_memory_region(0, 0, mem.len(), mem.host_base()) }
         .map_err(|e| ("KVM_SET_USER_MEMORY_REGION", e))?;
+    // No KVM_SET_TSS_ADDR/IDENTITY_MAP_ADDR: they only serve real-mode
+    // emulation on Intel without unrestricted guests, and the vCPU starts
+    // in long mode; each would add another memory slot.
+    vm.create_irqchip().map_err(|e| ("KVM_CREATE_IRQCHIP", e))?;
+    vm.create_pit2().map_err(|e| ("KVM_CREATE_PIT2", e))?;
     let vcpu = vm.create_vcpu(0).map_err(|e| ("KVM_CREATE_VCPU", e))?;
 
     let mut cpuid = KvmCpuid2 {

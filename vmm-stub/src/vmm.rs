@@ -95,7 +95,13 @@ impl<'d> Vmm<'d> {
                         note("MMIO write", addr, data.len());
                     }
                 }
-                Exit::Interrupted => {}
+                // A signal (host stdin readable, SIGINT/TERM/HUP to forward,
+                // SIGWINCH) set immediate_exit: let the devices act on it.
+                Exit::Interrupted => {
+                    vcpu.set_immediate_exit(false);
+                    let mut ctx = Ctx { mem, irq: &*vm };
+                    bus.poll(&mut ctx);
+                }
                 Exit::Shutdown => crash(serial, "guest kernel crashed (triple fault)"),
                 Exit::SystemEvent { .. } => crash(serial, "guest kernel crashed (system event)"),
                 Exit::Hlt => crash(serial, "guest stopped (halted with no interrupt controller)"),

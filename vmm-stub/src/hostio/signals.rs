@@ -5,6 +5,9 @@
 //!   where init sends it to the app. The first one also starts a grace
 //!   period of [`GRACE_SECS`]; if the VM is still running then, or on a
 //!   second SIGINT, the stub ends at once with 128 + the first signal.
+//!   While nobody in the guest has the control port open (early boot, or a
+//!   guest without our init), the signal cannot be delivered: the stub ends
+//!   at once with 128 + the signal, as the app would have.
 //! - SIGWINCH: the console re-reads the window size (terminal mode).
 //! - SIGPIPE: ignored; a write to a closed stdout returns EPIPE, and the
 //!   console forwards SIGPIPE to the app instead ([`forward`]).
@@ -49,6 +52,8 @@ static PENDING: AtomicU64 = AtomicU64::new(0);
 static FIRST: AtomicU32 = AtomicU32::new(0);
 static SIGINTS: AtomicU32 = AtomicU32::new(0);
 static WINCH: AtomicBool = AtomicBool::new(false);
+/// Whether the guest has the control port open (signals can be delivered).
+static LISTENING: AtomicBool = AtomicBool::new(false);
 /// `&kvm_run.immediate_exit` of the vCPU, or null.
 static KICK: AtomicPtr<u8> = AtomicPtr::new(core::ptr::null_mut());
 
@@ -133,6 +138,11 @@ pub fn forward(sig: u32) {
     }
 }
 
+/// Records whether the guest listens on the control port.
+pub fn set_listening(on: bool) {
+    LISTENING.store(on, Ordering::Release);
+}
+
 /// Takes the lowest pending signal, if any.
 pub fn take_pending() -> Option<u8> {
     let mut cur = PENDING.load(Ordering::Acquire);
@@ -175,6 +185,9 @@ extern "C" fn on_signal(sig: i32) {
     let sig = u32::try_from(sig).unwrap_or(0);
     match sig {
         SIGINT | SIGTERM | SIGHUP => {
+            if !LISTENING.load(Ordering::Acquire) {
+                hard_exit(exit_status(sig));
+            }
             if sig == SIGINT && SIGINTS.fetch_add(1, Ordering::AcqRel) >= 1 {
                 hard_exit(exit_status(SIGINT));
             }

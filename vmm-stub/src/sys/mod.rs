@@ -7,6 +7,8 @@ pub mod kvm;
 /// Ends the process at once with `code` (no teardown: the kernel frees the
 /// VM, guest RAM and every fd).
 pub fn exit(code: u8) -> ! {
+    // Every exit path comes through here: never leave the terminal raw.
+    crate::hostio::tty::restore();
     // SAFETY: exit_group takes one integer and never returns; it touches no
     // memory of ours.
     unsafe {

@@ -25,13 +25,18 @@ const IO_CHUNK: usize = 1 << 16;
 /// output is dropped and SIGPIPE is forwarded to the app once, like a
 /// native process writing to a closed pipe; other write errors also drop it.
 pub struct Output<'f> {
-    fd: BorrowedFd<'f>,
-    broken: bool,
+    /// `None`: discard (after an error, or a port nobody listens to).
+    fd: Option<BorrowedFd<'f>>,
 }
 
 impl<'f> Output<'f> {
     pub fn new(fd: BorrowedFd<'f>) -> Self {
-        Output { fd, broken: false }
+        Output { fd: Some(fd) }
+    }
+
+    /// An output that drops everything the guest writes.
+    pub fn discard() -> Self {
+        Output { fd: None }
     }
 
     /// Writes every available transmit chain of `q` to the host.
@@ -41,9 +46,9 @@ impl<'f> Output<'f> {
             let mut r = Reader::new(&chain);
             while let Some(chunk) = r.chunk(mem, IO_CHUNK) {
                 let n = chunk.len();
-                if !self.broken {
-                    if let Err(e) = hostio::write_all(self.fd, chunk) {
-                        self.broken = true;
+                if let Some(fd) = self.fd {
+                    if let Err(e) = hostio::write_all(fd, chunk) {
+                        self.fd = None;
                         if e == Errno::PIPE {
                             signals::forward(signals::SIGPIPE);
                         }
@@ -233,7 +238,7 @@ mod tests {
             chain(&mut mem, 16, 0, &[(DATA, 10, false)]);
             assert_eq!(out.drain(&mut q, &mut mem), Ok(Irq::VRING));
         }
-        assert!(out.broken);
+        assert!(out.fd.is_none());
         assert_eq!(used(&mem, 2).0, 3);
         assert_eq!(signals::take_pending(), Some(13));
     }

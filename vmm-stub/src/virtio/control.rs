@@ -90,15 +90,15 @@ pub struct Control<'f> {
 }
 
 impl<'f> Control<'f> {
-    /// `stdin`: the host fd to serve on the stdin port (pipe mode), `null`:
-    /// an fd that accepts and discards writes (e.g. `/dev/null`).
-    pub fn new(stdin: Option<BorrowedFd<'f>>, null: BorrowedFd<'f>) -> Self {
+    /// `stdin`: the host fd to serve on the stdin port (`None` in terminal
+    /// mode: the port then reads as end-of-file).
+    pub fn new(stdin: Option<BorrowedFd<'f>>) -> Self {
         Control {
             stdin: stdin.map(Input::new),
             guest_open: [false; 2],
             eof_sent: false,
             outbox: heapless::Deque::new(),
-            sink: Output::new(null),
+            sink: Output::discard(),
         }
     }
 
@@ -123,7 +123,12 @@ impl<'f> Control<'f> {
                 let connected = p == CONTROL_PORT || self.stdin_connected();
                 self.send(p, event::PORT_OPEN, u16::from(connected));
             }
-            (event::PORT_OPEN, Some(p)) => self.guest_open[p] = m.value == 1,
+            (event::PORT_OPEN, Some(p)) => {
+                self.guest_open[p] = m.value == 1;
+                if p == CONTROL_PORT {
+                    signals::set_listening(m.value == 1);
+                }
+            }
             _ => {}
         }
     }
@@ -224,6 +229,7 @@ impl VirtioDevice for Control<'_> {
     }
 
     fn reset(&mut self) {
+        signals::set_listening(false);
         self.guest_open = [false; 2];
         self.eof_sent = false;
         self.outbox.clear();
@@ -305,9 +311,8 @@ mod tests {
         let _g = signals::TEST_LOCK.lock().unwrap_or_else(|e| e.into_inner());
         while signals::take_pending().is_some() {}
         let (r, w) = rustix::pipe::pipe().expect("pipe");
-        let null = std::fs::OpenOptions::new().write(true).open("/dev/null").expect("null");
         let mut mem = GuestMemory::new(8 << 20).expect("mmap");
-        let mut dev = Control::new(Some(r.as_fd()), null.as_fd());
+        let mut dev = Control::new(Some(r.as_fd()));
         let mut d = Driver::new(&mut dev, &mut mem);
         let qs: Vec<(u32, u16)> = (0..6).map(|i| (i, QUEUE_SIZES[i as usize])).collect();
         d.init(F_VERSION_1 | F_MULTIPORT, &qs);
@@ -358,8 +363,7 @@ mod tests {
 
     #[test]
     fn hostile_control_messages_are_bounded() {
-        let null = std::fs::OpenOptions::new().write(true).open("/dev/null").expect("null");
-        let mut dev = Control::new(None, null.as_fd());
+        let mut dev = Control::new(None);
         for _ in 0..100 {
             dev.on_guest_msg(Msg { id: u32::MAX, event: event::DEVICE_READY, value: 1 });
             dev.on_guest_msg(Msg { id: 7, event: event::PORT_OPEN, value: 1 });

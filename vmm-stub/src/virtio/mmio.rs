@@ -301,6 +301,10 @@ impl MmioDevice for MmioTransport<'_> {
         }
     }
 
+    fn poll(&mut self, ctx: &mut Ctx<'_>) {
+        self.poll_host(ctx);
+    }
+
     fn mmio_write(&mut self, ctx: &mut Ctx<'_>, offset: u64, data: &[u8]) {
         if offset >= reg::CONFIG {
             return self.dev.write_config(offset - reg::CONFIG, data);

@@ -1,0 +1,233 @@
+//! The virtio devices of one run, each in its ABI slot (`linker::abi::slot`):
+//!
+//! | slot | device | guest |
+//! |---|---|---|
+//! | 0 `CONSOLE_STDIO` | console → host stdout (+ stdin in terminal mode) | `/dev/hvc0` |
+//! | 1 `CONSOLE_STDERR` | console → host stderr | `/dev/hvc1` |
+//! | 2 `CONSOLE_CONTROL` | multiport console: signal port + stdin port | `/dev/vport2p0`, `/dev/vport2p1` |
+//! | 3 `ROOTFS` | block, read-only, the image's rootfs section | `/dev/vda` |
+//! | 4.. | extra disks (`--smolvm-disk`), then 9p shares | `/dev/vdb`, ... |
+//!
+//! Terminal mode (stdin and stdout are terminals, see `hostio::tty`): the
+//! app's stdin and stdout are `/dev/hvc0`, and the runtime config carries a
+//! `tty` record. Otherwise stdin is the control device's stdin port, which
+//! delivers end-of-file, and hvc0/hvc1 carry output only.
+//!
+//! Usage in the stub's `main` (devices live on its stack, no allocator):
+//! ```ignore
+//! let disks = devices::open_disks(&specs)?;            // owns the fds
+//! let mut devs = Devices::new(terminal, rootfs, &disks);
+//! let mut transports = devs.transports();
+//! transports.add_share(&mut nine_p_device);            // optional, per share
+//! let mut bus = Bus::new();
+//! transports.attach(&mut bus);
+//! ```
+
+use crate::bus::{slot_irq, Bus};
+use crate::hostio::tty::WinSize;
+use crate::out;
+use crate::virtio::blk::Block;
+use crate::virtio::console::Console;
+use crate::virtio::control::Control;
+use crate::virtio::{MmioTransport, VirtioDevice};
+use linker::abi::{slot, MMIO_MAX_SLOTS};
+use rustix::fd::{AsFd, BorrowedFd, OwnedFd};
+use rustix::fs::{self, FileType, FlockOperation, Mode, OFlags};
+use rustix::io::Errno;
+
+/// Most `--smolvm-disk` options.
+pub const MAX_DISKS: usize = 8;
+
+/// `--smolvm-disk=PATH[:ro]` (or `SMOLVM_DISK`): a host file the guest
+/// sees as `/dev/vdb`, `/dev/vdc`, ... in order; read-write unless `:ro`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DiskSpec<'a> {
+    pub path: &'a [u8],
+    pub read_only: bool,
+}
+
+impl<'a> DiskSpec<'a> {
+    pub fn parse(v: &'a [u8]) -> Option<DiskSpec<'a>> {
+        let (path, read_only) = match v.strip_suffix(b":ro") {
+            Some(p) => (p, true),
+            None => (v.strip_suffix(b":rw").unwrap_or(v), false),
+        };
+        (!path.is_empty() && !path.contains(&0)).then_some(DiskSpec { path, read_only })
+    }
+}
+
+/// An open extra disk.
+pub struct DiskFile {
+    fd: OwnedFd,
+    len: u64,
+    read_only: bool,
+}
+
+/// Why an extra disk could not be used.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DiskError {
+    Open(Errno),
+    NotRegular,
+    /// Another process (another VM) holds a conflicting lock on it.
+    InUse,
+}
+
+impl DiskError {
+    pub fn message(self) -> &'static str {
+        match self {
+            DiskError::Open(Errno::NOENT) => "no such file",
+            DiskError::Open(Errno::ACCESS | Errno::PERM) => "permission denied",
+            DiskError::Open(Errno::ROFS) => "read-only file system (add :ro)",
+            DiskError::Open(_) => "cannot open it",
+            DiskError::NotRegular => "not a regular file",
+            DiskError::InUse => "in use by another VM (locked)",
+        }
+    }
+}
+
+/// Opens a disk file: read-write (exclusive `flock`) or read-only (shared).
+pub fn open_disk(spec: DiskSpec<'_>) -> Result<DiskFile, DiskError> {
+    let mode = if spec.read_only { OFlags::RDONLY } else { OFlags::RDWR };
+    let fd = fs::open(spec.path, mode | OFlags::CLOEXEC | OFlags::NOCTTY, Mode::empty()).map_err(DiskError::Open)?;
+    let st = fs::fstat(&fd).map_err(DiskError::Open)?;
+    if FileType::from_raw_mode(st.st_mode) != FileType::RegularFile {
+        return Err(DiskError::NotRegular);
+    }
+    let lock = if spec.read_only { FlockOperation::NonBlockingLockShared } else { FlockOperation::NonBlockingLockExclusive };
+    fs::flock(&fd, lock).map_err(|_| DiskError::InUse)?;
+    let len = u64::try_from(st.st_size).map_err(|_| DiskError::NotRegular)?;
+    Ok(DiskFile { fd, len, read_only: spec.read_only })
+}
+
+/// The rootfs section of the image file: `(fd, offset, len)`.
+pub type RootfsSection<'f> = (BorrowedFd<'f>, u64, u64);
+
+/// Every device of the run.
+pub struct Devices<'f> {
+    stdio: Console<'f>,
+    stderr: Console<'f>,
+    control: Control<'f>,
+    rootfs: Option<Block<'f>>,
+    disks: heapless::Vec<Block<'f>, MAX_DISKS>,
+}
+
+impl<'f> Devices<'f> {
+    /// `terminal`: the window size in terminal mode (`hostio::tty::enter_raw`).
+    pub fn new(terminal: Option<WinSize>, rootfs: Option<RootfsSection<'f>>, disks: &'f [DiskFile]) -> Self {
+        let stdin = out::stdin();
+        let mut list = heapless::Vec::new();
+        for (i, d) in disks.iter().take(MAX_DISKS).enumerate() {
+            let mut id = *b"smolvm-disk0";
+            id[11] = b'0' + u8::try_from(i).unwrap_or(0);
+            let _ = list.push(Block::new(d.fd.as_fd(), 0, d.len, d.read_only, &id));
+        }
+        Devices {
+            stdio: Console::new(out::stdout(), terminal.map(|_| stdin), terminal),
+            stderr: Console::new(out::stderr(), None, None),
+            control: Control::new(if terminal.is_some() { None } else { Some(stdin) }),
+            rootfs: rootfs.map(|(fd, off, len)| Block::new(fd, off, len, true, b"smolvm-rootfs")),
+            disks: list,
+        }
+    }
+
+    /// Wraps each device in a virtio-mmio transport in its slot.
+    pub fn transports(&mut self) -> Transports<'_> {
+        let mut t = Transports { list: heapless::Vec::new(), next: slot::FIRST_DYNAMIC };
+        t.put(slot::CONSOLE_STDIO, &mut self.stdio);
+        t.put(slot::CONSOLE_STDERR, &mut self.stderr);
+        t.put(slot::CONSOLE_CONTROL, &mut self.control);
+        if let Some(r) = &mut self.rootfs {
+            t.put(slot::ROOTFS, r);
+        }
+        for d in &mut self.disks {
+            t.add_dynamic(d);
+        }
+        t
+    }
+}
+
+/// The transports of a run, by slot, ready to attach to the [`Bus`].
+pub struct Transports<'d> {
+    list: heapless::Vec<(usize, MmioTransport<'d>), MMIO_MAX_SLOTS>,
+    next: usize,
+}
+
+impl<'d> Transports<'d> {
+    fn put(&mut self, slot: usize, dev: &'d mut dyn VirtioDevice) {
+        let _ = self.list.push((slot, MmioTransport::new(dev, slot_irq(slot))));
+    }
+
+    /// Puts `dev` in the next dynamic slot (extra disks first, then 9p
+    /// shares in order). Returns the slot, or `None` when all are taken.
+    pub fn add_dynamic(&mut self, dev: &'d mut dyn VirtioDevice) -> Option<usize> {
+        let slot = self.next;
+        if slot >= MMIO_MAX_SLOTS {
+            return None;
+        }
+        self.put(slot, dev);
+        self.next += 1;
+        Some(slot)
+    }
+
+    /// Attaches every transport to `bus`.
+    pub fn attach<'b>(&'b mut self, bus: &mut Bus<'b>) {
+        for (slot, t) in &mut self.list {
+            bus.attach(*slot, t);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_disk_specs() {
+        assert_eq!(DiskSpec::parse(b"/a/b.img"), Some(DiskSpec { path: b"/a/b.img", read_only: false }));
+        assert_eq!(DiskSpec::parse(b"x:ro"), Some(DiskSpec { path: b"x", read_only: true }));
+        assert_eq!(DiskSpec::parse(b"x:rw"), Some(DiskSpec { path: b"x", read_only: false }));
+        assert_eq!(DiskSpec::parse(b":ro"), None);
+        assert_eq!(DiskSpec::parse(b""), None);
+    }
+
+    #[test]
+    fn opens_and_locks_disks() {
+        let p = std::env::temp_dir().join(format!("smolvm-disk-{}", std::process::id()));
+        std::fs::write(&p, [0u8; 4096]).expect("write");
+        let path = p.as_os_str().as_encoded_bytes();
+        let d = open_disk(DiskSpec { path, read_only: false }).expect("open");
+        assert_eq!(d.len, 4096);
+        // A second writer or reader is refused while the first holds it.
+        assert_eq!(open_disk(DiskSpec { path, read_only: false }).err(), Some(DiskError::InUse));
+        assert_eq!(open_disk(DiskSpec { path, read_only: true }).err(), Some(DiskError::InUse));
+        drop(d);
+        let a = open_disk(DiskSpec { path, read_only: true }).expect("shared");
+        let b = open_disk(DiskSpec { path, read_only: true }).expect("shared");
+        drop((a, b));
+        std::fs::remove_file(&p).expect("rm");
+        assert_eq!(open_disk(DiskSpec { path, read_only: true }).err(), Some(DiskError::Open(Errno::NOENT)));
+        assert_eq!(open_disk(DiskSpec { path: b"/", read_only: true }).err(), Some(DiskError::NotRegular));
+    }
+
+    #[test]
+    fn devices_take_their_abi_slots() {
+        let (r, _w) = rustix::pipe::pipe().expect("pipe");
+        let p = std::env::temp_dir().join(format!("smolvm-disks-{}", std::process::id()));
+        std::fs::write(&p, [0u8; 4096]).expect("write");
+        let path = p.as_os_str().as_encoded_bytes();
+        let disks = [open_disk(DiskSpec { path, read_only: true }).expect("open")];
+        std::fs::remove_file(&p).expect("rm");
+        let mut devs = Devices::new(None, Some((r.as_fd(), 0, 4096)), &disks);
+        let mut t = devs.transports();
+        let mut bus = Bus::new();
+        t.attach(&mut bus);
+        assert!(bus.present().eq([0, 1, 2, 3, 4]));
+        drop(bus);
+        let mut none: [DiskFile; 0] = [];
+        let mut devs = Devices::new(Some((24, 80)), None, &mut none);
+        let mut t = devs.transports();
+        let mut bus = Bus::new();
+        t.attach(&mut bus);
+        assert!(bus.present().eq([0, 1, 2]));
+    }
+}
