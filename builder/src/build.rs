@@ -59,6 +59,12 @@ pub struct BuildArgs {
     /// Guest hostname.
     #[arg(long)]
     pub hostname: Option<String>,
+    /// Run the app as UID or UID:GID (numeric; default 0:0).
+    #[arg(long, value_name = "UID[:GID]")]
+    pub user: Option<String>,
+    /// Mount a writable tmpfs at this guest path (repeatable; the root is read-only).
+    #[arg(long, value_name = "DIR")]
+    pub tmpfs: Vec<OsString>,
     /// Guest kernel (vmlinux or bzImage); default $SMOLVM_KERNEL, then `smolvm kernel path`.
     #[arg(long, value_name = "FILE")]
     pub kernel: Option<PathBuf>,
@@ -209,6 +215,23 @@ fn manifest(a: &BuildArgs, mem: Option<u32>) -> Result<Vec<u8>> {
             bail!("bad --hostname `{h}`: 1-64 letters, digits, `-` or `.`");
         }
         recs.push((Key::Hostname, h.clone().into_bytes()));
+    }
+    if let Some(u) = &a.user {
+        let numeric = |x: &str| !x.is_empty() && x.len() <= 10 && x.parse::<u32>().is_ok();
+        let ok = match u.split_once(':') {
+            Some((uid, gid)) => numeric(uid) && numeric(gid),
+            None => numeric(u),
+        };
+        if !ok {
+            bail!("bad --user `{u}`: give a numeric UID or UID:GID, e.g. 1000:1000");
+        }
+        recs.push((Key::User, u.clone().into_bytes()));
+    }
+    for t in &a.tmpfs {
+        if !t.as_bytes().starts_with(b"/") {
+            bail!("bad --tmpfs `{}`: must be an absolute guest path", t.to_string_lossy());
+        }
+        recs.push((Key::Tmpfs, t.as_bytes().to_vec()));
     }
     let fields: Vec<[&[u8]; 1]> = recs.iter().map(|(_, v)| [v.as_slice()]).collect();
     let table: Vec<(Key, &[&[u8]])> = recs

@@ -105,6 +105,10 @@ fn squashfs_image_holds_everything_and_verifies() {
             "/etc",
             "--mem",
             "256M",
+            "--user",
+            "1000:100",
+            "--tmpfs",
+            "/tmp",
             "-o",
             "app.vm",
         ],
@@ -122,7 +126,7 @@ fn squashfs_image_holds_everything_and_verifies() {
     let manifest = section(&bytes, Kind::Manifest);
     assert_eq!(
         manifest,
-        b"SMOLCFG1entry\0/bin/sh\0arg\0-c\0arg\0echo hi\0env\0A=1\0workdir\0/etc\0mem\x00256\0rootfs\0squashfs\0"
+        b"SMOLCFG1entry\0/bin/sh\0arg\0-c\0arg\0echo hi\0env\0A=1\0workdir\0/etc\0mem\x00256\0rootfs\0squashfs\0user\x001000:100\0tmpfs\0/tmp\0"
     );
     let cpio = read_entries(section(&bytes, Kind::Initramfs)).expect("cpio");
     let names: Vec<&[u8]> = cpio.iter().map(|e| e.name.as_slice()).collect();
@@ -337,6 +341,15 @@ fn bad_inputs_are_refused_without_partial_output() {
         &build(d, &["/bin/sh", "--workdir", "rel", "-o", "a.vm"], &[]),
         "bad --workdir",
     );
+    for (args, want) in [
+        (["--user", "root"], "bad --user `root`"),
+        (["--user", "1:"], "bad --user `1:`"),
+        (["--tmpfs", "tmp"], "bad --tmpfs `tmp`"),
+    ] {
+        let mut all = vec!["/bin/sh", "-o", "a.vm"];
+        all.extend(args);
+        refused(d, &build(d, &all, &[]), want);
+    }
     refused(
         d,
         &build(d, &["/bin/sh", "-o", "no/such/dir/a.vm"], &[]),
