@@ -40,7 +40,8 @@ pub mod slot {
     pub const CONSOLE_STDIO: usize = 0;
     /// virtio-console → guest `/dev/hvc1`: the app's stderr.
     pub const CONSOLE_STDERR: usize = 1;
-    /// virtio-console → guest `/dev/hvc2`: host → init control channel.
+    /// multiport virtio-console → guest `/dev/vport2p0` (host → init control
+    /// channel) and `/dev/vport2p1` (the app's stdin outside terminal mode).
     pub const CONSOLE_CONTROL: usize = 2;
     /// virtio-blk → guest `/dev/vda`: the image's squashfs root (when present).
     pub const ROOTFS: usize = 3;
@@ -51,10 +52,22 @@ pub mod slot {
 /// Guest device paths smol-init uses for the console slots above.
 pub const GUEST_STDIO_TTY: &str = "/dev/hvc0";
 pub const GUEST_STDERR_TTY: &str = "/dev/hvc1";
-pub const GUEST_CONTROL_TTY: &str = "/dev/hvc2";
+/// The control slot is a *multiport* virtio-console with two generic ports
+/// (no tty layer: binary safe, no termios), named under
+/// `/sys/class/virtio-ports/vport2p*/name` as `smolvm.control` and
+/// `smolvm.stdin`. Port 0: host → init signal bytes (see
+/// `CONTROL_MAX_SIGNAL`).
+pub const GUEST_CONTROL_TTY: &str = "/dev/vport2p0";
+/// Port 1 of the control device: the app's stdin when the runtime config has
+/// no `tty` record. `read` returns end-of-file exactly where host stdin
+/// ended (the host disconnects the port after the last byte). Host bytes are
+/// sent only while the guest has this port open. With a `tty` record, stdin
+/// is `GUEST_STDIO_TTY` instead (the host terminal is raw, the guest tty
+/// does the line discipline) and this port reads as end-of-file.
+pub const GUEST_STDIN_PORT: &str = "/dev/vport2p1";
 pub const GUEST_ROOT_DEV: &str = "/dev/vda";
 
-/// Control channel (hvc2), host → init: one byte per message. A byte `1..=64`
+/// Control channel (control device port 0), host → init: one byte per message. A byte `1..=64`
 /// asks init to send that signal number to the app.
 pub const CONTROL_MAX_SIGNAL: u8 = 64;
 
