@@ -87,8 +87,14 @@ impl DiskError {
 
 /// Opens a disk file: read-write (exclusive `flock`) or read-only (shared).
 pub fn open_disk(spec: DiskSpec<'_>) -> Result<DiskFile, DiskError> {
+    // NUL-terminate on the stack: a `&[u8]` path would make rustix allocate
+    // for long paths when its `alloc` feature is on (the stub has no heap).
+    let mut buf = [0u8; 4096];
+    let path = buf.get_mut(..spec.path.len() + 1).ok_or(DiskError::Open(Errno::NAMETOOLONG))?;
+    path[..spec.path.len()].copy_from_slice(spec.path);
+    let path = core::ffi::CStr::from_bytes_with_nul(path).map_err(|_| DiskError::Open(Errno::INVAL))?;
     let mode = if spec.read_only { OFlags::RDONLY } else { OFlags::RDWR };
-    let fd = fs::open(spec.path, mode | OFlags::CLOEXEC | OFlags::NOCTTY, Mode::empty()).map_err(DiskError::Open)?;
+    let fd = fs::open(path, mode | OFlags::CLOEXEC | OFlags::NOCTTY, Mode::empty()).map_err(DiskError::Open)?;
     let st = fs::fstat(&fd).map_err(DiskError::Open)?;
     if FileType::from_raw_mode(st.st_mode) != FileType::RegularFile {
         return Err(DiskError::NotRegular);
