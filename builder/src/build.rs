@@ -5,9 +5,10 @@
 //! partial file behind.
 
 use crate::bail;
+use crate::closure::Closure;
 use crate::error::{Context, Error, Result};
 use crate::kernel_file::KernelFile;
-use crate::output::TempFile;
+use crate::output::{TempDir, TempFile};
 use crate::rootfs::{self, Compressor, MOUNTPOINTS};
 use linker::config::{self, Key};
 use linker::cpio::{Archive, FileData, Node, S_IFCHR};
@@ -39,11 +40,25 @@ impl RootfsFormat {
 #[derive(clap::Args, Debug)]
 pub struct BuildArgs {
     /// Directory holding the app's root filesystem.
-    #[arg(long, value_name = "DIR")]
-    pub rootfs: PathBuf,
-    /// The app: an absolute path inside the rootfs (or a name searched in PATH).
-    #[arg(long, value_name = "PATH")]
-    pub entry: OsString,
+    #[arg(
+        long,
+        value_name = "DIR",
+        required_unless_present = "exec",
+        conflicts_with = "exec"
+    )]
+    pub rootfs: Option<PathBuf>,
+    /// The app: an absolute path inside the rootfs (or a name searched in PATH);
+    /// default with --exec: the first program.
+    #[arg(long, value_name = "PATH", required_unless_present = "exec")]
+    pub entry: Option<OsString>,
+    /// Pack a host program with its ELF interpreter and shared libraries as
+    /// the rootfs (repeatable).
+    #[arg(long, value_name = "PROGRAM")]
+    pub exec: Vec<PathBuf>,
+    /// With --exec: also copy a host file or directory to a guest path
+    /// (files the program opens at run time, e.g. Python's stdlib).
+    #[arg(long, value_name = "HOST:GUEST", requires = "exec")]
+    pub add: Vec<String>,
     /// Default argument (repeatable); `./app.vm ARGS` replaces them all.
     #[arg(long = "arg", value_name = "ARG", allow_hyphen_values = true)]
     pub args: Vec<OsString>,
@@ -179,8 +194,8 @@ fn build_time() -> Result<u32> {
 }
 
 /// Everything the manifest says, checked.
-fn manifest(a: &BuildArgs, mem: Option<u32>) -> Result<Vec<u8>> {
-    let mut recs: Vec<(Key, Vec<u8>)> = vec![(Key::Entry, a.entry.as_bytes().to_vec())];
+fn manifest(a: &BuildArgs, entry: &[u8], mem: Option<u32>) -> Result<Vec<u8>> {
+    let mut recs: Vec<(Key, Vec<u8>)> = vec![(Key::Entry, entry.to_vec())];
     recs.extend(a.args.iter().map(|x| (Key::Arg, x.as_bytes().to_vec())));
     for e in &a.env {
         let e = e.as_bytes();
@@ -229,7 +244,10 @@ fn manifest(a: &BuildArgs, mem: Option<u32>) -> Result<Vec<u8>> {
     }
     for t in &a.tmpfs {
         if !t.as_bytes().starts_with(b"/") {
-            bail!("bad --tmpfs `{}`: must be an absolute guest path", t.to_string_lossy());
+            bail!(
+                "bad --tmpfs `{}`: must be an absolute guest path",
+                t.to_string_lossy()
+            );
         }
         recs.push((Key::Tmpfs, t.as_bytes().to_vec()));
     }
@@ -244,7 +262,13 @@ fn manifest(a: &BuildArgs, mem: Option<u32>) -> Result<Vec<u8>> {
 
 /// The image's initramfs: init, the manifest copy, /dev/console, and for
 /// the initramfs rootfs format the tree under `rootfs/`.
-fn initramfs(a: &BuildArgs, init: &Path, manifest: &[u8], mtime: u32) -> Result<Vec<u8>> {
+fn initramfs(
+    a: &BuildArgs,
+    root: &Path,
+    init: &Path,
+    manifest: &[u8],
+    mtime: u32,
+) -> Result<Vec<u8>> {
     let mut ar = Archive::new(mtime);
     let mut add = |p: &str, n: Node| ar.insert(p.as_bytes(), n).context(|| "initramfs".into());
     add(
@@ -272,7 +296,7 @@ fn initramfs(a: &BuildArgs, init: &Path, manifest: &[u8], mtime: u32) -> Result<
     )?;
     if a.rootfs_format == RootfsFormat::Initramfs {
         let prefix = linker::abi::INITRAMFS_ROOT_DIR;
-        rootfs::add_tree(&mut ar, &a.rootfs, prefix.as_bytes())?;
+        rootfs::add_tree(&mut ar, root, prefix.as_bytes())?;
         for m in MOUNTPOINTS {
             let p = format!("{prefix}/{m}");
             if !ar.contains(p.as_bytes()) {
@@ -284,20 +308,102 @@ fn initramfs(a: &BuildArgs, init: &Path, manifest: &[u8], mtime: u32) -> Result<
     ar.to_vec().context(|| "initramfs".into())
 }
 
+/// A guest path as a relative path below the staging root; refuses `..`.
+fn below(root: &Path, guest: &Path) -> Result<PathBuf> {
+    use std::path::Component;
+    if !guest.is_absolute()
+        || guest
+            .components()
+            .any(|c| matches!(c, Component::ParentDir))
+    {
+        bail!(
+            "guest path {} must be absolute, without `..`",
+            guest.display()
+        );
+    }
+    Ok(root.join(guest.strip_prefix("/").unwrap_or(guest)))
+}
+
+/// Copies a host file, symlink or tree (symlinks are kept as symlinks).
+fn copy_in(host: &Path, dest: &Path) -> Result<()> {
+    let md = fs::symlink_metadata(host).context(|| format!("--add {}", host.display()))?;
+    if let Some(parent) = dest.parent() {
+        fs::create_dir_all(parent).context(|| parent.display().to_string())?;
+    }
+    if md.file_type().is_symlink() {
+        let target = fs::read_link(host).context(|| host.display().to_string())?;
+        std::os::unix::fs::symlink(target, dest).context(|| dest.display().to_string())?;
+    } else if md.is_dir() {
+        fs::create_dir_all(dest).context(|| dest.display().to_string())?;
+        for e in fs::read_dir(host).context(|| host.display().to_string())? {
+            let e = e.context(|| host.display().to_string())?;
+            copy_in(&e.path(), &dest.join(e.file_name()))?;
+        }
+    } else if md.is_file() {
+        fs::copy(host, dest).context(|| format!("copying {}", host.display()))?;
+    } else {
+        eprintln!("smolvm: warning: skipping special file {}", host.display());
+    }
+    Ok(())
+}
+
+/// `--exec` / `--add`: a staging rootfs beside the output.
+fn stage_exec(a: &BuildArgs) -> Result<TempDir> {
+    let dir = TempDir::create_beside(&a.output, "root")?;
+    let closure = Closure::of(&a.exec)?;
+    for (host, guest) in &closure.files {
+        let dest = below(dir.path(), guest)?;
+        if let Some(parent) = dest.parent() {
+            fs::create_dir_all(parent).context(|| parent.display().to_string())?;
+        }
+        // Follows symlinks: the guest gets the file under the name the loader asks for.
+        fs::copy(host, &dest).context(|| format!("copying {}", host.display()))?;
+    }
+    for spec in &a.add {
+        let Some((host, guest)) = spec.split_once(':') else {
+            bail!("bad --add `{spec}`: expected HOST:GUEST, e.g. /usr/lib/python3.11:/usr/lib/python3.11");
+        };
+        copy_in(Path::new(host), &below(dir.path(), Path::new(guest))?)?;
+    }
+    Ok(dir)
+}
+
 pub fn run(a: &BuildArgs) -> Result<()> {
     let mem = a.mem.as_deref().map(parse_mem).transpose()?;
     let mtime = build_time()?;
-    let md = fs::metadata(&a.rootfs).context(|| format!("rootfs {}", a.rootfs.display()))?;
+    let staging = if a.exec.is_empty() {
+        None
+    } else {
+        Some(stage_exec(a)?)
+    };
+    let (root, entry) = match (&staging, &a.rootfs) {
+        (Some(dir), _) => {
+            let first = a.exec[0].as_os_str();
+            (
+                dir.path().to_path_buf(),
+                a.entry.as_deref().unwrap_or(first).as_bytes().to_vec(),
+            )
+        }
+        (None, Some(r)) => (
+            r.clone(),
+            a.entry
+                .as_deref()
+                .map(|e| e.as_bytes().to_vec())
+                .unwrap_or_default(),
+        ),
+        (None, None) => bail!("give --rootfs DIR or --exec PROGRAM"),
+    };
+    let md = fs::metadata(&root).context(|| format!("rootfs {}", root.display()))?;
     if !md.is_dir() {
-        bail!("rootfs {} is not a directory", a.rootfs.display());
+        bail!("rootfs {} is not a directory", root.display());
     }
     let path_env = a
         .env
         .iter()
         .rev()
         .find_map(|e| e.as_bytes().strip_prefix(b"PATH="));
-    rootfs::check_entry(&a.rootfs, a.entry.as_bytes(), path_env)?;
-    let manifest = manifest(a, mem)?;
+    rootfs::check_entry(&root, &entry, path_env)?;
+    let manifest = manifest(a, &entry, mem)?;
     let stub = locate(a.stub.as_deref(), "SMOLVM_STUB", "vmm-stub", "vmm-stub")?;
     let init = locate(a.init.as_deref(), "SMOLVM_INIT", "smol-init", "smol-init")?;
     let kernel = KernelFile::load(&locate_kernel(a.kernel.as_deref())?)?;
@@ -306,12 +412,12 @@ pub fn run(a: &BuildArgs) -> Result<()> {
     let squashfs = match a.rootfs_format {
         RootfsFormat::Squashfs => {
             let sq = TempFile::reserve_beside(&a.output, "sqfs")?;
-            rootfs::mksquashfs(&a.rootfs, sq.path(), a.compression, mtime)?;
+            rootfs::mksquashfs(&root, sq.path(), a.compression, mtime)?;
             Some(sq)
         }
         RootfsFormat::Initramfs => None,
     };
-    let cpio = initramfs(a, &init, &manifest, mtime)?;
+    let cpio = initramfs(a, &root, &init, &manifest, mtime)?;
     let open = |p: &Path| File::open(p).context(|| p.display().to_string());
     let write_err = |e: std::io::Error| Error(format!("writing {}: {e}", a.output.display()));
     let mut w = ImageWriter::new(BufWriter::new(out.file()?));

@@ -6,6 +6,7 @@ mod kernel_cmd;
 
 // Image commands: build, inspect, verify (exit 1 with `smolvm: <error>` on failure).
 mod build;
+mod closure;
 mod error;
 mod inspect;
 mod kernel_file;

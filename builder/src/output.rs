@@ -89,3 +89,26 @@ impl Drop for TempFile {
         }
     }
 }
+
+/// A directory next to the output, removed with its contents on drop.
+pub struct TempDir {
+    path: PathBuf,
+}
+
+impl TempDir {
+    pub fn create_beside(target: &Path, suffix: &str) -> Result<TempDir> {
+        let path = beside(target, suffix)?;
+        fs::create_dir(&path).context(|| format!("cannot write output {}", target.display()))?;
+        Ok(TempDir { path })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.path);
+    }
+}

@@ -452,3 +452,100 @@ fn verify_names_the_damaged_section() {
     let o = smolvm(&t.0, &["verify", "/bin/busybox"], &[]);
     assert!(String::from_utf8_lossy(&o.stderr).contains("no smolvm trailer"));
 }
+
+#[test]
+fn exec_packs_a_host_program_with_its_loader_and_libraries() {
+    let t = Tmp::new("exec");
+    inputs(&t.0);
+    fs::create_dir_all(t.0.join("extra/sub")).expect("mkdir");
+    fs::write(t.0.join("extra/sub/data.txt"), b"data\n").expect("write");
+    let o = smolvm(
+        &t.0,
+        &[
+            "build",
+            "--exec",
+            "/usr/bin/sort",
+            "--add",
+            "extra:/opt/extra",
+            "--kernel",
+            "vmlinux",
+        ],
+        &[("SMOLVM_STUB", "stub"), ("SMOLVM_INIT", "init")],
+    );
+    assert!(!o.status.success(), "needs -o");
+    let args = [
+        "build",
+        "--exec",
+        "/usr/bin/sort",
+        "--add",
+        "extra:/opt/extra",
+        "--kernel",
+        "vmlinux",
+        "-o",
+        "sort.vm",
+    ];
+    ok(&smolvm(
+        &t.0,
+        &args,
+        &[("SMOLVM_STUB", "stub"), ("SMOLVM_INIT", "init")],
+    ));
+    let bytes = fs::read(t.0.join("sort.vm")).expect("read");
+    assert!(section(&bytes, Kind::Manifest).starts_with(b"SMOLCFG1entry\0/usr/bin/sort\0"));
+    fs::write(t.0.join("root.sqfs"), section(&bytes, Kind::Rootfs)).expect("write");
+    let list = Command::new("unsquashfs")
+        .arg("-lls")
+        .arg(t.0.join("root.sqfs"))
+        .output()
+        .expect("unsquashfs");
+    let list = String::from_utf8_lossy(&list.stdout);
+    for want in [
+        "squashfs-root/usr/bin/sort",
+        "squashfs-root/lib64/ld-linux-x86-64.so.2",
+        "squashfs-root/lib/x86_64-linux-gnu/libc.so.6",
+        "squashfs-root/opt/extra/sub/data.txt",
+    ] {
+        assert!(
+            list.lines().any(|l| l.ends_with(want)),
+            "{want} missing:\n{list}"
+        );
+    }
+    let leftovers: Vec<_> = fs::read_dir(&t.0)
+        .expect("dir")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with('.'))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+    fs::remove_file(t.0.join("sort.vm")).expect("rm");
+    fs::remove_file(t.0.join("root.sqfs")).expect("rm");
+    let env = [("SMOLVM_STUB", "stub"), ("SMOLVM_INIT", "init")];
+    let bad = |extra: &[&str]| {
+        let mut a = vec![
+            "build",
+            "--exec",
+            "/usr/bin/sort",
+            "--kernel",
+            "vmlinux",
+            "-o",
+            "x.vm",
+        ];
+        a.extend_from_slice(extra);
+        smolvm(&t.0, &a, &env)
+    };
+    refused(&t.0, &bad(&["--add", "extra:/../etc"]), "without `..`");
+    refused(&t.0, &bad(&["--add", "extra"]), "bad --add `extra`");
+    refused(&t.0, &bad(&["--add", "nope:/x"]), "--add nope");
+    let o = smolvm(
+        &t.0,
+        &[
+            "build",
+            "--exec",
+            "/etc/passwd",
+            "--kernel",
+            "vmlinux",
+            "-o",
+            "x.vm",
+        ],
+        &env,
+    );
+    refused(&t.0, &o, "not an x86-64 ELF program");
+}

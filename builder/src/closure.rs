@@ -1,0 +1,290 @@
+//! `--exec`: a host program with everything the dynamic loader would load
+//! for it: its ELF interpreter (`PT_INTERP`) and the closure of its
+//! `DT_NEEDED` libraries, searched like ld.so does: `DT_RPATH` (when there
+//! is no `DT_RUNPATH`), `DT_RUNPATH`, the directories of `/etc/ld.so.conf`,
+//! then the default directories. `#!` scripts bring their interpreter.
+//! Files the program opens at run time (Python's stdlib, data files) are
+//! not found this way: add them with `--add HOST:GUEST`.
+
+use crate::bail;
+use crate::error::{Context, Result};
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs;
+use std::path::{Path, PathBuf};
+
+const PT_DYNAMIC: u32 = 2;
+const PT_INTERP: u32 = 3;
+const PT_LOAD: u32 = 1;
+const DT_NEEDED: u64 = 1;
+const DT_STRTAB: u64 = 5;
+const DT_RPATH: u64 = 15;
+const DT_RUNPATH: u64 = 29;
+const EM_X86_64: u16 = 62;
+/// Debian's ld.so searches these after ld.so.conf (multiarch first).
+const DEFAULT_DIRS: [&str; 6] = [
+    "/lib/x86_64-linux-gnu",
+    "/usr/lib/x86_64-linux-gnu",
+    "/lib64",
+    "/usr/lib64",
+    "/lib",
+    "/usr/lib",
+];
+const MAX_FILES: usize = 4096;
+
+/// What the loader needs from one ELF file.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Elf {
+    pub interp: Option<String>,
+    pub needed: Vec<String>,
+    pub rpath: Vec<String>,
+    pub runpath: Vec<String>,
+}
+
+fn u16_at(b: &[u8], at: usize) -> Option<u16> {
+    Some(u16::from_le_bytes(
+        b.get(at..at.checked_add(2)?)?.try_into().ok()?,
+    ))
+}
+fn u32_at(b: &[u8], at: usize) -> Option<u32> {
+    Some(u32::from_le_bytes(
+        b.get(at..at.checked_add(4)?)?.try_into().ok()?,
+    ))
+}
+fn u64_at(b: &[u8], at: usize) -> Option<u64> {
+    Some(u64::from_le_bytes(
+        b.get(at..at.checked_add(8)?)?.try_into().ok()?,
+    ))
+}
+fn idx(v: u64) -> Option<usize> {
+    usize::try_from(v).ok()
+}
+fn cstr(b: &[u8], at: usize) -> Option<String> {
+    let s = b.get(at..)?;
+    let end = s.iter().position(|&c| c == 0)?;
+    Some(String::from_utf8_lossy(&s[..end]).into_owned())
+}
+
+/// Whether `b` is a 64-bit little-endian x86-64 ELF file.
+pub fn is_x86_64_elf(b: &[u8]) -> bool {
+    b.starts_with(b"\x7fELF")
+        && b.get(4) == Some(&2)
+        && b.get(5) == Some(&1)
+        && u16_at(b, 18) == Some(EM_X86_64)
+}
+
+/// Parses the program headers and the dynamic section; `None` if malformed.
+pub fn parse_elf(b: &[u8]) -> Option<Elf> {
+    if !is_x86_64_elf(b) {
+        return None;
+    }
+    let (phoff, phentsize, phnum) = (
+        idx(u64_at(b, 0x20)?)?,
+        usize::from(u16_at(b, 0x36)?),
+        usize::from(u16_at(b, 0x38)?),
+    );
+    let mut elf = Elf::default();
+    let mut loads = Vec::new();
+    let mut dynamic = None;
+    for i in 0..phnum {
+        let ph = phoff.checked_add(i.checked_mul(phentsize)?)?;
+        let (ty, off, vaddr, filesz) = (
+            u32_at(b, ph)?,
+            u64_at(b, ph + 8)?,
+            u64_at(b, ph + 16)?,
+            u64_at(b, ph + 32)?,
+        );
+        match ty {
+            PT_INTERP => elf.interp = Some(cstr(b, idx(off)?)?),
+            PT_DYNAMIC => dynamic = Some((idx(off)?, idx(filesz)?)),
+            PT_LOAD => loads.push((vaddr, off, filesz)),
+            _ => {}
+        }
+    }
+    let Some((dyn_off, dyn_len)) = dynamic else {
+        return Some(elf);
+    };
+    let to_file = |addr: u64| {
+        loads
+            .iter()
+            .find(|(v, _, sz)| addr >= *v && addr - v < *sz)
+            .and_then(|(v, o, _)| idx(addr - v + o))
+    };
+    let mut strtab = None;
+    let mut entries = Vec::new();
+    for e in b
+        .get(dyn_off..dyn_off.checked_add(dyn_len)?)?
+        .chunks_exact(16)
+    {
+        let (tag, val) = (u64_at(e, 0)?, u64_at(e, 8)?);
+        match tag {
+            0 => break,
+            DT_STRTAB => strtab = to_file(val),
+            DT_NEEDED | DT_RPATH | DT_RUNPATH => entries.push((tag, val)),
+            _ => {}
+        }
+    }
+    let strtab = strtab?;
+    for (tag, val) in entries {
+        let s = cstr(b, strtab.checked_add(idx(val)?)?)?;
+        match tag {
+            DT_NEEDED => elf.needed.push(s),
+            DT_RPATH => elf.rpath.extend(s.split(':').map(str::to_string)),
+            _ => elf.runpath.extend(s.split(':').map(str::to_string)),
+        }
+    }
+    Some(elf)
+}
+
+/// Directories of /etc/ld.so.conf (with its `include` globs of the form
+/// `dir/*.suffix`), in file order.
+fn ld_so_conf(path: &Path, out: &mut Vec<String>, depth: u32) {
+    let Ok(text) = fs::read_to_string(path) else {
+        return;
+    };
+    for line in text
+        .lines()
+        .map(|l| l.split('#').next().unwrap_or("").trim())
+    {
+        if let Some(pattern) = line.strip_prefix("include").map(str::trim) {
+            let (dir, file) = pattern.rsplit_once('/').unwrap_or((".", pattern));
+            let suffix = file.strip_prefix('*').unwrap_or(file);
+            let Ok(list) = fs::read_dir(dir) else {
+                continue;
+            };
+            let mut files: Vec<PathBuf> = list
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| {
+                    p.file_name()
+                        .is_some_and(|n| n.to_string_lossy().ends_with(suffix))
+                })
+                .collect();
+            files.sort();
+            for f in files.iter().filter(|_| depth < 4) {
+                ld_so_conf(f, out, depth + 1);
+            }
+        } else if line.starts_with('/') {
+            out.push(line.to_string());
+        }
+    }
+}
+
+/// Host file → guest path for a program and everything it loads.
+pub struct Closure {
+    pub files: BTreeMap<PathBuf, PathBuf>,
+}
+
+impl Closure {
+    pub fn of(programs: &[PathBuf]) -> Result<Closure> {
+        let mut conf = Vec::new();
+        ld_so_conf(Path::new("/etc/ld.so.conf"), &mut conf, 0);
+        let mut files = BTreeMap::new();
+        let mut todo: Vec<PathBuf> = programs.to_vec();
+        let mut seen = BTreeSet::new();
+        while let Some(path) = todo.pop() {
+            if !seen.insert(path.clone()) {
+                continue;
+            }
+            if files.len() >= MAX_FILES {
+                bail!(
+                    "--exec: more than {MAX_FILES} files in the closure of {}",
+                    programs[0].display()
+                );
+            }
+            let bytes = fs::read(&path).context(|| format!("--exec {}", path.display()))?;
+            files.insert(path.clone(), path.clone());
+            if let Some(rest) = bytes.strip_prefix(b"#!") {
+                let line = rest.split(|&b| b == b'\n').next().unwrap_or(&[]);
+                let interp = String::from_utf8_lossy(line)
+                    .split_whitespace()
+                    .next()
+                    .unwrap_or("")
+                    .to_string();
+                if !interp.starts_with('/') {
+                    bail!(
+                        "--exec {}: script interpreter `{interp}` is not an absolute path",
+                        path.display()
+                    );
+                }
+                todo.push(PathBuf::from(interp));
+                continue;
+            }
+            let Some(elf) = parse_elf(&bytes) else {
+                if programs.contains(&path) {
+                    bail!(
+                        "--exec {}: not an x86-64 ELF program or #! script",
+                        path.display()
+                    );
+                }
+                bail!("{}: not a valid x86-64 ELF library", path.display());
+            };
+            if let Some(i) = &elf.interp {
+                todo.push(PathBuf::from(i));
+            }
+            let origin = path
+                .parent()
+                .map(|p| p.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            let expand = |d: &String| d.replace("$ORIGIN", &origin).replace("${ORIGIN}", &origin);
+            let mut dirs: Vec<String> = Vec::new();
+            if elf.runpath.is_empty() {
+                dirs.extend(elf.rpath.iter().map(expand));
+            }
+            dirs.extend(elf.runpath.iter().map(expand));
+            dirs.extend(conf.iter().cloned());
+            dirs.extend(DEFAULT_DIRS.iter().map(|d| d.to_string()));
+            for name in &elf.needed {
+                let found = if name.contains('/') {
+                    Some(PathBuf::from(name))
+                } else {
+                    dirs.iter()
+                        .map(|d| Path::new(d).join(name))
+                        .find(|p| fs::read(p).is_ok_and(|b| is_x86_64_elf(&b)))
+                };
+                match found {
+                    Some(p) => todo.push(p),
+                    None => bail!(
+                        "--exec {}: library {name} not found (searched {})",
+                        path.display(),
+                        dirs.join(":")
+                    ),
+                }
+            }
+        }
+        Ok(Closure { files })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn static_and_dynamic_programs() {
+        let busybox = parse_elf(&fs::read("/bin/busybox").expect("busybox-static")).expect("elf");
+        assert_eq!(busybox, Elf::default());
+        let sort = parse_elf(&fs::read("/usr/bin/sort").expect("coreutils")).expect("elf");
+        assert_eq!(sort.interp.as_deref(), Some("/lib64/ld-linux-x86-64.so.2"));
+        assert!(sort.needed.contains(&"libc.so.6".to_string()), "{sort:?}");
+        let c = Closure::of(&[PathBuf::from("/usr/bin/sort")]).expect("closure");
+        let guest: Vec<String> = c.files.values().map(|p| p.display().to_string()).collect();
+        assert!(
+            guest.contains(&"/lib64/ld-linux-x86-64.so.2".to_string()),
+            "{guest:?}"
+        );
+        assert!(guest.iter().any(|p| p.ends_with("/libc.so.6")), "{guest:?}");
+        assert!(guest.contains(&"/usr/bin/sort".to_string()));
+    }
+
+    #[test]
+    fn hostile_elf_headers_are_refused_not_panicking() {
+        let good = fs::read("/usr/bin/sort").expect("coreutils");
+        for cut in [0, 4, 20, 64, 100, 1000, good.len() / 2] {
+            let _ = parse_elf(&good[..cut.min(good.len())]);
+        }
+        let mut bad = good.clone();
+        bad[0x20..0x28].copy_from_slice(&u64::MAX.to_le_bytes());
+        assert_eq!(parse_elf(&bad), None);
+        assert!(Closure::of(&[PathBuf::from("/etc/passwd")]).is_err());
+        assert!(Closure::of(&[PathBuf::from("/nonexistent")]).is_err());
+    }
+}
