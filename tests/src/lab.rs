@@ -64,6 +64,9 @@ pub struct Case {
     /// Host directories the case writes to (read-only otherwise in L1).
     /// Prefer [`writable_dir`]: a new shared directory reboots L1.
     pub shared_dirs: Vec<PathBuf>,
+    /// Send this signal to the command (not its group) after this delay,
+    /// as a user's `kill` would (e.g. to test signal forwarding).
+    pub signal: Option<(Duration, i32)>,
 }
 
 impl Case {
@@ -80,6 +83,7 @@ impl Case {
             cwd: "/".into(),
             timeout: DEFAULT_TIMEOUT,
             shared_dirs: Vec::new(),
+            signal: None,
         }
     }
 
@@ -119,6 +123,11 @@ impl Case {
         self
     }
 
+    pub fn signal_after(mut self, delay: Duration, signal: i32) -> Case {
+        self.signal = Some((delay, signal));
+        self
+    }
+
     /// Rejects what neither mode could run the same way.
     fn validate(&self) -> io::Result<()> {
         let bad = |what: String| Err(invalid(format!("lab case {:?}: {what}", self.name)));
@@ -136,6 +145,9 @@ impl Case {
             if k.is_empty() || k.contains(&b'=') || k.contains(&0) || v.as_bytes().contains(&0) {
                 return bad(format!("bad environment variable name {k:?}"));
             }
+        }
+        if self.signal.is_some_and(|(_, sig)| !(1..=64).contains(&sig)) {
+            return bad(format!("signal {:?} is not 1..=64", self.signal));
         }
         if !self.cwd.is_absolute() || self.cwd.as_os_str().as_bytes().contains(&0) {
             return bad(format!("cwd {:?} must be an absolute path", self.cwd));
@@ -543,6 +555,9 @@ fn write_case(dir: &Path, case: &Case) -> io::Result<()> {
     cmd.push(b'\n');
     fs::write(dir.join("cmd"), cmd)?;
     fs::write(dir.join("stdin"), &case.stdin)?;
+    if let Some((delay, sig)) = case.signal {
+        fs::write(dir.join("signal"), format!("{:.3} {sig}\n", delay.as_secs_f64()))?;
+    }
     fs::write(dir.join("timeout"), format!("{:.3}\n", case.timeout.as_secs_f64()))
 }
 
@@ -621,9 +636,21 @@ fn run_direct(case: &Case) -> io::Result<Outcome> {
     };
     let group = Pid::from_child(&child);
     let mut timed_out = false;
+    let mut signal = case.signal;
     let status = loop {
         if let Some(status) = child.try_wait()? {
             break status;
+        }
+        if let Some((_, sig)) = signal.filter(|(delay, _)| start.elapsed() >= *delay) {
+            // kill(1): rustix builds a Signal from a number only unsafely.
+            // The child is not reaped yet, so its pid is still its own.
+            let _ = Command::new("kill")
+                .arg(format!("-{sig}"))
+                .arg(child.id().to_string())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status();
+            signal = None;
         }
         if start.elapsed() >= case.timeout {
             timed_out = true;
@@ -781,6 +808,9 @@ mod tests {
         let hung = run_direct(&Case::new("x", ["sleep", "30"]).timeout(Duration::from_millis(200)))
             .expect("run");
         assert!(hung.timed_out && hung.status.is_none());
+        let term = Case::new("x", ["sh", "-c", "trap 'echo T; exit 3' TERM; sleep 9 & wait"]);
+        let term = run_direct(&term.signal_after(Duration::from_millis(300), 15)).expect("run");
+        assert_eq!((term.status, &term.stdout[..]), (Some(3), &b"T\n"[..]));
         let missing = run_direct(&Case::new("x", ["/no/such/program"])).expect("run");
         assert_eq!(missing.status, Some(127));
     }

@@ -49,6 +49,8 @@ fn plain_commands_are_captured_exactly() {
         Case::new("after hang", ["sh", "-c", "echo still here"]),
         Case::new("writes a file", ["sh", "-c", "printf data >\"$1/f\"", "sh", dir_arg]),
         Case::new("missing", ["/no/such/program"]),
+        Case::new("signalled", ["sh", "-c", "trap 'echo got TERM; exit 3' TERM; sleep 60 & wait"])
+            .signal_after(Duration::from_secs(3), 15),
     ];
     let out = lab::run(&cases);
     assert_eq!(out.len(), cases.len());
@@ -65,6 +67,7 @@ fn plain_commands_are_captured_exactly() {
     assert_eq!(fs::read(out_dir.path().join("f")).expect("file written in the lab"), b"data");
     assert_eq!(out[9].status, Some(127));
     assert!(out[9].stdout.is_empty() && !out[9].stderr.is_empty());
+    expect(&out[10], 3, b"got TERM\n", b"");
 }
 
 /// The guest kernel: SMOLVM_TEST_KERNEL, else `smolvm kernel path`, else the
