@@ -226,6 +226,20 @@ fn a_spinning_guest_ends_on_sigterm() {
         .stderr(Stdio::piped())
         .spawn()
         .expect("spawn");
+    // Never hang the suite: whatever goes wrong, the stub dies within 30 s
+    // (then the reads below see EOF and the asserts fail).
+    let pid = child.id().to_string();
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flag = done.clone();
+    let guard = std::thread::spawn(move || {
+        let start = Instant::now();
+        while !flag.load(std::sync::atomic::Ordering::SeqCst) && start.elapsed() < Duration::from_secs(30) {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        if !flag.load(std::sync::atomic::Ordering::SeqCst) {
+            let _ = Command::new("kill").arg("-KILL").arg(&pid).status();
+        }
+    });
     // Wait until the guest runs (it prints before spinning).
     let mut stderr = child.stderr.take().expect("stderr");
     let mut first = [0u8; 9];
@@ -236,6 +250,8 @@ fn a_spinning_guest_ends_on_sigterm() {
     let t = Instant::now();
     Command::new("kill").arg("-TERM").arg(child.id().to_string()).status().expect("kill");
     let status = child.wait().expect("wait");
+    done.store(true, std::sync::atomic::Ordering::SeqCst);
+    guard.join().expect("guard");
     assert!(t.elapsed() < Duration::from_secs(10), "stub ignored SIGTERM");
     use std::os::unix::process::ExitStatusExt;
     // Either killed by the signal or exited with 128+15: both end the VM.

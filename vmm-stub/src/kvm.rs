@@ -89,18 +89,6 @@ impl Vm {
         unsafe { ioctl(&self.fd, Setter::<KVM_SET_USER_MEMORY_REGION, _>::new(region)) }
     }
 
-    /// Three pages of guest physical space KVM needs for the real-mode TSS
-    /// on Intel (never touched by us; must not overlap RAM the guest uses).
-    pub fn set_tss_addr(&self, gpa: u64) -> io::Result<()> {
-        // SAFETY: integer argument, writes no user memory.
-        unsafe { ioctl(&self.fd, IntRet::<KVM_SET_TSS_ADDR>::new(gpa as usize)).map(drop) }
-    }
-
-    pub fn set_identity_map_addr(&self, gpa: u64) -> io::Result<()> {
-        // SAFETY: the kernel reads one u64.
-        unsafe { ioctl(&self.fd, Setter::<KVM_SET_IDENTITY_MAP_ADDR, u64>::new(gpa)) }
-    }
-
     /// In-kernel PIC, IOAPIC and per-vCPU local APICs.
     pub fn create_irqchip(&self) -> io::Result<()> {
         // SAFETY: no argument.

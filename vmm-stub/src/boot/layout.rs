@@ -23,7 +23,3 @@ pub const EBDA_START: u64 = 0x9_fc00;
 pub const KERNEL_MIN_ADDR: u64 = 0x10_0000;
 /// Guest RAM must leave room for the virtio-mmio window.
 pub const RAM_MAX: u64 = linker::abi::MMIO_BASE;
-/// Three pages KVM needs for the real-mode TSS (Intel), and one page for its
-/// identity map, in the hole below 4 GiB, away from RAM and MMIO.
-pub const KVM_TSS_ADDR: u64 = 0xfffb_d000;
-pub const KVM_IDENTITY_MAP_ADDR: u64 = 0xfffb_c000;
