@@ -1,0 +1,149 @@
+//! Hostile and broken input to the stub binary: every kind of malformed
+//! image from the image format's corruption generator, broken kernels,
+//! bad options and host errors. Each must end with status 125 and exactly
+//! one `smolvm: ...` line on stderr: never a panic, a hang or a boot.
+
+mod stub_common;
+
+use linker::image::{Kind, TRAILER_LEN};
+use linker::testing::{cases, Mutation};
+use std::process::{Command, Output};
+use std::time::Duration;
+use stub_common::*;
+
+/// Asserts the documented failure: status 125, one line naming smolvm,
+/// no internal error (panic), nothing on stdout.
+fn assert_refused(out: &Output, what: &str) -> String {
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(125), "{what}: {out:?}");
+    assert!(err.starts_with("smolvm: ") && err.ends_with('\n'), "{what}: {err:?}");
+    assert_eq!(err.lines().count(), 1, "{what}: {err:?}");
+    assert!(!err.contains("internal error"), "{what}: the stub panicked: {err:?}");
+    assert_eq!(text(&out.stdout), "", "{what}");
+    err
+}
+
+fn run_bytes(name: &str, bytes: &[u8], args: &[&str]) -> Option<Output> {
+    let path = write_exe(name, bytes);
+    // A file cut inside the stub's own ELF cannot even be executed: None.
+    try_run_with_limit(Command::new(&path).args(args), Duration::from_secs(30))
+}
+
+#[test]
+fn malformed_images_are_refused_before_any_vm_exists() {
+    let base = image_bytes(&guest("hello", "MODE_HELLO", &[]), 64);
+    let stub_len = std::fs::metadata(stub()).expect("stub").len();
+    let all = cases(&base);
+    let mut tried = 0;
+    for (i, case) in all.iter().enumerate() {
+        // Sample the bulk families (tens of thousands of truncations and
+        // trailer bit flips); run every named, re-sealed corruption.
+        let pick = match &case.mutation {
+            Mutation::Truncate(n) => *n >= stub_len && (i % 4093 == 0 || *n + 1 == base.len() as u64
+                || *n + TRAILER_LEN as u64 == base.len() as u64),
+            Mutation::FlipTrailerBit(bit) => bit % 61 == 0,
+            Mutation::Append(_) | Mutation::Trailer(_) => true,
+        };
+        if !pick || case.parse(&base).is_ok() {
+            continue;
+        }
+        let Some(out) = run_bytes("corrupt", &case.apply(&base), &[]) else { continue };
+        let err = assert_refused(&out, &case.name);
+        assert!(err.contains("image") || err.contains("/proc/self/exe"), "{}: {err}", case.name);
+        tried += 1;
+    }
+    assert!(tried > 60, "only {tried} cases ran");
+}
+
+#[test]
+fn broken_kernels_are_refused() {
+    let hello = guest("hello", "MODE_HELLO", &[]);
+    let mut not_elf = hello.clone();
+    not_elf[..4].copy_from_slice(b"MZ\0\0");
+    let mut wrong_machine = hello.clone();
+    wrong_machine[18] = 3; // EM_386
+    let mut wild_phoff = hello.clone();
+    wild_phoff[32..40].copy_from_slice(&u64::MAX.to_le_bytes());
+    let mut wild_entry = hello.clone();
+    wild_entry[24..32].copy_from_slice(&0xdead_0000u64.to_le_bytes());
+    let mut bz = vec![0u8; 8192];
+    bz[0x1fe..0x200].copy_from_slice(&0xaa55u16.to_le_bytes());
+    bz[0x202..0x206].copy_from_slice(b"HdrS");
+    bz[0x206..0x208].copy_from_slice(&0x0200u16.to_le_bytes()); // protocol 2.00
+    for (name, kernel, needle) in [
+        ("not-elf", not_elf, "neither an ELF"),
+        ("wrong-machine", wrong_machine, "x86_64"),
+        ("wild-phoff", wild_phoff, "program headers"),
+        ("wild-entry", wild_entry, "entry point"),
+        ("old-bzimage", bz, "2.12"),
+    ] {
+        let out = run(&image(name, &kernel, 64), &[]);
+        let err = assert_refused(&out, name);
+        assert!(err.contains(needle), "{name}: {err}");
+    }
+}
+
+#[test]
+fn guest_memory_too_small_is_one_line() {
+    let img = image("small", &guest("hello", "MODE_HELLO", &[]), 64);
+    // The guest loads at 2 MiB: neither 1 nor 2 MiB can hold it.
+    for mem in ["--smolvm-mem=1", "--smolvm-mem=2"] {
+        let err = assert_refused(&run(&img, &[mem]), mem);
+        assert!(err.contains("too small") && err.contains("--smolvm-mem"), "{err}");
+    }
+    let err = assert_refused(&run(&img, &["--smolvm-mem=4000"]), "4000 MiB");
+    assert!(err.contains("maximum"), "{err}");
+}
+
+#[test]
+fn bad_options_are_refused_and_help_and_info_work() {
+    let img = image("opts", &guest("hello", "MODE_HELLO", &[]), 64);
+    let err = assert_refused(&run(&img, &["--smolvm-nope"]), "unknown option");
+    assert!(err.contains("--smolvm-nope") && err.contains("--smolvm-help"), "{err}");
+    assert_refused(&run(&img, &["--smolvm-mem=lots"]), "bad mem");
+    let mut cmd = Command::new(&img);
+    cmd.env("SMOLVM_MEM", "0");
+    assert_refused(&run_with_limit(&mut cmd, Duration::from_secs(30)), "SMOLVM_MEM=0");
+
+    let out = run(&img, &["--smolvm-help"]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert!(text(&out.stdout).contains("--smolvm-mem=MIB"));
+    let out = run(&img, &["--smolvm-info"]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let info = text(&out.stdout);
+    for needle in ["kernel: ", "(ELF vmlinux)", "initramfs: ", "manifest:", "entry /bin/app", "mem 64"] {
+        assert!(info.contains(needle), "{needle} missing in {info}");
+    }
+    let rootfs_section = format!("  {}: ", Kind::Rootfs.name());
+    assert!(!info.contains(&rootfs_section), "no rootfs section in this image: {info}");
+}
+
+#[test]
+fn host_without_usable_kvm_gets_a_clear_line() {
+    let img = image("nokvm", &guest("hello", "MODE_HELLO", &[]), 64);
+    // No /dev/kvm: a private mount namespace with an empty /dev (root only).
+    let mut cmd = Command::new("unshare");
+    cmd.args(["--mount", "sh", "-c", "mount -t tmpfs none /dev && exec \"$0\""]).arg(&img);
+    let out = run_with_limit(&mut cmd, Duration::from_secs(30));
+    if out.status.code() == Some(125) || text(&out.stderr).contains("smolvm:") {
+        let err = assert_refused(&out, "no /dev/kvm");
+        assert!(err.contains("no /dev/kvm"), "{err}");
+    } else {
+        eprintln!("skipped no-/dev/kvm case (needs root and unshare): {out:?}");
+    }
+    // No permission: an unprivileged user, when /dev/kvm is not world-writable.
+    let mode = std::os::unix::fs::PermissionsExt::mode(
+        &std::fs::metadata("/dev/kvm").map(|m| m.permissions()).unwrap_or_else(|_| {
+            std::os::unix::fs::PermissionsExt::from_mode(0o666)
+        }),
+    );
+    let mut cmd = Command::new("setpriv");
+    cmd.args(["--reuid=65534", "--regid=65534", "--clear-groups"]).arg(&img);
+    let out = run_with_limit(&mut cmd, Duration::from_secs(30));
+    if mode & 0o006 != 0o006 && text(&out.stderr).starts_with("smolvm:") {
+        let err = assert_refused(&out, "no permission");
+        assert!(err.contains("group `kvm`"), "{err}");
+    } else {
+        eprintln!("skipped no-permission case: {out:?}");
+    }
+}

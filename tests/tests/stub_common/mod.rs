@@ -1,0 +1,165 @@
+//! Helpers shared by the stub_* tests: build bare-metal guests with gcc,
+//! pack them into images with the linker crate's writer (as `smolvm build`
+//! does), and run images with a time limit.
+#![allow(dead_code)]
+
+use linker::config::{self, Key};
+use linker::cpio::CpioWriter;
+use linker::image::Kind;
+use linker::write::ImageWriter;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+/// Directory for this test process's guests and images.
+pub fn scratch() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let d = std::env::temp_dir().join(format!("smolvm-stub-tests-{}", std::process::id()));
+        std::fs::create_dir_all(&d).expect("scratch dir");
+        d
+    })
+}
+
+pub fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("workspace root").to_path_buf()
+}
+
+/// The stub binary: `$SMOLVM_STUB`, else the one cargo built next to this
+/// test (built on demand with the same profile).
+pub fn stub() -> &'static Path {
+    static STUB: OnceLock<PathBuf> = OnceLock::new();
+    STUB.get_or_init(|| {
+        if let Some(p) = std::env::var_os("SMOLVM_STUB") {
+            return PathBuf::from(p);
+        }
+        let exe = std::env::current_exe().expect("test exe");
+        let profile_dir = exe.parent().and_then(Path::parent).expect("target/<profile>");
+        let stub = profile_dir.join("vmm-stub");
+        if !stub.exists() {
+            let release = profile_dir.file_name().is_some_and(|n| n == "release");
+            let mut c = Command::new(env!("CARGO"));
+            c.args(["build", "-p", "vmm-stub"]).current_dir(workspace());
+            if release {
+                c.arg("--release");
+            }
+            assert!(c.status().expect("cargo").success(), "building vmm-stub failed");
+        }
+        stub
+    })
+}
+
+/// Compiles a guest mode of tests/guests/guest.c.
+pub fn guest(name: &str, mode: &str, defines: &[&str]) -> Vec<u8> {
+    // Tests run in parallel: build privately, then rename into place.
+    let out = scratch().join(format!("guest-{name}"));
+    let tmp = scratch().join(format!("guest-{name}.{:?}", std::thread::current().id()));
+    let status = Command::new(workspace().join("tests/guests/build.sh"))
+        .arg(&tmp)
+        .arg(mode)
+        .args(defines)
+        .status()
+        .expect("run tests/guests/build.sh (needs gcc)");
+    assert!(status.success(), "building guest {name} failed");
+    std::fs::rename(&tmp, &out).expect("rename guest");
+    std::fs::read(out).expect("guest binary")
+}
+
+/// An image: the stub, `kernel`, a minimal initramfs and a manifest.
+pub fn image(name: &str, kernel: &[u8], mem_mib: u32) -> PathBuf {
+    write_exe(name, &image_bytes(kernel, mem_mib))
+}
+
+/// Writes `bytes` as an executable `<name>.vm` in the scratch directory.
+pub fn write_exe(name: &str, bytes: &[u8]) -> PathBuf {
+    let path = scratch().join(format!("{name}.vm"));
+    std::fs::write(&path, bytes).expect("write image");
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    path
+}
+
+/// The bytes of an image holding the stub, `kernel`, a minimal initramfs
+/// and a manifest asking for `mem_mib` MiB.
+pub fn image_bytes(kernel: &[u8], mem_mib: u32) -> Vec<u8> {
+    let stub = std::fs::read(stub()).expect("stub binary");
+    let mem = mem_mib.to_string();
+    let manifest = config::to_vec(&[
+        (Key::Entry, &[b"/bin/app"]),
+        (Key::Arg, &[b"default-arg"]),
+        (Key::Mem, &[mem.as_bytes()]),
+        (Key::Rootfs, &[b"initramfs"]),
+    ])
+    .expect("manifest");
+    let mut cpio = vec![0u8; 4096];
+    let mut w = CpioWriter::new(&mut cpio, 1);
+    w.file(b"init", 0o755, b"#!/not-used\n").expect("fits");
+    w.dir(b"smolvm", 0o755).expect("fits");
+    w.file(b"smolvm/manifest", 0o644, &manifest).expect("fits");
+    let n = w.finish().expect("fits");
+    cpio.truncate(n);
+    let mut out = ImageWriter::new(Vec::new());
+    out.add_bytes(Kind::Stub, 0, &stub).expect("stub");
+    out.add_bytes(Kind::Kernel, 0, kernel).expect("kernel");
+    out.add_bytes(Kind::Initramfs, 0, &cpio).expect("initramfs");
+    out.add_bytes(Kind::Manifest, 0, &manifest).expect("manifest");
+    out.finish().expect("image").0
+}
+
+pub fn have_kvm() -> bool {
+    let ok = std::fs::OpenOptions::new().read(true).write(true).open("/dev/kvm").is_ok();
+    if !ok {
+        eprintln!("skipped: /dev/kvm is not usable here");
+    }
+    ok
+}
+
+/// Runs `cmd` to completion, killing it (and failing) after `limit`.
+pub fn run_with_limit(cmd: &mut Command, limit: Duration) -> Output {
+    try_run_with_limit(cmd, limit).expect("spawn")
+}
+
+/// As [`run_with_limit`], but `None` when the program cannot be executed.
+pub fn try_run_with_limit(cmd: &mut Command, limit: Duration) -> Option<Output> {
+    let child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .ok()?;
+    let pid = child.id();
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flag = done.clone();
+    let watchdog = std::thread::spawn(move || {
+        let start = Instant::now();
+        while start.elapsed() < limit {
+            if flag.load(std::sync::atomic::Ordering::SeqCst) {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = Command::new("kill").arg("-KILL").arg(pid.to_string()).status();
+        true
+    });
+    let out = child.wait_with_output().expect("wait");
+    done.store(true, std::sync::atomic::Ordering::SeqCst);
+    assert!(!watchdog.join().expect("watchdog"), "timed out after {limit:?}: {out:?}");
+    Some(out)
+}
+
+pub fn run(image: &Path, args: &[&str]) -> Output {
+    run_with_limit(Command::new(image).args(args), Duration::from_secs(60))
+}
+
+/// Runs with `SMOLVM_LOG=kernel`: the guest's serial console goes to stderr.
+/// (By default it only feeds the crash tail: the virtio consoles carry the
+/// app's stdio, and a Linux kernel's log must not mix into it.)
+pub fn run_serial(image: &Path, args: &[&str]) -> Output {
+    run_with_limit(Command::new(image).env("SMOLVM_LOG", "kernel").args(args), Duration::from_secs(60))
+}
+
+pub fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
