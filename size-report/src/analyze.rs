@@ -6,11 +6,35 @@ use crate::{cpio, elf, kernel};
 use linker::abi::{INITRAMFS_ROOT_DIR, INIT_PATH};
 use linker::image::{Image, ImageError, Kind, TRAILER_LEN};
 
+/// Compressed size per compressor (`None`: tool missing or failed).
+pub type CompressedSizes = Vec<(String, Option<u64>)>;
+
 pub struct Options {
     /// How many symbols and crates to list per ELF file.
     pub top: usize,
     /// Run the compressors over the kernel section.
     pub compress: bool,
+    /// Compressed sizes by kernel digest: images of one build share a
+    /// kernel, which is then compressed once per run.
+    compressed: std::cell::RefCell<Vec<(u64, CompressedSizes)>>,
+}
+
+impl Options {
+    pub fn new(top: usize, compress: bool) -> Options {
+        Options { top, compress, compressed: Default::default() }
+    }
+
+    fn compress(&self, digest: u64, data: &[u8]) -> CompressedSizes {
+        if !self.compress {
+            return Vec::new();
+        }
+        if let Some((_, sizes)) = self.compressed.borrow().iter().find(|c| c.0 == digest) {
+            return sizes.clone();
+        }
+        let sizes = kernel::compress_all(data);
+        self.compressed.borrow_mut().push((digest, sizes.clone()));
+        sizes
+    }
 }
 
 /// Reads and analyses `path`. Errors are one line, naming the file.
@@ -103,7 +127,7 @@ fn analyze_image(
         size: kernel_section.len,
         version: kernel::info_value(&info, "version").or_else(|| kernel::banner_version(kernel_bytes)),
         config_sha256: kernel::info_value(&info, "config_sha256"),
-        compressed: if opts.compress { kernel::compress_all(kernel_bytes) } else { Vec::new() },
+        compressed: opts.compress(kernel_section.fast_digest, kernel_bytes),
     };
     if let Ok(vmlinux) = elf::parse(kernel_bytes) {
         elfs.push(binary::describe("kernel", &vmlinux, path, &[], opts.top));

@@ -41,7 +41,7 @@ pub fn run(args: &cli::Args, out: &mut dyn Write, err: &mut dyn Write) -> Result
         }
         sources.push(binary::SymbolSource { path: path.clone(), elf });
     }
-    let opts = analyze::Options { top: args.top, compress: args.compress };
+    let opts = analyze::Options::new(args.top, args.compress);
     let items = args
         .files
         .iter()
@@ -88,7 +88,9 @@ pub fn run(args: &cli::Args, out: &mut dyn Write, err: &mut dyn Write) -> Result
     };
     out.write_all(text.as_bytes()).map_err(|e| format!("writing the report: {e}"))?;
     if let Some(path) = &args.svg {
-        std::fs::write(path, svg::render(&items)).map_err(|e| format!("--svg {path}: {e}"))?;
+        let total_budget = |i: usize| checks.as_ref()?[i].iter().find(|c| c.key == "total").map(|c| c.limit);
+        let budgets: Vec<Option<u64>> = (0..items.len()).map(total_budget).collect();
+        std::fs::write(path, svg::render(&items, &budgets)).map_err(|e| format!("--svg {path}: {e}"))?;
     }
     let mut within = true;
     for (item, checks) in items.iter().zip(checks.iter().flatten()) {

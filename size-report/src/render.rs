@@ -170,12 +170,16 @@ fn binary_tables(item: &str, b: &Binary, with_sections: bool) -> Vec<Table> {
         (None, _) => "stripped; no symbols (pass an unstripped build with --symbols-from)".into(),
     };
     let title = format!("{item}: {} ELF, {} bytes, {symbols}", b.label, bytes(b.size));
-    let sections = b.sections.iter().map(|s| vec![s.name.clone(), bytes(s.file_size), bytes(s.mem_size), share(s.file_size, b.size)]);
+    let mut sections: Vec<Vec<String>> =
+        b.sections.iter().map(|s| vec![s.name.clone(), bytes(s.file_size), bytes(s.mem_size), share(s.file_size, b.size)]).collect();
+    // Headers and alignment gaps: what the file holds beyond its sections.
+    let outside = b.size.saturating_sub(b.sections.iter().map(|s| s.file_size).sum());
+    sections.push(vec!["(headers, padding)".into(), bytes(outside), "0".into(), share(outside, b.size)]);
     let mut out = vec![Table {
         title,
         header: vec!["section", "file bytes", "memory bytes", "share"],
         numeric: vec![false, true, true, true],
-        rows: if with_sections { sections.collect() } else { Vec::new() },
+        rows: if with_sections { sections } else { Vec::new() },
     }];
     if !b.symbols.is_empty() {
         out.push(Table {
@@ -184,6 +188,9 @@ fn binary_tables(item: &str, b: &Binary, with_sections: bool) -> Vec<Table> {
             numeric: vec![true, false],
             rows: b.symbols.iter().map(|s| vec![bytes(s.size), s.name.clone()]).collect(),
         });
+    }
+    // A C program (the kernel) has no crates to group by.
+    if b.crates.iter().any(|c| c.name != "[non-Rust]") {
         out.push(Table {
             title: format!("{item}: {} symbol bytes by crate", b.label),
             header: vec!["bytes", "crate"],

@@ -20,12 +20,12 @@ fn image_from(data: &[u8]) -> Option<Vec<u8>> {
 fuzz_target!(|data: &[u8]| {
     let Some((&mode, rest)) = data.split_first() else { return };
     let input = if mode & 1 == 0 { rest.to_vec() } else { match image_from(rest) { Some(i) => i, None => return } };
-    let opts = Options { top: 5, compress: false };
+    let opts = Options::new(5, false);
     if let Ok(item) = analyze_bytes(&input, "fuzz", "fuzz", &[], &opts) {
         assert_eq!(item.parts.iter().map(|p| p.size).sum::<u64>(), input.len() as u64);
         let ctx = size_report::render::Context { checks: None, baseline: None };
         let _ = size_report::render::text(&size_report::render::tables(&item, &ctx));
-        let _ = size_report::svg::render(&[item]);
+        let _ = size_report::svg::render(&[item], &[Some(4096)]);
     }
     let _ = size_report::cpio::summarize(rest, "rootfs", "init");
 });
