@@ -8,6 +8,7 @@ use crate::bail;
 use crate::closure::Closure;
 use crate::error::{Context, Error, Result};
 use crate::kernel_file::KernelFile;
+use crate::layers;
 use crate::output::{TempDir, TempFile};
 use crate::rootfs::{self, Compressor, MOUNTPOINTS};
 use linker::config::{self, Key};
@@ -38,18 +39,18 @@ impl RootfsFormat {
 }
 
 #[derive(clap::Args, Debug)]
+#[command(group(clap::ArgGroup::new("source").required(true).args(["rootfs", "exec", "from_tar"])))]
 pub struct BuildArgs {
     /// Directory holding the app's root filesystem.
-    #[arg(
-        long,
-        value_name = "DIR",
-        required_unless_present = "exec",
-        conflicts_with = "exec"
-    )]
+    #[arg(long, value_name = "DIR")]
     pub rootfs: Option<PathBuf>,
+    /// A root filesystem tarball (plain, gzip, xz or zstd); ownership is kept
+    /// when smolvm runs as root.
+    #[arg(long, value_name = "FILE")]
+    pub from_tar: Option<PathBuf>,
     /// The app: an absolute path inside the rootfs (or a name searched in PATH);
     /// default with --exec: the first program.
-    #[arg(long, value_name = "PATH", required_unless_present = "exec")]
+    #[arg(long, value_name = "PATH")]
     pub entry: Option<OsString>,
     /// Pack a host program with its ELF interpreter and shared libraries as
     /// the rootfs (repeatable).
@@ -347,6 +348,14 @@ fn copy_in(host: &Path, dest: &Path) -> Result<()> {
     Ok(())
 }
 
+/// `--from-tar`: the tarball unpacked (safely) into a staging rootfs.
+fn stage_tar(a: &BuildArgs, tar: &Path) -> Result<TempDir> {
+    let dir = TempDir::create_beside(&a.output, "root")?;
+    let keep_owners = layers::running_as_root(dir.path());
+    layers::apply(dir.path(), tar, layers::DEFAULT_LIMIT, keep_owners)?;
+    Ok(dir)
+}
+
 /// `--exec` / `--add`: a staging rootfs beside the output.
 fn stage_exec(a: &BuildArgs) -> Result<TempDir> {
     let dir = TempDir::create_beside(&a.output, "root")?;
@@ -371,27 +380,20 @@ fn stage_exec(a: &BuildArgs) -> Result<TempDir> {
 pub fn run(a: &BuildArgs) -> Result<()> {
     let mem = a.mem.as_deref().map(parse_mem).transpose()?;
     let mtime = build_time()?;
-    let staging = if a.exec.is_empty() {
-        None
-    } else {
-        Some(stage_exec(a)?)
+    let staging = match (&a.from_tar, a.exec.is_empty()) {
+        (Some(tar), _) => Some(stage_tar(a, tar)?),
+        (None, false) => Some(stage_exec(a)?),
+        (None, true) => None,
     };
-    let (root, entry) = match (&staging, &a.rootfs) {
-        (Some(dir), _) => {
-            let first = a.exec[0].as_os_str();
-            (
-                dir.path().to_path_buf(),
-                a.entry.as_deref().unwrap_or(first).as_bytes().to_vec(),
-            )
-        }
-        (None, Some(r)) => (
-            r.clone(),
-            a.entry
-                .as_deref()
-                .map(|e| e.as_bytes().to_vec())
-                .unwrap_or_default(),
-        ),
-        (None, None) => bail!("give --rootfs DIR or --exec PROGRAM"),
+    let entry = match (&a.entry, a.exec.first()) {
+        (Some(e), _) => e.as_bytes().to_vec(),
+        (None, Some(first)) => first.as_os_str().as_bytes().to_vec(),
+        (None, None) => bail!("give --entry PATH: the app's path inside the rootfs"),
+    };
+    let root = match (&staging, &a.rootfs) {
+        (Some(dir), _) => dir.path().to_path_buf(),
+        (None, Some(r)) => r.clone(),
+        (None, None) => bail!("give --rootfs DIR, --from-tar FILE or --exec PROGRAM"),
     };
     let md = fs::metadata(&root).context(|| format!("rootfs {}", root.display()))?;
     if !md.is_dir() {
@@ -412,7 +414,12 @@ pub fn run(a: &BuildArgs) -> Result<()> {
     let squashfs = match a.rootfs_format {
         RootfsFormat::Squashfs => {
             let sq = TempFile::reserve_beside(&a.output, "sqfs")?;
-            rootfs::mksquashfs(&root, sq.path(), a.compression, mtime)?;
+            // Owners from an archive are kept when we could chown them.
+            let keep = a.from_tar.is_some()
+                && staging
+                    .as_ref()
+                    .is_some_and(|d| layers::running_as_root(d.path()));
+            rootfs::mksquashfs(&root, sq.path(), a.compression, mtime, !keep)?;
             Some(sq)
         }
         RootfsFormat::Initramfs => None,

@@ -10,8 +10,10 @@ mod closure;
 mod error;
 mod inspect;
 mod kernel_file;
+mod layers;
 mod output;
 mod rootfs;
+mod tar;
 mod verify;
 
 fn report(result: error::Result<()>) -> ExitCode {

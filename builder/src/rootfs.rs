@@ -239,14 +239,24 @@ impl Compressor {
 
 /// Packs `dir` into the squashfs file `out` (which must not exist),
 /// adding the [`MOUNTPOINTS`] it lacks. Timestamps are `mtime`.
-pub fn mksquashfs(dir: &Path, out: &Path, comp: Compressor, mtime: u32) -> Result<()> {
+/// With `all_root`, every file is owned by 0:0 (a directory of the user's);
+/// without, the owners in `dir` are kept (an unpacked archive).
+pub fn mksquashfs(
+    dir: &Path,
+    out: &Path,
+    comp: Compressor,
+    mtime: u32,
+    all_root: bool,
+) -> Result<()> {
     let t = mtime.to_string();
     let mut cmd = Command::new("mksquashfs");
     cmd.arg(dir).arg(out);
+    if all_root {
+        cmd.arg("-all-root");
+    }
     cmd.args([
         "-noappend",
         "-reproducible",
-        "-all-root",
         "-no-xattrs",
         "-no-progress",
         "-quiet",

@@ -549,3 +549,185 @@ fn exec_packs_a_host_program_with_its_loader_and_libraries() {
     );
     refused(&t.0, &o, "not an x86-64 ELF program");
 }
+
+/// (name, type, data or link target, uid)
+type TarEntry<'a> = (&'a str, &'a str, &'a str, u32);
+
+/// Writes a tar built by Python's tarfile from `(name, type, data_or_link, uid)`.
+fn py_tar(path: &Path, entries: &[TarEntry], compression: &str) {
+    let list: Vec<String> = entries
+        .iter()
+        .map(|(n, t, d, u)| format!("({n:?}, {t:?}, {d:?}, {u})"))
+        .collect();
+    let script = format!(
+        "import tarfile, io, sys\n\
+         t = tarfile.open(sys.argv[1], 'w:{compression}')\n\
+         for name, kind, data, uid in [{}]:\n\
+         \x20   i = tarfile.TarInfo(name); i.uid = uid; i.gid = uid; i.mode = 0o755\n\
+         \x20   if kind == 'dir': i.type = tarfile.DIRTYPE; t.addfile(i)\n\
+         \x20   elif kind == 'sym': i.type = tarfile.SYMTYPE; i.linkname = data; t.addfile(i)\n\
+         \x20   elif kind == 'hard': i.type = tarfile.LNKTYPE; i.linkname = data; t.addfile(i)\n\
+         \x20   elif kind == 'busybox': b = open('/bin/busybox', 'rb').read(); i.size = len(b); t.addfile(i, io.BytesIO(b))\n\
+         \x20   else: b = data.encode(); i.size = len(b); t.addfile(i, io.BytesIO(b))\n\
+         t.close()\n",
+        list.join(", ")
+    );
+    let out = Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .arg(path)
+        .output()
+        .expect("python3");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn from_tar_unpacks_safely_and_keeps_owners() {
+    let t = Tmp::new("tar");
+    inputs(&t.0);
+    let d = &t.0;
+    let good = [
+        ("bin", "dir", "", 0),
+        ("bin/busybox", "busybox", "", 0),
+        ("bin/sh", "sym", "busybox", 0),
+        ("./home/app/data.txt", "file", "mine\n", 1000),
+        ("/etc/motd", "file", "hi\n", 0),
+        ("etc/motd-link", "hard", "etc/motd", 0),
+    ];
+    for comp in ["gz", "xz", ""] {
+        let tar = d.join(format!("root.tar.{comp}"));
+        py_tar(&tar, &good, comp);
+        let tar_arg = tar.display().to_string();
+        let args = [
+            "build",
+            "--from-tar",
+            &tar_arg,
+            "--entry",
+            "/bin/sh",
+            "--kernel",
+            "vmlinux",
+            "-o",
+            "t.vm",
+        ];
+        ok(&smolvm(
+            d,
+            &args,
+            &[("SMOLVM_STUB", "stub"), ("SMOLVM_INIT", "init")],
+        ));
+        let bytes = fs::read(d.join("t.vm")).expect("read");
+        fs::write(d.join("t.sqfs"), section(&bytes, Kind::Rootfs)).expect("write");
+        let list = Command::new("unsquashfs")
+            .arg("-lln")
+            .arg(d.join("t.sqfs"))
+            .output()
+            .expect("unsquashfs");
+        let list = String::from_utf8_lossy(&list.stdout);
+        let line = |p: &str| {
+            list.lines()
+                .find(|l| l.ends_with(p))
+                .unwrap_or_else(|| panic!("{p}:\n{list}"))
+                .to_string()
+        };
+        assert!(
+            line("squashfs-root/home/app/data.txt").contains(" 1000/1000 "),
+            "{list}"
+        );
+        assert!(
+            line("squashfs-root/bin/busybox").contains(" 0/0 "),
+            "{list}"
+        );
+        assert!(
+            line("squashfs-root/bin/sh -> busybox").starts_with('l'),
+            "{list}"
+        );
+        line("squashfs-root/etc/motd-link");
+        fs::remove_file(d.join("t.vm")).expect("rm");
+        fs::remove_file(d.join("t.sqfs")).expect("rm");
+        fs::remove_file(&tar).expect("rm");
+    }
+    let env = [("SMOLVM_STUB", "stub"), ("SMOLVM_INIT", "init")];
+    let outside = std::env::temp_dir().join(format!("smolvm-escape-{}", std::process::id()));
+    let outside_s = outside.display().to_string();
+    let hostile: [(&str, Vec<TarEntry>, &str); 4] = [
+        (
+            "traversal",
+            vec![("../../escape.txt", "file", "x", 0)],
+            "has `..` in its path",
+        ),
+        (
+            "symlink-escape",
+            vec![
+                ("evil", "sym", &outside_s, 0),
+                ("evil/owned.txt", "file", "x", 0),
+            ],
+            "goes through the symlink evil",
+        ),
+        (
+            "hardlink-escape",
+            vec![("h", "hard", "../../etc/passwd", 0)],
+            "has `..`",
+        ),
+        (
+            "hardlink-missing",
+            vec![("h", "hard", "nope", 0)],
+            "missing or non-regular",
+        ),
+    ];
+    fs::create_dir_all(&outside).expect("mkdir");
+    for (name, entries, want) in hostile {
+        let tar = d.join(format!("{name}.tar"));
+        py_tar(&tar, &entries, "");
+        let tar_arg = tar.display().to_string();
+        let o = smolvm(
+            d,
+            &[
+                "build",
+                "--from-tar",
+                &tar_arg,
+                "--entry",
+                "/x",
+                "--kernel",
+                "vmlinux",
+                "-o",
+                "h.vm",
+            ],
+            &env,
+        );
+        fs::remove_file(&tar).expect("rm");
+        refused(d, &o, want);
+        assert!(!outside.join("owned.txt").exists(), "{name} wrote outside");
+    }
+    fs::remove_dir_all(&outside).expect("cleanup");
+    // A truncated gzip stream names the problem.
+    let tar = d.join("cut.tar.gz");
+    py_tar(&tar, &good, "gz");
+    let bytes = fs::read(&tar).expect("read");
+    fs::write(&tar, &bytes[..bytes.len() / 2]).expect("write");
+    let tar_arg = tar.display().to_string();
+    let o = smolvm(
+        d,
+        &[
+            "build",
+            "--from-tar",
+            &tar_arg,
+            "--entry",
+            "/bin/sh",
+            "--kernel",
+            "vmlinux",
+            "-o",
+            "h.vm",
+        ],
+        &env,
+    );
+    fs::remove_file(&tar).expect("rm");
+    let err = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("truncated archive") || err.contains("decompression failed"),
+        "{err}"
+    );
+}

@@ -1,0 +1,380 @@
+//! A streaming tar reader for untrusted archives (rootfs tarballs, image
+//! layers): ustar, GNU long names (`L`/`K`) and PAX headers (`path`,
+//! `linkpath`, `size`, `uid`, `gid`). Every header's checksum is checked,
+//! sizes are bounded, and a truncated archive is an error naming the entry.
+
+use crate::bail;
+use crate::error::{Error, Result};
+use std::io::{self, Read, Write};
+
+const BLOCK: usize = 512;
+/// Longest name or PAX record accepted.
+const MAX_META: u64 = 64 * 1024;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    File,
+    HardLink,
+    Symlink,
+    Char,
+    Block,
+    Dir,
+    Fifo,
+}
+
+#[derive(Clone, Debug)]
+pub struct Entry {
+    pub path: Vec<u8>,
+    pub kind: Kind,
+    pub mode: u32,
+    pub uid: u32,
+    pub gid: u32,
+    pub size: u64,
+    pub link: Vec<u8>,
+}
+
+impl Entry {
+    pub fn name(&self) -> String {
+        String::from_utf8_lossy(&self.path).into_owned()
+    }
+}
+
+pub struct TarReader<R: Read> {
+    r: R,
+    /// Data bytes (plus padding) of the current entry not read yet.
+    unread: u64,
+    done: bool,
+}
+
+fn octal(field: &[u8]) -> Option<u64> {
+    // GNU base-256: high bit of the first byte set.
+    if field.first().is_some_and(|b| b & 0x80 != 0) {
+        let mut v: u64 = u64::from(field[0] & 0x7f);
+        for &b in &field[1..] {
+            v = v.checked_mul(256)?.checked_add(u64::from(b))?;
+        }
+        return Some(v);
+    }
+    let s: Vec<u8> = field
+        .iter()
+        .copied()
+        .take_while(|&b| b != 0)
+        .filter(|b| *b != b' ')
+        .collect();
+    if s.is_empty() {
+        return Some(0);
+    }
+    u64::from_str_radix(std::str::from_utf8(&s).ok()?, 8).ok()
+}
+
+fn cstr(field: &[u8]) -> Vec<u8> {
+    field.iter().copied().take_while(|&b| b != 0).collect()
+}
+
+fn padded(size: u64) -> u64 {
+    size.div_ceil(BLOCK as u64) * BLOCK as u64
+}
+
+impl<R: Read> TarReader<R> {
+    pub fn new(r: R) -> Self {
+        TarReader {
+            r,
+            unread: 0,
+            done: false,
+        }
+    }
+
+    fn read_exact(&mut self, buf: &mut [u8], what: &str) -> Result<()> {
+        self.r.read_exact(buf).map_err(|e| match e.kind() {
+            io::ErrorKind::UnexpectedEof => Error(format!("truncated archive at {what}")),
+            _ => Error(format!("reading archive at {what}: {e}")),
+        })
+    }
+
+    fn skip(&mut self, mut n: u64, what: &str) -> Result<()> {
+        let mut buf = [0u8; 8192];
+        while n > 0 {
+            let k = usize::try_from(n.min(buf.len() as u64)).unwrap_or(buf.len());
+            self.read_exact(&mut buf[..k], what)?;
+            n -= k as u64;
+        }
+        Ok(())
+    }
+
+    /// Data of an extension header (long name, PAX), bounded.
+    fn meta(&mut self, size: u64, what: &str) -> Result<Vec<u8>> {
+        if size > MAX_META {
+            bail!("archive header at {what} is larger than {MAX_META} bytes");
+        }
+        let mut v = vec![0u8; usize::try_from(padded(size)).unwrap_or(0)];
+        self.read_exact(&mut v, what)?;
+        v.truncate(usize::try_from(size).unwrap_or(0));
+        Ok(v)
+    }
+
+    /// The next entry; its data must be consumed with [`Self::copy_data`]
+    /// (or is skipped by the next call).
+    pub fn next_entry(&mut self) -> Result<Option<Entry>> {
+        if self.done {
+            return Ok(None);
+        }
+        let unread = self.unread;
+        self.skip(unread, "the previous entry's data")?;
+        self.unread = 0;
+        let (mut long_name, mut long_link) = (None, None);
+        let mut pax: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
+        loop {
+            let mut h = [0u8; BLOCK];
+            let last = long_name
+                .as_ref()
+                .map_or("the archive's end".to_string(), |n: &Vec<u8>| {
+                    String::from_utf8_lossy(n).into_owned()
+                });
+            match self.r.read(&mut h[..1]) {
+                Ok(0) => {
+                    // No end-of-archive blocks: accepted (many tools omit them).
+                    self.done = true;
+                    return Ok(None);
+                }
+                Ok(_) => self.read_exact(&mut h[1..], &last)?,
+                Err(e) => bail!("reading archive: {e}"),
+            }
+            if h.iter().all(|&b| b == 0) {
+                self.done = true;
+                return Ok(None);
+            }
+            let name = cstr(&h[0..100]);
+            let shown = String::from_utf8_lossy(&name).into_owned();
+            let sum = octal(&h[148..156])
+                .ok_or_else(|| Error(format!("corrupt archive header at {shown}")))?;
+            let computed: u64 = h
+                .iter()
+                .enumerate()
+                .map(|(i, &b)| {
+                    if (148..156).contains(&i) {
+                        32
+                    } else {
+                        u64::from(b)
+                    }
+                })
+                .sum();
+            if sum != computed {
+                bail!("corrupt archive header (checksum) at entry {shown}");
+            }
+            let num = |r: std::ops::Range<usize>| {
+                octal(&h[r])
+                    .ok_or_else(|| Error(format!("corrupt archive header at entry {shown}")))
+            };
+            let mut size = num(124..136)?;
+            let typeflag = h[156];
+            match typeflag {
+                b'L' => {
+                    long_name = Some(cstr(&self.meta(size, &shown)?));
+                    continue;
+                }
+                b'K' => {
+                    long_link = Some(cstr(&self.meta(size, &shown)?));
+                    continue;
+                }
+                b'x' => {
+                    pax = parse_pax(&self.meta(size, &shown)?)
+                        .ok_or_else(|| Error(format!("corrupt PAX header at entry {shown}")))?;
+                    continue;
+                }
+                b'g' => {
+                    self.meta(size, &shown)?;
+                    continue;
+                }
+                _ => {}
+            }
+            let mut path = name;
+            if &h[257..262] == b"ustar" && h[345] != 0 {
+                let mut p = cstr(&h[345..500]);
+                p.push(b'/');
+                p.extend_from_slice(&path);
+                path = p;
+            }
+            let mut link = cstr(&h[157..257]);
+            let (mut uid, mut gid) = (num(108..116)?, num(116..124)?);
+            if let Some(n) = long_name.take() {
+                path = n;
+            }
+            if let Some(l) = long_link.take() {
+                link = l;
+            }
+            for (k, v) in &pax {
+                let n = || {
+                    std::str::from_utf8(v)
+                        .ok()
+                        .and_then(|s| s.parse::<u64>().ok())
+                };
+                match k.as_slice() {
+                    b"path" => path = v.clone(),
+                    b"linkpath" => link = v.clone(),
+                    b"size" => {
+                        size = n().ok_or_else(|| Error(format!("bad PAX size at {shown}")))?
+                    }
+                    b"uid" => uid = n().unwrap_or(uid),
+                    b"gid" => gid = n().unwrap_or(gid),
+                    _ => {}
+                }
+            }
+            let kind = match typeflag {
+                b'0' | 0 | b'7' => Kind::File,
+                b'1' => Kind::HardLink,
+                b'2' => Kind::Symlink,
+                b'3' => Kind::Char,
+                b'4' => Kind::Block,
+                b'5' => Kind::Dir,
+                b'6' => Kind::Fifo,
+                t => bail!(
+                    "unsupported archive entry type `{}` at {}",
+                    char::from(t),
+                    String::from_utf8_lossy(&path)
+                ),
+            };
+            if kind != Kind::File {
+                size = if matches!(kind, Kind::HardLink | Kind::Symlink | Kind::Dir) {
+                    0
+                } else {
+                    size
+                };
+            }
+            let mode = u32::try_from(num(100..108)? & 0o7777).unwrap_or(0o644);
+            self.unread = padded(size);
+            let clamp = |v: u64| u32::try_from(v).unwrap_or(u32::MAX);
+            return Ok(Some(Entry {
+                path,
+                kind,
+                mode,
+                uid: clamp(uid),
+                gid: clamp(gid),
+                size,
+                link,
+            }));
+        }
+    }
+
+    /// The underlying reader (positioned after what was read).
+    pub fn into_inner(self) -> R {
+        self.r
+    }
+
+    /// Copies the current entry's data to `out`.
+    pub fn copy_data(&mut self, entry: &Entry, out: &mut impl Write) -> Result<()> {
+        let what = entry.name();
+        let mut left = entry.size;
+        let mut buf = vec![0u8; 64 * 1024];
+        while left > 0 {
+            let k = usize::try_from(left.min(buf.len() as u64)).unwrap_or(buf.len());
+            self.read_exact(&mut buf[..k], &what)?;
+            out.write_all(&buf[..k])
+                .map_err(|e| Error(format!("writing {what}: {e}")))?;
+            left -= k as u64;
+        }
+        let pad = self.unread - entry.size;
+        self.unread = 0;
+        self.skip(pad, &what)
+    }
+}
+
+/// PAX records: `"<len> <key>=<value>\n"`.
+fn parse_pax(mut data: &[u8]) -> Option<Vec<(Vec<u8>, Vec<u8>)>> {
+    let mut out = Vec::new();
+    while !data.is_empty() {
+        let sp = data.iter().position(|&b| b == b' ')?;
+        let len: usize = std::str::from_utf8(&data[..sp]).ok()?.parse().ok()?;
+        let rec = data.get(sp + 1..len)?;
+        let rec = rec.strip_suffix(b"\n")?;
+        let eq = rec.iter().position(|&b| b == b'=')?;
+        out.push((rec[..eq].to_vec(), rec[eq + 1..].to_vec()));
+        data = &data[len..];
+    }
+    Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::process::Command;
+
+    fn gnu_tar(dir: &std::path::Path, format: &str) -> Vec<u8> {
+        let out = Command::new("tar")
+            .args(["-c", "--sort=name", "--format", format, "-C"])
+            .arg(dir)
+            .arg(".")
+            .output()
+            .expect("tar");
+        assert!(out.status.success());
+        out.stdout
+    }
+
+    fn listing(bytes: &[u8]) -> Vec<(String, Kind, Vec<u8>, Vec<u8>)> {
+        let mut r = TarReader::new(bytes);
+        let mut v = Vec::new();
+        while let Some(e) = r.next_entry().expect("valid") {
+            let mut data = Vec::new();
+            r.copy_data(&e, &mut data).expect("data");
+            v.push((e.name(), e.kind, e.link.clone(), data));
+        }
+        v
+    }
+
+    #[test]
+    fn reads_gnu_and_pax_archives_with_long_names() {
+        let d = std::env::temp_dir().join(format!("smolvm-tar-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        let long = "d".repeat(120);
+        std::fs::create_dir_all(d.join(&long)).expect("mkdir");
+        std::fs::write(d.join(&long).join("f".repeat(150)), b"long").expect("write");
+        std::fs::write(d.join("a.txt"), b"hello").expect("write");
+        std::os::unix::fs::symlink("a.txt".repeat(30), d.join("ln")).expect("ln");
+        std::fs::hard_link(d.join("a.txt"), d.join("hard")).expect("ln");
+        for format in ["gnu", "pax", "ustar"] {
+            if format == "ustar" {
+                std::fs::remove_file(d.join("ln")).expect("rm");
+                std::fs::remove_dir_all(d.join(&long)).expect("rm");
+            }
+            let list = listing(&gnu_tar(&d, format));
+            let get = |n: &str| {
+                list.iter()
+                    .find(|e| e.0 == n)
+                    .unwrap_or_else(|| panic!("{format}: {n}: {list:?}"))
+            };
+            assert_eq!(get("./a.txt").3, b"hello");
+            assert_eq!(get("./hard").1, Kind::HardLink);
+            if format != "ustar" {
+                assert_eq!(get(&format!("./{long}/{}", "f".repeat(150))).3, b"long");
+                assert_eq!(get("./ln").2, "a.txt".repeat(30).into_bytes());
+            }
+        }
+        std::fs::remove_dir_all(&d).expect("cleanup");
+    }
+
+    #[test]
+    fn truncation_and_corruption_are_errors_naming_the_entry() {
+        let d = std::env::temp_dir().join(format!("smolvm-tar-bad-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).expect("mkdir");
+        std::fs::write(d.join("big.bin"), vec![7u8; 5000]).expect("write");
+        let good = gnu_tar(&d, "gnu");
+        let read_all = |b: &[u8]| -> Result<()> {
+            let mut r = TarReader::new(b);
+            while let Some(e) = r.next_entry()? {
+                r.copy_data(&e, &mut io::sink())?;
+            }
+            Ok(())
+        };
+        read_all(&good).expect("valid");
+        let e = read_all(&good[..BLOCK * 3 + 100]).expect_err("truncated");
+        assert!(e.0.contains("truncated archive at ./big.bin"), "{e}");
+        for cut in (1..good.len()).step_by(97) {
+            let _ = read_all(&good[..cut]);
+        }
+        let mut bad = good.clone();
+        bad[BLOCK + 10] ^= 1;
+        let e = read_all(&bad).expect_err("checksum");
+        assert!(e.0.contains("checksum"), "{e}");
+        std::fs::remove_dir_all(&d).expect("cleanup");
+    }
+}
