@@ -47,7 +47,16 @@ pub fn describe(label: &str, e: &Elf, own_path: &str, sources: &[SymbolSource], 
     // Zero-initialised data takes memory but no file bytes: leave it out.
     let syms: Vec<&elf::Symbol> = with_symbols.file_symbols().collect();
     let (symbols, crates) = largest(&syms, top);
-    Binary { label: label.into(), size: e.file_len, stripped: e.is_stripped(), symbols_from, sections, symbols, crates }
+    Binary {
+        label: label.into(),
+        size: e.file_len,
+        loaded: e.loaded,
+        stripped: e.is_stripped(),
+        symbols_from,
+        sections,
+        symbols,
+        crates,
+    }
 }
 
 /// The `top` largest symbols (aliases at one address counted once) and the

@@ -22,6 +22,7 @@ const EHDR_LEN: usize = 64;
 const SHDR_LEN: usize = 64;
 const PHDR_LEN: usize = 56;
 const SYM_LEN: usize = 24;
+const PT_LOAD: u32 = 1;
 const SHT_SYMTAB: u32 = 2;
 const SHT_NOBITS: u32 = 8;
 const SHF_ALLOC: u64 = 2;
@@ -79,6 +80,9 @@ pub struct Elf {
     pub phnum: u64,
     pub shoff: u64,
     pub shnum: u64,
+    /// File bytes of the `PT_LOAD` segments: what a loader copies or maps.
+    /// The rest of the file (symbols, alignment gaps) is never loaded.
+    pub loaded: u64,
     pub sections: Vec<Section>,
     /// Empty when the file is stripped (no `.symtab`).
     pub symbols: Vec<Symbol>,
@@ -161,7 +165,14 @@ pub fn parse(d: &[u8]) -> Result<Elf, ElfError> {
     if phnum > 0 && usize::from(phentsize) != PHDR_LEN {
         return err(format!("unexpected program header size {phentsize}"));
     }
-    table(d, "program header table", phoff, phnum, PHDR_LEN)?;
+    let ph = table(d, "program header table", phoff, phnum, PHDR_LEN)?;
+    let mut loaded = 0u64;
+    for i in 0..usize::from(u16_at(d, 56)?) {
+        let h = ph + i * PHDR_LEN;
+        if u32_at(d, h)? == PT_LOAD {
+            loaded = loaded.saturating_add(u64_at(d, h + 32)?);
+        }
+    }
 
     let mut sections = Vec::new();
     if shoff != 0 {
@@ -206,7 +217,7 @@ pub fn parse(d: &[u8]) -> Result<Elf, ElfError> {
         }
     }
     let symbols = read_symbols(d, &sections, base_links(d, shoff, &sections)?)?;
-    Ok(Elf { file_len: d.len() as u64, phoff, phnum, shoff, shnum, sections, symbols })
+    Ok(Elf { file_len: d.len() as u64, phoff, phnum, shoff, shnum, loaded, sections, symbols })
 }
 
 /// `sh_link` of every section (the symbol table names its string table there).
@@ -426,6 +437,28 @@ pub(crate) mod tests {
         assert_eq!(parts.iter().map(|p| p.1).sum::<u64>(), elf.len() as u64);
         assert!(parts.contains(&(".text".to_string(), 100)));
         assert_eq!(e.extent(), elf.len() as u64);
+    }
+
+    #[test]
+    fn loaded_counts_pt_load_file_bytes() {
+        let mut elf = build(&[(".text", 1, SHF_ALLOC | 4, &[0; 100])], None);
+        let phoff = elf.len() as u64;
+        for (kind, filesz) in [(PT_LOAD, 100u64), (4, 7), (PT_LOAD, 20)] {
+            let mut h = [0u8; PHDR_LEN];
+            h[0..4].copy_from_slice(&kind.to_le_bytes());
+            h[32..40].copy_from_slice(&filesz.to_le_bytes());
+            elf.extend_from_slice(&h);
+        }
+        elf[32..40].copy_from_slice(&phoff.to_le_bytes());
+        elf[56..58].copy_from_slice(&3u16.to_le_bytes());
+        let e = parse(&elf).expect("valid elf");
+        assert_eq!(e.loaded, 120);
+        assert_eq!(e.extent(), elf.len() as u64);
+        let parts = e.file_parts();
+        assert_eq!(parts.iter().map(|p| p.1).sum::<u64>(), elf.len() as u64);
+        assert!(parts.contains(&("program headers".to_string(), 3 * PHDR_LEN as u64)));
+        elf[56..58].copy_from_slice(&4u16.to_le_bytes());
+        assert!(parse(&elf).is_err(), "4th program header is past the end");
     }
 
     #[test]

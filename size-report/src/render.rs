@@ -169,7 +169,7 @@ fn binary_tables(item: &str, b: &Binary, with_sections: bool) -> Vec<Table> {
         (Some(_), false) => "not stripped".into(),
         (None, _) => "stripped; no symbols (pass an unstripped build with --symbols-from)".into(),
     };
-    let title = format!("{item}: {} ELF, {} bytes, {symbols}", b.label, bytes(b.size));
+    let title = format!("{item}: {} ELF, {} bytes ({} in loadable segments), {symbols}", b.label, bytes(b.size), bytes(b.loaded));
     let mut sections: Vec<Vec<String>> =
         b.sections.iter().map(|s| vec![s.name.clone(), bytes(s.file_size), bytes(s.mem_size), share(s.file_size, b.size)]).collect();
     // Headers and alignment gaps: what the file holds beyond its sections.

@@ -48,6 +48,8 @@ pub struct Binary {
     /// `stub`, `init`, `kernel`, or the file name for an ELF given directly.
     pub label: String,
     pub size: u64,
+    /// File bytes of its loadable segments (the rest is never loaded).
+    pub loaded: u64,
     pub stripped: bool,
     /// Where the symbols came from (the file itself or `--symbols-from`).
     pub symbols_from: Option<String>,
@@ -166,6 +168,7 @@ impl Binary {
         Json::Object(vec![
             ("label".into(), Json::Str(self.label.clone())),
             ("size".into(), Json::Int(self.size)),
+            ("loaded".into(), Json::Int(self.loaded)),
             ("stripped".into(), Json::Bool(self.stripped)),
             ("symbols_from".into(), self.symbols_from.as_ref().map_or(Json::Null, |s| Json::Str(s.clone()))),
             ("sections".into(), Json::Array(sections.collect())),
