@@ -6,6 +6,7 @@
 
 use crate::bail;
 use crate::closure::Closure;
+use crate::container::{self, ImageConfig};
 use crate::error::{Context, Error, Result};
 use crate::kernel_file::KernelFile;
 use crate::layers;
@@ -39,7 +40,7 @@ impl RootfsFormat {
 }
 
 #[derive(clap::Args, Debug)]
-#[command(group(clap::ArgGroup::new("source").required(true).args(["rootfs", "exec", "from_tar"])))]
+#[command(group(clap::ArgGroup::new("source").required(true).args(["rootfs", "exec", "from_tar", "from_docker_archive", "from_oci"])))]
 pub struct BuildArgs {
     /// Directory holding the app's root filesystem.
     #[arg(long, value_name = "DIR")]
@@ -48,6 +49,13 @@ pub struct BuildArgs {
     /// when smolvm runs as root.
     #[arg(long, value_name = "FILE")]
     pub from_tar: Option<PathBuf>,
+    /// A `docker save` archive (classic or OCI layout) holding one image;
+    /// its Entrypoint/Cmd/Env/WorkingDir/User apply unless given here.
+    #[arg(long, value_name = "FILE")]
+    pub from_docker_archive: Option<PathBuf>,
+    /// An OCI image layout directory (multi-platform: linux/amd64 is used).
+    #[arg(long, value_name = "DIR")]
+    pub from_oci: Option<PathBuf>,
     /// The app: an absolute path inside the rootfs (or a name searched in PATH);
     /// default with --exec: the first program.
     #[arg(long, value_name = "PATH")]
@@ -194,28 +202,84 @@ fn build_time() -> Result<u32> {
     }
 }
 
+/// What the app is: from the command line, else from the image config.
+struct App {
+    entry: Vec<u8>,
+    args: Vec<Vec<u8>>,
+    env: Vec<Vec<u8>>,
+    workdir: Option<Vec<u8>>,
+    /// Numeric `uid` or `uid:gid`.
+    user: Option<String>,
+}
+
+fn bytes(v: &[String]) -> Vec<Vec<u8>> {
+    v.iter().map(|s| s.as_bytes().to_vec()).collect()
+}
+
+/// Merges the command line over the image config (Docker's rules: `--entry`
+/// replaces the Entrypoint and drops Cmd; `--arg`s replace Cmd).
+fn app(a: &BuildArgs, cfg: Option<&ImageConfig>, root: &Path) -> Result<App> {
+    let cli_args: Vec<Vec<u8>> = a.args.iter().map(|x| x.as_bytes().to_vec()).collect();
+    let (entry, args) = match (&a.entry, a.exec.first(), cfg) {
+        (Some(e), _, _) => (e.as_bytes().to_vec(), cli_args),
+        (None, Some(first), _) => (first.as_os_str().as_bytes().to_vec(), cli_args),
+        (None, None, Some(c)) => {
+            let mut argv = bytes(&c.entrypoint);
+            argv.extend(if a.args.is_empty() {
+                bytes(&c.cmd)
+            } else {
+                cli_args
+            });
+            if argv.is_empty() {
+                bail!("the image has no Entrypoint or Cmd: give --entry PATH");
+            }
+            let entry = argv.remove(0);
+            (entry, argv)
+        }
+        (None, None, None) => bail!("give --entry PATH: the app's path inside the rootfs"),
+    };
+    let mut env = cfg.map(|c| bytes(&c.env)).unwrap_or_default();
+    env.extend(a.env.iter().map(|e| e.as_bytes().to_vec()));
+    let workdir = match (&a.workdir, cfg.and_then(|c| c.workdir.as_ref())) {
+        (Some(w), _) => Some(w.as_bytes().to_vec()),
+        (None, Some(w)) => Some(w.as_bytes().to_vec()),
+        (None, None) => None,
+    };
+    let user = match (&a.user, cfg.and_then(|c| c.user.as_ref())) {
+        (Some(u), _) => Some(u.clone()),
+        (None, Some(u)) => Some(container::resolve_user(root, u)?),
+        (None, None) => None,
+    };
+    Ok(App {
+        entry,
+        args,
+        env,
+        workdir,
+        user,
+    })
+}
+
 /// Everything the manifest says, checked.
-fn manifest(a: &BuildArgs, entry: &[u8], mem: Option<u32>) -> Result<Vec<u8>> {
-    let mut recs: Vec<(Key, Vec<u8>)> = vec![(Key::Entry, entry.to_vec())];
-    recs.extend(a.args.iter().map(|x| (Key::Arg, x.as_bytes().to_vec())));
-    for e in &a.env {
-        let e = e.as_bytes();
+fn manifest(a: &BuildArgs, app: &App, mem: Option<u32>) -> Result<Vec<u8>> {
+    let mut recs: Vec<(Key, Vec<u8>)> = vec![(Key::Entry, app.entry.clone())];
+    recs.extend(app.args.iter().map(|x| (Key::Arg, x.clone())));
+    for e in &app.env {
         match e.iter().position(|&b| b == b'=') {
-            Some(i) if i > 0 => recs.push((Key::Env, e.to_vec())),
+            Some(i) if i > 0 => recs.push((Key::Env, e.clone())),
             _ => bail!(
                 "bad --env `{}`: expected NAME=value",
                 String::from_utf8_lossy(e)
             ),
         }
     }
-    if let Some(w) = &a.workdir {
-        if !w.as_bytes().starts_with(b"/") {
+    if let Some(w) = &app.workdir {
+        if !w.starts_with(b"/") {
             bail!(
                 "bad --workdir `{}`: must be an absolute guest path",
-                w.to_string_lossy()
+                String::from_utf8_lossy(w)
             );
         }
-        recs.push((Key::Workdir, w.as_bytes().to_vec()));
+        recs.push((Key::Workdir, w.clone()));
     }
     if let Some(m) = mem {
         recs.push((Key::Mem, m.to_string().into_bytes()));
@@ -232,7 +296,7 @@ fn manifest(a: &BuildArgs, entry: &[u8], mem: Option<u32>) -> Result<Vec<u8>> {
         }
         recs.push((Key::Hostname, h.clone().into_bytes()));
     }
-    if let Some(u) = &a.user {
+    if let Some(u) = &app.user {
         let numeric = |x: &str| !x.is_empty() && x.len() <= 10 && x.parse::<u32>().is_ok();
         let ok = match u.split_once(':') {
             Some((uid, gid)) => numeric(uid) && numeric(gid),
@@ -348,6 +412,33 @@ fn copy_in(host: &Path, dest: &Path) -> Result<()> {
     Ok(())
 }
 
+/// The staging rootfs (none for `--rootfs`) and the image config, if any.
+fn stage(a: &BuildArgs) -> Result<(Option<TempDir>, Option<ImageConfig>)> {
+    if let Some(tar) = &a.from_tar {
+        return Ok((Some(stage_tar(a, tar)?), None));
+    }
+    if !a.exec.is_empty() {
+        return Ok((Some(stage_exec(a)?), None));
+    }
+    let image = match (&a.from_docker_archive, &a.from_oci) {
+        (Some(file), _) => {
+            let unpacked = TempDir::create_beside(&a.output, "archive")?;
+            layers::apply(unpacked.path(), file, layers::DEFAULT_LIMIT, false)?;
+            let image = container::docker_archive(unpacked.path())?;
+            (image, Some(unpacked))
+        }
+        (None, Some(dir)) => (container::oci_layout(dir)?, None),
+        (None, None) => return Ok((None, None)),
+    };
+    let (image, _unpacked) = image;
+    let dir = TempDir::create_beside(&a.output, "root")?;
+    let keep_owners = layers::running_as_root(dir.path());
+    for layer in &image.layers {
+        layers::apply(dir.path(), layer, layers::DEFAULT_LIMIT, keep_owners)?;
+    }
+    Ok((Some(dir), Some(image.config)))
+}
+
 /// `--from-tar`: the tarball unpacked (safely) into a staging rootfs.
 fn stage_tar(a: &BuildArgs, tar: &Path) -> Result<TempDir> {
     let dir = TempDir::create_beside(&a.output, "root")?;
@@ -380,32 +471,24 @@ fn stage_exec(a: &BuildArgs) -> Result<TempDir> {
 pub fn run(a: &BuildArgs) -> Result<()> {
     let mem = a.mem.as_deref().map(parse_mem).transpose()?;
     let mtime = build_time()?;
-    let staging = match (&a.from_tar, a.exec.is_empty()) {
-        (Some(tar), _) => Some(stage_tar(a, tar)?),
-        (None, false) => Some(stage_exec(a)?),
-        (None, true) => None,
-    };
-    let entry = match (&a.entry, a.exec.first()) {
-        (Some(e), _) => e.as_bytes().to_vec(),
-        (None, Some(first)) => first.as_os_str().as_bytes().to_vec(),
-        (None, None) => bail!("give --entry PATH: the app's path inside the rootfs"),
-    };
+    let (staging, image_config) = stage(a)?;
     let root = match (&staging, &a.rootfs) {
         (Some(dir), _) => dir.path().to_path_buf(),
         (None, Some(r)) => r.clone(),
-        (None, None) => bail!("give --rootfs DIR, --from-tar FILE or --exec PROGRAM"),
+        (None, None) => bail!("give --rootfs DIR, --from-tar FILE, --from-docker-archive FILE, --from-oci DIR or --exec PROGRAM"),
     };
     let md = fs::metadata(&root).context(|| format!("rootfs {}", root.display()))?;
     if !md.is_dir() {
         bail!("rootfs {} is not a directory", root.display());
     }
-    let path_env = a
-        .env
-        .iter()
-        .rev()
-        .find_map(|e| e.as_bytes().strip_prefix(b"PATH="));
-    rootfs::check_entry(&root, &entry, path_env)?;
-    let manifest = manifest(a, &entry, mem)?;
+    let app = app(a, image_config.as_ref(), &root)?;
+    let path_env = app.env.iter().rev().find_map(|e| e.strip_prefix(b"PATH="));
+    let label = match &staging {
+        Some(_) => "the staged root filesystem".to_string(),
+        None => root.display().to_string(),
+    };
+    rootfs::check_entry(&root, &label, &app.entry, path_env)?;
+    let manifest = manifest(a, &app, mem)?;
     let stub = locate(a.stub.as_deref(), "SMOLVM_STUB", "vmm-stub", "vmm-stub")?;
     let init = locate(a.init.as_deref(), "SMOLVM_INIT", "smol-init", "smol-init")?;
     let kernel = KernelFile::load(&locate_kernel(a.kernel.as_deref())?)?;
@@ -415,7 +498,7 @@ pub fn run(a: &BuildArgs) -> Result<()> {
         RootfsFormat::Squashfs => {
             let sq = TempFile::reserve_beside(&a.output, "sqfs")?;
             // Owners from an archive are kept when we could chown them.
-            let keep = a.from_tar.is_some()
+            let keep = (a.from_tar.is_some() || image_config.is_some())
                 && staging
                     .as_ref()
                     .is_some_and(|d| layers::running_as_root(d.path()));

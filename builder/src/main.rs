@@ -7,8 +7,10 @@ mod kernel_cmd;
 // Image commands: build, inspect, verify (exit 1 with `smolvm: <error>` on failure).
 mod build;
 mod closure;
+mod container;
 mod error;
 mod inspect;
+mod json;
 mod kernel_file;
 mod layers;
 mod output;

@@ -93,7 +93,9 @@ fn show(p: &Path) -> String {
 
 /// Checks that `entry` names an executable regular file in `root`: an
 /// absolute guest path, or a name searched in `path` (a `PATH` value).
-pub fn check_entry(root: &Path, entry: &[u8], path: Option<&[u8]>) -> Result<()> {
+/// `label` names the rootfs in messages (a staging directory's name means
+/// nothing to the user).
+pub fn check_entry(root: &Path, label: &str, entry: &[u8], path: Option<&[u8]>) -> Result<()> {
     let shown = String::from_utf8_lossy(entry).into_owned();
     if entry.is_empty() {
         bail!("--entry is empty: give the app's path inside the rootfs, e.g. --entry /bin/app");
@@ -104,37 +106,30 @@ pub fn check_entry(root: &Path, entry: &[u8], path: Option<&[u8]>) -> Result<()>
             let mut candidate = dir.to_vec();
             candidate.push(b'/');
             candidate.extend_from_slice(entry);
-            if check_entry(root, &candidate, None).is_ok() {
+            if check_entry(root, label, &candidate, None).is_ok() {
                 return Ok(());
             }
         }
         bail!(
             "entry `{shown}` not found as an executable in PATH ({}) of rootfs {}",
             String::from_utf8_lossy(path),
-            root.display()
+            label
         );
     }
     if !entry.starts_with(b"/") {
         bail!("entry `{shown}` must be an absolute path inside the rootfs (or a bare name searched in PATH)");
     }
-    let host = resolve(root, entry).map_err(|e| {
-        Error(format!(
-            "entry {shown} not found in rootfs {}: {e}",
-            root.display()
-        ))
-    })?;
+    let host = resolve(root, entry)
+        .map_err(|e| Error(format!("entry {shown} not found in rootfs {}: {e}", label)))?;
     let md = fs::metadata(&host).context(|| format!("entry {shown}"))?;
     if md.is_dir() {
         bail!(
             "entry {shown} is a directory in rootfs {}, not a program",
-            root.display()
+            label
         );
     }
     if !md.is_file() {
-        bail!(
-            "entry {shown} is not a regular file in rootfs {}",
-            root.display()
-        );
+        bail!("entry {shown} is not a regular file in rootfs {}", label);
     }
     if md.permissions().mode() & 0o111 == 0 {
         bail!(
@@ -326,11 +321,11 @@ mod tests {
         symlink("/etc/passwd", root.join("bin/host")).expect("ln");
         symlink("loop", root.join("bin/loop")).expect("ln");
         fs::write(root.join("bin/data"), b"x").expect("write");
-        assert!(check_entry(&root, b"/bin/sh", None).is_ok());
-        assert!(check_entry(&root, b"/usr/bin/abs", None).is_ok());
-        assert!(check_entry(&root, b"/usr/bin/up", None).is_ok());
-        assert!(check_entry(&root, b"sh", None).is_ok());
-        let err = |e: &[u8]| check_entry(&root, e, None).expect_err("refused").0;
+        assert!(check_entry(&root, "r", b"/bin/sh", None).is_ok());
+        assert!(check_entry(&root, "r", b"/usr/bin/abs", None).is_ok());
+        assert!(check_entry(&root, "r", b"/usr/bin/up", None).is_ok());
+        assert!(check_entry(&root, "r", b"sh", None).is_ok());
+        let err = |e: &[u8]| check_entry(&root, "r", e, None).expect_err("refused").0;
         // An absolute symlink resolves inside the root, never to the host's file.
         assert!(
             err(b"/bin/host").contains("does not exist"),
