@@ -50,11 +50,11 @@ def initramfs(path):
         f.write(newc(entries))
 
 
-def boot(kernel, initrd, timeout):
+def boot(kernel, initrd, timeout, append=""):
     """(host seconds to marker, guest uptime at marker) for one boot."""
     cmd = ["qemu-system-x86_64", "-M", "microvm,acpi=off", "-accel", "tcg", "-cpu", "max",
            "-m", "256M", "-nographic", "-no-reboot", "-kernel", kernel, "-initrd", initrd,
-           "-append", "console=ttyS0 reboot=t panic=-1"]
+           "-append", ("console=ttyS0 reboot=t panic=-1 " + append).strip()]
     start = time.monotonic()
     p = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
     try:
@@ -86,6 +86,7 @@ def main():
     ap.add_argument("kernels", nargs="*")
     ap.add_argument("-n", "--runs", type=int, default=10)
     ap.add_argument("--timeout", type=float, default=60)
+    ap.add_argument("--append", default="", help="extra kernel command line")
     a = ap.parse_args()
     kernels = a.kernels or default_kernels()
     with tempfile.TemporaryDirectory() as d:
@@ -93,7 +94,7 @@ def main():
         initramfs(initrd)
         print(f"{'kernel':<40} {'bytes':>9} {'host median':>12} {'guest median':>13}  runs  (TCG microvm)")
         for k in kernels:
-            results = [boot(k, initrd, a.timeout) for _ in range(a.runs)]
+            results = [boot(k, initrd, a.timeout, a.append) for _ in range(a.runs)]
             ok = [r for r in results if r[0] is not None]
             if not ok:
                 print(f"{k}: no marker in {a.runs} boots", file=sys.stderr)

@@ -7,6 +7,7 @@ use crate::Error;
 pub const BUILTIN: &[(&str, &str)] = &[
     ("10-base.config", include_str!("../fragments/10-base.config")),
     ("20-console.config", include_str!("../fragments/20-console.config")),
+    ("25-cmdline.config", include_str!("../fragments/25-cmdline.config")),
     ("30-userspace.config", include_str!("../fragments/30-userspace.config")),
     ("35-syscalls.config", include_str!("../fragments/35-syscalls.config")),
     ("40-virtio.config", include_str!("../fragments/40-virtio.config")),
