@@ -118,6 +118,12 @@ impl Vm {
         unsafe { ioctl(&self.fd, Setter::<KVM_IRQFD, _>::new(req)) }
     }
 
+    /// The VM fd's number (the reaper keeps it open past the stub's exit).
+    pub fn raw_fd(&self) -> RawFd {
+        use rustix::fd::AsRawFd;
+        self.fd.as_raw_fd()
+    }
+
     pub fn create_vcpu(&self, id: u32) -> io::Result<Vcpu> {
         // SAFETY: integer argument (vCPU id), returns a new fd.
         let fd = fd_from(unsafe { ioctl(&self.fd, IntRet::<KVM_CREATE_VCPU>::new(id as usize))? })?;

@@ -15,6 +15,7 @@ pub mod mem;
 pub mod options;
 pub mod out;
 pub mod payload;
+pub mod reaper;
 pub mod serial;
 pub mod start;
 pub mod sys;

@@ -150,6 +150,11 @@ pub fn main(args: CStrings, env: CStrings) -> u8 {
     if let Err(e) = crate::hostio::stdin_watch::start() {
         Line::new().s("cannot start the stdin thread (errno ").u(errno(e)).s(")").fail();
     }
+    // Last step before the guest runs: VM teardown moves off the exit path.
+    {
+        use rustix::fd::AsRawFd;
+        crate::reaper::start(vm.raw_fd(), vcpu.as_fd().as_raw_fd());
+    }
     Vmm::new(vm, vcpu, mem, serial, bus, opts.log.debug).run()
 }
 
