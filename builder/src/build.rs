@@ -412,6 +412,15 @@ fn copy_in(host: &Path, dest: &Path) -> Result<()> {
     Ok(())
 }
 
+/// A progress line on stderr for long steps, only for a person watching
+/// (stderr is a terminal and `CI` is not set).
+fn progress(what: &str) {
+    use std::io::IsTerminal;
+    if std::io::stderr().is_terminal() && std::env::var_os("CI").is_none() {
+        eprintln!("smolvm: {what}");
+    }
+}
+
 /// The staging rootfs (none for `--rootfs`) and the image config, if any.
 fn stage(a: &BuildArgs) -> Result<(Option<TempDir>, Option<ImageConfig>)> {
     if let Some(tar) = &a.from_tar {
@@ -433,7 +442,10 @@ fn stage(a: &BuildArgs) -> Result<(Option<TempDir>, Option<ImageConfig>)> {
     let (image, _unpacked) = image;
     let dir = TempDir::create_beside(&a.output, "root")?;
     let keep_owners = layers::running_as_root(dir.path());
-    for layer in &image.layers {
+    let total = image.layers.len();
+    for (i, layer) in image.layers.iter().enumerate() {
+        let size = fs::metadata(layer).map(|m| m.len()).unwrap_or(0);
+        progress(&format!("layer {}/{total}: {} bytes", i + 1, size));
         layers::apply(dir.path(), layer, layers::DEFAULT_LIMIT, keep_owners)?;
     }
     Ok((Some(dir), Some(image.config)))
@@ -497,6 +509,7 @@ pub fn run(a: &BuildArgs) -> Result<()> {
     let squashfs = match a.rootfs_format {
         RootfsFormat::Squashfs => {
             let sq = TempFile::reserve_beside(&a.output, "sqfs")?;
+            progress("packing the root filesystem (mksquashfs)");
             // Owners from an archive are kept when we could chown them.
             let keep = (a.from_tar.is_some() || image_config.is_some())
                 && staging

@@ -732,55 +732,7 @@ fn from_tar_unpacks_safely_and_keeps_owners() {
     );
 }
 
-/// Writes a two-layer busybox image as a `docker save` archive (`docker`),
-/// an OCI layout (`oci`), or an OCI layout whose index lists only arm64
-/// (`oci-arm`). Layer 1: busybox, /etc/gone, /opt/old/a; layer 2: a
-/// whiteout for /etc/gone, an opaque /opt/old with b, /etc/motd.
-const MAKE_IMAGE: &str = r#"
-import hashlib, io, json, os, sys, tarfile
-kind, out = sys.argv[1], sys.argv[2]
-def layer(entries):
-    buf = io.BytesIO()
-    t = tarfile.open(fileobj=buf, mode='w')
-    for name, data in entries:
-        i = tarfile.TarInfo(name); i.mode = 0o755
-        if data is None: i.type = tarfile.DIRTYPE; t.addfile(i)
-        elif isinstance(data, str) and data.startswith('->'): i.type = tarfile.SYMTYPE; i.linkname = data[2:]; t.addfile(i)
-        else: i.size = len(data); t.addfile(i, io.BytesIO(data))
-    t.close(); return buf.getvalue()
-bb = open('/bin/busybox', 'rb').read()
-l1 = layer([('bin', None), ('bin/busybox', bb), ('bin/sh', '->busybox'), ('etc', None), ('etc/gone', b'x'),
-            ('etc/passwd', b'root:x:0:0::/:/bin/sh\napp:x:1000:1000::/:/bin/sh\n'), ('opt/old', None), ('opt/old/a', b'a')])
-l2 = layer([('etc/.wh.gone', b''), ('opt/old/.wh..wh..opq', b''), ('opt/old/b', b'b'), ('etc/motd', b'hi\n')])
-config = json.dumps({'architecture': 'amd64', 'os': 'linux', 'config': {
-    'Cmd': ['/bin/sh', '-c', 'echo $GREETING'], 'Env': ['PATH=/bin', 'GREETING=hello'],
-    'WorkingDir': '/opt', 'User': 'app'}}).encode()
-def sha(b): return hashlib.sha256(b).hexdigest()
-if kind == 'docker':
-    t = tarfile.open(out, 'w')
-    def add(name, data):
-        i = tarfile.TarInfo(name); i.size = len(data); t.addfile(i, io.BytesIO(data))
-    add('l1/layer.tar', l1); add('l2/layer.tar', l2); add('cfg.json', config)
-    add('manifest.json', json.dumps([{'Config': 'cfg.json', 'RepoTags': ['t:1'], 'Layers': ['l1/layer.tar', 'l2/layer.tar']}]).encode())
-    t.close()
-else:
-    os.makedirs(out + '/blobs/sha256')
-    def blob(data):
-        open(out + '/blobs/sha256/' + sha(data), 'wb').write(data)
-        return {'digest': 'sha256:' + sha(data), 'size': len(data)}
-    import gzip
-    l2gz = gzip.compress(l2, mtime=0)
-    man = json.dumps({'schemaVersion': 2, 'mediaType': 'application/vnd.oci.image.manifest.v1+json',
-        'config': dict(blob(config), mediaType='application/vnd.oci.image.config.v1+json'),
-        'layers': [blob(l1), blob(l2gz)]}).encode()
-    arch = 'arm64' if kind == 'oci-arm' else 'amd64'
-    idx = json.dumps({'schemaVersion': 2, 'mediaType': 'application/vnd.oci.image.index.v1+json', 'manifests': [
-        dict(blob(man), mediaType='application/vnd.oci.image.manifest.v1+json', platform={'os': 'linux', 'architecture': arch}),
-        dict(blob(b'{}'), mediaType='application/vnd.oci.image.manifest.v1+json', platform={'os': 'linux', 'architecture': 's390x'})]}).encode()
-    open(out + '/index.json', 'wb').write(json.dumps({'schemaVersion': 2, 'manifests': [
-        dict(blob(idx), mediaType='application/vnd.oci.image.index.v1+json')]}).encode())
-"#;
-
+/// Images made by `tests/make_image.py` (docker archive, OCI layout).
 #[test]
 fn container_images_bring_their_layers_and_config() {
     let t = Tmp::new("container");
@@ -788,9 +740,9 @@ fn container_images_bring_their_layers_and_config() {
     let d = &t.0;
     let env = [("SMOLVM_STUB", "stub"), ("SMOLVM_INIT", "init")];
     let make = |kind: &str, out: &str| {
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/make_image.py");
         let o = Command::new("python3")
-            .arg("-c")
-            .arg(MAKE_IMAGE)
+            .arg(script)
             .args([kind, out])
             .current_dir(d)
             .output()
@@ -807,7 +759,7 @@ fn container_images_bring_their_layers_and_config() {
         let bytes = fs::read(d.join("c.vm")).expect("read");
         assert_eq!(
             section(&bytes, Kind::Manifest),
-            b"SMOLCFG1entry\0/bin/sh\0arg\0-c\0arg\0echo $GREETING\0env\0PATH=/bin\0env\0GREETING=hello\0\
+            b"SMOLCFG1entry\0/bin/sh\0arg\0-c\0arg\0echo $GREETING; test -e /etc/gone || echo gone; test -e /opt/old/a || cat /opt/old/b; echo; busybox id -u; pwd\0env\0PATH=/bin\0env\0GREETING=hello\0\
               workdir\0/opt\0rootfs\0squashfs\0user\x001000:1000\0",
             "{source:?}"
         );
