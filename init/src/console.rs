@@ -61,6 +61,14 @@ pub fn set_modes(tty: Option<TtySize>, stderr_port: bool) {
             if stderr_port {
                 make_raw(sys::stderr());
             }
+            // Outside terminal mode the app's stdin is the control device's
+            // stdin port: binary safe, and `read` returns end-of-file where
+            // host stdin ended (abi::GUEST_STDIN_PORT). hvc0 stays stdout.
+            let port = if legacy_control() { None } else { open_port(abi::GUEST_STDIN_PORT, OFlags::RDONLY) };
+            if let Some(port) = port {
+                let _ = rustix::stdio::dup2_stdin(&port);
+                Line::new().s("stdin on ").s(abi::GUEST_STDIN_PORT).debug();
+            }
         }
     }
 }
@@ -72,11 +80,42 @@ fn make_raw(fd: impl AsFd) {
     }
 }
 
-/// The host → init control channel (hvc2), raw and non-blocking, if present.
+/// A single-port console as the control channel (`/dev/hvc2`, QEMU test
+/// harnesses): then there is no stdin port and no waiting for ports.
+const LEGACY_CONTROL_TTY: &str = "/dev/hvc2";
+
+fn legacy_control() -> bool {
+    rustix::fs::access(LEGACY_CONTROL_TTY, rustix::fs::Access::EXISTS).is_ok()
+}
+
+/// Opens a port of the multiport control device. Its ports appear a little
+/// after the device probes (the host answers the driver's DEVICE_READY; a
+/// kernel worker then creates them), so wait up to ~1 s for the node.
+fn open_port(path: &str, flags: OFlags) -> Option<OwnedFd> {
+    let tick = rustix::thread::Timespec { tv_sec: 0, tv_nsec: 10_000_000 };
+    for _ in 0..100 {
+        match rustix::fs::open(path, flags | OFlags::NOCTTY | OFlags::CLOEXEC, Mode::empty()) {
+            Ok(fd) => return Some(fd),
+            Err(rustix::io::Errno::NOENT | rustix::io::Errno::NXIO | rustix::io::Errno::NODEV) => {
+                let _ = rustix::thread::nanosleep(&tick);
+            }
+            Err(_) => return None,
+        }
+    }
+    None
+}
+
+/// The host → init control channel (port 0 of the control device, a
+/// generic virtio port: no tty layer), non-blocking, if present.
 pub fn open_control() -> Option<OwnedFd> {
-    let fd = open(abi::GUEST_CONTROL_TTY, OFlags::RDONLY | OFlags::NONBLOCK)?;
-    make_raw(&fd);
-    Line::new().s("control channel on hvc2").debug();
+    let (path, fd) = if legacy_control() {
+        let fd = open(LEGACY_CONTROL_TTY, OFlags::RDONLY | OFlags::NONBLOCK)?;
+        make_raw(&fd);
+        (LEGACY_CONTROL_TTY, fd)
+    } else {
+        (abi::GUEST_CONTROL_TTY, open_port(abi::GUEST_CONTROL_TTY, OFlags::RDONLY | OFlags::NONBLOCK)?)
+    };
+    Line::new().s("control channel on ").s(path).debug();
     Some(fd)
 }
 

@@ -40,8 +40,8 @@ pub mod slot {
     pub const CONSOLE_STDIO: usize = 0;
     /// virtio-console → guest `/dev/hvc1`: the app's stderr.
     pub const CONSOLE_STDERR: usize = 1;
-    /// multiport virtio-console → guest `/dev/vport2p0` (host → init control
-    /// channel) and `/dev/vport2p1` (the app's stdin outside terminal mode).
+    /// multiport virtio-console → guest `/dev/vport2p1` (host → init control
+    /// channel) and `/dev/vport2p2` (the app's stdin outside terminal mode).
     pub const CONSOLE_CONTROL: usize = 2;
     /// virtio-blk → guest `/dev/vda`: the image's squashfs root (when present).
     pub const ROOTFS: usize = 3;
@@ -55,19 +55,20 @@ pub const GUEST_STDERR_TTY: &str = "/dev/hvc1";
 /// The control slot is a *multiport* virtio-console with two generic ports
 /// (no tty layer: binary safe, no termios), named under
 /// `/sys/class/virtio-ports/vport2p*/name` as `smolvm.control` and
-/// `smolvm.stdin`. Port 0: host → init signal bytes (see
-/// `CONTROL_MAX_SIGNAL`).
-pub const GUEST_CONTROL_TTY: &str = "/dev/vport2p0";
-/// Port 1 of the control device: the app's stdin when the runtime config has
+/// `smolvm.stdin` (port 0 is not used: QEMU reserves it for consoles, so a
+/// QEMU `virtserialport` setup can mirror these paths). Port 1: host → init
+/// signal bytes (see `CONTROL_MAX_SIGNAL`).
+pub const GUEST_CONTROL_TTY: &str = "/dev/vport2p1";
+/// Port 2 of the control device: the app's stdin when the runtime config has
 /// no `tty` record. `read` returns end-of-file exactly where host stdin
 /// ended (the host disconnects the port after the last byte). Host bytes are
 /// sent only while the guest has this port open. With a `tty` record, stdin
 /// is `GUEST_STDIO_TTY` instead (the host terminal is raw, the guest tty
 /// does the line discipline) and this port reads as end-of-file.
-pub const GUEST_STDIN_PORT: &str = "/dev/vport2p1";
+pub const GUEST_STDIN_PORT: &str = "/dev/vport2p2";
 pub const GUEST_ROOT_DEV: &str = "/dev/vda";
 
-/// Control channel (control device port 0), host → init: one byte per message. A byte `1..=64`
+/// Control channel (control device port 1), host → init: one byte per message. A byte `1..=64`
 /// asks init to send that signal number to the app.
 pub const CONTROL_MAX_SIGNAL: u8 = 64;
 

@@ -106,7 +106,7 @@ static void con_write(u64 addr, u32 len) {
 }
 
 #if MODE == MODE_ECHO
-/* Control device (slot 2): multiport, queues 2/3 control in/out, 4 = port 1 rx. */
+/* Control device (slot 2): multiport, queues 2/3 control in/out, 6 = port 2 (stdin) rx. */
 static struct vq cin, cout, rx;
 #define CIN_BUF 0xa00000UL
 #define COUT_BUF 0xa80000UL
@@ -142,22 +142,22 @@ static __attribute__((noreturn)) void echo(void) {
     CHECK(10, dev_begin(m, 3, 1 << 1 /* MULTIPORT */));
     vq_init(&cin, m, 2, 16, 0x810000);
     vq_init(&cout, m, 3, 8, 0x820000);
-    vq_init(&rx, m, 4, 8, 0x830000);
+    vq_init(&rx, m, 6, 8, 0x830000);
     vq_enable(&cin); vq_enable(&cout); vq_enable(&rx);
     dev_ok(m);
     for (u16 i = 0; i < 16; i++) post_cin(i);
     notify(&cin);
     send_ctrl(0xffffffffu, 0 /* DEVICE_READY */, 1);
     u32 id; u16 ev, val;
-    CHECK(11, recv_ctrl(&id, &ev, &val) && ev == 1 /* PORT_ADD */ && id == 0);
-    CHECK(12, recv_ctrl(&id, &ev, &val) && ev == 1 && id == 1);
+    CHECK(11, recv_ctrl(&id, &ev, &val) && ev == 1 /* PORT_ADD */ && id == 1);
+    CHECK(12, recv_ctrl(&id, &ev, &val) && ev == 1 && id == 2);
     for (u16 i = 0; i < 8; i++) post_rx(i);
     notify(&rx);
-    send_ctrl(1, 3 /* PORT_READY */, 1);
-    CHECK(13, recv_ctrl(&id, &ev, &val) && ev == 7 /* PORT_NAME */ && id == 1);
+    send_ctrl(2, 3 /* PORT_READY */, 1);
+    CHECK(13, recv_ctrl(&id, &ev, &val) && ev == 7 /* PORT_NAME */ && id == 2);
     CHECK(14, rd32(last_msg + 8) == 0x6c6f6d73 /* "smol" */);
-    CHECK(15, recv_ctrl(&id, &ev, &val) && ev == 6 /* PORT_OPEN */ && id == 1 && val == 1);
-    send_ctrl(1, 6 /* PORT_OPEN */, 1); /* the "app" opens stdin */
+    CHECK(15, recv_ctrl(&id, &ev, &val) && ev == 6 /* PORT_OPEN */ && id == 2 && val == 1);
+    send_ctrl(2, 6 /* PORT_OPEN */, 1); /* the "app" opens stdin */
     for (;;) {
         u32 len;
         while (used(&rx, &id, &len)) {
@@ -167,7 +167,7 @@ static __attribute__((noreturn)) void echo(void) {
             notify(&rx);
         }
         if (recv_ctrl(&id, &ev, &val)) {
-            CHECK(17, ev == 6 && id == 1 && val == 0);
+            CHECK(17, ev == 6 && id == 2 && val == 0);
             CHECK(18, !used(&rx, &id, &len)); /* all data came before the EOF */
             finish(0);
         }

@@ -2,7 +2,7 @@
 //! test guests (tests/guests/virtio.c, a minimal polling virtio-mmio
 //! driver built with gcc) packed into images like `smolvm build` does.
 //!
-//! - echo: host stdin → control device stdin port → guest → hvc0 → host
+//! - echo: host stdin → control device stdin port (2) → guest → hvc0 → host
 //!   stdout, ending at the host's EOF (delivered as a port disconnect).
 //! - blk: reads of the image's rootfs section, GET_ID, read-only and range
 //!   checks answered IOERR, an extra `--smolvm-disk` written and flushed.

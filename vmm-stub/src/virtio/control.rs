@@ -1,11 +1,14 @@
 //! The control device (`abi::slot::CONSOLE_CONTROL`): a virtio-console with
 //! VIRTIO_CONSOLE_F_MULTIPORT and two generic ports (no tty layer, binary
-//! safe), found by init as `/dev/vport2p0` and `/dev/vport2p1`, or by name
-//! under `/sys/class/virtio-ports/*/name`:
+//! safe), found by init as `/dev/vport2p1` and `/dev/vport2p2`
+//! (`abi::GUEST_CONTROL_TTY`, `abi::GUEST_STDIN_PORT`), or by name under
+//! `/sys/class/virtio-ports/*/name`. Port 0 is never added: QEMU reserves
+//! it for consoles, and keeping 1 and 2 lets a QEMU `virtserialport` setup
+//! mirror the same guest paths.
 //!
-//! - port 0, [`CONTROL_PORT_NAME`]: host → init, one byte per signal
+//! - port 1, [`CONTROL_PORT_NAME`]: host → init, one byte per signal
 //!   (`1..=abi::CONTROL_MAX_SIGNAL`) for init to send to the app.
-//! - port 1, [`STDIN_PORT_NAME`]: the app's stdin when the stub is not in
+//! - port 2, [`STDIN_PORT_NAME`]: the app's stdin when the stub is not in
 //!   terminal mode. When host stdin ends, the host "disconnects" the port
 //!   (VIRTIO_CONSOLE_PORT_OPEN value 0) after the last byte: Linux then
 //!   returns end-of-file from `read` once the data is consumed, so the app
@@ -31,19 +34,21 @@ pub const CONTROL_PORT_NAME: &str = "smolvm.control";
 pub const STDIN_PORT_NAME: &str = "smolvm.stdin";
 
 const F_MULTIPORT: u64 = 1 << 1;
-const PORTS: u32 = 2;
-const CONTROL_PORT: usize = 0;
-const STDIN_PORT: usize = 1;
+/// `max_nr_ports`: ports 0 (unused), 1 and 2.
+const PORTS: u32 = 3;
+const CONTROL_PORT: usize = 1;
+const STDIN_PORT: usize = 2;
 
 // Queue layout for MULTIPORT (Linux init_vqs): port 0 rx/tx, control
 // rx/tx, then port n rx/tx at 2 + 2n / 3 + 2n.
-const Q_CONTROL_RX: usize = 0;
-const Q_CONTROL_TX: usize = 1;
+const Q_PORT0_TX: usize = 1;
 const Q_CTRL_IN: usize = 2; // host → guest control messages
 const Q_CTRL_OUT: usize = 3; // guest → host control messages
-const Q_STDIN_RX: usize = 4;
-const Q_STDIN_TX: usize = 5;
-const QUEUE_SIZES: [u16; 6] = [32, 32, 32, 32, 64, 32];
+const Q_CONTROL_RX: usize = 4;
+const Q_CONTROL_TX: usize = 5;
+const Q_STDIN_RX: usize = 6;
+const Q_STDIN_TX: usize = 7;
+const QUEUE_SIZES: [u16; 8] = [8, 8, 32, 32, 32, 32, 64, 32];
 
 mod event {
     pub const DEVICE_READY: u16 = 0;
@@ -82,7 +87,7 @@ impl Msg {
 pub struct Control<'f> {
     /// Host stdin (absent in terminal mode: stdin then goes to hvc0).
     stdin: Option<Input<'f>>,
-    guest_open: [bool; 2],
+    guest_open: [bool; PORTS as usize],
     eof_sent: bool,
     outbox: heapless::Deque<Msg, 16>,
     /// Guest writes to our ports go nowhere.
@@ -95,7 +100,7 @@ impl<'f> Control<'f> {
     pub fn new(stdin: Option<BorrowedFd<'f>>) -> Self {
         Control {
             stdin: stdin.map(Input::new),
-            guest_open: [false; 2],
+            guest_open: [false; PORTS as usize],
             eof_sent: false,
             outbox: heapless::Deque::new(),
             sink: Output::discard(),
@@ -112,7 +117,7 @@ impl<'f> Control<'f> {
     }
 
     fn on_guest_msg(&mut self, m: Msg) {
-        let port = usize::try_from(m.id).ok().filter(|&p| p < PORTS as usize);
+        let port = usize::try_from(m.id).ok().filter(|&p| p == CONTROL_PORT || p == STDIN_PORT);
         match (m.event, port) {
             (event::DEVICE_READY, _) if m.value == 1 => {
                 self.send(CONTROL_PORT, event::PORT_ADD, 0);
@@ -153,7 +158,7 @@ impl<'f> Control<'f> {
             let mut w = Writer::new(&chain);
             w.write(mem, &m.bytes());
             if m.event == event::PORT_NAME {
-                let name = if m.id == 0 { CONTROL_PORT_NAME } else { STDIN_PORT_NAME };
+                let name = if m.id == CONTROL_PORT as u32 { CONTROL_PORT_NAME } else { STDIN_PORT_NAME };
                 w.write(mem, name.as_bytes());
             }
             q.add_used(mem, chain.head, w.written())?;
@@ -189,6 +194,7 @@ impl<'f> Control<'f> {
             return Err(QueueError::NotReady);
         }
         let mut irq = self.read_guest_msgs(&mut queues[Q_CTRL_OUT], mem)?;
+        irq |= self.sink.drain(&mut queues[Q_PORT0_TX], mem)?;
         irq |= self.sink.drain(&mut queues[Q_CONTROL_TX], mem)?;
         irq |= self.sink.drain(&mut queues[Q_STDIN_TX], mem)?;
         irq |= self.deliver_signals(&mut queues[Q_CONTROL_RX], mem)?;
@@ -230,7 +236,7 @@ impl VirtioDevice for Control<'_> {
 
     fn reset(&mut self) {
         signals::set_listening(false);
-        self.guest_open = [false; 2];
+        self.guest_open = [false; PORTS as usize];
         self.eof_sent = false;
         self.outbox.clear();
     }
@@ -314,7 +320,7 @@ mod tests {
         let mut mem = GuestMemory::new(8 << 20).expect("mmap");
         let mut dev = Control::new(Some(r.as_fd()));
         let mut d = Driver::new(&mut dev, &mut mem);
-        let qs: Vec<(u32, u16)> = (0..6).map(|i| (i, QUEUE_SIZES[i as usize])).collect();
+        let qs: Vec<(u32, u16)> = (0..8).map(|i| (i, QUEUE_SIZES[i as usize])).collect();
         d.init(F_VERSION_1 | F_MULTIPORT, &qs);
         let (mut cin, mut cout) = (Ring::new(Q_CTRL_IN), Ring::new(Q_CTRL_OUT));
         let (mut sigq, mut stdin) = (Ring::new(Q_CONTROL_RX), Ring::new(Q_STDIN_RX));
@@ -326,13 +332,13 @@ mod tests {
         cout.post(d.mem, &msg(u32::MAX, event::DEVICE_READY, 1), 8, false);
         d.w(0x50, Q_CTRL_OUT as u32);
         let got = cin.used(d.mem);
-        assert_eq!(got, vec![msg(0, event::PORT_ADD, 0).to_vec(), msg(1, event::PORT_ADD, 0).to_vec()]);
-        cout.post(d.mem, &msg(1, event::PORT_READY, 1), 8, false);
+        assert_eq!(got, vec![msg(1, event::PORT_ADD, 0).to_vec(), msg(2, event::PORT_ADD, 0).to_vec()]);
+        cout.post(d.mem, &msg(2, event::PORT_READY, 1), 8, false);
         d.w(0x50, Q_CTRL_OUT as u32);
         let got = cin.used(d.mem);
-        let mut name = msg(1, event::PORT_NAME, 0).to_vec();
+        let mut name = msg(2, event::PORT_NAME, 0).to_vec();
         name.extend_from_slice(STDIN_PORT_NAME.as_bytes());
-        assert_eq!(got, vec![name, msg(1, event::PORT_OPEN, 1).to_vec()]);
+        assert_eq!(got, vec![name, msg(2, event::PORT_OPEN, 1).to_vec()]);
 
         // Data before the guest opens the port is not read.
         hostio::write_all(w.as_fd(), b"hi\n").expect("write");
@@ -341,21 +347,21 @@ mod tests {
         }
         d.w(0x50, Q_STDIN_RX as u32);
         assert!(stdin.used(d.mem).is_empty());
-        cout.post(d.mem, &msg(1, event::PORT_OPEN, 1), 8, false);
+        cout.post(d.mem, &msg(2, event::PORT_OPEN, 1), 8, false);
         d.w(0x50, Q_CTRL_OUT as u32);
         assert_eq!(stdin.used(d.mem), vec![b"hi\n".to_vec()]);
         // EOF: the disconnect comes after the data.
         drop(w);
         d.poll();
         assert!(stdin.used(d.mem).is_empty());
-        assert_eq!(cin.used(d.mem), vec![msg(1, event::PORT_OPEN, 0).to_vec()]);
+        assert_eq!(cin.used(d.mem), vec![msg(2, event::PORT_OPEN, 0).to_vec()]);
 
         // Signals wait until init opens the control port, one byte each.
         signals::forward(signals::SIGTERM);
         sigq.post(d.mem, &[], 4096, true);
         d.poll();
         assert!(sigq.used(d.mem).is_empty());
-        cout.post(d.mem, &msg(0, event::PORT_OPEN, 1), 8, false);
+        cout.post(d.mem, &msg(1, event::PORT_OPEN, 1), 8, false);
         d.w(0x50, Q_CTRL_OUT as u32);
         assert_eq!(sigq.used(d.mem), vec![vec![15u8]]);
         assert!(!signals::has_pending());
@@ -367,13 +373,14 @@ mod tests {
         for _ in 0..100 {
             dev.on_guest_msg(Msg { id: u32::MAX, event: event::DEVICE_READY, value: 1 });
             dev.on_guest_msg(Msg { id: 7, event: event::PORT_OPEN, value: 1 });
+            dev.on_guest_msg(Msg { id: 0, event: event::PORT_OPEN, value: 1 });
             dev.on_guest_msg(Msg { id: 1, event: 999, value: 1 });
         }
         assert_eq!(dev.outbox.len(), 16);
-        assert_eq!(dev.guest_open, [false, false]);
+        assert_eq!(dev.guest_open, [false; 3]);
         // Without host stdin the stdin port reports "not connected": EOF.
         dev.outbox.clear();
-        dev.on_guest_msg(Msg { id: 1, event: event::PORT_READY, value: 1 });
-        assert_eq!(dev.outbox.back(), Some(&Msg { id: 1, event: event::PORT_OPEN, value: 0 }));
+        dev.on_guest_msg(Msg { id: 2, event: event::PORT_READY, value: 1 });
+        assert_eq!(dev.outbox.back(), Some(&Msg { id: 2, event: event::PORT_OPEN, value: 0 }));
     }
 }
