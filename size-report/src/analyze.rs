@@ -64,7 +64,10 @@ fn analyze_elf(data: &[u8], path: &str, name: &str, sources: &[SymbolSource], op
     // its stub followed by bytes no ELF header accounts for.
     let extra = e.file_len - e.extent().min(e.file_len);
     if extra > 0 {
-        return Err(format!("no smolvm trailer, but {extra} bytes follow the ELF file: a damaged smolvm image?"));
+        return Err(format!(
+            "no smolvm trailer, but {} bytes follow the ELF file: a damaged smolvm image?",
+            crate::render::bytes(extra)
+        ));
     }
     let parts = e.file_parts().into_iter().map(|(name, size)| Part { name, size }).collect();
     Ok(Item {
