@@ -67,11 +67,7 @@ fn errno(e: Errno) -> u64 {
 fn payload_error(e: PayloadError) -> ! {
     match e {
         PayloadError::Io(e) => Line::new().s("cannot read own executable /proc/self/exe (errno ").u(errno(e)).s(")").fail(),
-        PayloadError::Image(e) => Line::new()
-            .s("not a valid smolvm image: ")
-            .s(e.message())
-            .s(" (damaged or stripped file? rebuild it with `smolvm build`)")
-            .fail(),
+        PayloadError::Image(e) => Line::new().s(e.message()).s("; rebuild it with `smolvm build`").fail(),
     }
 }
 

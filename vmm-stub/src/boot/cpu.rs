@@ -152,9 +152,13 @@ mod tests {
 
     #[test]
     fn lapic_lint_modes() {
+        let reg = |l: &KvmLapicState, at: usize| u32::from_le_bytes(l.regs[at..at + 4].try_into().expect("4"));
+        let mut l = KvmLapicState { regs: [0; 1024] };
+        patch_lapic(&mut l);
+        assert_eq!((reg(&l, 0x350), reg(&l, 0x360)), (0x700, 0x400));
+        // Other bits (mask, vector, trigger) are kept.
         let mut l = KvmLapicState { regs: [0xff; 1024] };
         patch_lapic(&mut l);
-        assert_eq!(u32::from_le_bytes(l.regs[0x350..0x354].try_into().expect("4")), 0xffff_f7ff);
-        assert_eq!(u32::from_le_bytes(l.regs[0x360..0x364].try_into().expect("4")), 0xffff_fcff);
+        assert_eq!((reg(&l, 0x350), reg(&l, 0x360)), (0xffff_ffff, 0xffff_fcff));
     }
 }

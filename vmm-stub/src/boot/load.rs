@@ -116,3 +116,64 @@ fn load_bzimage(mem: &mut GuestMemory, file: KernelFile<'_>, head: &[u8]) -> Res
     hdr[..n].copy_from_slice(&head[HDR_START..bz.hdr_end]);
     Ok(Kernel { entry: bz.entry, end: bz.end, bz: Some((bz, hdr)) })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::boot::elf::{tests::build, Segment};
+    use std::os::fd::AsFd;
+
+    /// A kernel file: ELF headers, then each segment's bytes at its offset.
+    fn kernel_file(entry: u64, segs: &[Segment], fill: &[u8]) -> std::fs::File {
+        let mut bytes = build(entry, &segs.iter().map(|s| (1, *s)).collect::<Vec<_>>());
+        for (i, s) in segs.iter().enumerate() {
+            let end = (s.offset + s.file_len) as usize;
+            if bytes.len() < end {
+                bytes.resize(end, 0);
+            }
+            for (j, b) in bytes[s.offset as usize..end].iter_mut().enumerate() {
+                *b = fill[i].wrapping_add(j as u8);
+            }
+        }
+        bytes.resize(bytes.len() + 4096, 0xee); // trailing bytes that must not leak into .bss
+        let path = std::env::temp_dir().join(format!("vmm-stub-load-{}-{entry:x}", std::process::id()));
+        std::fs::write(&path, &bytes).expect("write");
+        let f = std::fs::File::open(&path).expect("open");
+        let _ = std::fs::remove_file(&path);
+        f
+    }
+
+    #[test]
+    fn elf_segments_land_byte_exact_mapped_or_read() {
+        // Segment 0: page-congruent (mapped, with unaligned head and tail);
+        // segment 1: not congruent (read); both followed by .bss.
+        let segs = [
+            Segment { offset: 0x1100, addr: 0x20_0100, file_len: 0x2345, mem_len: 0x3000 },
+            Segment { offset: 0x4010, addr: 0x30_0000, file_len: 0x1800, mem_len: 0x2800 },
+        ];
+        let f = kernel_file(0x20_0100, &segs, &[1, 2]);
+        let len = f.metadata().expect("stat").len();
+        let mut mem = GuestMemory::new(8 << 20).expect("mmap");
+        let k = load(&mut mem, KernelFile { fd: f.as_fd(), offset: 0, len }).expect("loads");
+        assert_eq!((k.entry, k.end), (0x20_0100, 0x30_2800));
+        for (i, s) in segs.iter().enumerate() {
+            let got = mem.slice(GuestAddress(s.addr), s.mem_len).expect("in ram");
+            for (j, &b) in got.iter().enumerate() {
+                let want = if (j as u64) < s.file_len { (i as u8 + 1).wrapping_add(j as u8) } else { 0 };
+                assert_eq!(b, want, "segment {i} byte {j:#x}");
+            }
+        }
+        // Nothing before the first segment in its page came from the file.
+        assert!(mem.slice(GuestAddress(0x20_0000), 0x100).expect("ram").iter().all(|&b| b == 0));
+    }
+
+    #[test]
+    fn kernels_larger_than_ram_are_too_small_errors() {
+        let segs = [Segment { offset: 0x1000, addr: 0x20_0000, file_len: 0x1000, mem_len: 0x10_0000 }];
+        let f = kernel_file(0x20_0000, &segs, &[7]);
+        let len = f.metadata().expect("stat").len();
+        let mut mem = GuestMemory::new(0x28_0000).expect("mmap");
+        let r = load(&mut mem, KernelFile { fd: f.as_fd(), offset: 0, len });
+        assert_eq!(r.err(), Some(LoadError::TooSmall));
+    }
+}
