@@ -60,7 +60,7 @@ impl Request {
     /// (cache key, source identity).
     fn key(&self) -> Result<(String, String), Error> {
         let id = self.source.identity()?;
-        Ok((cache::key(&id, &self.fragments()), id))
+        Ok((cache::key(&id, &self.fragments())?, id))
     }
 }
 

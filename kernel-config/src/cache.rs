@@ -10,12 +10,13 @@
 //!   <key>/               a complete entry, renamed into place only after success:
 //!     vmlinux  bzImage-lz4  bzImage-zstd  bzImage-xz  config  build.log  kernel.meta
 //! ```
+use crate::fragment::effective;
 use crate::{Compression, Error, Fragment, Meta};
 use linker::sha256::{hex, Sha256};
 use std::path::{Path, PathBuf};
 
 /// Bump when the build recipe changes in a way fragments do not show.
-const RECIPE: &str = "smolvm-kernel-recipe-1";
+const RECIPE: &str = "smolvm-kernel-recipe-2";
 
 /// A complete cache entry.
 #[derive(Clone, Debug)]
@@ -57,14 +58,16 @@ pub fn sha256_hex(data: &[u8]) -> String {
     hex(&h.finish())
 }
 
-/// The cache key: a hash of the recipe, the source identity and every fragment
-/// (name and content, in order). 16 hex digits keep paths short.
-pub fn key(source_identity: &str, fragments: &[Fragment]) -> String {
+/// The cache key: a hash of the recipe, the source identity and the effective
+/// settings of the fragments (so editing a comment in a fragment rebuilds nothing).
+/// 16 hex digits keep paths short.
+pub fn key(source_identity: &str, fragments: &[Fragment]) -> Result<String, Error> {
     let mut material = format!("{RECIPE}\n{source_identity}\n");
-    for f in fragments {
-        material.push_str(&format!("{}\0{}\0", f.name, f.text));
+    for (s, _) in effective(fragments)? {
+        material.push_str(&s.line());
+        material.push('\n');
     }
-    sha256_hex(material.as_bytes())[..16].to_string()
+    Ok(sha256_hex(material.as_bytes())[..16].to_string())
 }
 
 /// A short key for the source alone (names the extracted tree and the object dir).
@@ -101,13 +104,15 @@ mod tests {
     use super::*;
 
     #[test]
-    fn key_depends_on_source_and_every_fragment_byte() {
+    fn key_depends_on_source_and_settings_not_comments() {
         let f = |t: &str| vec![Fragment::new("a.config", "CONFIG_A=y\n"), Fragment::new("b.config", t)];
+        let key = |id: &str, frags: &[Fragment]| key(id, frags).expect("valid fragments");
         let k = key("src1", &f("CONFIG_B=y\n"));
         assert_eq!(k.len(), 16);
-        assert_eq!(k, key("src1", &f("CONFIG_B=y\n")));
+        assert_eq!(k, key("src1", &f("# saves 12 KiB\nCONFIG_B=y\n")));
         assert_ne!(k, key("src2", &f("CONFIG_B=y\n")));
         assert_ne!(k, key("src1", &f("CONFIG_B=n\n")));
+        assert_ne!(k, key("src1", &f("CONFIG_B=\"y\"\n")));
         assert_ne!(k, key("src1", &f("CONFIG_B=y\n")[..1]));
     }
 
