@@ -178,6 +178,9 @@ fn kvm_guests_run_in_one_batch_and_a_hang_fails_only_itself() {
         guest("fourth", "0"),
     ];
     let out = lab::run(&cases);
+    for (case, o) in cases.iter().zip(&out) {
+        eprintln!("lab case {:>6}: {:.2} s", case.name, o.elapsed.as_secs_f64());
+    }
     expect(&out[0], 0, b"hello from first\n", b"first to stderr\n");
     expect(&out[1], 3, b"hello from second\n", b"second to stderr\n");
     assert!(out[2].timed_out && out[2].status.is_none(), "{:?}", out[2]);
