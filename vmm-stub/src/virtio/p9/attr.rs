@@ -72,7 +72,7 @@ impl Server {
         if valid & (SET_UID | SET_GID) != 0 {
             let owner = (valid & SET_UID != 0).then(|| Uid::from_raw(uid));
             let group = (valid & SET_GID != 0).then(|| Gid::from_raw(gid));
-            fs::chownat(fd, "", owner, group, AtFlags::EMPTY_PATH | AtFlags::SYMLINK_NOFOLLOW)?;
+            fs::chownat(fd, c"", owner, group, AtFlags::EMPTY_PATH | AtFlags::SYMLINK_NOFOLLOW)?;
         }
         if valid & SET_SIZE != 0 {
             let file = self.share.reopen(fd.as_fd(), OFlags::WRONLY)?;
@@ -83,7 +83,7 @@ impl Server {
                 last_access: time(valid, SET_ATIME, SET_ATIME_SET, asec, ansec),
                 last_modification: time(valid, SET_MTIME, SET_MTIME_SET, msec, mnsec),
             };
-            fs::utimensat(fd, "", &times, AtFlags::EMPTY_PATH | AtFlags::SYMLINK_NOFOLLOW)?;
+            fs::utimensat(fd, c"", &times, AtFlags::EMPTY_PATH | AtFlags::SYMLINK_NOFOLLOW)?;
         }
         Ok(())
     }
@@ -110,7 +110,7 @@ impl Server {
         w.u16(0)?;
         let room = w.space().min(TARGET_MAX + 1);
         let buf = w.reserve(room)?;
-        let n = fs::readlinkat_raw(fd, "", buf)?;
+        let n = fs::readlinkat_raw(fd, c"", buf)?;
         if n >= room {
             return Err(Errno::NAMETOOLONG); // possibly truncated
         }

@@ -1,7 +1,7 @@
 //! Directory changes: mkdir, symlink, mknod, link, rename, renameat,
 //! unlinkat, remove. Each names one checked component below a directory fid.
 
-use super::host::{self, check_name, stat_at, NAME_MAX};
+use super::host::{self, stat_at, Name};
 use super::server::{Reply, Server};
 use super::wire::{Reader, Writer};
 use core::mem::MaybeUninit;
@@ -24,25 +24,25 @@ impl Server {
     }
 
     /// Answers the qid of the entry just created as `dir/name`.
-    fn created(&self, dir: BorrowedFd<'_>, name: &[u8], w: &mut Writer<'_>) -> Reply {
+    fn created(&self, dir: BorrowedFd<'_>, name: &Name, w: &mut Writer<'_>) -> Reply {
         w.qid(host::qid(&stat_at(dir, name)?))
     }
 
     pub(super) fn mkdir(&mut self, r: &mut Reader<'_>, w: &mut Writer<'_>) -> Reply {
         let (fid, name, mode, _gid) = (r.u32()?, r.str()?, r.u32()?, r.u32()?);
         self.share.writable()?;
-        let dir = self.dir_fd(fid)?;
-        fs::mkdirat(dir, check_name(name)?, perms(mode))?;
-        self.created(dir, name, w)
+        let (dir, name) = (self.dir_fd(fid)?, Name::new(name)?);
+        fs::mkdirat(dir, name.c(), perms(mode))?;
+        self.created(dir, &name, w)
     }
 
     /// Tsymlink: the target is stored as given; it is only ever read back.
     pub(super) fn symlink(&mut self, r: &mut Reader<'_>, w: &mut Writer<'_>) -> Reply {
         let (fid, name, target, _gid) = (r.u32()?, r.str()?, r.str()?, r.u32()?);
         self.share.writable()?;
-        let dir = self.dir_fd(fid)?;
-        fs::symlinkat(target, dir, check_name(name)?)?;
-        self.created(dir, name, w)
+        let (dir, name) = (self.dir_fd(fid)?, Name::new(name)?);
+        fs::symlinkat(target, dir, name.c())?;
+        self.created(dir, &name, w)
     }
 
     /// Tmknod: regular files and fifos only; device nodes and sockets are
@@ -55,22 +55,23 @@ impl Server {
             S_IFIFO => FileType::Fifo,
             _ => return Err(Errno::PERM),
         };
-        let dir = self.dir_fd(fid)?;
-        fs::mknodat(dir, check_name(name)?, kind, perms(mode), 0)?;
-        self.created(dir, name, w)
+        let (dir, name) = (self.dir_fd(fid)?, Name::new(name)?);
+        fs::mknodat(dir, name.c(), kind, perms(mode), 0)?;
+        self.created(dir, &name, w)
     }
 
     /// Tlink: `dfid/name` becomes another name of `fid`'s file.
     pub(super) fn link(&mut self, r: &mut Reader<'_>) -> Reply {
         let (dfid, fid, name) = (r.u32()?, r.u32()?, r.str()?);
         self.share.writable()?;
-        self.share.link(self.dir_fd(fid)?, self.dir_fd(dfid)?, name)
+        self.share.link(self.dir_fd(fid)?, self.dir_fd(dfid)?, &Name::new(name)?)
     }
 
     pub(super) fn renameat(&mut self, r: &mut Reader<'_>) -> Reply {
         let (old_fid, old, new_fid, new) = (r.u32()?, r.str()?, r.u32()?, r.str()?);
         self.share.writable()?;
-        fs::renameat(self.dir_fd(old_fid)?, check_name(old)?, self.dir_fd(new_fid)?, check_name(new)?)
+        let (old, new) = (Name::new(old)?, Name::new(new)?);
+        fs::renameat(self.dir_fd(old_fid)?, old.c(), self.dir_fd(new_fid)?, new.c())
     }
 
     pub(super) fn unlinkat(&mut self, r: &mut Reader<'_>) -> Reply {
@@ -81,18 +82,17 @@ impl Server {
             AT_REMOVEDIR => AtFlags::REMOVEDIR,
             _ => return Err(Errno::INVAL),
         };
-        fs::unlinkat(self.dir_fd(fid)?, check_name(name)?, flags)
+        fs::unlinkat(self.dir_fd(fid)?, Name::new(name)?.c(), flags)
     }
 
     /// Trename (the pre-renameat form): moves `fid`'s file to `dfid/name`.
     pub(super) fn rename(&mut self, r: &mut Reader<'_>) -> Reply {
         let (fid, dfid, new) = (r.u32()?, r.u32()?, r.str()?);
         self.share.writable()?;
-        let new = check_name(new)?;
-        let mut old = [0; NAME_MAX];
-        let (parent, len) = self.locate(fid, &mut old)?;
+        let new = Name::new(new)?;
+        let (parent, old) = self.locate(fid)?;
         let dir = self.dir_fd(dfid)?;
-        fs::renameat(&parent, &old[..len], dir, new)?;
+        fs::renameat(&parent, old.c(), dir, new.c())?;
         let moved_to = rustix::io::fcntl_dupfd_cloexec(dir, 0)?;
         self.fids.get_mut(fid)?.parent = Some(moved_to);
         Ok(())
@@ -102,11 +102,10 @@ impl Server {
     pub(super) fn remove(&mut self, r: &mut Reader<'_>) -> Reply {
         let fid = r.u32()?;
         let result = self.share.writable().and_then(|()| {
-            let mut name = [0; NAME_MAX];
-            let (parent, len) = self.locate(fid, &mut name)?;
+            let (parent, name) = self.locate(fid)?;
             let is_dir = fs::fstat(&self.fids.get(fid)?.fd)?.st_mode & S_IFMT == 0o040000;
             let flags = if is_dir { AtFlags::REMOVEDIR } else { AtFlags::empty() };
-            fs::unlinkat(&parent, &name[..len], flags)
+            fs::unlinkat(&parent, name.c(), flags)
         });
         self.fids.remove(fid)?;
         result
@@ -115,7 +114,7 @@ impl Server {
     /// The directory holding `fid`'s file and the file's name there, found
     /// by inode among the directory's entries (a fid keeps no path). The
     /// share root has no name: `EBUSY`.
-    fn locate(&self, fid: u32, name: &mut [u8; NAME_MAX]) -> Result<(OwnedFd, usize), Errno> {
+    fn locate(&self, fid: u32) -> Result<(OwnedFd, Name), Errno> {
         let f = self.fids.get(fid)?;
         let me = fs::fstat(&f.fd)?;
         if self.share.is_root(&me) {
@@ -130,15 +129,12 @@ impl Server {
         let mut entries = RawDir::new(listing.as_fd(), &mut scratch);
         while let Some(entry) = entries.next() {
             let entry = entry?;
-            let candidate = entry.file_name().to_bytes();
-            if entry.ino() != me.st_ino || check_name(candidate).is_err() {
+            if entry.ino() != me.st_ino {
                 continue;
             }
-            match stat_at(parent.as_fd(), candidate) {
-                Ok(st) if (st.st_dev, st.st_ino) == (me.st_dev, me.st_ino) => {
-                    name[..candidate.len()].copy_from_slice(candidate);
-                    return Ok((parent, candidate.len()));
-                }
+            let Ok(name) = Name::of(entry.file_name()) else { continue }; // `.`, `..`
+            match stat_at(parent.as_fd(), &name) {
+                Ok(st) if (st.st_dev, st.st_ino) == (me.st_dev, me.st_ino) => return Ok((parent, name)),
                 _ => continue,
             }
         }

@@ -1,7 +1,7 @@
 //! Open files: lopen, lcreate, read, write, readdir, fsync, lock, getlock.
 //! Data moves straight between the host fd and the request/reply buffers.
 
-use super::host::{self, check_name};
+use super::host::{self, Name};
 use super::server::{Reply, Server};
 use super::wire::{Qid, Reader, Writer, IO_HEADER, QID_LEN, QTDIR, QTFILE, QTSYMLINK};
 use core::mem::MaybeUninit;
@@ -69,7 +69,7 @@ impl Server {
     pub(super) fn lcreate(&mut self, r: &mut Reader<'_>, w: &mut Writer<'_>) -> Reply {
         let (fid, name, flags, mode, _gid) = (r.u32()?, r.str()?, r.u32()?, r.u32()?, r.u32()?);
         self.share.writable()?;
-        let name = check_name(name)?;
+        let name = Name::new(name)?;
         let flags = self.open_flags(flags & !O_DIRECTORY)?
             | OFlags::CREATE
             | OFlags::EXCL
@@ -77,7 +77,7 @@ impl Server {
             | OFlags::CLOEXEC
             | OFlags::NOCTTY;
         let f = self.fids.get_mut(fid)?;
-        let fd = fs::openat(&f.fd, name, flags, Mode::from_bits_truncate(mode & 0o7777))?;
+        let fd = fs::openat(&f.fd, name.c(), flags, Mode::from_bits_truncate(mode & 0o7777))?;
         let qid = host::qid(&fs::fstat(&fd)?);
         f.parent = Some(core::mem::replace(&mut f.fd, fd));
         w.qid(qid)?;

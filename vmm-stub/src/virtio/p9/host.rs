@@ -16,6 +16,7 @@ use rustix::fd::{AsFd, BorrowedFd, OwnedFd};
 use rustix::fs::{self, AtFlags, FileType, Mode, OFlags, ResolveFlags, Stat};
 use rustix::io::Errno;
 use rustix::path::DecInt;
+use core::ffi::CStr;
 
 /// Longest name of one directory entry.
 pub const NAME_MAX: usize = 255;
@@ -39,6 +40,29 @@ pub fn check_name(name: &[u8]) -> Result<&[u8], Errno> {
         return Err(Errno::NAMETOOLONG);
     }
     Ok(name)
+}
+
+/// A checked name, NUL-terminated in place so rustix passes it to the
+/// kernel as is (one small copy here instead of one per call site).
+pub struct Name([u8; NAME_MAX + 1]);
+
+impl Name {
+    pub fn new(name: &[u8]) -> Result<Self, Errno> {
+        let name = check_name(name)?;
+        let mut buf = [0; NAME_MAX + 1];
+        buf[..name.len()].copy_from_slice(name);
+        Ok(Self(buf))
+    }
+
+    /// From a directory entry the kernel returned (already one component).
+    pub fn of(entry: &CStr) -> Result<Self, Errno> {
+        Self::new(entry.to_bytes())
+    }
+
+    pub fn c(&self) -> &CStr {
+        // The last byte is always 0: a name is at most NAME_MAX bytes.
+        CStr::from_bytes_until_nul(&self.0).unwrap_or(c"")
+    }
 }
 
 /// The qid of a stat: inode number as path, type from the mode, and a
@@ -100,7 +124,8 @@ impl Share {
 
     /// Looks up one name below `dir` without following anything.
     pub fn lookup(&self, dir: BorrowedFd<'_>, name: &[u8]) -> Result<OwnedFd, Errno> {
-        let name = check_name(name)?;
+        let name = Name::new(name)?;
+        let name = name.c();
         let flags = OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC;
         let resolve = ResolveFlags::BENEATH | ResolveFlags::NO_SYMLINKS | ResolveFlags::NO_MAGICLINKS;
         match fs::openat2(dir, name, flags, Mode::empty(), resolve) {
@@ -116,7 +141,7 @@ impl Share {
             return rustix::io::fcntl_dupfd_cloexec(dir, 0);
         }
         let flags = OFlags::PATH | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
-        fs::openat(dir, "..", flags, Mode::empty())
+        fs::openat(dir, c"..", flags, Mode::empty())
     }
 
     /// Opens the file `fd` refers to for I/O with `flags`, if it is a regular
@@ -142,9 +167,8 @@ impl Share {
     }
 
     /// A new hard link `dir/name` to the inode `fd` refers to.
-    pub fn link(&self, fd: BorrowedFd<'_>, dir: BorrowedFd<'_>, name: &[u8]) -> Result<(), Errno> {
-        let name = check_name(name)?;
-        fs::linkat(&self.proc_fd, DecInt::from_fd(fd), dir, name, AtFlags::SYMLINK_FOLLOW)
+    pub fn link(&self, fd: BorrowedFd<'_>, dir: BorrowedFd<'_>, name: &Name) -> Result<(), Errno> {
+        fs::linkat(&self.proc_fd, DecInt::from_fd(fd), dir, name.c(), AtFlags::SYMLINK_FOLLOW)
     }
 }
 
@@ -162,6 +186,6 @@ fn raise_fd_limit() {
 }
 
 /// `lstat` of one checked name below `dir`.
-pub fn stat_at(dir: BorrowedFd<'_>, name: &[u8]) -> Result<Stat, Errno> {
-    fs::statat(dir, check_name(name)?, AtFlags::SYMLINK_NOFOLLOW)
+pub fn stat_at(dir: BorrowedFd<'_>, name: &Name) -> Result<Stat, Errno> {
+    fs::statat(dir, name.c(), AtFlags::SYMLINK_NOFOLLOW)
 }
