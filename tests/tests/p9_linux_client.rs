@@ -2,7 +2,8 @@
 //! lab's L1 (a real Debian kernel), `p9_fd_serve` serves a directory on a
 //! unix socket and the kernel mounts it with `trans=unix`. Busybox/coreutils
 //! then create, write, read, rename, link, symlink, chmod, truncate, touch,
-//! list and delete there, and the host checks the directory.
+//! list and delete there, and the host checks the directory. The mount uses
+//! smol-init's options (msize=262144, which we answer with 128 KiB; cache=mmap).
 //!
 //! Runs only in lab mode (it mounts and loads a module: never on the test
 //! host itself) and needs the `9pnet_fd` module of L1's kernel:
@@ -47,7 +48,7 @@ fn linux_v9fs_client_round_trip() {
     let script = format!(
         "insmod {module} 2>/dev/null; S=/dev/shm/p9.sock M=/dev/shm/p9mnt; mkdir -p $M
         P9_UNIX=$S {serve} {share} & sleep 1
-        mount -t 9p -o trans=unix,version=9p2000.L,msize=131072 $S $M || exit 99
+        mount -t 9p -o trans=unix,version=9p2000.L,msize=262144,cache=mmap $S $M || exit 99
         cd $M && cat hello && echo data > new && mkdir d && mv new d/moved && cat d/moved \
         && ln -s moved d/sl && readlink d/sl && cat d/sl && ln d/moved hard && chmod 640 hard \
         && stat -c %a d/moved && truncate -s 2 hello && touch -d @1000000 hello && echo more >> hello \
