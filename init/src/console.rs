@@ -8,7 +8,7 @@ use crate::plan::TtySize;
 use linker::abi;
 use rustix::fd::{AsFd, OwnedFd};
 use rustix::fs::{Mode, OFlags};
-use rustix::termios::{tcgetattr, tcsetattr, tcsetwinsize, OptionalActions, Winsize};
+use rustix::termios::{tcgetattr, tcsetattr, tcsetwinsize, OptionalActions, Termios, Winsize};
 
 fn open(path: &str, flags: OFlags) -> Option<OwnedFd> {
     rustix::fs::open(path, flags | OFlags::NOCTTY | OFlags::CLOEXEC, Mode::empty()).ok()
@@ -27,65 +27,86 @@ pub fn fill_std_fds() {
     }
 }
 
-/// Puts fds 0-2 on the app's streams; returns whether stderr is a port of
-/// its own (hvc1).
-pub fn open_stdio() -> bool {
+/// The app's streams as set up by [`open_stdio`].
+pub struct Stdio {
+    /// Terminal modes of stdin and of the stderr port before they were made
+    /// raw, to give back when the host has a terminal.
+    cooked: [Option<Termios>; 2],
+}
+
+/// Puts fds 0-2 on the app's streams, raw (so that even init's first
+/// message passes unchanged; see [`Stdio::set_modes`]).
+pub fn open_stdio() -> Stdio {
     let stdio = open(abi::GUEST_STDIO_TTY, OFlags::RDWR);
-    let separate_stderr = stdio.is_some();
+    let on_hvc = stdio.is_some();
     let stdio = stdio.or_else(|| open("/dev/console", OFlags::RDWR));
-    let stderr = if separate_stderr { open(abi::GUEST_STDERR_TTY, OFlags::WRONLY) } else { None };
-    let has_stderr_port = stderr.is_some();
+    let stderr = if on_hvc { open(abi::GUEST_STDERR_TTY, OFlags::WRONLY) } else { None };
     if let Some(stdio) = &stdio {
         let _ = rustix::stdio::dup2_stdin(stdio);
         let _ = rustix::stdio::dup2_stdout(stdio);
         let _ = rustix::stdio::dup2_stderr(stderr.as_ref().unwrap_or(stdio));
     }
-    Line::new().s(if separate_stderr { "stdio on hvc0" } else { "stdio on /dev/console" })
-        .s(if has_stderr_port { ", stderr on hvc1" } else { "" })
+    let cooked = [make_raw(sys::stdin()), if stderr.is_some() { make_raw(sys::stderr()) } else { None }];
+    Line::new()
+        .s(if on_hvc { "stdio on hvc0" } else { "stdio on /dev/console" })
+        .s(if stderr.is_some() { ", stderr on hvc1" } else { "" })
         .debug();
-    has_stderr_port
+    Stdio { cooked }
 }
 
-/// Terminal modes: with a host terminal (`tty`), the guest side does the
-/// line discipline (echo, ^C, CR/LF) and learns the window size; otherwise
-/// the ports are raw so bytes pass unchanged in both directions.
-pub fn set_modes(tty: Option<TtySize>, stderr_port: bool) {
-    let stdin = sys::stdin();
-    match tty {
-        Some(size) => {
-            let winsize = Winsize { ws_row: size.rows, ws_col: size.cols, ws_xpixel: 0, ws_ypixel: 0 };
-            let _ = tcsetwinsize(stdin, winsize);
-        }
-        None => {
-            make_raw(stdin);
-            if stderr_port {
-                make_raw(sys::stderr());
+impl Stdio {
+    /// With a host terminal (`tty`), the guest side does the line
+    /// discipline (echo, ^C, CR/LF) and learns the window size. Otherwise
+    /// the ports stay raw so bytes pass unchanged, and stdin comes from the
+    /// control device's stdin port (binary safe, and `read` returns
+    /// end-of-file where host stdin ended: abi::GUEST_STDIN_PORT).
+    pub fn set_modes(&self, tty: Option<TtySize>) {
+        let Some(size) = tty else {
+            if multiport_control_device() {
+                if let Some(port) = open_port(abi::GUEST_STDIN_PORT, OFlags::RDONLY) {
+                    let _ = rustix::stdio::dup2_stdin(&port);
+                    Line::new().s("stdin on ").s(abi::GUEST_STDIN_PORT).debug();
+                }
             }
-            // Outside terminal mode the app's stdin is the control device's
-            // stdin port: binary safe, and `read` returns end-of-file where
-            // host stdin ended (abi::GUEST_STDIN_PORT). hvc0 stays stdout.
-            let port = if legacy_control() { None } else { open_port(abi::GUEST_STDIN_PORT, OFlags::RDONLY) };
-            if let Some(port) = port {
-                let _ = rustix::stdio::dup2_stdin(&port);
-                Line::new().s("stdin on ").s(abi::GUEST_STDIN_PORT).debug();
+            return;
+        };
+        for (fd, cooked) in [sys::stdin(), sys::stderr()].into_iter().zip(&self.cooked) {
+            if let Some(termios) = cooked {
+                let _ = tcsetattr(fd, OptionalActions::Now, termios);
             }
         }
+        let winsize = Winsize { ws_row: size.rows, ws_col: size.cols, ws_xpixel: 0, ws_ypixel: 0 };
+        let _ = tcsetwinsize(sys::stdin(), winsize);
     }
 }
 
-fn make_raw(fd: impl AsFd) {
-    if let Ok(mut termios) = tcgetattr(&fd) {
-        termios.make_raw();
-        let _ = tcsetattr(&fd, OptionalActions::Now, &termios);
-    }
+/// Makes a terminal raw; returns its previous modes (None if not a terminal).
+fn make_raw(fd: impl AsFd) -> Option<Termios> {
+    let cooked = tcgetattr(&fd).ok()?;
+    let mut raw = cooked.clone();
+    raw.make_raw();
+    tcsetattr(&fd, OptionalActions::Now, &raw).ok()?;
+    Some(cooked)
 }
 
-/// A single-port console as the control channel (`/dev/hvc2`, QEMU test
-/// harnesses): then there is no stdin port and no waiting for ports.
+/// Test harnesses (QEMU) may give the control channel as a third console,
+/// `/dev/hvc2`; then there is no stdin port. (The node exists whenever any
+/// hvc console does; only opening it tells whether a port backs it.)
 const LEGACY_CONTROL_TTY: &str = "/dev/hvc2";
 
-fn legacy_control() -> bool {
-    rustix::fs::access(LEGACY_CONTROL_TTY, rustix::fs::Access::EXISTS).is_ok()
+/// Whether the control slot holds a multiport virtio-console (the stub's
+/// control device): virtio device 2 is a console (id 3) with feature bit 1
+/// (VIRTIO_CONSOLE_F_MULTIPORT) negotiated.
+fn multiport_control_device() -> bool {
+    let read = |path: &str, buf: &mut [u8]| -> usize {
+        let Ok(fd) = rustix::fs::open(path, OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty()) else { return 0 };
+        rustix::io::read(&fd, buf).unwrap_or(0)
+    };
+    let mut id = [0u8; 8];
+    let mut features = [0u8; 4];
+    let id_len = read("/sys/bus/virtio/devices/virtio2/device", &mut id);
+    let features_len = read("/sys/bus/virtio/devices/virtio2/features", &mut features);
+    id[..id_len].starts_with(b"0x0003") && features_len > 1 && features[1] == b'1'
 }
 
 /// Opens a port of the multiport control device. Its ports appear a little
@@ -105,15 +126,17 @@ fn open_port(path: &str, flags: OFlags) -> Option<OwnedFd> {
     None
 }
 
-/// The host → init control channel (port 0 of the control device, a
-/// generic virtio port: no tty layer), non-blocking, if present.
+/// The host → init control channel, non-blocking, if present: port 1 of
+/// the control device (a generic virtio port: no tty layer), or a third
+/// console in test harnesses (made raw so every byte arrives at once).
 pub fn open_control() -> Option<OwnedFd> {
-    let (path, fd) = if legacy_control() {
-        let fd = open(LEGACY_CONTROL_TTY, OFlags::RDONLY | OFlags::NONBLOCK)?;
-        make_raw(&fd);
+    let (path, fd) = if let Some(fd) = open(LEGACY_CONTROL_TTY, OFlags::RDONLY | OFlags::NONBLOCK) {
+        let _ = make_raw(&fd);
         (LEGACY_CONTROL_TTY, fd)
-    } else {
+    } else if multiport_control_device() {
         (abi::GUEST_CONTROL_TTY, open_port(abi::GUEST_CONTROL_TTY, OFlags::RDONLY | OFlags::NONBLOCK)?)
+    } else {
+        return None;
     };
     Line::new().s("control channel on ").s(path).debug();
     Some(fd)

@@ -60,7 +60,7 @@ pub fn main(start_ns: u64, env_debug: bool) -> ! {
 fn run(start_ns: u64, env_debug: bool, signals: &mut Option<OwnedFd>) -> Result<u8, Fail> {
     mounts::mount_basics()?;
     console::fill_std_fds();
-    let stderr_port = console::open_stdio();
+    let stdio = console::open_stdio();
     let cmdline = read_file("/proc/cmdline", 4096).unwrap_or_default();
     if env_debug || plan::cmdline_wants_debug(&cmdline) {
         out::enable_debug();
@@ -85,7 +85,7 @@ fn run(start_ns: u64, env_debug: bool, signals: &mut Option<OwnedFd>) -> Result<
         Line::new().s("init started").debug_at(start_ns);
     }
     Line::new().s("read the configuration").debug();
-    console::set_modes(plan.tty, stderr_port);
+    stdio.set_modes(plan.tty);
     let control = console::open_control();
 
     mounts::switch_root(plan.rootfs)?;

@@ -1,3 +1,4 @@
 //! smolvm end-to-end tests: helpers shared by the files in `tests/`.
 
 pub mod lab;
+pub mod qemu;

@@ -1,0 +1,424 @@
+//! smol-init end to end: the real guest kernel boots under QEMU TCG
+//! (`tests/src/qemu.rs`) with a test initramfs holding smol-init and its
+//! config files (`smolvm/manifest`, `smolvm/run`); the app runs from a real
+//! squashfs on /dev/vda (or from the initramfs), and each test checks what
+//! the app printed on hvc0/hvc1 and the status byte init wrote to the exit
+//! port.
+//!
+//! Needs: `target/<profile>/smol-init` (`cargo build -p smol-init`, or set
+//! `SMOLVM_INIT`), a guest kernel (see `qemu::kernel`), qemu-system-x86,
+//! busybox-static, squashfs-tools and gcc with a static libc (for the probe
+//! app, `tests/init/probe.c`).
+
+use linker::config::{self, Key};
+use linker::cpio::{Archive, FileData, Node};
+use smolvm_tests::qemu::{self, Guest, Outcome};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+const BUSYBOX: &str = "/bin/busybox";
+
+/// smol-init of this build profile (or `SMOLVM_INIT`).
+fn init_binary() -> PathBuf {
+    let path = std::env::var_os("SMOLVM_INIT").map(PathBuf::from).unwrap_or_else(|| qemu::profile_dir().join("smol-init"));
+    assert!(path.is_file(), "{} missing: run `cargo build -p smol-init` (same profile) or set SMOLVM_INIT", path.display());
+    path
+}
+
+/// Files shared by every test: the probe app and a squashfs root.
+struct Fixture {
+    rootfs_dir: PathBuf,
+    squashfs: PathBuf,
+}
+
+fn run(cmd: &mut Command, what: &str) {
+    let out = cmd.output().unwrap_or_else(|e| panic!("{what}: {e}"));
+    assert!(out.status.success(), "{what} failed: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+fn fixture() -> &'static Fixture {
+    static FIXTURE: OnceLock<Fixture> = OnceLock::new();
+    FIXTURE.get_or_init(|| {
+        assert!(Path::new(BUSYBOX).is_file(), "{BUSYBOX} missing: apt-get install busybox-static");
+        let dir = qemu::scratch_dir("init-fixture");
+        let root = dir.join("root");
+        for d in ["bin", "dev", "proc", "sys", "tmp", "run", "mnt", "data", "etc"] {
+            std::fs::create_dir_all(root.join(d)).expect("mkdir rootfs");
+        }
+        std::fs::copy(BUSYBOX, root.join("bin/busybox")).expect("copy busybox");
+        std::os::unix::fs::symlink("busybox", root.join("bin/sh")).expect("symlink sh");
+        let probe_src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/init/probe.c");
+        run(
+            Command::new("gcc").args(["-static", "-Os", "-o"]).arg(root.join("bin/probe")).arg(&probe_src),
+            "gcc -static probe.c (apt-get install build-essential)",
+        );
+        std::fs::write(root.join("bin/noexec"), "#!/bin/sh\necho should not run\n").expect("write noexec");
+        std::fs::write(root.join("etc/greeting"), "hi from squashfs\n").expect("write greeting");
+        let squashfs = dir.join("rootfs.sqfs");
+        run(
+            Command::new("mksquashfs")
+                .arg(&root)
+                .arg(&squashfs)
+                .args(["-noappend", "-quiet", "-no-progress", "-all-root", "-comp", "gzip"]),
+            "mksquashfs (apt-get install squashfs-tools)",
+        );
+        Fixture { rootfs_dir: root, squashfs }
+    })
+}
+
+/// A config file as records of (key, fields).
+#[derive(Clone, Default)]
+struct Cfg(Vec<(Key, Vec<Vec<u8>>)>);
+
+impl Cfg {
+    fn rec(mut self, key: Key, fields: &[&[u8]]) -> Cfg {
+        self.0.push((key, fields.iter().map(|f| f.to_vec()).collect()));
+        self
+    }
+    fn args(self, args: &[&str]) -> Cfg {
+        args.iter().fold(self, |c, a| c.rec(Key::Arg, &[a.as_bytes()]))
+    }
+    fn bytes(&self) -> Vec<u8> {
+        let fields: Vec<Vec<&[u8]>> = self.0.iter().map(|(_, f)| f.iter().map(Vec::as_slice).collect()).collect();
+        let records: Vec<(Key, &[&[u8]])> = self.0.iter().zip(&fields).map(|((k, _), f)| (*k, f.as_slice())).collect();
+        config::to_vec(&records).expect("test config is valid")
+    }
+}
+
+/// The usual manifest: squashfs root, `entry` with default `args`.
+fn manifest(entry: &str, args: &[&str]) -> Cfg {
+    Cfg::default().rec(Key::Entry, &[entry.as_bytes()]).rec(Key::Rootfs, &[b"squashfs"]).args(args)
+}
+
+/// A `busybox sh -c script` app.
+fn shell(script: &str) -> Cfg {
+    manifest(BUSYBOX, &["sh", "-c", script])
+}
+
+struct Boot {
+    name: &'static str,
+    manifest: Cfg,
+    runtime: Option<Cfg>,
+    /// Extra initramfs entries (path, node).
+    extra: Vec<(String, Node)>,
+    guest: Box<dyn Fn(&mut Guest)>,
+}
+
+impl Boot {
+    fn new(name: &'static str, manifest: Cfg) -> Boot {
+        Boot { name, manifest, runtime: None, extra: Vec::new(), guest: Box::new(|_| {}) }
+    }
+    fn runtime(mut self, runtime: Cfg) -> Boot {
+        self.runtime = Some(runtime);
+        self
+    }
+    fn guest(mut self, f: impl Fn(&mut Guest) + 'static) -> Boot {
+        self.guest = Box::new(f);
+        self
+    }
+
+    /// Builds the initramfs, boots, and returns what happened plus the
+    /// scratch dir (for files the guest wrote to shares).
+    fn run(self) -> Outcome {
+        let fx = fixture();
+        let dir = qemu::scratch_dir(self.name);
+        let mut cpio = Archive::new(0);
+        let mut put = |path: &str, node: Node| cpio.insert(path.as_bytes(), node).expect("cpio insert");
+        put("init", Node::File { perm: 0o755, data: FileData::Path(init_binary()) });
+        put(linker::abi::GUEST_MANIFEST_PATH, Node::File { perm: 0o644, data: FileData::Bytes(self.manifest.bytes()) });
+        if let Some(rt) = &self.runtime {
+            put(linker::abi::GUEST_RUNTIME_PATH, Node::File { perm: 0o644, data: FileData::Bytes(rt.bytes()) });
+        }
+        put("dev/console", Node::Device { mode: 0o020_600, major: 5, minor: 1 });
+        for (path, node) in self.extra {
+            put(&path, node);
+        }
+        let initrd = dir.join("initrd.cpio");
+        cpio.write_to(&mut std::fs::File::create(&initrd).expect("create initrd")).expect("write initrd");
+        let mut guest = Guest::new(qemu::kernel(), initrd);
+        guest.rootfs = Some(fx.squashfs.clone());
+        (self.guest)(&mut guest);
+        let out = guest.run(&dir);
+        assert!(out.finished, "{}: the VM did not end within {:?}\n{}", self.name, guest.timeout, out.describe());
+        out
+    }
+}
+
+fn assert_status(out: &Outcome, status: u8) {
+    assert_eq!(out.status, Some(status), "wrong exit status\n{}", out.describe());
+}
+
+/// The probe's records: ("arg", bytes), ("env", bytes), ...
+fn probe_records(out: &Outcome) -> Vec<(String, Vec<u8>)> {
+    out.stdout_str()
+        .lines()
+        .filter_map(|l| l.split_once(' '))
+        .map(|(k, v)| {
+            let bytes = if matches!(k, "uid" | "gid" | "tty") {
+                v.as_bytes().to_vec()
+            } else {
+                (0..v.len() / 2).map(|i| u8::from_str_radix(&v[2 * i..2 * i + 2], 16).expect("hex")).collect()
+            };
+            (k.to_string(), bytes)
+        })
+        .collect()
+}
+
+fn probe_values(records: &[(String, Vec<u8>)], key: &str) -> Vec<Vec<u8>> {
+    records.iter().filter(|(k, _)| k == key).map(|(_, v)| v.clone()).collect()
+}
+
+#[test]
+fn hello_prints_exactly_and_init_is_silent() {
+    let out = Boot::new("hello", manifest(BUSYBOX, &["echo", "hello"])).run();
+    assert_status(&out, 0);
+    assert_eq!(out.stdout, b"hello\n", "{}", out.describe());
+    assert_eq!(out.stderr, b"", "{}", out.describe());
+}
+
+#[test]
+fn exit_code_is_the_apps() {
+    let out = Boot::new("exit42", shell("exit 42")).run();
+    assert_status(&out, 42);
+    assert_eq!(out.stderr, b"", "{}", out.describe());
+}
+
+#[test]
+fn argv_arrives_byte_exact_and_replaces_default_args() {
+    let args: [&[u8]; 9] =
+        [b"a b", b"", b"\"double\" 'single'", b"line1\nline2", "ünïcødé ✓".as_bytes(), b"\t", b"$HOME *", b"-", b"\xff\x01"];
+    let runtime = args.iter().fold(Cfg::default(), |c, a| c.rec(Key::Arg, &[a]));
+    let out = Boot::new("argv", manifest("/bin/probe", &["default-arg"])).runtime(runtime).run();
+    assert_status(&out, 0);
+    let mut want: Vec<Vec<u8>> = vec![b"/bin/probe".to_vec()];
+    want.extend(args.iter().map(|a| a.to_vec()));
+    assert_eq!(probe_values(&probe_records(&out), "arg"), want, "{}", out.describe());
+}
+
+#[test]
+fn default_args_are_used_without_runtime_args() {
+    let out = Boot::new("default-args", manifest("/bin/probe", &["x", "y z"])).runtime(Cfg::default()).run();
+    assert_status(&out, 0);
+    assert_eq!(probe_values(&probe_records(&out), "arg"), [&b"/bin/probe"[..], b"x", b"y z"]);
+}
+
+#[test]
+fn env_workdir_hostname_and_user_are_applied() {
+    let m = manifest("/bin/probe", &[])
+        .rec(Key::Env, &[b"KEEP=manifest"])
+        .rec(Key::Env, &[b"OVERRIDE=manifest"])
+        .rec(Key::Workdir, &[b"/etc"])
+        .rec(Key::Hostname, &[b"smolbox"])
+        .rec(Key::User, &[b"1000:2000"]);
+    let r = Cfg::default().rec(Key::Env, &[b"OVERRIDE=runtime = with spaces"]).rec(Key::Env, &[b"EMPTY="]);
+    let out = Boot::new("env", m).runtime(r).run();
+    assert_status(&out, 0);
+    let rec = probe_records(&out);
+    let env = probe_values(&rec, "env");
+    let want: [&[u8]; 4] = [b"KEEP=manifest", b"OVERRIDE=runtime = with spaces", b"EMPTY=", plan_default_path()];
+    assert_eq!(env, want, "{}", out.describe());
+    assert_eq!(probe_values(&rec, "cwd"), [b"/etc"]);
+    assert_eq!(probe_values(&rec, "host"), [b"smolbox"]);
+    assert_eq!(probe_values(&rec, "uid"), [b"1000"]);
+    assert_eq!(probe_values(&rec, "gid"), [b"2000"]);
+    assert_eq!(probe_values(&rec, "tty"), [b"1"], "stdin is the hvc0 terminal");
+}
+
+/// The PATH smol-init adds when the config has none.
+fn plan_default_path() -> &'static [u8] {
+    b"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+}
+
+#[test]
+fn entry_is_searched_in_path() {
+    let out = Boot::new("path-search", manifest("probe", &[]).rec(Key::Env, &[b"PATH=/nope:/bin"])).run();
+    assert_status(&out, 0);
+    assert_eq!(probe_values(&probe_records(&out), "arg"), [b"probe"]);
+}
+
+#[test]
+fn missing_entry_is_127_with_one_line() {
+    let out = Boot::new("missing", manifest("/bin/nope", &[])).run();
+    assert_status(&out, 127);
+    assert_eq!(out.stderr_str(), "smolvm: /bin/nope: not found (entry of the image manifest)\n");
+    assert_eq!(out.stdout, b"");
+}
+
+#[test]
+fn non_executable_entry_is_126_with_one_line() {
+    let out = Boot::new("noexec", manifest("/bin/noexec", &[])).run();
+    assert_status(&out, 126);
+    assert_eq!(out.stderr_str(), "smolvm: /bin/noexec: not executable: permission denied (entry of the image manifest)\n");
+    assert_eq!(out.stdout, b"");
+}
+
+#[test]
+fn app_killed_by_sigkill_is_137() {
+    let out = Boot::new("sigkill", shell("echo before; kill -9 $$; echo after")).run();
+    assert_status(&out, 137);
+    assert_eq!(out.stdout, b"before\n");
+    assert_eq!(out.stderr_str(), "smolvm: the app was killed by signal 9 (SIGKILL)\n");
+}
+
+#[test]
+fn orphans_are_reaped_and_leftovers_killed() {
+    // Three orphans end while the app runs: init must reap them (no
+    // zombies). Two more still run when the app exits: init must end them
+    // instead of waiting 1000 s.
+    let script = r#"
+        for i in 1 2 3; do (sleep 0.2 &); done
+        sleep 2
+        z=0
+        for f in /proc/[0-9]*/stat; do
+            read -r line < "$f" 2>/dev/null || continue
+            case "${line##*) }" in Z*) z=$((z+1));; esac
+        done
+        echo "zombies=$z"
+        sleep 1000 &
+        (sleep 1000 &)
+        exit 3
+    "#;
+    let start = Instant::now();
+    let out = Boot::new("orphans", shell(script)).guest(|g| g.timeout = Duration::from_secs(100)).run();
+    assert_status(&out, 3);
+    assert_eq!(out.stdout_str(), "zombies=0\n", "{}", out.describe());
+    assert!(start.elapsed() < Duration::from_secs(100));
+}
+
+#[test]
+fn rootfs_is_read_only_and_tmp_and_tmpfs_are_writable() {
+    let script = "cat /etc/greeting
+        if echo x > /etc/new 2>/dev/null; then echo root-writable; else echo root-ro; fi
+        echo tmp-ok > /tmp/f && cat /tmp/f
+        echo mnt-ok > /mnt/f && cat /mnt/f
+        echo run-ok > /run/f && cat /run/f";
+    let out = Boot::new("readonly", shell(script).rec(Key::Tmpfs, &[b"/mnt"])).run();
+    assert_status(&out, 0);
+    assert_eq!(out.stdout_str(), "hi from squashfs\nroot-ro\ntmp-ok\nmnt-ok\nrun-ok\n", "{}", out.describe());
+}
+
+#[test]
+fn read_only_share_refuses_writes_and_read_write_share_accepts_them() {
+    let dir = qemu::scratch_dir("shares-host");
+    let (ro, rw) = (dir.join("ro"), dir.join("rw"));
+    std::fs::create_dir_all(&ro).expect("mkdir");
+    std::fs::create_dir_all(&rw).expect("mkdir");
+    std::fs::write(ro.join("hello"), "from-host\n").expect("write");
+    let script = "cat /data/hello
+        if echo x > /data/new 2>/dev/null; then echo ro-share-writable; else echo ro-refused; fi
+        echo from-guest > /mnt/w/out && echo rw-ok";
+    let runtime = Cfg::default()
+        .rec(Key::Share, &[b"smolvm0", b"/data", b"ro"])
+        .rec(Key::Share, &[b"smolvm1", b"/mnt/w", b"rw"]);
+    // /mnt/w does not exist in the read-only root: a tmpfs on /mnt lets init create it.
+    let (g_ro, g_rw) = (ro.clone(), rw.clone());
+    let out = Boot::new("shares", shell(script).rec(Key::Tmpfs, &[b"/mnt"]))
+        .runtime(runtime)
+        .guest(move |g| g.shares = vec![(g_ro.clone(), true), (g_rw.clone(), false)])
+        .run();
+    assert_status(&out, 0);
+    assert_eq!(out.stdout_str(), "from-host\nro-refused\nrw-ok\n", "{}", out.describe());
+    assert!(!ro.join("new").exists(), "the read-only share was written");
+    assert_eq!(std::fs::read_to_string(rw.join("out")).expect("file written through the share"), "from-guest\n");
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn share_without_a_mount_point_fails_with_125() {
+    let dir = qemu::scratch_dir("share-nomp-host");
+    let runtime = Cfg::default().rec(Key::Share, &[b"smolvm0", b"/no/such/dir", b"ro"]);
+    let host = dir.clone();
+    let out = Boot::new("share-nomp", shell("echo ran"))
+        .runtime(runtime)
+        .guest(move |g| g.shares = vec![(host.clone(), true)])
+        .run();
+    assert_status(&out, 125);
+    assert_eq!(out.stdout, b"", "the app must not run");
+    assert_eq!(
+        out.stderr_str(),
+        "smolvm: cannot create the mount point /no/such/dir for the shared directory smolvm0: read-only file system\n"
+    );
+}
+
+#[test]
+fn stderr_is_separate_from_stdout() {
+    let out = Boot::new("stderr", shell("echo out; echo err >&2; echo out2")).run();
+    assert_status(&out, 0);
+    assert_eq!(out.stdout, b"out\nout2\n");
+    assert_eq!(out.stderr, b"err\n");
+}
+
+#[test]
+fn without_a_stderr_port_stderr_shares_hvc0() {
+    let out = Boot::new("no-stderr-port", shell("echo out; echo err >&2")).guest(|g| g.stderr_port = false).run();
+    assert_status(&out, 0);
+    assert_eq!(out.stdout, b"out\nerr\n");
+}
+
+#[test]
+fn host_signal_on_the_control_channel_reaches_the_app() {
+    // SIGTERM (15) asked for by the host ends a sleeping app: 128 + 15.
+    let app = shell("echo ready; exec sleep 60");
+    let out = Boot::new("control", app)
+        .guest(|g| {
+            g.control = Some(vec![0, 200, 15]);
+            g.control_after = b"ready\n".to_vec();
+        })
+        .run();
+    assert_eq!(out.stdout, b"ready\n");
+    assert_status(&out, 143);
+    assert_eq!(out.stderr_str(), "smolvm: the app was killed by signal 15 (SIGTERM)\n");
+}
+
+#[test]
+fn signals_sent_to_init_are_forwarded_to_the_app() {
+    let script = r#"trap 'echo got-usr1; exit 5' USR1
+        kill -USR1 1
+        i=0; while [ $i -lt 200 ]; do i=$((i+1)); sleep 0.05; done
+        echo not-forwarded"#;
+    let out = Boot::new("forward", shell(script)).run();
+    assert_status(&out, 5);
+    assert_eq!(out.stdout_str(), "got-usr1\n", "{}", out.describe());
+}
+
+#[test]
+fn initramfs_rootfs_runs_read_only() {
+    let m = Cfg::default()
+        .rec(Key::Entry, &[b"/bin/busybox"])
+        .rec(Key::Rootfs, &[b"initramfs"])
+        .args(&["sh", "-c", "echo hi; touch /x 2>/dev/null || echo ro; echo t > /tmp/t && cat /tmp/t"]);
+    let mut boot = Boot::new("initramfs-root", m);
+    boot.extra.push(("rootfs/bin/busybox".into(), Node::File { perm: 0o755, data: FileData::Path(BUSYBOX.into()) }));
+    let out = boot.guest(|g| g.rootfs = None).run();
+    assert_status(&out, 0);
+    assert_eq!(out.stdout_str(), "hi\nro\nt\n", "{}", out.describe());
+}
+
+#[test]
+fn debug_log_shows_timestamped_steps() {
+    let out = Boot::new("debug", manifest(BUSYBOX, &["true"])).runtime(Cfg::default().rec(Key::Log, &[b"debug"])).run();
+    assert_status(&out, 0);
+    let err = out.stderr_str();
+    for step in ["] init started", "] switched root", "] exec /bin/busybox", "] exit status 0"] {
+        assert!(err.lines().any(|l| l.starts_with("smolvm: [") && l.contains(step)), "no {step:?} in\n{err}");
+    }
+}
+
+#[test]
+fn bad_manifest_is_125_with_one_line() {
+    let m = manifest("/bin/probe", &[]).rec(Key::Env, &[b"NOEQUALS"]);
+    let out = Boot::new("bad-manifest", m).run();
+    assert_status(&out, 125);
+    assert_eq!(out.stderr_str(), "smolvm: image manifest: env entry is not NAME=value: NOEQUALS\n");
+}
+
+#[test]
+fn fixture_rootfs_has_the_test_apps() {
+    // Guards the other tests' assumptions about the squashfs content.
+    let fx = fixture();
+    for f in ["bin/busybox", "bin/probe", "bin/noexec", "etc/greeting"] {
+        assert!(fx.rootfs_dir.join(f).exists(), "{f}");
+    }
+}
