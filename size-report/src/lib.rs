@@ -76,7 +76,7 @@ pub fn run(args: &cli::Args, out: &mut dyn Write, err: &mut dyn Write) -> Result
         cli::Format::Json => json_report(&items, &contexts).to_pretty(),
         format => {
             let tables: Vec<render::Table> = if args.summary {
-                vec![render::summary(&items)]
+                vec![render::summary(&items, &contexts)]
             } else {
                 items.iter().zip(&contexts).flat_map(|(i, c)| render::tables(i, c)).collect()
             };

@@ -59,12 +59,15 @@ pub fn delta(old: u64, new: u64) -> String {
 }
 
 /// One row per item: total and the main parts side by side, for a README.
-/// `other` is manifest, kernel-info, padding and trailer together.
-pub fn summary(items: &[Item]) -> Table {
+/// `other` is manifest, kernel-info, padding and trailer together. With
+/// budgets, a last column says which metrics are over.
+pub fn summary(items: &[Item], contexts: &[Context<'_>]) -> Table {
     const MAIN: [&str; 4] = ["stub", "kernel", "initramfs", "rootfs"];
+    let with_budget = contexts.iter().any(|c| c.checks.is_some());
     let rows = items
         .iter()
-        .map(|item| {
+        .zip(contexts)
+        .map(|(item, ctx)| {
             let mut row = vec![item.name.clone(), bytes(item.size)];
             if item.kind == crate::report::ItemKind::Image {
                 let part = |name: &str| item.parts.iter().filter(|p| p.name == name).map(|p| p.size).sum::<u64>();
@@ -75,15 +78,26 @@ pub fn summary(items: &[Item]) -> Table {
             } else {
                 row.extend(std::iter::repeat_n("-".to_string(), MAIN.len() + 2));
             }
+            if with_budget {
+                let over: Vec<String> = ctx
+                    .checks
+                    .unwrap_or(&[])
+                    .iter()
+                    .filter(|c| c.over())
+                    .map(|c| format!("{} {} > {}", c.key, bytes(c.actual), bytes(c.limit)))
+                    .collect();
+                row.push(if over.is_empty() { "ok".into() } else { format!("OVER: {}", over.join("; ")) });
+            }
             row
         })
         .collect();
-    Table {
-        title: "size by part (bytes)".into(),
-        header: vec!["item", "total", "stub", "kernel", "initramfs", "rootfs", "init (in initramfs)", "other"],
-        numeric: vec![false, true, true, true, true, true, true, true],
-        rows,
+    let mut header = vec!["item", "total", "stub", "kernel", "initramfs", "rootfs", "init (in initramfs)", "other"];
+    let mut numeric = vec![false, true, true, true, true, true, true, true];
+    if with_budget {
+        header.push("budget");
+        numeric.push(false);
     }
+    Table { title: "size by part (bytes)".into(), header, numeric, rows }
 }
 
 /// Every table for one item: the parts and metrics (with budget and growth

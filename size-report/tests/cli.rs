@@ -225,6 +225,13 @@ fn table_json_and_markdown_agree() {
     let metric = |k: &str| from_json.iter().find(|m| m.0 == k).unwrap().1;
     let other = ["manifest", "kernel-info", "padding", "trailer"].iter().map(|k| metric(k)).sum::<u64>();
     assert_eq!(row, [metric("total"), metric("stub"), metric("kernel"), metric("initramfs"), metric("rootfs"), metric("init"), other]);
+    // With budgets, the summary names what is over.
+    let budget = dir.join("budget.toml");
+    std::fs::write(&budget, "[\"a.vm\"]\ntotal = 1_000\nstub = 1_000_000_000\n").unwrap();
+    let out = run(&[&"--summary", &"--budget", &budget, &"--no-compress", &a]);
+    assert_eq!(out.status.code(), Some(1));
+    let want = format!("OVER: total {} > 1,000", size_report::render::bytes(metric("total")));
+    assert!(stdout(&out).lines().nth(2).unwrap().ends_with(&want), "{}", stdout(&out));
 }
 
 #[test]
