@@ -15,6 +15,8 @@ typedef unsigned long u64;
 #define MODE_BOOTPARAMS 3
 #define MODE_TRIPLE 4
 #define MODE_SPIN 5
+#define MODE_UNKNOWN_IO 6
+#define MODE_RESET 7
 
 #ifndef EXPECT_MEM_MIB
 #define EXPECT_MEM_MIB 64
@@ -24,6 +26,11 @@ typedef unsigned long u64;
 #endif
 
 static inline void outb(u16 port, u8 v) { __asm__ volatile("outb %0, %1" : : "a"(v), "Nd"(port)); }
+static inline u8 inb(u16 port) {
+    u8 v;
+    __asm__ volatile("inb %1, %0" : "=a"(v) : "Nd"(port));
+    return v;
+}
 
 static void put(const char *s) {
     while (*s) outb(0x3f8, (u8)*s++);
@@ -107,6 +114,22 @@ void _start(const u8 *boot_params) {
     (void)boot_params;
     put("guest: about to triple fault\n");
     __asm__ volatile("ud2");
+    finish(3);
+#elif MODE == MODE_UNKNOWN_IO
+    /* Nothing answers port 0x99 or the last (empty) virtio-mmio slot:
+     * reads must return all-ones and writes must be ignored. */
+    (void)boot_params;
+    outb(0x99, 0x12);
+    if (inb(0x99) != 0xff) finish(1);
+    volatile u32 *mmio = (volatile u32 *)0xd000f000UL;
+    *mmio = 0x12345678;
+    if (*mmio != 0xffffffff) finish(2);
+    put("unknown io ok\n");
+    finish(0);
+#elif MODE == MODE_RESET
+    (void)boot_params;
+    put("guest: resetting through the i8042\n");
+    outb(0x64, 0xfe);
     finish(3);
 #elif MODE == MODE_SPIN
     (void)boot_params;

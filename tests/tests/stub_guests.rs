@@ -121,3 +121,35 @@ fn a_spinning_guest_ends_on_sigterm() {
     // Either killed by the signal or exited with 128+15: both end the VM.
     assert!(status.signal() == Some(15) || status.code() == Some(143), "{status:?}");
 }
+
+#[test]
+fn unknown_ports_and_mmio_read_all_ones_and_are_noted_under_debug() {
+    if !have_kvm() {
+        return;
+    }
+    let img = image("unknown-io", &guest("unknown-io", "MODE_UNKNOWN_IO", &[]), 64);
+    let out = run_serial(&img, &[]);
+    assert_eq!(out.status.code(), Some(0), "1 = port, 2 = MMIO read was not all-ones; {out:?}");
+    assert_eq!(text(&out.stderr), "unknown io ok\n");
+    let mut cmd = Command::new(&img);
+    cmd.env("SMOLVM_LOG", "debug");
+    let out = run_with_limit(&mut cmd, Duration::from_secs(60));
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let err = text(&out.stderr);
+    assert!(err.contains("smolvm: debug: unhandled port write 0x99 (1 bytes)"), "{err}");
+    assert!(err.contains("smolvm: debug: unhandled port read 0x99 (1 bytes)"), "{err}");
+    assert!(err.contains("smolvm: debug: unhandled MMIO read 0xd000f000 (4 bytes)"), "{err}");
+}
+
+#[test]
+fn i8042_reset_is_a_crash_with_the_console_tail() {
+    if !have_kvm() {
+        return;
+    }
+    let img = image("reset", &guest("reset", "MODE_RESET", &[]), 64);
+    let out = run(&img, &[]);
+    assert_eq!(out.status.code(), Some(125), "{out:?}");
+    let err = text(&out.stderr);
+    assert!(err.starts_with("smolvm: guest kernel crashed (it asked for a reset)\n"), "{err}");
+    assert!(err.contains("guest: resetting through the i8042"), "{err}");
+}
