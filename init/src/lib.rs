@@ -58,11 +58,16 @@ pub fn main(start_ns: u64, env_debug: bool) -> ! {
 }
 
 fn run(start_ns: u64, env_debug: bool, signals: &mut Option<OwnedFd>) -> Result<u8, Fail> {
+    if env_debug {
+        // Until the consoles are open, the log goes to the kernel's console.
+        out::enable_debug();
+        Line::new().s("init started").debug_at(start_ns);
+    }
     mounts::mount_basics()?;
     console::fill_std_fds();
     let stdio = console::open_stdio();
     let cmdline = read_file("/proc/cmdline", 4096).unwrap_or_default();
-    if env_debug || plan::cmdline_wants_debug(&cmdline) {
+    if !out::debug_enabled() && plan::cmdline_wants_debug(&cmdline) {
         out::enable_debug();
     }
     Line::new().s("init started").debug_at(start_ns);

@@ -43,6 +43,11 @@ pub struct Guest {
     pub control_after: Vec<u8>,
     /// Give stderr its own port (hvc1); without it only hvc0 exists.
     pub stderr_port: bool,
+    /// The stub's layout for stdin and control: a multiport control device
+    /// (virtio2) whose port 1 is the control channel (`/dev/vport2p1`) and
+    /// port 2 the app's stdin (`/dev/vport2p2`, end-of-file where `stdin`
+    /// ends). Without it, `stdin` goes to hvc0 and `control` to hvc2.
+    pub control_device: bool,
     /// Appended to the kernel command line.
     pub cmdline: String,
     pub mem_mib: u32,
@@ -100,6 +105,7 @@ impl Guest {
             control: None,
             control_after: Vec::new(),
             stderr_port: true,
+            control_device: false,
             cmdline: String::new(),
             mem_mib: 256,
             timeout: DEFAULT_TIMEOUT,
@@ -150,11 +156,23 @@ impl Guest {
                 format!("virtconsole,chardev={id},bus=serial-{id}.0"),
             ])
         };
-        console("hvc0", backend("stdout", &self.stdin));
+        let hvc0_input = if self.control_device { &None } else { &self.stdin };
+        console("hvc0", backend("stdout", hvc0_input));
         if self.stderr_port {
             console("hvc1", backend("stderr", &None));
         }
-        if self.control.is_some() {
+        if self.control_device {
+            assert!(self.stderr_port, "the control device is virtio2: it needs hvc0 and hvc1 before it");
+            push(&["-device".into(), "virtio-serial-device,id=serial-ctl".into()]);
+            for (nr, name, file, input) in [(1, "smolvm.control", "control", &self.control), (2, "smolvm.stdin", "stdin", &self.stdin)] {
+                push(&[
+                    "-chardev".into(),
+                    format!("{},id={file}", backend(file, input)),
+                    "-device".into(),
+                    format!("virtserialport,bus=serial-ctl.0,nr={nr},name={name},chardev={file}"),
+                ]);
+            }
+        } else if self.control.is_some() {
             assert!(self.stderr_port, "the control channel is hvc2: it needs the stderr port (hvc1) before it");
             console("hvc2", backend("control", &self.control));
         }
@@ -185,7 +203,7 @@ impl Guest {
     /// what it wrote. `dir` receives QEMU's files (it must exist).
     pub fn run(&self, dir: &Path) -> Outcome {
         let _slot = QemuSlot::acquire();
-        for name in ["serial", "exit", "stdout", "stderr", "stdout.sock", "control.sock"] {
+        for name in ["serial", "exit", "stdout", "stderr", "stdout.sock", "control.sock", "stdin.sock"] {
             let _ = std::fs::remove_file(dir.join(name));
         }
         let mut cmd = Command::new("qemu-system-x86_64");
@@ -195,15 +213,28 @@ impl Guest {
         let deadline = Instant::now() + self.timeout;
         // In QEMU's chardev order: it waits for each socket in turn.
         let mut sockets = Vec::new();
-        if let Some(input) = &self.stdin {
-            let port = SocketPort::open(&dir.join("stdout.sock"), &mut qemu.0, deadline);
-            port.send(input.clone(), None, deadline);
-            sockets.push(("stdout", port));
-        }
-        if let Some(input) = &self.control {
-            let port = SocketPort::open(&dir.join("control.sock"), &mut qemu.0, deadline);
-            port.send(input.clone(), Some((dir.join("stdout"), self.control_after.clone())), deadline);
-            sockets.push(("control", port));
+        let control = |sockets: &mut Vec<_>, qemu: &mut Child| {
+            if let Some(input) = &self.control {
+                let port = SocketPort::open(&dir.join("control.sock"), qemu, deadline);
+                port.send(input.clone(), Some((dir.join("stdout"), self.control_after.clone())), deadline, false);
+                sockets.push(("control", port));
+            }
+        };
+        if self.control_device {
+            control(&mut sockets, &mut qemu.0);
+            if let Some(input) = &self.stdin {
+                let port = SocketPort::open(&dir.join("stdin.sock"), &mut qemu.0, deadline);
+                // Closing our side is the host's end of stdin.
+                port.send(input.clone(), None, deadline, true);
+                sockets.push(("stdin", port));
+            }
+        } else {
+            if let Some(input) = &self.stdin {
+                let port = SocketPort::open(&dir.join("stdout.sock"), &mut qemu.0, deadline);
+                port.send(input.clone(), None, deadline, false);
+                sockets.push(("stdout", port));
+            }
+            control(&mut sockets, &mut qemu.0);
         }
         let finished = loop {
             match qemu.0.try_wait().expect("wait for QEMU") {
@@ -271,7 +302,7 @@ impl SocketPort {
 
     /// Writes `input` from a thread, once the file `after.0` contains
     /// `after.1` (if given; never after `deadline`).
-    fn send(&self, input: Vec<u8>, after: Option<(PathBuf, Vec<u8>)>, deadline: Instant) {
+    fn send(&self, input: Vec<u8>, after: Option<(PathBuf, Vec<u8>)>, deadline: Instant, then_close: bool) {
         let mut stream = self._stream.try_clone().expect("clone socket");
         std::thread::spawn(move || {
             if let Some((file, marker)) = after {
@@ -287,6 +318,9 @@ impl SocketPort {
                 }
             }
             let _ = stream.write_all(&input);
+            if then_close {
+                let _ = stream.shutdown(std::net::Shutdown::Write);
+            }
         });
     }
 

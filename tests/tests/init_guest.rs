@@ -373,6 +373,34 @@ fn host_signal_on_the_control_channel_reaches_the_app() {
 }
 
 #[test]
+fn stdin_port_delivers_bytes_and_end_of_file() {
+    // The stub's layout: stdin on port 2 of the multiport control device.
+    let input = b"line1\nbin\x00ary\xff\n no newline at the end".to_vec();
+    let want = [input.as_slice(), b"<EOF>\n"].concat();
+    let out = Boot::new("stdin-port", shell("cat; echo '<EOF>'"))
+        .guest(move |g| {
+            g.control_device = true;
+            g.stdin = Some(input.clone());
+        })
+        .run();
+    assert_status(&out, 0);
+    assert_eq!(out.stdout, want, "{}", out.describe());
+}
+
+#[test]
+fn control_port_of_the_control_device_delivers_signals() {
+    let out = Boot::new("control-port", shell("echo ready; exec sleep 60"))
+        .guest(|g| {
+            g.control_device = true;
+            g.stdin = Some(Vec::new());
+            g.control = Some(vec![10]);
+            g.control_after = b"ready\n".to_vec();
+        })
+        .run();
+    assert_status(&out, 128 + 10);
+}
+
+#[test]
 fn signals_sent_to_init_are_forwarded_to_the_app() {
     let script = r#"trap 'echo got-usr1; exit 5' USR1
         kill -USR1 1
