@@ -78,6 +78,9 @@ pub fn ensure(req: &Request, progress: &mut Progress) -> Result<(Entry, bool), E
             return Ok((e, false));
         }
     }
+    // Before waiting for the lock: a missing tool is reported at once.
+    progress.step("check build tools");
+    source::check_tools()?;
     let kdir = kernel_dir(&req.cache_root);
     let _lock = Lock::acquire(&kdir)?;
     if !req.force {
@@ -120,6 +123,8 @@ pub fn configure(req: &Request, progress: &mut Progress) -> Result<PathBuf, Erro
     if out.is_file() && !req.force {
         return Ok(out);
     }
+    progress.step("check build tools");
+    source::check_tools()?;
     let _lock = Lock::acquire(&kernel_dir(&req.cache_root))?;
     let ctx = Ctx::prepare(req, progress)?;
     progress.step("configure: tinyconfig + fragments + olddefconfig, verify");
@@ -145,8 +150,6 @@ impl Ctx {
     fn prepare(req: &Request, progress: &mut Progress) -> Result<Ctx, Error> {
         let (key, source_id) = req.key()?;
         let kdir = kernel_dir(&req.cache_root);
-        progress.step("check build tools and kernel source");
-        source::check_tools()?;
         remove_stale_temporaries(&kdir);
         let logs = kdir.join("logs");
         mkdir(&logs)?;

@@ -270,6 +270,35 @@ fn a_fragment_option_that_cannot_be_set_fails_the_configuration() {
 }
 
 #[test]
+fn missing_source_or_tools_is_one_line_naming_the_packages() {
+    let out = smolvm_cmd(&["kernel", "build", "--source", "/nonexistent/linux.tar.xz"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(125), "stderr: {stderr}");
+    assert_eq!(stderr.lines().count(), 1, "one line: {stderr}");
+    assert!(stderr.contains("/nonexistent/linux.tar.xz"), "stderr: {stderr}");
+
+    // A configuration nobody built (so the cache cannot answer) and no tools on PATH.
+    let dir = scratch("notools");
+    let frag = dir.join("uncached.config");
+    std::fs::write(&frag, format!("CONFIG_LOG_BUF_SHIFT={}\n", 12 + std::process::id() % 8)).expect("write");
+    let out = Command::new(smolvm())
+        .args(["kernel", "build", "--fragment"])
+        .arg(&frag)
+        .env("PATH", "/nonexistent")
+        .stdin(Stdio::null())
+        .output()
+        .expect("run smolvm");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(125), "stderr: {stderr}");
+    let error: Vec<&str> = stderr.lines().filter(|l| l.starts_with("smolvm:")).collect();
+    assert_eq!(error.len(), 1, "stderr: {stderr}");
+    for pkg in ["apt-get install", "bc", "flex", "bison", "build-essential"] {
+        assert!(error[0].contains(pkg), "{pkg} not named: {stderr}");
+    }
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
 fn second_build_reuses_the_cache_without_running_make() {
     let entry = vmlinux().parent().expect("entry dir").to_path_buf();
     let mtime = |f: &str| std::fs::metadata(entry.join(f)).and_then(|m| m.modified()).expect("entry file");
