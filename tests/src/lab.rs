@@ -149,8 +149,8 @@ impl Case {
         if self.signal.is_some_and(|(_, sig)| !(1..=64).contains(&sig)) {
             return bad(format!("signal {:?} is not 1..=64", self.signal));
         }
-        if !self.cwd.is_absolute() || self.cwd.as_os_str().as_bytes().contains(&0) {
-            return bad(format!("cwd {:?} must be an absolute path", self.cwd));
+        if !self.cwd.is_absolute() || !self.cwd.is_dir() {
+            return bad(format!("cwd {:?} must be an existing absolute directory", self.cwd));
         }
         for dir in &self.shared_dirs {
             let b = dir.as_os_str().as_bytes();
@@ -793,6 +793,7 @@ mod tests {
         assert!(Case::new("x", ["a=b"]).validate().is_err());
         assert!(Case::new("x", Vec::<&str>::new()).validate().is_err());
         assert!(Case::new("x", ["true"]).cwd("rel").validate().is_err());
+        assert!(Case::new("x", ["true"]).cwd("/no/such/dir").validate().is_err());
         assert!(Case::new("x", ["true"]).env("A=B", "c").validate().is_err());
         assert!(Case::new("x", ["true"]).share("/no/such/dir").validate().is_err());
         assert!(Case::new("x", ["true"]).validate().is_ok());
