@@ -153,3 +153,22 @@ fn i8042_reset_is_a_crash_with_the_console_tail() {
     assert!(err.starts_with("smolvm: guest kernel crashed (it asked for a reset)\n"), "{err}");
     assert!(err.contains("guest: resetting through the i8042"), "{err}");
 }
+
+#[test]
+fn bzimage_kernels_boot_through_the_64_bit_protocol() {
+    if !have_kvm() {
+        return;
+    }
+    let link = "-Wl,-Ttext-segment=0x1000000";
+    let hello = bzimage_from_elf(&guest("bz-hello", "MODE_HELLO", &[link]));
+    let img = write_exe("bz-hello", &image_bytes_flags(&hello, linker::image::FLAG_BZIMAGE, 64));
+    let out = run_serial(&img, &[]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert_eq!(text(&out.stderr), "hello from the guest\n");
+    // The zero page carries the image's own setup header and our fields.
+    let bp = bzimage_from_elf(&guest("bz-bootparams", "MODE_BOOTPARAMS", &[link, "-DEXPECT_MEM_MIB=64"]));
+    let img = write_exe("bz-bootparams", &image_bytes_flags(&bp, linker::image::FLAG_BZIMAGE, 64));
+    let out = run_serial(&img, &["MARKER-one", "two words"]);
+    assert_eq!(out.status.code(), Some(0), "failed check = exit status; {out:?}");
+    assert_eq!(text(&out.stderr), "boot_params ok\n");
+}

@@ -83,6 +83,11 @@ pub fn write_exe(name: &str, bytes: &[u8]) -> PathBuf {
 /// The bytes of an image holding the stub, `kernel`, a minimal initramfs
 /// and a manifest asking for `mem_mib` MiB.
 pub fn image_bytes(kernel: &[u8], mem_mib: u32) -> Vec<u8> {
+    image_bytes_flags(kernel, 0, mem_mib)
+}
+
+/// As [`image_bytes`], with the kernel section's flags (`FLAG_BZIMAGE`).
+pub fn image_bytes_flags(kernel: &[u8], kernel_flags: u32, mem_mib: u32) -> Vec<u8> {
     let stub = std::fs::read(stub()).expect("stub binary");
     let mem = mem_mib.to_string();
     let manifest = config::to_vec(&[
@@ -101,7 +106,7 @@ pub fn image_bytes(kernel: &[u8], mem_mib: u32) -> Vec<u8> {
     cpio.truncate(n);
     let mut out = ImageWriter::new(Vec::new());
     out.add_bytes(Kind::Stub, 0, &stub).expect("stub");
-    out.add_bytes(Kind::Kernel, 0, kernel).expect("kernel");
+    out.add_bytes(Kind::Kernel, kernel_flags, kernel).expect("kernel");
     out.add_bytes(Kind::Initramfs, 0, &cpio).expect("initramfs");
     out.add_bytes(Kind::Manifest, 0, &manifest).expect("manifest");
     out.finish().expect("image").0
@@ -163,3 +168,47 @@ pub fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
 
+
+/// Turns a guest ELF linked at 16 MiB (`-Wl,-Ttext-segment=0x1000000`) into
+/// a bzImage: a 2.15 setup header (one setup sector), then the protected-mode
+/// payload loaded at its preferred address 16 MiB, whose 64-bit entry at
+/// +0x200 jumps to the ELF entry.
+pub fn bzimage_from_elf(elf: &[u8]) -> Vec<u8> {
+    const PREF: u64 = 0x100_0000;
+    let u16_at = |at: usize| u16::from_le_bytes(elf[at..at + 2].try_into().expect("2"));
+    let u64_at = |at: usize| u64::from_le_bytes(elf[at..at + 8].try_into().expect("8"));
+    let entry = u64_at(24);
+    let (phoff, phnum) = (u64_at(32) as usize, u16_at(56) as usize);
+    let mut payload = Vec::new();
+    for i in 0..phnum {
+        let ph = phoff + i * 56;
+        if u32::from_le_bytes(elf[ph..ph + 4].try_into().expect("4")) != 1 {
+            continue;
+        }
+        let (off, paddr, filesz, memsz) = (u64_at(ph + 8), u64_at(ph + 24), u64_at(ph + 32), u64_at(ph + 40));
+        let at = (paddr - PREF) as usize;
+        payload.resize(payload.len().max(at + memsz as usize), 0);
+        payload[at..at + filesz as usize].copy_from_slice(&elf[off as usize..(off + filesz) as usize]);
+    }
+    // jmp rel32 at +0x200 (inside the ELF header page's zero padding).
+    assert!(payload[0x200..0x205].iter().all(|&b| b == 0), "room for the entry jump");
+    let rel = (entry - (PREF + 0x205)) as u32;
+    payload[0x200] = 0xe9;
+    payload[0x201..0x205].copy_from_slice(&rel.to_le_bytes());
+    let mut setup = vec![0u8; 2 * 512];
+    setup[0x1f1] = 1; // setup_sects
+    setup[0x1fe..0x200].copy_from_slice(&0xaa55u16.to_le_bytes());
+    setup[0x201] = 0x6a; // header ends at 0x26c
+    setup[0x202..0x206].copy_from_slice(b"HdrS");
+    setup[0x206..0x208].copy_from_slice(&0x020fu16.to_le_bytes());
+    setup[0x211] = 1; // LOADED_HIGH
+    setup[0x22c..0x230].copy_from_slice(&0x7fff_ffffu32.to_le_bytes());
+    setup[0x230..0x234].copy_from_slice(&0x20_0000u32.to_le_bytes());
+    setup[0x234] = 1; // relocatable
+    setup[0x236..0x238].copy_from_slice(&1u16.to_le_bytes()); // XLF_KERNEL_64
+    setup[0x238..0x23c].copy_from_slice(&2047u32.to_le_bytes());
+    setup[0x258..0x260].copy_from_slice(&PREF.to_le_bytes());
+    setup[0x260..0x264].copy_from_slice(&(payload.len() as u32).to_le_bytes());
+    setup.extend_from_slice(&payload);
+    setup
+}
