@@ -28,15 +28,15 @@ mkdir -p "$out" docs
 
 # One package per cargo run: built together, cargo would unify features
 # (e.g. rustix's `std` wanted by host crates) into the no_std stub and init.
-echo "== building stub, init, builder and size-report (release)" >&2
+# The stub and init are built twice, back to back: as shipped, and the same
+# code unstripped, only to name the largest symbols (size-report uses them
+# only if the loaded sections are identical).
+echo "== building stub, init (also unstripped), builder and size-report (release)" >&2
 for p in vmm-stub smol-init builder size-report; do
     "$cargo" build --release -q -p "$p"
-done
-# The same code unstripped, only to name the largest symbols: the loaded
-# sections are identical, which size-report checks before using them.
-echo "== building unstripped stub and init for symbol names" >&2
-for p in vmm-stub smol-init; do
-    CARGO_PROFILE_RELEASE_STRIP=false "$cargo" build --release -q -p "$p" --target-dir "$target/size-symbols"
+    case $p in vmm-stub | smol-init)
+        CARGO_PROFILE_RELEASE_STRIP=false "$cargo" build --release -q -p "$p" --target-dir "$target/size-symbols"
+    esac
 done
 syms=$target/size-symbols/release
 
