@@ -107,7 +107,7 @@ pub fn parse_elf(b: &[u8]) -> Option<Elf> {
         loads
             .iter()
             .find(|(v, _, sz)| addr >= *v && addr - v < *sz)
-            .and_then(|(v, o, _)| idx(addr - v + o))
+            .and_then(|(v, o, _)| idx((addr - v).checked_add(*o)?))
     };
     let mut strtab = None;
     let mut entries = Vec::new();
@@ -284,6 +284,17 @@ mod tests {
         let mut bad = good.clone();
         bad[0x20..0x28].copy_from_slice(&u64::MAX.to_le_bytes());
         assert_eq!(parse_elf(&bad), None);
+        // A PT_LOAD whose file offset + distance overflows must not panic.
+        let phoff = usize::try_from(u64_at(&good, 0x20).expect("phoff")).expect("fits");
+        let mut wild = good.clone();
+        for i in 0..usize::from(u16_at(&good, 0x38).expect("phnum")) {
+            let ph = phoff + i * 56;
+            if u32_at(&good, ph) == Some(PT_LOAD) {
+                wild[ph + 8..ph + 16].copy_from_slice(&u64::MAX.to_le_bytes());
+                wild[ph + 32..ph + 40].copy_from_slice(&u64::MAX.to_le_bytes());
+            }
+        }
+        let _ = parse_elf(&wild);
         assert!(Closure::of(&[PathBuf::from("/etc/passwd")]).is_err());
         assert!(Closure::of(&[PathBuf::from("/nonexistent")]).is_err());
     }

@@ -10,6 +10,8 @@ use std::io::{self, Read, Write};
 const BLOCK: usize = 512;
 /// Longest name or PAX record accepted.
 const MAX_META: u64 = 64 * 1024;
+/// Largest entry accepted (also keeps the padding arithmetic far from overflow).
+const MAX_ENTRY: u64 = 1 << 40;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Kind {
@@ -240,6 +242,12 @@ impl<R: Read> TarReader<R> {
                     size
                 };
             }
+            if size > MAX_ENTRY {
+                bail!(
+                    "archive entry {} claims {size} bytes: refused",
+                    String::from_utf8_lossy(&path)
+                );
+            }
             let mode = u32::try_from(num(100..108)? & 0o7777).unwrap_or(0o644);
             self.unread = padded(size);
             let clamp = |v: u64| u32::try_from(v).unwrap_or(u32::MAX);
@@ -349,6 +357,32 @@ mod tests {
             }
         }
         std::fs::remove_dir_all(&d).expect("cleanup");
+    }
+
+    #[test]
+    fn absurd_pax_size_is_refused() {
+        // A valid header preceded by a PAX record claiming u64::MAX bytes.
+        let mut pax = Vec::new();
+        let rec = format!(" size={}\n", u64::MAX);
+        let rec = format!("{}{rec}", rec.len() + 2);
+        pax.extend_from_slice(rec.as_bytes());
+        let header = |name: &str, typeflag: u8, size: usize| {
+            let mut h = [0u8; BLOCK];
+            h[..name.len()].copy_from_slice(name.as_bytes());
+            h[100..107].copy_from_slice(b"0000644");
+            h[124..135].copy_from_slice(format!("{size:011o}").as_bytes());
+            h[156] = typeflag;
+            h[148..156].copy_from_slice(b"        ");
+            let sum: u32 = h.iter().map(|&b| u32::from(b)).sum();
+            h[148..155].copy_from_slice(format!("{sum:06o}\0").as_bytes());
+            h
+        };
+        let mut tar = header("pax", b'x', pax.len()).to_vec();
+        tar.extend_from_slice(&pax);
+        tar.resize(2 * BLOCK, 0);
+        tar.extend_from_slice(&header("big", b'0', 0));
+        let err = TarReader::new(&tar[..]).next_entry().expect_err("refused");
+        assert!(err.0.contains("claims"), "{err}");
     }
 
     #[test]
