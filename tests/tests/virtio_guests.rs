@@ -206,3 +206,74 @@ fn hostile_queues_get_needs_reset_and_the_stub_survives() {
         assert_eq!(text(&out.stderr), "", "case {n} ({what})");
     }
 }
+
+/// A pseudo-terminal: (master, slave), the slave in its default cooked mode.
+fn pty() -> (std::fs::File, std::fs::File) {
+    use rustix::pty::{grantpt, openpt, ptsname, unlockpt, OpenptFlags};
+    let master = openpt(OpenptFlags::RDWR | OpenptFlags::NOCTTY).expect("openpt");
+    grantpt(&master).expect("grantpt");
+    unlockpt(&master).expect("unlockpt");
+    let name = ptsname(&master, Vec::new()).expect("ptsname");
+    let slave = std::fs::OpenOptions::new().read(true).write(true).open(name.to_str().expect("utf-8")).expect("slave");
+    (std::fs::File::from(master), slave)
+}
+
+fn lflag(tty: &std::fs::File) -> rustix::termios::LocalModes {
+    rustix::termios::tcgetattr(tty).expect("tcgetattr").local_modes
+}
+
+/// With stdin and stdout on a terminal the stub switches it to raw mode, and
+/// every exit path puts it back: a guest crash (125) and a signal (143).
+#[test]
+fn terminal_is_raw_while_running_and_restored_on_every_exit() {
+    use rustix::termios::LocalModes;
+    use std::os::unix::process::ExitStatusExt;
+    if !have_kvm() {
+        return;
+    }
+    let build = |name: &str, mode: &str| {
+        let out = scratch().join(format!("guest-{name}"));
+        let ok = Command::new(workspace().join("tests/guests/build.sh")).arg(&out).arg(mode).status().expect("build.sh");
+        assert!(ok.success());
+        image(name, &std::fs::read(out).expect("guest"))
+    };
+    let cooked = LocalModes::ICANON | LocalModes::ECHO | LocalModes::ISIG;
+    let (master, slave) = pty();
+    let before = lflag(&slave);
+    assert!(before.contains(cooked));
+    let drain = |m: &std::fs::File| {
+        let mut m = m.try_clone().expect("dup");
+        std::thread::spawn(move || std::io::copy(&mut m, &mut std::io::sink()))
+    };
+    let _d = drain(&master);
+
+    // A guest that triple-faults: 125, terminal restored.
+    let crash = build("tty-triple", "MODE_TRIPLE");
+    let out = Command::new(&crash)
+        .stdin(slave.try_clone().expect("dup"))
+        .stdout(slave.try_clone().expect("dup"))
+        .stderr(Stdio::piped())
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(125), "{out:?}");
+    assert_eq!(lflag(&slave), before, "terminal left changed after a crash");
+
+    // A spinning guest: raw while it runs, restored after SIGTERM (no init
+    // listens for signals, so the stub ends at once with 128 + 15).
+    let spin = build("tty-spin", "MODE_SPIN");
+    let mut child = Command::new(&spin)
+        .stdin(slave.try_clone().expect("dup"))
+        .stdout(slave.try_clone().expect("dup"))
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let start = Instant::now();
+    while lflag(&slave).intersects(cooked) {
+        assert!(start.elapsed() < Duration::from_secs(30), "terminal never went raw");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Command::new("kill").arg("-TERM").arg(child.id().to_string()).status().expect("kill");
+    let status = child.wait().expect("wait");
+    assert_eq!((status.code(), status.signal()), (Some(143), None), "{status:?}");
+    assert_eq!(lflag(&slave), before, "terminal left raw after SIGTERM");
+}

@@ -158,7 +158,8 @@ impl<'f> Control<'f> {
             let mut w = Writer::new(&chain);
             w.write(mem, &m.bytes());
             if m.event == event::PORT_NAME {
-                let name = if m.id == CONTROL_PORT as u32 { CONTROL_PORT_NAME } else { STDIN_PORT_NAME };
+                let is_control = usize::try_from(m.id).is_ok_and(|id| id == CONTROL_PORT);
+                let name = if is_control { CONTROL_PORT_NAME } else { STDIN_PORT_NAME };
                 w.write(mem, name.as_bytes());
             }
             q.add_used(mem, chain.head, w.written())?;
