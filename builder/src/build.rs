@@ -4,22 +4,20 @@
 //! output's directory and renamed into place, so an error never leaves a
 //! partial file behind.
 
+use crate::app::{app, manifest};
 use crate::bail;
-use crate::closure::Closure;
-use crate::container::{self, ImageConfig};
 use crate::error::{Context, Error, Result};
 use crate::kernel_file::KernelFile;
 use crate::layers;
-use crate::output::{TempDir, TempFile};
+use crate::output::TempFile;
 use crate::rootfs::{self, Compressor, MOUNTPOINTS};
-use linker::config::{self, Key};
+use crate::staging::{self, progress};
 use linker::cpio::{Archive, FileData, Node, S_IFCHR};
 use linker::image::{Kind, FLAG_BZIMAGE};
 use linker::write::ImageWriter;
 use std::ffi::OsString;
 use std::fs::{self, File};
 use std::io::{BufWriter, Write};
-use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -31,7 +29,7 @@ pub enum RootfsFormat {
 }
 
 impl RootfsFormat {
-    fn name(self) -> &'static str {
+    pub fn name(self) -> &'static str {
         match self {
             RootfsFormat::Squashfs => "squashfs",
             RootfsFormat::Initramfs => "initramfs",
@@ -202,129 +200,6 @@ fn build_time() -> Result<u32> {
     }
 }
 
-/// What the app is: from the command line, else from the image config.
-struct App {
-    entry: Vec<u8>,
-    args: Vec<Vec<u8>>,
-    env: Vec<Vec<u8>>,
-    workdir: Option<Vec<u8>>,
-    /// Numeric `uid` or `uid:gid`.
-    user: Option<String>,
-}
-
-fn bytes(v: &[String]) -> Vec<Vec<u8>> {
-    v.iter().map(|s| s.as_bytes().to_vec()).collect()
-}
-
-/// Merges the command line over the image config (Docker's rules: `--entry`
-/// replaces the Entrypoint and drops Cmd; `--arg`s replace Cmd).
-fn app(a: &BuildArgs, cfg: Option<&ImageConfig>, root: &Path) -> Result<App> {
-    let cli_args: Vec<Vec<u8>> = a.args.iter().map(|x| x.as_bytes().to_vec()).collect();
-    let (entry, args) = match (&a.entry, a.exec.first(), cfg) {
-        (Some(e), _, _) => (e.as_bytes().to_vec(), cli_args),
-        (None, Some(first), _) => (first.as_os_str().as_bytes().to_vec(), cli_args),
-        (None, None, Some(c)) => {
-            let mut argv = bytes(&c.entrypoint);
-            argv.extend(if a.args.is_empty() {
-                bytes(&c.cmd)
-            } else {
-                cli_args
-            });
-            if argv.is_empty() {
-                bail!("the image has no Entrypoint or Cmd: give --entry PATH");
-            }
-            let entry = argv.remove(0);
-            (entry, argv)
-        }
-        (None, None, None) => bail!("give --entry PATH: the app's path inside the rootfs"),
-    };
-    let mut env = cfg.map(|c| bytes(&c.env)).unwrap_or_default();
-    env.extend(a.env.iter().map(|e| e.as_bytes().to_vec()));
-    let workdir = match (&a.workdir, cfg.and_then(|c| c.workdir.as_ref())) {
-        (Some(w), _) => Some(w.as_bytes().to_vec()),
-        (None, Some(w)) => Some(w.as_bytes().to_vec()),
-        (None, None) => None,
-    };
-    let user = match (&a.user, cfg.and_then(|c| c.user.as_ref())) {
-        (Some(u), _) => Some(u.clone()),
-        (None, Some(u)) => Some(container::resolve_user(root, u)?),
-        (None, None) => None,
-    };
-    Ok(App {
-        entry,
-        args,
-        env,
-        workdir,
-        user,
-    })
-}
-
-/// Everything the manifest says, checked.
-fn manifest(a: &BuildArgs, app: &App, mem: Option<u32>) -> Result<Vec<u8>> {
-    let mut recs: Vec<(Key, Vec<u8>)> = vec![(Key::Entry, app.entry.clone())];
-    recs.extend(app.args.iter().map(|x| (Key::Arg, x.clone())));
-    for e in &app.env {
-        match e.iter().position(|&b| b == b'=') {
-            Some(i) if i > 0 => recs.push((Key::Env, e.clone())),
-            _ => bail!(
-                "bad --env `{}`: expected NAME=value",
-                String::from_utf8_lossy(e)
-            ),
-        }
-    }
-    if let Some(w) = &app.workdir {
-        if !w.starts_with(b"/") {
-            bail!(
-                "bad --workdir `{}`: must be an absolute guest path",
-                String::from_utf8_lossy(w)
-            );
-        }
-        recs.push((Key::Workdir, w.clone()));
-    }
-    if let Some(m) = mem {
-        recs.push((Key::Mem, m.to_string().into_bytes()));
-    }
-    recs.push((Key::Rootfs, a.rootfs_format.name().as_bytes().to_vec()));
-    if let Some(h) = &a.hostname {
-        if h.is_empty()
-            || h.len() > 64
-            || !h
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
-        {
-            bail!("bad --hostname `{h}`: 1-64 letters, digits, `-` or `.`");
-        }
-        recs.push((Key::Hostname, h.clone().into_bytes()));
-    }
-    if let Some(u) = &app.user {
-        let numeric = |x: &str| !x.is_empty() && x.len() <= 10 && x.parse::<u32>().is_ok();
-        let ok = match u.split_once(':') {
-            Some((uid, gid)) => numeric(uid) && numeric(gid),
-            None => numeric(u),
-        };
-        if !ok {
-            bail!("bad --user `{u}`: give a numeric UID or UID:GID, e.g. 1000:1000");
-        }
-        recs.push((Key::User, u.clone().into_bytes()));
-    }
-    for t in &a.tmpfs {
-        if !t.as_bytes().starts_with(b"/") {
-            bail!(
-                "bad --tmpfs `{}`: must be an absolute guest path",
-                t.to_string_lossy()
-            );
-        }
-        recs.push((Key::Tmpfs, t.as_bytes().to_vec()));
-    }
-    let fields: Vec<[&[u8]; 1]> = recs.iter().map(|(_, v)| [v.as_slice()]).collect();
-    let table: Vec<(Key, &[&[u8]])> = recs
-        .iter()
-        .zip(&fields)
-        .map(|((k, _), f)| (*k, &f[..]))
-        .collect();
-    config::to_vec(&table).map_err(|e| Error(format!("manifest: {}", e.message())))
-}
-
 /// The image's initramfs: init, the manifest copy, /dev/console, and for
 /// the initramfs rootfs format the tree under `rootfs/`.
 fn initramfs(
@@ -373,117 +248,10 @@ fn initramfs(
     ar.to_vec().context(|| "initramfs".into())
 }
 
-/// A guest path as a relative path below the staging root; refuses `..`.
-fn below(root: &Path, guest: &Path) -> Result<PathBuf> {
-    use std::path::Component;
-    if !guest.is_absolute()
-        || guest
-            .components()
-            .any(|c| matches!(c, Component::ParentDir))
-    {
-        bail!(
-            "guest path {} must be absolute, without `..`",
-            guest.display()
-        );
-    }
-    Ok(root.join(guest.strip_prefix("/").unwrap_or(guest)))
-}
-
-/// Copies a host file, symlink or tree (symlinks are kept as symlinks).
-fn copy_in(host: &Path, dest: &Path) -> Result<()> {
-    let md = fs::symlink_metadata(host).context(|| format!("--add {}", host.display()))?;
-    if let Some(parent) = dest.parent() {
-        fs::create_dir_all(parent).context(|| parent.display().to_string())?;
-    }
-    if md.file_type().is_symlink() {
-        let target = fs::read_link(host).context(|| host.display().to_string())?;
-        std::os::unix::fs::symlink(target, dest).context(|| dest.display().to_string())?;
-    } else if md.is_dir() {
-        fs::create_dir_all(dest).context(|| dest.display().to_string())?;
-        for e in fs::read_dir(host).context(|| host.display().to_string())? {
-            let e = e.context(|| host.display().to_string())?;
-            copy_in(&e.path(), &dest.join(e.file_name()))?;
-        }
-    } else if md.is_file() {
-        fs::copy(host, dest).context(|| format!("copying {}", host.display()))?;
-    } else {
-        eprintln!("smolvm: warning: skipping special file {}", host.display());
-    }
-    Ok(())
-}
-
-/// A progress line on stderr for long steps, only for a person watching
-/// (stderr is a terminal and `CI` is not set).
-fn progress(what: &str) {
-    use std::io::IsTerminal;
-    if std::io::stderr().is_terminal() && std::env::var_os("CI").is_none() {
-        eprintln!("smolvm: {what}");
-    }
-}
-
-/// The staging rootfs (none for `--rootfs`) and the image config, if any.
-fn stage(a: &BuildArgs) -> Result<(Option<TempDir>, Option<ImageConfig>)> {
-    if let Some(tar) = &a.from_tar {
-        return Ok((Some(stage_tar(a, tar)?), None));
-    }
-    if !a.exec.is_empty() {
-        return Ok((Some(stage_exec(a)?), None));
-    }
-    let image = match (&a.from_docker_archive, &a.from_oci) {
-        (Some(file), _) => {
-            let unpacked = TempDir::create_beside(&a.output, "archive")?;
-            layers::apply(unpacked.path(), file, layers::DEFAULT_LIMIT, false)?;
-            let image = container::docker_archive(unpacked.path())?;
-            (image, Some(unpacked))
-        }
-        (None, Some(dir)) => (container::oci_layout(dir)?, None),
-        (None, None) => return Ok((None, None)),
-    };
-    let (image, _unpacked) = image;
-    let dir = TempDir::create_beside(&a.output, "root")?;
-    let keep_owners = layers::running_as_root(dir.path());
-    let total = image.layers.len();
-    for (i, layer) in image.layers.iter().enumerate() {
-        let size = fs::metadata(layer).map(|m| m.len()).unwrap_or(0);
-        progress(&format!("layer {}/{total}: {} bytes", i + 1, size));
-        layers::apply(dir.path(), layer, layers::DEFAULT_LIMIT, keep_owners)?;
-    }
-    Ok((Some(dir), Some(image.config)))
-}
-
-/// `--from-tar`: the tarball unpacked (safely) into a staging rootfs.
-fn stage_tar(a: &BuildArgs, tar: &Path) -> Result<TempDir> {
-    let dir = TempDir::create_beside(&a.output, "root")?;
-    let keep_owners = layers::running_as_root(dir.path());
-    layers::apply(dir.path(), tar, layers::DEFAULT_LIMIT, keep_owners)?;
-    Ok(dir)
-}
-
-/// `--exec` / `--add`: a staging rootfs beside the output.
-fn stage_exec(a: &BuildArgs) -> Result<TempDir> {
-    let dir = TempDir::create_beside(&a.output, "root")?;
-    let closure = Closure::of(&a.exec)?;
-    for (host, guest) in &closure.files {
-        let dest = below(dir.path(), guest)?;
-        if let Some(parent) = dest.parent() {
-            fs::create_dir_all(parent).context(|| parent.display().to_string())?;
-        }
-        // Follows symlinks: the guest gets the file under the name the loader asks for.
-        fs::copy(host, &dest).context(|| format!("copying {}", host.display()))?;
-    }
-    for spec in &a.add {
-        let Some((host, guest)) = spec.split_once(':') else {
-            bail!("bad --add `{spec}`: expected HOST:GUEST, e.g. /usr/lib/python3.11:/usr/lib/python3.11");
-        };
-        copy_in(Path::new(host), &below(dir.path(), Path::new(guest))?)?;
-    }
-    Ok(dir)
-}
-
 pub fn run(a: &BuildArgs) -> Result<()> {
     let mem = a.mem.as_deref().map(parse_mem).transpose()?;
     let mtime = build_time()?;
-    let (staging, image_config) = stage(a)?;
+    let (staging, image_config) = staging::stage(a)?;
     let root = match (&staging, &a.rootfs) {
         (Some(dir), _) => dir.path().to_path_buf(),
         (None, Some(r)) => r.clone(),

@@ -5,6 +5,7 @@ use std::process::ExitCode;
 mod kernel_cmd;
 
 // Image commands: build, inspect, verify (exit 1 with `smolvm: <error>` on failure).
+mod app;
 mod build;
 mod closure;
 mod container;
@@ -15,6 +16,7 @@ mod kernel_file;
 mod layers;
 mod output;
 mod rootfs;
+mod staging;
 mod tar;
 mod verify;
 

@@ -1,0 +1,133 @@
+//! The app an image runs and its manifest (`linker::config` records):
+//! command-line values merged over a container image's config, checked.
+
+use crate::bail;
+use crate::build::BuildArgs;
+use crate::container::{self, ImageConfig};
+use crate::error::{Error, Result};
+use linker::config::{self, Key};
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
+
+/// What the app is: from the command line, else from the image config.
+pub struct App {
+    pub entry: Vec<u8>,
+    pub args: Vec<Vec<u8>>,
+    pub env: Vec<Vec<u8>>,
+    pub workdir: Option<Vec<u8>>,
+    /// Numeric `uid` or `uid:gid`.
+    pub user: Option<String>,
+}
+
+fn bytes(v: &[String]) -> Vec<Vec<u8>> {
+    v.iter().map(|s| s.as_bytes().to_vec()).collect()
+}
+
+/// Merges the command line over the image config (Docker's rules: `--entry`
+/// replaces the Entrypoint and drops Cmd; `--arg`s replace Cmd).
+pub fn app(a: &BuildArgs, cfg: Option<&ImageConfig>, root: &Path) -> Result<App> {
+    let cli_args: Vec<Vec<u8>> = a.args.iter().map(|x| x.as_bytes().to_vec()).collect();
+    let (entry, args) = match (&a.entry, a.exec.first(), cfg) {
+        (Some(e), _, _) => (e.as_bytes().to_vec(), cli_args),
+        (None, Some(first), _) => (first.as_os_str().as_bytes().to_vec(), cli_args),
+        (None, None, Some(c)) => {
+            let mut argv = bytes(&c.entrypoint);
+            argv.extend(if a.args.is_empty() {
+                bytes(&c.cmd)
+            } else {
+                cli_args
+            });
+            if argv.is_empty() {
+                bail!("the image has no Entrypoint or Cmd: give --entry PATH");
+            }
+            let entry = argv.remove(0);
+            (entry, argv)
+        }
+        (None, None, None) => bail!("give --entry PATH: the app's path inside the rootfs"),
+    };
+    let mut env = cfg.map(|c| bytes(&c.env)).unwrap_or_default();
+    env.extend(a.env.iter().map(|e| e.as_bytes().to_vec()));
+    let workdir = match (&a.workdir, cfg.and_then(|c| c.workdir.as_ref())) {
+        (Some(w), _) => Some(w.as_bytes().to_vec()),
+        (None, Some(w)) => Some(w.as_bytes().to_vec()),
+        (None, None) => None,
+    };
+    let user = match (&a.user, cfg.and_then(|c| c.user.as_ref())) {
+        (Some(u), _) => Some(u.clone()),
+        (None, Some(u)) => Some(container::resolve_user(root, u)?),
+        (None, None) => None,
+    };
+    Ok(App {
+        entry,
+        args,
+        env,
+        workdir,
+        user,
+    })
+}
+
+/// Everything the manifest says, checked.
+pub fn manifest(a: &BuildArgs, app: &App, mem: Option<u32>) -> Result<Vec<u8>> {
+    let mut recs: Vec<(Key, Vec<u8>)> = vec![(Key::Entry, app.entry.clone())];
+    recs.extend(app.args.iter().map(|x| (Key::Arg, x.clone())));
+    for e in &app.env {
+        match e.iter().position(|&b| b == b'=') {
+            Some(i) if i > 0 => recs.push((Key::Env, e.clone())),
+            _ => bail!(
+                "bad --env `{}`: expected NAME=value",
+                String::from_utf8_lossy(e)
+            ),
+        }
+    }
+    if let Some(w) = &app.workdir {
+        if !w.starts_with(b"/") {
+            bail!(
+                "bad --workdir `{}`: must be an absolute guest path",
+                String::from_utf8_lossy(w)
+            );
+        }
+        recs.push((Key::Workdir, w.clone()));
+    }
+    if let Some(m) = mem {
+        recs.push((Key::Mem, m.to_string().into_bytes()));
+    }
+    recs.push((Key::Rootfs, a.rootfs_format.name().as_bytes().to_vec()));
+    if let Some(h) = &a.hostname {
+        if h.is_empty()
+            || h.len() > 64
+            || !h
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
+        {
+            bail!("bad --hostname `{h}`: 1-64 letters, digits, `-` or `.`");
+        }
+        recs.push((Key::Hostname, h.clone().into_bytes()));
+    }
+    if let Some(u) = &app.user {
+        let numeric = |x: &str| !x.is_empty() && x.len() <= 10 && x.parse::<u32>().is_ok();
+        let ok = match u.split_once(':') {
+            Some((uid, gid)) => numeric(uid) && numeric(gid),
+            None => numeric(u),
+        };
+        if !ok {
+            bail!("bad --user `{u}`: give a numeric UID or UID:GID, e.g. 1000:1000");
+        }
+        recs.push((Key::User, u.clone().into_bytes()));
+    }
+    for t in &a.tmpfs {
+        if !t.as_bytes().starts_with(b"/") {
+            bail!(
+                "bad --tmpfs `{}`: must be an absolute guest path",
+                t.to_string_lossy()
+            );
+        }
+        recs.push((Key::Tmpfs, t.as_bytes().to_vec()));
+    }
+    let fields: Vec<[&[u8]; 1]> = recs.iter().map(|(_, v)| [v.as_slice()]).collect();
+    let table: Vec<(Key, &[&[u8]])> = recs
+        .iter()
+        .zip(&fields)
+        .map(|((k, _), f)| (*k, &f[..]))
+        .collect();
+    config::to_vec(&table).map_err(|e| Error(format!("manifest: {}", e.message())))
+}
