@@ -37,28 +37,23 @@ fn scratch(test: &str) -> Scratch {
     Scratch(dir)
 }
 
-/// A real, unstripped Rust ELF (~450 KB, mangled std symbols), compiled
-/// once per test run with the rustc that runs these tests.
+/// A real, unstripped Rust ELF (~450 KB, mangled std symbols) of `main`,
+/// compiled with the rustc that runs these tests.
+fn compile(name: &str, main: &str) -> Vec<u8> {
+    let dir = scratch(&format!("rustc-{name}"));
+    let src = dir.join("app.rs");
+    std::fs::write(&src, format!("fn main() {{ {main} }}\n")).unwrap();
+    let rustc = std::env::var("RUSTC").unwrap_or_else(|_| "rustc".into());
+    let out = dir.join("app");
+    let ok = Command::new(rustc).args(["-O", "-C", "strip=debuginfo", "-o"]).arg(&out).arg(&src).status().unwrap().success();
+    assert!(ok, "rustc failed");
+    std::fs::read(out).unwrap()
+}
+
+/// The ELF most tests use, compiled once per test run.
 fn unstripped_elf() -> Vec<u8> {
     static ELF: std::sync::OnceLock<Vec<u8>> = std::sync::OnceLock::new();
-    ELF.get_or_init(|| {
-        let dir = scratch("rustc");
-        let src = dir.join("app.rs");
-        std::fs::write(&src, "fn main() { let v: Vec<String> = std::env::args().collect(); println!(\"{}\", v.len()); }\n")
-            .unwrap();
-        let rustc = std::env::var("RUSTC").unwrap_or_else(|_| "rustc".into());
-        let out = dir.join("app");
-        let ok = Command::new(rustc)
-            .args(["-O", "-C", "strip=debuginfo", "-o"])
-            .arg(&out)
-            .arg(&src)
-            .status()
-            .unwrap()
-            .success();
-        assert!(ok, "rustc failed");
-        std::fs::read(out).unwrap()
-    })
-    .clone()
+    ELF.get_or_init(|| compile("app", "let v: Vec<String> = std::env::args().collect(); println!(\"{}\", v.len());")).clone()
 }
 
 /// `elf` stripped with binutils `strip` (a build dependency).
@@ -356,7 +351,7 @@ fn symbols_come_from_a_matching_unstripped_build() {
     assert!(symbols.iter().all(|s| !s.get("name").unwrap().as_str().unwrap().starts_with("_ZN")));
     // A build of other code does not match and is refused.
     let other = dir.join("other.full");
-    std::fs::copy(BIN, &other).unwrap();
+    std::fs::write(&other, compile("other", "println!(\"other code\");")).unwrap();
     let out = run(&[&"--no-compress", &"--symbols-from", &other, &a]);
     assert_eq!(out.status.code(), Some(2));
     assert!(stderr(&out).contains("matches no stripped ELF"), "{}", stderr(&out));
