@@ -248,7 +248,6 @@ pub fn try_run(cases: &[Case]) -> io::Result<Vec<Outcome>> {
     match Mode::current() {
         Mode::Direct => cases.iter().map(run_direct).collect(),
         Mode::Lab => {
-            static SHARED: Mutex<Option<Instance>> = Mutex::new(None);
             let mut shared = SHARED.lock().unwrap_or_else(|p| p.into_inner());
             let needed = extra_shares(cases, &process_dir()?.join("share"));
             if shared.as_mut().is_some_and(Instance::has_exited) {
@@ -275,6 +274,24 @@ pub fn try_run(cases: &[Case]) -> io::Result<Vec<Outcome>> {
     }
 }
 
+/// The L1 this process's [`run`] calls share (lab mode).
+static SHARED: Mutex<Option<Instance>> = Mutex::new(None);
+
+/// In lab mode, starts booting the shared L1 in the background, so that it
+/// boots while the test builds its images; [`run`] then finds it ready (or
+/// waits for it). A failed boot is retried, and reported, by [`run`].
+pub fn prewarm() {
+    if Mode::current() != Mode::Lab {
+        return;
+    }
+    std::thread::spawn(|| {
+        let mut shared = SHARED.lock().unwrap_or_else(|p| p.into_inner());
+        if shared.is_none() {
+            *shared = process_dir().and_then(|dir| Instance::boot(dir, Vec::new())).ok();
+        }
+    });
+}
+
 fn boot_and_run(
     slot: &mut Option<Instance>,
     shares: Vec<PathBuf>,
@@ -289,13 +306,15 @@ fn boot_and_run(
 }
 
 /// A directory cases may write to, in both modes (in lab mode it lives in
-/// the shared L1's writable 9p export). Removed on drop.
+/// the shared L1's writable 9p export, and the L1 starts booting: see
+/// [`prewarm`]). Removed on drop.
 pub fn writable_dir() -> io::Result<TempDir> {
     match Mode::current() {
         Mode::Direct => TempDir::new("smolvm-lab-w"),
         Mode::Lab => {
             let parent = process_dir()?.join("share").join("tmp");
             fs::create_dir_all(&parent)?;
+            prewarm();
             TempDir::new_in(&parent, "w")
         }
     }
@@ -369,7 +388,16 @@ struct Instance {
 }
 
 impl Instance {
+    /// Boots L1, once more if the first boot fails: a TCG boot on a busy
+    /// host can fail for timing reasons that a second try does not repeat.
     fn boot(work: PathBuf, shares: Vec<PathBuf>) -> io::Result<Instance> {
+        Instance::boot_once(work.clone(), shares.clone()).or_else(|e| {
+            eprintln!("lab: L1 boot failed, retrying once: {e}");
+            Instance::boot_once(work, shares)
+        })
+    }
+
+    fn boot_once(work: PathBuf, shares: Vec<PathBuf>) -> io::Result<Instance> {
         let share = work.join("share");
         let cases = share.join("cases");
         fs::create_dir_all(&cases)?;

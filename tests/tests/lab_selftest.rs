@@ -160,6 +160,7 @@ fn write_exec(path: &Path, text: &str) {
 
 #[test]
 fn kvm_guests_run_in_one_batch_and_a_hang_fails_only_itself() {
+    lab::prewarm(); // L1 boots while the initramfs is built
     let kernel = guest_kernel();
     let files = guest_files();
     let run_guest = files.path().join("run-guest");
