@@ -736,7 +736,8 @@ fn process_dir() -> io::Result<PathBuf> {
     Ok(DIR.get_or_init(|| dir).clone())
 }
 
-/// Removes `smolvm-lab-<pid>[-…]` directories whose process is gone.
+/// Removes `smolvm-lab-[<kind>-]<pid>[-…]` directories (this module's, the
+/// CLI's) whose process is gone: a killed test leaves them behind.
 fn remove_stale(tmp: &Path) {
     let Ok(entries) = fs::read_dir(tmp) else { return };
     for entry in entries.flatten() {
@@ -744,8 +745,8 @@ fn remove_stale(tmp: &Path) {
         let Some(rest) = name.to_str().and_then(|n| n.strip_prefix("smolvm-lab-")) else {
             continue;
         };
-        let pid = rest.split('-').next().unwrap_or("");
-        if pid.parse::<u32>().is_ok() && !Path::new("/proc").join(pid).exists() {
+        let pid = rest.split(['-', '.']).find(|p| p.parse::<u32>().is_ok()).unwrap_or("");
+        if !pid.is_empty() && !Path::new("/proc").join(pid).exists() {
             let _ = fs::remove_dir_all(entry.path());
         }
     }
