@@ -63,9 +63,12 @@ impl Stdio {
     pub fn set_modes(&self, tty: Option<TtySize>) {
         let Some(size) = tty else {
             if multiport_control_device() {
-                if let Some(port) = open_port(abi::GUEST_STDIN_PORT, OFlags::RDONLY) {
-                    let _ = rustix::stdio::dup2_stdin(&port);
-                    Line::new().s("stdin on ").s(abi::GUEST_STDIN_PORT).debug();
+                match open_port(abi::GUEST_STDIN_PORT, OFlags::RDONLY) {
+                    Some(port) => {
+                        let _ = rustix::stdio::dup2_stdin(&port);
+                        Line::new().s("stdin on ").s(abi::GUEST_STDIN_PORT).debug();
+                    }
+                    None => Line::new().s("no stdin port appeared; stdin stays on hvc0").debug(),
                 }
             }
             return;
@@ -111,10 +114,12 @@ fn multiport_control_device() -> bool {
 
 /// Opens a port of the multiport control device. Its ports appear a little
 /// after the device probes (the host answers the driver's DEVICE_READY; a
-/// kernel worker then creates them), so wait up to ~1 s for the node.
+/// kernel worker then creates them, which takes seconds when the guest
+/// kernel is emulated, as in the KVM lab), so wait up to ~10 s for the node
+/// (only called once the multiport device is known to be there).
 fn open_port(path: &str, flags: OFlags) -> Option<OwnedFd> {
     let tick = rustix::thread::Timespec { tv_sec: 0, tv_nsec: 10_000_000 };
-    for _ in 0..100 {
+    for _ in 0..1000 {
         match rustix::fs::open(path, flags | OFlags::NOCTTY | OFlags::CLOEXEC, Mode::empty()) {
             Ok(fd) => return Some(fd),
             Err(rustix::io::Errno::NOENT | rustix::io::Errno::NXIO | rustix::io::Errno::NODEV) => {
