@@ -562,6 +562,8 @@ impl Drop for Instance {
 /// Writes a case directory in the format tests/lab/init reads: `cmd` is an
 /// ash fragment with every byte single-quoted.
 fn write_case(dir: &Path, case: &Case) -> io::Result<()> {
+    // A previous L1 of this process may have left results under this name.
+    let _ = fs::remove_dir_all(dir);
     fs::create_dir_all(dir)?;
     let mut cmd = b"cwd=".to_vec();
     cmd.extend(sh_quote(case.cwd.as_os_str().as_bytes()));
