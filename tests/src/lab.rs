@@ -458,7 +458,8 @@ impl Instance {
             exited_seen: false,
         };
         inst.ctl = BufReader::new(inst.connect(&sock, start)?);
-        inst.ctl.get_ref().set_read_timeout(Some(BOOT_TIMEOUT.saturating_sub(start.elapsed())))?;
+        let left = BOOT_TIMEOUT.saturating_sub(start.elapsed()).max(Duration::from_secs(1));
+        inst.ctl.get_ref().set_read_timeout(Some(left))?;
         loop {
             match inst.read_line()?.as_str() {
                 "ready" => break,
