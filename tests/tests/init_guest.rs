@@ -265,8 +265,9 @@ fn app_killed_by_sigkill_is_137() {
 #[test]
 fn orphans_are_reaped_and_leftovers_killed() {
     // Three orphans end while the app runs: init must reap them (no
-    // zombies). Two more still run when the app exits: init must end them
-    // instead of waiting 1000 s.
+    // zombies). Three more still run when the app exits, one ignoring
+    // SIGTERM: init must end them (SIGTERM, then SIGKILL) instead of waiting
+    // 1000 s.
     let script = r#"
         for i in 1 2 3; do (sleep 0.2 &); done
         sleep 2
@@ -278,12 +279,20 @@ fn orphans_are_reaped_and_leftovers_killed() {
         echo "zombies=$z"
         sleep 1000 &
         (sleep 1000 &)
+        (trap '' TERM HUP; exec /bin/busybox sleep 1000) &
+        sleep 0.5
         exit 3
     "#;
     let start = Instant::now();
-    let out = Boot::new("orphans", shell(script)).guest(|g| g.timeout = Duration::from_secs(100)).run();
+    let out = Boot::new("orphans", shell(script))
+        .runtime(Cfg::default().rec(Key::Log, &[b"debug"]))
+        .guest(|g| g.timeout = Duration::from_secs(100))
+        .run();
     assert_status(&out, 3);
     assert_eq!(out.stdout_str(), "zombies=0\n", "{}", out.describe());
+    let log = out.stderr_str();
+    assert!(log.contains("] terminating the processes the app left"), "{log}");
+    assert!(!log.contains("some processes did not end"), "{log}");
     assert!(start.elapsed() < Duration::from_secs(100));
 }
 
@@ -398,6 +407,17 @@ fn control_port_of_the_control_device_delivers_signals() {
         })
         .run();
     assert_status(&out, 128 + 10);
+}
+
+#[test]
+fn host_terminal_mode_gives_a_cooked_tty_with_the_host_size() {
+    // With a `tty` record the guest tty does the line discipline (LF → CR LF
+    // on output) and knows the host window size; stdin is hvc0.
+    let out = Boot::new("tty", shell("stty size; [ -t 0 ] && echo stdin-is-tty"))
+        .runtime(Cfg::default().rec(Key::Tty, &[b"33 101"]))
+        .run();
+    assert_status(&out, 0);
+    assert_eq!(out.stdout_str(), "33 101\r\nstdin-is-tty\r\n", "{}", out.describe());
 }
 
 #[test]
