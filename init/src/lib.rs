@@ -128,7 +128,7 @@ fn read_file(path: &str, limit: usize) -> Result<Vec<u8>, Errno> {
         match rustix::io::read(&fd, &mut chunk) {
             Ok(0) => return Ok(bytes),
             Ok(n) => {
-                if bytes.len() + n > limit {
+                if bytes.len().saturating_add(n) > limit {
                     return Err(Errno::FBIG);
                 }
                 bytes.extend_from_slice(&chunk[..n]);
