@@ -14,7 +14,9 @@ use crate::options::{OptError, Options, HELP};
 use crate::out::{self, fail, Line};
 use crate::payload::{Payload, PayloadError};
 use crate::serial::{Serial, Sink};
-use crate::sys::kvm::{KvmCpuid2, KvmCpuid2Header, KvmCpuidEntry2, KVM_API_VERSION, MAX_CPUID_ENTRIES};
+use crate::sys::kvm::{
+    KvmCpuid2, KvmCpuid2Header, KvmCpuidEntry2, KVM_API_VERSION, KVM_CAP_TSC_DEADLINE_TIMER, MAX_CPUID_ENTRIES,
+};
 use crate::vmm::Vmm;
 use linker::abi::{self, GUEST_RUNTIME_PATH};
 use linker::config::{self, Key, MAX_CONFIG_LEN};
@@ -316,7 +318,8 @@ fn create_vm(kvm: &Kvm, mem: &GuestMemory, entry: u64) -> Result<(Vm, Vcpu), Set
         entries: [KvmCpuidEntry2::default(); MAX_CPUID_ENTRIES],
     };
     kvm.supported_cpuid(&mut cpuid).map_err(|e| ("KVM_GET_SUPPORTED_CPUID", e))?;
-    cpu::patch_cpuid(&mut cpuid);
+    let tsc_deadline = kvm.check_extension(KVM_CAP_TSC_DEADLINE_TIMER).unwrap_or(0) > 0;
+    cpu::patch_cpuid(&mut cpuid, tsc_deadline);
     vcpu.set_cpuid2(&cpuid).map_err(|e| ("KVM_SET_CPUID2", e))?;
     vcpu.set_msrs(&cpu::boot_msrs()).map_err(|e| ("KVM_SET_MSRS", e))?;
     let sregs = vcpu.get_sregs().map_err(|e| ("KVM_GET_SREGS", e))?;

@@ -76,13 +76,19 @@ pub fn boot_regs(entry: u64) -> KvmRegs {
 }
 
 /// Adjusts KVM's supported CPUID for one vCPU with APIC id 0: sets the
-/// hypervisor bit (the KVM paravirt leaves 0x4000_00xx come from KVM).
-pub fn patch_cpuid(cpuid: &mut KvmCpuid2) {
+/// hypervisor bit (the KVM paravirt leaves 0x4000_00xx come from KVM) and,
+/// when KVM emulates it (`KVM_CAP_TSC_DEADLINE_TIMER`, which
+/// KVM_GET_SUPPORTED_CPUID does not report), the TSC-deadline timer bit:
+/// Linux then needs no LAPIC timer calibration against the PIT.
+pub fn patch_cpuid(cpuid: &mut KvmCpuid2, tsc_deadline: bool) {
     let n = (cpuid.header.nent as usize).min(MAX_CPUID_ENTRIES);
     for e in &mut cpuid.entries[..n] {
         match e.function {
             1 => {
                 e.ecx |= 1 << 31;
+                if tsc_deadline {
+                    e.ecx |= 1 << 24;
+                }
                 // APIC id 0, one logical processor, keep CLFLUSH size.
                 e.ebx = (e.ebx & 0xffff) | (1 << 16);
             }
