@@ -157,6 +157,17 @@ mod tests {
     }
 
     #[test]
+    fn cpuid_gets_hypervisor_apic_id_0_and_optional_tsc_deadline() {
+        let leaf1 = KvmCpuidEntry2 { function: 1, ebx: 0x0702_0800, ecx: 0, ..Default::default() };
+        let mut c = KvmCpuid2 { header: KvmCpuid2Header { nent: 1, padding: 0 }, entries: [leaf1; MAX_CPUID_ENTRIES] };
+        patch_cpuid(&mut c, false);
+        assert_eq!((c.entries[0].ecx, c.entries[0].ebx), (1 << 31, 0x0001_0800));
+        assert_eq!(c.entries[1].ecx, 0, "entries past nent are untouched");
+        patch_cpuid(&mut c, true);
+        assert_eq!(c.entries[0].ecx, (1 << 31) | (1 << 24));
+    }
+
+    #[test]
     fn lapic_lint_modes() {
         let reg = |l: &KvmLapicState, at: usize| u32::from_le_bytes(l.regs[at..at + 4].try_into().expect("4"));
         let mut l = KvmLapicState { regs: [0; 1024] };
