@@ -42,6 +42,7 @@ fn fixture() -> &'static Fixture {
     static FIXTURE: OnceLock<Fixture> = OnceLock::new();
     FIXTURE.get_or_init(|| {
         assert!(Path::new(BUSYBOX).is_file(), "{BUSYBOX} missing: apt-get install busybox-static");
+        remove_stale_fixtures();
         let dir = qemu::scratch_dir("init-fixture");
         let root = dir.join("root");
         for d in ["bin", "dev", "proc", "sys", "tmp", "run", "mnt", "data", "etc"] {
@@ -66,6 +67,19 @@ fn fixture() -> &'static Fixture {
         );
         Fixture { rootfs_dir: root, squashfs }
     })
+}
+
+/// Fixture dirs of earlier test processes that are gone (named
+/// `smolvm-test-<pid>-init-fixture`).
+fn remove_stale_fixtures() {
+    let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else { return };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let pid = name.strip_prefix("smolvm-test-").and_then(|r| r.strip_suffix("-init-fixture"));
+        if pid.is_some_and(|pid| !Path::new("/proc").join(pid).exists()) {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
 }
 
 /// A config file as records of (key, fields).
@@ -142,6 +156,8 @@ impl Boot {
         (self.guest)(&mut guest);
         let out = guest.run(&dir);
         assert!(out.finished, "{}: the VM did not end within {:?}\n{}", self.name, guest.timeout, out.describe());
+        // Everything the guest wrote is in `out` now.
+        let _ = std::fs::remove_dir_all(&dir);
         out
     }
 }
