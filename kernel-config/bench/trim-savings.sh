@@ -3,7 +3,8 @@
 #
 #   kernel-config/bench/trim-savings.sh [SCRATCH_DIR]
 #
-# Copies the cached kernel's object dir, then undoes the trims one group at a time, cumulatively (each step reverts one more
+# Copies the cached kernel's object dir, then undoes the trims one group at a time,
+# cumulatively (each step reverts one more
 # group to what tinyconfig + the other fragments would give) and rebuilds vmlinux.
 # Each row is the growth of `size vmlinux` caused by undoing that group, given the
 # groups above it are already undone; the rows add up to the total saving.
