@@ -87,9 +87,15 @@ pub struct BuildArgs {
     /// Mount a writable tmpfs at this guest path (repeatable; the root is read-only).
     #[arg(long, value_name = "DIR")]
     pub tmpfs: Vec<OsString>,
-    /// Guest kernel (vmlinux or bzImage); default $SMOLVM_KERNEL, then `smolvm kernel path`.
+    /// Guest kernel (vmlinux or bzImage); default $SMOLVM_KERNEL, then the cached
+    /// kernel from `smolvm kernel` in the form --kernel-format picks.
     #[arg(long, value_name = "FILE")]
     pub kernel: Option<PathBuf>,
+    /// Form of the cached kernel to embed when --kernel is not given: a zstd
+    /// bzImage (default: 1.7 MB, fast to decompress) keeps images small;
+    /// `vmlinux` (~15 MB) is mapped zero-copy and shared between instances.
+    #[arg(long, value_enum, default_value = "bzimage-zstd")]
+    pub kernel_format: KernelFormat,
     #[arg(long, value_enum, default_value = "squashfs")]
     pub rootfs_format: RootfsFormat,
     /// squashfs compressor.
@@ -165,8 +171,29 @@ fn locate(flag: Option<&Path>, env: &str, name: &str, cargo_pkg: &str) -> Result
     Ok(path)
 }
 
+/// Which cached kernel file `smolvm build` embeds by default.
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+pub enum KernelFormat {
+    BzimageZstd,
+    BzimageLz4,
+    BzimageXz,
+    Vmlinux,
+}
+
+impl KernelFormat {
+    /// Arguments of `smolvm kernel path` that print this form's path.
+    fn path_args(self) -> &'static [&'static str] {
+        match self {
+            KernelFormat::BzimageZstd => &["--bzimage", "--compression", "zstd"],
+            KernelFormat::BzimageLz4 => &["--bzimage", "--compression", "lz4"],
+            KernelFormat::BzimageXz => &["--bzimage", "--compression", "xz"],
+            KernelFormat::Vmlinux => &[],
+        }
+    }
+}
+
 /// `--kernel`, then `$SMOLVM_KERNEL`, then what `smolvm kernel path` prints.
-fn locate_kernel(flag: Option<&Path>) -> Result<PathBuf> {
+fn locate_kernel(flag: Option<&Path>, format: KernelFormat) -> Result<PathBuf> {
     if let Some(p) = flag {
         return Ok(p.to_path_buf());
     }
@@ -178,6 +205,7 @@ fn locate_kernel(flag: Option<&Path>) -> Result<PathBuf> {
     let exe = std::env::current_exe().context(|| hint.into())?;
     let out = std::process::Command::new(exe)
         .args(["kernel", "path"])
+        .args(format.path_args())
         .stderr(std::process::Stdio::inherit())
         .output()
         .context(|| hint.into())?;
@@ -271,7 +299,7 @@ pub fn run(a: &BuildArgs) -> Result<()> {
     let manifest = manifest(a, &app, mem)?;
     let stub = locate(a.stub.as_deref(), "SMOLVM_STUB", "vmm-stub", "vmm-stub")?;
     let init = locate(a.init.as_deref(), "SMOLVM_INIT", "smol-init", "smol-init")?;
-    let kernel = KernelFile::load(&locate_kernel(a.kernel.as_deref())?)?;
+    let kernel = KernelFile::load(&locate_kernel(a.kernel.as_deref(), a.kernel_format)?)?;
 
     let out = TempFile::create_beside(&a.output, 0o755)?;
     let squashfs = match a.rootfs_format {
