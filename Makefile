@@ -38,3 +38,8 @@ demo: kernel
 
 test: kernel
 	$(CARGO) test --workspace --release
+
+# Benchmarks side by side with QEMU, the KVM floor and Debian's kernel, one run
+# (~10-15 min): writes docs/bench/results.json, README.md and SVG charts.
+bench: kernel
+	./bench/run
