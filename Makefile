@@ -10,7 +10,7 @@ SMOLVM := target/release/smolvm
 APT_PACKAGES := build-essential linux-source-6.1 bc flex bison libelf-dev libssl-dev \
 	busybox-static squashfs-tools qemu-system-x86 hyperfine cpio xz-utils lz4 zstd
 
-.PHONY: deps build kernel demo test bench clean-cache
+.PHONY: deps build kernel demo test size bench
 
 # Install the Debian packages a fresh machine lacks (needs root or sudo).
 deps:
@@ -36,8 +36,15 @@ kernel: build
 demo: kernel
 	./demo/run.sh
 
+# Unit tests, bare-metal guests under /dev/kvm, Linux guests under QEMU TCG,
+# whole images through the KVM lab (or directly on hardware KVM), then the
+# size budgets on the reference images.
 test: kernel
 	$(CARGO) test --workspace --release
+	./size-report/reference-images.sh
+
+size: build
+	./size-report/reference-images.sh
 
 # Benchmarks side by side with QEMU, the KVM floor and Debian's kernel, one run
 # (~10-15 min): writes docs/bench/results.json, README.md and SVG charts.

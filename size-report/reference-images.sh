@@ -15,7 +15,7 @@
 # `size-report --baseline`) and summary.md next to the images.
 # Exit status: that of `size-report --budget` (0 ok, 1 over budget, 2 error),
 # or non-zero from a failed build step.
-# The guest kernel comes from $SMOLVM_KERNEL or `smolvm kernel path` (built
+# The guest kernel is smolvm build's default ($SMOLVM_KERNEL or the cached zstd bzImage, built
 # and cached on first use, ~4 min). CARGO_TARGET_DIR is honoured.
 set -euo pipefail
 cd "$(dirname "$0")/.."
