@@ -16,6 +16,7 @@ pub mod options;
 pub mod out;
 pub mod payload;
 pub mod reaper;
+pub mod seccomp;
 pub mod serial;
 pub mod start;
 pub mod sys;

@@ -18,6 +18,8 @@ default arguments. Leading --smolvm-* options are taken by smolvm:
   --smolvm-disk=PATH[:ro] attach a host file as /dev/vdb, vdc, ... (repeatable;
                           read-write unless :ro)                  [SMOLVM_DISK]
   --smolvm-info           describe the image and exit without booting
+  --smolvm-no-seccomp     UNSAFE, debugging only: no system-call filter,
+                          a guest escape gets the user's full rights [SMOLVM_NO_SECCOMP=1]
   --smolvm-help           this text
 Exit status: the app's; 125 when smolvm itself fails (bad image, no /dev/kvm,
 guest kernel crash), 126/127 when the app cannot be run or found.";
@@ -40,6 +42,8 @@ pub struct Options<'a> {
     pub disks: heapless::Vec<&'a [u8], { crate::devices::MAX_DISKS }>,
     pub info: bool,
     pub help: bool,
+    /// Unsafe: run without the seccomp filter (debugging).
+    pub no_seccomp: bool,
     /// How many leading arguments (after argv[0]) were smolvm's.
     pub consumed: usize,
 }
@@ -94,6 +98,8 @@ impl<'a> Options<'a> {
                 o.log = parse_log(v).ok_or(OptError::BadValue(var))?;
             } else if let Some(v) = var.strip_prefix(b"SMOLVM_WORKDIR=") {
                 o.workdir = Some(v);
+            } else if var == b"SMOLVM_NO_SECCOMP=1" {
+                o.no_seccomp = true;
             } else if let Some(v) = var.strip_prefix(b"SMOLVM_DISK=") {
                 crate::devices::DiskSpec::parse(v).ok_or(OptError::BadValue(var))?;
                 o.disks.push(v).map_err(|_| OptError::TooMany(var))?;
@@ -118,7 +124,8 @@ impl<'a> Options<'a> {
                 }
                 (b"info", None) => o.info = true,
                 (b"help", None) => o.help = true,
-                (b"mem" | b"log" | b"env" | b"workdir" | b"disk" | b"info" | b"help", _) => {
+                (b"no-seccomp", None) => o.no_seccomp = true,
+                (b"mem" | b"log" | b"env" | b"workdir" | b"disk" | b"info" | b"help" | b"no-seccomp", _) => {
                     return Err(OptError::BadValue(arg))
                 }
                 _ => return Err(OptError::Unknown(arg)),

@@ -148,6 +148,14 @@ pub fn main(args: CStrings, env: CStrings) -> u8 {
     if let Err(e) = crate::hostio::stdin_watch::start() {
         Line::new().s("cannot start the stdin thread (errno ").u(errno(e)).s(")").fail();
     }
+    // From here on only the run loop's system calls (seccomp.rs); the
+    // reaper below inherits the filter.
+    if !opts.no_seccomp {
+        crate::seccomp::install()
+            .unwrap_or_else(|e| Line::new().s("cannot install the seccomp filter (errno ").u(errno(e)).s("; --smolvm-no-seccomp skips it, unsafely)").fail());
+    }
+    #[cfg(feature = "test-hooks")]
+    test_hooks(env);
     // Last step before the guest runs: VM teardown moves off the exit path.
     {
         use rustix::fd::AsRawFd;
@@ -329,4 +337,19 @@ fn create_vm(kvm: &Kvm, mem: &GuestMemory, entry: u64) -> Result<(Vm, Vcpu), Set
     cpu::patch_lapic(&mut lapic);
     vcpu.set_lapic(&lapic).map_err(|e| ("KVM_SET_LAPIC", e))?;
     Ok((vm, vcpu))
+}
+
+/// Test builds only (feature `test-hooks`, never in release images):
+/// `SMOLVM_TEST_HOOK=forbidden` makes a call outside the filter (SIGSYS),
+/// `SMOLVM_TEST_HOOK=panic` panics (status 125 through the allowed calls).
+#[cfg(feature = "test-hooks")]
+fn test_hooks(mut env: CStrings) {
+    match env.find_map(|v| v.strip_prefix(b"SMOLVM_TEST_HOOK=")) {
+        Some(b"forbidden") => {
+            // SAFETY: getuid(2) has no arguments and touches no memory.
+            unsafe { crate::hostio::signals::syscall4(102, 0, 0, 0, 0) };
+        }
+        Some(b"panic") => panic!("test hook"),
+        _ => {}
+    }
 }

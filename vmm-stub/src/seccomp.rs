@@ -1,0 +1,216 @@
+//! seccomp allow-list installed just before the guest runs: the run loop,
+//! its devices (console, block, control), the signal handlers, the stdin
+//! thread, the reaper and the panic path need only the calls below. Any
+//! other call kills the whole process (SIGSYS). `ioctl` is allowed only for
+//! the requests the run loop issues; `clone` only with the reaper's flags.
+
+use crate::sys::kvm::{KVM_IRQ_LINE, KVM_RUN};
+
+// x86_64 system call numbers.
+const READ: u32 = 0;
+const WRITE: u32 = 1;
+const CLOSE: u32 = 3;
+const FSTAT: u32 = 5;
+const POLL: u32 = 7;
+const RT_SIGPROCMASK: u32 = 14;
+const RT_SIGRETURN: u32 = 15;
+const IOCTL: u32 = 16;
+const PREAD64: u32 = 17;
+const PWRITE64: u32 = 18;
+const PAUSE: u32 = 34;
+const ALARM: u32 = 37;
+const GETPID: u32 = 39;
+const CLONE: u32 = 56;
+const EXIT: u32 = 60;
+const FSYNC: u32 = 74;
+const FDATASYNC: u32 = 75;
+const GETPPID: u32 = 110;
+const PRCTL: u32 = 157;
+const GETTID: u32 = 186;
+const FUTEX: u32 = 202;
+const RESTART_SYSCALL: u32 = 219;
+const EXIT_GROUP: u32 = 231;
+const TGKILL: u32 = 234;
+const PPOLL: u32 = 271;
+const CLOSE_RANGE: u32 = 436;
+const SECCOMP: usize = 317;
+
+/// Calls allowed whatever their arguments (ioctl and clone are checked).
+pub const ALLOWED: [u32; 24] = [
+    READ, WRITE, CLOSE, FSTAT, POLL, RT_SIGPROCMASK, RT_SIGRETURN, PREAD64, PWRITE64, PAUSE, ALARM,
+    GETPID, EXIT, FSYNC, FDATASYNC, GETPPID, PRCTL, GETTID, FUTEX, RESTART_SYSCALL, EXIT_GROUP,
+    TGKILL, PPOLL, CLOSE_RANGE,
+];
+
+/// ioctl requests: the vCPU loop, the interrupt line, and the terminal
+/// (restore on exit: TCSETS2 / its TCSETS fallback; size on SIGWINCH).
+pub const IOCTLS: [u32; 5] = [KVM_RUN as u32, KVM_IRQ_LINE as u32, TCSETS2, TCSETS, TIOCGWINSZ];
+const TCSETS: u32 = 0x5402;
+const TCSETS2: u32 = 0x402c_542b;
+const TIOCGWINSZ: u32 = 0x5413;
+/// The reaper's clone flags (`reaper.rs`): the only clone allowed.
+const CLONE_VM: u32 = 0x100;
+
+/// Total distinct system calls allowed.
+pub const SYSCALL_COUNT: usize = ALLOWED.len() + 2;
+
+const AUDIT_ARCH_X86_64: u32 = 0xc000_003e;
+const RET_KILL_PROCESS: u32 = 0x8000_0000;
+const RET_ALLOW: u32 = 0x7fff_0000;
+// BPF opcodes: ld|w|abs, jmp|jeq|k, ret|k.
+const LD_ABS: u16 = 0x20;
+const JEQ: u16 = 0x15;
+const RET: u16 = 0x06;
+// seccomp_data offsets.
+const NR: u32 = 0;
+const ARCH: u32 = 4;
+const ARG0_LO: u32 = 16;
+const ARG0_HI: u32 = 20;
+const ARG1_LO: u32 = 24;
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SockFilter {
+    code: u16,
+    jt: u8,
+    jf: u8,
+    k: u32,
+}
+
+#[repr(C)]
+struct SockFprog {
+    len: u16,
+    filter: *const SockFilter,
+}
+
+const LEN: usize = 4 + 1 + 1 + IOCTLS.len() + 1 + 1 + 4 + ALLOWED.len() + 2;
+
+/// Jump targets resolved once the program length is known.
+#[derive(Clone, Copy)]
+enum To {
+    Next,
+    Allow,
+    Kill,
+    Skip(u8),
+}
+
+struct Prog {
+    ins: [SockFilter; LEN],
+    n: usize,
+}
+
+impl Prog {
+    fn op(&mut self, code: u16, k: u32) {
+        self.ins[self.n] = SockFilter { code, jt: 0, jf: 0, k };
+        self.n += 1;
+    }
+    fn jeq(&mut self, k: u32, t: To, f: To) {
+        let at = self.n;
+        // KILL and ALLOW are the last two instructions.
+        let off = |to| match to {
+            To::Next => 0,
+            To::Skip(n) => n,
+            To::Kill => (LEN - 2 - at - 1) as u8,
+            To::Allow => (LEN - 1 - at - 1) as u8,
+        };
+        self.ins[at] = SockFilter { code: JEQ, jt: off(t), jf: off(f), k };
+        self.n += 1;
+    }
+}
+
+/// The filter program (pure; unit-tested by running it through an
+/// interpreter below).
+pub fn program() -> [SockFilter; LEN] {
+    const _: () = assert!(LEN < 250, "BPF jump offsets are 8-bit");
+    let mut p = Prog { ins: [SockFilter { code: 0, jt: 0, jf: 0, k: 0 }; LEN], n: 0 };
+    p.op(LD_ABS, ARCH);
+    p.jeq(AUDIT_ARCH_X86_64, To::Skip(1), To::Next);
+    p.op(RET, RET_KILL_PROCESS);
+    p.op(LD_ABS, NR);
+    p.jeq(IOCTL, To::Next, To::Skip(IOCTLS.len() as u8 + 2));
+    p.op(LD_ABS, ARG1_LO); // the kernel takes `unsigned int cmd`
+    for r in IOCTLS {
+        p.jeq(r, To::Allow, To::Next);
+    }
+    p.op(RET, RET_KILL_PROCESS);
+    p.jeq(CLONE, To::Next, To::Skip(4));
+    p.op(LD_ABS, ARG0_LO);
+    p.jeq(CLONE_VM, To::Next, To::Kill);
+    p.op(LD_ABS, ARG0_HI);
+    p.jeq(0, To::Allow, To::Kill);
+    for nr in ALLOWED {
+        p.jeq(nr, To::Allow, To::Next);
+    }
+    p.op(RET, RET_KILL_PROCESS);
+    p.op(RET, RET_ALLOW);
+    debug_assert_eq!(p.n, LEN);
+    p.ins
+}
+
+/// `PR_SET_NO_NEW_PRIVS`, then the filter on every thread (TSYNC: the
+/// stdin thread too); processes cloned later (the reaper) inherit it.
+pub fn install() -> Result<(), rustix::io::Errno> {
+    rustix::thread::set_no_new_privs(true)?;
+    let ins = program();
+    let prog = SockFprog { len: LEN as u16, filter: ins.as_ptr() };
+    const SET_MODE_FILTER: usize = 1;
+    const FLAG_TSYNC: usize = 1;
+    // SAFETY: seccomp(2) reads `prog` and the LEN instructions it points
+    // to, both alive for the call; it writes no memory.
+    let ret = unsafe {
+        crate::hostio::signals::syscall4(SECCOMP, SET_MODE_FILTER, FLAG_TSYNC, &prog as *const SockFprog as usize, 0)
+    };
+    match ret {
+        0 => Ok(()),
+        r if r < 0 => Err(rustix::io::Errno::from_raw_os_error(i32::try_from(-r).unwrap_or(0))),
+        _ => Err(rustix::io::Errno::AGAIN), // a thread could not be synchronised
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A classic-BPF interpreter for the instructions the program uses.
+    fn run(p: &[SockFilter], nr: u32, arch: u32, args: [u64; 6]) -> u32 {
+        let mut data = [0u8; 64];
+        data[0..4].copy_from_slice(&nr.to_ne_bytes());
+        data[4..8].copy_from_slice(&arch.to_ne_bytes());
+        for (i, a) in args.iter().enumerate() {
+            data[16 + 8 * i..24 + 8 * i].copy_from_slice(&a.to_ne_bytes());
+        }
+        let (mut pc, mut acc) = (0usize, 0u32);
+        loop {
+            let i = p[pc];
+            match i.code {
+                LD_ABS => acc = u32::from_ne_bytes(data[i.k as usize..i.k as usize + 4].try_into().unwrap()),
+                JEQ => pc += usize::from(if acc == i.k { i.jt } else { i.jf }),
+                RET => return i.k,
+                c => panic!("opcode {c:#x}"),
+            }
+            pc += 1;
+        }
+    }
+
+    #[test]
+    fn allows_exactly_the_list() {
+        let p = program();
+        let x = AUDIT_ARCH_X86_64;
+        for nr in ALLOWED {
+            assert_eq!(run(&p, nr, x, [0; 6]), RET_ALLOW, "{nr}");
+        }
+        for nr in [2, 9, 10, 57, 59, 62, 101, 102, 257, 322, 435, 0x4000_0000] {
+            assert_eq!(run(&p, nr, x, [0; 6]), RET_KILL_PROCESS, "{nr}");
+        }
+        assert_eq!(run(&p, READ, 0x4000_0003, [0; 6]), RET_KILL_PROCESS, "i386 arch");
+        for r in IOCTLS {
+            assert_eq!(run(&p, IOCTL, x, [5, u64::from(r), 0, 0, 0, 0]), RET_ALLOW);
+        }
+        assert_eq!(run(&p, IOCTL, x, [5, 0xae01, 0, 0, 0, 0]), RET_KILL_PROCESS, "KVM_CREATE_VM");
+        assert_eq!(run(&p, IOCTL, x, [5, 0x4020_ae46, 0, 0, 0, 0]), RET_KILL_PROCESS);
+        assert_eq!(run(&p, CLONE, x, [0x100, 0, 0, 0, 0, 0]), RET_ALLOW);
+        assert_eq!(run(&p, CLONE, x, [0x5_0f00, 0, 0, 0, 0, 0]), RET_KILL_PROCESS);
+        assert_eq!(run(&p, CLONE, x, [0x1_0000_0100, 0, 0, 0, 0, 0]), RET_KILL_PROCESS);
+        assert_eq!(SYSCALL_COUNT, 26);
+    }
+}
