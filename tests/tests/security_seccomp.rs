@@ -52,10 +52,39 @@ fn spin_status(img: &std::path::Path, args: &[&str]) -> Vec<(String, String)> {
     let start = Instant::now();
     let ok = std::io::Read::read_exact(&mut stderr, &mut first).is_ok();
     let st = thread_status(child.id());
+    let (fds, limits) = (fd_flags(child.id()), std::fs::read_to_string(format!("/proc/{}/limits", child.id())));
     let _ = child.kill();
     let _ = child.wait();
     assert!(ok && &first == b"spinning\n" && start.elapsed() < Duration::from_secs(60), "{first:?}");
+    // Every host fd beyond stdio is close-on-exec (O_CLOEXEC = 0o2000000).
+    assert!(fds.len() >= 3, "the image, VM and vCPU fds: {fds:?}");
+    assert!(fds.iter().all(|&(_, flags)| flags & 0o2000000 != 0), "{fds:?}");
+    // The fd limit is frozen (soft = hard) and core files are off.
+    let limits = limits.expect("limits");
+    let row = |name: &str| limits.lines().find(|l| l.starts_with(name)).map(|l| l.split_whitespace().rev().skip(1).take(2).collect::<Vec<_>>());
+    let nofile = row("Max open files").expect("nofile");
+    assert_eq!(nofile[0], nofile[1], "{limits}");
+    assert_eq!(row("Max core file size"), Some(vec!["0", "0"]), "{limits}");
     st
+}
+
+/// (fd, flags) from /proc/<pid>/fdinfo.
+fn fd_flags(pid: u32) -> Vec<(u32, u32)> {
+    let mut v = Vec::new();
+    for e in std::fs::read_dir(format!("/proc/{pid}/fdinfo")).expect("fdinfo") {
+        let e = e.expect("fdinfo entry");
+        let fd: u32 = e.file_name().to_string_lossy().parse().expect("fd number");
+        let info = std::fs::read_to_string(e.path()).unwrap_or_default();
+        // Only the stub's own opens (fds inherited from the harness stay as given).
+        let target = std::fs::read_link(format!("/proc/{pid}/fd/{fd}")).unwrap_or_default();
+        let t = target.to_string_lossy();
+        if !(t.contains("kvm") || t.ends_with(".vm")) {
+            continue;
+        }
+        let flags = info.lines().find_map(|l| l.strip_prefix("flags:")).map(|f| u32::from_str_radix(f.trim(), 8).expect("octal"));
+        v.push((fd, flags.unwrap_or(0)));
+    }
+    v
 }
 
 #[test]
@@ -92,6 +121,13 @@ fn seccomp_filters_every_thread_kills_forbidden_calls_and_keeps_125_on_panic() {
         Duration::from_secs(60),
     );
     assert_eq!(out.status.code(), Some(0), "without the filter the call is harmless: {out:?}");
+
+    // An image other users may write is refused before anything runs.
+    let open = image("sec-open", &guest("sec-hello", "MODE_HELLO", &[]), 64);
+    std::fs::set_permissions(&open, std::os::unix::fs::PermissionsExt::from_mode(0o757)).expect("chmod");
+    let out = run_with_limit(&mut Command::new(&open), Duration::from_secs(60));
+    assert_eq!(out.status.code(), Some(125), "{out:?}");
+    assert!(text(&out.stderr).contains("writable by other users") && text(&out.stderr).lines().count() == 1, "{out:?}");
 
     // A panic after the filter: the documented 125 and one line, not SIGSYS.
     let out = run_with_limit(Command::new(&hello).env("SMOLVM_TEST_HOOK", "panic"), Duration::from_secs(60));

@@ -8,6 +8,7 @@ pub mod boot;
 pub mod bus;
 pub mod cmdline;
 pub mod devices;
+pub mod harden;
 pub mod hostio;
 pub mod info;
 pub mod kvm;

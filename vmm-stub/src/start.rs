@@ -87,6 +87,7 @@ pub fn main(args: CStrings, env: CStrings) -> u8 {
         return 0;
     }
     let payload = Payload::open_self().unwrap_or_else(|e| payload_error(e));
+    crate::harden::check_image_mode(payload.fd());
     let manifest_section = payload.section(Kind::Manifest).unwrap_or_else(|| payload_error(PayloadError::Image(linker::image::ImageError::MissingSection(Kind::Manifest))));
     let manifest = payload.map_checked(&manifest_section).unwrap_or_else(|e| payload_error(e));
     if config::validate(manifest.bytes()).is_err() {
@@ -150,6 +151,7 @@ pub fn main(args: CStrings, env: CStrings) -> u8 {
     }
     // From here on only the run loop's system calls (seccomp.rs); the
     // reaper below inherits the filter.
+    crate::harden::freeze_limits();
     if !opts.no_seccomp {
         crate::seccomp::install()
             .unwrap_or_else(|e| Line::new().s("cannot install the seccomp filter (errno ").u(errno(e)).s("; --smolvm-no-seccomp skips it, unsafely)").fail());
