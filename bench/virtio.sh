@@ -37,6 +37,7 @@ app=$work/app.vm
 n=$((mib << 20))
 ns() { date +%s%N; }
 t() { local s=\$(ns); "\$@" >/dev/null; echo \$(( \$(ns) - s )); }
+echo "vda \$(\$app -c 'wc -c < /dev/vda')"
 for i in \$(seq $runs); do
   out0=\$(t \$app -c 'dd if=/dev/zero bs=64k count=0 2>/dev/null')
   out1=\$(t \$app -c "dd if=/dev/zero bs=64k count=$((mib * 16)) 2>/dev/null")
@@ -59,8 +60,9 @@ def mbps(a, b, nbytes):
     return nbytes / d / 1e6 if d > 0 else float("inf")
 out = [mbps(r[3], r[4], mib << 20) for r in rows]
 inp = [mbps(r[6], r[7], mib << 20) for r in rows]
-# The whole rootfs section is read; approximate its size by the image size.
-blk = [mbps(r[9], r[10], int(sys.argv[3])) for r in rows]
+# dd reads the whole rootfs section: its size, as the guest sees /dev/vda.
+vda = int(next(l.split()[1] for l in open(sys.argv[1]) if l.startswith("vda ")))
+blk = [mbps(r[9], r[10], vda) for r in rows]
 for name, v in (("guest -> host stdout", out), ("host -> guest stdin", inp), ("block sequential read", blk)):
     print(f"{name:24s} median {statistics.median(v):8.1f} MB/s   (runs: {', '.join(f'{x:.1f}' for x in v)})")
 PY
