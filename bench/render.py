@@ -30,6 +30,35 @@ def bars(path, title, unit, rows, fmt="{:.1f}"):
         f.write("\n".join(out))
 
 
+def headline(d):
+    """The table README.md quotes: one line per question, smolvm beside its peer."""
+    st, bt, de, sz = d.get("startup"), d.get("boot"), d.get("density"), d.get("size")
+    rows = []
+    if st and "qemu-microvm" in st:
+        s, q = st["vmm-stub"], st["qemu-microvm"]
+        rows.append(f"| VMM start-up, exec → trivial guest → exit (median) | {s['median_ms']:.1f} ms "
+                    f"({s['vs_floor']:.1f}× KVM floor) | {q['median_ms']:.1f} ms ({q['vs_floor']:.1f}× floor) | "
+                    f"{q['median_ms'] / s['median_ms']:.1f}× faster |")
+        rows.append(f"| VMM peak RSS | {s['peak_rss_kib'] / 1024:.1f} MiB | {q['peak_rss_kib'] / 1024:.1f} MiB | "
+                    f"{q['peak_rss_kib'] / s['peak_rss_kib']:.0f}× smaller |")
+    if bt and "smolvm kernel" in bt and "Debian kernel" in bt:
+        a, b = bt["smolvm kernel"]["host_s"]["median"], bt["Debian kernel"]["host_s"]["median"]
+        rows.append(f"| Kernel boot → app's first output, QEMU TCG (median) | {a:.2f} s | {b:.2f} s (Debian 6.1) | "
+                    f"{b / a:.1f}× faster |")
+    if de and "qemu-microvm" in de:
+        s, q = de["vmm-stub"], de["qemu-microvm"]
+        rows.append(f"| Idle VMs per GiB (VMM cost, by PSS) | {s['vms_per_gib']} | {q['vms_per_gib']} | "
+                    f"{s['vms_per_gib'] / q['vms_per_gib']:.0f}× denser |")
+    if sz:
+        hello = next((r for r in sz["images"] if r["app"] == "hello" and r["format"] == "initramfs"), None)
+        if hello:
+            rows.append(f"| hello-world image (stub + kernel + init + app) | {kib(hello['total'])} | — | — |")
+        rows.append(f"| vmm-stub / smol-init binaries | {kib(sz['stub_bytes'])} / {kib(sz['init_bytes'])} | — | — |")
+    if not rows:
+        return []
+    return ["## Headline", "", "| | smolvm | peer (QEMU) | ratio |", "|---|---:|---:|---:|", *rows, ""]
+
+
 def kib(b):
     return f"{b / 1024:.1f} KiB" if b < 2**20 else f"{b / 2**20:.2f} MiB"
 
@@ -44,11 +73,12 @@ def main():
           "[results.json](results.json)); do not edit by hand.", "",
           f"**Machine**: {m['cpu']}, {m['cores']} cores, {m['mem_gib']} GiB, host kernel {m['kernel']}, "
           f"{m['qemu']}; /dev/kvm: **{m['kvm']}**; load average {m['loadavg_start']:.1f} at start, "
-          f"{m['loadavg_end']:.1f} at end; {m['date']}, commit {m['commit']}, whole run {m['duration_s']} s.", ""]
+          f"{m['loadavg_end']:.1f} at end; {m['date']}, working tree at commit {m['commit']}, whole run {m['duration_s']} s.", ""]
     if m.get("nested"):
         md += ["> **The host's /dev/kvm is nested**, not hardware KVM, and the machine is shared: absolute "
                "times are not hardware numbers. The result is the *ratios* between the peers, measured "
                "interleaved in this one run.", ""]
+    md += headline(d)
     st = d.get("startup")
     if st:
         names = [n for n in ("vmm-stub", "qemu-microvm", "floor", "/bin/true") if n in st]
@@ -100,7 +130,8 @@ def main():
         v = io.get("virtio")
         if v and "error" not in v:
             md += ["virtio through the real stub and kernel inside the KVM lab (`bench/virtio.sh 1 16`: "
-                   "16 MiB, time of a full run minus an empty run):", "", "| path | MB/s |", "|---|---:|"]
+                   "16 MiB, time of a full run minus an empty run; the VM is an L2 inside the TCG-emulated L1, "
+                   "so these MB/s are bound by the CPU emulator, not by the devices):", "", "| path | MB/s |", "|---|---:|"]
             md += [f"| {k} | {x:.1f} |" for k, x in v.items()]
             md.append("")
         elif v:
@@ -116,10 +147,10 @@ def main():
         md += ["## 4. Size", "", f"vmm-stub {kib(sz['stub_bytes'])}, smol-init {kib(sz['init_bytes'])}, "
                f"kernel (vmlinux as stored in images) {kib(sz['kernel_bytes'])}. Images "
                "(`builder/bench/image-sizes.sh`; full breakdown: [docs/size.md](../size.md)):", "",
-               "| app | rootfs | stub | kernel | initramfs | rootfs section | total |", "|---|---|---:|---:|---:|---:|---:|"]
+               "| app | rootfs format | stub | kernel | initramfs | rootfs section | total |", "|---|---|---:|---:|---:|---:|---:|"]
         for r in sz["images"]:
             g = lambda k: kib(r[k]) if isinstance(r.get(k), int) else "-"
-            md.append(f"| {r['app']} | {r['rootfs']} | {g('stub')} | {g('kernel')} | {g('initramfs')} | "
+            md.append(f"| {r['app']} | {r['format']} | {g('stub')} | {g('kernel')} | {g('initramfs')} | "
                       f"{g('rootfs')} | {g('total')} |")
         md.append("")
     de = d.get("density")
