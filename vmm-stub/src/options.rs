@@ -17,6 +17,10 @@ default arguments. Leading --smolvm-* options are taken by smolvm:
   --smolvm-workdir=DIR    working directory of the app            [SMOLVM_WORKDIR]
   --smolvm-disk=PATH[:ro] attach a host file as /dev/vdb, vdc, ... (repeatable;
                           read-write unless :ro)                  [SMOLVM_DISK]
+  --smolvm-share=HOST:GUEST[:ro]
+                          share host directory HOST at absolute guest path
+                          GUEST over 9p (repeatable; read-write unless :ro;
+                          SMOLVM_SHARE takes several separated by ,) [SMOLVM_SHARE]
   --smolvm-info           describe the image and exit without booting
   --smolvm-no-seccomp     UNSAFE, debugging only: no system-call filter,
                           a guest escape gets the user's full rights [SMOLVM_NO_SECCOMP=1]
@@ -40,6 +44,8 @@ pub struct Options<'a> {
     pub workdir: Option<&'a [u8]>,
     /// `--smolvm-disk` values (`PATH[:ro]`), in order; `SMOLVM_DISK` first.
     pub disks: heapless::Vec<&'a [u8], { crate::devices::MAX_DISKS }>,
+    /// `--smolvm-share` values (`HOST:GUEST[:ro]`), in order; `SMOLVM_SHARE` first.
+    pub shares: heapless::Vec<&'a [u8], { crate::devices::MAX_SHARES }>,
     pub info: bool,
     pub help: bool,
     /// Unsafe: run without the seccomp filter (debugging).
@@ -103,6 +109,11 @@ impl<'a> Options<'a> {
             } else if let Some(v) = var.strip_prefix(b"SMOLVM_DISK=") {
                 crate::devices::DiskSpec::parse(v).ok_or(OptError::BadValue(var))?;
                 o.disks.push(v).map_err(|_| OptError::TooMany(var))?;
+            } else if let Some(list) = var.strip_prefix(b"SMOLVM_SHARE=") {
+                for v in list.split(|&b| b == b',').filter(|v| !v.is_empty()) {
+                    crate::devices::ShareSpec::parse(v).ok_or(OptError::BadValue(var))?;
+                    o.shares.push(v).map_err(|_| OptError::TooMany(var))?;
+                }
             }
         }
         for arg in args {
@@ -122,10 +133,13 @@ impl<'a> Options<'a> {
                 (b"disk", Some(v)) if crate::devices::DiskSpec::parse(v).is_some() => {
                     o.disks.push(v).map_err(|_| OptError::TooMany(arg))?
                 }
+                (b"share", Some(v)) if crate::devices::ShareSpec::parse(v).is_some() => {
+                    o.shares.push(v).map_err(|_| OptError::TooMany(arg))?
+                }
                 (b"info", None) => o.info = true,
                 (b"help", None) => o.help = true,
                 (b"no-seccomp", None) => o.no_seccomp = true,
-                (b"mem" | b"log" | b"env" | b"workdir" | b"disk" | b"info" | b"help" | b"no-seccomp", _) => {
+                (b"mem" | b"log" | b"env" | b"workdir" | b"disk" | b"share" | b"info" | b"help" | b"no-seccomp", _) => {
                     return Err(OptError::BadValue(arg))
                 }
                 _ => return Err(OptError::Unknown(arg)),
@@ -178,6 +192,15 @@ mod tests {
         assert_eq!(o.disks.as_slice(), &[&b"/env.img"[..], b"/a.img", b"b:ro"]);
         assert!(parse(&[b"--smolvm-disk="], &[]).is_err());
         assert!(parse(&[b"--smolvm-disk=:ro"], &[]).is_err());
+    }
+
+    #[test]
+    fn shares_accumulate_in_order() {
+        let o = parse(&[b"--smolvm-share=/h:/g:ro"], &[b"SMOLVM_SHARE=/a:/x,,b:/y"]).expect("valid");
+        assert_eq!(o.shares.as_slice(), &[&b"/a:/x"[..], b"b:/y", b"/h:/g:ro"]);
+        assert!(parse(&[b"--smolvm-share=/h:rel"], &[]).is_err());
+        assert!(parse(&[b"--smolvm-share=/h"], &[]).is_err());
+        assert!(parse(&[], &[b"SMOLVM_SHARE=/a:/x,nope"]).is_err());
     }
 
     #[test]

@@ -42,9 +42,33 @@ pub const ALLOWED: [u32; 24] = [
     TGKILL, PPOLL, CLOSE_RANGE,
 ];
 
+/// The 9p server's calls (`virtio/p9`), added only when a share is attached;
+/// every path lookup in them is relative to a share fd (see `p9/host.rs`).
+pub const SHARE_CALLS: [u32; 19] = [
+    8,   // lseek (readdir cookie)
+    72,  // fcntl (F_DUPFD_CLOEXEC)
+    77,  // ftruncate
+    138, // fstatfs
+    217, // getdents64
+    257, // openat
+    258, // mkdirat
+    259, // mknodat (regular files and fifos only)
+    260, // fchownat
+    262, // newfstatat
+    263, // unlinkat
+    264, // renameat
+    265, // linkat
+    266, // symlinkat
+    267, // readlinkat
+    268, // fchmodat
+    280, // utimensat
+    316, // renameat2
+    437, // openat2
+];
+
 /// ioctl requests: the vCPU loop, the interrupt line, and the terminal
 /// (restore on exit: TCSETS2 / its TCSETS fallback; size on SIGWINCH).
-pub const IOCTLS: [u32; 5] = [KVM_RUN as u32, KVM_IRQ_LINE as u32, TCSETS2, TCSETS, TIOCGWINSZ];
+pub const IOCTLS: [u32; 5] = [KVM_RUN, KVM_IRQ_LINE, TCSETS2, TCSETS, TIOCGWINSZ];
 const TCSETS: u32 = 0x5402;
 const TCSETS2: u32 = 0x402c_542b;
 const TIOCGWINSZ: u32 = 0x5413;
@@ -83,7 +107,7 @@ struct SockFprog {
     filter: *const SockFilter,
 }
 
-const LEN: usize = 4 + 1 + 1 + IOCTLS.len() + 1 + 1 + 4 + ALLOWED.len() + 2;
+const LEN: usize = 4 + 1 + 1 + IOCTLS.len() + 1 + 1 + 4 + ALLOWED.len() + SHARE_CALLS.len() + 2;
 
 /// Jump targets resolved once the program length is known.
 #[derive(Clone, Copy)]
@@ -104,6 +128,8 @@ impl Prog {
         self.ins[self.n] = SockFilter { code, jt: 0, jf: 0, k };
         self.n += 1;
     }
+    // Offsets fit: `program` asserts LEN < 250.
+    #[allow(clippy::cast_possible_truncation)]
     fn jeq(&mut self, k: u32, t: To, f: To) {
         let at = self.n;
         // KILL and ALLOW are the last two instructions.
@@ -120,7 +146,10 @@ impl Prog {
 
 /// The filter program (pure; unit-tested by running it through an
 /// interpreter below).
-pub fn program() -> [SockFilter; LEN] {
+#[allow(clippy::cast_possible_truncation)] // LEN < 250
+/// `shares`: also allow [`SHARE_CALLS`] (else their tests repeat `read`,
+/// which keeps every jump offset the same).
+pub fn program(shares: bool) -> [SockFilter; LEN] {
     const _: () = assert!(LEN < 250, "BPF jump offsets are 8-bit");
     let mut p = Prog { ins: [SockFilter { code: 0, jt: 0, jf: 0, k: 0 }; LEN], n: 0 };
     p.op(LD_ABS, ARCH);
@@ -141,6 +170,9 @@ pub fn program() -> [SockFilter; LEN] {
     for nr in ALLOWED {
         p.jeq(nr, To::Allow, To::Next);
     }
+    for nr in if shares { SHARE_CALLS } else { [READ; SHARE_CALLS.len()] } {
+        p.jeq(nr, To::Allow, To::Next);
+    }
     p.op(RET, RET_KILL_PROCESS);
     p.op(RET, RET_ALLOW);
     debug_assert_eq!(p.n, LEN);
@@ -149,9 +181,10 @@ pub fn program() -> [SockFilter; LEN] {
 
 /// `PR_SET_NO_NEW_PRIVS`, then the filter on every thread (TSYNC: the
 /// stdin thread too); processes cloned later (the reaper) inherit it.
-pub fn install() -> Result<(), rustix::io::Errno> {
+#[allow(clippy::cast_possible_truncation)] // LEN < 250
+pub fn install(shares: bool) -> Result<(), rustix::io::Errno> {
     rustix::thread::set_no_new_privs(true)?;
-    let ins = program();
+    let ins = program(shares);
     let prog = SockFprog { len: LEN as u16, filter: ins.as_ptr() };
     const SET_MODE_FILTER: usize = 1;
     const FLAG_TSYNC: usize = 1;
@@ -194,8 +227,14 @@ mod tests {
 
     #[test]
     fn allows_exactly_the_list() {
-        let p = program();
+        let p = program(false);
         let x = AUDIT_ARCH_X86_64;
+        let with_shares = program(true);
+        for nr in SHARE_CALLS {
+            assert_eq!(run(&p, nr, x, [0; 6]), RET_KILL_PROCESS, "{nr} without a share");
+            assert_eq!(run(&with_shares, nr, x, [0; 6]), RET_ALLOW, "{nr} with a share");
+        }
+        assert_eq!(run(&with_shares, 59, x, [0; 6]), RET_KILL_PROCESS, "execve");
         for nr in ALLOWED {
             assert_eq!(run(&p, nr, x, [0; 6]), RET_ALLOW, "{nr}");
         }

@@ -6,7 +6,7 @@ use crate::boot::load::{self, KernelFile, LoadError};
 use crate::boot::{cpu, params::*};
 use crate::bus::Bus;
 use crate::cmdline::Cmdline;
-use crate::devices::{self, DiskFile, DiskSpec, Devices, MAX_DISKS};
+use crate::devices::{self, DiskFile, DiskSpec, Devices, ShareSpec, MAX_DISKS, MAX_SHARES};
 use crate::hostio::tty::WinSize;
 use crate::kvm::{Kvm, Vcpu, Vm};
 use crate::mem::{GuestAddress, GuestMemory, PAGE_SIZE};
@@ -119,9 +119,17 @@ pub fn main(args: CStrings, env: CStrings) -> u8 {
     // Terminal mode when stdin and stdout are terminals (hostio::tty).
     let terminal = crate::hostio::tty::enter_raw();
     let disks = open_disks(&opts);
+    if disks.len() + opts.shares.len() > MAX_SHARES {
+        Line::new().s("too many disks and shares: at most ").u(MAX_SHARES as u64).s(" together").fail();
+    }
+    let mut shares = open_shares(&opts);
     let rootfs = payload.section(Kind::Rootfs).map(|s| (payload.fd(), s.offset, s.len));
     let mut devices = Devices::new(terminal, rootfs, &disks);
     let mut transports = devices.transports();
+    for share in &mut shares {
+        // Slots after the disks, in share order: the n-th share is tag smolvm<n>.
+        transports.add_dynamic(share).unwrap_or_else(|| fail("too many disks and shares"));
+    }
     let mut bus = Bus::new();
     transports.attach(&mut bus);
     // The serial console carries the app's output only when no virtio
@@ -153,7 +161,7 @@ pub fn main(args: CStrings, env: CStrings) -> u8 {
     // reaper below inherits the filter.
     crate::harden::freeze_limits();
     if !opts.no_seccomp {
-        crate::seccomp::install()
+        crate::seccomp::install(!opts.shares.is_empty())
             .unwrap_or_else(|e| Line::new().s("cannot install the seccomp filter (errno ").u(errno(e)).s("; --smolvm-no-seccomp skips it, unsafely)").fail());
     }
     #[cfg(feature = "test-hooks")]
@@ -179,6 +187,29 @@ fn open_disks(opts: &Options<'_>) -> heapless::Vec<DiskFile, MAX_DISKS> {
         }
     }
     disks
+}
+
+/// Opens each `--smolvm-share` directory as a 9p device, or fails with a
+/// message naming it.
+fn open_shares(opts: &Options<'_>) -> heapless::Vec<crate::virtio::p9::P9Device, MAX_SHARES> {
+    let mut devs = heapless::Vec::new();
+    for (n, &v) in opts.shares.iter().enumerate() {
+        let Some(spec) = ShareSpec::parse(v) else { continue }; // validated by Options
+        let dev = crate::virtio::p9::Server::new(spec.host, spec.read_only)
+            .and_then(|server| crate::virtio::p9::P9Device::new(server, n));
+        let why = match dev {
+            Ok(d) => {
+                let _ = devs.push(d); // Options holds at most MAX_SHARES
+                continue;
+            }
+            Err(Errno::NOENT) => "no such directory",
+            Err(Errno::NOTDIR) => "not a directory",
+            Err(Errno::ACCESS | Errno::PERM) => "permission denied",
+            Err(_) => "cannot open it",
+        };
+        Line::new().s("share ").b(spec.host).s(": ").s(why).fail();
+    }
+    devs
 }
 
 fn manifest_mem(manifest: &[u8]) -> Option<u32> {
@@ -276,6 +307,11 @@ fn runtime_config(
     }
     if opts.log.debug {
         w.push(Key::Log, &[b"debug"])?;
+    }
+    for (n, &v) in opts.shares.iter().enumerate() {
+        let Some(s) = ShareSpec::parse(v) else { continue }; // validated by Options
+        let tag = Line::bare().s(abi::SHARE_TAG_PREFIX).u(n as u64);
+        w.push(Key::Share, &[tag.as_bytes(), s.guest, if s.read_only { b"ro" } else { b"rw" }])?;
     }
     // Present only in terminal mode: init then gives the app /dev/hvc0 as
     // its terminal; otherwise stdin is the control device's stdin port.
