@@ -119,6 +119,21 @@ fn bad_options_are_refused_and_help_and_info_work() {
 }
 
 #[test]
+fn bad_shares_are_refused_with_one_line() {
+    let img = image("shares", &guest("hello", "MODE_HELLO", &[]), 64);
+    let err = assert_refused(&run(&img, &["--smolvm-share=/nonexistent-smolvm:/x"]), "missing share");
+    assert!(err.contains("share /nonexistent-smolvm: no such directory"), "{err}");
+    let err = assert_refused(&run(&img, &["--smolvm-share=/etc/hostname:/x"]), "file as share");
+    assert!(err.contains("not a directory"), "{err}");
+    assert_refused(&run(&img, &["--smolvm-share=/tmp:relative"]), "relative guest path");
+    let many = vec!["/tmp:/s"; 13].join(",");
+    let mut cmd = Command::new(&img);
+    cmd.env("SMOLVM_SHARE", &many);
+    let err = assert_refused(&run_with_limit(&mut cmd, Duration::from_secs(30)), "13 shares");
+    assert!(err.contains("too many"), "{err}");
+}
+
+#[test]
 fn host_without_usable_kvm_gets_a_clear_line() {
     let img = image("nokvm", &guest("hello", "MODE_HELLO", &[]), 64);
     // No /dev/kvm: a private mount namespace with an empty /dev (root only).
