@@ -3,8 +3,10 @@
 # SECONDS each (default 60) and prints one line per target: executions,
 # crashes (0 or 1: libFuzzer stops at the first) and the crash file.
 #   ./fuzz-campaign.sh [SECONDS] [RSS_LIMIT_MB] [TIMEOUT_S]
-# Targets are found with `cargo fuzz list` in every fuzz/ directory; the
-# corpora grow in each <dir>/corpus/<target> between runs. Exit status 1
+# Targets are found with `cargo fuzz list` in every fuzz/ directory. New
+# inputs go to $CARGO_TARGET_DIR/campaign-corpus/<dir>/<target> (kept
+# between runs); the checked-in <dir>/corpus/<target> seeds are only read.
+# Exit status 1
 # when any target crashed. Needs cargo-fuzz; nightly is not installed, so
 # RUSTC_BOOTSTRAP=1 lets the stable compiler take -Zsanitizer.
 set -u
@@ -28,8 +30,11 @@ for dir in "$root/fuzz" "$root"/*/fuzz; do
             crashed=$((crashed + 1))
             continue
         fi
-        mkdir -p "$dir/corpus/$t"
-        (cd "$dir" && cargo fuzz run -O "$t" "corpus/$t" -- -max_total_time="$secs" \
+        corpus="$CARGO_TARGET_DIR/campaign-corpus/$rel/$t"
+        mkdir -p "$corpus"
+        seeds=
+        [ -d "$dir/corpus/$t" ] && seeds="$dir/corpus/$t"
+        (cd "$dir" && cargo fuzz run -O "$t" "$corpus" $seeds -- -max_total_time="$secs" \
             -rss_limit_mb="$rss" -timeout="$timeout" -print_final_stats=1) >"$out" 2>&1
         rc=$?
         execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$out" | tail -n1)
