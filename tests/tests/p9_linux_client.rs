@@ -26,16 +26,14 @@ fn module() -> Option<PathBuf> {
     Some(cache.join("lab/kernel/modules/9pnet_fd.ko")).filter(|p| p.is_file())
 }
 
+// Opt-in: the stock lab does not ship 9pnet_fd.ko, and a test that skips
+// itself would report a pass it did not earn. The full-product 9p test is p9_e2e.
 #[test]
+#[ignore = "needs SMOLVM_LAB=always and 9pnet_fd.ko (P9_FD_MODULE); run with --ignored"]
 fn linux_v9fs_client_round_trip() {
-    if Mode::current() != Mode::Lab {
-        eprintln!("skipped: needs the lab (SMOLVM_LAB=always) to mount inside L1, not on this host");
-        return;
-    }
-    let Some(module) = module() else {
-        eprintln!("skipped: no 9pnet_fd.ko (set P9_FD_MODULE or add 9pnet_fd to tests/lab/prepare)");
-        return;
-    };
+    assert!(Mode::current() == Mode::Lab, "needs the lab (SMOLVM_LAB=always) to mount inside L1");
+    let module = module()
+        .expect("no 9pnet_fd.ko: set P9_FD_MODULE or add 9pnet_fd to tests/lab/prepare");
     let serve = qemu::profile_dir().join("examples/p9_fd_serve");
     assert!(serve.is_file(), "{} missing: cargo build -p vmm-stub --example p9_fd_serve", serve.display());
     let w = lab::writable_dir().expect("writable dir");
