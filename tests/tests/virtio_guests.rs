@@ -13,7 +13,10 @@
 //! check that failed. Guest kernel code is emulated on nested hosts (~1
 //! µs/instruction): the guests do little.
 
+mod stub_common;
+
 use linker::config::{self, Key};
+use stub_common::{stub, workspace};
 use linker::cpio::CpioWriter;
 use linker::image::Kind;
 use linker::write::ImageWriter;
@@ -30,30 +33,6 @@ fn scratch() -> &'static Path {
         let d = std::env::temp_dir().join(format!("smolvm-virtio-tests-{}", std::process::id()));
         std::fs::create_dir_all(&d).expect("scratch dir");
         d
-    })
-}
-
-fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("workspace root").to_path_buf()
-}
-
-/// `$SMOLVM_STUB`, else the stub cargo builds next to this test.
-fn stub() -> &'static Path {
-    static STUB: OnceLock<PathBuf> = OnceLock::new();
-    STUB.get_or_init(|| {
-        if let Some(p) = std::env::var_os("SMOLVM_STUB") {
-            return PathBuf::from(p);
-        }
-        let exe = std::env::current_exe().expect("test exe");
-        let profile_dir = exe.parent().and_then(Path::parent).expect("target/<profile>");
-        let release = profile_dir.file_name().is_some_and(|n| n == "release");
-        let mut c = Command::new(env!("CARGO"));
-        c.args(["build", "-p", "vmm-stub"]).current_dir(workspace());
-        if release {
-            c.arg("--release");
-        }
-        assert!(c.status().expect("cargo").success(), "building vmm-stub failed");
-        profile_dir.join("vmm-stub")
     })
 }
 

@@ -37,17 +37,15 @@ pub fn stub() -> &'static Path {
         }
         let exe = std::env::current_exe().expect("test exe");
         let profile_dir = exe.parent().and_then(Path::parent).expect("target/<profile>");
-        let stub = profile_dir.join("vmm-stub");
-        if !stub.exists() {
-            let release = profile_dir.file_name().is_some_and(|n| n == "release");
-            let mut c = Command::new(env!("CARGO"));
-            c.args(["build", "-p", "vmm-stub"]).current_dir(workspace());
-            if release {
-                c.arg("--release");
-            }
-            assert!(c.status().expect("cargo").success(), "building vmm-stub failed");
+        // Always ask cargo (a no-op when fresh): a stale stub must not be tested.
+        let release = profile_dir.file_name().is_some_and(|n| n == "release");
+        let mut c = Command::new(env!("CARGO"));
+        c.args(["build", "-p", "vmm-stub"]).current_dir(workspace());
+        if release {
+            c.arg("--release");
         }
-        stub
+        assert!(c.status().expect("cargo").success(), "building vmm-stub failed");
+        profile_dir.join("vmm-stub")
     })
 }
 
