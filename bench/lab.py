@@ -1,0 +1,191 @@
+"""Side-by-side benchmarks that need a Linux guest under KVM (issue 12, sections 2 and 3):
+smolvm's stub beside `qemu-system-x86_64 -M microvm,acpi=off -accel kvm` running the SAME
+guest: the same kernel (vmlinux), the same initramfs (smol-init + the image's manifest,
+plus the runtime config the stub would append), the same squashfs rootfs (the image file
+itself, at the rootfs section's offset), the same app and workload. Only the VMM and its
+devices differ:
+
+  device          smolvm stub                     QEMU (virtio-mmio, microvm)
+  hvc0 stdout     virtio-console port -> stdout   virtio-serial-device + virtconsole
+  hvc1 stderr     virtio-console port -> stderr   virtio-serial-device + virtconsole
+  stdin           port 2 of the control device    virtio-serial-device + virtserialport nr=2
+  /dev/vda        virtio-blk, pread of the image  virtio-blk-device, raw file at an offset
+  /data           virtio-9p server (--smolvm-share) virtio-9p-device, fsdev local
+
+On this workplace they run inside the KVM lab's L1 (tests/lab/run: TCG L1 with kvm_amd);
+on a host with hardware KVM, directly. Used by bench/run; the plan runs in
+bench/lab_driver.py.
+
+The I/O workload is one boot per VMM and round: the guest times each step itself with
+/proc/uptime (10 ms ticks; shell builtins, no fork around the clock reads) and prints
+`T name start end amount` on stderr, so boot time does not blur the rates.
+"""
+import json, os, re, statistics, subprocess
+
+MARKER = "SMOLVM-BOOT-MARKER"
+# The app of every boot row: print the marker with the guest's uptime (as boot-time.py's /init).
+BOOT_APP = 'read up _ </proc/uptime; echo "' + MARKER + ' uptime=$up"'
+CMDLINE = "console=ttyS0 reboot=k panic=-1 8250.nr_uarts=1 quiet"  # vmm-stub's (cmdline.rs BASE + quiet)
+
+
+def io_script(sz):
+    """The guest side of the I/O benchmark (busybox sh). Sizes in bytes / files."""
+    t = lambda name, amount: f'read b _ </proc/uptime; echo "T {name} $a $b {amount}" >&2'
+    a = "read a _ </proc/uptime"
+    return "\n".join([
+        "set -e",
+        f"{a}; head -c {sz['console']} >/dev/null; {t('console-in', sz['console'])}",
+        f"{a}; dd if=/dev/zero bs=65536 count={sz['console'] // 65536} 2>/dev/null; {t('console-out', sz['console'])}",
+        "n=$(( $(cat /sys/block/vda/size) * 512 ))",
+        f"{a}; dd if=/dev/vda of=/dev/null bs=1M 2>/dev/null; {t('blk-read', '$n')}",
+        f"{a}; dd if=/dev/zero of=/data/f bs=65536 count={sz['p9'] // 65536} conv=fsync 2>/dev/null; "
+        f"{t('9p-write', sz['p9'])}",
+        f"{a}; dd if=/data/f of=/dev/null bs=65536 2>/dev/null; {t('9p-read', sz['p9'])}",
+        "mkdir /data/d",
+        f"{a}; i=0; while [ $i -lt {sz['files']} ]; do : >/data/d/f$i; i=$((i+1)); done; {t('9p-create', sz['files'])}",
+        f"{a}; i=0; while [ $i -lt {sz['files']} ]; do [ -e /data/d/f$i ]; i=$((i+1)); done; {t('9p-stat', sz['files'])}",
+        f"{a}; rm -r /data/d /data/f; {t('9p-unlink', sz['files'] + 1)}",
+    ])
+
+
+def cfg(records):
+    """linker::config's record format: magic, then every field NUL-terminated."""
+    return b"SMOLCFG1" + b"".join(f.encode() + b"\0" for r in records for f in r)
+
+
+def sections(smolvm, image):
+    d = json.loads(subprocess.run([smolvm, "inspect", "--json", image], check=True, capture_output=True).stdout)
+    return {s["kind"]: s for s in d["sections"]}
+
+
+def qemu_initrd(smolvm, image, args, shares, path, newc):
+    """The image's initramfs + the runtime cpio the stub would append (args, shares)."""
+    s = sections(smolvm, image)["initramfs"]
+    with open(image, "rb") as f:
+        f.seek(s["offset"])
+        ini = f.read(s["length"])
+    run = cfg([("arg", a) for a in args] + [("share", *sh) for sh in shares])
+    rt = newc([("smolvm", 0o040755, b"", 0, 0), ("smolvm/run", 0o100644, run, 0, 0)])
+    with open(path, "wb") as f:
+        f.write(ini + b"\0" * (-len(ini) % 4) + rt)
+
+
+def qemu_smolinit(smolvm, accel, kernel, initrd, image, mem, out, err, stdin_stdio, share=None):
+    """QEMU microvm booting our kernel + smol-init with the stub's device layout (virtio0..2
+    consoles, virtio3 the rootfs, virtio4 a 9p share). out: "stdio" or a file path."""
+    root = sections(smolvm, image)["rootfs"]
+    cpu = "max" if accel == "tcg" else "host"
+    cmd = ["qemu-system-x86_64", "-M", "microvm,acpi=off", "-accel", accel, "-cpu", cpu, "-m", f"{mem}M",
+           "-nodefaults", "-no-user-config", "-display", "none", "-no-reboot",
+           "-kernel", kernel, "-initrd", initrd, "-append", CMDLINE, "-serial", "null",
+           "-device", "virtio-serial-device,max_ports=1,id=s0",
+           "-chardev", "stdio,id=c0" if out == "stdio" else f"file,id=c0,path={out}",
+           "-device", "virtconsole,chardev=c0,bus=s0.0",
+           "-device", "virtio-serial-device,max_ports=1,id=s1",
+           "-chardev", f"file,id=c1,path={err}", "-device", "virtconsole,chardev=c1,bus=s1.0",
+           "-device", "virtio-serial-device,max_ports=3,id=s2",
+           "-chardev", "null,id=c2", "-device", "virtserialport,chardev=c2,bus=s2.0,nr=1",
+           "-chardev", "stdio,id=c3" if stdin_stdio else "null,id=c3",
+           "-device", "virtserialport,chardev=c3,bus=s2.0,nr=2",
+           "-drive", f"file={image},format=raw,offset={root['offset']},size={root['length']},readonly=on,if=none,id=vda",
+           "-device", "virtio-blk-device,drive=vda",
+           "-device", "isa-debug-exit,iobase=0xf4,iosize=1"]
+    if share:
+        cmd += ["-fsdev", f"local,id=fs0,path={share},security_model=none",
+                "-device", "virtio-9p-device,fsdev=fs0,mount_tag=smolvm0"]
+    return cmd
+
+
+def qemu_busybox(accel, kernel, initrd, mem):
+    """A kernel + boot-time.py's busybox initramfs (/init prints the marker on the serial console)."""
+    return ["qemu-system-x86_64", "-M", "microvm,acpi=off", "-accel", accel, "-cpu", "max" if accel == "tcg" else "host",
+            "-m", f"{mem}M", "-nodefaults", "-no-user-config", "-display", "none", "-no-reboot",
+            "-kernel", kernel, "-initrd", initrd, "-append", "console=ttyS0 reboot=t panic=-1 quiet",
+            "-serial", "stdio"]
+
+
+def build_image(smolvm, target, rootfs, out, kernel=None, mem=256):
+    cmd = [smolvm, "build", "--rootfs", rootfs, "--entry", "/bin/sh", "--mem", f"{mem}M",
+           "--stub", f"{target}/vmm-stub", "--init", f"{target}/smol-init", "-o", out]
+    if kernel:
+        cmd += ["--kernel", kernel]
+    subprocess.run(cmd, check=True, capture_output=True)
+
+
+def busybox_rootfs(path, blob_mib=0):
+    os.makedirs(f"{path}/bin", exist_ok=True)
+    for d in ("data", "tmp", "proc", "sys", "dev"):
+        os.makedirs(f"{path}/{d}", exist_ok=True)
+    subprocess.run(["cp", "/bin/busybox", f"{path}/bin/busybox"], check=True)
+    if not os.path.exists(f"{path}/bin/sh"):
+        os.symlink("busybox", f"{path}/bin/sh")
+    if blob_mib:
+        with open(f"{path}/blob", "wb") as f:
+            f.write(os.urandom(blob_mib << 20))
+
+
+def plan(work, smolvm, target, vmlinux, debian, newc, busybox_initrd, rounds, sz, mem=256, accel="kvm"):
+    """Builds the images and files, returns the plan for lab_driver.py."""
+    busybox_rootfs(f"{work}/io-root", sz["blk_mib"])
+    busybox_rootfs(f"{work}/boot-root")
+    io_vm, boot_vm, boot_vml = f"{work}/io.vm", f"{work}/boot.vm", f"{work}/boot-vmlinux.vm"
+    build_image(smolvm, target, f"{work}/io-root", io_vm, vmlinux, mem)
+    build_image(smolvm, target, f"{work}/boot-root", boot_vm, None, mem)  # the product default: bzImage (zstd)
+    build_image(smolvm, target, f"{work}/boot-root", boot_vml, vmlinux, mem)
+    script = io_script(sz)
+    qemu_io_initrd, qemu_boot_initrd = f"{work}/qemu-io.cpio", f"{work}/qemu-boot.cpio"
+    qemu_initrd(smolvm, io_vm, ["-c", script], [("smolvm0", "/data", "rw")], qemu_io_initrd, newc)
+    qemu_initrd(smolvm, boot_vml, ["-c", BOOT_APP], [], qemu_boot_initrd, newc)
+    with open(f"{work}/stdin.bin", "wb") as f:
+        f.write(b"\0" * sz["console"])
+    shm = "/dev/shm/smolvm-bench"  # L1's private tmpfs (writable); the host's / is read-only there
+    io = [
+        {"name": "io smolvm", "argv": [io_vm, f"--smolvm-share={shm}/stub:/data", "-c", script],
+         "stdin": f"{work}/stdin.bin", "fresh_dirs": [f"{shm}/stub"], "timeout": 900},
+        {"name": "io qemu", "argv": qemu_smolinit(smolvm, accel, vmlinux, qemu_io_initrd, io_vm, mem, "/dev/null",
+                                                  f"{shm}/qemu-err", True, f"{shm}/qemu"),
+         "stdin": f"{work}/stdin.bin", "fresh_dirs": [f"{shm}/qemu"], "err_file": f"{shm}/qemu-err", "timeout": 900},
+    ]
+    boot = [
+        {"name": "smolvm image (bzImage zstd)", "argv": [boot_vm, "-c", BOOT_APP]},
+        {"name": "smolvm image (vmlinux)", "argv": [boot_vml, "-c", BOOT_APP]},
+        {"name": "QEMU + our kernel + smol-init", "argv": qemu_smolinit(
+            smolvm, accel, vmlinux, qemu_boot_initrd, boot_vml, mem, "stdio", f"{shm}/qemu-boot-err", False)},
+        {"name": "QEMU + our kernel + busybox /init", "argv": qemu_busybox(accel, vmlinux, busybox_initrd, mem)},
+        {"name": "QEMU + Debian kernel + busybox /init", "argv": qemu_busybox(accel, debian, busybox_initrd, mem)},
+    ]
+    for c in boot:
+        c.update(marker=MARKER, timeout=300)
+    sets = [{"name": "io", "cases": io}, {"name": "boot", "cases": boot}]
+    with open(f"{work}/plan.json", "w") as f:
+        json.dump({"rounds": rounds, "sets": sets}, f, indent=1)
+    return f"{work}/plan.json"
+
+
+def summarize(raw):
+    """Per case: medians over rounds (I/O: rates from the guest's T lines; boot: time to marker)."""
+    res = raw["results"]
+    io, boot = {}, {}
+    for name, runs in res.items():
+        if name.startswith("io "):
+            vmm = name[3:]
+            rates = {}
+            for r in runs:
+                for m in re.finditer(r"^T (\S+) ([\d.]+) ([\d.]+) (\d+)\s*$", r["err"], re.M):
+                    dt = float(m.group(3)) - float(m.group(2))
+                    rates.setdefault(m.group(1), []).append(int(m.group(4)) / dt if dt > 0 else None)
+            io[vmm] = {"ok": sum(1 for r in runs if "T 9p-unlink" in r["err"]), "runs": len(runs),
+                       "wall_s": [round(r["wall"], 2) for r in runs],
+                       "rates": {k: [x for x in v if x] for k, v in rates.items()},
+                       "failed_tail": [r["err"][-400:] for r in runs if "T 9p-unlink" not in r["err"]][:1]}
+            for k, v in io[vmm]["rates"].items():
+                io[vmm].setdefault("median", {})[k] = statistics.median(v) if v else None
+        else:
+            ok = [r for r in runs if r["first"] is not None]
+            ups = [float(m.group(1)) for r in ok for m in [re.search(r"uptime=([\d.]+)", r["out"])] if m]
+            boot[name] = {"ok": len(ok), "runs": len(runs),
+                          "first_s": {"median": statistics.median(r["first"] for r in ok),
+                                      "min": min(r["first"] for r in ok)} if ok else None,
+                          "guest_uptime_s": statistics.median(ups) if ups else None,
+                          "failed_tail": [r["err"][-300:] + r["out"][-200:] for r in runs if r["first"] is None][:1]}
+    return {"io": io, "boot": boot, "l1_seconds": raw.get("l1_seconds"), "l1_kernel": raw.get("uname")}
