@@ -146,22 +146,44 @@ fn base() -> PathBuf {
     tmp.join(format!("p9-fuzz-ops-{}", std::process::id()))
 }
 
+type Snapshot = (Vec<(String, Vec<u8>, u32)>, Vec<(String, Vec<u8>, u32)>);
+
+/// The outside of the share as first built; it must never change, so it is
+/// taken once rather than per input.
+fn outside_before(base: &Path) -> &'static Snapshot {
+    static S: std::sync::OnceLock<Snapshot> = std::sync::OnceLock::new();
+    S.get_or_init(|| {
+        fs::create_dir_all(base.join("outside")).expect("mkdir");
+        fs::write(base.join("outside/secret"), "SECRET").expect("write");
+        fs::write(base.join("secret"), "SECRET").expect("write");
+        (snapshot(base), snapshot(&base.join("outside")))
+    })
+}
+
+thread_local! {
+    // Reused: a fresh 128 KiB buffer per input cost more than the ops.
+    static REPLY: std::cell::RefCell<Vec<u8>> = std::cell::RefCell::new(vec![0u8; 1 << 17]);
+}
+
 fuzz_target!(|data: &[u8]| {
     let base = base();
     let share = base.join("share");
     let _ = fs::remove_dir_all(&share);
-    fs::create_dir_all(base.join("outside")).expect("mkdir");
-    fs::write(base.join("outside/secret"), "SECRET").expect("write");
-    fs::write(base.join("secret"), "SECRET").expect("write");
+    let before = outside_before(&base);
     fs::create_dir_all(share.join("a")).expect("mkdir");
     fs::write(share.join("f"), "file").expect("write");
     std::os::unix::fs::symlink("../outside", share.join("l_out")).expect("symlink");
     std::os::unix::fs::symlink("..", share.join("l_up")).expect("symlink");
     std::os::unix::fs::symlink("../secret", share.join("l_secret")).expect("symlink");
-    let before = (snapshot(&base), snapshot(&base.join("outside")));
 
     let mut server = Server::new(share.as_os_str().as_encoded_bytes(), false).expect("share");
-    let mut reply = vec![0u8; 1 << 17];
+    REPLY.with(|r| serve(&mut server, &mut r.borrow_mut(), data));
+    drop(server);
+    let after = (snapshot(&base), snapshot(&base.join("outside")));
+    assert_eq!(*before, after, "something outside the share changed");
+});
+
+fn serve(server: &mut Server, reply: &mut [u8], data: &[u8]) {
     let mut input = In(data);
     let mut msgs = vec![
         frame(msg::TVERSION, &B::default().u32(1 << 17).s(b"9P2000.L").0),
@@ -172,13 +194,10 @@ fuzz_target!(|data: &[u8]| {
         msgs.push(frame(kind, &body.0));
     }
     for m in &msgs {
-        let n = server.handle(m, &mut reply);
+        let n = server.handle(m, reply);
         assert!(n >= 7 && n <= reply.len(), "empty replies (Rclunk) are 7 bytes");
         assert_eq!(u32::from_le_bytes(reply[..4].try_into().unwrap()) as usize, n);
         assert!(reply[4] == msg::RLERROR || reply[4] == m[4] + 1, "reply type");
         assert_eq!(reply[5..7], [7, 0], "tag");
     }
-    drop(server);
-    let after = (snapshot(&base), snapshot(&base.join("outside")));
-    assert_eq!(before, after, "something outside the share changed");
-});
+}
