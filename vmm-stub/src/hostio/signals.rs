@@ -38,6 +38,9 @@ pub const SIGSEGV: u32 = 11;
 pub const SIGPIPE: u32 = 13;
 pub const SIGALRM: u32 = 14;
 pub const SIGTERM: u32 = 15;
+/// File size limit (RLIMIT_FSIZE) exceeded: ignored, so a disk write past
+/// it fails with EFBIG (IOERR to the guest) instead of killing the VM.
+pub const SIGXFSZ: u32 = 25;
 pub const SIGWINCH: u32 = 28;
 /// Real-time signal the stdin watcher uses to interrupt `KVM_RUN`.
 pub const SIG_KICK: u32 = 34;
@@ -127,6 +130,7 @@ pub fn install(immediate_exit: *mut u8) {
         sigaction(sig, h);
     }
     sigaction(SIGPIPE, SIG_IGN);
+    sigaction(SIGXFSZ, SIG_IGN);
 }
 
 /// Asks for signal `sig` to be delivered to the app (e.g. SIGPIPE after the
