@@ -31,6 +31,14 @@ pub fn app(a: &BuildArgs, cfg: Option<&ImageConfig>, root: &Path) -> Result<App>
         (Some(e), _, _) => (e.as_bytes().to_vec(), cli_args),
         (None, Some(first), _) => (first.as_os_str().as_bytes().to_vec(), cli_args),
         (None, None, Some(c)) => {
+            if c.entrypoint.len() > 1 {
+                // The manifest has no record for fixed arguments (smol-init
+                // knows entry + replaceable args only).
+                eprintln!(
+                    "smolvm: warning: the image's Entrypoint has arguments ({}): `./app.vm ARGS` replaces them together with Cmd",
+                    c.entrypoint[1..].join(" ")
+                );
+            }
             let mut argv = bytes(&c.entrypoint);
             argv.extend(if a.args.is_empty() {
                 bytes(&c.cmd)

@@ -26,16 +26,21 @@ pub struct Image {
     pub config: ImageConfig,
 }
 
-fn read_json(path: &Path) -> Result<Json> {
-    let md = fs::metadata(path).context(|| path.display().to_string())?;
+/// Reads a JSON file of the image; messages name it relative to `dir`
+/// (the archive or layout), never by a temporary path.
+fn read_json(dir: &Path, path: &Path) -> Result<Json> {
+    let shown = path.strip_prefix(dir).unwrap_or(path).display().to_string();
+    let md = fs::metadata(path).context(|| shown.clone())?;
     if md.len() > crate::json::MAX_LEN as u64 {
-        bail!("{}: larger than 16 MiB", path.display());
+        bail!("{shown}: larger than 16 MiB");
     }
-    let bytes = fs::read(path).context(|| path.display().to_string())?;
-    Json::parse(&bytes).map_err(|e| Error(format!("{}: bad JSON: {e}", path.display())))
+    let bytes = fs::read(path).context(|| shown.clone())?;
+    Json::parse(&bytes).map_err(|e| Error(format!("{shown}: bad JSON: {e}")))
 }
 
-/// A relative path inside `dir` (no `..`, not absolute).
+/// A relative path inside `dir` (no `..`, not absolute). Symlinks (`docker
+/// save` links duplicate layers) are followed only inside `dir`, so an
+/// archive cannot make the builder read a host file.
 fn inside(dir: &Path, rel: &str, what: &str) -> Result<PathBuf> {
     let p = Path::new(rel);
     if p.components()
@@ -43,7 +48,7 @@ fn inside(dir: &Path, rel: &str, what: &str) -> Result<PathBuf> {
     {
         bail!("{what} path `{rel}` leaves the archive: refused");
     }
-    Ok(dir.join(p))
+    crate::rootfs::resolve(dir, rel.as_bytes()).map_err(|e| Error(format!("{what} `{rel}`: {e}")))
 }
 
 /// Parses an image config blob.
@@ -86,7 +91,7 @@ pub fn docker_archive(dir: &Path) -> Result<Image> {
     if !manifest.exists() && dir.join("index.json").exists() {
         return oci_layout(dir);
     }
-    let m = read_json(&manifest)
+    let m = read_json(dir, &manifest)
         .map_err(|e| Error(format!("{e} (is this a `docker save` archive?)")))?;
     let images = m.arr();
     let [image] = images else {
@@ -109,7 +114,7 @@ pub fn docker_archive(dir: &Path) -> Result<Image> {
         .and_then(Json::str)
         .ok_or_else(|| Error("manifest.json: no Config".into()))?;
     let config = parse_config(
-        &read_json(&inside(dir, config_path, "Config")?)?,
+        &read_json(dir, &inside(dir, config_path, "Config")?)?,
         config_path,
     )?;
     let mut layers = Vec::new();
@@ -135,7 +140,7 @@ fn blob(dir: &Path, desc: &Json) -> Result<PathBuf> {
     }) else {
         bail!("OCI digest `{digest}` is not sha256:<64 hex digits>");
     };
-    let path = dir.join("blobs/sha256").join(hex);
+    let path = inside(dir, &format!("blobs/sha256/{hex}"), "blob")?;
     let mut f = fs::File::open(&path).context(|| format!("blob {digest}"))?;
     let mut sha = linker::sha256::Sha256::new();
     let mut buf = vec![0u8; 1 << 16];
@@ -190,7 +195,7 @@ fn pick<'a>(manifests: &'a [Json], what: &str) -> Result<&'a Json> {
 
 /// An OCI image layout directory.
 pub fn oci_layout(dir: &Path) -> Result<Image> {
-    let index = read_json(&dir.join("index.json"))
+    let index = read_json(dir, &dir.join("index.json"))
         .map_err(|e| Error(format!("{e} (is this an OCI image layout?)")))?;
     let mut desc = pick(
         index.get("manifests").map(Json::arr).unwrap_or_default(),
@@ -198,7 +203,7 @@ pub fn oci_layout(dir: &Path) -> Result<Image> {
     )?
     .clone();
     for _ in 0..8 {
-        let body = read_json(&blob(dir, &desc)?)?;
+        let body = read_json(dir, &blob(dir, &desc)?)?;
         if is_index(&desc, &body) {
             desc = pick(
                 body.get("manifests").map(Json::arr).unwrap_or_default(),
@@ -210,7 +215,7 @@ pub fn oci_layout(dir: &Path) -> Result<Image> {
         let config_desc = body
             .get("config")
             .ok_or_else(|| Error("OCI manifest without config".into()))?;
-        let config = parse_config(&read_json(&blob(dir, config_desc)?)?, "image config")?;
+        let config = parse_config(&read_json(dir, &blob(dir, config_desc)?)?, "image config")?;
         let layers = body
             .get("layers")
             .map(Json::arr)
@@ -322,8 +327,26 @@ mod tests {
 
     #[test]
     fn paths_must_stay_inside() {
-        assert!(inside(Path::new("/x"), "../etc/passwd", "layer").is_err());
-        assert!(inside(Path::new("/x"), "/etc/passwd", "layer").is_err());
-        assert!(inside(Path::new("/x"), "abc/layer.tar", "layer").is_ok());
+        let d = std::env::temp_dir().join(format!("smolvm-inside-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&d);
+        fs::create_dir_all(d.join("abc")).expect("mkdir");
+        fs::write(d.join("abc/layer.tar"), b"").expect("write");
+        std::os::unix::fs::symlink("../abc/layer.tar", d.join("dup.tar")).expect("ln");
+        std::os::unix::fs::symlink("/etc/passwd", d.join("host.tar")).expect("ln");
+        std::os::unix::fs::symlink("../../../../etc/passwd", d.join("up.tar")).expect("ln");
+        assert!(inside(&d, "../etc/passwd", "layer").is_err());
+        assert!(inside(&d, "/etc/passwd", "layer").is_err());
+        assert_eq!(
+            inside(&d, "abc/layer.tar", "layer").ok(),
+            Some(d.join("abc/layer.tar"))
+        );
+        assert_eq!(
+            inside(&d, "dup.tar", "layer").ok(),
+            Some(d.join("abc/layer.tar"))
+        );
+        // Symlinks out of the archive resolve inside it (and are missing there).
+        assert!(inside(&d, "host.tar", "layer").is_err());
+        assert!(inside(&d, "up.tar", "layer").is_err());
+        fs::remove_dir_all(&d).expect("cleanup");
     }
 }

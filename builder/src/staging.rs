@@ -7,7 +7,7 @@ use crate::bail;
 use crate::build::BuildArgs;
 use crate::closure::Closure;
 use crate::container::{self, ImageConfig};
-use crate::error::{Context, Result};
+use crate::error::{Context, Error, Result};
 use crate::layers;
 use crate::output::TempDir;
 use std::fs;
@@ -69,24 +69,38 @@ pub fn stage(a: &BuildArgs) -> Result<(Option<TempDir>, Option<ImageConfig>)> {
     if !a.exec.is_empty() {
         return Ok((Some(stage_exec(a)?), None));
     }
-    let image = match (&a.from_docker_archive, &a.from_oci) {
+    let mut budget = layers::DEFAULT_LIMIT;
+    let (image, unpacked, source) = match (&a.from_docker_archive, &a.from_oci) {
         (Some(file), _) => {
             let unpacked = TempDir::create_beside(&a.output, "archive")?;
-            layers::apply(unpacked.path(), file, layers::DEFAULT_LIMIT, false)?;
-            let image = container::docker_archive(unpacked.path())?;
-            (image, Some(unpacked))
+            let shown = file.display().to_string();
+            layers::apply(unpacked.path(), file, &shown, &mut budget, false)?;
+            let image = container::docker_archive(unpacked.path())
+                .map_err(|e| Error(format!("{shown}: {}", e.0)))?;
+            (image, Some(unpacked), file)
         }
-        (None, Some(dir)) => (container::oci_layout(dir)?, None),
+        (None, Some(dir)) => {
+            let shown = dir.display().to_string();
+            let image =
+                container::oci_layout(dir).map_err(|e| Error(format!("{shown}: {}", e.0)))?;
+            (image, None, dir)
+        }
         (None, None) => return Ok((None, None)),
     };
-    let (image, _unpacked) = image;
     let dir = TempDir::create_beside(&a.output, "root")?;
     let keep_owners = layers::running_as_root(dir.path());
     let total = image.layers.len();
+    let mut budget = layers::DEFAULT_LIMIT;
     for (i, layer) in image.layers.iter().enumerate() {
+        // Named as inside the archive, not by the temporary unpacked path.
+        let inner = unpacked
+            .as_ref()
+            .and_then(|u| layer.strip_prefix(u.path()).ok())
+            .unwrap_or(layer);
+        let shown = format!("{}: layer {}", source.display(), inner.display());
         let size = fs::metadata(layer).map(|m| m.len()).unwrap_or(0);
-        progress(&format!("layer {}/{total}: {} bytes", i + 1, size));
-        layers::apply(dir.path(), layer, layers::DEFAULT_LIMIT, keep_owners)?;
+        progress(&format!("layer {}/{total}: {size} bytes", i + 1));
+        layers::apply(dir.path(), layer, &shown, &mut budget, keep_owners)?;
     }
     Ok((Some(dir), Some(image.config)))
 }
@@ -95,7 +109,9 @@ pub fn stage(a: &BuildArgs) -> Result<(Option<TempDir>, Option<ImageConfig>)> {
 fn stage_tar(a: &BuildArgs, tar: &Path) -> Result<TempDir> {
     let dir = TempDir::create_beside(&a.output, "root")?;
     let keep_owners = layers::running_as_root(dir.path());
-    layers::apply(dir.path(), tar, layers::DEFAULT_LIMIT, keep_owners)?;
+    let mut budget = layers::DEFAULT_LIMIT;
+    let shown = tar.display().to_string();
+    layers::apply(dir.path(), tar, &shown, &mut budget, keep_owners)?;
     Ok(dir)
 }
 

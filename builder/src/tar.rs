@@ -264,8 +264,8 @@ impl<R: Read> TarReader<R> {
     }
 
     /// The underlying reader (positioned after what was read).
-    pub fn into_inner(self) -> R {
-        self.r
+    pub fn get_mut(&mut self) -> &mut R {
+        &mut self.r
     }
 
     /// Copies the current entry's data to `out`.
