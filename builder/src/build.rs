@@ -63,7 +63,11 @@ pub struct BuildArgs {
     #[arg(long, value_name = "PROGRAM")]
     pub exec: Vec<PathBuf>,
     /// With --exec: also copy a host file or directory to a guest path
-    /// (files the program opens at run time, e.g. Python's stdlib).
+    /// (files the program opens at run time, e.g. Python's stdlib:
+    /// `--exec /usr/bin/python3 --env PYTHONHOME=/usr --add
+    /// /usr/lib/python3.11/encodings:/usr/lib/python3.11/encodings` is enough
+    /// for `-c 'print(2+2)'`; add the modules your script imports, or all of
+    /// /usr/lib/python3.11).
     #[arg(long, value_name = "HOST:GUEST", requires = "exec")]
     pub add: Vec<String>,
     /// Default argument (repeatable); `./app.vm ARGS` replaces them all.
