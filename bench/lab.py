@@ -25,6 +25,7 @@ import json, os, re, statistics, subprocess
 MARKER = "SMOLVM-BOOT-MARKER"
 # The app of every boot row: print the marker with the guest's uptime (as boot-time.py's /init).
 BOOT_APP = 'read up _ </proc/uptime; echo "' + MARKER + ' uptime=$up"'
+IDLE_APP = BOOT_APP + "; exec sleep 100000"
 CMDLINE = "console=ttyS0 reboot=k panic=-1 8250.nr_uarts=1 quiet"  # vmm-stub's (cmdline.rs BASE + quiet)
 
 
@@ -120,11 +121,12 @@ def busybox_rootfs(path, blob_mib=0):
     if not os.path.exists(f"{path}/bin/sh"):
         os.symlink("busybox", f"{path}/bin/sh")
     if blob_mib:
-        with open(f"{path}/blob", "wb") as f:
-            f.write(os.urandom(blob_mib << 20))
+        with open(f"{path}/blob", "wb") as f:  # incompressible: squashfs stores it as is
+            for _ in range(blob_mib):
+                f.write(os.urandom(1 << 20))
 
 
-def plan(work, smolvm, target, vmlinux, debian, newc, busybox_initrd, rounds, sz, mem=256, accel="kvm"):
+def plan(work, smolvm, target, vmlinux, debian, newc, busybox_initrd, rounds, sz, mem=256, accel="kvm", density=6):
     """Builds the images and files, returns the plan for lab_driver.py."""
     busybox_rootfs(f"{work}/io-root", sz["blk_mib"])
     busybox_rootfs(f"{work}/boot-root")
@@ -157,8 +159,17 @@ def plan(work, smolvm, target, vmlinux, debian, newc, busybox_initrd, rounds, sz
     for c in boot:
         c.update(marker=MARKER, timeout=300)
     sets = [{"name": "io", "cases": io}, {"name": "boot", "cases": boot}]
+    # Idle app VMs, `density` of each at once: the app prints the marker, then sleeps.
+    qemu_idle_initrd = f"{work}/qemu-idle.cpio"
+    qemu_initrd(smolvm, boot_vml, ["-c", IDLE_APP], [], qemu_idle_initrd, newc)
+    idle = [{"name": "smolvm image (bzImage zstd)", "argv": [boot_vm, "-c", IDLE_APP]},
+            {"name": "smolvm image (vmlinux)", "argv": [boot_vml, "-c", IDLE_APP]},
+            {"name": "QEMU + our kernel + smol-init", "argv": qemu_smolinit(
+                smolvm, accel, vmlinux, qemu_idle_initrd, boot_vml, mem, "stdio", "/dev/null", False)}]
+    for c in idle:
+        c.update(marker=MARKER, timeout=900)
     with open(f"{work}/plan.json", "w") as f:
-        json.dump({"rounds": rounds, "sets": sets}, f, indent=1)
+        json.dump({"rounds": rounds, "sets": sets, "density": {"n": density, "cases": idle}}, f, indent=1)
     return f"{work}/plan.json"
 
 
@@ -188,4 +199,4 @@ def summarize(raw):
                                       "min": min(r["first"] for r in ok)} if ok else None,
                           "guest_uptime_s": statistics.median(ups) if ups else None,
                           "failed_tail": [r["err"][-300:] + r["out"][-200:] for r in runs if r["first"] is None][:1]}
-    return {"io": io, "boot": boot, "l1_seconds": raw.get("l1_seconds"), "l1_kernel": raw.get("uname")}
+    return {"io": io, "boot": boot, "density": raw.get("density", {}), "l1_seconds": raw.get("l1_seconds"), "l1_kernel": raw.get("uname")}

@@ -11,7 +11,7 @@ appeared on stdout (the app's first output), the exit status, and stderr (or the
 file a QEMU chardev wrote it to), which carries the guest's own timing lines.
 Nothing else runs meanwhile: L1 has one vCPU, so this process only sleeps in reads.
 """
-import json, os, shutil, signal, subprocess, sys, threading, time
+import json, os, select, shutil, signal, statistics, subprocess, sys, threading, time
 
 
 def run_case(c):
@@ -59,6 +59,48 @@ def run_case(c):
             "err": err.decode(errors="replace")[-3000:]}
 
 
+def rollup(pid):
+    d = {}
+    with open(f"/proc/{pid}/smaps_rollup") as f:
+        for line in f:
+            x = line.split()
+            if len(x) == 3 and x[2] == "kB":
+                d[x[0].rstrip(":")] = int(x[1])
+    return d
+
+
+def run_density(c, n):
+    """n copies of an idle app VM at once; once every one printed the marker, the
+    memory of each VMM process (guest RAM it touched included) from smaps_rollup."""
+    procs = [subprocess.Popen(c["argv"], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                              stderr=subprocess.DEVNULL, start_new_session=True) for _ in range(n)]
+    up = 0
+    try:
+        deadline = time.monotonic() + c.get("timeout", 600)
+        for p in procs:
+            seen = b""
+            while c["marker"].encode() not in seen and time.monotonic() < deadline:
+                r, _, _ = select.select([p.stdout], [], [], max(0.1, deadline - time.monotonic()))
+                chunk = os.read(p.stdout.fileno(), 4096) if r else b""
+                if not chunk:
+                    break
+                seen = (seen + chunk)[-4096:]
+            up += c["marker"].encode() in seen
+        time.sleep(3)  # let the guests settle into idle
+        mem = [rollup(p.pid) for p in procs if p.poll() is None]
+    finally:
+        for p in procs:
+            try:
+                os.killpg(p.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            p.wait()
+    med = lambda k: statistics.median(m.get(k, 0) for m in mem) if mem else None
+    return {"vms": n, "up": up, "alive": len(mem), "rss_kib": med("Rss"), "pss_kib": med("Pss"),
+            "private_kib": statistics.median(m.get("Private_Clean", 0) + m.get("Private_Dirty", 0) for m in mem)
+            if mem else None, "sum_pss_kib": sum(m.get("Pss", 0) for m in mem)}
+
+
 def main():
     plan = json.load(open(sys.argv[1]))
     res = {}
@@ -72,7 +114,12 @@ def main():
                 x["round"] = r
                 res.setdefault(c["name"], []).append(x)
                 print(f"round {r + 1} {c['name']}: {x['wall']:.1f} s rc {x['rc']}", file=sys.stderr, flush=True)
-    json.dump({"results": res, "l1_seconds": time.monotonic() - t0, "uname": os.uname().release}, sys.stdout)
+    density = {}
+    d = plan.get("density")
+    for c in (d or {}).get("cases", []):
+        density[c["name"]] = run_density(c, d["n"])
+        print(f"density {c['name']}: {density[c['name']]}", file=sys.stderr, flush=True)
+    json.dump({"results": res, "density": density, "l1_seconds": time.monotonic() - t0, "uname": os.uname().release}, sys.stdout)
 
 
 if __name__ == "__main__":

@@ -64,6 +64,11 @@ def headline(d):
         s, q = de["vmm-stub"], de["qemu-microvm"]
         rows.append(f"| Idle VMs per GiB (VMM cost by PSS, {s['vms']} concurrent each) | {s['vms_per_gib']} | "
                     f"{q['vms_per_gib']} | {s['vms_per_gib'] / q['vms_per_gib']:.0f}× denser |")
+    ld = (d.get("lab") or {}).get("density") or {}
+    a, b = (ld.get(LAB_OURS_VMLINUX) or {}).get("pss_kib"), (ld.get(LAB_QEMU_SMOL) or {}).get("pss_kib")
+    if a and b:
+        rows.append(f"| Idle Linux app VM, host memory by PSS, KVM lab ({ld[LAB_QEMU_SMOL]['vms']} at once; same vmlinux "
+                    f"+ smol-init + app) | {a / 1024:.1f} MiB | {b / 1024:.1f} MiB | {b / a:.1f}× smaller |")
     if sz:
         dh = sz.get("default_hello")
         if dh:
@@ -272,6 +277,26 @@ def main():
         md += ["", "![density](density.svg)", ""]
         bars(os.path.join(outdir, "density.svg"), "Idle VMs per GiB of host RAM (by PSS)", "VMs",
              [(n, r["vms_per_gib"], "") for n, r in de.items()], "{:.0f}")
+    ld = (d.get("lab") or {}).get("density") or {}
+    if ld:
+        n = next(iter(ld.values()))["vms"]
+        md += ["### Idle Linux app VMs, in the KVM lab", "",
+               f"{n} copies of each at once inside L1 (as section 2's lab rows: 256 MiB guest RAM, our kernel + "
+               "smol-init + busybox `sh -c` that prints a marker then sleeps); once every copy printed it and 3 s "
+               "passed, each VMM process's `/proc/<pid>/smaps_rollup`. This includes the guest memory the kernel "
+               "and app touched (both VMMs allocate guest RAM lazily), and for the stub the image pages it maps "
+               "from the file (the vmlinux image's kernel is mapped, shared between copies; a bzImage is "
+               "decompressed into private guest RAM).", "",
+               "| VM | up / alive | RSS each | PSS each | private each | PSS of all | VMs per GiB |",
+               "|---|---:|---:|---:|---:|---:|---:|"]
+        for name, r in ld.items():
+            if r.get("pss_kib"):
+                md.append(f"| {name} | {r['up']}/{r['alive']} of {r['vms']} | {r['rss_kib'] / 1024:.1f} MiB | "
+                          f"{r['pss_kib'] / 1024:.1f} MiB | {r['private_kib'] / 1024:.1f} MiB | "
+                          f"{r['sum_pss_kib'] / 1024:.1f} MiB | {int(2**20 // r['pss_kib'])} |")
+            else:
+                md.append(f"| {name} | {r['up']}/{r['alive']} of {r['vms']} | - | - | - | - | - |")
+        md.append("")
     with open(os.path.join(outdir, "README.md"), "w") as f:
         f.write("\n".join(md))
 
