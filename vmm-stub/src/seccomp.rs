@@ -44,19 +44,18 @@ pub const ALLOWED: [u32; 24] = [
 
 /// The 9p server's calls (`virtio/p9`), added only when a share is attached;
 /// every path lookup in them is relative to a share fd (see `p9/host.rs`).
-pub const SHARE_CALLS: [u32; 19] = [
+/// Every open is `openat2`, every rename `renameat2`, an `lstat` is an
+/// `O_PATH` open + `fstat`: no `openat`, `renameat`, `newfstatat`.
+pub const SHARE_CALLS: [u32; 16] = [
     8,   // lseek (readdir cookie)
     72,  // fcntl (F_DUPFD_CLOEXEC)
     77,  // ftruncate
     138, // fstatfs
     217, // getdents64
-    257, // openat
     258, // mkdirat
     259, // mknodat (regular files and fifos only)
     260, // fchownat
-    262, // newfstatat
     263, // unlinkat
-    264, // renameat
     265, // linkat
     266, // symlinkat
     267, // readlinkat
@@ -65,6 +64,9 @@ pub const SHARE_CALLS: [u32; 19] = [
     316, // renameat2
     437, // openat2
 ];
+/// `openat`, allowed with shares only on kernels without `openat2` (< 5.6),
+/// where `p9/host.rs` falls back to it.
+const OPENAT: u32 = 257;
 
 /// ioctl requests: the vCPU loop, the interrupt line, and the terminal
 /// (restore on exit: TCSETS2 / its TCSETS fallback; size on SIGWINCH).
@@ -107,7 +109,7 @@ struct SockFprog {
     filter: *const SockFilter,
 }
 
-const LEN: usize = 4 + 1 + 1 + IOCTLS.len() + 1 + 1 + 4 + ALLOWED.len() + SHARE_CALLS.len() + 2;
+const LEN: usize = 4 + 1 + 1 + IOCTLS.len() + 1 + 1 + 4 + ALLOWED.len() + SHARE_CALLS.len() + 1 + 2;
 
 /// Jump targets resolved once the program length is known.
 #[derive(Clone, Copy)]
@@ -148,8 +150,8 @@ impl Prog {
 /// interpreter below).
 #[allow(clippy::cast_possible_truncation)] // LEN < 250
 /// `shares`: also allow [`SHARE_CALLS`] (else their tests repeat `read`,
-/// which keeps every jump offset the same).
-pub fn program(shares: bool) -> [SockFilter; LEN] {
+/// which keeps every jump offset the same); `openat`: also allow `openat`.
+pub fn program(shares: bool, openat: bool) -> [SockFilter; LEN] {
     const _: () = assert!(LEN < 250, "BPF jump offsets are 8-bit");
     let mut p = Prog { ins: [SockFilter { code: 0, jt: 0, jf: 0, k: 0 }; LEN], n: 0 };
     p.op(LD_ABS, ARCH);
@@ -173,6 +175,7 @@ pub fn program(shares: bool) -> [SockFilter; LEN] {
     for nr in if shares { SHARE_CALLS } else { [READ; SHARE_CALLS.len()] } {
         p.jeq(nr, To::Allow, To::Next);
     }
+    p.jeq(if openat { OPENAT } else { READ }, To::Allow, To::Next);
     p.op(RET, RET_KILL_PROCESS);
     p.op(RET, RET_ALLOW);
     debug_assert_eq!(p.n, LEN);
@@ -184,7 +187,7 @@ pub fn program(shares: bool) -> [SockFilter; LEN] {
 #[allow(clippy::cast_possible_truncation)] // LEN < 250
 pub fn install(shares: bool) -> Result<(), rustix::io::Errno> {
     rustix::thread::set_no_new_privs(true)?;
-    let ins = program(shares);
+    let ins = program(shares, shares && !has_openat2());
     let prog = SockFprog { len: LEN as u16, filter: ins.as_ptr() };
     const SET_MODE_FILTER: usize = 1;
     const FLAG_TSYNC: usize = 1;
@@ -198,6 +201,14 @@ pub fn install(shares: bool) -> Result<(), rustix::io::Errno> {
         r if r < 0 => Err(rustix::io::Errno::from_raw_os_error(i32::try_from(-r).unwrap_or(0))),
         _ => Err(rustix::io::Errno::AGAIN), // a thread could not be synchronised
     }
+}
+
+/// Whether the kernel has `openat2` (Linux 5.6+), which the 9p server uses
+/// for every open.
+fn has_openat2() -> bool {
+    use rustix::fs::{openat2, Mode, OFlags, ResolveFlags, CWD};
+    let flags = OFlags::PATH | OFlags::CLOEXEC;
+    !matches!(openat2(CWD, c"/", flags, Mode::empty(), ResolveFlags::empty()), Err(rustix::io::Errno::NOSYS))
 }
 
 #[cfg(test)]
@@ -227,9 +238,14 @@ mod tests {
 
     #[test]
     fn allows_exactly_the_list() {
-        let p = program(false);
+        let p = program(false, false);
         let x = AUDIT_ARCH_X86_64;
-        let with_shares = program(true);
+        let with_shares = program(true, false);
+        for nr in [OPENAT, 4, 6, 262, 264, 332] {
+            assert_eq!(run(&with_shares, nr, x, [0; 6]), RET_KILL_PROCESS, "{nr} with a share");
+        }
+        assert_eq!(run(&program(true, true), OPENAT, x, [0; 6]), RET_ALLOW, "openat before Linux 5.6");
+        assert_eq!(run(&program(false, false), OPENAT, x, [0; 6]), RET_KILL_PROCESS);
         for nr in SHARE_CALLS {
             assert_eq!(run(&p, nr, x, [0; 6]), RET_KILL_PROCESS, "{nr} without a share");
             assert_eq!(run(&with_shares, nr, x, [0; 6]), RET_ALLOW, "{nr} with a share");
@@ -251,5 +267,6 @@ mod tests {
         assert_eq!(run(&p, CLONE, x, [0x5_0f00, 0, 0, 0, 0, 0]), RET_KILL_PROCESS);
         assert_eq!(run(&p, CLONE, x, [0x1_0000_0100, 0, 0, 0, 0, 0]), RET_KILL_PROCESS);
         assert_eq!(SYSCALL_COUNT, 26);
+        assert_eq!(SYSCALL_COUNT + SHARE_CALLS.len(), 42);
     }
 }

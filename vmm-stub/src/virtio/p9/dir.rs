@@ -71,7 +71,7 @@ impl Server {
         let (old_fid, old, new_fid, new) = (r.u32()?, r.str()?, r.u32()?, r.str()?);
         self.share.writable()?;
         let (old, new) = (Name::new(old)?, Name::new(new)?);
-        fs::renameat(self.dir_fd(old_fid)?, old.c(), self.dir_fd(new_fid)?, new.c())
+        fs::renameat_with(self.dir_fd(old_fid)?, old.c(), self.dir_fd(new_fid)?, new.c(), fs::RenameFlags::empty())
     }
 
     pub(super) fn unlinkat(&mut self, r: &mut Reader<'_>) -> Reply {
@@ -92,7 +92,7 @@ impl Server {
         let new = Name::new(new)?;
         let (parent, old) = self.locate(fid)?;
         let dir = self.dir_fd(dfid)?;
-        fs::renameat(&parent, old.c(), dir, new.c())?;
+        fs::renameat_with(&parent, old.c(), dir, new.c(), fs::RenameFlags::empty())?;
         let moved_to = rustix::io::fcntl_dupfd_cloexec(dir, 0)?;
         self.fids.get_mut(fid)?.parent = Some(moved_to);
         Ok(())

@@ -77,7 +77,8 @@ impl Server {
             | OFlags::CLOEXEC
             | OFlags::NOCTTY;
         let f = self.fids.get_mut(fid)?;
-        let fd = fs::openat(&f.fd, name.c(), flags, Mode::from_bits_truncate(mode & 0o7777))?;
+        let mode = Mode::from_bits_truncate(mode & 0o7777);
+        let fd = host::open_at(f.fd.as_fd(), name.c(), flags, mode, rustix::fs::ResolveFlags::empty())?;
         let qid = host::qid(&fs::fstat(&fd)?);
         f.parent = Some(core::mem::replace(&mut f.fd, fd));
         w.qid(qid)?;

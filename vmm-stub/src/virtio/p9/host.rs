@@ -124,15 +124,7 @@ impl Share {
 
     /// Looks up one name below `dir` without following anything.
     pub fn lookup(&self, dir: BorrowedFd<'_>, name: &[u8]) -> Result<OwnedFd, Errno> {
-        let name = Name::new(name)?;
-        let name = name.c();
-        let flags = OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC;
-        let resolve = ResolveFlags::BENEATH | ResolveFlags::NO_SYMLINKS | ResolveFlags::NO_MAGICLINKS;
-        match fs::openat2(dir, name, flags, Mode::empty(), resolve) {
-            // Kernels before 5.6: the name has no '/', so O_NOFOLLOW is enough.
-            Err(Errno::NOSYS) => fs::openat(dir, name, flags, Mode::empty()),
-            other => other,
-        }
+        lookup_at(dir, &Name::new(name)?)
     }
 
     /// The parent of `dir`; the root is its own parent.
@@ -141,7 +133,7 @@ impl Share {
             return rustix::io::fcntl_dupfd_cloexec(dir, 0);
         }
         let flags = OFlags::PATH | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
-        fs::openat(dir, c"..", flags, Mode::empty())
+        open_at(dir, c"..", flags, Mode::empty(), ResolveFlags::empty())
     }
 
     /// Opens the file `fd` refers to for I/O with `flags`, if it is a regular
@@ -154,7 +146,7 @@ impl Share {
             _ => return Err(Errno::PERM),
         };
         let flags = flags | extra | OFlags::CLOEXEC | OFlags::NOCTTY;
-        fs::openat(&self.proc_fd, DecInt::from_fd(fd), flags, Mode::empty())
+        open_at(self.proc_fd.as_fd(), DecInt::from_fd(fd).as_c_str(), flags, Mode::empty(), ResolveFlags::empty())
     }
 
     /// `chmod` of the inode `fd` refers to; the `/proc/self/fd` entry is
@@ -185,7 +177,33 @@ fn raise_fd_limit() {
     }
 }
 
-/// `lstat` of one checked name below `dir`.
+/// `lstat` of one checked name below `dir` (an `O_PATH` open and `fstat`:
+/// no `newfstatat` in the seccomp list).
 pub fn stat_at(dir: BorrowedFd<'_>, name: &Name) -> Result<Stat, Errno> {
-    fs::statat(dir, name.c(), AtFlags::SYMLINK_NOFOLLOW)
+    fs::fstat(lookup_at(dir, name)?)
+}
+
+/// Opens one checked name below `dir` as `O_PATH`, following nothing.
+fn lookup_at(dir: BorrowedFd<'_>, name: &Name) -> Result<OwnedFd, Errno> {
+    let flags = OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+    let resolve = ResolveFlags::BENEATH | ResolveFlags::NO_SYMLINKS | ResolveFlags::NO_MAGICLINKS;
+    open_at(dir, name.c(), flags, Mode::empty(), resolve)
+}
+
+/// Every open after set-up goes through `openat2`, so the seccomp list
+/// needs no `openat`. Kernels before 5.6 (ENOSYS) get `openat` with the same
+/// flags: every path here is one checked name, `..` or a `/proc/self/fd`
+/// entry, and `O_NOFOLLOW` keeps a name from following a symlink; the
+/// filter then allows `openat` (`seccomp::install` probes `openat2`).
+pub fn open_at<P: rustix::path::Arg + Copy>(
+    dir: BorrowedFd<'_>,
+    path: P,
+    flags: OFlags,
+    mode: Mode,
+    resolve: ResolveFlags,
+) -> Result<OwnedFd, Errno> {
+    match fs::openat2(dir, path, flags, mode, resolve) {
+        Err(Errno::NOSYS) => fs::openat(dir, path, flags, mode),
+        other => other,
+    }
 }
