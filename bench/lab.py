@@ -42,6 +42,9 @@ def io_script(sz):
         f"{a}; dd if=/dev/zero of=/data/f bs=65536 count={sz['p9'] // 65536} conv=fsync 2>/dev/null; "
         f"{t('9p-write', sz['p9'])}",
         f"{a}; dd if=/data/f of=/dev/null bs=65536 2>/dev/null; {t('9p-read', sz['p9'])}",
+        "mkdir /tmp/d",  # the same loops on the guest's tmpfs: what the shell costs without 9p
+        f"{a}; i=0; while [ $i -lt {sz['files']} ]; do : >/tmp/d/f$i; i=$((i+1)); done; {t('tmpfs-create', sz['files'])}",
+        f"{a}; i=0; while [ $i -lt {sz['files']} ]; do [ -e /tmp/d/f$i ]; i=$((i+1)); done; {t('tmpfs-stat', sz['files'])}",
         "mkdir /data/d",
         f"{a}; i=0; while [ $i -lt {sz['files']} ]; do : >/data/d/f$i; i=$((i+1)); done; {t('9p-create', sz['files'])}",
         f"{a}; i=0; while [ $i -lt {sz['files']} ]; do [ -e /data/d/f$i ]; i=$((i+1)); done; {t('9p-stat', sz['files'])}",
