@@ -8,8 +8,10 @@
 //! checked with `symlink_metadata`, files are opened with `O_NOFOLLOW` after
 //! any old entry is removed), so a symlink in the archive cannot place files
 //! outside the staging root. Device nodes and FIFOs are skipped with a
-//! warning. Decompressed bytes are capped (`limit`), so an archive bomb
-//! fails instead of filling the disk.
+//! warning. Decompressed bytes are capped (`budget`, shared by an image's
+//! layers), so an archive bomb fails instead of filling the disk.
+//! Extended attributes are dropped with a warning (the guest kernel's
+//! squashfs is built without xattr support).
 
 use crate::bail;
 use crate::error::{Context, Error, Result};
@@ -255,8 +257,10 @@ fn unpack<R: Read>(
 ) -> Result<Vec<(PathBuf, u32)>> {
     let mut created: BTreeSet<PathBuf> = BTreeSet::new();
     let mut dir_modes: Vec<(PathBuf, u32)> = Vec::new();
+    let mut xattrs = 0u64;
     let ctx = |e: Error| Error(format!("{layer_name}: {}", e.0));
     while let Some(e) = tar.next_entry().map_err(&ctx)? {
+        xattrs += u64::from(e.xattrs);
         let shown = e.name();
         let Some(rel) = clean(&e.path, &shown).map_err(&ctx)? else {
             continue;
@@ -336,6 +340,9 @@ fn unpack<R: Read>(
     // cleanly instead of dying on a closed pipe; still bounded by the limit.
     std::io::copy(tar.get_mut(), &mut std::io::sink())
         .map_err(|e| Error(format!("{layer_name}: {e}")))?;
+    if xattrs > 0 {
+        eprintln!("smolvm: warning: {layer_name}: {xattrs} extended attributes (e.g. file capabilities) dropped: the guest's squashfs does not keep them");
+    }
     Ok(dir_modes)
 }
 

@@ -33,6 +33,9 @@ pub struct Entry {
     pub gid: u32,
     pub size: u64,
     pub link: Vec<u8>,
+    /// Extended attributes the entry carries (PAX `SCHILY.xattr.*`,
+    /// `LIBARCHIVE.xattr.*`); counted, not kept.
+    pub xattrs: u32,
 }
 
 impl Entry {
@@ -204,6 +207,7 @@ impl<R: Read> TarReader<R> {
             if let Some(l) = long_link.take() {
                 link = l;
             }
+            let mut xattrs = 0u32;
             for (k, v) in &pax {
                 let n = || {
                     std::str::from_utf8(v)
@@ -218,6 +222,9 @@ impl<R: Read> TarReader<R> {
                     }
                     b"uid" => uid = n().unwrap_or(uid),
                     b"gid" => gid = n().unwrap_or(gid),
+                    k if k.starts_with(b"SCHILY.xattr.") || k.starts_with(b"LIBARCHIVE.xattr.") => {
+                        xattrs = xattrs.saturating_add(1)
+                    }
                     _ => {}
                 }
             }
@@ -259,6 +266,7 @@ impl<R: Read> TarReader<R> {
                 gid: clamp(gid),
                 size,
                 link,
+                xattrs,
             }));
         }
     }
@@ -357,6 +365,28 @@ mod tests {
             }
         }
         std::fs::remove_dir_all(&d).expect("cleanup");
+    }
+
+    #[test]
+    fn pax_xattrs_are_counted() {
+        let script = "import tarfile, io, sys\n\
+            t = tarfile.open(fileobj=sys.stdout.buffer, mode='w|', format=tarfile.PAX_FORMAT)\n\
+            i = tarfile.TarInfo('ping'); i.size = 1\n\
+            i.pax_headers = {'SCHILY.xattr.security.capability': 'x', 'SCHILY.xattr.user.a': 'y'}\n\
+            t.addfile(i, io.BytesIO(b'p')); t.close()\n";
+        let out = Command::new("python3")
+            .arg("-c")
+            .arg(script)
+            .output()
+            .expect("python3");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let mut r = TarReader::new(&out.stdout[..]);
+        let e = r.next_entry().expect("valid").expect("an entry");
+        assert_eq!((e.name().as_str(), e.xattrs, e.size), ("ping", 2, 1));
     }
 
     #[test]

@@ -528,3 +528,31 @@ fn rootfs_offset(image: &Path) -> u64 {
     let table = Image::parse_slice(&bytes[bytes.len() - TRAILER_LEN..], bytes.len() as u64).expect("valid image");
     table.section(Kind::Rootfs).expect("rootfs section").offset
 }
+
+/// A real multi-layer image: four layers of Debian packages (libc, dash,
+/// busybox, python3-minimal, then a layer of whiteouts) assembled into a
+/// `docker save` archive by tests/rootfs/debian-image.sh. Downloads the
+/// packages with `apt-get download` (cached), so it is opt-in:
+/// `cargo test -p smolvm-tests --test rootfs_e2e -- --ignored`.
+#[test]
+#[ignore = "downloads Debian packages (apt-get download); run with --ignored"]
+fn debian_multilayer_image_runs() {
+    lab::prewarm();
+    let dir = qemu::scratch_dir("rootfs-debian");
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/rootfs/debian-image.sh");
+    let archive = dir.join("debian.tar");
+    let o = Command::new(script).arg(&archive).output().expect("run debian-image.sh");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let img = image(&dir, "debian", &["--from-docker-archive", &archive.display().to_string()]);
+    let probe = "import os; print(os.getcwd(), os.path.exists('/usr/share/doc'), os.path.exists('/bin/busybox'))";
+    let long = Duration::from_secs(150);
+    let out = run_cases(&[Case::image(&img, &[]).timeout(long), Case::image(&img, &["-c", probe]).timeout(long)]);
+    let (default, probed) = (&out[0], &out[1]);
+    // The config's Cmd: python3 prints its version and /etc/os-release's first line.
+    assert_eq!(default.status, Some(0), "{}", show("default", default));
+    let text = default.stdout_lossy();
+    assert!(text.starts_with("python 3.") && text.contains("Debian GNU/Linux"), "{}", show("default", default));
+    // WorkingDir, the whiteout layer (docs gone), the busybox layer.
+    assert_eq!((probed.status, probed.stdout_lossy()), (Some(0), "/root False True\n".into()), "{}", show("probe", probed));
+    fs::remove_dir_all(&dir).ok();
+}
