@@ -556,3 +556,23 @@ fn debian_multilayer_image_runs() {
     assert_eq!((probed.status, probed.stdout_lossy()), (Some(0), "/root False True\n".into()), "{}", show("probe", probed));
     fs::remove_dir_all(&dir).ok();
 }
+
+/// A gzip'd `docker save` archive (`docker save | gzip`) gives the same
+/// image, byte for byte, as the plain one, and so does an OCI layout: the
+/// staging directories and the archive's compression leave no trace.
+#[test]
+fn compressed_archives_build_identical_images() {
+    let dir = qemu::scratch_dir("rootfs-same");
+    let d = |n: &str| dir.join(n).display().to_string();
+    docker_archive(&dir.join("docker.tar"));
+    fs::write(dir.join("docker.tar.gz"), compress("gzip", &fs::read(dir.join("docker.tar")).expect("read"))).expect("write");
+    let plain = fs::read(image(&dir, "plain", &["--from-docker-archive", &d("docker.tar")])).expect("read");
+    let gz = fs::read(image(&dir, "gz", &["--from-docker-archive", &d("docker.tar.gz")])).expect("read");
+    assert!(plain == gz, "docker.tar and docker.tar.gz give different images");
+    oci_archive(&dir.join("a.tar"), true);
+    oci_archive(&dir.join("b.tar"), false);
+    let a = fs::read(image(&dir, "a", &["--from-docker-archive", &d("a.tar")])).expect("read");
+    let b = fs::read(image(&dir, "b", &["--from-docker-archive", &d("b.tar")])).expect("read");
+    assert!(a == b, "the OCI layout with and without manifest.json give different images");
+    fs::remove_dir_all(&dir).ok();
+}
