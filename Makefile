@@ -47,6 +47,7 @@ size: build
 	./size-report/reference-images.sh
 
 # Benchmarks side by side with QEMU, the KVM floor and Debian's kernel, one run
-# (~10-15 min): writes docs/bench/results.json, README.md and SVG charts.
+# (~14 min on this loaded 2-core host, ~10 of them in the KVM lab: I/O and boot
+# beside QEMU's devices): writes docs/bench/results.json, README.md and SVG charts.
 bench: kernel
 	./bench/run

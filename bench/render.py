@@ -110,8 +110,10 @@ def lab_sections(lb, outdir):
           f"through `tests/lab/run`; {lb['rounds']} rounds, the cases interleaved, the order rotated each round). "
           "Host start of the VMM process → the app's marker line on its stdout, timed inside L1. Every row "
           "runs the same app (`sh -c` printing the marker with the guest's uptime) or, for the busybox rows, "
-          "boot-time.py's /init printing it on the serial console; QEMU = `-M microvm,acpi=off -accel kvm "
-          "-cpu host`, 256 MiB like the images.", "",
+          "boot-time.py's /init printing it on the serial console (Debian's kernel has virtio only as modules; "
+          "a serial console costs a port exit per byte, slow in the lab, which is why that row of our kernel "
+          "trails the smol-init row); QEMU = `-M microvm,acpi=off -accel kvm -cpu host`, 256 MiB like the "
+          "images.", "",
           "| what boots | VMM start → first output (median / min) | guest uptime at output | boots |",
           "|---|---:|---:|---:|"]
     for name, r in lb.get("boot", {}).items():
