@@ -140,7 +140,9 @@ def lab_sections(lb, outdir):
            "for control/stdin, `virtio-9p-device` with `-fsdev local` on L1's tmpfs; ours shares a directory "
            "of that tmpfs). One boot per VMM and round; the guest times each step itself "
            "(`/proc/uptime`, 10 ms ticks) so boot time does not enter the rates. Sizes: console "
-           f"{sz.get('console', 0) >> 20} MiB each way (stdout → host /dev/null; stdin from a file), "
+           f"{sz.get('console', 0) >> 20} MiB out (stdout → host /dev/null), {sz.get('stdin', 0) >> 20} MiB in (stdin "
+           "from a file, timed after an untimed first MiB: the host may fill the port's receive buffers before "
+           "the app reads), "
            f"block: all of /dev/vda (a squashfs holding {sz.get('blk_mib', 0)} MiB of random data), 9p: "
            f"{sz.get('p9', 0) >> 20} MiB file in 64 KiB `dd` blocks, {sz.get('files', 0)} files for create/stat/"
            "unlink (shell loops, no fork per file; `rm -r` for unlink).", "",
