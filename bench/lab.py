@@ -145,7 +145,7 @@ def plan(work, smolvm, target, vmlinux, debian, newc, busybox_initrd, rounds, sz
     qemu_initrd(smolvm, io_vm, ["-c", script], [("smolvm0", "/data", "rw")], qemu_io_initrd, newc)
     qemu_initrd(smolvm, boot_vml, ["-c", BOOT_APP], [], qemu_boot_initrd, newc)
     with open(f"{work}/stdin.bin", "wb") as f:
-        f.write(b"\0" * (STDIN_WARM + sz["stdin"]))
+        f.write(b"\0" * (STDIN_WARM + sz["stdin"] + 65536))  # a spare: no reader ever waits on EOF
     shm = "/dev/shm/smolvm-bench"  # L1's private tmpfs (writable); the host's / is read-only there
     io = [
         {"name": "io smolvm", "argv": [io_vm, f"--smolvm-share={shm}/stub:/data", "-c", script],
