@@ -104,7 +104,8 @@ def lab_sections(lb, outdir):
     if not lb:
         return []
     if "error" in lb:
-        return ["### In the KVM lab", "", f"Not measured: `{lb['error'].strip()[-300:]}`", ""]
+        why = f"Not measured: the lab run failed: `{lb['error'].strip()[-300:]}`"
+        return ["### In the KVM lab", "", why, "", "## 3. I/O", "", why + " (side by side with QEMU)", ""]
     md = ["### In the KVM lab", "",
           f"Where a Linux guest boots under KVM: {lb['mode']} (`bench/lab.py`, run by `bench/lab_driver.py` "
           f"through `tests/lab/run`; {lb['rounds']} rounds, the cases interleaved, the order rotated each round). "
