@@ -12,7 +12,13 @@ use std::path::Path;
 /// What the app is: from the command line, else from the image config.
 pub struct App {
     pub entry: Vec<u8>,
+    /// The Entrypoint's own arguments: always passed, before `args`.
+    pub entry_args: Vec<Vec<u8>>,
+    /// Default arguments, replaced by the ones given to `./app.vm`.
     pub args: Vec<Vec<u8>>,
+    /// The image has Cmd and no Entrypoint: `./app.vm PROG ARGS` replaces
+    /// the whole command (Docker's rule).
+    pub runtime_entry: bool,
     pub env: Vec<Vec<u8>>,
     pub workdir: Option<Vec<u8>>,
     /// Numeric `uid` or `uid:gid`.
@@ -27,29 +33,18 @@ fn bytes(v: &[String]) -> Vec<Vec<u8>> {
 /// replaces the Entrypoint and drops Cmd; `--arg`s replace Cmd).
 pub fn app(a: &BuildArgs, cfg: Option<&ImageConfig>, root: &Path) -> Result<App> {
     let cli_args: Vec<Vec<u8>> = a.args.iter().map(|x| x.as_bytes().to_vec()).collect();
-    let (entry, args) = match (&a.entry, a.exec.first(), cfg) {
-        (Some(e), _, _) => (e.as_bytes().to_vec(), cli_args),
-        (None, Some(first), _) => (first.as_os_str().as_bytes().to_vec(), cli_args),
+    let (entry, entry_args, args, runtime_entry) = match (&a.entry, a.exec.first(), cfg) {
+        (Some(e), _, _) => (e.as_bytes().to_vec(), Vec::new(), cli_args, false),
+        (None, Some(first), _) => (first.as_os_str().as_bytes().to_vec(), Vec::new(), cli_args, false),
         (None, None, Some(c)) => {
-            if c.entrypoint.len() > 1 {
-                // The manifest has no record for fixed arguments (smol-init
-                // knows entry + replaceable args only).
-                eprintln!(
-                    "smolvm: warning: the image's Entrypoint has arguments ({}): `./app.vm ARGS` replaces them together with Cmd",
-                    c.entrypoint[1..].join(" ")
-                );
+            let defaults = if a.args.is_empty() { bytes(&c.cmd) } else { cli_args };
+            match c.entrypoint.split_first() {
+                Some((entry, fixed)) => (entry.as_bytes().to_vec(), bytes(fixed), defaults, false),
+                None => match defaults.split_first() {
+                    Some((entry, rest)) => (entry.clone(), Vec::new(), rest.to_vec(), true),
+                    None => bail!("the image has no Entrypoint or Cmd: give --entry PATH"),
+                },
             }
-            let mut argv = bytes(&c.entrypoint);
-            argv.extend(if a.args.is_empty() {
-                bytes(&c.cmd)
-            } else {
-                cli_args
-            });
-            if argv.is_empty() {
-                bail!("the image has no Entrypoint or Cmd: give --entry PATH");
-            }
-            let entry = argv.remove(0);
-            (entry, argv)
         }
         (None, None, None) => bail!("give --entry PATH: the app's path inside the rootfs"),
     };
@@ -67,7 +62,9 @@ pub fn app(a: &BuildArgs, cfg: Option<&ImageConfig>, root: &Path) -> Result<App>
     };
     Ok(App {
         entry,
+        entry_args,
         args,
+        runtime_entry,
         env,
         workdir,
         user,
@@ -77,7 +74,11 @@ pub fn app(a: &BuildArgs, cfg: Option<&ImageConfig>, root: &Path) -> Result<App>
 /// Everything the manifest says, checked.
 pub fn manifest(a: &BuildArgs, app: &App, mem: Option<u32>) -> Result<Vec<u8>> {
     let mut recs: Vec<(Key, Vec<u8>)> = vec![(Key::Entry, app.entry.clone())];
+    recs.extend(app.entry_args.iter().map(|x| (Key::EntryArg, x.clone())));
     recs.extend(app.args.iter().map(|x| (Key::Arg, x.clone())));
+    if app.runtime_entry {
+        recs.push((Key::RuntimeEntry, b"yes".to_vec()));
+    }
     for e in &app.env {
         match e.iter().position(|&b| b == b'=') {
             Some(i) if i > 0 => recs.push((Key::Env, e.clone())),

@@ -49,6 +49,9 @@ pub struct BuildArgs {
     pub from_tar: Option<PathBuf>,
     /// A `docker save` archive (classic or OCI layout) holding one image;
     /// its Entrypoint/Cmd/Env/WorkingDir/User apply unless given here.
+    /// `./app.vm ARGS` follows `docker run`: ARGS replace Cmd and keep the
+    /// Entrypoint with its arguments; with no Entrypoint, ARGS are the
+    /// whole command (`./app.vm ls -l`).
     #[arg(long, value_name = "FILE")]
     pub from_docker_archive: Option<PathBuf>,
     /// An OCI image layout directory (multi-platform: linux/amd64 is used).

@@ -759,7 +759,7 @@ fn container_images_bring_their_layers_and_config() {
         let bytes = fs::read(d.join("c.vm")).expect("read");
         assert_eq!(
             section(&bytes, Kind::Manifest),
-            b"SMOLCFG1entry\0/bin/sh\0arg\0-c\0arg\0echo $GREETING; test -e /etc/gone || echo gone; test -e /opt/old/a || cat /opt/old/b; echo; busybox id -u; pwd\0env\0PATH=/bin\0env\0GREETING=hello\0\
+            b"SMOLCFG1entry\0/bin/sh\0arg\0-c\0arg\0echo $GREETING; test -e /etc/gone || echo gone; test -e /opt/old/a || cat /opt/old/b; echo; busybox id -u; pwd\0runtime-entry\0yes\0env\0PATH=/bin\0env\0GREETING=hello\0\
               workdir\0/opt\0rootfs\0squashfs\0user\x001000:1000\0",
             "{source:?}"
         );
@@ -792,7 +792,7 @@ fn container_images_bring_their_layers_and_config() {
         let bytes = fs::read(d.join("c.vm")).expect("read");
         let m = section(&bytes, Kind::Manifest);
         assert!(
-            m.starts_with(b"SMOLCFG1entry\0/bin/sh\0arg\0-c\0arg\0exit 3\0env\0"),
+            m.starts_with(b"SMOLCFG1entry\0/bin/sh\0arg\0-c\0arg\0exit 3\0runtime-entry\0yes\0env\0"),
             "{}",
             String::from_utf8_lossy(m)
         );

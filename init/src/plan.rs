@@ -55,6 +55,14 @@ pub struct Plan<'a> {
     pub tty: Option<TtySize>,
 }
 
+/// How runtime args combine with the entry (manifest only): the entry's
+/// fixed arguments, and whether the first runtime arg replaces the entry.
+#[derive(Default)]
+struct EntryRule<'a> {
+    fixed: Vec<&'a [u8]>,
+    runtime_entry: bool,
+}
+
 /// Which file a bad record came from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Origin {
@@ -97,15 +105,23 @@ impl<'a> Plan<'a> {
             debug: false,
             tty: None,
         };
-        plan.apply(Origin::Manifest, manifest)?;
+        let mut rule = EntryRule::default();
+        plan.apply(Origin::Manifest, manifest, &mut rule)?;
+        let mut args = core::mem::take(&mut plan.args);
         if let Some(runtime) = runtime {
-            let mut runtime_args = Vec::new();
-            core::mem::swap(&mut plan.args, &mut runtime_args);
-            plan.apply(Origin::Runtime, runtime)?;
-            if plan.args.is_empty() {
-                plan.args = runtime_args;
+            plan.apply(Origin::Runtime, runtime, &mut rule)?;
+            if !plan.args.is_empty() {
+                args = core::mem::take(&mut plan.args);
+                if rule.runtime_entry && rule.fixed.is_empty() {
+                    plan.entry = args.remove(0);
+                    if plan.entry.is_empty() {
+                        return Err(PlanError { origin: Origin::Runtime, what: "empty program name", value: b"" });
+                    }
+                }
             }
         }
+        rule.fixed.extend(args);
+        plan.args = rule.fixed;
         if plan.entry.is_empty() {
             return Err(PlanError { origin: Origin::Manifest, what: "no entry", value: b"" });
         }
@@ -115,8 +131,9 @@ impl<'a> Plan<'a> {
         Ok(plan)
     }
 
-    fn apply(&mut self, origin: Origin, bytes: &'a [u8]) -> Result<(), PlanError<'a>> {
+    fn apply(&mut self, origin: Origin, bytes: &'a [u8], rule: &mut EntryRule<'a>) -> Result<(), PlanError<'a>> {
         let bad = |what: &'static str, value: &'a [u8]| PlanError { origin, what, value };
+        let manifest_only = |what| if origin == Origin::Manifest { Ok(()) } else { Err(bad(what, b"")) };
         let records = config::parse(bytes).map_err(|e| bad(config_message(e), b""))?;
         for record in records {
             let record = record.map_err(|e| bad(config_message(e), b""))?;
@@ -124,6 +141,17 @@ impl<'a> Plan<'a> {
             match record.key {
                 Key::Entry => self.entry = value,
                 Key::Arg => self.args.push(value),
+                Key::EntryArg => {
+                    manifest_only("entryarg in the runtime config")?;
+                    rule.fixed.push(value);
+                }
+                Key::RuntimeEntry => {
+                    manifest_only("runtime-entry in the runtime config")?;
+                    if value != b"yes" {
+                        return Err(bad("runtime-entry is not yes", value));
+                    }
+                    rule.runtime_entry = true;
+                }
                 Key::Env => {
                     let name_len = env_name_len(value).ok_or(bad("env entry is not NAME=value", value))?;
                     let name = &value[..=name_len];
@@ -290,6 +318,40 @@ mod tests {
                 Share { tag: b"smolvm1", path: b"/mnt/w", read_only: false }
             ]
         );
+    }
+
+    #[test]
+    fn entry_args_stay_and_runtime_args_replace_the_defaults() {
+        let m = cfg(&[
+            (Key::Entry, &[b"/bin/sh"]),
+            (Key::EntryArg, &[b"-c"]),
+            (Key::Arg, &[b"echo default"]),
+        ]);
+        assert_eq!(Plan::new(&m, None).expect("valid").args, vec![&b"-c"[..], b"echo default"]);
+        let r = cfg(&[(Key::Arg, &[b"echo given"])]);
+        let plan = Plan::new(&m, Some(&r)).expect("valid");
+        assert_eq!((plan.entry, plan.args), (&b"/bin/sh"[..], vec![&b"-c"[..], b"echo given"]));
+    }
+
+    #[test]
+    fn runtime_entry_lets_the_first_runtime_arg_name_the_program() {
+        let m = cfg(&[(Key::Entry, &[b"sh"]), (Key::Arg, &[b"-l"]), (Key::RuntimeEntry, &[b"yes"])]);
+        let no_args = cfg(&[(Key::Log, &[b"debug"])]);
+        let plan = Plan::new(&m, Some(&no_args)).expect("valid");
+        assert_eq!((plan.entry, plan.args), (&b"sh"[..], vec![&b"-l"[..]]));
+        let ls = cfg(&[(Key::Arg, &[b"ls"]), (Key::Arg, &[b"-a"])]);
+        let plan = Plan::new(&m, Some(&ls)).expect("valid");
+        assert_eq!((plan.entry, plan.args), (&b"ls"[..], vec![&b"-a"[..]]));
+        let empty = cfg(&[(Key::Arg, &[b""])]);
+        let err = Plan::new(&m, Some(&empty)).expect_err("empty program");
+        assert_eq!((err.origin, err.what), (Origin::Runtime, "empty program name"));
+        let bad = cfg(&[(Key::Entry, &[b"sh"]), (Key::RuntimeEntry, &[b"1"])]);
+        assert_eq!(Plan::new(&bad, None).expect_err("value").what, "runtime-entry is not yes");
+        for key in [Key::EntryArg, Key::RuntimeEntry] {
+            let runtime = cfg(&[(key, &[b"yes"])]);
+            let err = Plan::new(&m, Some(&runtime)).expect_err("manifest only");
+            assert_eq!(err.origin, Origin::Runtime);
+        }
     }
 
     #[test]

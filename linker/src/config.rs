@@ -28,6 +28,13 @@ pub enum Key {
     /// Manifest: a default argument. Runtime: an argument; if the runtime
     /// config has any `arg`, they replace the manifest's all together.
     Arg,
+    /// Manifest: a fixed argument of the entry (a container Entrypoint's
+    /// own arguments): always passed, before the `arg`s, never replaced.
+    EntryArg,
+    /// Manifest, value `yes`: runtime args replace the entry too, the first
+    /// one naming the program (Docker's rule for an image with Cmd and no
+    /// Entrypoint).
+    RuntimeEntry,
     /// `NAME=value`; runtime entries override manifest entries of that name.
     Env,
     /// Working directory of the app (runtime overrides manifest).
@@ -51,9 +58,11 @@ pub enum Key {
 }
 
 impl Key {
-    const ALL: [(Key, &'static str, usize); 12] = [
+    const ALL: [(Key, &'static str, usize); 14] = [
         (Key::Entry, "entry", 1),
         (Key::Arg, "arg", 1),
+        (Key::EntryArg, "entryarg", 1),
+        (Key::RuntimeEntry, "runtime-entry", 1),
         (Key::Env, "env", 1),
         (Key::Workdir, "workdir", 1),
         (Key::Mem, "mem", 1),

@@ -163,14 +163,13 @@ fn layers() -> [Vec<u8>; 2] {
     [l1, l2]
 }
 
-/// The image config: Entrypoint `/bin/sh` and Cmd `-c SCRIPT`, or (with
-/// `entrypoint` false) the whole command in Cmd. (An Entrypoint with
-/// arguments of its own is not kept apart from Cmd: the manifest has no
-/// record for fixed arguments, so `./app.vm ARGS` would replace them too.)
+/// The image config: Entrypoint `/bin/sh -c` (with an argument of its own,
+/// which `./app.vm ARGS` must keep) and Cmd `SCRIPT`, or (with `entrypoint`
+/// false) the whole command in Cmd (which `./app.vm ARGS` replaces whole).
 fn config(entrypoint: bool) -> Vec<u8> {
     let q = |s: &str| format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""));
     let (ep, cmd) = if entrypoint {
-        (format!("[{}]", q("/bin/sh")), format!("[{},{}]", q("-c"), q(SCRIPT)))
+        (format!("[{},{}]", q("/bin/sh"), q("-c")), format!("[{}]", q(SCRIPT)))
     } else {
         ("null".to_string(), format!("[{},{},{}]", q("/bin/sh"), q("-c"), q(SCRIPT)))
     };
@@ -347,9 +346,10 @@ fn container_tar_and_exec_images_run() {
     let long = Duration::from_secs(150);
     let mut cases = vec![
         ("docker default Cmd", Case::image(&docker, &[])),
-        ("docker args replace Cmd", Case::image(&docker, &["-c", "echo args replace Cmd; pwd"])),
+        ("docker args replace Cmd", Case::image(&docker, &["/bin/sh", "-c", "echo args replace Cmd; pwd"])),
+        ("docker args name the program", Case::image(&docker, &["cat", "/etc/motd"])),
         ("oci default Cmd", Case::image(&oci, &[])),
-        ("oci args replace Cmd", Case::image(&oci, &["-c", "echo only Cmd replaced: $GREETING"])),
+        ("oci args replace Cmd", Case::image(&oci, &["echo only Cmd replaced: $GREETING"])),
         ("oci-in-docker default Cmd", Case::image(&oci_docker, &[])),
         ("oci-archive default Cmd", Case::image(&oci_archive, &[])),
     ];
@@ -383,6 +383,7 @@ fn container_tar_and_exec_images_run() {
         expect(name, SCRIPT_OUT.as_bytes());
     }
     expect("docker args replace Cmd", b"args replace Cmd\n/work\n");
+    expect("docker args name the program", b"motd v2\n");
     expect("oci args replace Cmd", b"only Cmd replaced: hello from the config\n");
     for tool in ["gzip", "xz", "zstd"] {
         expect(tool, tar_out.as_bytes());
