@@ -109,10 +109,12 @@ fn request(input: &Input, force: bool) -> Result<Request, kernel_config::Error> 
     Ok(req)
 }
 
-/// The entry, built if needed; says on stderr whether it came from the cache.
-fn ensure(req: &Request) -> Result<Entry, kernel_config::Error> {
+/// The entry, built if needed (with progress); `kernel build` also says
+/// when it came from the cache (`kernel path`, run by every `smolvm build`,
+/// stays quiet then).
+fn ensure(req: &Request, say_cached: bool) -> Result<Entry, kernel_config::Error> {
     let (entry, built) = kernel_config::ensure(req, &mut Progress::auto(BUILD_STEPS))?;
-    if !built {
+    if !built && say_cached {
         eprintln!("smolvm: kernel cached, no rebuild: {}", entry.dir.display());
     }
     Ok(entry)
@@ -121,11 +123,11 @@ fn ensure(req: &Request) -> Result<Entry, kernel_config::Error> {
 fn dispatch(cmd: KernelCommand) -> Result<(), kernel_config::Error> {
     match cmd {
         KernelCommand::Build { input, compression, force } => {
-            let entry = ensure(&request(&input, force)?)?;
+            let entry = ensure(&request(&input, force)?, true)?;
             print_summary(&entry, compression.into())
         }
         KernelCommand::Path { input, bzimage, compression } => {
-            let entry = ensure(&request(&input, false)?)?;
+            let entry = ensure(&request(&input, false)?, false)?;
             let p = if bzimage { entry.bzimage(compression.into()) } else { entry.vmlinux() };
             println!("{}", p.display());
             Ok(())
