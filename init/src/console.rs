@@ -56,20 +56,17 @@ pub fn open_stdio() -> Stdio {
 
 impl Stdio {
     /// With a host terminal (`tty`), the guest side does the line
-    /// discipline (echo, ^C, CR/LF) and learns the window size. Otherwise
-    /// the ports stay raw so bytes pass unchanged, and stdin comes from the
-    /// control device's stdin port (binary safe, and `read` returns
-    /// end-of-file where host stdin ended: abi::GUEST_STDIN_PORT).
+    /// discipline (echo, ^C, CR/LF) and learns the window size. Otherwise,
+    /// as under `docker run` without `-t`, no stream is a terminal: stdin,
+    /// stdout and stderr move to the control device's generic ports (binary
+    /// safe; stdin's `read` returns end-of-file where host stdin ended:
+    /// abi::GUEST_STDIN_PORT), or stay on the raw hvc consoles without it.
     pub fn set_modes(&self, tty: Option<TtySize>) {
         let Some(size) = tty else {
             if multiport_control_device() {
-                match open_port(abi::GUEST_STDIN_PORT, OFlags::RDONLY) {
-                    Some(port) => {
-                        let _ = rustix::stdio::dup2_stdin(&port);
-                        Line::new().s("stdin on ").s(abi::GUEST_STDIN_PORT).debug();
-                    }
-                    None => Line::new().s("no stdin port appeared; stdin stays on hvc0").debug(),
-                }
+                move_to_port(abi::GUEST_STDIN_PORT, OFlags::RDONLY, 0);
+                move_to_port(abi::GUEST_STDOUT_PORT, OFlags::WRONLY, 1);
+                move_to_port(abi::GUEST_STDERR_PORT, OFlags::WRONLY, 2);
             }
             return;
         };
@@ -81,6 +78,21 @@ impl Stdio {
         let winsize = Winsize { ws_row: size.rows, ws_col: size.cols, ws_xpixel: 0, ws_ypixel: 0 };
         let _ = tcsetwinsize(sys::stdin(), winsize);
     }
+}
+
+/// Puts std fd `fd` (0, 1 or 2) on a port of the control device; it stays
+/// on its console if the port does not appear.
+fn move_to_port(path: &str, flags: OFlags, fd: u8) {
+    let Some(port) = open_port(path, flags) else {
+        Line::new().s("no ").s(path).s("; fd ").n(u64::from(fd)).s(" stays on its console").debug();
+        return;
+    };
+    let _ = match fd {
+        0 => rustix::stdio::dup2_stdin(&port),
+        1 => rustix::stdio::dup2_stdout(&port),
+        _ => rustix::stdio::dup2_stderr(&port),
+    };
+    Line::new().s("fd ").n(u64::from(fd)).s(" on ").s(path).debug();
 }
 
 /// Makes a terminal raw; returns its previous modes (None if not a terminal).

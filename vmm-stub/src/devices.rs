@@ -156,7 +156,7 @@ impl<'f> Devices<'f> {
         Devices {
             stdio: Console::new(out::stdout(), terminal.map(|_| stdin), terminal),
             stderr: Console::new(out::stderr(), None, None),
-            control: Control::new(if terminal.is_some() { None } else { Some(stdin) }),
+            control: Control::new(if terminal.is_some() { None } else { Some([stdin, out::stdout(), out::stderr()]) }),
             rootfs: rootfs.map(|(fd, off, len)| Block::new(fd, off, len, true, b"smolvm-rootfs")),
             disks: list,
         }

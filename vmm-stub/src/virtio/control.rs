@@ -1,10 +1,10 @@
 //! The control device (`abi::slot::CONSOLE_CONTROL`): a virtio-console with
-//! VIRTIO_CONSOLE_F_MULTIPORT and two generic ports (no tty layer, binary
-//! safe), found by init as `/dev/vport2p1` and `/dev/vport2p2`
-//! (`abi::GUEST_CONTROL_TTY`, `abi::GUEST_STDIN_PORT`), or by name under
-//! `/sys/class/virtio-ports/*/name`. Port 0 is never added: QEMU reserves
-//! it for consoles, and keeping 1 and 2 lets a QEMU `virtserialport` setup
-//! mirror the same guest paths.
+//! VIRTIO_CONSOLE_F_MULTIPORT and four generic ports (no tty layer, binary
+//! safe), found by init as `/dev/vport2p1` … `/dev/vport2p4`
+//! (`abi::GUEST_CONTROL_TTY`, `abi::GUEST_STDIN_PORT`, `GUEST_STDOUT_PORT`,
+//! `GUEST_STDERR_PORT`), or by name under `/sys/class/virtio-ports/*/name`.
+//! Port 0 is never added: QEMU reserves it for consoles, and keeping 1..4
+//! lets a QEMU `virtserialport` setup mirror the same guest paths.
 //!
 //! - port 1, [`CONTROL_PORT_NAME`]: host → init, one byte per signal
 //!   (`1..=abi::CONTROL_MAX_SIGNAL`) for init to send to the app.
@@ -13,6 +13,9 @@
 //!   (VIRTIO_CONSOLE_PORT_OPEN value 0) after the last byte: Linux then
 //!   returns end-of-file from `read` once the data is consumed, so the app
 //!   sees EOF exactly where host stdin ended (`cat` terminates).
+//! - ports 3 and 4, [`STDOUT_PORT_NAME`] and [`STDERR_PORT_NAME`]: the app's
+//!   stdout and stderr when not in terminal mode (so they are not ttys in
+//!   the guest); written to host fds 1 and 2 (dropped in terminal mode).
 //!
 //! Host data is sent to a port only after the guest opened it (Linux drops
 //! data for unopened generic ports): stdin is not read before the app's
@@ -32,12 +35,16 @@ use rustix::fd::BorrowedFd;
 
 pub const CONTROL_PORT_NAME: &str = "smolvm.control";
 pub const STDIN_PORT_NAME: &str = "smolvm.stdin";
+pub const STDOUT_PORT_NAME: &str = "smolvm.stdout";
+pub const STDERR_PORT_NAME: &str = "smolvm.stderr";
 
 const F_MULTIPORT: u64 = 1 << 1;
-/// `max_nr_ports`: ports 0 (unused), 1 and 2.
-const PORTS: u32 = 3;
+/// `max_nr_ports`: ports 0 (unused) and 1..=4.
+const PORTS: u32 = 5;
 const CONTROL_PORT: usize = 1;
 const STDIN_PORT: usize = 2;
+const STDERR_PORT: usize = 4;
+const PORT_NAMES: [&str; PORTS as usize] = ["", CONTROL_PORT_NAME, STDIN_PORT_NAME, STDOUT_PORT_NAME, STDERR_PORT_NAME];
 
 // Queue layout for MULTIPORT (Linux init_vqs): port 0 rx/tx, control
 // rx/tx, then port n rx/tx at 2 + 2n / 3 + 2n.
@@ -48,7 +55,9 @@ const Q_CONTROL_RX: usize = 4;
 const Q_CONTROL_TX: usize = 5;
 const Q_STDIN_RX: usize = 6;
 const Q_STDIN_TX: usize = 7;
-const QUEUE_SIZES: [u16; 8] = [8, 8, 32, 32, 32, 32, 64, 32];
+const Q_STDOUT_TX: usize = 3 + 2 * 3;
+const Q_STDERR_TX: usize = 3 + 2 * STDERR_PORT;
+const QUEUE_SIZES: [u16; 12] = [8, 8, 32, 32, 32, 32, 64, 32, 8, 64, 8, 64];
 
 mod event {
     pub const DEVICE_READY: u16 = 0;
@@ -90,20 +99,26 @@ pub struct Control<'f> {
     guest_open: [bool; PORTS as usize],
     eof_sent: bool,
     outbox: heapless::Deque<Msg, 16>,
-    /// Guest writes to our ports go nowhere.
+    /// Guest writes to the control and stdin ports go nowhere.
     sink: Output<'f>,
+    stdout: Output<'f>,
+    stderr: Output<'f>,
 }
 
 impl<'f> Control<'f> {
-    /// `stdin`: the host fd to serve on the stdin port (`None` in terminal
-    /// mode: the port then reads as end-of-file).
-    pub fn new(stdin: Option<BorrowedFd<'f>>) -> Self {
+    /// `stdio`: host stdin, stdout and stderr to serve on ports 2, 3 and 4
+    /// (`None` in terminal mode: the stdin port then reads as end-of-file
+    /// and output to the other two is dropped).
+    pub fn new(stdio: Option<[BorrowedFd<'f>; 3]>) -> Self {
+        let output = |i: usize| stdio.map_or_else(Output::discard, |fds| Output::new(fds[i]));
         Control {
-            stdin: stdin.map(Input::new),
+            stdin: stdio.map(|fds| Input::new(fds[0])),
             guest_open: [false; PORTS as usize],
             eof_sent: false,
             outbox: heapless::Deque::new(),
             sink: Output::discard(),
+            stdout: output(1),
+            stderr: output(2),
         }
     }
 
@@ -117,15 +132,18 @@ impl<'f> Control<'f> {
     }
 
     fn on_guest_msg(&mut self, m: Msg) {
-        let port = usize::try_from(m.id).ok().filter(|&p| p == CONTROL_PORT || p == STDIN_PORT);
+        let port = usize::try_from(m.id).ok().filter(|p| (CONTROL_PORT..=STDERR_PORT).contains(p));
         match (m.event, port) {
             (event::DEVICE_READY, _) if m.value == 1 => {
-                self.send(CONTROL_PORT, event::PORT_ADD, 0);
-                self.send(STDIN_PORT, event::PORT_ADD, 0);
+                for p in CONTROL_PORT..=STDERR_PORT {
+                    self.send(p, event::PORT_ADD, 0);
+                }
             }
             (event::PORT_READY, Some(p)) if m.value == 1 => {
                 self.send(p, event::PORT_NAME, 0);
-                let connected = p == CONTROL_PORT || self.stdin_connected();
+                // Output ports are always connected (Linux blocks writes to a
+                // port the host has not opened).
+                let connected = p != STDIN_PORT || self.stdin_connected();
                 self.send(p, event::PORT_OPEN, u16::from(connected));
             }
             (event::PORT_OPEN, Some(p)) => {
@@ -158,8 +176,7 @@ impl<'f> Control<'f> {
             let mut w = Writer::new(&chain);
             w.write(mem, &m.bytes());
             if m.event == event::PORT_NAME {
-                let is_control = usize::try_from(m.id).is_ok_and(|id| id == CONTROL_PORT);
-                let name = if is_control { CONTROL_PORT_NAME } else { STDIN_PORT_NAME };
+                let name = usize::try_from(m.id).ok().and_then(|id| PORT_NAMES.get(id)).copied().unwrap_or("");
                 w.write(mem, name.as_bytes());
             }
             q.add_used(mem, chain.head, w.written())?;
@@ -198,6 +215,8 @@ impl<'f> Control<'f> {
         irq |= self.sink.drain(&mut queues[Q_PORT0_TX], mem)?;
         irq |= self.sink.drain(&mut queues[Q_CONTROL_TX], mem)?;
         irq |= self.sink.drain(&mut queues[Q_STDIN_TX], mem)?;
+        irq |= self.stdout.drain(&mut queues[Q_STDOUT_TX], mem)?;
+        irq |= self.stderr.drain(&mut queues[Q_STDERR_TX], mem)?;
         irq |= self.deliver_signals(&mut queues[Q_CONTROL_RX], mem)?;
         if self.guest_open[STDIN_PORT] {
             if let Some(input) = &mut self.stdin {
@@ -318,10 +337,12 @@ mod tests {
         let _g = signals::TEST_LOCK.lock().unwrap_or_else(|e| e.into_inner());
         while signals::take_pending().is_some() {}
         let (r, w) = rustix::pipe::pipe().expect("pipe");
-        let mut mem = GuestMemory::new(8 << 20).expect("mmap");
-        let mut dev = Control::new(Some(r.as_fd()));
+        let mut mem = GuestMemory::new(16 << 20).expect("mmap");
+        let (out_r, out_w) = rustix::pipe::pipe().expect("pipe");
+        let (err_r, err_w) = rustix::pipe::pipe().expect("pipe");
+        let mut dev = Control::new(Some([r.as_fd(), out_w.as_fd(), err_w.as_fd()]));
         let mut d = Driver::new(&mut dev, &mut mem);
-        let qs: Vec<(u32, u16)> = (0..8).map(|i| (i, QUEUE_SIZES[i as usize])).collect();
+        let qs: Vec<(u32, u16)> = (0..12).map(|i| (i, QUEUE_SIZES[i as usize])).collect();
         d.init(F_VERSION_1 | F_MULTIPORT, &qs);
         let (mut cin, mut cout) = (Ring::new(Q_CTRL_IN), Ring::new(Q_CTRL_OUT));
         let (mut sigq, mut stdin) = (Ring::new(Q_CONTROL_RX), Ring::new(Q_STDIN_RX));
@@ -333,7 +354,8 @@ mod tests {
         cout.post(d.mem, &msg(u32::MAX, event::DEVICE_READY, 1), 8, false);
         d.w(0x50, Q_CTRL_OUT as u32);
         let got = cin.used(d.mem);
-        assert_eq!(got, vec![msg(1, event::PORT_ADD, 0).to_vec(), msg(2, event::PORT_ADD, 0).to_vec()]);
+        let added: Vec<Vec<u8>> = (1..=4).map(|p| msg(p, event::PORT_ADD, 0).to_vec()).collect();
+        assert_eq!(got, added);
         cout.post(d.mem, &msg(2, event::PORT_READY, 1), 8, false);
         d.w(0x50, Q_CTRL_OUT as u32);
         let got = cin.used(d.mem);
@@ -366,6 +388,26 @@ mod tests {
         d.w(0x50, Q_CTRL_OUT as u32);
         assert_eq!(sigq.used(d.mem), vec![vec![15u8]]);
         assert!(!signals::has_pending());
+
+        // The output ports are connected at once and reach host fds 1 and 2.
+        for (port, name, q, fd, data) in
+            [(3, STDOUT_PORT_NAME, Q_STDOUT_TX, &out_r, &b"out\n"[..]), (4, STDERR_PORT_NAME, Q_STDERR_TX, &err_r, b"err\0\xff")]
+        {
+            cin.post(d.mem, &[], 4096, true);
+            cin.post(d.mem, &[], 4096, true);
+            cout.post(d.mem, &msg(port, event::PORT_READY, 1), 8, false);
+            d.w(0x50, Q_CTRL_OUT as u32);
+            let mut named = msg(port, event::PORT_NAME, 0).to_vec();
+            named.extend_from_slice(name.as_bytes());
+            assert_eq!(cin.used(d.mem), vec![named, msg(port, event::PORT_OPEN, 1).to_vec()]);
+            let mut tx = Ring::new(q);
+            tx.post(d.mem, data, u32::try_from(data.len()).expect("len"), false);
+            d.w(0x50, q as u32);
+            assert_eq!(tx.used(d.mem).len(), 1);
+            let mut buf = [0u8; 16];
+            let n = rustix::io::read(fd, &mut buf).expect("read");
+            assert_eq!(&buf[..n], data);
+        }
     }
 
     #[test]
@@ -378,7 +420,7 @@ mod tests {
             dev.on_guest_msg(Msg { id: 1, event: 999, value: 1 });
         }
         assert_eq!(dev.outbox.len(), 16);
-        assert_eq!(dev.guest_open, [false; 3]);
+        assert_eq!(dev.guest_open, [false; PORTS as usize]);
         // Without host stdin the stdin port reports "not connected": EOF.
         dev.outbox.clear();
         dev.on_guest_msg(Msg { id: 2, event: event::PORT_READY, value: 1 });

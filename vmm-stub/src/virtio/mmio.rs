@@ -14,8 +14,8 @@ use super::{Irq, VirtioDevice, F_VERSION_1};
 use crate::bus::{Ctx, MmioDevice};
 use crate::mem::GuestMemory;
 
-/// Most queues one device may have (console multiport uses 6).
-pub const MAX_QUEUES: usize = 8;
+/// Most queues one device may have (the multiport control device uses 12).
+pub const MAX_QUEUES: usize = 12;
 
 const MAGIC: u32 = 0x7472_6976; // "virt"
 const VERSION: u32 = 2;
