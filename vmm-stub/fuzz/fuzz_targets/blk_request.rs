@@ -256,8 +256,9 @@ fn run(rig: &mut Rig, data: &[u8]) {
                 let (start, end) = in_disk.expect("ok");
                 let s = usize::try_from(offset + start).expect("small");
                 let e = usize::try_from(offset + end).expect("small");
+                // (A disk longer than its file grows the file: `after` may be
+                // longer than `before`; bytes outside the window were checked above.)
                 assert_eq!(&after[s..e], &guest[..], "written bytes");
-                assert_eq!(&after[..s], &before[..s]);
             }
             T_GET_ID => {
                 let n = guest.len().min(20);
