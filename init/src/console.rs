@@ -61,12 +61,16 @@ impl Stdio {
     /// stdout and stderr move to the control device's generic ports (binary
     /// safe; stdin's `read` returns end-of-file where host stdin ended:
     /// abi::GUEST_STDIN_PORT), or stay on the raw hvc consoles without it.
-    pub fn set_modes(&self, tty: Option<TtySize>) {
+    /// stdout and stderr move only when the host says it serves them
+    /// (`stdio_ports`: a harness without those ports costs no wait).
+    pub fn set_modes(&self, tty: Option<TtySize>, stdio_ports: bool) {
         let Some(size) = tty else {
             if multiport_control_device() {
                 move_to_port(abi::GUEST_STDIN_PORT, OFlags::RDONLY, 0);
-                move_to_port(abi::GUEST_STDOUT_PORT, OFlags::WRONLY, 1);
-                move_to_port(abi::GUEST_STDERR_PORT, OFlags::WRONLY, 2);
+                if stdio_ports {
+                    move_to_port(abi::GUEST_STDOUT_PORT, OFlags::WRONLY, 1);
+                    move_to_port(abi::GUEST_STDERR_PORT, OFlags::WRONLY, 2);
+                }
             }
             return;
         };

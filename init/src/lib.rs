@@ -90,7 +90,7 @@ fn run(start_ns: u64, env_debug: bool, signals: &mut Option<OwnedFd>) -> Result<
         Line::new().s("init started").debug_at(start_ns);
     }
     Line::new().s("read the configuration").debug();
-    stdio.set_modes(plan.tty);
+    stdio.set_modes(plan.tty, plan.stdio_ports);
     let control = console::open_control();
 
     mounts::switch_root(plan.rootfs)?;

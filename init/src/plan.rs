@@ -53,6 +53,8 @@ pub struct Plan<'a> {
     pub debug: bool,
     /// Present when the host's stdin is a terminal.
     pub tty: Option<TtySize>,
+    /// The host serves stdout and stderr on control device ports too.
+    pub stdio_ports: bool,
 }
 
 /// How runtime args combine with the entry (manifest only): the entry's
@@ -104,6 +106,7 @@ impl<'a> Plan<'a> {
             shares: Vec::new(),
             debug: false,
             tty: None,
+            stdio_ports: false,
         };
         let mut rule = EntryRule::default();
         plan.apply(Origin::Manifest, manifest, &mut rule)?;
@@ -192,6 +195,12 @@ impl<'a> Plan<'a> {
                 }
                 Key::Log => self.debug = value == b"debug",
                 Key::Tty => self.tty = Some(parse_tty(value).ok_or(bad("tty is not 'rows cols'", value))?),
+                Key::Stdio => {
+                    if value != b"ports" {
+                        return Err(bad("stdio is not ports", value));
+                    }
+                    self.stdio_ports = true;
+                }
             }
         }
         Ok(())
@@ -296,6 +305,7 @@ mod tests {
             (Key::Workdir, &[b"/tmp"]),
             (Key::Log, &[b"debug"]),
             (Key::Tty, &[b"24 80"]),
+            (Key::Stdio, &[b"ports"]),
         ]);
         let plan = Plan::new(&m, Some(&r)).expect("valid");
         assert_eq!(plan.args, vec![&b""[..], b"x y"]);
@@ -303,6 +313,7 @@ mod tests {
         assert_eq!(plan.workdir, Some(&b"/tmp"[..]));
         assert!(plan.debug);
         assert_eq!(plan.tty, Some(TtySize { rows: 24, cols: 80 }));
+        assert!(plan.stdio_ports);
     }
 
     #[test]

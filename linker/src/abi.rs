@@ -67,7 +67,7 @@ pub const GUEST_CONTROL_TTY: &str = "/dev/vport2p1";
 /// does the line discipline) and this port reads as end-of-file.
 pub const GUEST_STDIN_PORT: &str = "/dev/vport2p2";
 /// Ports 3 and 4 of the control device: the app's stdout and stderr when the
-/// runtime config has no `tty` record, so that, as under `docker run`
+/// runtime config has a `stdio ports` record (the stub: outside terminal mode), so that, as under `docker run`
 /// without `-t`, none of the app's streams is a terminal (`ls | wc -l`
 /// counts lines, `isatty(1)` is false). With a `tty` record the app writes
 /// to `GUEST_STDIO_TTY`/`GUEST_STDERR_TTY` and these ports stay unused.

@@ -55,10 +55,15 @@ pub enum Key {
     Log,
     /// Runtime: the host terminal's size as `rows cols` when stdin is a tty.
     Tty,
+    /// Runtime, value `ports`: the host serves the app's stdin, stdout and
+    /// stderr on the control device's ports (`abi::GUEST_STDIN_PORT`,
+    /// `GUEST_STDOUT_PORT`, `GUEST_STDERR_PORT`); the stub sends it outside
+    /// terminal mode. Without it only the stdin port is looked for.
+    Stdio,
 }
 
 impl Key {
-    const ALL: [(Key, &'static str, usize); 14] = [
+    const ALL: [(Key, &'static str, usize); 15] = [
         (Key::Entry, "entry", 1),
         (Key::Arg, "arg", 1),
         (Key::EntryArg, "entryarg", 1),
@@ -73,6 +78,7 @@ impl Key {
         (Key::Share, "share", 3),
         (Key::Log, "log", 1),
         (Key::Tty, "tty", 1),
+        (Key::Stdio, "stdio", 1),
     ];
 
     pub fn name(self) -> &'static str {

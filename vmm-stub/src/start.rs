@@ -313,11 +313,14 @@ fn runtime_config(
         let tag = Line::bare().s(abi::SHARE_TAG_PREFIX).u(n as u64);
         w.push(Key::Share, &[tag.as_bytes(), s.guest, if s.read_only { b"ro" } else { b"rw" }])?;
     }
-    // Present only in terminal mode: init then gives the app /dev/hvc0 as
-    // its terminal; otherwise stdin is the control device's stdin port.
-    if let Some((rows, cols)) = terminal {
-        let l = Line::bare().u(u64::from(rows)).s(" ").u(u64::from(cols));
-        w.push(Key::Tty, &[l.as_bytes()])?;
+    // Terminal mode: init gives the app /dev/hvc0 as its terminal;
+    // otherwise its stdin, stdout and stderr are control device ports.
+    match terminal {
+        Some((rows, cols)) => {
+            let l = Line::bare().u(u64::from(rows)).s(" ").u(u64::from(cols));
+            w.push(Key::Tty, &[l.as_bytes()])?;
+        }
+        None => w.push(Key::Stdio, &[b"ports"])?,
     }
     Ok(w.len())
 }
