@@ -5,11 +5,12 @@ plus the runtime config the stub would append), the same squashfs rootfs (the im
 itself, at the rootfs section's offset), the same app and workload. Only the VMM and its
 devices differ:
 
-  device          smolvm stub                     QEMU (virtio-mmio, microvm)
-  hvc0 stdout     virtio-console port -> stdout   virtio-serial-device + virtconsole
-  hvc1 stderr     virtio-console port -> stderr   virtio-serial-device + virtconsole
-  stdin           port 2 of the control device    virtio-serial-device + virtserialport nr=2
-  /dev/vda        virtio-blk, pread of the image  virtio-blk-device, raw file at an offset
+  device          smolvm stub                       QEMU (virtio-mmio, microvm)
+  hvc0, hvc1      virtio-console (tty mode only)    virtio-serial-device + virtconsole, each
+  control device  multiport virtio-console:         virtio-serial-device, virtserialport
+                  port 2 stdin, 3 stdout, 4 stderr  nr=1 (control), 2, 3, 4 the same way
+                  (not a tty: `stdio ports` record)
+  /dev/vda        virtio-blk, pread of the image    virtio-blk-device, raw file at an offset
   /data           virtio-9p server (--smolvm-share) virtio-9p-device, fsdev local
 
 On this workplace they run inside the KVM lab's L1 (tests/lab/run: TCG L1 with kvm_amd);
@@ -26,6 +27,7 @@ MARKER = "SMOLVM-BOOT-MARKER"
 # The app of every boot row: print the marker with the guest's uptime (as boot-time.py's /init).
 BOOT_APP = 'read up _ </proc/uptime; echo "' + MARKER + ' uptime=$up"'
 STDIN_WARM = 1 << 20
+OURS_DEFAULT = "smolvm image (default kernel format)"
 IDLE_APP = BOOT_APP + "; exec sleep 100000"
 CMDLINE = "console=ttyS0 reboot=k panic=-1 8250.nr_uarts=1 quiet"  # vmm-stub's (cmdline.rs BASE + quiet)
 
@@ -71,7 +73,8 @@ def qemu_initrd(smolvm, image, args, shares, path, newc):
     with open(image, "rb") as f:
         f.seek(s["offset"])
         ini = f.read(s["length"])
-    run = cfg([("arg", a) for a in args] + [("share", *sh) for sh in shares])
+    # As the stub writes it outside terminal mode: stdout/stderr on ports 3/4 of the control device.
+    run = cfg([("arg", a) for a in args] + [("share", *sh) for sh in shares] + [("stdio", "ports")])
     rt = newc([("smolvm", 0o040755, b"", 0, 0), ("smolvm/run", 0o100644, run, 0, 0)])
     with open(path, "wb") as f:
         f.write(ini + b"\0" * (-len(ini) % 4) + rt)
@@ -79,21 +82,26 @@ def qemu_initrd(smolvm, image, args, shares, path, newc):
 
 def qemu_smolinit(smolvm, accel, kernel, initrd, image, mem, out, err, stdin_stdio, share=None):
     """QEMU microvm booting our kernel + smol-init with the stub's device layout (virtio0..2
-    consoles, virtio3 the rootfs, virtio4 a 9p share). out: "stdio" or a file path."""
+    consoles, virtio3 the rootfs, virtio4 a 9p share). out: "stdio" or a file path; the app's
+    stdout and stderr go to ports 3 and 4 of the control device, as with the stub."""
     root = sections(smolvm, image)["rootfs"]
     cpu = "max" if accel == "tcg" else "host"
     cmd = ["qemu-system-x86_64", "-M", "microvm,acpi=off", "-accel", accel, "-cpu", cpu, "-m", f"{mem}M",
            "-nodefaults", "-no-user-config", "-display", "none", "-no-reboot",
            "-kernel", kernel, "-initrd", initrd, "-append", CMDLINE, "-serial", "null",
            "-device", "virtio-serial-device,max_ports=1,id=s0",
-           "-chardev", "stdio,id=c0" if out == "stdio" else f"file,id=c0,path={out}",
-           "-device", "virtconsole,chardev=c0,bus=s0.0",
+           "-chardev", "null,id=c0", "-device", "virtconsole,chardev=c0,bus=s0.0",
            "-device", "virtio-serial-device,max_ports=1,id=s1",
-           "-chardev", f"file,id=c1,path={err}", "-device", "virtconsole,chardev=c1,bus=s1.0",
-           "-device", "virtio-serial-device,max_ports=3,id=s2",
+           "-chardev", "null,id=c1", "-device", "virtconsole,chardev=c1,bus=s1.0",
+           "-device", "virtio-serial-device,max_ports=5,id=s2",
            "-chardev", "null,id=c2", "-device", "virtserialport,chardev=c2,bus=s2.0,nr=1",
            "-chardev", "stdio,id=c3" if stdin_stdio else "null,id=c3",
            "-device", "virtserialport,chardev=c3,bus=s2.0,nr=2",
+           # A file chardev stays connected (a generic port blocks writes while the host side is
+           # not); QEMU's stdio backend disconnects when its stdin ends.
+           "-chardev", f"file,id=c4,path={'/dev/stdout' if out == 'stdio' else out}",
+           "-device", "virtserialport,chardev=c4,bus=s2.0,nr=3",
+           "-chardev", f"file,id=c5,path={err}", "-device", "virtserialport,chardev=c5,bus=s2.0,nr=4",
            "-drive", f"file={image},format=raw,offset={root['offset']},size={root['length']},readonly=on,if=none,id=vda",
            "-device", "virtio-blk-device,drive=vda",
            "-device", "isa-debug-exit,iobase=0xf4,iosize=1"]
@@ -109,6 +117,13 @@ def qemu_busybox(accel, kernel, initrd, mem):
             "-m", f"{mem}M", "-nodefaults", "-no-user-config", "-display", "none", "-no-reboot",
             "-kernel", kernel, "-initrd", initrd, "-append", "console=ttyS0 reboot=t panic=-1 quiet",
             "-serial", "stdio"]
+
+
+def default_kernel_format(smolvm):
+    """What `smolvm build` embeds without --kernel (e.g. bzimage-lz4), from its --help."""
+    h = subprocess.run([smolvm, "build", "--help"], capture_output=True, text=True).stdout
+    m = re.search(r"--kernel-format <[^>]*>.*?\[default: ([\w-]+)\]", h, re.S)
+    return m.group(1) if m else "?"
 
 
 def build_image(smolvm, target, rootfs, out, kernel=None, mem=256):
@@ -138,7 +153,7 @@ def plan(work, smolvm, target, vmlinux, debian, newc, busybox_initrd, rounds, sz
     busybox_rootfs(f"{work}/boot-root")
     io_vm, boot_vm, boot_vml = f"{work}/io.vm", f"{work}/boot.vm", f"{work}/boot-vmlinux.vm"
     build_image(smolvm, target, f"{work}/io-root", io_vm, vmlinux, mem)
-    build_image(smolvm, target, f"{work}/boot-root", boot_vm, None, mem)  # the product default: bzImage (zstd)
+    build_image(smolvm, target, f"{work}/boot-root", boot_vm, None, mem)  # the product default (a bzImage)
     build_image(smolvm, target, f"{work}/boot-root", boot_vml, vmlinux, mem)
     script = io_script(sz)
     qemu_io_initrd, qemu_boot_initrd = f"{work}/qemu-io.cpio", f"{work}/qemu-boot.cpio"
@@ -155,7 +170,7 @@ def plan(work, smolvm, target, vmlinux, debian, newc, busybox_initrd, rounds, sz
          "stdin": f"{work}/stdin.bin", "fresh_dirs": [f"{shm}/qemu"], "err_file": f"{shm}/qemu-err", "timeout": 900},
     ]
     boot = [
-        {"name": "smolvm image (bzImage zstd)", "argv": [boot_vm, "-c", BOOT_APP]},
+        {"name": OURS_DEFAULT, "argv": [boot_vm, "-c", BOOT_APP]},
         {"name": "smolvm image (vmlinux)", "argv": [boot_vml, "-c", BOOT_APP]},
         {"name": "QEMU + our kernel + smol-init", "argv": qemu_smolinit(
             smolvm, accel, vmlinux, qemu_boot_initrd, boot_vml, mem, "stdio", f"{shm}/qemu-boot-err", False)},
@@ -168,7 +183,7 @@ def plan(work, smolvm, target, vmlinux, debian, newc, busybox_initrd, rounds, sz
     # Idle app VMs, `density` of each at once: the app prints the marker, then sleeps.
     qemu_idle_initrd = f"{work}/qemu-idle.cpio"
     qemu_initrd(smolvm, boot_vml, ["-c", IDLE_APP], [], qemu_idle_initrd, newc)
-    idle = [{"name": "smolvm image (bzImage zstd)", "argv": [boot_vm, "-c", IDLE_APP]},
+    idle = [{"name": OURS_DEFAULT, "argv": [boot_vm, "-c", IDLE_APP]},
             {"name": "smolvm image (vmlinux)", "argv": [boot_vml, "-c", IDLE_APP]},
             {"name": "QEMU + our kernel + smol-init", "argv": qemu_smolinit(
                 smolvm, accel, vmlinux, qemu_idle_initrd, boot_vml, mem, "stdio", "/dev/null", False)}]
