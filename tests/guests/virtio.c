@@ -151,6 +151,8 @@ static __attribute__((noreturn)) void echo(void) {
     u32 id; u16 ev, val;
     CHECK(11, recv_ctrl(&id, &ev, &val) && ev == 1 /* PORT_ADD */ && id == 1);
     CHECK(12, recv_ctrl(&id, &ev, &val) && ev == 1 && id == 2);
+    CHECK(19, recv_ctrl(&id, &ev, &val) && ev == 1 && id == 3); /* stdout port */
+    CHECK(19, recv_ctrl(&id, &ev, &val) && ev == 1 && id == 4); /* stderr port */
     for (u16 i = 0; i < 8; i++) post_rx(i);
     notify(&rx);
     send_ctrl(2, 3 /* PORT_READY */, 1);

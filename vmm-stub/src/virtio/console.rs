@@ -14,7 +14,15 @@ use crate::mem::GuestMemory;
 use rustix::fd::BorrowedFd;
 use rustix::io::Errno;
 
-const QUEUE_SIZE: u16 = 64;
+/// Transmit (guest → host) queues cost the guest nothing until it writes.
+const TX_QUEUE_SIZE: u16 = 64;
+/// Linux fills every receive queue with one page buffer per slot when the
+/// port appears (virtio_console `fill_queue`: a kmalloc'd page each, ~14 %
+/// of the guest's boot work with 64-slot queues everywhere), so receive
+/// queues are only as deep as their input needs: terminal input is typed.
+pub const INPUT_QUEUE_SIZE: u16 = 16;
+/// A receive queue no host data ever goes to (size 1 = 2^0 is valid).
+pub const IDLE_QUEUE_SIZE: u16 = 1;
 const RX: usize = 0;
 const TX: usize = 1;
 const F_SIZE: u64 = 1 << 0;
@@ -120,13 +128,16 @@ pub struct Console<'f> {
     input: Option<Input<'f>>,
     /// Terminal size `(rows, cols)` when the console is a terminal.
     size: Option<(u16, u16)>,
+    /// Receive and transmit queue sizes.
+    sizes: [u16; 2],
 }
 
 impl<'f> Console<'f> {
     /// `input`: host stdin in terminal mode; `size`: the terminal's
     /// `(rows, cols)` (offers VIRTIO_CONSOLE_F_SIZE and follows SIGWINCH).
     pub fn new(out: BorrowedFd<'f>, input: Option<BorrowedFd<'f>>, size: Option<(u16, u16)>) -> Self {
-        Console { out: Output::new(out), input: input.map(Input::new), size }
+        let rx = if input.is_some() { INPUT_QUEUE_SIZE } else { IDLE_QUEUE_SIZE };
+        Console { out: Output::new(out), input: input.map(Input::new), size, sizes: [rx, TX_QUEUE_SIZE] }
     }
 
     fn pump(&mut self, queues: &mut [Queue], mem: &mut GuestMemory) -> Result<Irq, QueueError> {
@@ -149,7 +160,7 @@ impl VirtioDevice for Console<'_> {
     }
 
     fn queue_max_sizes(&self) -> &[u16] {
-        &[QUEUE_SIZE, QUEUE_SIZE]
+        &self.sizes
     }
 
     fn read_config(&self, offset: u64, data: &mut [u8]) {
@@ -194,7 +205,7 @@ mod tests {
 
     fn rx_buffers(mem: &mut GuestMemory, n: u16, len: u32) {
         for i in 0..n {
-            chain(mem, QUEUE_SIZE, i, &[(DATA + u64::from(i) * 0x1000, len, true)]);
+            chain(mem, INPUT_QUEUE_SIZE, i, &[(DATA + u64::from(i) * 0x1000, len, true)]);
         }
     }
 
@@ -204,7 +215,7 @@ mod tests {
         let mut mem = GuestMemory::new(4 << 20).expect("mmap");
         let mut dev = Console::new(w.as_fd(), None, None);
         let mut d = Driver::new(&mut dev, &mut mem);
-        d.init(F_VERSION_1, &[(0, QUEUE_SIZE), (1, QUEUE_SIZE)]);
+        d.init(F_VERSION_1, &[(0, IDLE_QUEUE_SIZE), (1, TX_QUEUE_SIZE)]);
         d.mem.write_slice(GuestAddress(DATA), b"hello, ").expect("ram");
         d.mem.write_slice(GuestAddress(DATA + 100), b"world\n").expect("ram");
         // Chain on queue 1 (rings shifted by Q1; descriptors point at DATA).

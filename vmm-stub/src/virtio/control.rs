@@ -57,7 +57,11 @@ const Q_STDIN_RX: usize = 6;
 const Q_STDIN_TX: usize = 7;
 const Q_STDOUT_TX: usize = 3 + 2 * 3;
 const Q_STDERR_TX: usize = 3 + 2 * STDERR_PORT;
-const QUEUE_SIZES: [u16; 12] = [8, 8, 32, 32, 32, 32, 64, 32, 8, 64, 8, 64];
+/// Receive queues are as deep as their input needs (Linux fills each with a
+/// page per slot when the port appears, see `console::INPUT_QUEUE_SIZE`):
+/// control messages come a dozen at a time, signals one byte at a time,
+/// stdin in bulk; port 0 is never added, and only stdout/stderr transmit.
+const QUEUE_SIZES: [u16; 12] = [1, 1, 16, 16, 4, 1, 32, 1, 1, 64, 1, 64];
 
 mod event {
     pub const DEVICE_READY: u16 = 0;
