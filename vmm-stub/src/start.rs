@@ -116,7 +116,9 @@ pub fn main(args: CStrings, env: CStrings) -> u8 {
     };
 
     let serial_sink = if opts.log.kernel { Sink::Fd(out::stderr()) } else { Sink::Fd(out::stdout()) };
-    // Terminal mode when stdin and stdout are terminals (hostio::tty).
+    // Terminal mode when stdin and stdout are terminals (hostio::tty); a
+    // SIGTERM from here on waits for the handlers, which restore the terminal.
+    crate::hostio::signals::hold_terminating();
     let terminal = crate::hostio::tty::enter_raw();
     let disks = open_disks(&opts);
     if disks.len() + opts.shares.len() > MAX_SHARES {

@@ -114,10 +114,23 @@ fn bit(sig: u32) -> u64 {
 
 /// Blocks (`block = true`) or unblocks every signal for the calling thread.
 pub(crate) fn block_all(block: bool) {
-    let all: u64 = !0;
+    mask(block, !0);
+}
+
+/// The signals that end the stub by default.
+const TERMINATING: u64 = (1 << (SIGINT - 1)) | (1 << (SIGTERM - 1)) | (1 << (SIGHUP - 1));
+
+/// Holds SIGINT, SIGTERM and SIGHUP pending until [`install`]: called before
+/// the terminal goes raw, so that a signal in between cannot end the stub
+/// without restoring it.
+pub fn hold_terminating() {
+    mask(true, TERMINATING);
+}
+
+fn mask(block: bool, set: u64) {
     let how = if block { 0 } else { 1 }; // SIG_BLOCK / SIG_UNBLOCK
-    // SAFETY: rt_sigprocmask(how, &all, NULL, 8) reads one u64.
-    unsafe { syscall4(14, how, &all as *const u64 as usize, 0, 8) };
+    // SAFETY: rt_sigprocmask(how, &set, NULL, 8) reads one u64.
+    unsafe { syscall4(14, how, &set as *const u64 as usize, 0, 8) };
 }
 
 /// Installs the handlers. `immediate_exit` is `&kvm_run.immediate_exit` of
@@ -131,6 +144,7 @@ pub fn install(immediate_exit: *mut u8) {
     }
     sigaction(SIGPIPE, SIG_IGN);
     sigaction(SIGXFSZ, SIG_IGN);
+    mask(false, TERMINATING); // what arrived since hold_terminating runs now
 }
 
 /// Asks for signal `sig` to be delivered to the app (e.g. SIGPIPE after the
