@@ -99,7 +99,8 @@ def qemu_smolinit(smolvm, accel, kernel, initrd, image, mem, out, err, stdin_std
            "-device", "virtserialport,chardev=c3,bus=s2.0,nr=2",
            # A file chardev stays connected (a generic port blocks writes while the host side is
            # not); QEMU's stdio backend disconnects when its stdin ends.
-           "-chardev", f"file,id=c4,path={'/dev/stdout' if out == 'stdio' else out}",
+           # (/proc/self/fd/1: the lab's L1 has no /dev/stdout link.)
+           "-chardev", f"file,id=c4,path={'/proc/self/fd/1' if out == 'stdio' else out}",
            "-device", "virtserialport,chardev=c4,bus=s2.0,nr=3",
            "-chardev", f"file,id=c5,path={err}", "-device", "virtserialport,chardev=c5,bus=s2.0,nr=4",
            "-drive", f"file={image},format=raw,offset={root['offset']},size={root['length']},readonly=on,if=none,id=vda",
