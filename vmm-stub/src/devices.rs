@@ -4,14 +4,15 @@
 //! |---|---|---|
 //! | 0 `CONSOLE_STDIO` | console → host stdout (+ stdin in terminal mode) | `/dev/hvc0` |
 //! | 1 `CONSOLE_STDERR` | console → host stderr | `/dev/hvc1` |
-//! | 2 `CONSOLE_CONTROL` | multiport console: signal port + stdin port | `/dev/vport2p0`, `/dev/vport2p1` |
+//! | 2 `CONSOLE_CONTROL` | multiport console: signal, stdin, stdout, stderr ports | `/dev/vport2p1` … `/dev/vport2p4` |
 //! | 3 `ROOTFS` | block, read-only, the image's rootfs section | `/dev/vda` |
 //! | 4.. | extra disks (`--smolvm-disk`), then 9p shares | `/dev/vdb`, ... |
 //!
 //! Terminal mode (stdin and stdout are terminals, see `hostio::tty`): the
 //! app's stdin and stdout are `/dev/hvc0`, and the runtime config carries a
-//! `tty` record. Otherwise stdin is the control device's stdin port, which
-//! delivers end-of-file, and hvc0/hvc1 carry output only.
+//! `tty` record. Otherwise the app's stdin, stdout and stderr are the
+//! control device's ports (stdin delivers end-of-file; none is a tty) and
+//! hvc0/hvc1 carry only what init prints before it moves them.
 //!
 //! Usage in the stub's `main` (devices live on its stack, no allocator):
 //! ```ignore
@@ -273,4 +274,25 @@ mod tests {
         t.attach(&mut bus);
         assert!(bus.present().eq([0, 1, 2]));
     }
+}
+
+/// The 9p share devices (12 KiB each, mostly the fid table). They live in
+/// .bss, whose pages cost nothing until used: as a local of `start` the
+/// vector's frame was probed page by page, ~0.3 MiB of dirty stack in
+/// every VM, with or without shares.
+struct ShareSlots(core::cell::UnsafeCell<heapless::Vec<crate::virtio::p9::P9Device, MAX_SHARES>>);
+// SAFETY: the only access is through `share_slots`, which hands out the one
+// reference at most once (SHARE_SLOTS_TAKEN).
+unsafe impl Sync for ShareSlots {}
+static SHARE_SLOTS: ShareSlots = ShareSlots(core::cell::UnsafeCell::new(heapless::Vec::new()));
+static SHARE_SLOTS_TAKEN: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
+
+/// The storage for the share devices; `None` after the first call.
+pub fn share_slots() -> Option<&'static mut heapless::Vec<crate::virtio::p9::P9Device, MAX_SHARES>> {
+    if SHARE_SLOTS_TAKEN.swap(true, core::sync::atomic::Ordering::AcqRel) {
+        return None;
+    }
+    // SAFETY: the swap above lets exactly one caller past, so this is the
+    // only reference to SHARE_SLOTS ever made.
+    Some(unsafe { &mut *SHARE_SLOTS.0.get() })
 }

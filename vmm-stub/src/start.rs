@@ -124,11 +124,11 @@ pub fn main(args: CStrings, env: CStrings) -> u8 {
     if disks.len() + opts.shares.len() > MAX_SHARES {
         Line::new().s("too many disks and shares: at most ").u(MAX_SHARES as u64).s(" together").fail();
     }
-    let mut shares = open_shares(&opts);
+    let shares = open_shares(&opts);
     let rootfs = payload.section(Kind::Rootfs).map(|s| (payload.fd(), s.offset, s.len));
     let mut devices = Devices::new(terminal, rootfs, &disks);
     let mut transports = devices.transports();
-    for share in &mut shares {
+    for share in shares.iter_mut() {
         // Slots after the disks, in share order: the n-th share is tag smolvm<n>.
         transports.add_dynamic(share).unwrap_or_else(|| fail("too many disks and shares"));
     }
@@ -193,8 +193,8 @@ fn open_disks(opts: &Options<'_>) -> heapless::Vec<DiskFile, MAX_DISKS> {
 
 /// Opens each `--smolvm-share` directory as a 9p device, or fails with a
 /// message naming it.
-fn open_shares(opts: &Options<'_>) -> heapless::Vec<crate::virtio::p9::P9Device, MAX_SHARES> {
-    let mut devs = heapless::Vec::new();
+fn open_shares(opts: &Options<'_>) -> &'static mut heapless::Vec<crate::virtio::p9::P9Device, MAX_SHARES> {
+    let devs = devices::share_slots().unwrap_or_else(|| fail("share devices set up twice"));
     for (n, &v) in opts.shares.iter().enumerate() {
         let Some(spec) = ShareSpec::parse(v) else { continue }; // validated by Options
         let dev = crate::virtio::p9::Server::new(spec.host, spec.read_only)
