@@ -25,16 +25,7 @@ use stub_common::*;
 const BLOCK: usize = 4096;
 
 fn fault_guest(name: &str, mode: &str, defines: &[&str]) -> PathBuf {
-    let out = scratch().join(format!("guest-{name}"));
-    let status = Command::new(workspace().join("tests/guests/build.sh"))
-        .env("GUEST_SRC", "faults.c")
-        .arg(&out)
-        .arg(mode)
-        .args(defines)
-        .status()
-        .expect("run tests/guests/build.sh (needs gcc)");
-    assert!(status.success(), "building guest {name} failed");
-    image(name, &std::fs::read(out).expect("guest"), 64)
+    image(name, &guest_from("faults.c", name, mode, defines), 64)
 }
 
 /// Byte `i` of block `n`, as the guest writes it.

@@ -45,16 +45,7 @@ fn have_kvm() -> bool {
 }
 
 fn guest(name: &str, mode: &str, defines: &[&str]) -> Vec<u8> {
-    let out = scratch().join(format!("guest-{name}"));
-    let status = Command::new(workspace().join("tests/guests/build.sh"))
-        .env("GUEST_SRC", "virtio.c")
-        .arg(&out)
-        .arg(mode)
-        .args(defines)
-        .status()
-        .expect("run tests/guests/build.sh (needs gcc)");
-    assert!(status.success(), "building guest {name} failed");
-    std::fs::read(out).expect("guest binary")
+    stub_common::guest_from("virtio.c", name, mode, defines)
 }
 
 /// The rootfs section the blk guest checks: byte `i` is `i * 7 + 3`.

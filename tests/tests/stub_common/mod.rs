@@ -51,10 +51,16 @@ pub fn stub() -> &'static Path {
 
 /// Compiles a guest mode of tests/guests/guest.c.
 pub fn guest(name: &str, mode: &str, defines: &[&str]) -> Vec<u8> {
+    guest_from("guest.c", name, mode, defines)
+}
+
+/// Compiles a guest mode of `tests/guests/<source>`.
+pub fn guest_from(source: &str, name: &str, mode: &str, defines: &[&str]) -> Vec<u8> {
     // Tests run in parallel: build privately, then rename into place.
     let out = scratch().join(format!("guest-{name}"));
     let tmp = scratch().join(format!("guest-{name}.{:?}", std::thread::current().id()));
     let status = Command::new(workspace().join("tests/guests/build.sh"))
+        .env("GUEST_SRC", source)
         .arg(&tmp)
         .arg(mode)
         .args(defines)
