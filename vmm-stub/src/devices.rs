@@ -281,8 +281,8 @@ mod tests {
 /// vector's frame was probed page by page, ~0.3 MiB of dirty stack in
 /// every VM, with or without shares.
 struct ShareSlots(core::cell::UnsafeCell<heapless::Vec<crate::virtio::p9::P9Device, MAX_SHARES>>);
-// SAFETY: the only access is through `share_slots`, which hands out the one
-// reference at most once (SHARE_SLOTS_TAKEN).
+// Only `share_slots` touches the cell, and it hands out one reference ever.
+// SAFETY: at most one reference exists (SHARE_SLOTS_TAKEN), so no sharing.
 unsafe impl Sync for ShareSlots {}
 static SHARE_SLOTS: ShareSlots = ShareSlots(core::cell::UnsafeCell::new(heapless::Vec::new()));
 static SHARE_SLOTS_TAKEN: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
@@ -292,7 +292,7 @@ pub fn share_slots() -> Option<&'static mut heapless::Vec<crate::virtio::p9::P9D
     if SHARE_SLOTS_TAKEN.swap(true, core::sync::atomic::Ordering::AcqRel) {
         return None;
     }
-    // SAFETY: the swap above lets exactly one caller past, so this is the
-    // only reference to SHARE_SLOTS ever made.
+    // The swap above lets exactly one caller past.
+    // SAFETY: so this is the only reference to SHARE_SLOTS ever made.
     Some(unsafe { &mut *SHARE_SLOTS.0.get() })
 }
