@@ -43,6 +43,7 @@ const F_MULTIPORT: u64 = 1 << 1;
 const PORTS: u32 = 5;
 const CONTROL_PORT: usize = 1;
 const STDIN_PORT: usize = 2;
+const STDOUT_PORT: usize = 3;
 const STDERR_PORT: usize = 4;
 const PORT_NAMES: [&str; PORTS as usize] = ["", CONTROL_PORT_NAME, STDIN_PORT_NAME, STDOUT_PORT_NAME, STDERR_PORT_NAME];
 
@@ -55,7 +56,7 @@ const Q_CONTROL_RX: usize = 4;
 const Q_CONTROL_TX: usize = 5;
 const Q_STDIN_RX: usize = 6;
 const Q_STDIN_TX: usize = 7;
-const Q_STDOUT_TX: usize = 3 + 2 * 3;
+const Q_STDOUT_TX: usize = 3 + 2 * STDOUT_PORT;
 const Q_STDERR_TX: usize = 3 + 2 * STDERR_PORT;
 /// Receive queues are as deep as their input needs (Linux fills each with a
 /// page per slot when the port appears, see `console::INPUT_QUEUE_SIZE`):
