@@ -16,12 +16,11 @@
 mod stub_common;
 
 use linker::config::{self, Key};
-use stub_common::{stub, workspace};
+use stub_common::{stub, workspace, write_exe};
 use linker::cpio::CpioWriter;
 use linker::image::Kind;
 use linker::write::ImageWriter;
 use std::io::Write;
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::sync::OnceLock;
@@ -71,10 +70,7 @@ fn image(name: &str, kernel: &[u8]) -> PathBuf {
     out.add_bytes(Kind::Rootfs, 0, &rootfs_pattern()).expect("rootfs");
     out.add_bytes(Kind::Manifest, 0, &manifest).expect("manifest");
     let bytes = out.finish().expect("image").0;
-    let path = scratch().join(format!("{name}.vm"));
-    std::fs::write(&path, bytes).expect("write image");
-    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).expect("chmod");
-    path
+    write_exe(name, &bytes)
 }
 
 /// Runs `cmd` with `stdin` bytes, killing it (and failing) after `limit`.

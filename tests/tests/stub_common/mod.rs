@@ -77,10 +77,19 @@ pub fn image(name: &str, kernel: &[u8], mem_mib: u32) -> PathBuf {
 }
 
 /// Writes `bytes` as an executable `<name>.vm` in the scratch directory.
+///
+/// `cp` writes the final file, not this process: tests run in threads, and
+/// a child another thread forks inherits any write fd we hold until it
+/// execs; executing the image meanwhile fails with "Text file busy".
 pub fn write_exe(name: &str, bytes: &[u8]) -> PathBuf {
     let path = scratch().join(format!("{name}.vm"));
-    std::fs::write(&path, bytes).expect("write image");
-    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let staged = scratch().join(format!("{name}.vm.{:?}", std::thread::current().id()));
+    std::fs::write(&staged, bytes).expect("write image");
+    std::fs::set_permissions(&staged, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let _ = std::fs::remove_file(&path);
+    let copied = Command::new("cp").arg("-p").arg(&staged).arg(&path).status().expect("run cp");
+    assert!(copied.success(), "cp {} failed", path.display());
+    std::fs::remove_file(&staged).expect("remove staged image");
     path
 }
 
