@@ -50,9 +50,8 @@ impl<W: Write> ImageWriter<W> {
     pub fn add(&mut self, kind: Kind, flags: u32, mut data: impl Read) -> io::Result<Section> {
         self.pad_to(SECTION_ALIGN)?;
         let offset = self.pos;
-        let (mut fast, mut sha) = (Xxh64::new(), Sha256::new());
+        let mut digest = (Xxh64::new(), Sha256::new());
         let mut buf = std::vec![0u8; CHUNK];
-        let mut len = 0u64;
         loop {
             let n = match data.read(&mut buf) {
                 Ok(0) => break,
@@ -60,26 +59,42 @@ impl<W: Write> ImageWriter<W> {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => return Err(e),
             };
-            fast.update(&buf[..n]);
-            sha.update(&buf[..n]);
-            self.out.write_all(&buf[..n])?;
-            len += n as u64;
+            self.put(&mut digest, &buf[..n])?;
         }
-        self.pos += len;
+        Ok(self.close(kind, flags, offset, digest))
+    }
+
+    /// Same bytes and table entry as `add(kind, flags, data)`, without the
+    /// intermediate buffer (no 256 KiB allocation and copy per section).
+    pub fn add_bytes(&mut self, kind: Kind, flags: u32, data: &[u8]) -> io::Result<Section> {
+        self.pad_to(SECTION_ALIGN)?;
+        let offset = self.pos;
+        let mut digest = (Xxh64::new(), Sha256::new());
+        self.put(&mut digest, data)?;
+        Ok(self.close(kind, flags, offset, digest))
+    }
+
+    /// Digests and writes the next bytes of the open section.
+    fn put(&mut self, digest: &mut (Xxh64, Sha256), bytes: &[u8]) -> io::Result<()> {
+        digest.0.update(bytes);
+        digest.1.update(bytes);
+        self.out.write_all(bytes)?;
+        self.pos += bytes.len() as u64;
+        Ok(())
+    }
+
+    /// Ends the section that started at `offset` and records it.
+    fn close(&mut self, kind: Kind, flags: u32, offset: u64, digest: (Xxh64, Sha256)) -> Section {
         let s = Section {
             kind,
             flags,
             offset,
-            len,
-            fast_digest: fast.finish(),
-            sha256: sha.finish(),
+            len: self.pos - offset,
+            fast_digest: digest.0.finish(),
+            sha256: digest.1.finish(),
         };
         self.sections.push(s);
-        Ok(s)
-    }
-
-    pub fn add_bytes(&mut self, kind: Kind, flags: u32, data: &[u8]) -> io::Result<Section> {
-        self.add(kind, flags, data)
+        s
     }
 
     /// Writes the trailer (validated by the reader first) and returns the
@@ -192,6 +207,39 @@ pub fn verify(file: &mut File) -> Result<Image, VerifyError> {
 mod tests {
     use super::*;
     use crate::testing;
+
+    /// A reader that hands out at most `step` bytes per call.
+    struct Dribble<'a>(&'a [u8], usize);
+
+    impl Read for Dribble<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            let n = self.0.len().min(self.1).min(buf.len());
+            buf[..n].copy_from_slice(&self.0[..n]);
+            self.0 = &self.0[n..];
+            Ok(n)
+        }
+    }
+
+    #[test]
+    fn add_bytes_writes_what_add_writes() {
+        let big: Vec<u8> = (0..CHUNK * 2 + 4097).map(|i| (i * 7 + i / 251).to_le_bytes()[0]).collect();
+        let lens = [0, 1, 4095, 4096, 4097, CHUNK - 1, CHUNK, CHUNK + 1, big.len()];
+        for (i, &len) in lens.iter().enumerate() {
+            let second = &big[..lens[(i + 3) % lens.len()]];
+            let (mut direct, mut streamed) = (ImageWriter::new(Vec::new()), ImageWriter::new(Vec::new()));
+            let sections = [(Kind::Stub, &big[..len]), (Kind::Kernel, second), (Kind::Initramfs, &big[5..9]), (Kind::Manifest, &big[..1])];
+            for (kind, bytes) in sections {
+                let a = direct.add_bytes(kind, 0, bytes).expect("vec");
+                let b = streamed.add(kind, 0, Dribble(bytes, 1000 + i)).expect("vec");
+                assert_eq!(a, b, "section {len}");
+            }
+            // An empty section is refused by both alike.
+            let sealed = |w: ImageWriter<Vec<u8>>| w.finish().map(|(v, _)| v).map_err(|e| e.to_string());
+            let (a, b) = (sealed(direct), sealed(streamed));
+            assert_eq!(a.is_ok(), len > 0 && !second.is_empty(), "{len}: {:?}", a.as_ref().err());
+            assert!(a == b, "add_bytes and add wrote different images ({len})");
+        }
+    }
 
     #[test]
     fn written_image_verifies_and_damage_is_named() {
