@@ -36,6 +36,18 @@ does not reach the app counts as failed ("ok" column): `-n 100` is the hang chec
   kernel-config/bench/boot-profile.py --formats --only tcg # + bzImage lz4/zstd/xz
   kernel-config/bench/boot-profile.py --variant 'x=<extra cmdline>'
 
+Comparing with other kernels (BOOT-PROFILE.md, "Side by side"): `--init probe` boots the
+probe itself as /init from a bare initramfs (no smol-init, no devices but the serial
+console; its output is read from the serial port), so any kernel with a serial console
+can be measured to its first user instruction; `--machine pc` boots on QEMU's `-M pc`
+instead (needs `--init probe`: pc has no virtio-mmio); `--acpi LABEL` boots that kernel
+on `-M microvm` with ACPI tables, for kernels that find virtio-mmio devices only through
+ACPI (Firecracker's config leaves VIRTIO_MMIO_CMDLINE_DEVICES unset), so smol-init's
+devices exist for it too.
+
+  kernel-config/bench/boot-profile.py --init probe --machine pc --only base,tcg \
+      --kernel smolvm=DIR --kernel firecracker=/work/tgt/fc-kernel/vmlinux
+
 A benchmark, not a test. Needs qemu-system-x86, gcc, mksquashfs, smol-init
 (SMOLVM_INIT or target/release/smol-init) and the cached kernel (`smolvm kernel path`,
 SMOLVM_BIN or target/release/smolvm) unless --kernel is given.
@@ -94,6 +106,11 @@ def images(work, init, rootfs):
         rootfs_entries = []
     else:
         rootfs_entries = [d("rootfs")] + [("rootfs/" + e[0],) + e[1:] for e in tree + [app]]
+    # --init probe: the probe is /init; its stdout is /dev/console, the serial port, and it
+    # stamps its start through /dev/kmsg (no devtmpfs mounted before /init runs).
+    with open(os.path.join(work, "initrd-probe.cpio"), "wb") as f:
+        f.write(newc([d("dev"), ("dev/console", 0o020600, b"", 5, 1), ("dev/kmsg", 0o020644, b"", 1, 11),
+                      ("init", 0o100755, rd(probe), 0, 0)]))
     for log in ("off", "debug"):
         entries = [d("dev"), ("dev/console", 0o020600, b"", 5, 1), ("init", 0o100755, rd(init), 0, 0),
                    d("smolvm"), ("smolvm/manifest", 0o100644, cfg("entry", "/bin/probe", "rootfs", rootfs), 0, 0),
@@ -102,24 +119,27 @@ def images(work, init, rootfs):
             f.write(newc(sorted(entries)))
 
 
-def boot(kernel, append, log, mem, a, work, khz):
+def boot(kernel, append, log, mem, a, work, khz, acpi=False):
     """One boot: dict of the measured points (guest seconds) plus initcall costs, or None."""
     f = lambda n: os.path.join(work, n)
     for n in ("serial", "out", "err", "exit"):
         if os.path.exists(f(n)):
             os.remove(f(n))
-    cmd = ["qemu-system-x86_64", "-M", "microvm,acpi=off", "-accel", "tcg", "-cpu", "max", "-m", f"{mem}M",
+    probe_init = a.init == "probe"
+    machine = "pc" if a.machine == "pc" else "microvm" if acpi else "microvm,acpi=off"
+    cmd = ["qemu-system-x86_64", "-M", machine, "-accel", "tcg", "-cpu", "max", "-m", f"{mem}M",
            "-nodefaults", "-no-user-config", "-nographic", "-no-reboot", "-kernel", kernel,
-           "-initrd", f(f"initrd-{log}.cpio"), "-append", f"{BASE} {append}".strip(),
-           "-serial", f"file:{f('serial')}",
-           "-chardev", f"file,id=exit,path={f('exit')}", "-device", "isa-debugcon,iobase=0xf4,chardev=exit",
-           "-device", "virtio-serial-device,max_ports=1,id=s0",
-           "-chardev", f"file,id=hvc0,path={f('out')}", "-device", "virtconsole,chardev=hvc0,bus=s0.0",
-           "-device", "virtio-serial-device,max_ports=1,id=s1",
-           "-chardev", f"file,id=hvc1,path={f('err')}", "-device", "virtconsole,chardev=hvc1,bus=s1.0"]
+           "-initrd", f("initrd-probe.cpio" if probe_init else f"initrd-{log}.cpio"),
+           "-append", f"{BASE} {append}".strip(), "-serial", f"file:{f('serial')}",
+           "-chardev", f"file,id=exit,path={f('exit')}", "-device", "isa-debugcon,iobase=0xf4,chardev=exit"]
+    if not probe_init:
+        cmd += ["-device", "virtio-serial-device,max_ports=1,id=s0",
+                "-chardev", f"file,id=hvc0,path={f('out')}", "-device", "virtconsole,chardev=hvc0,bus=s0.0",
+                "-device", "virtio-serial-device,max_ports=1,id=s1",
+                "-chardev", f"file,id=hvc1,path={f('err')}", "-device", "virtconsole,chardev=hvc1,bus=s1.0"]
     if a.icount:
         cmd[cmd.index("-cpu"):cmd.index("-cpu")] = ["-icount", "shift=0,sleep=off"]
-    if a.rootfs == "squashfs":
+    if a.rootfs == "squashfs" and not probe_init:
         cmd += ["-drive", f"file={f('rootfs.sqfs')},format=raw,if=none,id=vda,readonly=on",
                 "-device", "virtio-blk-device,drive=vda"]
     start = time.monotonic()
@@ -138,7 +158,7 @@ def boot(kernel, append, log, mem, a, work, khz):
     # machine load than the wall clock (and than the guest clock, which follows it).
     r = {"host": time.monotonic() - start, "cpu": ru.ru_utime + ru.ru_stime, "calls": {}}
     read = lambda n: open(f(n), "rb").read().decode(errors="replace") if os.path.exists(f(n)) else ""
-    out = read("out")
+    out = read("serial" if probe_init else "out")
     m = PROBE.search(out)
     if "Hello from smolvm!" not in out or not m:
         return None
@@ -188,11 +208,19 @@ def main():
                     help="extra variant: command line added to the base (repeatable)")
     ap.add_argument("--only", help="comma-separated variant name prefixes")
     ap.add_argument("--formats", action="store_true", help="also boot each bzImage (lz4, zstd, xz)")
+    ap.add_argument("--init", choices=["smol-init", "probe"], default="smol-init",
+                    help="probe: the probe app is /init (bare initramfs, serial console only)")
+    ap.add_argument("--machine", choices=["microvm", "pc"], default="microvm",
+                    help="pc: QEMU -M pc (needs --init probe)")
+    ap.add_argument("--acpi", action="append", default=[], metavar="LABEL",
+                    help="boot kernel LABEL on microvm with ACPI tables (device discovery through ACPI)")
     ap.add_argument("--tsc-khz", help="tsc_early_khz= value (default: the host's, which TCG's TSC follows)")
     ap.add_argument("--icount", action="store_true",
                     help="-icount shift=0,sleep=off: guest time = instructions executed (1 ns each), "
                          "deterministic and independent of machine load")
     a = ap.parse_args()
+    if a.machine == "pc" and a.init != "probe":
+        ap.error("--machine pc needs --init probe (pc has no virtio-mmio for smol-init's devices)")
     kernels = [k.split("=", 1) for k in a.kernel] or [["kernel", smolvm("kernel", "path")]]
     kernels = [(label, os.path.join(p, "vmlinux") if os.path.isdir(p) else p) for label, p in kernels]
     khz = a.tsc_khz or ("1000000" if a.icount else host_tsc_khz())
@@ -207,7 +235,7 @@ def main():
     if a.only:
         variants = [v for v in variants if any(v[0].startswith(k) for k in a.only.split(","))]
     mems = a.mem.split(",")
-    runs = []  # (label, kernel file, cmdline, log, MiB)
+    runs = []  # (label, kernel file, cmdline, log, MiB, ACPI)
     for klabel, vmlinux in kernels:
         pre = f"{klabel} " if len(kernels) > 1 else ""
         files = [("", vmlinux)]
@@ -217,7 +245,8 @@ def main():
         for fl, kf in files:
             for name, extra, log in variants:
                 for mem in mems:
-                    runs.append((f"{pre}{name}{fl}" + (f" {mem}M" if len(mems) > 1 else ""), kf, extra, log, mem))
+                    runs.append((f"{pre}{name}{fl}" + (f" {mem}M" if len(mems) > 1 else ""), kf, extra, log, mem,
+                                 klabel in a.acpi))
     init = os.environ.get("SMOLVM_INIT") or os.path.join(ROOT, "target/release/smol-init")
     results = {r[0]: [] for r in runs}
     fails = {r[0]: 0 for r in runs}
@@ -225,8 +254,8 @@ def main():
         images(work, init, a.rootfs)
         t0 = time.monotonic()
         for i in range(a.runs):
-            for name, kf, extra, log, mem in runs:
-                r = boot(kf, extra, log, mem, a, work, khz)
+            for name, kf, extra, log, mem, acpi in runs:
+                r = boot(kf, extra, log, mem, a, work, khz, acpi)
                 if r is None:
                     fails[name] += 1
                     keep = os.path.join(tempfile.gettempdir(), f"boot-profile-fail-{fails[name]}")
@@ -240,10 +269,12 @@ def main():
     med = lambda rs, key: (f"{statistics.median(x[key] for x in rs if key in x) * 1000:.{digits}f}"
                            if any(key in x for x in rs) else "-")
     clock = "guest clock = instructions (icount, 1 ns each)" if a.icount else "guest printk clock"
-    print(f"{a.runs} rounds, rootfs {a.rootfs}, -m {a.mem} MiB, load avg {os.getloadavg()[0]:.1f}; "
+    what = "probe as /init (bare initramfs)" if a.init == "probe" else f"smol-init + probe, rootfs {a.rootfs}"
+    print(f"{a.runs} rounds, {what}, -M {a.machine}, -m {a.mem} MiB, load avg {os.getloadavg()[0]:.1f}; "
           f"medians in ms, {clock} (host = QEMU wall)")
     for label, k in kernels:
-        print(f"  kernel {label}: {k}")
+        acpi = ", ACPI tables" if label in a.acpi and a.machine == "microvm" else ""
+        print(f"  kernel {label}: {k}{acpi}")
     for name, extra, _ in variants:
         print(f"  {name}: {BASE} {extra}".rstrip())
     print("\n| variant | initcall0 | Run /init | init start | app start | vm start → app | host wall | host cpu | ok |")
