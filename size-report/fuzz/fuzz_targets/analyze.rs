@@ -10,7 +10,10 @@ use size_report::analyze::{analyze_bytes, Options};
 /// Splits `data` at 0xfe bytes into stub, kernel, initramfs and manifest.
 fn image_from(data: &[u8]) -> Option<Vec<u8>> {
     let mut parts = data.split(|&b| b == 0xfe);
-    let mut w = linker::write::ImageWriter::new(Vec::new());
+    // Sized once: growing the Vec section by section (realloc + copy under
+    // ASan) cost as much as the digests.
+    let room = data.len() + 4 * linker::abi::SECTION_ALIGN as usize + linker::image::TRAILER_LEN;
+    let mut w = linker::write::ImageWriter::new(Vec::with_capacity(room));
     for kind in [Kind::Stub, Kind::Kernel, Kind::Initramfs, Kind::Manifest] {
         w.add_bytes(kind, 0, parts.next()?).ok()?;
     }
