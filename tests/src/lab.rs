@@ -64,9 +64,22 @@ pub struct Case {
     /// Host directories the case writes to (read-only otherwise in L1).
     /// Prefer [`writable_dir`]: a new shared directory reboots L1.
     pub shared_dirs: Vec<PathBuf>,
-    /// Send this signal to the command (not its group) after this delay,
-    /// as a user's `kill` would (e.g. to test signal forwarding).
-    pub signal: Option<(Duration, i32)>,
+    /// Signals to send to the command (not its group), as a user's `kill`
+    /// would (e.g. to test signal forwarding), in order: each step waits
+    /// for its trigger once the step before it was sent.
+    pub signals: Vec<(Trigger, i32)>,
+}
+
+/// When a step of [`Case::signals`] sends its signal.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Trigger {
+    /// This long after the previous step (or the start).
+    After(Duration),
+    /// As soon as the command's stdout contains these bytes (checked about
+    /// every 0.1 s; no newline or NUL). Use this rather than a delay when
+    /// the command must first reach some state: under nested TCG the time
+    /// it takes varies several-fold.
+    Stdout(Vec<u8>),
 }
 
 impl Case {
@@ -83,7 +96,7 @@ impl Case {
             cwd: "/".into(),
             timeout: DEFAULT_TIMEOUT,
             shared_dirs: Vec::new(),
-            signal: None,
+            signals: Vec::new(),
         }
     }
 
@@ -123,8 +136,16 @@ impl Case {
         self
     }
 
+    /// Sends `signal` `delay` after the previous signal step (or the start).
     pub fn signal_after(mut self, delay: Duration, signal: i32) -> Case {
-        self.signal = Some((delay, signal));
+        self.signals.push((Trigger::After(delay), signal));
+        self
+    }
+
+    /// Sends `signal` once stdout contains `marker` (and the previous signal
+    /// step was sent).
+    pub fn signal_on_stdout(mut self, marker: impl Into<Vec<u8>>, signal: i32) -> Case {
+        self.signals.push((Trigger::Stdout(marker.into()), signal));
         self
     }
 
@@ -146,8 +167,15 @@ impl Case {
                 return bad(format!("bad environment variable name {k:?}"));
             }
         }
-        if self.signal.is_some_and(|(_, sig)| !(1..=64).contains(&sig)) {
-            return bad(format!("signal {:?} is not 1..=64", self.signal));
+        for (when, sig) in &self.signals {
+            if !(1..=64).contains(sig) {
+                return bad(format!("signal {sig} is not 1..=64"));
+            }
+            if let Trigger::Stdout(m) = when {
+                if m.is_empty() || m.contains(&b'\n') || m.contains(&0) {
+                    return bad(format!("stdout marker {m:?} is empty or has a newline or NUL"));
+                }
+            }
         }
         if !self.cwd.is_absolute() || !self.cwd.is_dir() {
             return bad(format!("cwd {:?} must be an existing absolute directory", self.cwd));
@@ -586,8 +614,19 @@ fn write_case(dir: &Path, case: &Case) -> io::Result<()> {
     cmd.push(b'\n');
     fs::write(dir.join("cmd"), cmd)?;
     fs::write(dir.join("stdin"), &case.stdin)?;
-    if let Some((delay, sig)) = case.signal {
-        fs::write(dir.join("signal"), format!("{:.3} {sig}\n", delay.as_secs_f64()))?;
+    if !case.signals.is_empty() {
+        // One step a line; a marker in its own file (grep -F -f).
+        let mut steps = String::new();
+        for (i, (when, sig)) in case.signals.iter().enumerate() {
+            match when {
+                Trigger::After(d) => steps.push_str(&format!("after {sig} {:.3}\n", d.as_secs_f64())),
+                Trigger::Stdout(m) => {
+                    fs::write(dir.join(format!("marker.{i}")), m)?;
+                    steps.push_str(&format!("stdout {sig}\n"));
+                }
+            }
+        }
+        fs::write(dir.join("signals"), steps)?;
     }
     fs::write(dir.join("timeout"), format!("{:.3}\n", case.timeout.as_secs_f64()))
 }
@@ -667,12 +706,21 @@ fn run_direct(case: &Case) -> io::Result<Outcome> {
     };
     let group = Pid::from_child(&child);
     let mut timed_out = false;
-    let mut signal = case.signal;
+    let mut steps = case.signals.iter();
+    let mut step = steps.next();
+    let mut step_start = start;
     let status = loop {
         if let Some(status) = child.try_wait()? {
             break status;
         }
-        if let Some((_, sig)) = signal.filter(|(delay, _)| start.elapsed() >= *delay) {
+        let due = match step {
+            Some((Trigger::After(delay), _)) => step_start.elapsed() >= *delay,
+            Some((Trigger::Stdout(marker), _)) => {
+                fs::read(&out_path)?.windows(marker.len()).any(|w| w == &marker[..])
+            }
+            None => false,
+        };
+        if let Some((_, sig)) = step.filter(|_| due) {
             // kill(1): rustix builds a Signal from a number only unsafely.
             // The child is not reaped yet, so its pid is still its own.
             let _ = Command::new("kill")
@@ -681,7 +729,8 @@ fn run_direct(case: &Case) -> io::Result<Outcome> {
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())
                 .status();
-            signal = None;
+            step = steps.next();
+            step_start = Instant::now();
         }
         if start.elapsed() >= case.timeout {
             timed_out = true;
@@ -846,5 +895,21 @@ mod tests {
         assert_eq!((term.status, &term.stdout[..]), (Some(3), &b"T\n"[..]));
         let missing = run_direct(&Case::new("x", ["/no/such/program"])).expect("run");
         assert_eq!(missing.status, Some(127));
+    }
+
+    #[test]
+    fn signal_steps_follow_stdout_markers_in_order() {
+        // INT is trapped and printed; the second step waits for that line.
+        let script = "trap 'echo got INT' INT; trap 'echo got TERM; exit 5' TERM; echo ready; \
+                      while :; do sleep 0.05; done";
+        let case = Case::new("x", ["sh", "-c", script])
+            .signal_on_stdout("ready", 2)
+            .signal_on_stdout("got INT", 15)
+            .timeout(Duration::from_secs(20));
+        let out = run_direct(&case).expect("run");
+        assert_eq!((out.status, out.stdout_lossy()), (Some(5), "ready\ngot INT\ngot TERM\n".into()));
+        assert!(Case::new("x", ["true"]).signal_on_stdout("a\nb", 2).validate().is_err());
+        assert!(Case::new("x", ["true"]).signal_on_stdout("", 2).validate().is_err());
+        assert!(Case::new("x", ["true"]).signal_after(Duration::ZERO, 65).validate().is_err());
     }
 }

@@ -1,10 +1,26 @@
-//! Host signals to a running stub (bare-metal spinning guest, no init to
-//! forward to): SIGPIPE is ignored, SIGHUP/SIGINT/SIGTERM end it with
-//! 128 + N and a clean exit (not death by the signal).
+//! Host signals to a running stub.
+//! - Bare-metal spinning guest, no init to forward to (real /dev/kvm):
+//!   SIGPIPE is ignored, SIGHUP/SIGINT/SIGTERM end it with 128 + N and a
+//!   clean exit (not death by the signal).
+//! - The whole product (a `smolvm build` busybox image: our kernel, init,
+//!   stub; directly on hardware KVM, else in the KVM lab): the signal
+//!   reaches the app through init; a trapped SIGINT leaves the VM running
+//!   and a second SIGINT ends the stub at once with 130; an app that
+//!   ignores SIGTERM is ended after the grace period with 143; an app killed
+//!   by an untrapped SIGHUP gives 129. Signals are sent when the app's
+//!   stdout shows it reached the right state (timing under TCG varies).
+//!
+//! The lab test needs `target/<profile>/{vmm-stub,smol-init,smolvm}`
+//! (`cargo build --release -p vmm-stub`, `-p smol-init`, `-p builder`), the
+//! guest kernel (see `qemu::kernel`) and busybox-static.
 
 mod stub_common;
 
+use smolvm_tests::lab::{self, Case};
+use smolvm_tests::qemu;
+use std::os::unix::fs::symlink;
 use std::os::unix::process::ExitStatusExt;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 use stub_common::*;
@@ -56,4 +72,104 @@ fn sigpipe_is_ignored_and_hup_int_term_exit_with_128_plus_n() {
         let st = wait_limited(&mut child);
         assert_eq!((st.code(), st.signal()), (Some(code), None), "SIG{sig}: {st:?}");
     }
+}
+
+fn product_binary(name: &str, env: &str, pkg: &str) -> PathBuf {
+    let path = std::env::var_os(env).map_or_else(|| qemu::profile_dir().join(name), PathBuf::from);
+    assert!(path.is_file(), "{} missing: run `cargo build --release -p {pkg}` or set {env}", path.display());
+    path
+}
+
+/// `dir/sh.vm`: a busybox rootfs whose entry is `/bin/sh`.
+fn busybox_image(dir: &Path) -> PathBuf {
+    let root = dir.join("rootfs");
+    std::fs::create_dir_all(root.join("bin")).expect("mkdir");
+    std::fs::copy("/bin/busybox", root.join("bin/busybox")).expect("busybox-static is installed");
+    for applet in ["sh", "echo", "sleep"] {
+        symlink("busybox", root.join("bin").join(applet)).expect("ln");
+    }
+    for d in ["proc", "sys", "dev", "tmp"] {
+        std::fs::create_dir_all(root.join(d)).expect("mkdir");
+    }
+    let out_path = dir.join("sh.vm");
+    let out = Command::new(product_binary("smolvm", "SMOLVM_BIN", "builder"))
+        .arg("build")
+        .arg("--rootfs")
+        .arg(&root)
+        .args(["--entry", "/bin/sh", "--mem", "128M", "--kernel"])
+        .arg(qemu::kernel())
+        .arg("--init")
+        .arg(product_binary("smol-init", "SMOLVM_INIT", "smol-init"))
+        .arg("--stub")
+        .arg(product_binary("vmm-stub", "SMOLVM_STUB", "vmm-stub"))
+        .arg("-o")
+        .arg(&out_path)
+        .output()
+        .expect("run smolvm build");
+    assert!(out.status.success(), "smolvm build: {}", String::from_utf8_lossy(&out.stderr));
+    out_path
+}
+
+/// The numbers of the app's `tick N` lines.
+fn ticks(stdout: &str) -> Vec<u32> {
+    stdout.lines().filter_map(|l| l.strip_prefix("tick ")?.parse().ok()).collect()
+}
+
+/// A loop that prints `tick N` about every second.
+const TICKING: &str = "i=0; while :; do sleep 1; i=$((i+1)); echo tick $i; done";
+
+#[test]
+fn signals_reach_the_app_through_init_and_end_the_vm_as_documented() {
+    lab::prewarm(); // L1 boots while the image is built
+    let work = qemu::scratch_dir("security-signals");
+    let sh = busybox_image(&work);
+    let long = Duration::from_secs(240);
+    let (int, hup, term) = (2, 1, 15);
+    let trap_int = format!("trap 'echo got INT' INT; echo ready; {TICKING}");
+    let ignore_term = format!("trap '' TERM; echo ready; {TICKING}");
+    let out = lab::run_images(&[
+        // SIGINT once: forwarded, trapped, the VM runs on (tick 1 comes
+        // after it); a second SIGINT ends the stub at once.
+        Case::image(&sh, &["-c", &trap_int])
+            .signal_on_stdout("ready", int)
+            .signal_on_stdout("tick 1", int)
+            .timeout(long),
+        // SIGTERM ignored by the app: the stub waits the grace period.
+        Case::image(&sh, &["-c", &ignore_term]).signal_on_stdout("tick 2", term).timeout(long),
+        // SIGHUP, not trapped: the app dies of it, the status says so.
+        Case::image(&sh, &["-c", "echo ready; while :; do sleep 1; done"]).signal_on_stdout("ready", hup).timeout(long),
+    ]);
+    let show = |i: usize| {
+        let o = &out[i];
+        format!("case {i}: status {:?} after {:?}\nstdout: {}\nstderr: {}", o.status, o.elapsed, o.stdout_lossy(), o.stderr_lossy())
+    };
+    for i in 0..out.len() {
+        eprintln!("{}", show(i));
+    }
+
+    // 1: the trap ran and the app kept running; the second SIGINT ended the
+    // VM promptly (the 10 s grace would have let ~10 more ticks through).
+    let (o, s) = (&out[0], out[0].stdout_lossy());
+    assert_eq!(o.status, Some(130), "{}", show(0));
+    assert!(s.starts_with("ready\ngot INT\ntick 1\n"), "{}", show(0));
+    assert!(ticks(&s).len() <= 3, "the second SIGINT did not end the VM at once: {}", show(0));
+    assert_eq!(s.matches("got INT").count(), 1, "the second SIGINT is not forwarded: {}", show(0));
+    assert_eq!(o.stderr_lossy(), "", "{}", show(0));
+
+    // 2: SIGTERM after tick 2; the app ignores it and ticks on until the
+    // stub ends it 10 s later with 128 + 15.
+    let (o, s) = (&out[1], out[1].stdout_lossy());
+    assert_eq!(o.status, Some(143), "{}", show(1));
+    assert!(s.starts_with("ready\ntick 1\ntick 2\n"), "{}", show(1));
+    let after = ticks(&s).iter().filter(|&&n| n > 2).count();
+    assert!(after >= 4, "the stub ended before the grace period: {}", show(1));
+    assert!(after <= 14, "the grace period did not end the VM: {}", show(1));
+    assert_eq!(o.stderr_lossy(), "", "{}", show(1));
+
+    // 3: the app was killed by SIGHUP: 128 + 1, init says so in one line.
+    let (o, e) = (&out[2], out[2].stderr_lossy());
+    assert_eq!((o.status, o.stdout_lossy()), (Some(129), "ready\n".into()), "{}", show(2));
+    assert!(e.lines().count() == 1 && e.contains("killed by signal 1 (SIGHUP)"), "{}", show(2));
+
+    std::fs::remove_dir_all(&work).ok();
 }
