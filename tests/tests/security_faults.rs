@@ -10,7 +10,13 @@
 //!   errors, the stub does not crash;
 //! - KVM cannot run the guest (an instruction fetch from MMIO, which KVM
 //!   cannot emulate: KVM_EXIT_INTERNAL_ERROR): 125, one `smolvm:` line and
-//!   the guest's last console lines.
+//!   the guest's last console lines;
+//! - the CPU refuses to enter the guest (KVM_EXIT_FAIL_ENTRY, forced by the
+//!   `test-hooks` stub's `SMOLVM_TEST_HOOK=bad-entry`: CS.L and CS.D both
+//!   set in long mode): 125 and one line. kvm_pvm (this workplace's
+//!   /dev/kvm) never reports a failed entry (it turns one into a #GP in the
+//!   guest), so this case runs directly on hardware KVM, else in the KVM
+//!   lab (kvm_amd, whose VMRUN consistency checks QEMU emulates).
 
 mod stub_common;
 
@@ -243,4 +249,21 @@ fn kvm_failing_to_run_the_guest_is_125_with_one_line() {
     assert!(first.starts_with("smolvm: KVM internal error"), "{err}");
     assert!(err.contains("last guest console lines:\njumping into MMIO"), "{err}");
     eprintln!("instruction fetch from MMIO: {first}");
+}
+
+#[test]
+fn the_cpu_refusing_to_enter_the_guest_is_125_with_one_line() {
+    let bytes = image_bytes_with(&hooked_stub(), &guest("fail-entry", "MODE_HELLO", &[]), 0, 64);
+    let img = write_exe("fail-entry", &bytes);
+    let out = smolvm_tests::lab::run_images(&[
+        // The same image without the hook runs: the failure is the hook's.
+        smolvm_tests::lab::Case::image(&img, &[]).env("SMOLVM_LOG", "kernel"),
+        smolvm_tests::lab::Case::image(&img, &[]).env("SMOLVM_TEST_HOOK", "bad-entry"),
+    ]);
+    let show = |i: usize| format!("case {i}: {:?}\nstdout: {}\nstderr: {}", out[i].status, out[i].stdout_lossy(), out[i].stderr_lossy());
+    assert_eq!((out[0].status, out[0].stderr_lossy()), (Some(0), "hello from the guest\n".into()), "{}", show(0));
+    let err = out[1].stderr_lossy();
+    assert_eq!(out[1].status, Some(125), "{}", show(1));
+    assert!(err.starts_with("smolvm: KVM could not enter the guest (hardware reason 0x") && err.lines().count() == 1, "{}", show(1));
+    eprintln!("failed entry: {}", err.trim_end());
 }

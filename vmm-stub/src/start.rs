@@ -153,6 +153,8 @@ pub fn main(args: CStrings, env: CStrings) -> u8 {
     let (vm, vcpu) = create_vm(&kvm, &mem, kernel.entry)
         .unwrap_or_else(|(what, e)| Line::new().s("KVM setup failed: ").s(what).s(" (errno ").u(errno(e)).s(")").fail());
     drop(kvm);
+    #[cfg(feature = "test-hooks")]
+    test_hooks_before_filter(env, &vcpu);
     // Signals interrupt KVM_RUN through immediate_exit; the stdin watcher
     // kicks the vCPU when host input arrives (hostio).
     crate::hostio::signals::install(vcpu.immediate_exit_ptr());
@@ -380,6 +382,20 @@ fn create_vm(kvm: &Kvm, mem: &GuestMemory, entry: u64) -> Result<(Vm, Vcpu), Set
     cpu::patch_lapic(&mut lapic);
     vcpu.set_lapic(&lapic).map_err(|e| ("KVM_SET_LAPIC", e))?;
     Ok((vm, vcpu))
+}
+
+/// Test builds only (feature `test-hooks`): `SMOLVM_TEST_HOOK=bad-entry`
+/// sets CS.L and CS.D together in long mode, a state the CPU refuses to
+/// enter (AMD VMRUN consistency check, Intel VM-entry guest-state check)
+/// and KVM_SET_SREGS does not reject: the first `KVM_RUN` then reports
+/// `KVM_EXIT_FAIL_ENTRY`. Before the filter, which forbids KVM_SET_SREGS.
+#[cfg(feature = "test-hooks")]
+fn test_hooks_before_filter(mut env: CStrings, vcpu: &Vcpu) {
+    if env.any(|v| v == b"SMOLVM_TEST_HOOK=bad-entry") {
+        let mut sregs = vcpu.get_sregs().unwrap_or_else(|_| fail("test hook: KVM_GET_SREGS failed"));
+        sregs.cs.db = 1;
+        vcpu.set_sregs(&sregs).unwrap_or_else(|_| fail("test hook: KVM_SET_SREGS failed"));
+    }
 }
 
 /// Test builds only (feature `test-hooks`, never in release images):

@@ -101,7 +101,12 @@ pub fn image_bytes(kernel: &[u8], mem_mib: u32) -> Vec<u8> {
 
 /// As [`image_bytes`], with the kernel section's flags (`FLAG_BZIMAGE`).
 pub fn image_bytes_flags(kernel: &[u8], kernel_flags: u32, mem_mib: u32) -> Vec<u8> {
-    let stub = std::fs::read(stub()).expect("stub binary");
+    image_bytes_with(stub(), kernel, kernel_flags, mem_mib)
+}
+
+/// As [`image_bytes_flags`], with the stub binary at `stub`.
+pub fn image_bytes_with(stub: &Path, kernel: &[u8], kernel_flags: u32, mem_mib: u32) -> Vec<u8> {
+    let stub = std::fs::read(stub).expect("stub binary");
     let mem = mem_mib.to_string();
     let manifest = config::to_vec(&[
         (Key::Entry, &[b"/bin/app"]),
@@ -123,6 +128,20 @@ pub fn image_bytes_flags(kernel: &[u8], kernel_flags: u32, mem_mib: u32) -> Vec<
     out.add_bytes(Kind::Initramfs, 0, &cpio).expect("initramfs");
     out.add_bytes(Kind::Manifest, 0, &manifest).expect("manifest");
     out.finish().expect("image").0
+}
+
+/// The stub built with the `test-hooks` feature (`SMOLVM_TEST_HOOK`; never
+/// in release images), in its own target directory.
+pub fn hooked_stub() -> PathBuf {
+    let dir = workspace().join("target/security-hooks");
+    let st = Command::new(env!("CARGO"))
+        .args(["build", "--release", "-p", "vmm-stub", "--features", "test-hooks", "--target-dir"])
+        .arg(&dir)
+        .current_dir(workspace())
+        .status()
+        .expect("cargo");
+    assert!(st.success(), "building vmm-stub with test-hooks failed");
+    dir.join("release/vmm-stub")
 }
 
 pub fn have_kvm() -> bool {
