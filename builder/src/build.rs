@@ -299,9 +299,11 @@ pub fn run(a: &BuildArgs) -> Result<()> {
     }
     let app = app(a, image_config.as_ref(), &root)?;
     let path_env = app.env.iter().rev().find_map(|e| e.strip_prefix(b"PATH="));
-    let label = match &staging {
-        Some(_) => "the staged root filesystem".to_string(),
-        None => root.display().to_string(),
+    let source = a.from_tar.as_ref().or(a.from_docker_archive.as_ref()).or(a.from_oci.as_ref());
+    let label = match (&staging, source) {
+        (Some(_), Some(src)) => format!("built from {}", src.display()),
+        (Some(_), None) => "built from --exec/--add".to_string(),
+        (None, _) => root.display().to_string(),
     };
     rootfs::check_entry(&root, &label, &app.entry, path_env)?;
     let manifest = manifest(a, &app, mem)?;

@@ -39,9 +39,22 @@ pub struct Entry {
 }
 
 impl Entry {
+    /// The entry's path for messages (see [`shown`]).
     pub fn name(&self) -> String {
-        String::from_utf8_lossy(&self.path).into_owned()
+        shown(&self.path)
     }
+}
+
+/// An archive's name or path as one line of a message: control bytes
+/// escaped (a hostile name must not forge lines), at most 120 characters.
+pub fn shown(name: &[u8]) -> String {
+    const MAX: usize = 120;
+    let text = String::from_utf8_lossy(name);
+    let mut out: String = text.chars().flat_map(|c| if c.is_control() { c.escape_default().collect() } else { vec![c] }).take(MAX).collect();
+    if text.chars().count() > MAX {
+        out.push('…');
+    }
+    out
 }
 
 pub struct TarReader<R: Read> {
@@ -132,9 +145,7 @@ impl<R: Read> TarReader<R> {
             let mut h = [0u8; BLOCK];
             let last = long_name
                 .as_ref()
-                .map_or("the archive's end".to_string(), |n: &Vec<u8>| {
-                    String::from_utf8_lossy(n).into_owned()
-                });
+                .map_or("the archive's end".to_string(), |n: &Vec<u8>| shown(n));
             match self.r.read(&mut h[..1]) {
                 Ok(0) => {
                     // No end-of-archive blocks: accepted (many tools omit them).
@@ -149,9 +160,9 @@ impl<R: Read> TarReader<R> {
                 return Ok(None);
             }
             let name = cstr(&h[0..100]);
-            let shown = String::from_utf8_lossy(&name).into_owned();
+            let label = shown(&name);
             let sum = octal(&h[148..156])
-                .ok_or_else(|| Error(format!("corrupt archive header at {shown}")))?;
+                .ok_or_else(|| Error(format!("not a tar archive, or a corrupt header at entry `{label}`")))?;
             let computed: u64 = h
                 .iter()
                 .enumerate()
@@ -164,30 +175,30 @@ impl<R: Read> TarReader<R> {
                 })
                 .sum();
             if sum != computed {
-                bail!("corrupt archive header (checksum) at entry {shown}");
+                bail!("corrupt archive header (checksum) at entry {label}");
             }
             let num = |r: std::ops::Range<usize>| {
                 octal(&h[r])
-                    .ok_or_else(|| Error(format!("corrupt archive header at entry {shown}")))
+                    .ok_or_else(|| Error(format!("corrupt archive header at entry {label}")))
             };
             let mut size = num(124..136)?;
             let typeflag = h[156];
             match typeflag {
                 b'L' => {
-                    long_name = Some(cstr(&self.meta(size, &shown)?));
+                    long_name = Some(cstr(&self.meta(size, &label)?));
                     continue;
                 }
                 b'K' => {
-                    long_link = Some(cstr(&self.meta(size, &shown)?));
+                    long_link = Some(cstr(&self.meta(size, &label)?));
                     continue;
                 }
                 b'x' => {
-                    pax = parse_pax(&self.meta(size, &shown)?)
-                        .ok_or_else(|| Error(format!("corrupt PAX header at entry {shown}")))?;
+                    pax = parse_pax(&self.meta(size, &label)?)
+                        .ok_or_else(|| Error(format!("corrupt PAX header at entry {label}")))?;
                     continue;
                 }
                 b'g' => {
-                    self.meta(size, &shown)?;
+                    self.meta(size, &label)?;
                     continue;
                 }
                 _ => {}
@@ -218,7 +229,7 @@ impl<R: Read> TarReader<R> {
                     b"path" => path = v.clone(),
                     b"linkpath" => link = v.clone(),
                     b"size" => {
-                        size = n().ok_or_else(|| Error(format!("bad PAX size at {shown}")))?
+                        size = n().ok_or_else(|| Error(format!("bad PAX size at {label}")))?
                     }
                     b"uid" => uid = n().unwrap_or(uid),
                     b"gid" => gid = n().unwrap_or(gid),
@@ -238,8 +249,8 @@ impl<R: Read> TarReader<R> {
                 b'6' => Kind::Fifo,
                 t => bail!(
                     "unsupported archive entry type `{}` at {}",
-                    char::from(t),
-                    String::from_utf8_lossy(&path)
+                    char::from(t).escape_default(),
+                    shown(&path)
                 ),
             };
             if kind != Kind::File {
@@ -252,7 +263,7 @@ impl<R: Read> TarReader<R> {
             if size > MAX_ENTRY {
                 bail!(
                     "archive entry {} claims {size} bytes: refused",
-                    String::from_utf8_lossy(&path)
+                    shown(&path)
                 );
             }
             let mode = u32::try_from(num(100..108)? & 0o7777).unwrap_or(0o644);
@@ -331,9 +342,17 @@ mod tests {
         while let Some(e) = r.next_entry().expect("valid") {
             let mut data = Vec::new();
             r.copy_data(&e, &mut data).expect("data");
-            v.push((e.name(), e.kind, e.link.clone(), data));
+            v.push((String::from_utf8_lossy(&e.path).into_owned(), e.kind, e.link.clone(), data));
         }
         v
+    }
+
+    #[test]
+    fn names_in_messages_are_one_line_and_bounded() {
+        assert_eq!(shown(b"bin/x\nsmolvm: forged\r"), "bin/x\\nsmolvm: forged\\r");
+        assert_eq!(shown("é/ü".as_bytes()), "é/ü");
+        let long = shown(&[b'a'; 500]);
+        assert_eq!((long.chars().count(), long.ends_with('…')), (121, true));
     }
 
     #[test]
