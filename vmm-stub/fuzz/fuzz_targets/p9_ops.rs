@@ -2,6 +2,10 @@
 //! small structured client (ops, fids, names from a dictionary that includes
 //! `..`, `/`, NUL and symlinks pointing out of the share). Checks: no panic,
 //! every reply well formed, and nothing outside the share ever changes.
+//! Each input gets a new `Server` on a share put back as first built; the
+//! tree lives on tmpfs and is reset entry by entry (only what the last
+//! input changed), and the outside is compared by inode keys, with full
+//! listings of both every 1024 inputs (`P9_OPS_CHECK_EVERY`).
 #![no_main]
 use libfuzzer_sys::fuzz_target;
 use std::fs;
@@ -66,9 +70,8 @@ impl B {
     }
 }
 
-/// One message built from the input: (type, body).
-fn op(i: &mut In<'_>) -> (u8, B) {
-    let b = B::default();
+/// One message built from the input into `b`: (type, message).
+fn op(i: &mut In<'_>, b: B) -> (u8, B) {
     match i.byte() % 25 {
         0 => {
             let (fid, newfid, n) = (i.fid(), i.fid(), i.byte() % 4);
@@ -115,11 +118,19 @@ fn op(i: &mut In<'_>) -> (u8, B) {
     }
 }
 
-fn frame(kind: u8, body: &[u8]) -> Vec<u8> {
-    let mut m = ((7 + body.len()) as u32).to_le_bytes().to_vec();
-    m.push(kind);
-    m.extend_from_slice(&[7, 0]);
-    m.extend_from_slice(body);
+/// An empty message in a reused buffer: room for the header, then the body.
+fn blank(mut buf: Vec<u8>) -> B {
+    buf.clear();
+    buf.extend_from_slice(&[0; 7]);
+    B(buf)
+}
+
+/// Fills in the header (size, type, tag 7).
+fn framed(kind: u8, B(mut m): B) -> Vec<u8> {
+    let size = (m.len() as u32).to_le_bytes();
+    m[..4].copy_from_slice(&size);
+    m[4] = kind;
+    m[5..7].copy_from_slice(&[7, 0]);
     m
 }
 
@@ -140,61 +151,228 @@ fn snapshot(dir: &Path) -> Vec<(String, Vec<u8>, u32)> {
     v
 }
 
-fn base() -> PathBuf {
-    // tmpfs when there is one: each run rebuilds the tree.
-    let tmp = if Path::new("/dev/shm").is_dir() { PathBuf::from("/dev/shm") } else { std::env::temp_dir() };
-    tmp.join(format!("p9-fuzz-ops-{}", std::process::id()))
+/// One entry of a tree: path, mode, owner, group, link count, and the
+/// bytes of a file or the target of a symlink.
+type Entry = (PathBuf, u32, u32, u32, u64, Vec<u8>);
+
+/// Everything below `dir` (but times and inode numbers), sorted.
+fn layout(dir: &Path) -> Vec<Entry> {
+    use std::os::unix::fs::MetadataExt;
+    let mut v = Vec::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        for e in fs::read_dir(&d).expect("list").flatten() {
+            let (path, m) = (e.path(), e.metadata().expect("stat"));
+            let data = if m.is_file() {
+                fs::read(&path).expect("read")
+            } else if m.is_symlink() {
+                fs::read_link(&path).expect("readlink").into_os_string().into_encoded_bytes()
+            } else {
+                Vec::new()
+            };
+            if m.is_dir() {
+                todo.push(path.clone());
+            }
+            v.push((path.strip_prefix(dir).expect("below").to_path_buf(), m.mode(), m.uid(), m.gid(), m.nlink(), data));
+        }
+    }
+    v.sort();
+    v
 }
 
 type Snapshot = (Vec<(String, Vec<u8>, u32)>, Vec<(String, Vec<u8>, u32)>);
 
-/// The outside of the share as first built; it must never change, so it is
-/// taken once rather than per input.
-fn outside_before(base: &Path) -> &'static Snapshot {
-    static S: std::sync::OnceLock<Snapshot> = std::sync::OnceLock::new();
-    S.get_or_init(|| {
+/// Everything `lstat` says about an inode but its access time. Equal keys
+/// mean an unchanged inode: any change to a file's bytes, a directory's
+/// entries (tmpfs also counts them in the size), mode, owner, link count or
+/// times sets a new ctime, and the inode number changes if it was replaced.
+type Key = [i64; 11];
+
+fn key(path: &Path) -> Option<Key> {
+    use std::os::unix::fs::MetadataExt;
+    let m = fs::symlink_metadata(path).ok()?;
+    let u = |v: u64| v as i64;
+    Some([
+        u(m.dev()),
+        u(m.ino()),
+        i64::from(m.mode()),
+        u(m.nlink()),
+        i64::from(m.uid()),
+        i64::from(m.gid()),
+        u(m.size()),
+        m.mtime(),
+        m.mtime_nsec(),
+        m.ctime(),
+        m.ctime_nsec(),
+    ])
+}
+
+/// `f` still holds exactly "file" (read without `fs::read`'s extra stat).
+fn holds_file(path: &Path) -> bool {
+    use std::io::Read;
+    let mut buf = [0u8; 5];
+    let Ok(mut f) = fs::File::open(path) else { return false };
+    matches!(f.read(&mut buf), Ok(4)) && &buf[..4] == b"file" && matches!(f.read(&mut buf), Ok(0))
+}
+
+/// The share's initial entries: name and how to make it.
+const PRISTINE: &[(&str, Option<&str>)] =
+    &[("a", None), ("f", None), ("l_out", Some("../outside")), ("l_up", Some("..")), ("l_secret", Some("../secret"))];
+
+/// The test tree, built once per process: `base/{secret, outside/secret}`
+/// must never change; `base/share` is served and put back as first built
+/// before each input, entry by entry (only what the last input changed).
+struct Tree {
+    share: PathBuf,
+    /// `base`, `base/secret`, `base/outside`, `base/outside/secret`.
+    outside: [PathBuf; 4],
+    outside_keys: [Option<Key>; 4],
+    /// The full listing-and-contents snapshot of the outside, checked
+    /// every `full_check_every()` inputs as well (the keys already imply it).
+    outside_full: Snapshot,
+    /// Keys of the share's entries as last (re)built, by `PRISTINE` index.
+    share_keys: Vec<Option<Key>>,
+    /// Mode, owner and group of the share's root as made.
+    root_attrs: (u32, u32, u32),
+    /// `layout(share)` as first built: every `full_check_every()` inputs the
+    /// reset share is compared with it.
+    share_layout: Vec<Entry>,
+    runs: u64,
+}
+
+/// How often the full checks run (the share's layout after a reset, the
+/// outside's listing and bytes); `P9_OPS_CHECK_EVERY=1` checks every input
+/// (to validate the reset and the keys).
+fn full_check_every() -> u64 {
+    static N: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    *N.get_or_init(|| std::env::var("P9_OPS_CHECK_EVERY").ok().and_then(|v| v.parse().ok()).unwrap_or(1024).max(1))
+}
+
+impl Tree {
+    fn new() -> Self {
+        // tmpfs when there is one.
+        let tmp = if Path::new("/dev/shm").is_dir() { PathBuf::from("/dev/shm") } else { std::env::temp_dir() };
+        let base = tmp.join(format!("p9-fuzz-ops-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&base);
         fs::create_dir_all(base.join("outside")).expect("mkdir");
         fs::write(base.join("outside/secret"), "SECRET").expect("write");
         fs::write(base.join("secret"), "SECRET").expect("write");
-        (snapshot(base), snapshot(&base.join("outside")))
-    })
+        fs::create_dir(base.join("share")).expect("mkdir");
+        // Later changes get a later ctime even on a coarse (per tick) clock.
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        let outside = [base.clone(), base.join("secret"), base.join("outside"), base.join("outside/secret")];
+        let outside_keys = outside.each_ref().map(|p| key(p));
+        let outside_full = (snapshot(&base), snapshot(&outside[2]));
+        let root = fs::metadata(base.join("share")).expect("share");
+        let root_attrs = { use std::os::unix::fs::MetadataExt; (root.mode(), root.uid(), root.gid()) };
+        let share_keys = vec![None; PRISTINE.len()];
+        let mut t = Tree {
+            share: base.join("share"),
+            outside,
+            outside_keys,
+            outside_full,
+            share_keys,
+            root_attrs,
+            share_layout: Vec::new(),
+            runs: 0,
+        };
+        t.reset();
+        t.share_layout = layout(&t.share);
+        t
+    }
+
+    /// Puts the share back as first built: removes what the last input
+    /// added, rebuilds what it changed (compared by key, and the file's
+    /// bytes too: a same-size rewrite within one clock tick of its creation
+    /// keeps the key), restores the root's mode and owner.
+    fn reset(&mut self) {
+        use std::os::unix::fs::{MetadataExt, PermissionsExt};
+        let root = fs::symlink_metadata(&self.share).expect("share");
+        let (mode, uid, gid) = self.root_attrs;
+        if root.mode() != mode {
+            fs::set_permissions(&self.share, fs::Permissions::from_mode(mode)).expect("chmod");
+        }
+        if (root.uid(), root.gid()) != (uid, gid) {
+            std::os::unix::fs::chown(&self.share, Some(uid), Some(gid)).expect("chown");
+        }
+        let mut intact = vec![false; PRISTINE.len()];
+        for e in fs::read_dir(&self.share).expect("list").flatten() {
+            let path = e.path();
+            let i = PRISTINE.iter().position(|(n, _)| e.file_name() == *n);
+            if let Some(i) = i {
+                let same = self.share_keys[i].is_some() && key(&path) == self.share_keys[i];
+                if same && (PRISTINE[i].0 != "f" || holds_file(&path)) {
+                    intact[i] = true;
+                    continue;
+                }
+            }
+            let removed = match fs::symlink_metadata(&path) {
+                Ok(m) if m.is_dir() => fs::remove_dir_all(&path),
+                _ => fs::remove_file(&path),
+            };
+            removed.expect("remove");
+        }
+        for (i, &(name, link)) in PRISTINE.iter().enumerate() {
+            if intact[i] {
+                continue;
+            }
+            let path = self.share.join(name);
+            match (name, link) {
+                ("a", _) => fs::create_dir(&path).expect("mkdir"),
+                (_, None) => fs::write(&path, "file").expect("write"),
+                (_, Some(to)) => std::os::unix::fs::symlink(to, &path).expect("symlink"),
+            }
+            self.share_keys[i] = key(&path);
+        }
+    }
+
+    /// Nothing outside the share changed.
+    fn check_outside(&mut self) {
+        let keys = self.outside.each_ref().map(|p| key(p));
+        if keys != self.outside_keys || self.runs % full_check_every() == 0 {
+            let after = (snapshot(&self.outside[0]), snapshot(&self.outside[2]));
+            assert_eq!(self.outside_full, after, "something outside the share changed");
+            assert_eq!(self.outside_keys, keys, "an inode outside the share changed");
+        }
+        self.runs += 1;
+    }
 }
 
 thread_local! {
+    static TREE: std::cell::RefCell<Tree> = std::cell::RefCell::new(Tree::new());
     // Reused: a fresh 128 KiB buffer per input cost more than the ops.
     static REPLY: std::cell::RefCell<Vec<u8>> = std::cell::RefCell::new(vec![0u8; 1 << 17]);
 }
 
 fuzz_target!(|data: &[u8]| {
-    let base = base();
-    let share = base.join("share");
-    let _ = fs::remove_dir_all(&share);
-    let before = outside_before(&base);
-    fs::create_dir_all(share.join("a")).expect("mkdir");
-    fs::write(share.join("f"), "file").expect("write");
-    std::os::unix::fs::symlink("../outside", share.join("l_out")).expect("symlink");
-    std::os::unix::fs::symlink("..", share.join("l_up")).expect("symlink");
-    std::os::unix::fs::symlink("../secret", share.join("l_secret")).expect("symlink");
-
-    let mut server = Server::new(share.as_os_str().as_encoded_bytes(), false).expect("share");
-    REPLY.with(|r| serve(&mut server, &mut r.borrow_mut(), data));
-    drop(server);
-    let after = (snapshot(&base), snapshot(&base.join("outside")));
-    assert_eq!(*before, after, "something outside the share changed");
+    TREE.with(|t| {
+        let mut tree = t.borrow_mut();
+        tree.reset();
+        if tree.runs % full_check_every() == 0 && !tree.share_layout.is_empty() {
+            assert_eq!(tree.share_layout, layout(&tree.share), "reset left the share different from new");
+        }
+        // A new server per input, as a new VM would start it.
+        let mut server = Server::new(tree.share.as_os_str().as_encoded_bytes(), false).expect("share");
+        REPLY.with(|r| serve(&mut server, &mut r.borrow_mut(), data));
+        drop(server);
+        tree.check_outside();
+    });
 });
 
 fn serve(server: &mut Server, reply: &mut [u8], data: &[u8]) {
     let mut input = In(data);
-    let mut msgs = vec![
-        frame(msg::TVERSION, &B::default().u32(1 << 17).s(b"9P2000.L").0),
-        frame(msg::TATTACH, &B::default().u32(0).u32(u32::MAX).s(b"").s(b"").u32(0).0),
-    ];
-    while !input.0.is_empty() && msgs.len() < 64 {
-        let (kind, body) = op(&mut input);
-        msgs.push(frame(kind, &body.0));
-    }
-    for m in &msgs {
-        let n = server.handle(m, reply);
+    // One buffer for every message (built and sent one at a time: the
+    // input alone decides them, not the replies).
+    let mut m = Vec::with_capacity(256);
+    for sent in 0.. {
+        let (kind, b) = match sent {
+            0 => (msg::TVERSION, blank(m).u32(1 << 17).s(b"9P2000.L")),
+            1 => (msg::TATTACH, blank(m).u32(0).u32(u32::MAX).s(b"").s(b"").u32(0)),
+            _ if input.0.is_empty() || sent == 64 => break,
+            _ => op(&mut input, blank(m)),
+        };
+        m = framed(kind, b);
+        let n = server.handle(&m, reply);
         assert!(n >= 7 && n <= reply.len(), "empty replies (Rclunk) are 7 bytes");
         assert_eq!(u32::from_le_bytes(reply[..4].try_into().unwrap()) as usize, n);
         assert!(reply[4] == msg::RLERROR || reply[4] == m[4] + 1, "reply type");
