@@ -13,6 +13,7 @@ typedef unsigned long u64;
 #define MODE_ECHO 1    /* stdin (control device port 1) -> stdout (hvc0), until EOF */
 #define MODE_BLK 2     /* rootfs reads, RO/range/id checks, disk write + flush */
 #define MODE_HOSTILE 3 /* CASE=n: one malformed queue -> NEEDS_RESET, then recovery */
+#define MODE_SIGNALS 4 /* listens on the control port as init does: "signal N" on hvc0 per forwarded signal */
 
 #define MMIO(slot) (0xd0000000UL + (u64)(slot) * 0x1000UL)
 #define RAM_END (64UL << 20)
@@ -105,7 +106,7 @@ static void con_write(u64 addr, u32 len) {
     CHECK(2, used(&con_tx, &id, &l));
 }
 
-#if MODE == MODE_ECHO
+#if MODE == MODE_ECHO || MODE == MODE_SIGNALS
 /* Control device (slot 2): multiport, queues 2/3 control in/out, 6 = port 2 (stdin) rx. */
 static struct vq cin, cout, rx;
 #define CIN_BUF 0xa00000UL
@@ -136,6 +137,9 @@ static int recv_ctrl(u32 *pid, u16 *event, u16 *value) {
     return 1;
 }
 
+#endif
+
+#if MODE == MODE_ECHO
 static __attribute__((noreturn)) void echo(void) {
     con_init();
     u64 m = MMIO(2);
@@ -310,6 +314,52 @@ static __attribute__((noreturn)) void hostile(void) {
 }
 #endif
 
+#if MODE == MODE_SIGNALS
+/* Port 1 (host -> init signal bytes) rx = queue 4. Opens it as init does,
+ * then prints "signal N" for each byte; runs until the host ends the VM. */
+static struct vq sigq;
+#define SIG_BUF 0xb80000UL
+#define MSG_BUF 0xc00000UL
+static void post_sig(u16 i) { desc(&sigq, i, SIG_BUF + 64 * (u64)i, 64, F_WRITE, 0); publish(&sigq, i); }
+static void say(const char *text, u32 len) { copy(MSG_BUF, text, len); con_write(MSG_BUF, len); }
+
+static __attribute__((noreturn)) void signals(void) {
+    con_init();
+    u64 m = MMIO(2);
+    CHECK(10, dev_begin(m, 3, 1 << 1 /* MULTIPORT */));
+    vq_init(&cin, m, 2, 16, 0x810000);
+    vq_init(&cout, m, 3, 8, 0x820000);
+    vq_init(&sigq, m, 4, 4, 0x840000); /* the stub offers 4 entries */
+    vq_enable(&cin); vq_enable(&cout); vq_enable(&sigq);
+    dev_ok(m);
+    for (u16 i = 0; i < 16; i++) post_cin(i);
+    notify(&cin);
+    for (u16 i = 0; i < 4; i++) post_sig(i);
+    notify(&sigq);
+    send_ctrl(0xffffffffu, 0 /* DEVICE_READY */, 1);
+    send_ctrl(1, 6 /* PORT_OPEN */, 1); /* "init" listens for signals */
+    say("listening\n", 10);
+    for (;;) {
+        u32 id, len; u16 ev, val;
+        while (recv_ctrl(&id, &ev, &val)) {} /* PORT_ADD etc.: not needed here */
+        while (used(&sigq, &id, &len)) {
+            for (u32 k = 0; k < len && k < 64; k++) {
+                u8 n = *(volatile u8 *)(SIG_BUF + 64 * (u64)id + k);
+                char line[] = "signal NN\n";
+                u32 at = 7;
+                if (n >= 10) line[at++] = (char)('0' + n / 10);
+                line[at++] = (char)('0' + n % 10);
+                line[at++] = '\n';
+                say(line, at);
+            }
+            post_sig((u16)id);
+            notify(&sigq);
+        }
+        __asm__ volatile("pause");
+    }
+}
+#endif
+
 void _start(void) __attribute__((noreturn, section(".text.start")));
 void _start(void) {
 #if MODE == MODE_ECHO
@@ -318,6 +368,8 @@ void _start(void) {
     blk();
 #elif MODE == MODE_HOSTILE
     hostile();
+#elif MODE == MODE_SIGNALS
+    signals();
 #else
 #error unknown MODE
 #endif

@@ -2,9 +2,12 @@
 //!
 //! - SIGINT, SIGTERM, SIGHUP: recorded in [`PENDING`] and delivered as one
 //!   byte (the signal number) on the control port (`abi::slot::CONSOLE_CONTROL`),
-//!   where init sends it to the app. The first one also starts a grace
-//!   period of [`GRACE_SECS`]; if the VM is still running then, or on a
-//!   second SIGINT, the stub ends at once with 128 + the first signal.
+//!   where init sends it to the app. The first SIGINT or SIGTERM (a request
+//!   to stop, as `docker stop` or a first ^C under `docker compose up`) also
+//!   starts a grace period of [`GRACE_SECS`]: if the VM still runs then, the
+//!   stub ends with 128 + that signal, whether or not the app handled it. A
+//!   second SIGINT ends it at once with 130. SIGHUP is only passed on (an
+//!   app may take it as "reload", as under `docker run`).
 //!   While nobody in the guest has the control port open (early boot, or a
 //!   guest without our init), the signal cannot be delivered: the stub ends
 //!   at once with 128 + the signal, as the app would have.
@@ -50,7 +53,7 @@ pub const GRACE_SECS: u32 = 10;
 
 /// Signals waiting for delivery to the app: bit `n - 1` is signal `n`.
 static PENDING: AtomicU64 = AtomicU64::new(0);
-/// The first forwarded signal (0: none yet); decides the exit status when
+/// The first SIGINT or SIGTERM (0: none yet); decides the exit status when
 /// the grace period runs out.
 static FIRST: AtomicU32 = AtomicU32::new(0);
 static SIGINTS: AtomicU32 = AtomicU32::new(0);
@@ -203,17 +206,17 @@ extern "C" fn on_signal(sig: i32) {
     let sig = u32::try_from(sig).unwrap_or(0);
     match sig {
         SIGINT | SIGTERM | SIGHUP => {
-            if !LISTENING.load(Ordering::Acquire) {
-                hard_exit(exit_status(sig));
+            let earlier_sigints = if sig == SIGINT { SIGINTS.fetch_add(1, Ordering::AcqRel) } else { 0 };
+            match on_forwarded(sig, LISTENING.load(Ordering::Acquire), earlier_sigints) {
+                Forwarded::Exit(code) => hard_exit(code),
+                Forwarded::Deliver { stop } => {
+                    if stop && FIRST.compare_exchange(0, sig, Ordering::AcqRel, Ordering::Acquire).is_ok() {
+                        // SAFETY: alarm(secs) takes an integer and touches no memory.
+                        unsafe { syscall4(37, GRACE_SECS as usize, 0, 0, 0) };
+                    }
+                    PENDING.fetch_or(bit(sig), Ordering::AcqRel);
+                }
             }
-            if sig == SIGINT && SIGINTS.fetch_add(1, Ordering::AcqRel) >= 1 {
-                hard_exit(exit_status(SIGINT));
-            }
-            if FIRST.compare_exchange(0, sig, Ordering::AcqRel, Ordering::Acquire).is_ok() {
-                // SAFETY: alarm(secs) takes an integer and touches no memory.
-                unsafe { syscall4(37, GRACE_SECS as usize, 0, 0, 0) };
-            }
-            PENDING.fetch_or(bit(sig), Ordering::AcqRel);
         }
         SIGALRM => hard_exit(exit_status(FIRST.load(Ordering::Acquire))),
         SIGWINCH => WINCH.store(true, Ordering::Release),
@@ -224,6 +227,28 @@ extern "C" fn on_signal(sig: i32) {
         _ => {}
     }
     kick();
+}
+
+/// What a SIGINT, SIGTERM or SIGHUP to the stub does.
+#[derive(Debug, PartialEq, Eq)]
+enum Forwarded {
+    /// End the stub now with this status.
+    Exit(u8),
+    /// Deliver it to the app; `stop`: it asks the VM to stop (the grace
+    /// period starts if it has not yet).
+    Deliver { stop: bool },
+}
+
+/// The rules of the module comment, as a pure function: `listening` (the
+/// guest can receive signals), `earlier_sigints` (SIGINTs before this one).
+fn on_forwarded(sig: u32, listening: bool, earlier_sigints: u32) -> Forwarded {
+    if !listening {
+        Forwarded::Exit(exit_status(sig))
+    } else if sig == SIGINT && earlier_sigints >= 1 {
+        Forwarded::Exit(exit_status(SIGINT))
+    } else {
+        Forwarded::Deliver { stop: sig != SIGHUP }
+    }
 }
 
 fn exit_status(sig: u32) -> u8 {
@@ -253,5 +278,21 @@ mod tests {
         assert_eq!(take_pending(), None);
         assert_eq!(exit_status(SIGTERM), 143);
         assert_eq!(exit_status(SIGINT), 130);
+    }
+
+    #[test]
+    fn int_twice_ends_at_once_term_and_int_start_the_grace_hup_does_not() {
+        use Forwarded::*;
+        // Nobody listens yet: end as the app would have.
+        assert_eq!(on_forwarded(SIGHUP, false, 0), Exit(129));
+        assert_eq!(on_forwarded(SIGINT, false, 0), Exit(130));
+        assert_eq!(on_forwarded(SIGTERM, false, 0), Exit(143));
+        assert_eq!(on_forwarded(SIGINT, true, 0), Deliver { stop: true });
+        assert_eq!(on_forwarded(SIGINT, true, 1), Exit(130));
+        assert_eq!(on_forwarded(SIGTERM, true, 0), Deliver { stop: true });
+        // A SIGTERM after a SIGINT is delivered too; only SIGINTs count.
+        assert_eq!(on_forwarded(SIGTERM, true, 1), Deliver { stop: true });
+        assert_eq!(on_forwarded(SIGHUP, true, 0), Deliver { stop: false });
+        assert_eq!(on_forwarded(SIGHUP, true, 1), Deliver { stop: false });
     }
 }
