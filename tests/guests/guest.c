@@ -61,20 +61,52 @@ static int contains(const u8 *hay, u64 len, const char *needle, u64 n) {
 }
 #define CONTAINS(hay, len, lit) contains(hay, len, lit, sizeof(lit) - 1)
 
+/* Maps guest-physical GiB `gib` 1:1 with 2 MiB pages through a page
+ * directory at `pd` (free low RAM), in the stub's page tables. */
+static void map_gib(u64 gib, u64 pd) {
+    u64 cr3;
+    __asm__ volatile("mov %%cr3, %0" : "=r"(cr3));
+    u64 *pdpt = (u64 *)(*(u64 *)(cr3 & ~0xfffUL) & ~0xfffUL);
+    for (u64 j = 0; j < 512; j++) ((u64 *)pd)[j] = ((gib << 30) + (j << 21)) | 0x83;
+    pdpt[gib] = pd | 3;
+    __asm__ volatile("mov %0, %%cr3" : : "r"(cr3) : "memory");
+}
+
+/* RAM above 4 GiB: its first and last words hold what we write, and they
+ * do not alias the top of low RAM. */
+static int high_ram_works(u64 low, u64 high) {
+    map_gib(4, 0x10000);
+    map_gib(((1UL << 32) + high - 8) >> 30, 0x11000);
+    volatile u64 *top_low = (u64 *)(low - 8), *first = (u64 *)(1UL << 32);
+    volatile u64 *last = (u64 *)((1UL << 32) + high - 8);
+    *top_low = 0x1111;
+    *first = 0x2222;
+    *last = 0x3333;
+    return *top_low == 0x1111 && *first == 0x2222 && *last == 0x3333;
+}
+
 /* Checks what the stub promised in boot_params; exits with the number of
  * the first failed check (so the test names it), 0 when all hold. */
 static __attribute__((noreturn)) void check_boot_params(const u8 *bp) {
     /* Setup header signature and loader type. */
     if (rd32(bp + 0x202) != 0x53726448 || bp[0x210] != 0xff) finish(10);
     /* e820: low RAM, then RAM from 1 MiB to the end of guest memory
-     * (EXPECT_MEM_MIB), nothing overlapping. */
+     * (EXPECT_MEM_MIB) or to the virtio-mmio window at 0xd0000000 and the
+     * rest from 4 GiB, nothing overlapping. */
+    u64 mem = (u64)EXPECT_MEM_MIB << 20;
+    u64 low = mem < 0xd0000000UL ? mem : 0xd0000000UL, high = mem - low;
     u8 n = bp[0x1e8];
     if (n < 2 || n > 128) finish(11);
     const u8 *e = bp + 0x2d0;
     if (rd64(e) != 0 || rd32(e + 16) != 1) finish(12);
-    const u8 *last = e + 20 * (n - 1);
-    if (rd64(last) != 0x100000 || rd32(last + 16) != 1) finish(13);
-    if (rd64(last) + rd64(last + 8) != (u64)EXPECT_MEM_MIB << 20) finish(14);
+    const u8 *ram = e + 20 * (n - (high ? 2 : 1));
+    if (rd64(ram) != 0x100000 || rd32(ram + 16) != 1) finish(13);
+    if (rd64(ram) + rd64(ram + 8) != low) finish(14);
+    if (high) {
+        const u8 *last = e + 20 * (n - 1);
+        if (rd64(last) != 1UL << 32 || rd64(last + 8) != high || rd32(last + 16) != 1) finish(20);
+        if (!high_ram_works(low, high)) finish(21);
+    }
     /* Command line: ours, NUL-terminated within cmdline_size. */
     const u8 *cmd = (const u8 *)(u64)rd32(bp + 0x228);
     u32 cmd_size = rd32(bp + 0x238);
@@ -83,7 +115,7 @@ static __attribute__((noreturn)) void check_boot_params(const u8 *bp) {
      * start and the stub's runtime archive (with our args) after it. */
     u64 rd = rd32(bp + 0x218) | (u64)rd32(bp + 0xc0) << 32;
     u64 rd_len = rd32(bp + 0x21c) | (u64)rd32(bp + 0xc4) << 32;
-    if (rd % 4096 || rd_len == 0 || rd < 0x300000 || rd + rd_len > (u64)EXPECT_MEM_MIB << 20) finish(16);
+    if (rd % 4096 || rd_len == 0 || rd < 0x300000 || rd + rd_len > low) finish(16);
     if (!has_prefix((const u8 *)rd, "070701")) finish(17);
     if (!CONTAINS((const u8 *)rd, rd_len, "smolvm/run\0")) finish(18);
     /* The runtime config: magic, then one `arg` record per app argument. */

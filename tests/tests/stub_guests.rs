@@ -66,6 +66,21 @@ fn boot_params_e820_cmdline_and_initrd_are_as_promised() {
 }
 
 #[test]
+fn guest_memory_above_the_mmio_window_continues_at_4_gib() {
+    if !have_kvm() {
+        return;
+    }
+    // 4.5 GiB: 3.25 GiB below the virtio-mmio window, 1.25 GiB from 4 GiB
+    // (e820 says so, the guest writes the first and last word up there).
+    // The mapping is MAP_NORESERVE: the host backs only touched pages.
+    let g = guest("bootparams-high", "MODE_BOOTPARAMS", &["-DEXPECT_MEM_MIB=4608"]);
+    let img = image("bootparams-high", &g, 32);
+    let out = run_serial(&img, &["--smolvm-mem=4608", "MARKER-one", "two words"]);
+    assert_eq!(out.status.code(), Some(0), "failed check = exit status; {out:?}");
+    assert_eq!(text(&out.stderr), "boot_params ok\n");
+}
+
+#[test]
 fn triple_fault_is_125_with_the_console_tail() {
     if !have_kvm() {
         return;

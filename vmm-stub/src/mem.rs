@@ -1,4 +1,6 @@
-//! Guest RAM: one anonymous mapping that starts at guest physical address 0.
+//! Guest RAM: one anonymous host mapping, seen by the guest as up to two
+//! ranges: `[0, LOW_END)` and, for RAM beyond that, `[4 GiB, ...)` (the
+//! virtio-mmio window and the x86 legacy hole sit between them).
 //!
 //! This is the only module that dereferences guest memory. Every accessor
 //! takes a guest address and a length chosen by the (hostile) guest, checks
@@ -52,7 +54,13 @@ unsafe impl ByteValued for u64 {}
 // SAFETY: arrays of POD are POD.
 unsafe impl<T: ByteValued, const N: usize> ByteValued for [T; N] {}
 
-/// Guest RAM `[0, len)` backed by one host mapping.
+/// Where low RAM ends: the virtio-mmio window starts there.
+pub const LOW_END: u64 = linker::abi::MMIO_BASE;
+/// Where RAM above `LOW_END` continues in the guest.
+pub const HIGH_BASE: u64 = 1 << 32;
+
+/// Guest RAM backed by one host mapping of `len` bytes: host offset `o`
+/// is guest address `o` below `LOW_END`, `HIGH_BASE + (o - LOW_END)` above.
 pub struct GuestMemory {
     base: NonNull<u8>,
     len: usize,
@@ -86,19 +94,42 @@ impl GuestMemory {
         self.len as u64
     }
 
+    /// Bytes of RAM at `[0, low_len)`: where the kernel and initrd go.
+    pub fn low_len(&self) -> u64 {
+        self.len().min(LOW_END)
+    }
+
+    /// The guest ranges `(guest address, size, host address)` of RAM, for
+    /// KVM's memory slots and the e820 map: low RAM, then high RAM if any.
+    pub fn ranges(&self) -> impl Iterator<Item = (u64, u64, u64)> {
+        let base = self.host_base();
+        let low = (0, self.low_len(), base);
+        let high = (HIGH_BASE, self.len() - self.low_len(), base + LOW_END);
+        [low, high].into_iter().filter(|r| r.1 > 0)
+    }
+
     pub fn is_empty(&self) -> bool {
         self.len == 0
     }
 
-    /// Host virtual address of guest address 0 (for `KVM_SET_USER_MEMORY_REGION`).
-    pub fn host_base(&self) -> u64 {
+    /// Host virtual address of guest address 0.
+    fn host_base(&self) -> u64 {
         self.base.as_ptr() as u64
     }
 
-    /// The host index range of `[addr, addr + len)`, if it lies inside RAM.
-    /// Devices use it to validate guest buffers before any access.
+    /// The host index range of `[addr, addr + len)`, if it lies inside one
+    /// RAM range (never across the hole). Devices use it to validate guest
+    /// buffers before any access.
     pub fn checked_range(&self, addr: GuestAddress, len: u64) -> Option<core::ops::Range<usize>> {
-        let start = usize::try_from(addr.0).ok()?;
+        let end = addr.0.checked_add(len)?;
+        let offset = if end <= self.low_len() {
+            addr.0
+        } else if addr.0 >= HIGH_BASE && self.len() > LOW_END {
+            addr.0 - HIGH_BASE + LOW_END
+        } else {
+            return None;
+        };
+        let start = usize::try_from(offset).ok()?;
         let end = start.checked_add(usize::try_from(len).ok()?)?;
         (end <= self.len).then_some(start..end)
     }
@@ -207,6 +238,34 @@ mod tests {
         m.read_slice(GuestAddress(8188), &mut buf).expect("inside");
         assert_eq!(buf, 0xdead_beefu32.to_le_bytes());
         assert!(m.write_slice(GuestAddress(8190), &buf).is_none());
+    }
+
+    #[test]
+    fn ram_above_the_hole_continues_at_4_gib() {
+        let len = LOW_END + 3 * PAGE_SIZE;
+        let mut m = GuestMemory::new(len).expect("mmap (NORESERVE)");
+        assert_eq!(m.low_len(), LOW_END);
+        let r: heapless::Vec<(u64, u64, u64), 2> = m.ranges().collect();
+        assert_eq!((r[0].0, r[0].1, r[1].0, r[1].1), (0, LOW_END, HIGH_BASE, 3 * PAGE_SIZE));
+        assert_eq!(r[1].2 - r[0].2, LOW_END);
+        m.write_obj(GuestAddress(LOW_END - 8), 1u64).expect("top of low RAM");
+        m.write_obj(GuestAddress(HIGH_BASE), 2u64).expect("start of high RAM");
+        m.write_obj(GuestAddress(HIGH_BASE + 3 * PAGE_SIZE - 8), 3u64).expect("end of high RAM");
+        assert_eq!(m.read_obj::<u64>(GuestAddress(LOW_END - 8)), Some(1));
+        assert_eq!(m.read_obj::<u64>(GuestAddress(HIGH_BASE)), Some(2));
+        assert_eq!(m.checked_range(GuestAddress(HIGH_BASE), 8), Some(LOW_END as usize..LOW_END as usize + 8));
+        // The hole, ranges across it, and past the end are not RAM.
+        assert!(m.slice(GuestAddress(LOW_END), 1).is_none());
+        assert!(m.slice(GuestAddress(LOW_END - 4), 8).is_none());
+        assert!(m.slice(GuestAddress(HIGH_BASE - 1), 2).is_none());
+        assert!(m.slice(GuestAddress(0), HIGH_BASE + 8).is_none());
+        assert!(m.slice(GuestAddress(HIGH_BASE + 3 * PAGE_SIZE - 4), 8).is_none());
+        assert!(m.slice(GuestAddress(HIGH_BASE + 3 * PAGE_SIZE), 1).is_none());
+        assert!(m.slice(GuestAddress(u64::MAX - 2), 4).is_none());
+        // Without high RAM nothing answers at 4 GiB.
+        let small = GuestMemory::new(8192).expect("mmap");
+        assert_eq!(small.ranges().count(), 1);
+        assert!(small.slice(GuestAddress(HIGH_BASE), 1).is_none());
     }
 
     #[test]

@@ -98,8 +98,8 @@ pub fn main(args: CStrings, env: CStrings) -> u8 {
         return 0;
     }
     let mem_mib = opts.mem_mib.or_else(|| manifest_mem(manifest.bytes())).unwrap_or(abi::DEFAULT_MEM_MIB);
-    if u64::from(mem_mib) * (1 << 20) > RAM_MAX {
-        Line::new().s("guest memory ").u(u64::from(mem_mib)).s(" MiB is more than the maximum ").u(RAM_MAX >> 20).s(" MiB").fail();
+    if u64::from(mem_mib) << 20 > MEM_MAX {
+        Line::new().s("guest memory ").u(u64::from(mem_mib)).s(" MiB is more than the maximum ").u(MEM_MAX >> 20).s(" MiB").fail();
     }
     drop(manifest);
 
@@ -254,7 +254,7 @@ fn place_initrd(
     let cpio_room = linker::cpio::entry_len(6, 0).unwrap_or(0)
         + linker::cpio::entry_len(GUEST_RUNTIME_PATH.len(), MAX_CONFIG_LEN).unwrap_or(0)
         + linker::cpio::entry_len(10, 0).unwrap_or(0);
-    let top = mem.len().min(initrd_max.saturating_add(1)) / PAGE_SIZE * PAGE_SIZE;
+    let top = mem.low_len().min(initrd_max.saturating_add(1)) / PAGE_SIZE * PAGE_SIZE;
     let start = top
         .checked_sub((cpio_room + MAX_CONFIG_LEN + 4) as u64)
         .and_then(|t| t.checked_sub(section.len))
@@ -344,7 +344,10 @@ fn write_boot_data(mem: &mut GuestMemory, kernel: &load::Kernel, cmdline: &Cmdli
     p.set_loader_fields(CMDLINE_ADDR, (c.len() + 1) as u32, initrd, initrd_len);
     p.add_e820(0, EBDA_START, E820_RAM);
     p.add_e820(EBDA_START, KERNEL_MIN_ADDR - EBDA_START, E820_RESERVED);
-    p.add_e820(KERNEL_MIN_ADDR, mem.len() - KERNEL_MIN_ADDR, E820_RAM);
+    for (gpa, size, _) in mem.ranges() {
+        let start = gpa.max(KERNEL_MIN_ADDR);
+        p.add_e820(start, (gpa + size).checked_sub(start)?, E820_RAM);
+    }
     mem.write_slice(GuestAddress(ZERO_PAGE_ADDR), p.as_bytes())
 }
 
@@ -353,12 +356,14 @@ type SetupError = (&'static str, Errno);
 fn create_vm(kvm: &Kvm, mem: &GuestMemory, entry: u64) -> Result<(Vm, Vcpu), SetupError> {
     let vm = kvm.create_vm().map_err(|e| ("KVM_CREATE_VM", e))?;
     // RAM first: adding a memory slot once other slots or devices exist
-    // waits for an SRCU grace period (milliseconds on nested hosts).
-    // SAFETY: `mem` outlives the VM: both live until the process exits
-    // (the run loop never returns), and the stub touches guest RAM only
-    // through GuestMemory.
-    unsafe { vm.set_user_memory_region(0, 0, mem.len(), mem.host_base()) }
-        .map_err(|e| ("KVM_SET_USER_MEMORY_REGION", e))?;
+    // waits for an SRCU grace period (milliseconds on nested hosts). RAM
+    // above 4 GiB (a second slot) only exists for guests of > 3.25 GiB.
+    for (slot, (gpa, size, host)) in (0..).zip(mem.ranges()) {
+        // SAFETY: `mem` outlives the VM: both live until the process exits
+        // (the run loop never returns), and the stub touches guest RAM only
+        // through GuestMemory.
+        unsafe { vm.set_user_memory_region(slot, gpa, size, host) }.map_err(|e| ("KVM_SET_USER_MEMORY_REGION", e))?;
+    }
     // No KVM_SET_TSS_ADDR/IDENTITY_MAP_ADDR: they only serve real-mode
     // emulation on Intel without unrestricted guests, and the vCPU starts
     // in long mode; each would add another memory slot.

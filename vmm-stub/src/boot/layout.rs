@@ -21,5 +21,8 @@ pub const CMDLINE_MAX: usize = 2048;
 pub const EBDA_START: u64 = 0x9_fc00;
 /// Kernels and test guests must load at or above 1 MiB.
 pub const KERNEL_MIN_ADDR: u64 = 0x10_0000;
-/// Guest RAM must leave room for the virtio-mmio window.
+/// The kernel loads below the virtio-mmio window (in low RAM).
 pub const RAM_MAX: u64 = linker::abi::MMIO_BASE;
+/// Most guest RAM the stub gives (low RAM + RAM above 4 GiB), as the
+/// builder's `--mem` limit.
+pub const MEM_MAX: u64 = 1 << 40;

@@ -79,7 +79,7 @@ pub fn load(mem: &mut GuestMemory, file: KernelFile<'_>) -> Result<Kernel, LoadE
 
 fn load_elf(mem: &mut GuestMemory, file: KernelFile<'_>, head: &[u8]) -> Result<Kernel, LoadError> {
     let image = elf::parse(head, file.len, KERNEL_MIN_ADDR, RAM_MAX).map_err(LoadError::Elf)?;
-    if image.end() > mem.len() {
+    if image.end() > mem.low_len() {
         return Err(LoadError::TooSmall);
     }
     for s in &image.segments {
@@ -107,7 +107,7 @@ fn load_elf(mem: &mut GuestMemory, file: KernelFile<'_>, head: &[u8]) -> Result<
 
 fn load_bzimage(mem: &mut GuestMemory, file: KernelFile<'_>, head: &[u8]) -> Result<Kernel, LoadError> {
     let bz = bzimage::parse(head, file.len, KERNEL_MIN_ADDR, RAM_MAX).map_err(LoadError::Bz)?;
-    if bz.end > mem.len() {
+    if bz.end > mem.low_len() {
         return Err(LoadError::TooSmall);
     }
     file.read(mem, bz.load_addr, bz.setup_len, bz.payload_len)?;
