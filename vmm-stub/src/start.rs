@@ -344,9 +344,10 @@ fn write_boot_data(mem: &mut GuestMemory, kernel: &load::Kernel, cmdline: &Cmdli
     p.set_loader_fields(CMDLINE_ADDR, (c.len() + 1) as u32, initrd, initrd_len);
     p.add_e820(0, EBDA_START, E820_RAM);
     p.add_e820(EBDA_START, KERNEL_MIN_ADDR - EBDA_START, E820_RESERVED);
-    for (gpa, size, _) in mem.ranges() {
-        let start = gpa.max(KERNEL_MIN_ADDR);
-        p.add_e820(start, (gpa + size).checked_sub(start)?, E820_RAM);
+    let [(_, low, _), (high_start, high, _)] = mem.ranges();
+    p.add_e820(KERNEL_MIN_ADDR, low.checked_sub(KERNEL_MIN_ADDR)?, E820_RAM);
+    if high > 0 {
+        p.add_e820(high_start, high, E820_RAM);
     }
     mem.write_slice(GuestAddress(ZERO_PAGE_ADDR), p.as_bytes())
 }
@@ -358,7 +359,7 @@ fn create_vm(kvm: &Kvm, mem: &GuestMemory, entry: u64) -> Result<(Vm, Vcpu), Set
     // RAM first: adding a memory slot once other slots or devices exist
     // waits for an SRCU grace period (milliseconds on nested hosts). RAM
     // above 4 GiB (a second slot) only exists for guests of > 3.25 GiB.
-    for (slot, (gpa, size, host)) in (0..).zip(mem.ranges()) {
+    for (slot, (gpa, size, host)) in (0..).zip(mem.ranges()).filter(|(_, r)| r.1 > 0) {
         // SAFETY: `mem` outlives the VM: both live until the process exits
         // (the run loop never returns), and the stub touches guest RAM only
         // through GuestMemory.
