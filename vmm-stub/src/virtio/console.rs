@@ -77,11 +77,15 @@ impl<'f> Output<'f> {
 pub struct Input<'f> {
     fd: BorrowedFd<'f>,
     eof: bool,
+    /// Head indexes (< 64) of the receive buffers the driver has posted:
+    /// Linux recycles the same buffers, so this counts what it holds when
+    /// we have none.
+    heads_seen: u64,
 }
 
 impl<'f> Input<'f> {
     pub fn new(fd: BorrowedFd<'f>) -> Self {
-        Input { fd, eof: false }
+        Input { fd, eof: false, heads_seen: 0 }
     }
 
     /// Whether stdin ended (read returned 0 or failed).
@@ -91,6 +95,11 @@ impl<'f> Input<'f> {
 
     /// Moves available host bytes into `q`'s chains. Never returns a chain
     /// with zero bytes (a generic port would read that as end of file).
+    ///
+    /// With `VIRTIO_F_EVENT_IDX`, once every buffer is filled the driver is
+    /// asked to notify only after it has reposted half of the buffers it
+    /// holds: one exit per half ring of stdin instead of one per buffer,
+    /// and the guest still has the other half to read meanwhile.
     pub fn fill(&mut self, q: &mut Queue, mem: &mut GuestMemory) -> Result<Irq, QueueError> {
         let mut irq = Irq::NONE;
         while !self.eof && q.has_available(mem)? {
@@ -99,6 +108,7 @@ impl<'f> Input<'f> {
                 break;
             }
             let Some(chain) = q.pop(mem)? else { break };
+            self.heads_seen |= 1u64.checked_shl(u32::from(chain.head)).unwrap_or(0);
             let mut w = Writer::new(&chain);
             if let Some(buf) = w.chunk_mut(mem, IO_CHUNK) {
                 match rustix::io::read(self.fd, buf) {
@@ -117,6 +127,10 @@ impl<'f> Input<'f> {
             }
             q.add_used(mem, chain.head, w.written())?;
             irq = Irq::VRING;
+        }
+        if irq != Irq::NONE && !self.eof && !q.has_available(mem)? {
+            let held = u16::try_from(self.heads_seen.count_ones()).unwrap_or(1);
+            q.notify_after(mem, held / 2)?;
         }
         Ok(if q.interrupts_suppressed(mem) { Irq::NONE } else { irq })
     }

@@ -10,7 +10,7 @@
 //! NEEDS_RESET and a config interrupt, and is not served until reset.
 
 use super::queue::{Queue, QueueError};
-use super::{Irq, VirtioDevice, F_VERSION_1};
+use super::{Irq, VirtioDevice, F_EVENT_IDX, F_VERSION_1};
 use crate::bus::{Ctx, MmioDevice};
 use crate::mem::GuestMemory;
 
@@ -193,6 +193,9 @@ impl<'d> MmioTransport<'d> {
         self.status = new | (self.status & NEEDS_RESET);
         if new & DRIVER_OK != 0 && cur & DRIVER_OK == 0 && self.live() {
             let n = self.nqueues;
+            for q in &mut self.queues[..n] {
+                q.event_idx = self.driver_features & F_EVENT_IDX != 0;
+            }
             let irq = self.dev.activate(self.driver_features, &mut self.queues[..n], ctx.mem);
             self.raise(ctx, irq);
         }

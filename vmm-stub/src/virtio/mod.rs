@@ -38,6 +38,9 @@ use crate::mem::GuestMemory;
 
 /// Feature bit every modern device must negotiate (virtio 1.x).
 pub const F_VERSION_1: u64 = 1 << 32;
+/// `VIRTIO_F_EVENT_IDX`: the device says after which buffer the driver
+/// should notify it (`avail_event`, see [`queue::Queue::notify_after`]).
+pub const F_EVENT_IDX: u64 = 1 << 29;
 
 /// Device ids (virtio 1.x §5).
 pub mod id {

@@ -94,13 +94,16 @@ pub struct Queue {
     pub desc: u64,
     pub avail: u64,
     pub used: u64,
+    /// The driver accepted `VIRTIO_F_EVENT_IDX` (set when the device goes
+    /// live): it notifies only when it crosses our `avail_event`.
+    pub event_idx: bool,
     next_avail: u16,
     next_used: u16,
 }
 
 impl Queue {
     pub const fn new(max_size: u16) -> Queue {
-        Queue { max_size, size: max_size, ready: false, desc: 0, avail: 0, used: 0, next_avail: 0, next_used: 0 }
+        Queue { max_size, size: max_size, ready: false, desc: 0, avail: 0, used: 0, event_idx: false, next_avail: 0, next_used: 0 }
     }
 
     /// Back to the reset state (keeps `max_size`).
@@ -210,6 +213,19 @@ impl Queue {
         self.next_avail = self.next_avail.wrapping_sub(1);
     }
 
+    /// With `VIRTIO_F_EVENT_IDX`: asks the driver to notify us once it has
+    /// made `after` (≥ 1) more buffers available than we have taken.
+    /// [`Queue::add_used`] asks for the next one, so a device that takes
+    /// every available buffer before it waits for more is always notified.
+    pub fn notify_after(&self, mem: &mut GuestMemory, after: u16) -> Result<(), QueueError> {
+        if !self.event_idx {
+            return Ok(());
+        }
+        let avail_event = self.used + 4 + 8 * u64::from(self.size);
+        let at = self.next_avail.wrapping_add(after.max(1) - 1);
+        mem.write_obj(GuestAddress(avail_event), at).ok_or(QueueError::BadRing)
+    }
+
     /// Returns chain `head` to the driver with `len` bytes written into it.
     pub fn add_used(&mut self, mem: &mut GuestMemory, head: u16, len: u32) -> Result<(), QueueError> {
         if !self.ready {
@@ -222,7 +238,8 @@ impl Queue {
         self.next_used = self.next_used.wrapping_add(1);
         // The element must be visible before the index that publishes it.
         core::sync::atomic::fence(core::sync::atomic::Ordering::Release);
-        mem.write_obj(GuestAddress(self.used + 2), self.next_used).ok_or(QueueError::BadRing)
+        mem.write_obj(GuestAddress(self.used + 2), self.next_used).ok_or(QueueError::BadRing)?;
+        self.notify_after(mem, 1)
     }
 }
 
