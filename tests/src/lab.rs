@@ -258,10 +258,17 @@ pub fn host_kvm_boots_linux() -> bool {
 }
 
 /// Runs `cases` in order (in the shared L1 in lab mode) and returns one
-/// outcome each. Panics with the reason (and L1's console) if the lab
-/// itself fails; a case that fails or hangs is only reported.
+/// outcome each. A case that fails or hangs is only reported. If the lab
+/// itself fails (L1 under TCG on a loaded host: a lost control line, a
+/// boot timeout), the batch runs once more in a fresh L1, then panics
+/// with the reason (and L1's console).
 pub fn run(cases: &[Case]) -> Vec<Outcome> {
-    try_run(cases).unwrap_or_else(|e| panic!("lab: {e}"))
+    try_run(cases)
+        .or_else(|e| {
+            eprintln!("lab: {e}\nlab: retrying the batch once in a fresh L1");
+            try_run(cases)
+        })
+        .unwrap_or_else(|e| panic!("lab: {e}"))
 }
 
 /// [`run`] for smolvm images: build each with [`Case::image`]. Tests collect

@@ -270,14 +270,10 @@ const TAR_SCRIPT: &str = "busybox cat /etc/release; busybox stat -c '%a %u %h' /
 
 // ---- the lab batch -----------------------------------------------------
 
-/// Runs `cases` in the lab, retrying the batch once if the lab itself (not
-/// a case) fails: its serial control channel can drop characters on a
-/// loaded host.
+/// Runs `cases` in the lab (once more in a fresh L1 if the lab itself,
+/// not a case, fails: see lab::run).
 fn run_cases(cases: &[Case]) -> Vec<Outcome> {
-    lab::try_run(cases).unwrap_or_else(|e| {
-        eprintln!("lab failed ({e}); retrying the batch once");
-        lab::run_images(cases)
-    })
+    lab::run_images(cases)
 }
 
 fn show(name: &str, o: &Outcome) -> String {

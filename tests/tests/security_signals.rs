@@ -152,12 +152,8 @@ fn signals_reach_the_app_through_init_and_end_the_vm_as_documented() {
             .signal_on_stdout("tick 13", term)
             .timeout(long),
     ];
-    // Once more if the lab itself (not a case) fails: its serial control
-    // channel can drop characters on a loaded host.
-    let out = lab::try_run(&cases).unwrap_or_else(|e| {
-        eprintln!("lab failed ({e}); retrying the batch once");
-        lab::run_images(&cases)
-    });
+    // (lab::run_images runs the batch once more if the lab itself fails.)
+    let out = lab::run_images(&cases);
     let show = |i: usize| {
         let o = &out[i];
         format!("case {i}: status {:?} after {:?}\nstdout: {}\nstderr: {}", o.status, o.elapsed, o.stdout_lossy(), o.stderr_lossy())

@@ -66,14 +66,10 @@ fn random_bytes(n: usize) -> Vec<u8> {
         .collect()
 }
 
-/// Runs `cases` in the lab, retrying the batch once if the lab itself (not
-/// a case) fails: its serial control channel can drop characters on a
-/// loaded host. Every case here may run twice.
+/// Runs `cases` in the lab (once more in a fresh L1 if the lab itself,
+/// not a case, fails: see lab::run).
 fn run_cases(cases: &[Case]) -> Vec<lab::Outcome> {
-    lab::try_run(cases).unwrap_or_else(|e| {
-        eprintln!("lab failed ({e}); retrying the batch once");
-        lab::run_images(cases)
-    })
+    lab::run_images(cases)
 }
 
 #[test]
