@@ -11,6 +11,10 @@
 # Result: OUT_DIR/vmlinux and OUT_DIR/bzImage (OUT_DIR/build holds the objects).
 # Idempotent: a finished build whose config is unchanged is not touched again.
 # Niced, -j2 (JOBS=N to change): the host is shared.
+# EXTRA_CONFIG=FILE appends a fragment (CONFIG_ lines) before olddefconfig, e.g.
+# firecracker-cmdline-devices.config so that the kernel finds virtio-mmio devices under
+# QEMU. In the same OUT_DIR only the affected files rebuild (a copied OUT_DIR rebuilds
+# everything: objtool's paths are absolute), so copy OUT_DIR/vmlinux aside first.
 set -eu
 
 usage() { echo "usage: $0 [linux-source tarball or tree] OUT_DIR" >&2; exit 2; }
@@ -53,17 +57,19 @@ fi
 build=$out/build
 mkdir -p "$build"
 stamp=$build/.firecracker-config
-if [ -f "$out/vmlinux" ] && [ -f "$out/bzImage" ] && [ -f "$stamp" ] && cmp -s "$config" "$stamp"; then
+want=$build/.firecracker-config.want
+cat "$config" ${EXTRA_CONFIG:+"$EXTRA_CONFIG"} > "$want"
+if [ -f "$out/vmlinux" ] && [ -f "$out/bzImage" ] && [ -f "$stamp" ] && cmp -s "$want" "$stamp"; then
     echo "up to date: $out/vmlinux $out/bzImage"
     exit 0
 fi
 
 # Firecracker's config is a full .config from their 6.1 (Amazon Linux) tree:
 # olddefconfig settles the few symbols Debian's 6.1.x adds or drops.
-cp "$config" "$build/.config"
+cp "$want" "$build/.config"
 make -s -C "$tree" O="$build" olddefconfig
 nice -n 10 make -C "$tree" O="$build" -j"$jobs" vmlinux bzImage
 cp "$build/vmlinux" "$out/vmlinux.tmp" && mv "$out/vmlinux.tmp" "$out/vmlinux"
 cp "$build/arch/x86/boot/bzImage" "$out/bzImage.tmp" && mv "$out/bzImage.tmp" "$out/bzImage"
-cp "$config" "$stamp"
+mv "$want" "$stamp"
 ls -l "$out/vmlinux" "$out/bzImage"
