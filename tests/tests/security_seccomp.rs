@@ -13,18 +13,6 @@ use stub_common::*;
 
 const SIGSYS: i32 = 31;
 
-fn hooked_stub() -> std::path::PathBuf {
-    let dir = workspace().join("target/security-hooks");
-    let st = Command::new(env!("CARGO"))
-        .args(["build", "--release", "-p", "vmm-stub", "--features", "test-hooks", "--target-dir"])
-        .arg(&dir)
-        .current_dir(workspace())
-        .status()
-        .expect("cargo");
-    assert!(st.success(), "building vmm-stub with test-hooks failed");
-    dir.join("release/vmm-stub")
-}
-
 /// `Seccomp:` and `NoNewPrivs:` of every thread of `pid`.
 fn thread_status(pid: u32) -> Vec<(String, String)> {
     let mut v = Vec::new();
