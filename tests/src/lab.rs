@@ -456,8 +456,7 @@ impl Instance {
             .stdout(console.try_clone()?)
             .stderr(console)
             .process_group(0);
-        // SAFETY: the closure runs between fork and exec and only makes the
-        // prctl syscall (async-signal-safe, no allocation, no locks).
+        // SAFETY: the closure runs between fork and exec and only makes the prctl syscall (async-signal-safe, no allocation, no locks).
         unsafe {
             cmd.pre_exec(|| {
                 rustix::process::set_parent_process_death_signal(Some(Signal::KILL))

@@ -75,8 +75,7 @@ impl GuestMemory {
         if len == 0 {
             return Err(Errno::INVAL);
         }
-        // SAFETY: a fresh anonymous mapping at an address the kernel chooses
-        // aliases nothing; we own it until `drop` unmaps it.
+        // SAFETY: a fresh anonymous mapping at an address the kernel chooses aliases nothing; we own it until `drop` unmaps it.
         let ptr = unsafe {
             mm::mmap_anonymous(
                 core::ptr::null_mut(),
@@ -119,9 +118,6 @@ impl GuestMemory {
     /// The host index range of `[addr, addr + len)`, if it lies inside one
     /// RAM range (never across the hole). Devices use it to validate guest
     /// buffers before any access.
-    /// (Not inlined: it sits under every guest access, and one copy is
-    /// ~1 KiB smaller than its inlined copies.)
-    #[inline(never)]
     pub fn checked_range(&self, addr: GuestAddress, len: u64) -> Option<core::ops::Range<usize>> {
         let end = addr.0.checked_add(len)?;
         let offset = if end <= self.low_len() {
@@ -139,16 +135,14 @@ impl GuestMemory {
     /// `[addr, addr + len)` of guest RAM, or `None` if any byte is outside.
     pub fn slice(&self, addr: GuestAddress, len: u64) -> Option<&[u8]> {
         let r = self.checked_range(addr, len)?;
-        // SAFETY: `r` lies inside the live mapping (checked above); the guest
-        // cannot write while we hold `&self` (module docs: single vCPU thread).
+        // SAFETY: `r` lies inside the live mapping (checked above); the guest cannot write while we hold `&self` (module docs: single vCPU thread).
         Some(unsafe { core::slice::from_raw_parts(self.base.as_ptr().add(r.start), r.len()) })
     }
 
     /// Mutable `[addr, addr + len)` of guest RAM, or `None` if outside.
     pub fn slice_mut(&mut self, addr: GuestAddress, len: u64) -> Option<&mut [u8]> {
         let r = self.checked_range(addr, len)?;
-        // SAFETY: inside the mapping (checked), and `&mut self` makes this the
-        // only host reference into guest RAM.
+        // SAFETY: inside the mapping (checked), and `&mut self` makes this the only host reference into guest RAM.
         Some(unsafe { core::slice::from_raw_parts_mut(self.base.as_ptr().add(r.start), r.len()) })
     }
 
@@ -167,8 +161,7 @@ impl GuestMemory {
     /// Reads a `T` from `addr` (no alignment required).
     pub fn read_obj<T: ByteValued>(&self, addr: GuestAddress) -> Option<T> {
         let bytes = self.slice(addr, core::mem::size_of::<T>() as u64)?;
-        // SAFETY: `bytes` holds exactly size_of::<T>() readable bytes and any
-        // bit pattern is a valid `T` (ByteValued); read_unaligned needs no alignment.
+        // SAFETY: `bytes` holds exactly size_of::<T>() readable bytes and any bit pattern is a valid `T` (ByteValued); read_unaligned needs no alignment.
         Some(unsafe { bytes.as_ptr().cast::<T>().read_unaligned() })
     }
 
@@ -196,8 +189,7 @@ impl GuestMemory {
             return Err(Errno::INVAL);
         }
         let r = self.checked_range(addr, len).ok_or(Errno::INVAL)?;
-        // SAFETY: `r` lies inside our own mapping, so MAP_FIXED replaces only
-        // pages this object owns; `&mut self` guarantees no live borrow into them.
+        // SAFETY: `r` lies inside our own mapping, so MAP_FIXED replaces only pages this object owns; `&mut self` guarantees no live borrow into them.
         unsafe {
             mm::mmap(
                 self.base.as_ptr().add(r.start).cast(),
@@ -214,8 +206,7 @@ impl GuestMemory {
 
 impl Drop for GuestMemory {
     fn drop(&mut self) {
-        // SAFETY: `base`/`len` describe the mapping created in `new`, and no
-        // borrow of it can outlive `self`.
+        // SAFETY: `base`/`len` describe the mapping created in `new`, and no borrow of it can outlive `self`.
         let _ = unsafe { mm::munmap(self.base.as_ptr().cast(), self.len) };
     }
 }

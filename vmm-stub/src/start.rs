@@ -48,8 +48,7 @@ impl Iterator for CStrings {
         if self.len == 0 || self.ptrs.is_null() {
             return None;
         }
-        // SAFETY: per `new`, `ptrs` is inside the array while len > 0 and
-        // the NULL terminator has not been reached.
+        // SAFETY: per `new`, `ptrs` is inside the array while len > 0 and the NULL terminator has not been reached.
         let p = unsafe { *self.ptrs };
         if p.is_null() {
             return None;
@@ -360,9 +359,7 @@ fn create_vm(kvm: &Kvm, mem: &GuestMemory, entry: u64) -> Result<(Vm, Vcpu), Set
     // waits for an SRCU grace period (milliseconds on nested hosts). RAM
     // above 4 GiB (a second slot) only exists for guests of > 3.25 GiB.
     for (slot, (gpa, size, host)) in (0..).zip(mem.ranges()).filter(|(_, r)| r.1 > 0) {
-        // SAFETY: `mem` outlives the VM: both live until the process exits
-        // (the run loop never returns), and the stub touches guest RAM only
-        // through GuestMemory.
+        // SAFETY: `mem` outlives the VM: both live until the process exits (the run loop never returns), and the stub touches guest RAM only through GuestMemory.
         unsafe { vm.set_user_memory_region(slot, gpa, size, host) }.map_err(|e| ("KVM_SET_USER_MEMORY_REGION", e))?;
     }
     // No KVM_SET_TSS_ADDR/IDENTITY_MAP_ADDR: they only serve real-mode

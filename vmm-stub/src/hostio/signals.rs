@@ -88,8 +88,7 @@ extern "C" {
 /// The caller guarantees the arguments are valid for system call `n`.
 pub(crate) unsafe fn syscall4(n: usize, a: usize, b: usize, c: usize, d: usize) -> isize {
     let ret: isize;
-    // SAFETY: the caller vouches for the arguments; `syscall` clobbers only
-    // rcx and r11 besides rax.
+    // SAFETY: the caller vouches for the arguments; `syscall` clobbers only rcx and r11 besides rax.
     unsafe {
         asm!("syscall", inlateout("rax") n => ret, in("rdi") a, in("rsi") b, in("rdx") c,
              in("r10") d, lateout("rcx") _, lateout("r11") _, options(nostack));
@@ -106,8 +105,7 @@ fn sigaction(sig: u32, handler: usize) -> bool {
         // counters are updated by one handler at a time.
         mask: bit(SIGINT) | bit(SIGTERM) | bit(SIGHUP) | bit(SIGALRM),
     };
-    // SAFETY: rt_sigaction(sig, &act, NULL, 8) reads `act` only; the handler
-    // and restorer are functions of this program that live forever.
+    // SAFETY: rt_sigaction(sig, &act, NULL, 8) reads `act` only; the handler and restorer are functions of this program that live forever.
     unsafe { syscall4(13, sig as usize, &act as *const _ as usize, 0, 8) == 0 }
 }
 
@@ -190,8 +188,7 @@ pub fn take_winch() -> bool {
 fn kick() {
     let p = KICK.load(Ordering::Acquire);
     if !p.is_null() {
-        // SAFETY: `install`'s caller guarantees `p` points at the vCPU's
-        // immediate_exit byte for the rest of the process.
+        // SAFETY: `install`'s caller guarantees `p` points at the vCPU's immediate_exit byte for the rest of the process.
         unsafe { core::ptr::write_volatile(p, 1) };
     }
 }
