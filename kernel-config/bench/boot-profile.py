@@ -14,6 +14,9 @@ variant and reports medians on the guest's printk clock (seconds since kernel en
              start: firmware + bzImage decompression + kernel + init (the whole path)
   host       wall clock from QEMU start to QEMU exit (includes bzImage decompression,
              which the guest clock does not see)
+  free init  from the log line before "Freeing unused kernel image (initmem)" to it:
+             mostly the poisoning of the freed init memory, which under TCG runs
+             through QEMU's self-modifying-code path (BOOT-PROFILE.md)
   cpu        QEMU's user+system CPU time for the whole run: the work, nearly independent
              of machine load (guest and wall clocks are not: compare variants on this)
 plus the 15 most expensive initcalls (median usecs over the initcall_debug boots).
@@ -120,7 +123,7 @@ def images(work, init, rootfs):
             f.write(newc(sorted(entries)))
 
 
-def boot(kernel, append, log, mem, a, work, khz, acpi=False):
+def boot(kernel, append, log, mem, cpu, a, work, khz, acpi=False):
     """One boot: dict of the measured points (guest seconds) plus initcall costs, or None."""
     f = lambda n: os.path.join(work, n)
     for n in ("serial", "out", "err", "exit"):
@@ -128,7 +131,7 @@ def boot(kernel, append, log, mem, a, work, khz, acpi=False):
             os.remove(f(n))
     probe_init = a.init == "probe"
     machine = "pc" if a.machine == "pc" else "microvm" if acpi else "microvm,acpi=off"
-    cmd = ["qemu-system-x86_64", "-M", machine, "-accel", "tcg", "-cpu", "max", "-m", f"{mem}M",
+    cmd = ["qemu-system-x86_64", "-M", machine, "-accel", "tcg", "-cpu", cpu, "-m", f"{mem}M",
            "-nodefaults", "-no-user-config", "-nographic", "-no-reboot", "-kernel", kernel,
            "-initrd", f("initrd-probe.cpio" if probe_init else f"initrd-{log}.cpio"),
            "-append", f"{BASE} {append}".strip(), "-serial", f"file:{f('serial')}",
@@ -167,11 +170,15 @@ def boot(kernel, append, log, mem, a, work, khz, acpi=False):
     r["mono"] = float(m.group(2))
     r["vm"] = int(m.group(3)) / (int(khz) * 1000)
     offset = float(m.group(1)) - float(m.group(2))  # printk clock - CLOCK_MONOTONIC
+    prev = None
     for line in out.splitlines():
         t = TS.search(line)
         if not t:
             continue
         ts = float(t.group(1))
+        if "Freeing unused kernel image (initmem)" in line and prev is not None:
+            r["freeinit"] = ts - prev
+        prev = ts
         if "calling  " in line and "initcall0" not in r:
             r["initcall0"] = ts
         elif "Run /init" in line:
@@ -216,6 +223,9 @@ def main():
                     help="pc: QEMU -M pc (needs --init probe)")
     ap.add_argument("--acpi", action="append", default=[], metavar="LABEL",
                     help="boot kernel LABEL on microvm with ACPI tables (device discovery through ACPI)")
+    ap.add_argument("--cpu", action="append", default=[], metavar="MODEL",
+                    help="QEMU -cpu model (repeatable: one variant each; default: max)")
+    ap.add_argument("--keep", metavar="DIR", help="copy the last boot's files (kernel log in out/serial) to DIR")
     ap.add_argument("--tsc-khz", help="tsc_early_khz= value (default: the host's, which TCG's TSC follows)")
     ap.add_argument("--icount", action="store_true",
                     help="-icount shift=0,sleep=off: guest time = instructions executed (1 ns each), "
@@ -237,7 +247,8 @@ def main():
     if a.only:
         variants = [v for v in variants if any(v[0].startswith(k) for k in a.only.split(","))]
     mems = a.mem.split(",")
-    runs = []  # (label, kernel file, cmdline, log, MiB, ACPI)
+    cpus = a.cpu or ["max"]
+    runs = []  # (label, kernel file, cmdline, log, MiB, CPU model, ACPI)
     for klabel, vmlinux in kernels:
         pre = f"{klabel} " if len(kernels) > 1 else ""
         files = [("", vmlinux)]
@@ -247,8 +258,10 @@ def main():
         for fl, kf in files:
             for name, extra, log in variants:
                 for mem in mems:
-                    runs.append((f"{pre}{name}{fl}" + (f" {mem}M" if len(mems) > 1 else ""), kf, extra, log, mem,
-                                 klabel in a.acpi))
+                    for cpu in cpus:
+                        runs.append((f"{pre}{name}{fl}" + (f" {mem}M" if len(mems) > 1 else "")
+                                     + (f" {cpu}" if len(cpus) > 1 else ""), kf, extra, log, mem, cpu,
+                                     klabel in a.acpi))
     init = os.environ.get("SMOLVM_INIT") or os.path.join(ROOT, "target/release/smol-init")
     results = {r[0]: [] for r in runs}
     fails = {r[0]: 0 for r in runs}
@@ -256,8 +269,8 @@ def main():
         images(work, init, a.rootfs)
         t0 = time.monotonic()
         for i in range(a.runs):
-            for name, kf, extra, log, mem, acpi in runs:
-                r = boot(kf, extra, log, mem, a, work, khz, acpi)
+            for name, kf, extra, log, mem, cpu, acpi in runs:
+                r = boot(kf, extra, log, mem, cpu, a, work, khz, acpi)
                 if r is None:
                     fails[name] += 1
                     keep = os.path.join(tempfile.gettempdir(), f"boot-profile-fail-{fails[name]}")
@@ -265,6 +278,8 @@ def main():
                     print(f"{name}: boot failed, files kept in {keep}", file=sys.stderr)
                 else:
                     results[name].append(r)
+            if a.keep:
+                shutil.copytree(work, a.keep, dirs_exist_ok=True)
             print(f"round {i + 1}/{a.runs} done ({time.monotonic() - t0:.0f} s, load {os.getloadavg()[0]:.1f})",
                   file=sys.stderr)
     digits = 1 if a.icount else 0  # icount: 0.1 ms = 100k instructions
@@ -272,19 +287,19 @@ def main():
                            if any(key in x for x in rs) else "-")
     clock = "guest clock = instructions (icount, 1 ns each)" if a.icount else "guest printk clock"
     what = "probe as /init (bare initramfs)" if a.init == "probe" else f"smol-init + probe, rootfs {a.rootfs}"
-    print(f"{a.runs} rounds, {what}, -M {a.machine}, -m {a.mem} MiB, load avg {os.getloadavg()[0]:.1f}; "
+    print(f"{a.runs} rounds, {what}, -M {a.machine}, -m {a.mem} MiB, -cpu {' / '.join(cpus)}, load avg {os.getloadavg()[0]:.1f}; "
           f"medians in ms, {clock} (host = QEMU wall)")
     for label, k in kernels:
         acpi = ", ACPI tables" if label in a.acpi and a.machine == "microvm" else ""
         print(f"  kernel {label}: {k}{acpi}")
     for name, extra, _ in variants:
         print(f"  {name}: {BASE} {extra}".rstrip())
-    print("\n| variant | initcall0 | Run /init | init start | app start | app mono | vm start → app | host wall | host cpu | ok |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    print("\n| variant | initcall0 | Run /init | init start | app start | app mono | vm start → app | free init | host wall | host cpu | ok |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for name, *_ in runs:
         rs = results[name]
         print(f"| {name} | {med(rs, 'initcall0')} | {med(rs, 'run_init')} | {med(rs, 'init')} | "
-              f"{med(rs, 'app')} | {med(rs, 'mono')} | {med(rs, 'vm')} | {med(rs, 'host')} | {med(rs, 'cpu')} | {len(rs)}/{len(rs) + fails[name]} |")
+              f"{med(rs, 'app')} | {med(rs, 'mono')} | {med(rs, 'vm')} | {med(rs, 'freeinit')} | {med(rs, 'host')} | {med(rs, 'cpu')} | {len(rs)}/{len(rs) + fails[name]} |")
     for klabel, _ in kernels:
         prof = [r for n, rs in results.items() if n.startswith(f"{klabel} profile" if len(kernels) > 1 else "profile")
                 for r in rs]
