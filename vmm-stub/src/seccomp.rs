@@ -127,34 +127,45 @@ struct Prog {
     n: usize,
 }
 
-impl Prog {
-    fn op(&mut self, code: u16, k: u32) {
-        self.ins[self.n] = SockFilter { code, jt: 0, jf: 0, k };
-        self.n += 1;
-    }
-    // Offsets fit: `program` asserts LEN < 250.
-    #[allow(clippy::cast_possible_truncation)]
-    fn jeq(&mut self, k: u32, t: To, f: To) {
-        let at = self.n;
-        // KILL and ALLOW are the last two instructions.
-        let off = |to| match to {
-            To::Next => 0,
-            To::Skip(n) => n,
-            To::Kill => (LEN - 2 - at - 1) as u8,
-            To::Allow => (LEN - 1 - at - 1) as u8,
-        };
-        self.ins[at] = SockFilter { code: JEQ, jt: off(t), jf: off(f), k };
-        self.n += 1;
+// Offsets fit: `FULL` asserts LEN < 250.
+#[allow(clippy::cast_possible_truncation)]
+const fn offset(to: To, at: usize) -> u8 {
+    // KILL and ALLOW are the last two instructions.
+    match to {
+        To::Next => 0,
+        To::Skip(n) => n,
+        To::Kill => (LEN - 2 - at - 1) as u8,
+        To::Allow => (LEN - 1 - at - 1) as u8,
     }
 }
 
-/// The filter program (pure; unit-tested by running it through an
-/// interpreter below).
+impl Prog {
+    const fn op(&mut self, code: u16, k: u32) {
+        self.ins[self.n] = SockFilter { code, jt: 0, jf: 0, k };
+        self.n += 1;
+    }
+    const fn jeq(&mut self, k: u32, t: To, f: To) {
+        self.ins[self.n] = SockFilter { code: JEQ, jt: offset(t, self.n), jf: offset(f, self.n), k };
+        self.n += 1;
+    }
+    const fn allow_each(&mut self, nrs: &[u32]) {
+        let mut i = 0;
+        while i < nrs.len() {
+            self.jeq(nrs[i], To::Allow, To::Next);
+            i += 1;
+        }
+    }
+}
+
+/// Where the [`SHARE_CALLS`] tests start in the program, and the `openat` test.
+const SHARES_AT: usize = LEN - 3 - SHARE_CALLS.len();
+const OPENAT_AT: usize = LEN - 3;
+
+/// The program with shares and `openat` allowed, built at compile time (a
+/// table costs the stub less than the code that would build it).
 #[allow(clippy::cast_possible_truncation)] // LEN < 250
-/// `shares`: also allow [`SHARE_CALLS`] (else their tests repeat `read`,
-/// which keeps every jump offset the same); `openat`: also allow `openat`.
-pub fn program(shares: bool, openat: bool) -> [SockFilter; LEN] {
-    const _: () = assert!(LEN < 250, "BPF jump offsets are 8-bit");
+const FULL: [SockFilter; LEN] = {
+    assert!(LEN < 250, "BPF jump offsets are 8-bit");
     let mut p = Prog { ins: [SockFilter { code: 0, jt: 0, jf: 0, k: 0 }; LEN], n: 0 };
     p.op(LD_ABS, ARCH);
     p.jeq(AUDIT_ARCH_X86_64, To::Skip(1), To::Next);
@@ -162,26 +173,39 @@ pub fn program(shares: bool, openat: bool) -> [SockFilter; LEN] {
     p.op(LD_ABS, NR);
     p.jeq(IOCTL, To::Next, To::Skip(IOCTLS.len() as u8 + 2));
     p.op(LD_ABS, ARG1_LO); // the kernel takes `unsigned int cmd`
-    for r in IOCTLS {
-        p.jeq(r, To::Allow, To::Next);
-    }
+    p.allow_each(&IOCTLS);
     p.op(RET, RET_KILL_PROCESS);
     p.jeq(CLONE, To::Next, To::Skip(4));
     p.op(LD_ABS, ARG0_LO);
     p.jeq(CLONE_VM, To::Next, To::Kill);
     p.op(LD_ABS, ARG0_HI);
     p.jeq(0, To::Allow, To::Kill);
-    for nr in ALLOWED {
-        p.jeq(nr, To::Allow, To::Next);
-    }
-    for nr in if shares { SHARE_CALLS } else { [READ; SHARE_CALLS.len()] } {
-        p.jeq(nr, To::Allow, To::Next);
-    }
-    p.jeq(if openat { OPENAT } else { READ }, To::Allow, To::Next);
+    p.allow_each(&ALLOWED);
+    assert!(p.n == SHARES_AT);
+    p.allow_each(&SHARE_CALLS);
+    assert!(p.n == OPENAT_AT);
+    p.jeq(OPENAT, To::Allow, To::Next);
     p.op(RET, RET_KILL_PROCESS);
     p.op(RET, RET_ALLOW);
-    debug_assert_eq!(p.n, LEN);
+    assert!(p.n == LEN);
     p.ins
+};
+
+/// The filter program (pure; unit-tested by running it through an
+/// interpreter below).
+/// `shares`: also allow [`SHARE_CALLS`] (else their tests repeat `read`,
+/// which keeps every jump offset the same); `openat`: also allow `openat`.
+pub fn program(shares: bool, openat: bool) -> [SockFilter; LEN] {
+    let mut p = FULL;
+    if !shares {
+        for i in &mut p[SHARES_AT..OPENAT_AT] {
+            i.k = READ;
+        }
+    }
+    if !openat {
+        p[OPENAT_AT].k = READ;
+    }
+    p
 }
 
 /// `PR_SET_NO_NEW_PRIVS`, then the filter on every thread (TSYNC: the
