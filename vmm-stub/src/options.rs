@@ -90,7 +90,43 @@ fn parse_log(v: &[u8]) -> Option<Log> {
     Some(log)
 }
 
+/// The `--smolvm-*` flags, by name (`FLAGS[i]` is `OPTS[i]`).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Opt {
+    Mem,
+    Log,
+    Env,
+    Workdir,
+    Disk,
+    Share,
+    Info,
+    Help,
+    NoSeccomp,
+}
+
+const FLAGS: [&[u8]; 9] = [b"mem", b"log", b"env", b"workdir", b"disk", b"share", b"info", b"help", b"no-seccomp"];
+const OPTS: [Opt; 9] = [Opt::Mem, Opt::Log, Opt::Env, Opt::Workdir, Opt::Disk, Opt::Share, Opt::Info, Opt::Help, Opt::NoSeccomp];
+
 impl<'a> Options<'a> {
+    /// Applies the value `v` of a memory, log, disk or share option;
+    /// `culprit` (the whole argument or variable) names it in errors.
+    fn set(&mut self, which: Opt, v: &'a [u8], culprit: &'a [u8]) -> Result<(), OptError<'a>> {
+        let bad = OptError::BadValue(culprit);
+        match which {
+            Opt::Mem => self.mem_mib = Some(parse_mem(v).ok_or(bad)?),
+            Opt::Log => self.log = parse_log(v).ok_or(bad)?,
+            Opt::Disk => {
+                crate::devices::DiskSpec::parse(v).ok_or(bad)?;
+                self.disks.push(v).map_err(|_| OptError::TooMany(culprit))?
+            }
+            _ => {
+                crate::devices::ShareSpec::parse(v).ok_or(bad)?;
+                self.shares.push(v).map_err(|_| OptError::TooMany(culprit))?
+            }
+        }
+        Ok(())
+    }
+
     /// `args` excludes argv[0]; `env` holds `NAME=value` strings.
     pub fn parse(
         args: impl Iterator<Item = &'a [u8]>,
@@ -98,22 +134,21 @@ impl<'a> Options<'a> {
     ) -> Result<Options<'a>, OptError<'a>> {
         let mut o = Options::default();
         for var in env {
-            if let Some(v) = var.strip_prefix(b"SMOLVM_MEM=") {
-                o.mem_mib = Some(parse_mem(v).ok_or(OptError::BadValue(var))?);
-            } else if let Some(v) = var.strip_prefix(b"SMOLVM_LOG=") {
-                o.log = parse_log(v).ok_or(OptError::BadValue(var))?;
-            } else if let Some(v) = var.strip_prefix(b"SMOLVM_WORKDIR=") {
-                o.workdir = Some(v);
-            } else if var == b"SMOLVM_NO_SECCOMP=1" {
-                o.no_seccomp = true;
-            } else if let Some(v) = var.strip_prefix(b"SMOLVM_DISK=") {
-                crate::devices::DiskSpec::parse(v).ok_or(OptError::BadValue(var))?;
-                o.disks.push(v).map_err(|_| OptError::TooMany(var))?;
-            } else if let Some(list) = var.strip_prefix(b"SMOLVM_SHARE=") {
-                for v in list.split(|&b| b == b',').filter(|v| !v.is_empty()) {
-                    crate::devices::ShareSpec::parse(v).ok_or(OptError::BadValue(var))?;
-                    o.shares.push(v).map_err(|_| OptError::TooMany(var))?;
+            let Some(rest) = var.strip_prefix(b"SMOLVM_") else { continue };
+            let Some(eq) = rest.iter().position(|&b| b == b'=') else { continue };
+            let (name, v) = (&rest[..eq], &rest[eq + 1..]);
+            match name {
+                b"NO_SECCOMP" if v == b"1" => o.no_seccomp = true,
+                b"SHARE" => {
+                    for v in v.split(|&b| b == b',').filter(|v| !v.is_empty()) {
+                        o.set(Opt::Share, v, var)?;
+                    }
                 }
+                b"MEM" => o.set(Opt::Mem, v, var)?,
+                b"LOG" => o.set(Opt::Log, v, var)?,
+                b"WORKDIR" => o.workdir = Some(v),
+                b"DISK" => o.set(Opt::Disk, v, var)?,
+                _ => {}
             }
         }
         for arg in args {
@@ -123,26 +158,18 @@ impl<'a> Options<'a> {
                 Some(i) => (&opt[..i], Some(&opt[i + 1..])),
                 None => (opt, None),
             };
-            match (name, value) {
-                (b"mem", Some(v)) => o.mem_mib = Some(parse_mem(v).ok_or(OptError::BadValue(arg))?),
-                (b"log", Some(v)) => o.log = parse_log(v).ok_or(OptError::BadValue(arg))?,
-                (b"env", Some(v)) if v.iter().position(|&b| b == b'=').is_some_and(|i| i > 0) => {
+            let Some(i) = FLAGS.iter().position(|&f| f == name) else { return Err(OptError::Unknown(arg)) };
+            let which = OPTS[i];
+            match (which, value) {
+                (Opt::Info, None) => o.info = true,
+                (Opt::Help, None) => o.help = true,
+                (Opt::NoSeccomp, None) => o.no_seccomp = true,
+                (Opt::Workdir, Some(v)) if !v.is_empty() => o.workdir = Some(v),
+                (Opt::Env, Some(v)) if v.iter().position(|&b| b == b'=').is_some_and(|i| i > 0) => {
                     o.env.push(v).map_err(|_| OptError::TooMany(arg))?
                 }
-                (b"workdir", Some(v)) if !v.is_empty() => o.workdir = Some(v),
-                (b"disk", Some(v)) if crate::devices::DiskSpec::parse(v).is_some() => {
-                    o.disks.push(v).map_err(|_| OptError::TooMany(arg))?
-                }
-                (b"share", Some(v)) if crate::devices::ShareSpec::parse(v).is_some() => {
-                    o.shares.push(v).map_err(|_| OptError::TooMany(arg))?
-                }
-                (b"info", None) => o.info = true,
-                (b"help", None) => o.help = true,
-                (b"no-seccomp", None) => o.no_seccomp = true,
-                (b"mem" | b"log" | b"env" | b"workdir" | b"disk" | b"share" | b"info" | b"help" | b"no-seccomp", _) => {
-                    return Err(OptError::BadValue(arg))
-                }
-                _ => return Err(OptError::Unknown(arg)),
+                (Opt::Mem | Opt::Log | Opt::Disk | Opt::Share, Some(v)) => o.set(which, v, arg)?,
+                _ => return Err(OptError::BadValue(arg)),
             }
         }
         Ok(o)
@@ -184,6 +211,19 @@ mod tests {
         assert!(parse(&[b"--smolvm-info=1"], &[]).is_err());
         assert!(parse(&[b"--smolvm-log=loud"], &[]).is_err());
         assert!(parse(&[], &[b"SMOLVM_MEM=lots"]).is_err());
+    }
+
+    #[test]
+    fn environment_variables_by_exact_name() {
+        let o = parse(&[], &[b"SMOLVM_NO_SECCOMP=0", b"SMOLVM_MEMX=lots", b"SMOLVM_WORKDIR=", b"SMOLVM_INFO=1"]).expect("valid");
+        assert!(!o.no_seccomp && !o.info && o.mem_mib.is_none());
+        assert_eq!(o.workdir, Some(&b""[..]));
+        let o = parse(&[], &[b"SMOLVM_NO_SECCOMP=1", b"SMOLVM_WORKDIR=/a=b"]).expect("valid");
+        assert!(o.no_seccomp);
+        assert_eq!(o.workdir, Some(&b"/a=b"[..]));
+        assert!(parse(&[b"--smolvm-workdir="], &[]).is_err());
+        assert!(parse(&[b"--smolvm-mem"], &[]).is_err());
+        assert_eq!(parse(&[b"--smolvm-"], &[]).err(), Some(OptError::Unknown(b"--smolvm-")));
     }
 
     #[test]
