@@ -13,9 +13,77 @@
 use core::cell::UnsafeCell;
 use core::sync::atomic::{AtomicBool, Ordering};
 use rustix::fd::BorrowedFd;
-use rustix::termios::{self, OptionalActions, Termios};
+use rustix::io::{self, Errno};
+use rustix::ioctl::{ioctl, Setter, Updater};
+use rustix::termios;
 
-struct Saved(UnsafeCell<Option<Termios>>);
+/// The kernel's `struct termios2` (x86_64). Our own rather than rustix's
+/// `Termios`, whose `TCGETS` fallback decodes baud rates the stub never
+/// looks at (that decoder alone is ~330 bytes of the stub).
+#[repr(C)]
+#[derive(Clone, Copy, Default)]
+struct Termios2 {
+    iflag: u32,
+    oflag: u32,
+    cflag: u32,
+    lflag: u32,
+    line: u8,
+    cc: [u8; 19],
+    ispeed: u32,
+    ospeed: u32,
+}
+static_assertions::const_assert_eq!(core::mem::size_of::<Termios2>(), 44);
+
+const TCGETS: u32 = 0x5401;
+const TCSETS: u32 = 0x5402;
+const TCGETS2: u32 = 0x802c_542a;
+const TCSETS2: u32 = 0x402c_542b;
+const CBAUD: u32 = 0o010017;
+const BOTHER: u32 = 0o010000;
+
+/// `tcgetattr`: `TCGETS2`, or the old `TCGETS` (no speed fields) where a
+/// kernel or sandbox refuses it with `ENOTTY`/`EACCES`, as rustix does.
+fn get(fd: BorrowedFd<'_>) -> io::Result<Termios2> {
+    let mut t = Termios2::default();
+    // SAFETY: TCGETS2 writes one termios2 into `t`.
+    match unsafe { ioctl(fd, Updater::<TCGETS2, Termios2>::new(&mut t)) } {
+        Err(Errno::NOTTY | Errno::ACCESS) => {
+            // SAFETY: TCGETS writes a struct termios, the first 36 bytes of `t`.
+            unsafe { ioctl(fd, Updater::<TCGETS, Termios2>::new(&mut t)) }?
+        }
+        r => r?,
+    }
+    Ok(t)
+}
+
+/// `tcsetattr(TCSANOW)`: `TCSETS2`, or `TCSETS` as in [`get`] (refused
+/// with `ERANGE` for a custom speed, which `TCSETS` cannot carry).
+fn set(fd: BorrowedFd<'_>, t: &Termios2) -> io::Result<()> {
+    // SAFETY: TCSETS2 reads one termios2.
+    match unsafe { ioctl(fd, Setter::<TCSETS2, Termios2>::new(*t)) } {
+        Err(Errno::NOTTY | Errno::ACCESS) => {
+            if t.cflag & CBAUD == BOTHER || (t.cflag >> 16) & CBAUD == BOTHER {
+                return Err(Errno::RANGE);
+            }
+            // SAFETY: TCSETS reads a struct termios, a prefix of `t`.
+            unsafe { ioctl(fd, Setter::<TCSETS, Termios2>::new(*t)) }
+        }
+        r => r,
+    }
+}
+
+/// `cfmakeraw`, as glibc, musl and rustix do it.
+fn make_raw(t: &mut Termios2) {
+    // IGNBRK BRKINT PARMRK ISTRIP INLCR IGNCR ICRNL IXON
+    t.iflag &= !0o2753;
+    t.oflag &= !0o1; // OPOST
+    t.lflag &= !0o100113; // ECHO ECHONL ICANON ISIG IEXTEN
+    t.cflag = (t.cflag & !0o460) | 0o60; // no CSIZE, PARENB; CS8
+    t.cc[6] = 1; // VMIN
+    t.cc[5] = 0; // VTIME
+}
+
+struct Saved(UnsafeCell<Option<Termios2>>);
 // SAFETY: written once by `enter_raw` on the main thread before SAVED_SET is
 // published (Release); read only after observing SAVED_SET (Acquire).
 unsafe impl Sync for Saved {}
@@ -39,14 +107,14 @@ pub fn enter_raw() -> Option<WinSize> {
     if !termios::isatty(stdin) || !termios::isatty(stdout) || SAVED_SET.load(Ordering::Acquire) {
         return None;
     }
-    let orig = termios::tcgetattr(stdin).ok()?;
-    let mut raw = orig.clone();
-    raw.make_raw();
+    let orig = get(stdin).ok()?;
+    let mut raw = orig;
+    make_raw(&mut raw);
     // SAFETY: single writer (main thread, before SAVED_SET is published), no
     // reader until SAVED_SET is true.
     unsafe { *SAVED.0.get() = Some(orig) };
     SAVED_SET.store(true, Ordering::Release);
-    termios::tcsetattr(stdin, OptionalActions::Now, &raw).ok()?;
+    set(stdin, &raw).ok()?;
     Some(window_size().unwrap_or((24, 80)))
 }
 
@@ -68,7 +136,52 @@ pub fn restore() {
         // SAFETY: SAVED was fully written before SAVED_SET became true and is
         // never written again.
         if let Some(t) = unsafe { &*SAVED.0.get() } {
-            let _ = termios::tcsetattr(fd(0), OptionalActions::Now, t);
+            let _ = set(fd(0), t);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rustix::fd::AsFd;
+
+    #[test]
+    fn raw_mode_matches_rustix_on_a_pty() {
+        let pty = std::fs::OpenOptions::new().read(true).write(true).open("/dev/ptmx").expect("ptmx");
+        let fd = pty.as_fd();
+        let mut orig = get(fd).expect("TCGETS2");
+        // Every input/local flag on, so a wrong mask shows.
+        orig.iflag |= 0o37777;
+        orig.lflag |= 0o177777;
+        set(fd, &orig).expect("TCSETS2");
+        let theirs = termios::tcgetattr(fd).expect("tcgetattr");
+        assert_eq!(orig.cflag, theirs.control_modes.bits());
+        assert_eq!(orig.lflag, theirs.local_modes.bits());
+        let mut raw = orig;
+        make_raw(&mut raw);
+        set(fd, &raw).expect("TCSETS2");
+        let mut expected = theirs.clone();
+        expected.make_raw();
+        let now = termios::tcgetattr(fd).expect("tcgetattr");
+        assert_eq!(now.input_modes, expected.input_modes);
+        assert_eq!(now.output_modes, expected.output_modes);
+        assert_eq!(now.local_modes, expected.local_modes);
+        assert_eq!(now.control_modes, expected.control_modes);
+        use termios::SpecialCodeIndex as I;
+        for i in [I::VMIN, I::VTIME, I::VINTR, I::VEOF] {
+            assert_eq!(now.special_codes[i], expected.special_codes[i]);
+        }
+        let mine = get(fd).expect("TCGETS2");
+        assert_eq!((mine.cc[6], mine.cc[5]), (1, 0));
+        assert_eq!((mine.iflag, mine.cflag), (expected.input_modes.bits(), expected.control_modes.bits()));
+        set(fd, &orig).expect("restore");
+        assert_eq!(termios::tcgetattr(fd).expect("tcgetattr").local_modes, theirs.local_modes);
+    }
+
+    #[test]
+    fn not_a_terminal() {
+        let f = std::fs::File::open("/proc/self/exe").expect("open");
+        assert_eq!(get(f.as_fd()).err(), Some(Errno::NOTTY));
     }
 }
