@@ -69,22 +69,38 @@ pub struct GuestMemory {
 impl GuestMemory {
     /// Maps `len` bytes (rounded up to a page) of anonymous, zeroed memory.
     /// `MAP_NORESERVE`: pages the guest never touches cost nothing.
+    ///
+    /// The mapping starts on a 2 MiB boundary, as guest address 0 does: where
+    /// the host backs it with transparent huge pages, KVM can then map the
+    /// guest 2 MiB at a time (one nested page fault, not 512), as QEMU does.
+    /// In the KVM lab (THP on in L1) that made the first read of a disk 3.5x
+    /// faster: every page the guest's page cache fills is a first touch.
     pub fn new(len: u64) -> Result<GuestMemory, Errno> {
+        const HUGE: usize = 2 << 20;
         let len = usize::try_from(len).map_err(|_| Errno::NOMEM)?;
         let len = len.checked_next_multiple_of(4096).ok_or(Errno::NOMEM)?;
         if len == 0 {
             return Err(Errno::INVAL);
         }
+        let span = len.checked_add(HUGE).ok_or(Errno::NOMEM)?;
         // SAFETY: a fresh anonymous mapping at an address the kernel chooses aliases nothing; we own it until `drop` unmaps it.
         let ptr = unsafe {
             mm::mmap_anonymous(
                 core::ptr::null_mut(),
-                len,
+                span,
                 ProtFlags::READ | ProtFlags::WRITE,
                 MapFlags::PRIVATE | MapFlags::NORESERVE,
             )?
         };
-        let base = NonNull::new(ptr.cast::<u8>()).ok_or(Errno::NOMEM)?;
+        let head = (ptr as usize).next_multiple_of(HUGE) - ptr as usize;
+        let ptr = ptr.cast::<u8>();
+        // SAFETY: `[ptr, ptr + head)` and `[ptr + head + len, ptr + span)` are the two ends of the fresh mapping above that `self` will not use (head + len <= span).
+        unsafe {
+            let _ = mm::munmap(ptr.cast(), head);
+            let _ = mm::munmap(ptr.add(head + len).cast(), span - head - len);
+        }
+        // SAFETY: head <= HUGE, so `ptr + head` stays inside the mapping.
+        let base = NonNull::new(unsafe { ptr.add(head) }).ok_or(Errno::NOMEM)?;
         Ok(GuestMemory { base, len })
     }
 
@@ -219,6 +235,7 @@ mod tests {
     fn accessors_stay_inside_ram() {
         let mut m = GuestMemory::new(8192).expect("mmap");
         assert_eq!(m.len(), 8192);
+        assert_eq!(m.host_base() % (2 << 20), 0, "2 MiB aligned (huge pages)");
         assert!(m.write_obj(GuestAddress(8188), 0xdead_beefu32).is_some());
         assert_eq!(m.read_obj::<u32>(GuestAddress(8188)), Some(0xdead_beef));
         assert!(m.write_obj(GuestAddress(8189), 0u32).is_none());
