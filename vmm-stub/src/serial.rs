@@ -46,40 +46,34 @@ impl Tail {
 
     pub fn push(&mut self, b: u8) {
         self.buf[(self.total % TAIL_LEN as u64) as usize] = b;
-        self.total += 1;
+        // A u64 byte count never wraps (centuries at any console speed).
+        self.total = self.total.wrapping_add(1);
     }
 
     /// The kept bytes as two slices, oldest first.
     pub fn as_slices(&self) -> (&[u8], &[u8]) {
-        if self.total <= TAIL_LEN as u64 {
-            (&self.buf[..self.total as usize], &[])
+        let (older, newer) = self.buf.split_at((self.total % TAIL_LEN as u64) as usize);
+        if self.total < TAIL_LEN as u64 {
+            (older, &[])
         } else {
-            let at = (self.total % TAIL_LEN as u64) as usize;
-            (&self.buf[at..], &self.buf[..at])
+            (newer, older)
         }
     }
 
-    /// Copies the last `max_lines` complete-or-partial lines into `out`,
-    /// returning the bytes used.
-    pub fn last_lines(&self, max_lines: usize, out: &mut [u8; TAIL_LEN]) -> usize {
-        let (a, b) = self.as_slices();
-        let n = a.len() + b.len();
-        out[..a.len()].copy_from_slice(a);
-        out[a.len()..n].copy_from_slice(b);
-        let end = if n > 0 && out[n - 1] == b'\n' { n - 1 } else { n };
-        let mut start = end;
-        let mut lines = 0;
-        while start > 0 && lines < max_lines {
-            start -= 1;
-            if out[start] == b'\n' {
-                lines += 1;
-            }
+    /// The last `max_lines` (≥ 1) lines, the last one possibly partial,
+    /// without the final newline, copied into `out`.
+    pub fn last_lines<'o>(&self, max_lines: usize, out: &'o mut [u8; TAIL_LEN]) -> &'o [u8] {
+        let (older, newer) = self.as_slices();
+        let mut n = 0;
+        for (o, &c) in out.iter_mut().zip(older.iter().chain(newer)) {
+            *o = c;
+            n += 1;
         }
-        if lines == max_lines {
-            start += 1;
-        }
-        out.copy_within(start..end, 0);
-        end - start
+        let text = out.get(..n).unwrap_or(&[]);
+        let text = text.strip_suffix(b"\n").unwrap_or(text);
+        let mut newlines = text.iter().enumerate().rev().filter(|&(_, &c)| c == b'\n');
+        let start = newlines.nth(max_lines.saturating_sub(1)).map_or(0, |(i, _)| i + 1);
+        text.get(start..).unwrap_or(&[])
     }
 }
 
@@ -269,11 +263,13 @@ mod tests {
             }
         }
         let mut out = [0u8; TAIL_LEN];
-        let n = t.last_lines(3, &mut out);
-        assert_eq!(&out[..n], b"line 1997\nline 1998\nline 1999");
+        assert_eq!(t.last_lines(3, &mut out), b"line 1997\nline 1998\nline 1999");
         let mut t = Tail::new();
         b"only".iter().for_each(|&b| t.push(b));
-        let n = t.last_lines(3, &mut out);
-        assert_eq!(&out[..n], b"only");
+        assert_eq!(t.last_lines(3, &mut out), b"only");
+        b"\n\ntwo\n".iter().for_each(|&b| t.push(b));
+        assert_eq!(t.last_lines(3, &mut out), b"only\n\ntwo");
+        assert_eq!(t.last_lines(1, &mut out), b"two");
+        assert_eq!(Tail::new().last_lines(3, &mut out), b"");
     }
 }

@@ -129,10 +129,10 @@ fn crash_line(serial: &mut Serial, line: Line) -> ! {
     serial.flush();
     line.emit();
     let mut buf = [0u8; serial::TAIL_LEN];
-    let n = serial.tail.last_lines(CRASH_LINES, &mut buf);
-    if n > 0 {
+    let lines = serial.tail.last_lines(CRASH_LINES, &mut buf);
+    if !lines.is_empty() {
         Line::new().s("last guest console lines:").emit();
-        let _ = out::write_all(out::stderr(), &buf[..n]);
+        let _ = out::write_all(out::stderr(), lines);
         let _ = out::write_all(out::stderr(), b"\n");
     }
     crate::sys::exit(SMOLVM_FAILED)
