@@ -120,10 +120,10 @@ const APIC_MODE_EXTINT: u32 = 7;
 /// Virtual-wire mode: LINT0 delivers the PIC's interrupts (ExtINT), LINT1 NMIs.
 pub fn patch_lapic(lapic: &mut KvmLapicState) {
     for (reg, mode) in [(APIC_LVT_LINT0, APIC_MODE_EXTINT), (APIC_LVT_LINT1, APIC_MODE_NMI)] {
-        let mut v = [0u8; 4];
-        v.copy_from_slice(&lapic.regs[reg..reg + 4]);
-        let v = (u32::from_le_bytes(v) & !0x700) | (mode << 8);
-        lapic.regs[reg..reg + 4].copy_from_slice(&v.to_le_bytes());
+        // The registers are constant offsets inside the 1 KiB page.
+        if let Some(r) = lapic.regs.get_mut(reg..).and_then(|r| r.first_chunk_mut::<4>()) {
+            *r = ((u32::from_le_bytes(*r) & !0x700) | (mode << 8)).to_le_bytes();
+        }
     }
 }
 

@@ -42,14 +42,18 @@ impl BootParams {
         BootParams { page: [0; LEN] }
     }
 
+    /// Copies `bytes` to offset `at`, cut at the end of the page (every
+    /// field written lies inside it: constant offsets, at most E820_MAX
+    /// e820 entries, a setup header of at most a page).
     fn put(&mut self, at: usize, bytes: &[u8]) {
-        self.page[at..at + bytes.len()].copy_from_slice(bytes);
+        for (d, &b) in self.page.iter_mut().skip(at).zip(bytes) {
+            *d = b;
+        }
     }
 
     /// Copies a bzImage's setup header (`file[HDR_START..hdr_end]`).
     pub fn set_setup_header(&mut self, hdr: &[u8]) {
-        let n = hdr.len().min(LEN - HDR_START);
-        self.page[HDR_START..HDR_START + n].copy_from_slice(&hdr[..n]);
+        self.put(HDR_START, hdr);
     }
 
     /// For an ELF vmlinux (no setup header in the file): the fields a
@@ -115,6 +119,16 @@ mod tests {
         assert_eq!(&b[0xc0..0xc4], &1u32.to_le_bytes());
         assert_eq!(&b[0x228..0x22c], &0x2_0000u32.to_le_bytes());
         assert_eq!(b[0x210], 0xff);
+    }
+
+    #[test]
+    fn setup_header_is_copied_and_cut_at_the_page_end() {
+        let mut p = BootParams::new();
+        p.set_setup_header(&[7; 3]);
+        assert_eq!(&p.as_bytes()[HDR_START - 1..HDR_START + 4], &[0, 7, 7, 7, 0]);
+        p.set_setup_header(&[9; 2 * LEN]);
+        assert!(p.as_bytes()[HDR_START..].iter().all(|&b| b == 9));
+        assert!(p.as_bytes()[..HDR_START].iter().all(|&b| b == 0));
     }
 
     #[test]
