@@ -128,7 +128,7 @@ pub fn parse(head: &[u8], file_len: u64, min_addr: u64, max_addr: u64) -> Result
         setup_len,
         payload_len,
         load_addr: pref,
-        entry: pref + STARTUP_64_OFFSET,
+        entry: pref.wrapping_add(STARTUP_64_OFFSET), // pref <= end <= max_addr
         end,
         hdr_end,
         initrd_addr_max: u32_at(head, INITRD_ADDR_MAX).ok_or(bad)?,

@@ -30,7 +30,8 @@ pub struct Elf {
 impl Elf {
     /// One past the highest guest address any segment occupies.
     pub fn end(&self) -> u64 {
-        self.segments.iter().map(|s| s.addr + s.mem_len).max().unwrap_or(0)
+        // `parse` checked that no segment's range wraps.
+        self.segments.iter().map(|s| s.addr.wrapping_add(s.mem_len)).max().unwrap_or(0)
     }
 }
 
@@ -140,7 +141,7 @@ fn check_segment(s: &Segment, file_len: u64, min_addr: u64, max_addr: u64) -> Re
 
 fn overlaps(a: &Segment, b: &Segment) -> bool {
     // Both ranges were checked not to wrap.
-    a.addr < b.addr + b.mem_len && b.addr < a.addr + a.mem_len
+    a.addr < b.addr.wrapping_add(b.mem_len) && b.addr < a.addr.wrapping_add(a.mem_len)
 }
 
 #[cfg(test)]

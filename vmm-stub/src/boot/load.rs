@@ -59,7 +59,8 @@ impl KernelFile<'_> {
             return Ok(());
         }
         let dst = mem.slice_mut(GuestAddress(addr), len).ok_or(LoadError::Elf(ElfError::BadSegment))?;
-        pread_exact(self.fd, dst, self.offset + file_off).map_err(LoadError::Io)
+        // Offsets inside the kernel section (validated by its parser), which lies inside the file.
+        pread_exact(self.fd, dst, self.offset.wrapping_add(file_off)).map_err(LoadError::Io)
     }
 }
 
@@ -82,20 +83,25 @@ fn load_elf(mem: &mut GuestMemory, file: KernelFile<'_>, head: &[u8]) -> Result<
     if image.end() > mem.low_len() {
         return Err(LoadError::TooSmall);
     }
+    // elf::parse checked offset + file_len <= file.len (inside the image
+    // file) and addr + mem_len <= RAM_MAX, file_len <= mem_len: no sum
+    // below wraps.
     for s in &image.segments {
-        let file_abs = file.offset + s.offset;
-        let end = s.addr + s.file_len;
+        let file_abs = file.offset.wrapping_add(s.offset);
+        let end = s.addr.wrapping_add(s.file_len);
         let (map_start, map_end) = if file_abs % PAGE_SIZE == s.addr % PAGE_SIZE {
             (s.addr.next_multiple_of(PAGE_SIZE), end / PAGE_SIZE * PAGE_SIZE)
         } else {
             (end, end)
         };
         if map_end > map_start {
-            let off = file_abs + (map_start - s.addr);
-            mem.map_file(GuestAddress(map_start), map_end - map_start, file.fd, off)
+            // addr <= map_start < map_end <= end.
+            let off = file_abs.wrapping_add(map_start.wrapping_sub(s.addr));
+            mem.map_file(GuestAddress(map_start), map_end.wrapping_sub(map_start), file.fd, off)
                 .map_err(LoadError::Io)?;
-            file.read(mem, s.addr, s.offset, map_start - s.addr)?;
-            file.read(mem, map_end, s.offset + (map_end - s.addr), end - map_end)?;
+            file.read(mem, s.addr, s.offset, map_start.wrapping_sub(s.addr))?;
+            let tail_off = s.offset.wrapping_add(map_end.wrapping_sub(s.addr));
+            file.read(mem, map_end, tail_off, end.wrapping_sub(map_end))?;
         } else {
             file.read(mem, s.addr, s.offset, s.file_len)?;
         }
@@ -112,8 +118,11 @@ fn load_bzimage(mem: &mut GuestMemory, file: KernelFile<'_>, head: &[u8]) -> Res
     }
     file.read(mem, bz.load_addr, bz.setup_len, bz.payload_len)?;
     let mut hdr = [0u8; MAX_HDR_END - HDR_START];
-    let n = bz.hdr_end - HDR_START;
-    hdr[..n].copy_from_slice(&head[HDR_START..bz.hdr_end]);
+    // bzimage::parse checked HDR_START < hdr_end <= MAX_HDR_END and that the
+    // file is longer than the setup (>= 2560 bytes): `head` holds the header.
+    for (d, &b) in hdr.iter_mut().zip(head.get(HDR_START..bz.hdr_end).unwrap_or(&[])) {
+        *d = b;
+    }
     Ok(Kernel { entry: bz.entry, end: bz.end, bz: Some((bz, hdr)) })
 }
 
