@@ -120,7 +120,7 @@ pub fn main(args: CStrings, env: CStrings) -> u8 {
     crate::hostio::signals::hold_terminating();
     let terminal = crate::hostio::tty::enter_raw();
     let disks = open_disks(&opts);
-    if disks.len() + opts.shares.len() > MAX_SHARES {
+    if disks.len().wrapping_add(opts.shares.len()) > MAX_SHARES { // each at most MAX_SHARES
         Line::new().s("too many disks and shares: at most ").u(MAX_SHARES as u64).s(" together").fail();
     }
     let shares = open_shares(&opts);
@@ -144,7 +144,7 @@ pub fn main(args: CStrings, env: CStrings) -> u8 {
         }
     }
     let initrd_max = kernel.bz.as_ref().map_or(u64::from(u32::MAX), |(b, _)| u64::from(b.initrd_addr_max));
-    let app_args = args.skip(1 + opts.consumed);
+    let app_args = args.skip(opts.consumed.wrapping_add(1)); // argv[0] and the consumed flags
     let (initrd, initrd_len) = place_initrd(&mut mem, &payload, kernel.end, initrd_max, &opts, terminal, app_args);
     write_boot_data(&mut mem, &kernel, &cmdline, initrd, initrd_len)
         .unwrap_or_else(|| fail("guest memory too small for the boot data; raise --smolvm-mem"));
@@ -273,32 +273,34 @@ fn place_initrd(
     }
     drop(checked);
 
-    let cpio_at = (start + section.len).next_multiple_of(4);
+    // start + section.len + room <= top (checked above): no sum below wraps.
+    let data_end = start.wrapping_add(section.len);
     // Between the archives only zeros (a mapped page may hold file bytes).
-    let pad = (cpio_at - (start + section.len)) as usize;
-    mem.write_slice(GuestAddress(start + section.len), &[0; 3][..pad])
+    let pad = (data_end.wrapping_neg() % 4) as usize;
+    let cpio_at = data_end.wrapping_add(pad as u64);
+    mem.write_slice(GuestAddress(data_end), &[0; 3][..pad])
         .unwrap_or_else(|| fail("guest memory is too small for the initramfs"));
-    let region = mem.slice_mut(GuestAddress(cpio_at), top - cpio_at)
+    let region = mem.slice_mut(GuestAddress(cpio_at), top.wrapping_sub(cpio_at))
         .unwrap_or_else(|| fail("guest memory is too small for the initramfs"));
-    let (cpio_buf, scratch) = region.split_at_mut(region.len() - MAX_CONFIG_LEN);
-    let config_len = runtime_config(scratch, opts, terminal, app_args)
+    let (cpio_buf, scratch) = region.split_at_mut(region.len().saturating_sub(MAX_CONFIG_LEN));
+    let config = runtime_config(scratch, opts, terminal, app_args)
         .unwrap_or_else(|e| Line::new().s("run-time arguments: ").s(e.message()).fail());
     let mut w = CpioWriter::new(cpio_buf, 0x7000_0000);
     let written = w.dir(b"smolvm", 0o755)
-        .and_then(|()| w.file(GUEST_RUNTIME_PATH.as_bytes(), 0o644, &scratch[..config_len]))
+        .and_then(|()| w.file(GUEST_RUNTIME_PATH.as_bytes(), 0o644, config))
         .and_then(|()| w.finish());
     let cpio_len = written.unwrap_or_else(|e| Line::new().s(e.message()).fail());
-    (start, cpio_at - start + cpio_len as u64)
+    (start, cpio_at.wrapping_sub(start).wrapping_add(cpio_len as u64))
 }
 
-/// Writes the runtime config records into `buf`; returns its length.
-fn runtime_config(
-    buf: &mut [u8],
+/// Writes the runtime config records into `buf`; returns them.
+fn runtime_config<'b>(
+    buf: &'b mut [u8],
     opts: &Options<'_>,
     terminal: Option<WinSize>,
     app_args: impl Iterator<Item = &'static [u8]>,
-) -> Result<usize, config::ConfigError> {
-    let mut w = config::Writer::new(buf)?;
+) -> Result<&'b [u8], config::ConfigError> {
+    let mut w = config::Writer::new(&mut *buf)?;
     for arg in app_args {
         w.push(Key::Arg, &[arg])?;
     }
@@ -325,22 +327,24 @@ fn runtime_config(
         }
         None => w.push(Key::Stdio, &[b"ports"])?,
     }
-    Ok(w.len())
+    let (len, buf): (usize, &'b [u8]) = (w.len(), buf);
+    Ok(buf.get(..len).unwrap_or(&[]))
 }
 
 fn write_boot_data(mem: &mut GuestMemory, kernel: &load::Kernel, cmdline: &Cmdline, initrd: u64, initrd_len: u64) -> Option<()> {
     cpu::write_tables(mem)?;
-    let mut line = [0u8; CMDLINE_MAX];
+    // The command line and its NUL (it is shorter than CMDLINE_MAX).
     let c = cmdline.as_bytes();
-    line[..c.len()].copy_from_slice(c);
-    mem.write_slice(GuestAddress(CMDLINE_ADDR), &line[..c.len() + 1])?;
+    let c_len = c.len() as u64;
+    mem.write_slice(GuestAddress(CMDLINE_ADDR), c)?;
+    mem.write_slice(GuestAddress(CMDLINE_ADDR.wrapping_add(c_len)), &[0])?;
 
     let mut p = BootParams::new();
     match &kernel.bz {
-        Some((b, hdr)) => p.set_setup_header(&hdr[..b.hdr_end - crate::boot::bzimage::HDR_START]),
+        Some((b, hdr)) => p.set_setup_header(hdr.get(..b.hdr_end.wrapping_sub(crate::boot::bzimage::HDR_START)).unwrap_or(hdr)),
         None => p.set_minimal_header(),
     }
-    p.set_loader_fields(CMDLINE_ADDR, (c.len() + 1) as u32, initrd, initrd_len);
+    p.set_loader_fields(CMDLINE_ADDR, c_len.wrapping_add(1) as u32, initrd, initrd_len);
     p.add_e820(0, EBDA_START, E820_RAM);
     p.add_e820(EBDA_START, KERNEL_MIN_ADDR - EBDA_START, E820_RESERVED);
     let [(_, low, _), (high_start, high, _)] = mem.ranges();
