@@ -35,14 +35,14 @@ pub trait MmioDevice {
     fn poll(&mut self, _ctx: &mut Ctx<'_>) {}
 }
 
-/// The guest physical address of virtio-mmio slot `slot`.
+/// The guest physical address of virtio-mmio slot `slot` (< MMIO_MAX_SLOTS).
 pub fn slot_base(slot: usize) -> u64 {
-    MMIO_BASE + slot as u64 * MMIO_SLOT_SIZE
+    MMIO_BASE.wrapping_add((slot as u64).wrapping_mul(MMIO_SLOT_SIZE))
 }
 
-/// The GSI of virtio-mmio slot `slot`.
+/// The GSI of virtio-mmio slot `slot` (< MMIO_MAX_SLOTS).
 pub fn slot_irq(slot: usize) -> u32 {
-    MMIO_FIRST_IRQ + slot as u32
+    MMIO_FIRST_IRQ.wrapping_add(slot as u32)
 }
 
 /// The virtio-mmio slots, each empty or holding one device.

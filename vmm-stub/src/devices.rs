@@ -77,7 +77,7 @@ impl<'a> ShareSpec<'a> {
             None => (v.strip_suffix(b":rw").unwrap_or(v), false),
         };
         let i = rest.iter().rposition(|&b| b == b':')?;
-        let (host, guest) = (&rest[..i], &rest[i + 1..]);
+        let (host, guest) = (rest.get(..i)?, rest.get(i.wrapping_add(1)..)?);
         let ok = !host.is_empty() && guest.first() == Some(&b'/') && !v.contains(&0);
         ok.then_some(ShareSpec { host, guest, read_only })
     }
@@ -117,8 +117,10 @@ pub fn open_disk(spec: DiskSpec<'_>) -> Result<DiskFile, DiskError> {
     // NUL-terminate on the stack: a `&[u8]` path would make rustix allocate
     // for long paths when its `alloc` feature is on (the stub has no heap).
     let mut buf = [0u8; 4096];
-    let path = buf.get_mut(..spec.path.len() + 1).ok_or(DiskError::Open(Errno::NAMETOOLONG))?;
-    path[..spec.path.len()].copy_from_slice(spec.path);
+    let path = buf.get_mut(..spec.path.len().wrapping_add(1)).ok_or(DiskError::Open(Errno::NAMETOOLONG))?;
+    for (d, &b) in path.iter_mut().zip(spec.path) {
+        *d = b;
+    }
     let path = core::ffi::CStr::from_bytes_with_nul(path).map_err(|_| DiskError::Open(Errno::INVAL))?;
     let mode = if spec.read_only { OFlags::RDONLY } else { OFlags::RDWR };
     let fd = fs::open(path, mode | OFlags::CLOEXEC | OFlags::NOCTTY, Mode::empty()).map_err(DiskError::Open)?;
@@ -198,7 +200,7 @@ impl<'d> Transports<'d> {
             return None;
         }
         self.put(slot, dev);
-        self.next += 1;
+        self.next = slot.wrapping_add(1); // slot < MMIO_MAX_SLOTS
         Some(slot)
     }
 

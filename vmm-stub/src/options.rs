@@ -73,8 +73,15 @@ pub fn parse_mem(v: &[u8]) -> Option<u32> {
     if digits.is_empty() || digits.len() > 9 || !digits.iter().all(u8::is_ascii_digit) {
         return None;
     }
-    let n = digits.iter().fold(0u32, |n, d| n * 10 + u32::from(d - b'0'));
+    // At most 9 digits: below 10^9, no overflow.
+    let n = digits.iter().fold(0u32, |n, d| n.wrapping_mul(10).wrapping_add(u32::from(d.wrapping_sub(b'0'))));
     n.checked_mul(mul).filter(|&m| m > 0)
+}
+
+/// Splits `name=value` at the first `=`.
+fn split_eq(s: &[u8]) -> Option<(&[u8], &[u8])> {
+    let i = s.iter().position(|&b| b == b'=')?;
+    Some((s.get(..i)?, s.get(i.wrapping_add(1)..)?))
 }
 
 fn parse_log(v: &[u8]) -> Option<Log> {
@@ -134,9 +141,7 @@ impl<'a> Options<'a> {
     ) -> Result<Options<'a>, OptError<'a>> {
         let mut o = Options::default();
         for var in env {
-            let Some(rest) = var.strip_prefix(b"SMOLVM_") else { continue };
-            let Some(eq) = rest.iter().position(|&b| b == b'=') else { continue };
-            let (name, v) = (&rest[..eq], &rest[eq + 1..]);
+            let Some((name, v)) = var.strip_prefix(b"SMOLVM_").and_then(split_eq) else { continue };
             match name {
                 b"NO_SECCOMP" if v == b"1" => o.no_seccomp = true,
                 b"SHARE" => {
@@ -153,9 +158,9 @@ impl<'a> Options<'a> {
         }
         for arg in args {
             let Some(opt) = arg.strip_prefix(PREFIX) else { break };
-            o.consumed += 1;
-            let (name, value) = match opt.iter().position(|&b| b == b'=') {
-                Some(i) => (&opt[..i], Some(&opt[i + 1..])),
+            o.consumed = o.consumed.wrapping_add(1); // at most the argument count
+            let (name, value) = match split_eq(opt) {
+                Some((name, v)) => (name, Some(v)),
                 None => (opt, None),
             };
             let Some(i) = FLAGS.iter().position(|&f| f == name) else { return Err(OptError::Unknown(arg)) };

@@ -113,9 +113,10 @@ extern "C" fn reaper() -> ! {
     let parent = rustix::process::getppid().map_or(0, |p| p.as_raw_nonzero().get());
     if parent == PARENT.load(Ordering::Acquire) {
         let (lo, hi) = (KEEP_LO.load(Ordering::Acquire), KEEP_HI.load(Ordering::Acquire));
-        close_range(0, lo - 1);
-        close_range(lo + 1, hi - 1);
-        close_range(hi + 1, i32::MAX);
+        // fds are far below i32::MAX: saturating only to spare panic paths.
+        close_range(0, lo.saturating_sub(1));
+        close_range(lo.saturating_add(1), hi.saturating_sub(1));
+        close_range(hi.saturating_add(1), i32::MAX);
         loop {
             // SAFETY: pause takes no arguments; only SIGKILL ends it.
             unsafe { syscall3(SYS_PAUSE, 0, 0, 0) };
