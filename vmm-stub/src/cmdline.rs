@@ -25,7 +25,7 @@ impl Cmdline {
 
     fn push(&mut self, b: &[u8]) -> bool {
         // Keep one byte for the terminating NUL.
-        if self.buf.len() + b.len() >= CMDLINE_MAX {
+        if b.len() >= CMDLINE_MAX.saturating_sub(self.buf.len()) {
             return false;
         }
         self.buf.extend_from_slice(b).is_ok()

@@ -28,8 +28,9 @@ pub fn print(payload: &Payload, manifest: &[u8]) {
     if let Some(ki) = payload.section(Kind::KernelInfo) {
         let mut buf = [0u8; linker::image::MAX_KERNEL_INFO_LEN as usize];
         let n = ki.len.min(buf.len() as u64) as usize;
-        if payload.read(&ki, 0, &mut buf[..n]).is_ok() {
-            for line in buf[..n].split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
+        let text = buf.get_mut(..n).unwrap_or_default();
+        if payload.read(&ki, 0, text).is_ok() {
+            for line in text.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
                 Line::bare().s("kernel: ").b(line).print();
             }
         }

@@ -27,9 +27,9 @@ pub fn pread_exact(fd: BorrowedFd<'_>, buf: &mut [u8], offset: u64) -> io::Resul
     let mut done = 0;
     while done < buf.len() {
         let at = offset.checked_add(done as u64).ok_or(Errno::INVAL)?;
-        match io::pread(fd, &mut buf[done..], at) {
+        match io::pread(fd, buf.get_mut(done..).unwrap_or_default(), at) {
             Ok(0) => return Err(Errno::IO), // the file shrank under us
-            Ok(n) => done += n,
+            Ok(n) => done = done.wrapping_add(n), // n <= what was left
             Err(Errno::INTR) => {}
             Err(e) => return Err(e),
         }

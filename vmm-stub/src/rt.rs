@@ -24,7 +24,7 @@ unsafe extern "C" fn start_rust(sp: *const usize) -> ! {
     let (argv, envp) = unsafe {
         let argc = *sp;
         let argv = core::slice::from_raw_parts(sp.add(1).cast::<*const u8>(), argc);
-        (argv, sp.add(argc + 2).cast::<*const u8>())
+        (argv, sp.add(argc.wrapping_add(2)).cast::<*const u8>())
     };
     vmm_stub::sys::exit(crate::main_entry(argv, envp))
 }
@@ -117,7 +117,7 @@ pub unsafe extern "C" fn strlen(s: *const u8) -> usize {
     let mut n = 0;
     // SAFETY: the caller guarantees a NUL byte terminates `s`.
     while unsafe { core::ptr::read_volatile(s.add(n)) } != 0 {
-        n += 1;
+        n = n.wrapping_add(1); // a string never spans the address space
     }
     n
 }

@@ -224,7 +224,7 @@ pub fn install(shares: bool) -> Result<(), rustix::io::Errno> {
     };
     match ret {
         0 => Ok(()),
-        r if r < 0 => Err(rustix::io::Errno::from_raw_os_error(i32::try_from(-r).unwrap_or(0))),
+        r if r < 0 => Err(rustix::io::Errno::from_raw_os_error(i32::try_from(r.unsigned_abs()).unwrap_or(0))),
         _ => Err(rustix::io::Errno::AGAIN), // a thread could not be synchronised
     }
 }

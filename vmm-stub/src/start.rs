@@ -282,7 +282,9 @@ fn place_initrd(
         .unwrap_or_else(|| fail("guest memory is too small for the initramfs"));
     let region = mem.slice_mut(GuestAddress(cpio_at), top.wrapping_sub(cpio_at))
         .unwrap_or_else(|| fail("guest memory is too small for the initramfs"));
-    let (cpio_buf, scratch) = region.split_at_mut(region.len().saturating_sub(MAX_CONFIG_LEN));
+    let Some((cpio_buf, scratch)) = region.split_at_mut_checked(region.len().saturating_sub(MAX_CONFIG_LEN)) else {
+        fail("guest memory is too small for the initramfs")
+    };
     let config = runtime_config(scratch, opts, terminal, app_args)
         .unwrap_or_else(|e| Line::new().s("run-time arguments: ").s(e.message()).fail());
     let mut w = CpioWriter::new(cpio_buf, 0x7000_0000);

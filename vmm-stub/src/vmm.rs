@@ -61,12 +61,12 @@ impl<'d> Vmm<'d> {
                     crate::sys::exit(data.first().copied().unwrap_or(0))
                 }
                 Exit::IoOut { port, size, data } if Serial::claims(port) => {
-                    for chunk in data.chunks_exact(size) {
+                    for chunk in data.chunks_exact(size.max(1)) {
                         serial.write(port - serial::COM1_BASE, chunk[0], vm);
                     }
                 }
                 Exit::IoIn { port, size, data } if Serial::claims(port) => {
-                    for chunk in data.chunks_exact_mut(size) {
+                    for chunk in data.chunks_exact_mut(size.max(1)) {
                         chunk.fill(0);
                         chunk[0] = serial.read(port - serial::COM1_BASE);
                     }

@@ -67,8 +67,9 @@ impl KernelFile<'_> {
 pub fn load(mem: &mut GuestMemory, file: KernelFile<'_>) -> Result<Kernel, LoadError> {
     let mut head = [0u8; elf::HEAD_LEN];
     let head_len = file.len.min(elf::HEAD_LEN as u64) as usize;
-    pread_exact(file.fd, &mut head[..head_len], file.offset).map_err(LoadError::Io)?;
-    let head = &head[..head_len];
+    let head = head.get_mut(..head_len).unwrap_or_default();
+    pread_exact(file.fd, head, file.offset).map_err(LoadError::Io)?;
+    let head = &*head;
     if elf::is_elf(head) {
         load_elf(mem, file, head)
     } else if bzimage::is_bzimage(head) {

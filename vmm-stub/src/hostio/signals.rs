@@ -109,8 +109,9 @@ fn sigaction(sig: u32, handler: usize) -> bool {
     unsafe { syscall4(13, sig as usize, &act as *const _ as usize, 0, 8) == 0 }
 }
 
+/// The mask bit of signal `sig` (1..=64).
 fn bit(sig: u32) -> u64 {
-    1u64 << (sig - 1)
+    1u64.wrapping_shl(sig.wrapping_sub(1))
 }
 
 /// Blocks (`block = true`) or unblocks every signal for the calling thread.

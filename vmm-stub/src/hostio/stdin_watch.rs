@@ -70,7 +70,7 @@ pub fn start() -> Result<(), Errno> {
     }
     block_all(false);
     if ret < 0 {
-        return Err(Errno::from_raw_os_error(i32::try_from(-ret).unwrap_or(0)));
+        return Err(Errno::from_raw_os_error(i32::try_from(ret.unsigned_abs()).unwrap_or(0)));
     }
     STARTED.store(true, Ordering::Release);
     Ok(())
