@@ -33,11 +33,8 @@ impl Cmdline {
 
     /// Appends ` virtio_mmio.device=4K@0x<base>:<irq>` for `slot`.
     pub fn add_virtio_mmio(&mut self, slot: usize) -> bool {
-        let l = crate::out::Line::bare()
-            .s(" virtio_mmio.device=4K@")
-            .x(slot_base(slot))
-            .s(":")
-            .u(u64::from(slot_irq(slot)));
+        let mut l = crate::out::Line::bare();
+        l.s(" virtio_mmio.device=4K@").x(slot_base(slot)).s(":").u(u64::from(slot_irq(slot)));
         self.push(l.as_bytes())
     }
 

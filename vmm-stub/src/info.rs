@@ -9,18 +9,20 @@ pub fn print(payload: &Payload, manifest: &[u8]) {
     let image = payload.image();
     Line::bare().s("smolvm image, format 1, ").u(image.file_len()).s(" bytes").print();
     for s in image.sections() {
-        let mut l = Line::bare().s("  ").s(s.kind.name()).s(": ").u(s.len).s(" bytes at ").x(s.offset);
+        let mut l = Line::bare();
+        l.s("  ").s(s.kind.name()).s(": ").u(s.len).s(" bytes at ").x(s.offset);
         if s.kind == Kind::Kernel {
-            l = l.s(if s.is_bzimage() { " (bzImage)" } else { " (ELF vmlinux)" });
+            l.s(if s.is_bzimage() { " (bzImage)" } else { " (ELF vmlinux)" });
         }
         l.print();
     }
     Line::bare().s("manifest:").print();
     if let Ok(records) = config::parse(manifest) {
         for r in records.flatten() {
-            let mut l = Line::bare().s("  ").s(r.key.name());
+            let mut l = Line::bare();
+            l.s("  ").s(r.key.name());
             for i in 0..r.key.arity() {
-                l = l.s(" ").b(r.field(i));
+                l.s(" ").b(r.field(i));
             }
             l.print();
         }

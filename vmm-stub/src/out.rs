@@ -38,6 +38,8 @@ pub fn write_all(fd: BorrowedFd<'_>, mut bytes: &[u8]) -> io::Result<()> {
 }
 
 /// A message line: `smolvm: ` + parts + `\n`, truncated at 256 bytes.
+/// Built in place (`&mut self` methods: moving the 264-byte value at every
+/// step costs the stub hundreds of bytes of copies).
 pub struct Line {
     buf: heapless::Vec<u8, 256>,
 }
@@ -68,18 +70,18 @@ impl Line {
         }
     }
 
-    pub fn s(mut self, s: &str) -> Line {
+    pub fn s(&mut self, s: &str) -> &mut Line {
         self.push(s.as_bytes());
         self
     }
 
-    pub fn b(mut self, b: &[u8]) -> Line {
+    pub fn b(&mut self, b: &[u8]) -> &mut Line {
         self.push(b);
         self
     }
 
     /// Decimal.
-    pub fn u(mut self, v: u64) -> Line {
+    pub fn u(&mut self, v: u64) -> &mut Line {
         let mut digits = [0u8; 20];
         let mut i = digits.len();
         let mut v = v;
@@ -96,7 +98,7 @@ impl Line {
     }
 
     /// `0x`-prefixed hexadecimal.
-    pub fn x(mut self, v: u64) -> Line {
+    pub fn x(&mut self, v: u64) -> &mut Line {
         self.push(b"0x");
         let mut started = false;
         for shift in (0..16).rev() {
@@ -114,7 +116,7 @@ impl Line {
     }
 
     /// Writes the line (with `\n`) to stderr.
-    pub fn emit(mut self) {
+    pub fn emit(&mut self) {
         if self.buf.last() != Some(&b'\n') {
             if self.buf.is_full() {
                 self.buf.pop();
@@ -125,7 +127,7 @@ impl Line {
     }
 
     /// Writes the line to stdout (for `--smolvm-info`/`--smolvm-help`).
-    pub fn print(mut self) {
+    pub fn print(&mut self) {
         if self.buf.is_full() {
             self.buf.pop();
         }
@@ -134,7 +136,7 @@ impl Line {
     }
 
     /// Writes the line and exits with status 125 (smolvm failed).
-    pub fn fail(self) -> ! {
+    pub fn fail(&mut self) -> ! {
         self.emit();
         crate::sys::exit(SMOLVM_FAILED)
     }
@@ -147,9 +149,10 @@ pub fn fail(msg: &str) -> ! {
 
 /// The panic handler's line: where the stub failed, then status 125.
 pub fn panic_line(location: Option<(&str, u32)>) -> ! {
-    let mut l = Line::new().s("internal error (please report)");
+    let mut l = Line::new();
+    l.s("internal error (please report)");
     if let Some((file, line)) = location {
-        l = l.s(" at ").s(file).s(":").u(u64::from(line));
+        l.s(" at ").s(file).s(":").u(u64::from(line));
     }
     l.fail()
 }
@@ -161,14 +164,16 @@ mod tests {
     #[test]
     fn numbers_format_like_fmt() {
         for v in [0u64, 7, 10, 255, 4096, u64::MAX] {
-            let l = Line::bare().u(v).s(" ").x(v);
+            let mut l = Line::bare();
+            l.u(v).s(" ").x(v);
             assert_eq!(l.as_bytes(), std::format!("{v} {v:#x}").as_bytes());
         }
     }
 
     #[test]
     fn long_lines_are_truncated_not_overflowed() {
-        let l = Line::new().b(&[b'a'; 400]);
+        let mut l = Line::new();
+        l.b(&[b'a'; 400]);
         assert_eq!(l.as_bytes().len(), 256);
     }
 }

@@ -317,14 +317,16 @@ fn runtime_config<'b>(
     }
     for (n, &v) in opts.shares.iter().enumerate() {
         let Some(s) = ShareSpec::parse(v) else { continue }; // validated by Options
-        let tag = Line::bare().s(abi::SHARE_TAG_PREFIX).u(n as u64);
+        let mut tag = Line::bare();
+        tag.s(abi::SHARE_TAG_PREFIX).u(n as u64);
         w.push(Key::Share, &[tag.as_bytes(), s.guest, if s.read_only { b"ro" } else { b"rw" }])?;
     }
     // Terminal mode: init gives the app /dev/hvc0 as its terminal;
     // otherwise its stdin, stdout and stderr are control device ports.
     match terminal {
         Some((rows, cols)) => {
-            let l = Line::bare().u(u64::from(rows)).s(" ").u(u64::from(cols));
+            let mut l = Line::bare();
+            l.u(u64::from(rows)).s(" ").u(u64::from(cols));
             w.push(Key::Tty, &[l.as_bytes()])?;
         }
         None => w.push(Key::Stdio, &[b"ports"])?,

@@ -51,8 +51,13 @@ impl<'d> Vmm<'d> {
             let mut note = |what: &str, addr: u64, len: usize| {
                 if *debug && *notes <= MAX_NOTES {
                     *notes += 1;
-                    let l = Line::new().s("debug: unhandled ").s(what).s(" ").x(addr).s(" (").u(len as u64).s(" bytes)");
-                    if *notes > MAX_NOTES { Line::new().s("debug: further notes suppressed").emit() } else { l.emit() }
+                    let mut l = Line::new();
+                    if *notes > MAX_NOTES {
+                        l.s("debug: further notes suppressed");
+                    } else {
+                        l.s("debug: unhandled ").s(what).s(" ").x(addr).s(" (").u(len as u64).s(" bytes)");
+                    }
+                    l.emit()
                 }
             };
             match exit {
@@ -125,7 +130,7 @@ fn crash(serial: &mut Serial, what: &str) -> ! {
 }
 
 /// Prints `line`, then the last console lines, and exits 125.
-fn crash_line(serial: &mut Serial, line: Line) -> ! {
+fn crash_line(serial: &mut Serial, line: &mut Line) -> ! {
     serial.flush();
     line.emit();
     let mut buf = [0u8; serial::TAIL_LEN];
