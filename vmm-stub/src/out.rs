@@ -111,6 +111,11 @@ impl Line {
         self
     }
 
+    /// ` (errno N` (the caller closes the parenthesis).
+    pub fn errno(&mut self, e: Errno) -> &mut Line {
+        self.s(" (errno ").u(u64::from(e.raw_os_error().unsigned_abs()))
+    }
+
     pub fn as_bytes(&self) -> &[u8] {
         &self.buf
     }
@@ -147,6 +152,11 @@ pub fn fail(msg: &str) -> ! {
     Line::new().s(msg).fail()
 }
 
+/// Prints `msg (errno N)` and exits 125.
+pub fn fail_errno(msg: &str, e: Errno) -> ! {
+    Line::new().s(msg).errno(e).s(")").fail()
+}
+
 /// The panic handler's line: where the stub failed, then status 125.
 pub fn panic_line(location: Option<(&str, u32)>) -> ! {
     let mut l = Line::new();
@@ -168,6 +178,13 @@ mod tests {
             l.u(v).s(" ").x(v);
             assert_eq!(l.as_bytes(), std::format!("{v} {v:#x}").as_bytes());
         }
+    }
+
+    #[test]
+    fn errno_suffix() {
+        let mut l = Line::new();
+        l.s("cannot open /dev/kvm").errno(Errno::ACCESS).s(")");
+        assert_eq!(l.as_bytes(), b"smolvm: cannot open /dev/kvm (errno 13)");
     }
 
     #[test]

@@ -11,7 +11,7 @@ use crate::hostio::tty::WinSize;
 use crate::kvm::{Kvm, Vcpu, Vm};
 use crate::mem::{GuestAddress, GuestMemory, PAGE_SIZE};
 use crate::options::{OptError, Options, HELP};
-use crate::out::{self, fail, Line};
+use crate::out::{self, fail, fail_errno, Line};
 use crate::payload::{Payload, PayloadError};
 use crate::serial::{Serial, Sink};
 use crate::sys::kvm::{
@@ -61,13 +61,9 @@ impl Iterator for CStrings {
     }
 }
 
-fn errno(e: Errno) -> u64 {
-    u64::from(e.raw_os_error().unsigned_abs())
-}
-
 fn payload_error(e: PayloadError) -> ! {
     match e {
-        PayloadError::Io(e) => Line::new().s("cannot read own executable /proc/self/exe (errno ").u(errno(e)).s(")").fail(),
+        PayloadError::Io(e) => fail_errno("cannot read own executable /proc/self/exe", e),
         PayloadError::Image(e) => Line::new().s(e.message()).s("; rebuild it with `smolvm build`").fail(),
     }
 }
@@ -104,7 +100,7 @@ pub fn main(args: CStrings, env: CStrings) -> u8 {
 
     let kvm = open_kvm();
     let mut mem = GuestMemory::new(u64::from(mem_mib) << 20)
-        .unwrap_or_else(|e| Line::new().s("cannot reserve guest memory (errno ").u(errno(e)).s(")").fail());
+        .unwrap_or_else(|e| fail_errno("cannot reserve guest memory", e));
 
     let kernel_section = payload.section(Kind::Kernel).unwrap_or_else(|| payload_error(PayloadError::Image(linker::image::ImageError::MissingSection(Kind::Kernel))));
     let kfile = KernelFile { fd: payload.fd(), offset: kernel_section.offset, len: kernel_section.len };
@@ -150,7 +146,7 @@ pub fn main(args: CStrings, env: CStrings) -> u8 {
         .unwrap_or_else(|| fail("guest memory too small for the boot data; raise --smolvm-mem"));
 
     let (vm, vcpu) = create_vm(&kvm, &mem, kernel.entry)
-        .unwrap_or_else(|(what, e)| Line::new().s("KVM setup failed: ").s(what).s(" (errno ").u(errno(e)).s(")").fail());
+        .unwrap_or_else(|(what, e)| Line::new().s("KVM setup failed: ").s(what).errno(e).s(")").fail());
     drop(kvm);
     #[cfg(feature = "test-hooks")]
     test_hooks_before_filter(env, &vcpu);
@@ -158,14 +154,14 @@ pub fn main(args: CStrings, env: CStrings) -> u8 {
     // kicks the vCPU when host input arrives (hostio).
     crate::hostio::signals::install(vcpu.immediate_exit_ptr());
     if let Err(e) = crate::hostio::stdin_watch::start() {
-        Line::new().s("cannot start the stdin thread (errno ").u(errno(e)).s(")").fail();
+        fail_errno("cannot start the stdin thread", e);
     }
     // From here on only the run loop's system calls (seccomp.rs); the
     // reaper below inherits the filter.
     crate::harden::freeze_limits();
     if !opts.no_seccomp {
         crate::seccomp::install(!opts.shares.is_empty())
-            .unwrap_or_else(|e| Line::new().s("cannot install the seccomp filter (errno ").u(errno(e)).s("; --smolvm-no-seccomp skips it, unsafely)").fail());
+            .unwrap_or_else(|e| Line::new().s("cannot install the seccomp filter").errno(e).s("; --smolvm-no-seccomp skips it, unsafely)").fail());
     }
     #[cfg(feature = "test-hooks")]
     test_hooks(env);
@@ -228,12 +224,12 @@ fn open_kvm() -> Kvm {
         Errno::ACCESS | Errno::PERM => {
             fail("no permission to open /dev/kvm: add the user to group `kvm` (usermod -aG kvm $USER) and log in again")
         }
-        e => Line::new().s("cannot open /dev/kvm (errno ").u(errno(e)).s(")").fail(),
+        e => fail_errno("cannot open /dev/kvm", e),
     });
     match kvm.api_version() {
         Ok(v) if v == KVM_API_VERSION as u32 => kvm,
         Ok(v) => Line::new().s("unsupported KVM API version ").u(u64::from(v)).s(" (need 12)").fail(),
-        Err(e) => Line::new().s("KVM_GET_API_VERSION failed (errno ").u(errno(e)).s(")").fail(),
+        Err(e) => fail_errno("KVM_GET_API_VERSION failed", e),
     }
 }
 

@@ -45,7 +45,7 @@ impl<'d> Vmm<'d> {
                 Ok(e) => e,
                 Err(e) => {
                     serial.flush();
-                    Line::new().s("KVM_RUN failed (errno ").u(u64::from(e.raw_os_error().unsigned_abs())).s(")").fail()
+                    out::fail_errno("KVM_RUN failed", e)
                 }
             };
             let mut note = |what: &str, addr: u64, len: usize| {
