@@ -161,7 +161,7 @@ pub fn validate(bytes: &[u8]) -> Result<(), ConfigError> {
 
 fn split_nul(bytes: &[u8]) -> Option<(&[u8], &[u8])> {
     let end = bytes.iter().position(|&b| b == 0)?;
-    Some((&bytes[..end], &bytes[end + 1..]))
+    Some((bytes.get(..end)?, bytes.get(end.wrapping_add(1)..)?))
 }
 
 impl<'a> Iterator for Records<'a> {
@@ -211,7 +211,7 @@ impl<'b> Writer<'b> {
         if end > MAX_CONFIG_LEN {
             return Err(ConfigError::TooLarge);
         }
-        self.buf.get_mut(self.len..end).ok_or(ConfigError::Full)?.copy_from_slice(bytes);
+        self.buf.get_mut(self.len..).and_then(|b| b.get_mut(..bytes.len())).ok_or(ConfigError::Full)?.copy_from_slice(bytes);
         self.len = end;
         Ok(())
     }

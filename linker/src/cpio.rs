@@ -71,7 +71,7 @@ pub fn entry_len(name_len: usize, data_len: usize) -> Option<usize> {
 
 fn header(meta: &Meta, name_len: usize, data_len: usize) -> Result<[u8; HEADER_LEN], CpioError> {
     let filesize = u32::try_from(data_len).map_err(|_| CpioError::TooLarge)?;
-    let namesize = u32::try_from(name_len + 1).map_err(|_| CpioError::BadName)?;
+    let namesize = u32::try_from(name_len.wrapping_add(1)).map_err(|_| CpioError::BadName)?;
     let fields = [
         meta.ino,
         meta.mode,
@@ -88,11 +88,11 @@ fn header(meta: &Meta, name_len: usize, data_len: usize) -> Result<[u8; HEADER_L
         0, // check
     ];
     let mut h = [0u8; HEADER_LEN];
-    h[..6].copy_from_slice(b"070701");
-    for (i, v) in fields.iter().enumerate() {
-        for d in 0..8 {
-            let nibble = (v >> (28 - 4 * d)) & 0xf;
-            h[6 + i * 8 + d] = b"0123456789ABCDEF"[nibble as usize];
+    let (magic, hex) = h.split_at_mut(6);
+    magic.copy_from_slice(b"070701");
+    for (digits, v) in hex.chunks_exact_mut(8).zip(fields) {
+        for (d, shift) in digits.iter_mut().zip([28, 24, 20, 16, 12, 8, 4, 0]) {
+            *d = b"0123456789ABCDEF"[(v >> shift) as usize & 0xf];
         }
     }
     Ok(h)
@@ -125,12 +125,12 @@ impl<'b> CpioWriter<'b> {
     }
 
     fn put(&mut self, bytes: &[u8]) -> Result<(), CpioError> {
-        let end = self.len.checked_add(bytes.len()).ok_or(CpioError::Full)?;
         self.buf
-            .get_mut(self.len..end)
+            .get_mut(self.len..)
+            .and_then(|b| b.get_mut(..bytes.len()))
             .ok_or(CpioError::Full)?
             .copy_from_slice(bytes);
-        self.len = end;
+        self.len = self.len.wrapping_add(bytes.len()); // it fit in the buffer
         Ok(())
     }
 
@@ -148,7 +148,8 @@ impl<'b> CpioWriter<'b> {
         let h = header(meta, name.len(), data.len())?;
         self.put(&h)?;
         self.put(name)?;
-        self.put(&[0; 4][..1 + pad4(HEADER_LEN + name.len() + 1)])?;
+        // entry_len checked these sums.
+        self.put(&[0; 4][..1 + pad4(HEADER_LEN.wrapping_add(name.len()).wrapping_add(1))])?;
         self.put(data)?;
         self.put(&[0; 4][..pad4(data.len())])
     }

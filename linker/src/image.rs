@@ -396,7 +396,7 @@ impl Image {
 
     /// Sections in file order.
     pub fn sections(&self) -> &[Section] {
-        &self.sections[..self.count]
+        self.sections.get(..self.count).unwrap_or(&[])
     }
 
     pub fn section(&self, kind: Kind) -> Option<Section> {

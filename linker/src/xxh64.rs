@@ -22,19 +22,6 @@ fn merge(acc: u64, v: u64) -> u64 {
     (acc ^ round(0, v)).wrapping_mul(P1).wrapping_add(P4)
 }
 
-#[inline(always)]
-fn le64(b: &[u8]) -> u64 {
-    let mut a = [0u8; 8];
-    a.copy_from_slice(&b[..8]);
-    u64::from_le_bytes(a)
-}
-
-fn le32(b: &[u8]) -> u64 {
-    let mut a = [0u8; 4];
-    a.copy_from_slice(&b[..4]);
-    u64::from(u32::from_le_bytes(a))
-}
-
 /// Incremental XXH64 state: feed any split of the input, same result.
 #[derive(Clone, Copy)]
 pub struct Xxh64 {
@@ -107,6 +94,11 @@ impl Xxh64 {
     }
 
     pub fn finish(&self) -> u64 {
+        self.finish_with(self.buf.get(..self.buf_len).unwrap_or(&[]))
+    }
+
+    /// The digest, given the bytes past the last whole stripe.
+    fn finish_with(&self, mut tail: &[u8]) -> u64 {
         let [v1, v2, v3, v4] = self.v;
         let mut h = if self.total >= 32 {
             let h = v1
@@ -119,20 +111,19 @@ impl Xxh64 {
             v3.wrapping_add(P5)
         };
         h = h.wrapping_add(self.total);
-        let mut tail = &self.buf[..self.buf_len];
-        while tail.len() >= 8 {
-            h = (h ^ round(0, le64(tail)))
+        while let Some((b, rest)) = tail.split_first_chunk::<8>() {
+            h = (h ^ round(0, u64::from_le_bytes(*b)))
                 .rotate_left(27)
                 .wrapping_mul(P1)
                 .wrapping_add(P4);
-            tail = &tail[8..];
+            tail = rest;
         }
-        if tail.len() >= 4 {
-            h = (h ^ le32(tail).wrapping_mul(P1))
+        if let Some((b, rest)) = tail.split_first_chunk::<4>() {
+            h = (h ^ u64::from(u32::from_le_bytes(*b)).wrapping_mul(P1))
                 .rotate_left(23)
                 .wrapping_mul(P2)
                 .wrapping_add(P3);
-            tail = &tail[4..];
+            tail = rest;
         }
         for &b in tail {
             h = (h ^ u64::from(b).wrapping_mul(P5))
@@ -147,11 +138,17 @@ impl Xxh64 {
     }
 }
 
-/// XXH64 of one buffer.
+/// XXH64 of one buffer (no staging buffer: the stub's copy stays small).
 pub fn xxh64(data: &[u8]) -> u64 {
     let mut s = Xxh64::new();
-    s.update(data);
-    s.finish()
+    s.total = data.len() as u64;
+    let mut chunks = data.chunks_exact(32);
+    for c in &mut chunks {
+        if let Ok(c) = <&[u8; 32]>::try_from(c) {
+            s.stripe(c);
+        }
+    }
+    s.finish_with(chunks.remainder())
 }
 
 #[cfg(all(test, feature = "std"))]
