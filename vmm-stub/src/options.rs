@@ -113,6 +113,15 @@ enum Opt {
 
 const FLAGS: [&[u8]; 9] = [b"mem", b"log", b"env", b"workdir", b"disk", b"share", b"info", b"help", b"no-seccomp"];
 const OPTS: [Opt; 9] = [Opt::Mem, Opt::Log, Opt::Env, Opt::Workdir, Opt::Disk, Opt::Share, Opt::Info, Opt::Help, Opt::NoSeccomp];
+/// The `SMOLVM_*` variables (after the prefix).
+const VARS: [(&[u8], Opt); 6] = [
+    (b"MEM", Opt::Mem),
+    (b"LOG", Opt::Log),
+    (b"WORKDIR", Opt::Workdir),
+    (b"NO_SECCOMP", Opt::NoSeccomp),
+    (b"DISK", Opt::Disk),
+    (b"SHARE", Opt::Share),
+];
 
 impl<'a> Options<'a> {
     /// Applies the value `v` of a memory, log, disk or share option;
@@ -142,18 +151,16 @@ impl<'a> Options<'a> {
         let mut o = Options::default();
         for var in env {
             let Some((name, v)) = var.strip_prefix(b"SMOLVM_").and_then(split_eq) else { continue };
-            match name {
-                b"NO_SECCOMP" if v == b"1" => o.no_seccomp = true,
-                b"SHARE" => {
+            let Some(&(_, which)) = VARS.iter().find(|(n, _)| *n == name) else { continue };
+            match which {
+                Opt::NoSeccomp => o.no_seccomp |= v == b"1",
+                Opt::Workdir => o.workdir = Some(v),
+                Opt::Share => {
                     for v in v.split(|&b| b == b',').filter(|v| !v.is_empty()) {
                         o.set(Opt::Share, v, var)?;
                     }
                 }
-                b"MEM" => o.set(Opt::Mem, v, var)?,
-                b"LOG" => o.set(Opt::Log, v, var)?,
-                b"WORKDIR" => o.workdir = Some(v),
-                b"DISK" => o.set(Opt::Disk, v, var)?,
-                _ => {}
+                _ => o.set(which, v, var)?,
             }
         }
         for arg in args {
