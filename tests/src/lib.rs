@@ -1,4 +1,5 @@
 //! smolvm end-to-end tests: helpers shared by the files in `tests/`.
 
 pub mod lab;
+pub mod product;
 pub mod qemu;

@@ -13,31 +13,16 @@
 use linker::config::{self, Key};
 use linker::cpio::CpioWriter;
 use linker::image::{Image, Kind, TRAILER_LEN};
+use smolvm_tests::product;
 use smolvm_tests::qemu::{self, Guest, Outcome};
 use std::fs;
-use std::os::unix::fs::symlink;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-
-fn binary(name: &str, env: &str, pkg: &str) -> PathBuf {
-    let path = std::env::var_os(env).map_or_else(|| qemu::profile_dir().join(name), PathBuf::from);
-    assert!(
-        path.is_file(),
-        "{} missing: run `cargo build -p {pkg}` (same profile) or set {env}",
-        path.display()
-    );
-    path
-}
 
 /// A busybox rootfs with a file to read, in `dir/rootfs`.
 fn rootfs(dir: &Path) -> PathBuf {
     let root = dir.join("rootfs");
-    fs::create_dir_all(root.join("bin")).expect("mkdir");
-    fs::create_dir_all(root.join("etc")).expect("mkdir");
-    fs::copy("/bin/busybox", root.join("bin/busybox")).expect("busybox-static is installed");
-    for applet in ["sh", "cat", "echo"] {
-        symlink("busybox", root.join("bin").join(applet)).expect("ln");
-    }
+    product::busybox_rootfs(&root, &["sh", "cat", "echo"], &["etc"]);
     fs::write(root.join("etc/greeting"), b"greetings from the rootfs\n").expect("write");
     root
 }
@@ -71,14 +56,14 @@ fn build_with(dir: &Path, args: &[std::ffi::OsString]) -> Vec<u8> {
         b"\x7fELF placeholder: the stub is not run by this test",
     )
     .expect("write");
-    let out = Command::new(binary("smolvm", "SMOLVM_BIN", "builder"))
+    let out = Command::new(product::smolvm())
         .arg("build")
         .args(args)
         .args(["--mem", "256M"])
         .arg("--kernel")
         .arg(qemu::kernel())
         .arg("--init")
-        .arg(binary("smol-init", "SMOLVM_INIT", "smol-init"))
+        .arg(product::init())
         .arg("--stub")
         .arg(&stub)
         .arg("-o")

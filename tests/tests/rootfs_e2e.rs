@@ -14,7 +14,7 @@
 
 use linker::sha256;
 use smolvm_tests::lab::{self, Case, Outcome};
-use smolvm_tests::qemu;
+use smolvm_tests::{product, qemu};
 use std::ffi::OsString;
 use std::fs;
 use std::io::Write;
@@ -23,23 +23,17 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
-fn binary(name: &str, env: &str, pkg: &str) -> PathBuf {
-    let path = std::env::var_os(env).map_or_else(|| qemu::profile_dir().join(name), PathBuf::from);
-    assert!(path.is_file(), "{} missing: run `cargo build -p {pkg}` (same profile) or set {env}", path.display());
-    path
-}
-
 /// `smolvm build ARGS` with the test's kernel, init and stub.
 fn smolvm_build(args: &[OsString], out: &Path) -> Output {
-    Command::new(binary("smolvm", "SMOLVM_BIN", "builder"))
+    Command::new(product::smolvm())
         .arg("build")
         .args(args)
         .args(["--mem", "128M", "--kernel"])
         .arg(qemu::kernel())
         .arg("--init")
-        .arg(binary("smol-init", "SMOLVM_INIT", "smol-init"))
+        .arg(product::init())
         .arg("--stub")
-        .arg(binary("vmm-stub", "SMOLVM_STUB", "vmm-stub"))
+        .arg(product::stub())
         .arg("-o")
         .arg(out)
         .env("CI", "1")

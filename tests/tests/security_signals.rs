@@ -23,8 +23,7 @@
 mod stub_common;
 
 use smolvm_tests::lab::{self, Case};
-use smolvm_tests::qemu;
-use std::os::unix::fs::symlink;
+use smolvm_tests::{product, qemu};
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -80,40 +79,11 @@ fn sigpipe_is_ignored_and_hup_int_term_exit_with_128_plus_n() {
     }
 }
 
-fn product_binary(name: &str, env: &str, pkg: &str) -> PathBuf {
-    let path = std::env::var_os(env).map_or_else(|| qemu::profile_dir().join(name), PathBuf::from);
-    assert!(path.is_file(), "{} missing: run `cargo build --release -p {pkg}` or set {env}", path.display());
-    path
-}
-
 /// `dir/sh.vm`: a busybox rootfs whose entry is `/bin/sh`.
 fn busybox_image(dir: &Path) -> PathBuf {
     let root = dir.join("rootfs");
-    std::fs::create_dir_all(root.join("bin")).expect("mkdir");
-    std::fs::copy("/bin/busybox", root.join("bin/busybox")).expect("busybox-static is installed");
-    for applet in ["sh", "echo", "sleep"] {
-        symlink("busybox", root.join("bin").join(applet)).expect("ln");
-    }
-    for d in ["proc", "sys", "dev", "tmp"] {
-        std::fs::create_dir_all(root.join(d)).expect("mkdir");
-    }
-    let out_path = dir.join("sh.vm");
-    let out = Command::new(product_binary("smolvm", "SMOLVM_BIN", "builder"))
-        .arg("build")
-        .arg("--rootfs")
-        .arg(&root)
-        .args(["--entry", "/bin/sh", "--mem", "128M", "--kernel"])
-        .arg(qemu::kernel())
-        .arg("--init")
-        .arg(product_binary("smol-init", "SMOLVM_INIT", "smol-init"))
-        .arg("--stub")
-        .arg(product_binary("vmm-stub", "SMOLVM_STUB", "vmm-stub"))
-        .arg("-o")
-        .arg(&out_path)
-        .output()
-        .expect("run smolvm build");
-    assert!(out.status.success(), "smolvm build: {}", String::from_utf8_lossy(&out.stderr));
-    out_path
+    product::busybox_rootfs(&root, &["sh", "echo", "sleep"], &["proc", "sys", "dev", "tmp"]);
+    product::build_image(&root, "/bin/sh", &["--mem", "128M"], &dir.join("sh.vm"))
 }
 
 /// The numbers of the app's `tick N` lines.

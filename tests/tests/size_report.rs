@@ -7,45 +7,13 @@
 //! a guest kernel (`SMOLVM_TEST_KERNEL`, else `smolvm kernel path`), gcc
 //! and squashfs-tools. No VM is started.
 
+use smolvm_tests::{product, qemu};
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
-use std::sync::OnceLock;
-
-/// `target/<profile>` of the running test binary.
-fn profile_dir() -> PathBuf {
-    let exe = std::env::current_exe().expect("test executable path");
-    exe.parent().and_then(Path::parent).expect("target/<profile>/deps/<test>").to_path_buf()
-}
-
-fn binary(name: &str, env: &str, pkg: &str) -> PathBuf {
-    let path = std::env::var_os(env).map_or_else(|| profile_dir().join(name), PathBuf::from);
-    assert!(path.is_file(), "{} missing: run `cargo build -p {pkg}` (same profile) or set {env}", path.display());
-    path
-}
-
-/// The guest kernel: `SMOLVM_TEST_KERNEL`, else the cached build that
-/// `smolvm kernel path` prints (building it on first use).
-fn kernel() -> PathBuf {
-    static KERNEL: OnceLock<PathBuf> = OnceLock::new();
-    KERNEL
-        .get_or_init(|| {
-            if let Some(k) = std::env::var_os("SMOLVM_TEST_KERNEL") {
-                return PathBuf::from(k);
-            }
-            let out = Command::new(binary("smolvm", "SMOLVM_BIN", "builder"))
-                .args(["kernel", "path"])
-                .stdin(Stdio::null())
-                .output()
-                .expect("run smolvm kernel path");
-            assert!(out.status.success(), "smolvm kernel path: {}", String::from_utf8_lossy(&out.stderr));
-            PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
-        })
-        .clone()
-}
+use std::process::{Command, Output};
 
 fn size_report(args: &[&Path]) -> Output {
-    Command::new(binary("size-report", "SIZE_REPORT_BIN", "size-report")).args(args).output().expect("run size-report")
+    Command::new(product::binary("size-report", "SIZE_REPORT_BIN", "size-report")).args(args).output().expect("run size-report")
 }
 
 fn file_len(p: &Path) -> u64 {
@@ -72,13 +40,13 @@ fn hello_rootfs(dir: &Path) -> PathBuf {
 /// A `smolvm build` of the hello rootfs with the real stub, init and kernel.
 fn build(dir: &Path, root: &Path, format: &str, stub: &Path, init: &Path) -> PathBuf {
     let out = dir.join(format!("hello-{format}.vm"));
-    let result = Command::new(binary("smolvm", "SMOLVM_BIN", "builder"))
+    let result = Command::new(product::smolvm())
         .arg("build")
         .arg("--rootfs")
         .arg(root)
         .args(["--entry", "/bin/hello", "--rootfs-format", format])
         .arg("--kernel")
-        .arg(kernel())
+        .arg(qemu::kernel())
         .arg("--stub")
         .arg(stub)
         .arg("--init")
@@ -117,9 +85,9 @@ fn real_images_are_accounted_for_byte_by_byte() {
     let _ = fs::remove_dir_all(&dir);
     fs::create_dir_all(&dir).expect("scratch dir");
     let root = hello_rootfs(&dir);
-    let stub = binary("vmm-stub", "SMOLVM_STUB", "vmm-stub");
-    let init = binary("smol-init", "SMOLVM_INIT", "smol-init");
-    let kernel_len = file_len(&kernel());
+    let stub = product::stub();
+    let init = product::init();
+    let kernel_len = file_len(&qemu::kernel());
     let hello_len = file_len(&root.join("bin/hello"));
     for format in ["squashfs", "initramfs"] {
         let image = build(&dir, &root, format, &stub, &init);

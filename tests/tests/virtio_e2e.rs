@@ -10,47 +10,17 @@
 //! the guest kernel (see `qemu::kernel`) and busybox-static.
 
 use smolvm_tests::lab::{self, Case};
-use smolvm_tests::qemu;
+use smolvm_tests::{product, qemu};
 use std::fs;
-use std::os::unix::fs::symlink;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::Duration;
-
-fn binary(name: &str, env: &str, pkg: &str) -> PathBuf {
-    let path = std::env::var_os(env).map_or_else(|| qemu::profile_dir().join(name), PathBuf::from);
-    assert!(path.is_file(), "{} missing: run `cargo build -p {pkg}` (same profile) or set {env}", path.display());
-    path
-}
 
 /// `dir/NAME.vm`: a busybox rootfs whose entry is `/bin/ENTRY`.
 fn image(dir: &Path, name: &str, entry: &str) -> PathBuf {
     let root = dir.join(format!("rootfs-{name}"));
-    fs::create_dir_all(root.join("bin")).expect("mkdir");
-    fs::copy("/bin/busybox", root.join("bin/busybox")).expect("busybox-static is installed");
-    for applet in ["sh", "cat", "echo", "ls", "wc", "false", "sleep", "dd", "head"] {
-        symlink("busybox", root.join("bin").join(applet)).expect("ln");
-    }
-    for d in ["proc", "sys", "dev", "tmp"] {
-        fs::create_dir_all(root.join(d)).expect("mkdir");
-    }
-    let out_path = dir.join(format!("{name}.vm"));
-    let out = Command::new(binary("smolvm", "SMOLVM_BIN", "builder"))
-        .arg("build")
-        .arg("--rootfs")
-        .arg(&root)
-        .args(["--entry", &format!("/bin/{entry}"), "--mem", "128M", "--kernel"])
-        .arg(qemu::kernel())
-        .arg("--init")
-        .arg(binary("smol-init", "SMOLVM_INIT", "smol-init"))
-        .arg("--stub")
-        .arg(binary("vmm-stub", "SMOLVM_STUB", "vmm-stub"))
-        .arg("-o")
-        .arg(&out_path)
-        .output()
-        .expect("run smolvm build");
-    assert!(out.status.success(), "smolvm build: {}", String::from_utf8_lossy(&out.stderr));
-    out_path
+    let applets = ["sh", "cat", "echo", "ls", "wc", "false", "sleep", "dd", "head"];
+    product::busybox_rootfs(&root, &applets, &["proc", "sys", "dev", "tmp"]);
+    product::build_image(&root, &format!("/bin/{entry}"), &["--mem", "128M"], &dir.join(format!("{name}.vm")))
 }
 
 fn random_bytes(n: usize) -> Vec<u8> {
