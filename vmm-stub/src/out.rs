@@ -81,19 +81,18 @@ impl Line {
     }
 
     /// Decimal.
-    pub fn u(&mut self, v: u64) -> &mut Line {
+    pub fn u(&mut self, mut v: u64) -> &mut Line {
         let mut digits = [0u8; 20];
-        let mut i = digits.len();
-        let mut v = v;
-        loop {
-            i -= 1;
-            digits[i] = b'0' + (v % 10) as u8;
+        let mut start = 0;
+        for (i, d) in digits.iter_mut().enumerate().rev() {
+            *d = b'0' + (v % 10) as u8;
             v /= 10;
             if v == 0 {
+                start = i;
                 break;
             }
         }
-        self.push(&digits[i..]);
+        self.push(digits.get(start..).unwrap_or(&[]));
         self
     }
 
