@@ -102,10 +102,11 @@ impl<'f> Block<'f> {
     }
 
     fn write_from(&self, mem: &GuestMemory, r: &mut Reader<'_>, mut pos: u64) -> Result<(), Errno> {
+        // Refused before any byte is written.
+        if pos.checked_add(r.available()).is_none_or(|end| end > self.len) {
+            return Err(Errno::NOSPC); // the zero tail of a partial last sector
+        }
         while let Some(chunk) = r.chunk(mem, IO_CHUNK) {
-            if pos.checked_add(chunk.len() as u64).is_none_or(|end| end > self.len) {
-                return Err(Errno::NOSPC); // the zero tail of a partial last sector
-            }
             let mut done = 0;
             while done < chunk.len() {
                 let at = self.host_pos(pos + done as u64)?;
@@ -209,6 +210,8 @@ mod tests {
     const HDR: u64 = DATA;
     const BUF: u64 = DATA + 0x1000;
     const STATUS: u64 = DATA + 0x100;
+    /// Ring size of the rig: room for the longest chain the device allows.
+    const QS: u16 = QUEUE_SIZE;
 
     struct Rig {
         mem: GuestMemory,
@@ -219,7 +222,7 @@ mod tests {
     impl Rig {
         fn new() -> Rig {
             let mem = GuestMemory::new(1 << 22).expect("mmap");
-            let q = queue(&mem, 16);
+            let q = queue(&mem, QS);
             Rig { mem, q, n: 0 }
         }
         /// Sends one request; returns (status, used len).
@@ -232,11 +235,11 @@ mod tests {
             let mut all = vec![(HDR, 16, false)];
             all.extend_from_slice(bufs);
             all.push((STATUS, 1, true));
-            chain(&mut self.mem, 16, 0, &all);
+            chain(&mut self.mem, QS, 0, &all);
             let mut qs = [self.q];
             dev.process_queue(0, &mut qs, &mut self.mem).expect("queue ok");
             self.q = qs[0];
-            let (idx, _, len) = used(&self.mem, self.n % 16);
+            let (idx, _, len) = used(&self.mem, self.n % QS);
             self.n += 1;
             assert_eq!(idx, self.n);
             (self.mem.read_obj(GuestAddress(STATUS)).expect("ram"), len)
@@ -335,12 +338,121 @@ mod tests {
         let mut rig = Rig::new();
         // Header shorter than 16 bytes.
         let mut qs = [rig.q];
-        chain(&mut rig.mem, 16, 0, &[(HDR, 8, false), (STATUS, 1, true)]);
+        chain(&mut rig.mem, QS, 0, &[(HDR, 8, false), (STATUS, 1, true)]);
         dev.process_queue(0, &mut qs, &mut rig.mem).expect("queue ok");
         assert_eq!(rig.mem.read_obj::<u8>(GuestAddress(STATUS)), Some(S_IOERR));
         // No writable byte at all: returned with length 0.
-        chain(&mut rig.mem, 16, 0, &[(HDR, 16, false)]);
+        chain(&mut rig.mem, QS, 0, &[(HDR, 16, false)]);
         dev.process_queue(0, &mut qs, &mut rig.mem).expect("queue ok");
         assert_eq!(used(&rig.mem, 1), (2, 0, 0));
+    }
+
+    /// Disk content: byte `i` is a pattern no two nearby sectors share.
+    fn pattern(len: usize) -> Vec<u8> {
+        (0..len).map(|i| (i % 251) as u8 ^ (i / 512) as u8).collect()
+    }
+
+    fn file_bytes(mut f: &std::fs::File) -> Vec<u8> {
+        let mut back = Vec::new();
+        f.seek(std::io::SeekFrom::Start(0)).expect("seek");
+        f.read_to_end(&mut back).expect("read");
+        back
+    }
+
+    /// `n` buffers of `len` bytes, scattered backwards through RAM (as a
+    /// guest's page cache hands them out), each at a page of its own.
+    fn scattered(n: usize, len: u32, writable: bool) -> Vec<(u64, u32, bool)> {
+        (0..n).map(|k| (BUF + 0x1000 * (n - 1 - k) as u64 + 8, len, writable)).collect()
+    }
+
+    #[test]
+    fn reads_into_the_most_buffers_a_chain_can_hold() {
+        let content = pattern(126 * 512 + 4096);
+        let f = disk(&content);
+        let mut dev = Block::new(f.as_fd(), 0, content.len() as u64, true, b"x");
+        let mut rig = Rig::new();
+        let bufs = scattered(usize::from(QUEUE_SIZE) - 2, 512, true); // seg_max
+        assert_eq!(rig.req(&mut dev, T_IN, 3, &bufs), (S_OK, 126 * 512 + 1));
+        for (k, &(addr, len, _)) in bufs.iter().enumerate() {
+            let at = 3 * 512 + k * 512;
+            assert_eq!(rig.mem.slice(GuestAddress(addr), u64::from(len)), Some(&content[at..at + 512]), "buffer {k}");
+        }
+    }
+
+    #[test]
+    fn overlapping_buffers_are_filled_in_chain_order() {
+        // A hostile guest points two descriptors at the same bytes (and a
+        // third half over them): the stream is written in chain order, so
+        // the last writer wins; nothing else happens.
+        let content = pattern(8192);
+        let f = disk(&content);
+        let mut dev = Block::new(f.as_fd(), 0, 8192, true, b"x");
+        let mut rig = Rig::new();
+        let bufs = [(BUF, 512, true), (BUF, 512, true), (BUF + 256, 512, true)];
+        assert_eq!(rig.req(&mut dev, T_IN, 2, &bufs), (S_OK, 1537));
+        let got = rig.mem.slice(GuestAddress(BUF), 768).expect("ram");
+        assert_eq!(&got[..256], &content[3 * 512..3 * 512 + 256]);
+        assert_eq!(&got[256..], &content[4 * 512..5 * 512]);
+    }
+
+    #[test]
+    fn partial_last_sector_across_buffers() {
+        let content = pattern(700);
+        let f = disk(&content);
+        let mut dev = Block::new(f.as_fd(), 0, 700, true, b"x");
+        let mut rig = Rig::new();
+        rig.mem.write_slice(GuestAddress(BUF), &[0x55; 0x2000]).expect("ram");
+        assert_eq!(rig.req(&mut dev, T_IN, 0, &[(BUF, 300, true), (BUF + 0x1000, 724, true)]), (S_OK, 1025));
+        assert_eq!(rig.mem.slice(GuestAddress(BUF), 300), Some(&content[..300]));
+        let second = rig.mem.slice(GuestAddress(BUF + 0x1000), 724).expect("ram");
+        assert_eq!(&second[..400], &content[300..]);
+        assert!(second[400..].iter().all(|&b| b == 0));
+        // A file shorter than the disk claims: the bytes it has, then IOERR.
+        let f = disk(&content[..600]);
+        let mut dev = Block::new(f.as_fd(), 0, 4096, true, b"x");
+        assert_eq!(rig.req(&mut dev, T_IN, 0, &[(BUF, 512, true), (BUF + 0x1000, 512, true)]).0, S_IOERR);
+        assert_eq!(rig.mem.slice(GuestAddress(BUF + 0x1000), 88), Some(&content[512..600]));
+    }
+
+    #[test]
+    fn writes_from_many_buffers() {
+        let f = disk(&[0u8; 128 * 512]);
+        let mut dev = Block::new(f.as_fd(), 0, 128 * 512, false, b"x");
+        let mut rig = Rig::new();
+        let content = pattern(126 * 512);
+        let bufs = scattered(126, 512, false);
+        for (k, &(addr, _, _)) in bufs.iter().enumerate() {
+            rig.mem.write_slice(GuestAddress(addr), &content[k * 512..(k + 1) * 512]).expect("ram");
+        }
+        assert_eq!(rig.req(&mut dev, T_OUT, 1, &bufs), (S_OK, 1));
+        let back = file_bytes(&f);
+        assert_eq!(&back[512..127 * 512], &content[..]);
+        assert!(back[..512].iter().chain(&back[127 * 512..]).all(|&b| b == 0));
+        // Overlapping readable buffers are fine: the same bytes written twice.
+        assert_eq!(rig.req(&mut dev, T_OUT, 0, &[(bufs[0].0, 512, false), (bufs[0].0, 512, false)]), (S_OK, 1));
+        let back = file_bytes(&f);
+        assert_eq!(&back[..512], &content[..512]);
+        assert_eq!(&back[512..1024], &content[..512]);
+    }
+
+    #[test]
+    fn refused_writes_leave_the_disk_untouched() {
+        let f = disk(&[0u8; 4096]);
+        let mut rig = Rig::new();
+        rig.mem.write_slice(GuestAddress(BUF), &[0xab; 0x3000]).expect("ram");
+        let two = [(BUF, 512, false), (BUF + 0x1000, 512, false)];
+        // Read-only disk.
+        let mut ro = Block::new(f.as_fd(), 0, 4096, true, b"x");
+        assert_eq!(rig.req(&mut ro, T_OUT, 0, &two).0, S_IOERR);
+        // Past the end (the first buffer would fit), and a partial last sector.
+        let mut dev = Block::new(f.as_fd(), 0, 4096, false, b"x");
+        assert_eq!(rig.req(&mut dev, T_OUT, 7, &two).0, S_IOERR);
+        assert_eq!(rig.req(&mut dev, T_OUT, 8, &two).0, S_IOERR);
+        let mut short = Block::new(f.as_fd(), 0, 4000, false, b"x");
+        assert_eq!(rig.req(&mut short, T_OUT, 6, &two).0, S_IOERR);
+        assert!(file_bytes(&f).iter().all(|&b| b == 0));
+        // Reads past the end leave the buffers untouched.
+        assert_eq!(rig.req(&mut dev, T_IN, 7, &[(BUF, 512, true), (BUF + 0x1000, 512, true)]).0, S_IOERR);
+        assert!(rig.mem.slice(GuestAddress(BUF), 0x1200).expect("ram").iter().all(|&b| b == 0xab));
     }
 }
