@@ -84,8 +84,8 @@ impl Line {
     pub fn u(&mut self, mut v: u64) -> &mut Line {
         let mut digits = [0u8; 20];
         let mut start = 0;
-        for (i, d) in digits.iter_mut().enumerate().rev() {
-            *d = b'0' + (v % 10) as u8;
+        for i in (0..digits.len()).rev() {
+            digits[i] = b'0' + (v % 10) as u8;
             v /= 10;
             if v == 0 {
                 start = i;

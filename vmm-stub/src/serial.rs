@@ -71,9 +71,15 @@ impl Tail {
         }
         let text = out.get(..n).unwrap_or(&[]);
         let text = text.strip_suffix(b"\n").unwrap_or(text);
-        let mut newlines = text.iter().enumerate().rev().filter(|&(_, &c)| c == b'\n');
-        let start = newlines.nth(max_lines.saturating_sub(1)).map_or(0, |(i, _)| i + 1);
-        text.get(start..).unwrap_or(&[])
+        // Back over `max_lines` newlines; fewer: the whole text.
+        let mut end = text.len();
+        for _ in 0..max_lines {
+            match text.get(..end).and_then(|t| t.iter().rposition(|&c| c == b'\n')) {
+                Some(i) => end = i,
+                None => return text,
+            }
+        }
+        text.get(end.wrapping_add(1)..).unwrap_or(&[])
     }
 }
 

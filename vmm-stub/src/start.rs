@@ -259,7 +259,8 @@ fn place_initrd(
 
     // The initramfs: mapped from the file when whole pages fit, else read.
     let checked = payload.map_checked(&section).unwrap_or_else(|e| payload_error(e));
-    let mapped_len = section.len.next_multiple_of(PAGE_SIZE);
+    // The image reader bounds every section far below u64::MAX.
+    let mapped_len = section.len.wrapping_add(PAGE_SIZE - 1) & !(PAGE_SIZE - 1);
     let file_len = payload.image().file_len();
     let mapped = section.offset.checked_add(mapped_len).is_some_and(|end| end <= file_len)
         && mem.map_file(GuestAddress(start), mapped_len, payload.fd(), section.offset).is_ok();
@@ -362,7 +363,7 @@ fn create_vm(kvm: &Kvm, mem: &GuestMemory, entry: u64) -> Result<(Vm, Vcpu), Set
     // RAM first: adding a memory slot once other slots or devices exist
     // waits for an SRCU grace period (milliseconds on nested hosts). RAM
     // above 4 GiB (a second slot) only exists for guests of > 3.25 GiB.
-    for (slot, (gpa, size, host)) in (0..).zip(mem.ranges()).filter(|(_, r)| r.1 > 0) {
+    for (slot, (gpa, size, host)) in [0, 1].into_iter().zip(mem.ranges()).filter(|(_, r)| r.1 > 0) {
         // SAFETY: `mem` outlives the VM: both live until the process exits (the run loop never returns), and the stub touches guest RAM only through GuestMemory.
         unsafe { vm.set_user_memory_region(slot, gpa, size, host) }.map_err(|e| ("KVM_SET_USER_MEMORY_REGION", e))?;
     }

@@ -25,9 +25,7 @@ const BOOT_TSS: u16 = 0x20;
 
 /// Writes the GDT and the identity page tables (2 MiB pages, 0..4 GiB).
 pub fn write_tables(mem: &mut GuestMemory) -> Option<()> {
-    for (i, e) in GDT.iter().enumerate() {
-        mem.write_obj(GuestAddress(GDT_ADDR + i as u64 * 8), *e)?;
-    }
+    mem.write_obj(GuestAddress(GDT_ADDR), GDT)?;
     mem.write_obj(GuestAddress(PML4_ADDR), PDPT_ADDR | 3)?;
     for g in 0..4u64 {
         let pd = PD_ADDR + g * 4096;
@@ -35,7 +33,7 @@ pub fn write_tables(mem: &mut GuestMemory) -> Option<()> {
         let mut entries = [0u64; 512];
         for (j, e) in entries.iter_mut().enumerate() {
             // Present | writable | 2 MiB page.
-            *e = ((g << 30) + ((j as u64) << 21)) | 0x83;
+            *e = (g << 30) | ((j as u64) << 21) | 0x83; // j < 512: the fields do not overlap
         }
         mem.write_obj(GuestAddress(pd), entries)?;
     }

@@ -91,7 +91,7 @@ fn load_elf(mem: &mut GuestMemory, file: KernelFile<'_>, head: &[u8]) -> Result<
         let file_abs = file.offset.wrapping_add(s.offset);
         let end = s.addr.wrapping_add(s.file_len);
         let (map_start, map_end) = if file_abs % PAGE_SIZE == s.addr % PAGE_SIZE {
-            (s.addr.next_multiple_of(PAGE_SIZE), end / PAGE_SIZE * PAGE_SIZE)
+            (s.addr.wrapping_add(PAGE_SIZE - 1) & !(PAGE_SIZE - 1), end & !(PAGE_SIZE - 1))
         } else {
             (end, end)
         };
