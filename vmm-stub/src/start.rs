@@ -180,7 +180,7 @@ fn open_disks(opts: &Options<'_>) -> heapless::Vec<DiskFile, MAX_DISKS> {
         let Some(spec) = DiskSpec::parse(v) else { continue }; // validated by Options
         match devices::open_disk(spec) {
             Ok(d) => {
-                let _ = disks.push(d); // Options holds at most MAX_DISKS
+                disks.push(d).unwrap_or_else(|_| fail("too many disks and shares")); // Options holds at most MAX_DISKS
             }
             Err(e) => Line::new().s("disk ").b(spec.path).s(": ").s(e.message()).fail(),
         }
@@ -198,7 +198,8 @@ fn open_shares(opts: &Options<'_>) -> &'static mut heapless::Vec<crate::virtio::
             .and_then(|server| crate::virtio::p9::P9Device::new(server, n));
         let why = match dev {
             Ok(d) => {
-                let _ = devs.push(d); // Options holds at most MAX_SHARES
+                // Options holds at most MAX_SHARES (and nothing to drop on a path that exits).
+                devs.push(d).unwrap_or_else(|_| fail("too many disks and shares"));
                 continue;
             }
             Err(Errno::NOENT) => "no such directory",
