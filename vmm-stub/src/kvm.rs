@@ -3,13 +3,12 @@
 //! borrowing the shared `kvm_run` page.
 
 use crate::bus::Interrupts;
-use crate::sys::ioctl::{IntRet, Run};
+use crate::sys::ioctl::{arg, arg_ro, int, raw};
 use crate::sys::kvm::*;
 use core::ptr::NonNull;
-use rustix::fd::{AsFd, FromRawFd, OwnedFd, RawFd};
+use rustix::fd::{AsFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use rustix::fs::{self, Mode, OFlags};
 use rustix::io::{self, Errno};
-use rustix::ioctl::{ioctl, Getter, Setter, Updater};
 use rustix::mm::{self, MapFlags, ProtFlags};
 
 fn fd_from(raw: u32) -> io::Result<OwnedFd> {
@@ -17,6 +16,16 @@ fn fd_from(raw: u32) -> io::Result<OwnedFd> {
     // SAFETY: KVM just returned `raw` as a new file descriptor that nothing
     // else owns.
     Ok(unsafe { OwnedFd::from_raw_fd(raw) })
+}
+
+/// `ioctl(fd, opcode, arg)` on one of our KVM fds.
+///
+/// # Safety
+/// As [`raw`]: `arg` is what `opcode` expects.
+unsafe fn kvm_ioctl(fd: &OwnedFd, opcode: u32, arg: *mut core::ffi::c_void) -> io::Result<u32> {
+    let fd: BorrowedFd<'_> = fd.as_fd();
+    // SAFETY: per this function's contract.
+    unsafe { raw(fd, opcode, arg) }
 }
 
 /// An open `/dev/kvm`.
@@ -32,13 +41,13 @@ impl Kvm {
 
     pub fn api_version(&self) -> io::Result<u32> {
         // SAFETY: KVM_GET_API_VERSION takes no argument and writes nothing.
-        unsafe { ioctl(&self.fd, IntRet::<KVM_GET_API_VERSION>::new(0)) }
+        unsafe { kvm_ioctl(&self.fd, KVM_GET_API_VERSION, int(0)) }
     }
 
     /// `KVM_CHECK_EXTENSION`: 0 if `cap` is unsupported, else a positive value.
     pub fn check_extension(&self, cap: u32) -> io::Result<u32> {
         // SAFETY: integer argument, integer result, writes nothing.
-        unsafe { ioctl(&self.fd, IntRet::<KVM_CHECK_EXTENSION>::new(cap as usize)) }
+        unsafe { kvm_ioctl(&self.fd, KVM_CHECK_EXTENSION, int(cap as usize)) }
     }
 
     /// Fills `cpuid` with the CPUID leaves KVM can virtualize.
@@ -46,14 +55,14 @@ impl Kvm {
         cpuid.header.nent = MAX_CPUID_ENTRIES as u32;
         // SAFETY: `cpuid` is a kvm_cpuid2 whose `nent` tells the kernel how
         // many entries it may write; the buffer holds exactly that many.
-        unsafe { ioctl(&self.fd, Updater::<KVM_GET_SUPPORTED_CPUID, KvmCpuid2>::new(cpuid)) }
+        unsafe { kvm_ioctl(&self.fd, KVM_GET_SUPPORTED_CPUID, arg(cpuid)).map(drop) }
     }
 
     pub fn create_vm(&self) -> io::Result<Vm> {
         // SAFETY: KVM_CREATE_VM takes the machine type (0) and returns an fd.
-        let raw = unsafe { ioctl(&self.fd, IntRet::<KVM_CREATE_VM>::new(0))? };
+        let raw = unsafe { kvm_ioctl(&self.fd, KVM_CREATE_VM, int(0))? };
         // SAFETY: no argument, returns the size of the vCPU's run mapping.
-        let run_size = unsafe { ioctl(&self.fd, IntRet::<KVM_GET_VCPU_MMAP_SIZE>::new(0))? };
+        let run_size = unsafe { kvm_ioctl(&self.fd, KVM_GET_VCPU_MMAP_SIZE, int(0))? };
         Ok(Vm { fd: fd_from(raw)?, run_size: run_size as usize })
     }
 }
@@ -77,7 +86,7 @@ impl Vm {
         size: u64,
         host_addr: u64,
     ) -> io::Result<()> {
-        let region = KvmUserspaceMemoryRegion {
+        let mut region = KvmUserspaceMemoryRegion {
             slot,
             flags: 0,
             guest_phys_addr: gpa,
@@ -86,36 +95,36 @@ impl Vm {
         };
         // SAFETY: the struct is read by the kernel; the mapping it names is
         // guaranteed live by this function's contract.
-        unsafe { ioctl(&self.fd, Setter::<KVM_SET_USER_MEMORY_REGION, _>::new(region)) }
+        unsafe { kvm_ioctl(&self.fd, KVM_SET_USER_MEMORY_REGION, arg(&mut region)).map(drop) }
     }
 
     /// In-kernel PIC, IOAPIC and per-vCPU local APICs.
     pub fn create_irqchip(&self) -> io::Result<()> {
         // SAFETY: no argument.
-        unsafe { ioctl(&self.fd, IntRet::<KVM_CREATE_IRQCHIP>::new(0)).map(drop) }
+        unsafe { kvm_ioctl(&self.fd, KVM_CREATE_IRQCHIP, int(0)).map(drop) }
     }
 
     /// In-kernel i8254 PIT (the kernel calibrates its clocks against it).
     pub fn create_pit2(&self) -> io::Result<()> {
-        let cfg = KvmPitConfig::default();
+        let mut cfg = KvmPitConfig::default();
         // SAFETY: the kernel reads the config struct.
-        unsafe { ioctl(&self.fd, Setter::<KVM_CREATE_PIT2, _>::new(cfg)) }
+        unsafe { kvm_ioctl(&self.fd, KVM_CREATE_PIT2, arg(&mut cfg)).map(drop) }
     }
 
     pub fn irq_line(&self, irq: u32, level: bool) -> io::Result<()> {
-        let l = KvmIrqLevel { irq, level: u32::from(level) };
+        let mut l = KvmIrqLevel { irq, level: u32::from(level) };
         // SAFETY: the kernel reads the struct (this is KVM_IRQ_LINE, not the
         // _STATUS variant that writes back).
-        unsafe { ioctl(&self.fd, Setter::<KVM_IRQ_LINE, _>::new(l)) }
+        unsafe { kvm_ioctl(&self.fd, KVM_IRQ_LINE, arg(&mut l)).map(drop) }
     }
 
     /// Makes a write to the eventfd `fd` raise GSI `gsi` (for device threads).
     pub fn irqfd(&self, fd: rustix::fd::BorrowedFd<'_>, gsi: u32) -> io::Result<()> {
         use rustix::fd::AsRawFd;
         let raw = u32::try_from(fd.as_raw_fd()).map_err(|_| Errno::BADF)?;
-        let req = KvmIrqfd { fd: raw, gsi, ..Default::default() };
+        let mut req = KvmIrqfd { fd: raw, gsi, ..Default::default() };
         // SAFETY: the kernel reads the struct.
-        unsafe { ioctl(&self.fd, Setter::<KVM_IRQFD, _>::new(req)) }
+        unsafe { kvm_ioctl(&self.fd, KVM_IRQFD, arg(&mut req)).map(drop) }
     }
 
     /// The VM fd's number (the reaper keeps it open past the stub's exit).
@@ -126,7 +135,7 @@ impl Vm {
 
     pub fn create_vcpu(&self, id: u32) -> io::Result<Vcpu> {
         // SAFETY: integer argument (vCPU id), returns a new fd.
-        let fd = fd_from(unsafe { ioctl(&self.fd, IntRet::<KVM_CREATE_VCPU>::new(id as usize))? })?;
+        let fd = fd_from(unsafe { kvm_ioctl(&self.fd, KVM_CREATE_VCPU, int(id as usize))? })?;
         if self.run_size < core::mem::size_of::<KvmRun>() {
             return Err(Errno::INVAL);
         }
@@ -187,23 +196,27 @@ pub struct Vcpu {
 
 impl Vcpu {
     pub fn get_regs(&self) -> io::Result<KvmRegs> {
-        // SAFETY: the kernel writes one kvm_regs into the getter's buffer.
-        unsafe { ioctl(&self.fd, Getter::<KVM_GET_REGS, KvmRegs>::new()) }
+        let mut regs = KvmRegs::default();
+        // SAFETY: the kernel writes one kvm_regs.
+        unsafe { kvm_ioctl(&self.fd, KVM_GET_REGS, arg(&mut regs))? };
+        Ok(regs)
     }
 
     pub fn set_regs(&self, regs: &KvmRegs) -> io::Result<()> {
         // SAFETY: the kernel reads one kvm_regs.
-        unsafe { ioctl(&self.fd, Setter::<KVM_SET_REGS, _>::new(*regs)) }
+        unsafe { kvm_ioctl(&self.fd, KVM_SET_REGS, arg_ro(regs)).map(drop) }
     }
 
     pub fn get_sregs(&self) -> io::Result<KvmSregs> {
+        let mut sregs = KvmSregs::default();
         // SAFETY: the kernel writes one kvm_sregs.
-        unsafe { ioctl(&self.fd, Getter::<KVM_GET_SREGS, KvmSregs>::new()) }
+        unsafe { kvm_ioctl(&self.fd, KVM_GET_SREGS, arg(&mut sregs))? };
+        Ok(sregs)
     }
 
     pub fn set_sregs(&self, sregs: &KvmSregs) -> io::Result<()> {
         // SAFETY: the kernel reads one kvm_sregs.
-        unsafe { ioctl(&self.fd, Setter::<KVM_SET_SREGS, _>::new(*sregs)) }
+        unsafe { kvm_ioctl(&self.fd, KVM_SET_SREGS, arg_ro(sregs)).map(drop) }
     }
 
     /// Sets the guest's CPUID leaves (`nent` of `cpuid` entries are used).
@@ -212,7 +225,7 @@ impl Vcpu {
             return Err(Errno::INVAL);
         }
         // SAFETY: the kernel reads `nent` entries, all inside the struct.
-        unsafe { ioctl(&self.fd, Setter::<KVM_SET_CPUID2, KvmCpuid2>::new(*cpuid)) }
+        unsafe { kvm_ioctl(&self.fd, KVM_SET_CPUID2, arg_ro(cpuid)).map(drop) }
     }
 
     /// Writes MSRs; returns how many were set (KVM stops at the first it refuses).
@@ -220,38 +233,21 @@ impl Vcpu {
         if msrs.header.nmsrs as usize > N {
             return Err(Errno::INVAL);
         }
-        let mut copy = *msrs;
-        struct SetMsrs<'a, const N: usize>(&'a mut KvmMsrs<N>);
         // SAFETY: the kernel reads `nmsrs` (≤ N) entries of the struct and
-        // returns the number written; it writes no user memory.
-        unsafe impl<const N: usize> rustix::ioctl::Ioctl for SetMsrs<'_, N> {
-            type Output = u32;
-            const IS_MUTATING: bool = false;
-            fn opcode(&self) -> rustix::ioctl::Opcode {
-                KVM_SET_MSRS
-            }
-            fn as_ptr(&mut self) -> *mut core::ffi::c_void {
-                (self.0 as *mut KvmMsrs<N>).cast()
-            }
-            unsafe fn output_from_ptr(
-                out: rustix::ioctl::IoctlOutput,
-                _: *mut core::ffi::c_void,
-            ) -> io::Result<u32> {
-                u32::try_from(out).map_err(|_| Errno::INVAL)
-            }
-        }
-        // SAFETY: see the impl above.
-        unsafe { ioctl(&self.fd, SetMsrs(&mut copy)) }
+        // returns the number written.
+        unsafe { kvm_ioctl(&self.fd, KVM_SET_MSRS, arg_ro(msrs)) }
     }
 
     pub fn get_lapic(&self) -> io::Result<KvmLapicState> {
+        let mut lapic = KvmLapicState { regs: [0; 1024] };
         // SAFETY: the kernel writes one kvm_lapic_state.
-        unsafe { ioctl(&self.fd, Getter::<KVM_GET_LAPIC, KvmLapicState>::new()) }
+        unsafe { kvm_ioctl(&self.fd, KVM_GET_LAPIC, arg(&mut lapic))? };
+        Ok(lapic)
     }
 
     pub fn set_lapic(&self, lapic: &KvmLapicState) -> io::Result<()> {
         // SAFETY: the kernel reads one kvm_lapic_state.
-        unsafe { ioctl(&self.fd, Setter::<KVM_SET_LAPIC, _>::new(*lapic)) }
+        unsafe { kvm_ioctl(&self.fd, KVM_SET_LAPIC, arg_ro(lapic)).map(drop) }
     }
 
     fn run_head(&self) -> KvmRun {
@@ -278,8 +274,8 @@ impl Vcpu {
     /// Runs the vCPU until the next exit.
     pub fn run(&mut self) -> io::Result<Exit<'_>> {
         // SAFETY: KVM_RUN takes no argument; it writes the run page we own.
-        match unsafe { ioctl(&self.fd, Run) } {
-            Ok(()) => {}
+        match unsafe { kvm_ioctl(&self.fd, KVM_RUN, int(0)) } {
+            Ok(_) => {}
             Err(Errno::INTR) | Err(Errno::AGAIN) => return Ok(Exit::Interrupted),
             Err(e) => return Err(e),
         }

@@ -14,7 +14,7 @@ use core::cell::UnsafeCell;
 use core::sync::atomic::{AtomicBool, Ordering};
 use rustix::fd::BorrowedFd;
 use rustix::io::{self, Errno};
-use rustix::ioctl::{ioctl, Setter, Updater};
+use crate::sys::ioctl::{arg, arg_ro, raw};
 use rustix::termios;
 
 /// The kernel's `struct termios2` (x86_64). Our own rather than rustix's
@@ -46,13 +46,13 @@ const BOTHER: u32 = 0o010000;
 fn get(fd: BorrowedFd<'_>) -> io::Result<Termios2> {
     let mut t = Termios2::default();
     // SAFETY: TCGETS2 writes one termios2 into `t`.
-    match unsafe { ioctl(fd, Updater::<TCGETS2, Termios2>::new(&mut t)) } {
+    match unsafe { raw(fd, TCGETS2, arg(&mut t)) } {
         Err(Errno::NOTTY | Errno::ACCESS) => {
             // SAFETY: TCGETS writes a struct termios, the first 36 bytes of `t`.
-            unsafe { ioctl(fd, Updater::<TCGETS, Termios2>::new(&mut t)) }?
+            unsafe { raw(fd, TCGETS, arg(&mut t)) }?
         }
         r => r?,
-    }
+    };
     Ok(t)
 }
 
@@ -60,15 +60,15 @@ fn get(fd: BorrowedFd<'_>) -> io::Result<Termios2> {
 /// with `ERANGE` for a custom speed, which `TCSETS` cannot carry).
 fn set(fd: BorrowedFd<'_>, t: &Termios2) -> io::Result<()> {
     // SAFETY: TCSETS2 reads one termios2.
-    match unsafe { ioctl(fd, Setter::<TCSETS2, Termios2>::new(*t)) } {
+    match unsafe { raw(fd, TCSETS2, arg_ro(t)) } {
         Err(Errno::NOTTY | Errno::ACCESS) => {
             if t.cflag & CBAUD == BOTHER || (t.cflag >> 16) & CBAUD == BOTHER {
                 return Err(Errno::RANGE);
             }
             // SAFETY: TCSETS reads a struct termios, a prefix of `t`.
-            unsafe { ioctl(fd, Setter::<TCSETS, Termios2>::new(*t)) }
+            unsafe { raw(fd, TCSETS, arg_ro(t)) }.map(drop)
         }
-        r => r,
+        r => r.map(drop),
     }
 }
 

@@ -1,38 +1,34 @@
-//! `Ioctl` request types rustix's patterns do not cover: requests whose
-//! integer return value matters (KVM_CREATE_VM returns an fd,
-//! KVM_CHECK_EXTENSION a count) and KVM_RUN, which writes the shared
-//! `kvm_run` page and so must be marked mutating.
+//! One `Ioctl` request type for every ioctl the stub makes: the request
+//! number and the argument (an integer or a pointer to a KVM/termios
+//! struct) are run-time values, the result is the call's non-negative
+//! return value (KVM_CREATE_VM returns an fd, KVM_CHECK_EXTENSION a
+//! count). rustix's Getter/Setter patterns copy each struct by value and
+//! are instantiated once per request: kilobytes of the stub, for nothing.
 
 use core::ffi::c_void;
+use rustix::fd::BorrowedFd;
 use rustix::io;
 use rustix::ioctl::{Ioctl, IoctlOutput, Opcode};
 
-/// An ioctl with an integer argument whose non-negative result is returned.
-pub struct IntRet<const OPCODE: Opcode> {
-    arg: usize,
+struct Raw {
+    opcode: Opcode,
+    arg: *mut c_void,
 }
 
-impl<const OPCODE: Opcode> IntRet<OPCODE> {
-    /// # Safety
-    /// `OPCODE` must take an integer (or no) argument and not write memory
-    /// of this process.
-    pub const unsafe fn new(arg: usize) -> Self {
-        IntRet { arg }
-    }
-}
-
-// SAFETY: the argument is passed by value (the pointer is the integer
-// itself) and, per `new`'s contract, the request writes no user memory.
-unsafe impl<const OPCODE: Opcode> Ioctl for IntRet<OPCODE> {
+// SAFETY: `raw`'s contract makes `arg` what the request expects.
+// IS_MUTATING = true: the kernel may write through `arg` (and KVM_RUN
+// writes the mapped `kvm_run` page and guest RAM), so no call is treated
+// as a pure read.
+unsafe impl Ioctl for Raw {
     type Output = u32;
-    const IS_MUTATING: bool = false;
+    const IS_MUTATING: bool = true;
 
     fn opcode(&self) -> Opcode {
-        OPCODE
+        self.opcode
     }
 
     fn as_ptr(&mut self) -> *mut c_void {
-        self.arg as *mut c_void
+        self.arg
     }
 
     unsafe fn output_from_ptr(out: IoctlOutput, _: *mut c_void) -> io::Result<u32> {
@@ -40,25 +36,30 @@ unsafe impl<const OPCODE: Opcode> Ioctl for IntRet<OPCODE> {
     }
 }
 
-/// `KVM_RUN`: no argument, but the kernel writes the vCPU's mmapped
-/// `kvm_run` page (and, through the guest, guest RAM).
-pub struct Run;
+/// `ioctl(fd, opcode, arg)`.
+///
+/// # Safety
+/// `arg` must be what `opcode` expects: an integer, or a pointer to memory
+/// the kernel may read and write as that request's argument, valid for
+/// the call; the request must not otherwise break memory safety.
+#[inline(never)]
+pub unsafe fn raw(fd: BorrowedFd<'_>, opcode: Opcode, arg: *mut c_void) -> io::Result<u32> {
+    // SAFETY: per this function's contract.
+    unsafe { rustix::ioctl::ioctl(fd, Raw { opcode, arg }) }
+}
 
-// SAFETY: KVM_RUN takes no argument; IS_MUTATING = true tells rustix the
-// call writes memory, so it is not reordered as a pure read.
-unsafe impl Ioctl for Run {
-    type Output = ();
-    const IS_MUTATING: bool = true;
+/// A pointer argument to a struct the kernel reads or writes.
+pub fn arg<T>(v: &mut T) -> *mut c_void {
+    (v as *mut T).cast()
+}
 
-    fn opcode(&self) -> Opcode {
-        super::kvm::KVM_RUN
-    }
+/// A pointer argument to a struct the kernel only reads (the `SET`
+/// requests): no copy into a mutable temporary.
+pub fn arg_ro<T>(v: &T) -> *mut c_void {
+    (v as *const T).cast_mut().cast()
+}
 
-    fn as_ptr(&mut self) -> *mut c_void {
-        core::ptr::null_mut()
-    }
-
-    unsafe fn output_from_ptr(_: IoctlOutput, _: *mut c_void) -> io::Result<()> {
-        Ok(())
-    }
+/// An integer argument.
+pub fn int(v: usize) -> *mut c_void {
+    v as *mut c_void
 }
