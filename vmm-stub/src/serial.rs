@@ -52,7 +52,8 @@ impl Tail {
 
     /// The kept bytes as two slices, oldest first.
     pub fn as_slices(&self) -> (&[u8], &[u8]) {
-        let (older, newer) = self.buf.split_at((self.total % TAIL_LEN as u64) as usize);
+        let at = (self.total % TAIL_LEN as u64) as usize;
+        let (older, newer) = self.buf.split_at_checked(at).unwrap_or((&self.buf, &[]));
         if self.total < TAIL_LEN as u64 {
             (older, &[])
         } else {
