@@ -75,7 +75,7 @@ impl<'d> Bus<'d> {
     /// Indexes of the occupied slots, in order (the kernel command line lists
     /// them in this order).
     pub fn present(&self) -> impl Iterator<Item = usize> + use<'_, 'd> {
-        self.slots.iter().enumerate().filter(|(_, d)| d.is_some()).map(|(i, _)| i)
+        (0..MMIO_MAX_SLOTS).filter(|&i| self.has(i))
     }
 
     /// Whether any device occupies `slot`.

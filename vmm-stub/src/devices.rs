@@ -151,7 +151,7 @@ impl<'f> Devices<'f> {
     pub fn new(terminal: Option<WinSize>, rootfs: Option<RootfsSection<'f>>, disks: &'f [DiskFile]) -> Self {
         let stdin = out::stdin();
         let mut list = heapless::Vec::new();
-        for (i, d) in disks.iter().take(MAX_DISKS).enumerate() {
+        for (i, d) in (0..MAX_DISKS).zip(disks) {
             let mut id = *b"smolvm-disk0";
             id[11] = b'0' + u8::try_from(i).unwrap_or(0);
             let _ = list.push(Block::new(d.fd.as_fd(), 0, d.len, d.read_only, &id));

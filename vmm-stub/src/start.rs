@@ -192,7 +192,7 @@ fn open_disks(opts: &Options<'_>) -> heapless::Vec<DiskFile, MAX_DISKS> {
 /// message naming it.
 fn open_shares(opts: &Options<'_>) -> &'static mut heapless::Vec<crate::virtio::p9::P9Device, MAX_SHARES> {
     let devs = devices::share_slots().unwrap_or_else(|| fail("share devices set up twice"));
-    for (n, &v) in opts.shares.iter().enumerate() {
+    for (n, &v) in (0..MAX_SHARES).zip(&opts.shares) {
         let Some(spec) = ShareSpec::parse(v) else { continue }; // validated by Options
         let dev = crate::virtio::p9::Server::new(spec.host, spec.read_only)
             .and_then(|server| crate::virtio::p9::P9Device::new(server, n));
@@ -313,7 +313,7 @@ fn runtime_config<'b>(
     if opts.log.debug {
         w.push(Key::Log, &[b"debug"])?;
     }
-    for (n, &v) in opts.shares.iter().enumerate() {
+    for (n, &v) in (0..MAX_SHARES).zip(&opts.shares) {
         let Some(s) = ShareSpec::parse(v) else { continue }; // validated by Options
         let mut tag = Line::bare();
         tag.s(abi::SHARE_TAG_PREFIX).u(n as u64);
