@@ -68,6 +68,11 @@ fn payload_error(e: PayloadError) -> ! {
     }
 }
 
+/// A section the image reader already required to be there.
+fn required(payload: &Payload, kind: Kind) -> linker::image::Section {
+    payload.section(kind).unwrap_or_else(|| payload_error(PayloadError::Image(linker::image::ImageError::MissingSection(kind))))
+}
+
 /// The stub's whole life: returns only for `--smolvm-help`/`--smolvm-info`.
 pub fn main(args: CStrings, env: CStrings) -> u8 {
     let opts = match Options::parse(args.skip(1), env) {
@@ -83,7 +88,7 @@ pub fn main(args: CStrings, env: CStrings) -> u8 {
     }
     let payload = Payload::open_self().unwrap_or_else(|e| payload_error(e));
     crate::harden::check_image_mode(payload.fd());
-    let manifest_section = payload.section(Kind::Manifest).unwrap_or_else(|| payload_error(PayloadError::Image(linker::image::ImageError::MissingSection(Kind::Manifest))));
+    let manifest_section = required(&payload, Kind::Manifest);
     let manifest = payload.map_checked(&manifest_section).unwrap_or_else(|e| payload_error(e));
     if config::validate(manifest.bytes()).is_err() {
         fail("image manifest is malformed (rebuild the image with `smolvm build`)");
@@ -102,7 +107,7 @@ pub fn main(args: CStrings, env: CStrings) -> u8 {
     let mut mem = GuestMemory::new(u64::from(mem_mib) << 20)
         .unwrap_or_else(|e| fail_errno("cannot reserve guest memory", e));
 
-    let kernel_section = payload.section(Kind::Kernel).unwrap_or_else(|| payload_error(PayloadError::Image(linker::image::ImageError::MissingSection(Kind::Kernel))));
+    let kernel_section = required(&payload, Kind::Kernel);
     let kfile = KernelFile { fd: payload.fd(), offset: kernel_section.offset, len: kernel_section.len };
     let kernel = match load::load(&mut mem, kfile) {
         Ok(k) => k,
@@ -245,7 +250,7 @@ fn place_initrd(
     terminal: Option<WinSize>,
     app_args: impl Iterator<Item = &'static [u8]>,
 ) -> (u64, u64) {
-    let section = payload.section(Kind::Initramfs).unwrap_or_else(|| payload_error(PayloadError::Image(linker::image::ImageError::MissingSection(Kind::Initramfs))));
+    let section = required(&payload, Kind::Initramfs);
     // Room at the top: the runtime cpio and, above it, scratch for its file.
     let cpio_room = linker::cpio::entry_len(6, 0).unwrap_or(0)
         + linker::cpio::entry_len(GUEST_RUNTIME_PATH.len(), MAX_CONFIG_LEN).unwrap_or(0)
