@@ -8,9 +8,11 @@ use rustix::io::Errno;
 pub const HEADER: usize = 7;
 /// Header of Rread/Twrite before the data: header + count[4] (+ fid, offset in T).
 pub const IO_HEADER: u32 = 24;
-/// The largest msize we agree to: Linux's default (128 KiB) so big reads and
-/// writes take one round trip, and two buffers of it stay small.
-pub const MAX_MSIZE: u32 = 128 * 1024;
+/// The largest msize we agree to: what smol-init asks for, so a 128 KiB
+/// read or write (cp, cat) takes one round trip, not 128 KiB - 24 bytes and
+/// then 24. The device's two bounce buffers of it are anonymous memory,
+/// touched only as far as messages reach.
+pub const MAX_MSIZE: u32 = 256 * 1024;
 /// The smallest msize we agree to (QEMU's floor): a directory entry or a
 /// PATH_MAX symlink target must fit in one message.
 pub const MIN_MSIZE: u32 = 4096;
