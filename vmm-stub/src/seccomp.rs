@@ -46,9 +46,10 @@ pub const ALLOWED: [u32; 21] = [
 /// every path lookup in them is relative to a share fd (see `p9/host.rs`).
 /// Every open is `openat2`, every rename `renameat2`, an `lstat` is an
 /// `O_PATH` open + `fstat`: no `openat`, `renameat`, `newfstatat`.
-pub const SHARE_CALLS: [u32; 18] = [
+pub const SHARE_CALLS: [u32; 19] = [
     FSTAT,
     FSYNC, // Tfsync without datasync
+    296, // pwritev (Twrite data straight from guest RAM)
     8,   // lseek (readdir cookie)
     72,  // fcntl (F_DUPFD_CLOEXEC)
     77,  // ftruncate
@@ -293,6 +294,6 @@ mod tests {
         assert_eq!(run(&p, CLONE, x, [0x5_0f00, 0, 0, 0, 0, 0]), RET_KILL_PROCESS);
         assert_eq!(run(&p, CLONE, x, [0x1_0000_0100, 0, 0, 0, 0, 0]), RET_KILL_PROCESS);
         assert_eq!(SYSCALL_COUNT, 23);
-        assert_eq!(SYSCALL_COUNT + SHARE_CALLS.len(), 41);
+        assert_eq!(SYSCALL_COUNT + SHARE_CALLS.len(), 42);
     }
 }

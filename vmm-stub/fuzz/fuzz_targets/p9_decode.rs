@@ -1,7 +1,8 @@
 //! Arbitrary bytes as one 9P request to a read-only share: the server never
 //! panics, never writes past the reply buffer, and always answers a
 //! well-formed reply (the request's type + 1, or Rlerror) with the request's
-//! tag whenever the header was readable.
+//! tag whenever the header was readable; and the device's zero-copy Twrite
+//! check (`wire::WriteOp::parse`) accepts exactly what `handle` accepts.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
 use std::sync::{Mutex, OnceLock};
@@ -38,6 +39,14 @@ fuzz_target!(|data: &[u8]| {
     if request.len() >= 7 {
         assert_eq!(reply[5..7], request[5..7], "tag echoed");
         assert!(reply[4] == wire::msg::RLERROR || reply[4] == request[4].wrapping_add(1));
+    }
+    // The device's zero-copy Twrite path takes exactly the Twrites this
+    // copying path accepts, which on this read-only share end in EROFS.
+    if request.get(4) == Some(&wire::msg::TWRITE) {
+        let head = request.get(..wire::TWRITE_HEAD).and_then(|h| h.try_into().ok());
+        let direct = head.and_then(|h| wire::WriteOp::parse(h, request.len() as u64, s.msize())).is_some();
+        let erofs = reply[4] == wire::msg::RLERROR && reply[7..11] == 30u32.to_le_bytes();
+        assert_eq!(direct, erofs, "WriteOp::parse agrees with Server::handle");
     }
 });
 

@@ -7,7 +7,7 @@ use super::wire::{Qid, Reader, Writer, IO_HEADER, QID_LEN, QTDIR, QTFILE, QTSYML
 use core::mem::MaybeUninit;
 use rustix::fd::AsFd;
 use rustix::fs::{self, FileType, Mode, OFlags, RawDir, SeekFrom};
-use rustix::io::{self, Errno};
+use rustix::io::{self, Errno, IoSlice};
 
 /// Open flags 9P2000.L carries (Linux's values) that we pass on; anything
 /// else (O_CREAT, O_NOFOLLOW, O_DIRECT, O_ASYNC, ...) is dropped.
@@ -103,9 +103,15 @@ impl Server {
     pub(super) fn write(&mut self, r: &mut Reader<'_>, w: &mut Writer<'_>) -> Reply {
         let (fid, offset, count) = (r.u32()?, r.u64()?, r.u32()?);
         let data = r.bytes(count as usize)?;
+        w.u32(self.write_at(fid, offset, &[IoSlice::new(data)])?)
+    }
+
+    /// Twrite's data to the file of `fid`: from the request, or straight
+    /// from guest RAM (the device's zero-copy path, see `wire::WriteOp`).
+    pub fn write_at(&self, fid: u32, offset: u64, data: &[IoSlice<'_>]) -> Result<u32, Errno> {
         self.share.writable()?;
-        let n = io::pwrite(&self.fids.get(fid)?.fd, data, offset)?;
-        w.u32(u32::try_from(n).map_err(|_| Errno::IO)?)
+        let n = io::pwritev(&self.fids.get(fid)?.fd, data, offset)?;
+        u32::try_from(n).map_err(|_| Errno::IO)
     }
 
     /// Treaddir: entries from the directory cookie `offset` on, as many as

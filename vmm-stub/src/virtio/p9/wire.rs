@@ -8,10 +8,14 @@ use rustix::io::Errno;
 pub const HEADER: usize = 7;
 /// Header of Rread/Twrite before the data: header + count[4] (+ fid, offset in T).
 pub const IO_HEADER: u32 = 24;
+/// Bytes of Twrite before its data: header, fid[4], offset[8], count[4].
+pub const TWRITE_HEAD: usize = 23;
+/// Bytes of Rwrite (and of Rlerror): header + count[4] (errno[4]).
+pub const RWRITE_LEN: usize = 11;
 /// The largest msize we agree to: what smol-init asks for, so a 128 KiB
-/// read or write (cp, cat) takes one round trip, not 128 KiB - 24 bytes and
-/// then 24. The device's two bounce buffers of it are anonymous memory,
-/// touched only as far as messages reach.
+/// read or write (cp, cat) takes one round trip, not 128 KiB - 24 and then
+/// 24 bytes. The device's two bounce buffers of it are touched only as far
+/// as messages reach: Twrite data never enters them (`device.rs`).
 pub const MAX_MSIZE: u32 = 256 * 1024;
 /// The smallest msize we agree to (QEMU's floor): a directory entry or a
 /// PATH_MAX symlink target must fit in one message.
@@ -89,6 +93,41 @@ pub fn header(request: &[u8], msize: u32) -> Result<Header<'_>, Errno> {
     let size = usize::try_from(size).map_err(|_| Errno::MSGSIZE)?;
     let body = request.get(HEADER..size).ok_or(Errno::PROTO)?;
     Ok(Header { kind, tag, body })
+}
+
+/// A Twrite taken apart from its first [`TWRITE_HEAD`] bytes, so its data
+/// can go from guest RAM to the file without a copy (`device.rs`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct WriteOp {
+    pub tag: u16,
+    pub fid: u32,
+    pub offset: u64,
+    pub count: u32,
+}
+
+impl WriteOp {
+    /// `head`: a request's first bytes; `len`: its bytes in all. `Some` only
+    /// for a Twrite that [`header`] and `Server::write` accept up to the fid
+    /// lookup: `size <= msize`, `size <= len`, the `count` data bytes inside
+    /// `size`. Anything else, errors included, takes the copying path.
+    pub fn parse(head: &[u8; TWRITE_HEAD], len: u64, msize: u32) -> Option<Self> {
+        let le = |at: usize, n: usize| head[at..at + n].iter().rev().fold(0u64, |v, &b| v << 8 | u64::from(b));
+        let (size, count) = (le(0, 4), le(19, 4));
+        let ok = head[4] == msg::TWRITE && size <= u64::from(msize) && size <= len && TWRITE_HEAD as u64 + count <= size;
+        #[allow(clippy::cast_possible_truncation)] // 2- and 4-byte fields
+        ok.then(|| Self { tag: le(5, 2) as u16, fid: le(7, 4) as u32, offset: le(11, 8), count: count as u32 })
+    }
+
+    /// Rwrite(`n`) or Rlerror for the outcome of the write.
+    pub fn reply(&self, result: Result<u32, Errno>) -> [u8; RWRITE_LEN] {
+        let (kind, v) = match result {
+            Ok(n) => (msg::TWRITE + 1, n),
+            Err(e) => (msg::RLERROR, e.raw_os_error().unsigned_abs()),
+        };
+        let [t0, t1] = self.tag.to_le_bytes();
+        let [v0, v1, v2, v3] = v.to_le_bytes();
+        [RWRITE_LEN as u8, 0, 0, 0, kind, t0, t1, v0, v1, v2, v3]
+    }
 }
 
 /// Reads fields front to back; running past the end is `EPROTO`.
@@ -253,6 +292,28 @@ mod tests {
         assert_eq!(header(&m, 8192).err(), Some(Errno::MSGSIZE));
         m[..4].copy_from_slice(&u32::MAX.to_le_bytes());
         assert_eq!(header(&m, u32::MAX).err(), Some(Errno::PROTO));
+    }
+
+    #[test]
+    fn write_op_only_for_well_formed_twrites() {
+        let m = |size: u32, kind: u8, count: u32| {
+            let mut b = size.to_le_bytes().to_vec();
+            b.push(kind);
+            b.extend_from_slice(&[9, 0, 5, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0]);
+            b.extend_from_slice(&count.to_le_bytes());
+            b
+        };
+        let h = |size: u32, kind: u8, count: u32| -> [u8; TWRITE_HEAD] { m(size, kind, count).try_into().expect("23 bytes") };
+        let op = WriteOp { tag: 9, fid: 5, offset: 1, count: 10 };
+        assert_eq!(WriteOp::parse(&h(33, msg::TWRITE, 10), 33, 8192), Some(op));
+        assert_eq!(WriteOp::parse(&h(40, msg::TWRITE, 10), 50, 8192), Some(op), "bytes past count are ignored");
+        assert_eq!(WriteOp::parse(&h(33, msg::TWRITE, 11), 40, 8192), None, "count past size");
+        assert_eq!(WriteOp::parse(&h(33, msg::TWRITE, 10), 32, 8192), None, "size past the chain");
+        assert_eq!(WriteOp::parse(&h(33, msg::TWRITE, 10), 33, 32), None, "size past msize");
+        assert_eq!(WriteOp::parse(&h(23, msg::TWRITE, u32::MAX), u64::MAX, u32::MAX), None);
+        assert_eq!(WriteOp::parse(&h(33, msg::TREAD, 10), 33, 8192), None);
+        assert_eq!(op.reply(Ok(7)), [11, 0, 0, 0, msg::TWRITE + 1, 9, 0, 7, 0, 0, 0]);
+        assert_eq!(op.reply(Err(Errno::ROFS)), [11, 0, 0, 0, msg::RLERROR, 9, 0, 30, 0, 0, 0]);
     }
 
     #[test]
