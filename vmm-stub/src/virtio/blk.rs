@@ -349,7 +349,7 @@ mod tests {
 
     /// Disk content: byte `i` is a pattern no two nearby sectors share.
     fn pattern(len: usize) -> Vec<u8> {
-        (0..len).map(|i| (i % 251) as u8 ^ (i / 512) as u8).collect()
+        (0..len).map(|i| ((i % 251) ^ (i / 512)).to_le_bytes()[0]).collect()
     }
 
     fn file_bytes(mut f: &std::fs::File) -> Vec<u8> {
