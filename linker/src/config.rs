@@ -62,6 +62,15 @@ pub enum Key {
     Stdio,
 }
 
+// `Key::ALL` is in declaration order: `ALL[key as usize]` is `key`'s entry.
+const _: () = {
+    let mut i = 0;
+    while i < Key::ALL.len() {
+        assert!(Key::ALL[i].0 as usize == i, "Key::ALL out of declaration order");
+        i += 1;
+    }
+};
+
 impl Key {
     const ALL: [(Key, &'static str, usize); 15] = [
         (Key::Entry, "entry", 1),
@@ -82,11 +91,11 @@ impl Key {
     ];
 
     pub fn name(self) -> &'static str {
-        Self::ALL.iter().find(|e| e.0 == self).map_or("", |e| e.1)
+        Self::ALL[self as usize].1
     }
 
     pub fn arity(self) -> usize {
-        Self::ALL.iter().find(|e| e.0 == self).map_or(0, |e| e.2)
+        Self::ALL[self as usize].2
     }
 
     pub fn from_name(name: &[u8]) -> Option<Key> {
