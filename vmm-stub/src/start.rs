@@ -359,6 +359,7 @@ fn write_boot_data(mem: &mut GuestMemory, kernel: &load::Kernel, cmdline: &Cmdli
     if high > 0 {
         p.add_e820(high_start, high, E820_RAM);
     }
+    crate::boot::mptable::write(mem)?;
     mem.write_slice(GuestAddress(ZERO_PAGE_ADDR), p.as_bytes())
 }
 

@@ -5,7 +5,8 @@
 //! ```text
 //! 0x0500  GDT                0x7000  boot_params (zero page)
 //! 0x8ff0  boot stack top     0x9000  PML4, 0xa000 PDPT, 0xb000.. 4 PDs
-//! 0x2_0000 command line      0x9_fc00.. 0x10_0000 reserved (EBDA, BIOS)
+//! 0x2_0000 command line      0x9_fc00.. 0x10_0000 reserved (EBDA, BIOS;
+//!                            the MP table at its start: `mptable.rs`)
 //! ```
 
 pub const GDT_ADDR: u64 = 0x500;

@@ -5,4 +5,5 @@ pub mod cpu;
 pub mod elf;
 pub mod layout;
 pub mod load;
+pub mod mptable;
 pub mod params;
