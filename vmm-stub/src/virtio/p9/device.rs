@@ -284,13 +284,13 @@ mod tests {
         // msize: Rlerror from the copying path, nothing written.
         for (count, size, errno) in [(100, 123, Errno::PROTO), (101, 123, Errno::PROTO), (10, MAX_MSIZE + 1, Errno::MSGSIZE)] {
             let r = call(&mut dev, &mut mem, &mut qs, &twrite_head(500, count, size), &pieces[..50]);
-            assert_eq!(r[4..], [msg::RLERROR, 7, 0, errno.raw_os_error() as u8, 0, 0, 0], "count {count} size {size}");
+            assert_eq!(r[4..], [msg::RLERROR, 7, 0, u8::try_from(errno.raw_os_error()).expect("small"), 0, 0, 0], "count {count} size {size}");
         }
         assert_eq!(std::fs::metadata(t.path("f")).expect("file").len(), 200);
         // An unknown fid.
         let mut m = twrite_head(0, 1, 24);
         m[7] = 9;
         let r = call(&mut dev, &mut mem, &mut qs, &m, &pieces[..1]);
-        assert_eq!(r[4..], [msg::RLERROR, 7, 0, Errno::BADF.raw_os_error() as u8, 0, 0, 0]);
+        assert_eq!(r[4..], [msg::RLERROR, 7, 0, u8::try_from(Errno::BADF.raw_os_error()).expect("small"), 0, 0, 0]);
     }
 }

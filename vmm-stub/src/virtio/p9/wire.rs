@@ -126,7 +126,7 @@ impl WriteOp {
         };
         let [t0, t1] = self.tag.to_le_bytes();
         let [v0, v1, v2, v3] = v.to_le_bytes();
-        [RWRITE_LEN as u8, 0, 0, 0, kind, t0, t1, v0, v1, v2, v3]
+        [RWRITE_LEN.to_le_bytes()[0], 0, 0, 0, kind, t0, t1, v0, v1, v2, v3]
     }
 }
 
