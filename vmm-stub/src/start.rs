@@ -390,8 +390,9 @@ fn create_vm(kvm: &Kvm, mem: &GuestMemory, entry: u64) -> Result<(Vm, Vcpu), Set
     cpu::patch_cpuid(&mut cpuid, tsc_deadline);
     vcpu.set_cpuid2(&cpuid).map_err(|e| ("KVM_SET_CPUID2", e))?;
     vcpu.set_msrs(&cpu::boot_msrs()).map_err(|e| ("KVM_SET_MSRS", e))?;
-    let sregs = vcpu.get_sregs().map_err(|e| ("KVM_GET_SREGS", e))?;
-    vcpu.set_sregs(&cpu::long_mode_sregs(sregs)).map_err(|e| ("KVM_SET_SREGS", e))?;
+    let mut sregs = vcpu.get_sregs().map_err(|e| ("KVM_GET_SREGS", e))?;
+    cpu::long_mode_sregs(&mut sregs);
+    vcpu.set_sregs(&sregs).map_err(|e| ("KVM_SET_SREGS", e))?;
     vcpu.set_regs(&cpu::boot_regs(entry)).map_err(|e| ("KVM_SET_REGS", e))?;
     let mut lapic = vcpu.get_lapic().map_err(|e| ("KVM_GET_LAPIC", e))?;
     cpu::patch_lapic(&mut lapic);

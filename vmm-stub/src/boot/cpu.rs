@@ -51,8 +51,8 @@ const CODE: KvmSegment = segment(BOOT_CS, 0xb, 1, 1, 0, 1, 0xffff_ffff);
 const DATA: KvmSegment = segment(BOOT_DS, 0x3, 1, 0, 1, 1, 0xffff_ffff);
 const TSS: KvmSegment = segment(BOOT_TSS, 0xb, 0, 0, 0, 0, 0x67);
 
-/// Long-mode system registers, starting from the vCPU's reset state.
-pub fn long_mode_sregs(mut sregs: KvmSregs) -> KvmSregs {
+/// Long-mode system registers, set over the vCPU's reset state.
+pub fn long_mode_sregs(sregs: &mut KvmSregs) {
     sregs.cs = CODE;
     (sregs.ds, sregs.es, sregs.fs, sregs.gs, sregs.ss) = (DATA, DATA, DATA, DATA, DATA);
     sregs.tr = TSS;
@@ -64,7 +64,6 @@ pub fn long_mode_sregs(mut sregs: KvmSregs) -> KvmSregs {
     sregs.cr3 = PML4_ADDR;
     sregs.cr4 = CR4_PAE | CR4_OSFXSR | CR4_OSXMMEXCPT;
     sregs.efer = EFER_LME | EFER_LMA;
-    sregs
 }
 
 /// General registers at the kernel's 64-bit entry.
@@ -150,7 +149,8 @@ mod tests {
 
     #[test]
     fn gdt_matches_the_segments_loaded() {
-        let s = long_mode_sregs(KvmSregs::default());
+        let mut s = KvmSregs::default();
+        long_mode_sregs(&mut s);
         // Access byte (bits 40..48) of the GDT entries vs. the segment fields.
         let access = |e: u64| (e >> 40) as u8;
         assert_eq!(access(GDT[usize::from(s.cs.selector / 8)]) & 0xf, s.cs.type_);
