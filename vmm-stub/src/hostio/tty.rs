@@ -15,7 +15,6 @@ use core::sync::atomic::{AtomicBool, Ordering};
 use rustix::fd::BorrowedFd;
 use rustix::io::{self, Errno};
 use crate::sys::ioctl::{arg, arg_ro, raw};
-use rustix::termios;
 
 /// The kernel's `struct termios2` (x86_64). Our own rather than rustix's
 /// `Termios`, whose `TCGETS` fallback decodes baud rates the stub never
@@ -34,6 +33,7 @@ struct Termios2 {
 }
 static_assertions::const_assert_eq!(core::mem::size_of::<Termios2>(), 44);
 
+const TIOCGWINSZ: u32 = 0x5413;
 const TCGETS: u32 = 0x5401;
 const TCSETS: u32 = 0x5402;
 const TCGETS2: u32 = 0x802c_542a;
@@ -104,7 +104,7 @@ pub type WinSize = (u16, u16);
 /// mode and returns its size; otherwise returns `None` and changes nothing.
 pub fn enter_raw() -> Option<WinSize> {
     let (stdin, stdout) = (fd(0), fd(1));
-    if !termios::isatty(stdin) || !termios::isatty(stdout) || SAVED_SET.load(Ordering::Acquire) {
+    if size(stdin).is_none() || size(stdout).is_none() || SAVED_SET.load(Ordering::Acquire) {
         return None;
     }
     let orig = get(stdin).ok()?;
@@ -120,8 +120,16 @@ pub fn enter_raw() -> Option<WinSize> {
 
 /// The current size of the terminal on stdin.
 pub fn window_size() -> Option<WinSize> {
-    let ws = termios::tcgetwinsize(fd(0)).ok()?;
-    Some((ws.ws_row, ws.ws_col))
+    size(fd(0))
+}
+
+/// `TIOCGWINSZ`: the size of the terminal on `fd`, `None` if it is not one
+/// (rustix's `isatty` is this same call).
+fn size(fd: BorrowedFd<'_>) -> Option<WinSize> {
+    let mut ws = [0u16; 4]; // struct winsize: rows, cols, xpixel, ypixel
+    // SAFETY: TIOCGWINSZ writes one struct winsize (four u16) into `ws`.
+    unsafe { raw(fd, TIOCGWINSZ, arg(&mut ws)) }.ok()?;
+    Some((ws[0], ws[1]))
 }
 
 /// Whether the terminal is in raw mode (terminal mode is on).
@@ -145,6 +153,7 @@ pub fn restore() {
 mod tests {
     use super::*;
     use rustix::fd::AsFd;
+    use rustix::termios;
 
     #[test]
     fn raw_mode_matches_rustix_on_a_pty() {
@@ -183,5 +192,14 @@ mod tests {
     fn not_a_terminal() {
         let f = std::fs::File::open("/proc/self/exe").expect("open");
         assert_eq!(get(f.as_fd()).err(), Some(Errno::NOTTY));
+        assert_eq!(size(f.as_fd()), None);
+    }
+
+    #[test]
+    fn window_size_matches_rustix() {
+        let pty = std::fs::OpenOptions::new().read(true).write(true).open("/dev/ptmx").expect("ptmx");
+        let ws = termios::tcgetwinsize(pty.as_fd()).expect("tcgetwinsize");
+        assert_eq!(size(pty.as_fd()), Some((ws.ws_row, ws.ws_col)));
+        assert!(termios::isatty(pty.as_fd()));
     }
 }
