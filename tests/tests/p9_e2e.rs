@@ -8,46 +8,17 @@
 //! (see `qemu::kernel`) and busybox-static.
 
 use smolvm_tests::lab::{self, Case};
-use smolvm_tests::qemu;
+use smolvm_tests::{product, qemu};
 use std::fs;
 use std::os::unix::fs::symlink;
 use std::path::{Path, PathBuf};
-use std::process::Command;
-
-fn binary(name: &str, env: &str, pkg: &str) -> PathBuf {
-    let path = std::env::var_os(env).map_or_else(|| qemu::profile_dir().join(name), PathBuf::from);
-    assert!(path.is_file(), "{} missing: run `cargo build -p {pkg}` (same profile) or set {env}", path.display());
-    path
-}
 
 /// `app.vm` in `dir`: busybox `sh -c` as the entry.
 fn image(dir: &Path) -> PathBuf {
     let root = dir.join("rootfs");
-    fs::create_dir_all(root.join("bin")).expect("mkdir");
-    fs::copy("/bin/busybox", root.join("bin/busybox")).expect("busybox-static is installed");
     let applets = ["sh", "cat", "echo", "ls", "mv", "ln", "rm", "mkdir", "rmdir", "readlink", "sort", "stat", "dd", "cmp", "sync"];
-    for applet in applets {
-        symlink("busybox", root.join("bin").join(applet)).expect("ln");
-    }
-    for d in ["data", "ro", "proc", "sys", "dev", "tmp"] {
-        fs::create_dir_all(root.join(d)).expect("mkdir");
-    }
-    let out = Command::new(binary("smolvm", "SMOLVM_BIN", "builder"))
-        .arg("build")
-        .arg("--rootfs")
-        .arg(&root)
-        .args(["--entry", "/bin/sh", "--mem", "128M", "--kernel"])
-        .arg(qemu::kernel())
-        .arg("--init")
-        .arg(binary("smol-init", "SMOLVM_INIT", "smol-init"))
-        .arg("--stub")
-        .arg(binary("vmm-stub", "SMOLVM_STUB", "vmm-stub"))
-        .arg("-o")
-        .arg(dir.join("app.vm"))
-        .output()
-        .expect("run smolvm build");
-    assert!(out.status.success(), "smolvm build: {}", String::from_utf8_lossy(&out.stderr));
-    dir.join("app.vm")
+    product::busybox_rootfs(&root, &applets, &["data", "ro", "proc", "sys", "dev", "tmp"]);
+    product::build_image(&root, "/bin/sh", &["--mem", "128M"], &dir.join("app.vm"))
 }
 
 #[test]
