@@ -25,13 +25,13 @@ impl<'c> Cursor<'c> {
 
     /// The current contiguous piece: guest address and length (≤ `max`).
     fn piece(&mut self, max: usize) -> Option<(u64, usize)> {
-        while let Some(s) = self.segs.first() {
+        while let Some((s, rest)) = self.segs.split_first() {
             if self.off < s.len && self.left > 0 {
                 let n = (s.len - self.off) as usize;
                 let n = n.min(max).min(usize::try_from(self.left).unwrap_or(usize::MAX));
                 return Some((s.addr + u64::from(self.off), n));
             }
-            self.segs = &self.segs[1..];
+            self.segs = rest;
             self.off = 0;
         }
         None
@@ -39,14 +39,14 @@ impl<'c> Cursor<'c> {
 
     fn advance(&mut self, mut n: usize) {
         while n > 0 {
-            let Some(s) = self.segs.first() else { return };
+            let Some((s, rest)) = self.segs.split_first() else { return };
             let step = ((s.len - self.off) as usize).min(n);
             // step <= s.len - off, so it fits u32.
             self.off += u32::try_from(step).unwrap_or(0);
             self.left = self.left.saturating_sub(step as u64);
             n -= step;
             if self.off == s.len {
-                self.segs = &self.segs[1..];
+                self.segs = rest;
                 self.off = 0;
             }
         }
@@ -71,10 +71,12 @@ impl<'c> Reader<'c> {
     /// Copies up to `buf.len()` bytes; returns how many.
     pub fn read(&mut self, mem: &GuestMemory, buf: &mut [u8]) -> usize {
         let mut done = 0;
-        while done < buf.len() {
-            let Some(chunk) = self.chunk(mem, buf.len() - done) else { break };
+        while let Some(rest) = buf.get_mut(done..).filter(|r| !r.is_empty()) {
+            let Some(chunk) = self.chunk(mem, rest.len()) else { break };
             let n = chunk.len();
-            buf[done..done + n].copy_from_slice(chunk);
+            // n <= rest.len(): `chunk` caps the piece at `max`.
+            let Some(head) = rest.get_mut(..n) else { break };
+            head.copy_from_slice(chunk);
             self.advance(n);
             done += n;
         }
@@ -141,15 +143,17 @@ impl<'c> Writer<'c> {
 
     /// Copies as much of `data` as fits; returns how much.
     pub fn write(&mut self, mem: &mut GuestMemory, data: &[u8]) -> usize {
-        let mut done = 0;
-        while done < data.len() {
-            let Some(chunk) = self.chunk_mut(mem, data.len() - done) else { break };
+        let mut rest = data;
+        while !rest.is_empty() {
+            let Some(chunk) = self.chunk_mut(mem, rest.len()) else { break };
             let n = chunk.len();
-            chunk.copy_from_slice(&data[done..done + n]);
+            // n <= rest.len(): `chunk_mut` caps the piece at `max`.
+            let Some((head, tail)) = rest.split_at_checked(n) else { break };
+            chunk.copy_from_slice(head);
             self.advance(n);
-            done += n;
+            rest = tail;
         }
-        done
+        data.len() - rest.len()
     }
 
     /// Writes all of `data` or returns `None` (not enough room; a prefix may

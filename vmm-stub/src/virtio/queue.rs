@@ -73,12 +73,13 @@ pub struct DescriptorChain {
 impl DescriptorChain {
     /// The device-readable segments, in order.
     pub fn readable(&self) -> &[Segment] {
-        &self.segs[..self.readable]
+        // readable <= segs.len(): `walk` counts only segments it pushed.
+        self.segs.get(..self.readable).unwrap_or_default()
     }
 
     /// The device-writable segments, in order.
     pub fn writable(&self) -> &[Segment] {
-        &self.segs[self.readable..]
+        self.segs.get(self.readable..).unwrap_or_default()
     }
 }
 
