@@ -122,8 +122,8 @@ impl<'d> MmioTransport<'d> {
     }
 
     fn selected(&mut self) -> Option<&mut Queue> {
-        let i = usize::try_from(self.queue_sel).ok().filter(|&i| i < self.nqueues)?;
-        Some(&mut self.queues[i])
+        let i = usize::try_from(self.queue_sel).ok()?;
+        first(&mut self.queues, self.nqueues).get_mut(i)
     }
 
     /// The selected queue, if the driver may configure it now.
@@ -192,11 +192,11 @@ impl<'d> MmioTransport<'d> {
         }
         self.status = new | (self.status & NEEDS_RESET);
         if new & DRIVER_OK != 0 && cur & DRIVER_OK == 0 && self.live() {
-            let n = self.nqueues;
-            for q in &mut self.queues[..n] {
+            let queues = first(&mut self.queues, self.nqueues);
+            for q in &mut *queues {
                 q.event_idx = self.driver_features & F_EVENT_IDX != 0;
             }
-            let irq = self.dev.activate(self.driver_features, &mut self.queues[..n], ctx.mem);
+            let irq = self.dev.activate(self.driver_features, queues, ctx.mem);
             self.raise(ctx, irq);
         }
     }
@@ -218,19 +218,21 @@ impl<'d> MmioTransport<'d> {
 
     fn notify(&mut self, ctx: &mut Ctx<'_>, index: u32) {
         let Ok(i) = usize::try_from(index) else { return };
-        if !self.live() || i >= self.nqueues || !self.queues[i].ready {
+        if !self.live() {
             return;
         }
-        let n = self.nqueues;
-        let r = self.dev.process_queue(i, &mut self.queues[..n], ctx.mem);
+        let queues = first(&mut self.queues, self.nqueues);
+        if !queues.get(i).is_some_and(|q| q.ready) {
+            return;
+        }
+        let r = self.dev.process_queue(i, queues, ctx.mem);
         self.outcome(ctx, r);
     }
 
     /// Lets the device do host-side work (stdin input, signals).
     pub fn poll_host(&mut self, ctx: &mut Ctx<'_>) {
         if self.live() {
-            let n = self.nqueues;
-            let r = self.dev.poll_host(&mut self.queues[..n], ctx.mem);
+            let r = self.dev.poll_host(first(&mut self.queues, self.nqueues), ctx.mem);
             self.outcome(ctx, r);
         }
     }
@@ -290,6 +292,11 @@ impl<'d> MmioTransport<'d> {
         }
     }
 
+}
+
+/// The device's queues: the first `n` (n <= MAX_QUEUES: `new` caps it).
+fn first(queues: &mut [Queue], n: usize) -> &mut [Queue] {
+    queues.get_mut(..n).unwrap_or_default()
 }
 
 impl MmioDevice for MmioTransport<'_> {
