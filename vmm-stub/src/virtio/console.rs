@@ -180,9 +180,8 @@ impl VirtioDevice for Console<'_> {
     fn read_config(&self, offset: u64, data: &mut [u8]) {
         // struct virtio_console_config { le16 cols, rows; le32 max_nr_ports, emerg_wr; }
         let (rows, cols) = self.size.unwrap_or((0, 0));
-        let mut cfg = [0u8; 12];
-        cfg[0..2].copy_from_slice(&cols.to_le_bytes());
-        cfg[2..4].copy_from_slice(&rows.to_le_bytes());
+        let ([c0, c1], [r0, r1]) = (cols.to_le_bytes(), rows.to_le_bytes());
+        let cfg = [c0, c1, r0, r1, 0, 0, 0, 0, 0, 0, 0, 0];
         read_config_bytes(&cfg, offset, data);
     }
 
