@@ -82,11 +82,9 @@ struct Msg {
 
 impl Msg {
     fn bytes(self) -> [u8; 8] {
-        let mut b = [0u8; 8];
-        b[0..4].copy_from_slice(&self.id.to_le_bytes());
-        b[4..6].copy_from_slice(&self.event.to_le_bytes());
-        b[6..8].copy_from_slice(&self.value.to_le_bytes());
-        b
+        let [i0, i1, i2, i3] = self.id.to_le_bytes();
+        let ([e0, e1], [v0, v1]) = (self.event.to_le_bytes(), self.value.to_le_bytes());
+        [i0, i1, i2, i3, e0, e1, v0, v1]
     }
 
     fn parse(b: [u8; 8]) -> Msg {
@@ -213,9 +211,10 @@ impl<'f> Control<'f> {
     }
 
     fn pump(&mut self, queues: &mut [Queue], mem: &mut GuestMemory) -> Result<Irq, QueueError> {
-        if queues.len() < QUEUE_SIZES.len() {
+        // An array: the Q_* indices below are checked at compile time.
+        let Some(queues) = queues.first_chunk_mut::<{ QUEUE_SIZES.len() }>() else {
             return Err(QueueError::NotReady);
-        }
+        };
         let mut irq = self.read_guest_msgs(&mut queues[Q_CTRL_OUT], mem)?;
         irq |= self.sink.drain(&mut queues[Q_PORT0_TX], mem)?;
         irq |= self.sink.drain(&mut queues[Q_CONTROL_TX], mem)?;
@@ -257,8 +256,8 @@ impl VirtioDevice for Control<'_> {
 
     fn read_config(&self, offset: u64, data: &mut [u8]) {
         // { le16 cols, rows; le32 max_nr_ports, emerg_wr; }
-        let mut cfg = [0u8; 12];
-        cfg[4..8].copy_from_slice(&PORTS.to_le_bytes());
+        let [p0, p1, p2, p3] = PORTS.to_le_bytes();
+        let cfg = [0, 0, 0, 0, p0, p1, p2, p3, 0, 0, 0, 0];
         read_config_bytes(&cfg, offset, data);
     }
 
