@@ -56,13 +56,14 @@ impl<'f> Block<'f> {
     /// zeros (and cannot be written). `id` is the GET_ID answer (≤ 20 bytes).
     pub fn new(fd: BorrowedFd<'f>, offset: u64, len: u64, read_only: bool, id: &[u8]) -> Block<'f> {
         let sectors = len.div_ceil(SECTOR);
-        let mut config = [0u8; 24];
-        config[0..8].copy_from_slice(&sectors.to_le_bytes());
-        config[12..16].copy_from_slice(&(u32::from(QUEUE_SIZE) - 2).to_le_bytes()); // seg_max
-        config[20..24].copy_from_slice(&512u32.to_le_bytes()); // blk_size = SECTOR
+        let [c0, c1, c2, c3, c4, c5, c6, c7] = sectors.to_le_bytes();
+        let [m0, m1, m2, m3] = (u32::from(QUEUE_SIZE) - 2).to_le_bytes(); // seg_max
+        let [b0, b1, b2, b3] = 512u32.to_le_bytes(); // blk_size = SECTOR
+        let config = [c0, c1, c2, c3, c4, c5, c6, c7, 0, 0, 0, 0, m0, m1, m2, m3, 0, 0, 0, 0, b0, b1, b2, b3];
         let mut idb = [0u8; ID_LEN];
-        let n = id.len().min(ID_LEN);
-        idb[..n].copy_from_slice(&id[..n]);
+        for (d, s) in idb.iter_mut().zip(id) {
+            *d = *s;
+        }
         Block { fd, offset, len, read_only, id: idb, config }
     }
 
@@ -82,7 +83,8 @@ impl<'f> Block<'f> {
         while let Some(chunk) = w.chunk_mut(mem, IO_CHUNK) {
             // Bytes of this chunk that exist in the file; the rest is the zero tail.
             let in_file = usize::try_from(self.len.saturating_sub(pos)).unwrap_or(usize::MAX).min(chunk.len());
-            let (file_part, tail) = chunk.split_at_mut(in_file);
+            // in_file <= chunk.len(): the min above.
+            let Some((file_part, tail)) = chunk.split_at_mut_checked(in_file) else { return Err(Errno::IO) };
             let mut done = 0;
             while done < file_part.len() {
                 let at = self.host_pos(pos + done as u64)?;
