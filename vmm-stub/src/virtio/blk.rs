@@ -112,7 +112,8 @@ impl<'f> Block<'f> {
             let mut done = 0;
             while done < chunk.len() {
                 let at = self.host_pos(pos + done as u64)?;
-                match rustix::io::pwrite(self.fd, &chunk[done..], at) {
+                // done < chunk.len(): the loop condition.
+                match rustix::io::pwrite(self.fd, chunk.get(done..).unwrap_or_default(), at) {
                     Ok(0) => return Err(Errno::IO),
                     Ok(n) => done += n,
                     Err(Errno::INTR) => {}
