@@ -120,7 +120,7 @@ impl Queue {
         }
         let rings = [(self.desc, 16, 16 * n), (self.avail, 2, 6 + 2 * n), (self.used, 4, 6 + 8 * n)];
         for (addr, align, len) in rings {
-            if addr % align != 0 || mem.checked_range(GuestAddress(addr), len).is_none() {
+            if !addr.is_multiple_of(align) || mem.checked_range(GuestAddress(addr), len).is_none() {
                 return Err(QueueError::BadRing);
             }
         }
@@ -160,7 +160,8 @@ impl Queue {
             return Ok(None);
         }
         let size = self.size;
-        let slot = u64::from(self.next_avail % size);
+        // size != 0: `ready` queues passed `validate`.
+        let slot = u64::from(self.next_avail.checked_rem(size).ok_or(QueueError::BadSize)?);
         let head = Self::read_u16(mem, self.avail + 4 + 2 * slot)?;
         let chain = self.walk(mem, head)?;
         self.next_avail = self.next_avail.wrapping_add(1);
@@ -232,7 +233,8 @@ impl Queue {
         if !self.ready {
             return Err(QueueError::NotReady);
         }
-        let slot = u64::from(self.next_used % self.size);
+        // size != 0, as in `pop`.
+        let slot = u64::from(self.next_used.checked_rem(self.size).ok_or(QueueError::BadSize)?);
         let elem = self.used + 4 + 8 * slot;
         mem.write_obj(GuestAddress(elem), u32::from(head)).ok_or(QueueError::BadRing)?;
         mem.write_obj(GuestAddress(elem + 4), len).ok_or(QueueError::BadRing)?;
