@@ -70,13 +70,17 @@ impl P9Device {
         }
         let r = &mut Reader::new(chain);
         let Some(bufs) = self.bounce.slice_mut(GuestAddress(0), 2 * MAX_MSIZE as u64) else { return 0 };
-        let (request, reply) = bufs.split_at_mut(MSIZE);
+        let Some((request, reply)) = bufs.split_first_chunk_mut::<MSIZE>() else { return 0 };
         // Bytes past msize are never needed: the header check refuses them.
         let want = usize::try_from(r.available()).unwrap_or(MSIZE).min(MSIZE);
         let got = r.read(mem, &mut request[..want]);
         let room = usize::try_from(w.available()).unwrap_or(MSIZE).min(MSIZE);
-        let len = self.server.handle(&request[..got], &mut reply[..room]);
-        w.write(mem, &reply[..len]);
+        // got <= want; room <= MSIZE = reply.len() (the bounce buffer is 2 * MSIZE).
+        let (Some(request), Some(reply)) = (request.get(..got), reply.get_mut(..room)) else { return 0 };
+        let len = self.server.handle(request, reply);
+        // len <= reply.len(): `handle` writes into `reply` only.
+        let Some(out) = reply.get(..len) else { return 0 };
+        w.write(mem, out);
         w.written()
     }
 

@@ -141,10 +141,7 @@ impl<'a> Reader<'a> {
     }
 
     pub fn bytes(&mut self, n: usize) -> Result<&'a [u8], Errno> {
-        if n > self.buf.len() {
-            return Err(Errno::PROTO);
-        }
-        let (head, tail) = self.buf.split_at(n);
+        let (head, tail) = self.buf.split_at_checked(n).ok_or(Errno::PROTO)?;
         self.buf = tail;
         Ok(head)
     }
@@ -257,7 +254,10 @@ impl<'a> Writer<'a> {
     pub fn finish(self) -> usize {
         let len = self.pos;
         let size = u32::try_from(len).unwrap_or(u32::MAX);
-        self.buf[..4].copy_from_slice(&size.to_le_bytes());
+        // Always there: `reply` wrote the header.
+        if let Some(b) = self.buf.first_chunk_mut::<4>() {
+            *b = size.to_le_bytes();
+        }
         len
     }
 }
