@@ -73,7 +73,7 @@ impl P9Device {
         let Some((request, reply)) = bufs.split_first_chunk_mut::<MSIZE>() else { return 0 };
         // Bytes past msize are never needed: the header check refuses them.
         let want = usize::try_from(r.available()).unwrap_or(MSIZE).min(MSIZE);
-        let got = r.read(mem, &mut request[..want]);
+        let got = r.read(mem, request.get_mut(..want).unwrap_or_default()); // want <= MSIZE: the min
         let room = usize::try_from(w.available()).unwrap_or(MSIZE).min(MSIZE);
         // got <= want; room <= MSIZE = reply.len() (the bounce buffer is 2 * MSIZE).
         let (Some(request), Some(reply)) = (request.get(..got), reply.get_mut(..room)) else { return 0 };
@@ -122,7 +122,8 @@ impl VirtioDevice for P9Device {
     }
 
     fn read_config(&self, offset: u64, data: &mut [u8]) {
-        read_config_bytes(&self.config[..self.config_len], offset, data);
+        // config_len <= CONFIG_MAX: `new` wrote that many bytes into `config`.
+        read_config_bytes(self.config.get(..self.config_len).unwrap_or_default(), offset, data);
     }
 
     fn reset(&mut self) {

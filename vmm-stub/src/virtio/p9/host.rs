@@ -50,7 +50,10 @@ impl Name {
     pub fn new(name: &[u8]) -> Result<Self, Errno> {
         let name = check_name(name)?;
         let mut buf = [0; NAME_MAX + 1];
-        buf[..name.len()].copy_from_slice(name);
+        // name.len() <= NAME_MAX (check_name): all of it fits, the last 0 stays.
+        for (d, s) in buf.iter_mut().zip(name) {
+            *d = *s;
+        }
         Ok(Self(buf))
     }
 

@@ -42,7 +42,7 @@ impl Server {
     /// when `response` cannot hold even an Rlerror, i.e. < 11 bytes).
     pub fn handle(&mut self, request: &[u8], response: &mut [u8]) -> usize {
         let cap = response.len().min(self.msize as usize);
-        let response = &mut response[..cap];
+        let response = response.get_mut(..cap).unwrap_or_default(); // cap <= len: the min
         let tag = request.get(5..7).map_or(NOTAG, |t| u16::from_le_bytes([t[0], t[1]]));
         let h = match wire::header(request, self.msize) {
             Ok(h) => h,
@@ -139,7 +139,7 @@ impl Server {
         };
         let mut qids = [Qid::default(); MAX_WALK];
         let mut walked = 0;
-        for name in &names[..count] {
+        for (name, qid) in names[..count].iter().zip(&mut qids) {
             let up = *name == b"..";
             let step = if up { self.share.parent(cur.as_fd()) } else { self.share.lookup(cur.as_fd(), name) };
             let next = match step {
@@ -147,7 +147,7 @@ impl Server {
                 Err(e) if walked == 0 => return Err(e),
                 Err(_) => break,
             };
-            qids[walked] = host::qid(&rustix::fs::fstat(&next)?);
+            *qid = host::qid(&rustix::fs::fstat(&next)?);
             let prev = core::mem::replace(&mut cur, next);
             parent = if up { None } else { Some(prev) };
             walked += 1;
