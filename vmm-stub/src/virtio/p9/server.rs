@@ -156,6 +156,6 @@ impl Server {
             self.fids.replace(newfid, Fid { fd: cur, parent })?;
         }
         w.u16(u16::try_from(walked).map_err(|_| Errno::INVAL)?)?;
-        qids[..walked].iter().try_for_each(|q| w.qid(*q))
+        qids.get(..walked).unwrap_or_default().iter().try_for_each(|q| w.qid(*q)) // walked <= count <= MAX_WALK
     }
 }
