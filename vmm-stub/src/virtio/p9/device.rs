@@ -53,9 +53,11 @@ impl P9Device {
                 break;
             }
         }
-        let digits = &digits[d..];
-        config[len..len + digits.len()].copy_from_slice(digits);
-        len += digits.len();
+        // d < 20: the loop wrote at least one digit; the tag fits CONFIG_MAX.
+        for (c, &b) in config.iter_mut().skip(len).zip(digits.get(d..).unwrap_or_default()) {
+            *c = b;
+            len += 1;
+        }
         let tag_len = u16::try_from(len - 2).map_err(|_| Errno::INVAL)?;
         config[..2].copy_from_slice(&tag_len.to_le_bytes());
         let bounce = GuestMemory::new(2 * MAX_MSIZE as u64)?;
