@@ -104,8 +104,9 @@ impl<'f> Block<'f> {
     }
 
     fn write_from(&self, mem: &GuestMemory, r: &mut Reader<'_>, mut pos: u64) -> Result<(), Errno> {
-        // Refused before any byte is written.
-        if pos.checked_add(r.available()).is_none_or(|end| end > self.len) {
+        // Refused before any byte is written; an empty write writes nothing,
+        // so it is fine anywhere `range` allows (up to the rounded-up end).
+        if r.available() != 0 && pos.checked_add(r.available()).is_none_or(|end| end > self.len) {
             return Err(Errno::NOSPC); // the zero tail of a partial last sector
         }
         while let Some(chunk) = r.chunk(mem, IO_CHUNK) {
@@ -456,6 +457,10 @@ mod tests {
         let mut short = Block::new(f.as_fd(), 0, 4000, false, b"x");
         assert_eq!(rig.req(&mut short, T_OUT, 6, &two).0, S_IOERR);
         assert!(file_bytes(&f).iter().all(|&b| b == 0));
+        // An empty write is fine up to the rounded-up end (as reads are),
+        // also on a partial last sector; past it, it is refused.
+        assert_eq!(rig.req(&mut short, T_OUT, 8, &[]).0, S_OK);
+        assert_eq!(rig.req(&mut short, T_OUT, 9, &[]).0, S_IOERR);
         // Reads past the end leave the buffers untouched.
         assert_eq!(rig.req(&mut dev, T_IN, 7, &[(BUF, 512, true), (BUF + 0x1000, 512, true)]).0, S_IOERR);
         assert!(rig.mem.slice(GuestAddress(BUF), 0x1200).expect("ram").iter().all(|&b| b == 0xab));
