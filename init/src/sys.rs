@@ -33,8 +33,7 @@ const SIGSET_SIZE: usize = 8;
 /// the kernel will read or write for that call).
 unsafe fn syscall4(nr: usize, a1: usize, a2: usize, a3: usize, a4: usize) -> isize {
     let ret: isize;
-    // SAFETY: the `syscall` instruction clobbers only rcx, r11 and rax; the
-    // caller vouches for the arguments.
+    // SAFETY: the `syscall` instruction clobbers only rcx, r11 and rax; the caller vouches for the arguments.
     unsafe {
         asm!("syscall", inlateout("rax") nr.cast_signed() => ret, in("rdi") a1, in("rsi") a2,
              in("rdx") a3, in("r10") a4, lateout("rcx") _, lateout("r11") _,
@@ -75,10 +74,7 @@ pub fn stderr() -> BorrowedFd<'static> {
 /// `fork()` as `clone(SIGCHLD)`: returns `None` in the child, the child's pid
 /// in the parent.
 pub fn fork() -> Result<Option<i32>, Errno> {
-    // SAFETY: init is single-threaded (it never creates threads), so the
-    // child's copy of the address space holds no lock another thread owns;
-    // with a zero stack pointer the child continues on its copy of our stack,
-    // exactly like fork(). No pointers are passed.
+    // SAFETY: init is single-threaded (it never creates threads), so the child's copy of the address space holds no lock another thread owns; with a zero stack pointer the child continues on its copy of our stack, exactly like fork(). No pointers are passed.
     let ret = unsafe { syscall4(SYS_CLONE, SIGCHLD, 0, 0, 0) };
     let pid = result(ret)?;
     Ok(if pid == 0 { None } else { Some(i32::try_from(pid).unwrap_or(i32::MAX)) })
@@ -88,8 +84,7 @@ pub fn fork() -> Result<Option<i32>, Errno> {
 /// must end with a null pointer and every other element point to a C string
 /// that outlives the call; both are checked or guaranteed by the types below.
 pub fn execve(path: &CStr, argv: &CPtrs<'_>, envp: &CPtrs<'_>) -> Errno {
-    // SAFETY: `path` is a C string; `CPtrs` guarantees null-terminated arrays
-    // of pointers to C strings borrowed for its lifetime (see `CPtrs::new`).
+    // SAFETY: `path` is a C string; `CPtrs` guarantees null-terminated arrays of pointers to C strings borrowed for its lifetime (see `CPtrs::new`).
     let ret = unsafe {
         syscall4(
             SYS_EXECVE,
@@ -152,8 +147,7 @@ impl SigSet {
 /// Replaces the calling thread's signal mask.
 pub fn set_signal_mask(set: SigSet) -> Result<(), Errno> {
     let set = set.0;
-    // SAFETY: `set` is a live 8-byte sigset the kernel only reads; the old
-    // mask is not requested (null).
+    // SAFETY: `set` is a live 8-byte sigset the kernel only reads; the old mask is not requested (null).
     let ret = unsafe {
         syscall4(SYS_RT_SIGPROCMASK, SIG_SETMASK, core::ptr::from_ref(&set) as usize, 0, SIGSET_SIZE)
     };
@@ -164,14 +158,12 @@ pub fn set_signal_mask(set: SigSet) -> Result<(), Errno> {
 /// caller must have blocked).
 pub fn signalfd(set: SigSet) -> Result<rustix::fd::OwnedFd, Errno> {
     let set = set.0;
-    // SAFETY: `set` is a live 8-byte sigset the kernel only reads; fd -1
-    // asks for a new descriptor.
+    // SAFETY: `set` is a live 8-byte sigset the kernel only reads; fd -1 asks for a new descriptor.
     let ret = unsafe {
         syscall4(SYS_SIGNALFD4, usize::MAX, core::ptr::from_ref(&set) as usize, SIGSET_SIZE, O_CLOEXEC)
     };
     let fd = i32::try_from(result(ret)?).map_err(|_| Errno::BADF)?;
-    // SAFETY: the kernel just returned `fd` as a new descriptor that nothing
-    // else owns.
+    // SAFETY: the kernel just returned `fd` as a new descriptor that nothing else owns.
     Ok(unsafe { <rustix::fd::OwnedFd as rustix::fd::FromRawFd>::from_raw_fd(fd) })
 }
 
@@ -193,11 +185,9 @@ pub fn monotonic_ns() -> u64 {
 /// Writes `value` to I/O port `port` after asking the kernel for access to
 /// it (`ioperm`). The hypervisor's exit device ends the VM on this write.
 pub fn outb_port(port: u16, value: u8) -> Result<(), Errno> {
-    // SAFETY: ioperm takes integers; it only changes this process's I/O
-    // permission bitmap.
+    // SAFETY: ioperm takes integers; it only changes this process's I/O permission bitmap.
     result(unsafe { syscall4(SYS_IOPERM, usize::from(port), 1, 1, 0) })?;
-    // SAFETY: ioperm succeeded, so the CPU lets this process write `port`;
-    // the write touches no memory. The port is the hypervisor's exit device.
+    // SAFETY: ioperm succeeded, so the CPU lets this process write `port`; the write touches no memory. The port is the hypervisor's exit device.
     unsafe {
         asm!("out dx, al", in("dx") port, in("al") value, options(nostack, nomem, preserves_flags));
     }

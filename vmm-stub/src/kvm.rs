@@ -13,8 +13,7 @@ use rustix::mm::{self, MapFlags, ProtFlags};
 
 fn fd_from(raw: u32) -> io::Result<OwnedFd> {
     let raw = RawFd::try_from(raw).map_err(|_| Errno::BADF)?;
-    // SAFETY: KVM just returned `raw` as a new file descriptor that nothing
-    // else owns.
+    // SAFETY: KVM just returned `raw` as a new file descriptor that nothing else owns.
     Ok(unsafe { OwnedFd::from_raw_fd(raw) })
 }
 
@@ -53,8 +52,7 @@ impl Kvm {
     /// Fills `cpuid` with the CPUID leaves KVM can virtualize.
     pub fn supported_cpuid(&self, cpuid: &mut KvmCpuid2) -> io::Result<()> {
         cpuid.header.nent = MAX_CPUID_ENTRIES as u32;
-        // SAFETY: `cpuid` is a kvm_cpuid2 whose `nent` tells the kernel how
-        // many entries it may write; the buffer holds exactly that many.
+        // SAFETY: `cpuid` is a kvm_cpuid2 whose `nent` tells the kernel how many entries it may write; the buffer holds exactly that many.
         unsafe { kvm_ioctl(&self.fd, KVM_GET_SUPPORTED_CPUID, arg(cpuid)).map(drop) }
     }
 
@@ -93,8 +91,7 @@ impl Vm {
             memory_size: size,
             userspace_addr: host_addr,
         };
-        // SAFETY: the struct is read by the kernel; the mapping it names is
-        // guaranteed live by this function's contract.
+        // SAFETY: the struct is read by the kernel; the mapping it names is guaranteed live by this function's contract.
         unsafe { kvm_ioctl(&self.fd, KVM_SET_USER_MEMORY_REGION, arg(&mut region)).map(drop) }
     }
 
@@ -113,8 +110,7 @@ impl Vm {
 
     pub fn irq_line(&self, irq: u32, level: bool) -> io::Result<()> {
         let mut l = KvmIrqLevel { irq, level: u32::from(level) };
-        // SAFETY: the kernel reads the struct (this is KVM_IRQ_LINE, not the
-        // _STATUS variant that writes back).
+        // SAFETY: the kernel reads the struct (this is KVM_IRQ_LINE, not the _STATUS variant that writes back).
         unsafe { kvm_ioctl(&self.fd, KVM_IRQ_LINE, arg(&mut l)).map(drop) }
     }
 
@@ -139,8 +135,7 @@ impl Vm {
         if self.run_size < core::mem::size_of::<KvmRun>() {
             return Err(Errno::INVAL);
         }
-        // SAFETY: a fresh shared mapping of the vCPU fd at an address the
-        // kernel picks aliases nothing; `Vcpu` unmaps it on drop.
+        // SAFETY: a fresh shared mapping of the vCPU fd at an address the kernel picks aliases nothing; `Vcpu` unmaps it on drop.
         let ptr = unsafe {
             mm::mmap(
                 core::ptr::null_mut(),
@@ -233,8 +228,7 @@ impl Vcpu {
         if msrs.header.nmsrs as usize > N {
             return Err(Errno::INVAL);
         }
-        // SAFETY: the kernel reads `nmsrs` (≤ N) entries of the struct and
-        // returns the number written.
+        // SAFETY: the kernel reads `nmsrs` (≤ N) entries of the struct and returns the number written.
         unsafe { kvm_ioctl(&self.fd, KVM_SET_MSRS, arg_ro(msrs)) }
     }
 
@@ -251,17 +245,14 @@ impl Vcpu {
     }
 
     fn run_head(&self) -> KvmRun {
-        // SAFETY: the run page is at least size_of::<KvmRun>() bytes
-        // (checked in create_vcpu), page aligned, and the kernel does not
-        // write it outside KVM_RUN, which needs `&mut self`.
+        // SAFETY: the run page is at least size_of::<KvmRun>() bytes (checked in create_vcpu), page aligned, and the kernel does not write it outside KVM_RUN, which needs `&mut self`.
         unsafe { self.run.as_ptr().cast::<KvmRun>().read() }
     }
 
     /// Asks the next `KVM_RUN` to return at once with `EINTR` (used with a
     /// signal handler to stop the vCPU promptly).
     pub fn set_immediate_exit(&mut self, on: bool) {
-        // SAFETY: offset 1 (`immediate_exit`) lies in the run page; `&mut self`
-        // excludes a concurrent KVM_RUN from this thread.
+        // SAFETY: offset 1 (`immediate_exit`) lies in the run page; `&mut self` excludes a concurrent KVM_RUN from this thread.
         unsafe { self.run.as_ptr().add(1).write_volatile(u8::from(on)) }
     }
 
@@ -292,8 +283,7 @@ impl Vcpu {
                 if end > self.run_size || len == 0 {
                     return Err(Errno::INVAL);
                 }
-                // SAFETY: [start, end) lies inside the run page (checked) and
-                // the returned borrow of `self` excludes another KVM_RUN.
+                // SAFETY: [start, end) lies inside the run page (checked) and the returned borrow of `self` excludes another KVM_RUN.
                 let data = unsafe {
                     core::slice::from_raw_parts_mut(self.run.as_ptr().add(start), len)
                 };
@@ -335,8 +325,7 @@ impl Vcpu {
 
 impl Drop for Vcpu {
     fn drop(&mut self) {
-        // SAFETY: `run`/`run_size` describe the mapping made in create_vcpu;
-        // no borrow of it outlives `self`.
+        // SAFETY: `run`/`run_size` describe the mapping made in create_vcpu; no borrow of it outlives `self`.
         let _ = unsafe { mm::munmap(self.run.as_ptr().cast(), self.run_size) };
     }
 }

@@ -7,8 +7,7 @@ mod rt;
 
 /// Called by `_start` with the kernel-provided argument and environment arrays.
 fn main_entry(argv: &'static [*const u8], envp: *const *const u8) -> u8 {
-    // SAFETY: the kernel provides argc valid NUL-terminated argv strings and a
-    // NULL-terminated envp array, alive for the whole process.
+    // SAFETY: the kernel provides argc valid NUL-terminated argv strings and a NULL-terminated envp array, alive for the whole process.
     let (args, env) = unsafe {
         (
             vmm_stub::start::CStrings::new(argv.as_ptr(), argv.len()),

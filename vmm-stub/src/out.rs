@@ -7,8 +7,7 @@ use rustix::io::{self, Errno};
 
 /// The process's standard output.
 pub fn stdout() -> BorrowedFd<'static> {
-    // SAFETY: fd 1 is open for the process's lifetime or writes fail with
-    // EBADF, which callers handle; we never close it.
+    // SAFETY: fd 1 is open for the process's lifetime or writes fail with EBADF, which callers handle; we never close it.
     unsafe { BorrowedFd::borrow_raw(1) }
 }
 

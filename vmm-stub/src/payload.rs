@@ -97,9 +97,7 @@ impl Mapped {
         if len == 0 {
             return Ok(Mapped { ptr: NonNull::dangling(), len: 0 });
         }
-        // SAFETY: a new read-only mapping at a kernel-chosen address aliases
-        // nothing; `Mapped` unmaps it on drop. The range lies inside the file
-        // (validated by the trailer reader), so reads do not fault.
+        // SAFETY: a new read-only mapping at a kernel-chosen address aliases nothing; `Mapped` unmaps it on drop. The range lies inside the file (validated by the trailer reader), so reads do not fault.
         let p = unsafe {
             mm::mmap(core::ptr::null_mut(), len, ProtFlags::READ, MapFlags::PRIVATE, fd, offset)?
         };

@@ -64,10 +64,7 @@ pub fn start(vm_fd: RawFd, vcpu_fd: RawFd) {
                          in("rdi") 0usize, in("rsi") &all as *const u64, in("rdx") &mut old as *mut u64,
                          in("r10") 8usize, lateout("rcx") _, lateout("r11") _, options(nostack));
     }
-    // SAFETY: clone(CLONE_VM, top): the child runs on `top` (16-byte aligned,
-    // the end of a static stack nothing else uses) and calls `reaper`, which
-    // never returns; the parent continues here (only rax, rcx, r11 change).
-    // Exit signal 0: the parent is never notified of the reaper's death.
+    // SAFETY: clone(CLONE_VM, top): the child runs on `top` (16-byte aligned, the end of a static stack nothing else uses) and calls `reaper`, which never returns; the parent continues here (only rax, rcx, r11 change). Exit signal 0: the parent is never notified of the reaper's death.
     unsafe {
         core::arch::asm!(
             "syscall",
@@ -96,8 +93,7 @@ fn close_range(lo: i32, hi: i32) {
         return;
     }
     let (lo, hi) = (lo as usize, hi as u32 as usize);
-    // SAFETY: close_range only closes descriptors of this process's own
-    // (unshared: no CLONE_FILES) table.
+    // SAFETY: close_range only closes descriptors of this process's own (unshared: no CLONE_FILES) table.
     if unsafe { syscall3(SYS_CLOSE_RANGE, lo, hi, 0) } < 0 {
         // Kernels before 5.9: close the usual range one by one.
         for fd in lo..=hi.min(4095) {

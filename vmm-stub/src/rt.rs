@@ -19,8 +19,7 @@ global_asm!(
 /// # Safety
 /// Called once by `_start` with the initial stack pointer.
 unsafe extern "C" fn start_rust(sp: *const usize) -> ! {
-    // SAFETY: the System V process ABI puts argc at `sp`, followed by argc
-    // argv pointers, a NULL, then the NULL-terminated envp array.
+    // SAFETY: the System V process ABI puts argc at `sp`, followed by argc argv pointers, a NULL, then the NULL-terminated envp array.
     let (argv, envp) = unsafe {
         let argc = *sp;
         let argv = core::slice::from_raw_parts(sp.add(1).cast::<*const u8>(), argc);
@@ -55,12 +54,10 @@ pub unsafe extern "C" fn memcpy(dst: *mut u8, src: *const u8, n: usize) -> *mut 
 #[no_mangle]
 pub unsafe extern "C" fn memmove(dst: *mut u8, src: *const u8, n: usize) -> *mut u8 {
     if (dst as usize).wrapping_sub(src as usize) >= n {
-        // SAFETY: dst is below src or beyond src+n: a forward copy never
-        // reads a byte it already overwrote.
+        // SAFETY: dst is below src or beyond src+n: a forward copy never reads a byte it already overwrote.
         return unsafe { memcpy(dst, src, n) };
     }
-    // SAFETY: overlapping with dst above src: copy backwards (direction flag
-    // set for the copy and cleared again, as the ABI requires).
+    // SAFETY: overlapping with dst above src: copy backwards (direction flag set for the copy and cleared again, as the ABI requires).
     unsafe {
         asm!("std", "rep movsb", "cld",
              inout("rcx") n => _, inout("rdi") dst.add(n).wrapping_sub(1) => _,

@@ -218,8 +218,7 @@ pub fn install(shares: bool) -> Result<(), rustix::io::Errno> {
     let prog = SockFprog { len: LEN as u16, filter: ins.as_ptr() };
     const SET_MODE_FILTER: usize = 1;
     const FLAG_TSYNC: usize = 1;
-    // SAFETY: seccomp(2) reads `prog` and the LEN instructions it points
-    // to, both alive for the call; it writes no memory.
+    // SAFETY: seccomp(2) reads `prog` and the LEN instructions it points to, both alive for the call; it writes no memory.
     let ret = unsafe {
         crate::hostio::signals::syscall4(SECCOMP, SET_MODE_FILTER, FLAG_TSYNC, &prog as *const SockFprog as usize, 0)
     };

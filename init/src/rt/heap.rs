@@ -74,9 +74,7 @@ unsafe impl GlobalAlloc for Bump {
         // SAFETY: the caller's contract for realloc covers alloc's.
         let new = unsafe { self.alloc(new_layout) };
         if !new.is_null() {
-            // SAFETY: both blocks are live, distinct (the old one is not the
-            // last block or the new one would not fit after it) and at
-            // least min(old, new) bytes long.
+            // SAFETY: both blocks are live, distinct (the old one is not the last block or the new one would not fit after it) and at least min(old, new) bytes long.
             unsafe { core::ptr::copy_nonoverlapping(ptr, new, layout.size().min(new_size)) };
             // SAFETY: `ptr` was allocated here with `layout`.
             unsafe { self.dealloc(ptr, layout) };

@@ -9,8 +9,7 @@ use core::arch::asm;
 /// C's contract: `dest` and `src` valid for `n` bytes and not overlapping.
 #[no_mangle]
 pub unsafe extern "C" fn memcpy(dest: *mut u8, src: *const u8, n: usize) -> *mut u8 {
-    // SAFETY: the caller guarantees both ranges; rep movsb copies exactly n
-    // bytes forwards (the direction flag is clear per the ABI).
+    // SAFETY: the caller guarantees both ranges; rep movsb copies exactly n bytes forwards (the direction flag is clear per the ABI).
     unsafe {
         asm!("rep movsb", inout("rcx") n => _, inout("rdi") dest => _, inout("rsi") src => _,
              options(nostack, preserves_flags));
@@ -29,9 +28,7 @@ pub unsafe extern "C" fn memmove(dest: *mut u8, src: *const u8, n: usize) -> *mu
         return unsafe { memcpy(dest, src, n) };
     }
     // dest overlaps the tail of src: copy backwards, last byte first.
-    // SAFETY: the caller guarantees both ranges; with the direction flag set
-    // rep movsb walks down from the last byte; the flag is cleared again
-    // before returning, as the ABI requires.
+    // SAFETY: the caller guarantees both ranges; with the direction flag set rep movsb walks down from the last byte; the flag is cleared again before returning, as the ABI requires.
     unsafe {
         asm!("std", "rep movsb", "cld",
              inout("rcx") n => _, inout("rdi") dest.add(n).wrapping_sub(1) => _,

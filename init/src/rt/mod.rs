@@ -26,9 +26,7 @@ const DEBUG_ENV: &[u8] = b"SMOLVM_LOG=debug";
 unsafe extern "C" fn entry(sp: *const usize) -> ! {
     let start_ns = sys::monotonic_ns();
     let mut debug = false;
-    // SAFETY: the kernel's process start layout (see `_start`): `sp` points
-    // to argc, then argc argv pointers and a NULL, then the envp pointers up
-    // to a NULL, each a NUL-terminated string that lives for the whole run.
+    // SAFETY: the kernel's process start layout (see `_start`): `sp` points to argc, then argc argv pointers and a NULL, then the envp pointers up to a NULL, each a NUL-terminated string that lives for the whole run.
     unsafe {
         let argc = *sp;
         let mut envp = sp.add(argc + 2).cast::<*const u8>();
@@ -44,8 +42,7 @@ unsafe extern "C" fn entry(sp: *const usize) -> ! {
 /// `var` points to a NUL-terminated string.
 unsafe fn is_debug_env(var: *const u8) -> bool {
     for (i, &want) in DEBUG_ENV.iter().chain(&[0]).enumerate() {
-        // SAFETY: bytes are read up to the first mismatch, and a mismatch
-        // comes at the latest at the string's NUL (DEBUG_ENV has none).
+        // SAFETY: bytes are read up to the first mismatch, and a mismatch comes at the latest at the string's NUL (DEBUG_ENV has none).
         if unsafe { *var.add(i) } != want {
             return false;
         }

@@ -49,10 +49,7 @@ pub fn start() -> Result<(), Errno> {
     // The new thread inherits the signal mask: block everything around clone.
     block_all(true);
     let ret: isize;
-    // SAFETY: clone gives the child `top` (16-byte aligned, the end of a
-    // static stack nothing else uses) as its stack; the child never returns
-    // into this frame: it calls `watcher`, which never returns either. The
-    // parent continues normally (only rax, rcx, r11 change).
+    // SAFETY: clone gives the child `top` (16-byte aligned, the end of a static stack nothing else uses) as its stack; the child never returns into this frame: it calls `watcher`, which never returns either. The parent continues normally (only rax, rcx, r11 change).
     unsafe {
         core::arch::asm!(
             "syscall",
@@ -84,8 +81,7 @@ pub fn arm() {
 }
 
 extern "C" fn watcher() -> ! {
-    // SAFETY: fd 0 is never closed by the stub; if it is not open, poll
-    // reports POLLNVAL and the device's read then sees EBADF and stops.
+    // SAFETY: fd 0 is never closed by the stub; if it is not open, poll reports POLLNVAL and the device's read then sees EBADF and stops.
     let stdin = unsafe { BorrowedFd::borrow_raw(0) };
     loop {
         while ARMED.load(Ordering::Acquire) == 0 {
@@ -98,8 +94,7 @@ extern "C" fn watcher() -> ! {
         ARMED.store(0, Ordering::Release);
         let pid = usize::try_from(PID.load(Ordering::Acquire)).unwrap_or(0);
         let tid = usize::try_from(VCPU_TID.load(Ordering::Acquire)).unwrap_or(0);
-        // SAFETY: tgkill(pid, tid, sig) sends a signal to our own vCPU thread;
-        // it reads no memory.
+        // SAFETY: tgkill(pid, tid, sig) sends a signal to our own vCPU thread; it reads no memory.
         unsafe { syscall4(234, pid, tid, SIG_KICK as usize, 0) };
     }
 }

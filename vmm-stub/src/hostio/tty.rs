@@ -92,8 +92,7 @@ static SAVED: Saved = Saved(UnsafeCell::new(None));
 static SAVED_SET: AtomicBool = AtomicBool::new(false);
 
 fn fd(n: i32) -> BorrowedFd<'static> {
-    // SAFETY: fds 0/1 are the process's stdio; we never close them, and an
-    // fd that is not open only makes the termios calls fail.
+    // SAFETY: fds 0/1 are the process's stdio; we never close them, and an fd that is not open only makes the termios calls fail.
     unsafe { BorrowedFd::borrow_raw(n) }
 }
 
@@ -110,8 +109,7 @@ pub fn enter_raw() -> Option<WinSize> {
     let orig = get(stdin).ok()?;
     let mut raw = orig;
     make_raw(&mut raw);
-    // SAFETY: single writer (main thread, before SAVED_SET is published), no
-    // reader until SAVED_SET is true.
+    // SAFETY: single writer (main thread, before SAVED_SET is published), no reader until SAVED_SET is true.
     unsafe { *SAVED.0.get() = Some(orig) };
     SAVED_SET.store(true, Ordering::Release);
     set(stdin, &raw).ok()?;
@@ -141,8 +139,7 @@ pub fn is_raw() -> bool {
 /// and more than once.
 pub fn restore() {
     if SAVED_SET.load(Ordering::Acquire) {
-        // SAFETY: SAVED was fully written before SAVED_SET became true and is
-        // never written again.
+        // SAFETY: SAVED was fully written before SAVED_SET became true and is never written again.
         if let Some(t) = unsafe { &*SAVED.0.get() } {
             let _ = set(fd(0), t);
         }

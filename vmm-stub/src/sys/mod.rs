@@ -9,8 +9,7 @@ pub mod kvm;
 pub fn exit(code: u8) -> ! {
     // Every exit path comes through here: never leave the terminal raw.
     crate::hostio::tty::restore();
-    // SAFETY: exit_group takes one integer and never returns; it touches no
-    // memory of ours.
+    // SAFETY: exit_group takes one integer and never returns; it touches no memory of ours.
     unsafe {
         core::arch::asm!("syscall", in("rax") 231usize, in("rdi") usize::from(code),
                          options(noreturn, nostack));
