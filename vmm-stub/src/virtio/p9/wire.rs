@@ -111,11 +111,14 @@ impl WriteOp {
     /// lookup: `size <= msize`, `size <= len`, the `count` data bytes inside
     /// `size`. Anything else, errors included, takes the copying path.
     pub fn parse(head: &[u8; TWRITE_HEAD], len: u64, msize: u32) -> Option<Self> {
-        let le = |at: usize, n: usize| head[at..at + n].iter().rev().fold(0u64, |v, &b| v << 8 | u64::from(b));
-        let (size, count) = (le(0, 4), le(19, 4));
-        let ok = head[4] == msg::TWRITE && size <= u64::from(msize) && size <= len && TWRITE_HEAD as u64 + count <= size;
-        #[allow(clippy::cast_possible_truncation)] // 2- and 4-byte fields
-        ok.then(|| Self { tag: le(5, 2) as u16, fid: le(7, 4) as u32, offset: le(11, 8), count: count as u32 })
+        let mut r = Reader::new(head);
+        let (size, kind, tag) = (r.u32().ok()?, r.u8().ok()?, r.u16().ok()?);
+        let (fid, offset, count) = (r.u32().ok()?, r.u64().ok()?, r.u32().ok()?);
+        let ok = kind == msg::TWRITE
+            && size <= msize
+            && u64::from(size) <= len
+            && TWRITE_HEAD as u64 + u64::from(count) <= u64::from(size);
+        ok.then_some(Self { tag, fid, offset, count })
     }
 
     /// Rwrite(`n`) or Rlerror for the outcome of the write.
