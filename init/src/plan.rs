@@ -201,6 +201,9 @@ impl<'a> Plan<'a> {
                     }
                     self.stdio_ports = true;
                 }
+                // Network records: read by the network set-up (the stub
+                // turns the manifest's `net`/`publish` defaults into `ip`/`dns`).
+                Key::Net | Key::Publish | Key::Ip | Key::Dns => {}
             }
         }
         Ok(())

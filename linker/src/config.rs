@@ -60,6 +60,18 @@ pub enum Key {
     /// `GUEST_STDOUT_PORT`, `GUEST_STDERR_PORT`); the stub sends it outside
     /// terminal mode. Without it only the stdin port is looked for.
     Stdio,
+    /// Manifest: the image's default network, `passt` (user-mode networking)
+    /// or `none`; run-time flags override it. No record: no network device.
+    Net,
+    /// Manifest: a default published port, `[HOST_IP:]HOST_PORT:GUEST_PORT[/udp]`
+    /// exactly as `--smolvm-publish` takes it (repeatable; implies `net passt`).
+    Publish,
+    /// Runtime: configure `eth0`: `ADDR/PREFIX` (IPv4), the default gateway
+    /// (empty: no default route), the MTU in decimal. At most one record.
+    Ip,
+    /// Runtime: a nameserver address for the guest's /etc/resolv.conf
+    /// (repeatable, in order).
+    Dns,
 }
 
 // `Key::ALL` is in declaration order: `ALL[key as usize]` is `key`'s entry.
@@ -72,7 +84,7 @@ const _: () = {
 };
 
 impl Key {
-    const ALL: [(Key, &'static str, usize); 15] = [
+    const ALL: [(Key, &'static str, usize); 19] = [
         (Key::Entry, "entry", 1),
         (Key::Arg, "arg", 1),
         (Key::EntryArg, "entryarg", 1),
@@ -88,6 +100,10 @@ impl Key {
         (Key::Log, "log", 1),
         (Key::Tty, "tty", 1),
         (Key::Stdio, "stdio", 1),
+        (Key::Net, "net", 1),
+        (Key::Publish, "publish", 1),
+        (Key::Ip, "ip", 3),
+        (Key::Dns, "dns", 1),
     ];
 
     pub fn name(self) -> &'static str {
