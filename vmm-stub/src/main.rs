@@ -5,6 +5,9 @@
 
 mod rt;
 
+// memcpy, memset, ...: linked for the compiler's calls, never named.
+extern crate nolibc_mem;
+
 /// Called by `_start` with the kernel-provided argument and environment arrays.
 fn main_entry(argv: &'static [*const u8], envp: *const *const u8) -> u8 {
     // SAFETY: the kernel provides argc valid NUL-terminated argv strings and a NULL-terminated envp array, alive for the whole process.
