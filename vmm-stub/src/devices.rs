@@ -27,6 +27,7 @@
 use crate::bus::{slot_irq, Bus};
 use crate::hostio::tty::WinSize;
 use crate::out;
+use crate::sys::cell::TakeOnce;
 use crate::virtio::blk::Block;
 use crate::virtio::console::Console;
 use crate::virtio::control::Control;
@@ -282,19 +283,9 @@ mod tests {
 /// .bss, whose pages cost nothing until used: as a local of `start` the
 /// vector's frame was probed page by page, ~0.3 MiB of dirty stack in
 /// every VM, with or without shares.
-struct ShareSlots(core::cell::UnsafeCell<heapless::Vec<crate::virtio::p9::P9Device, MAX_SHARES>>);
-// Only `share_slots` touches the cell, and it hands out one reference ever.
-// SAFETY: at most one reference exists (SHARE_SLOTS_TAKEN), so no sharing.
-unsafe impl Sync for ShareSlots {}
-static SHARE_SLOTS: ShareSlots = ShareSlots(core::cell::UnsafeCell::new(heapless::Vec::new()));
-static SHARE_SLOTS_TAKEN: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
+static SHARE_SLOTS: TakeOnce<heapless::Vec<crate::virtio::p9::P9Device, MAX_SHARES>> = TakeOnce::new(heapless::Vec::new());
 
 /// The storage for the share devices; `None` after the first call.
 pub fn share_slots() -> Option<&'static mut heapless::Vec<crate::virtio::p9::P9Device, MAX_SHARES>> {
-    if SHARE_SLOTS_TAKEN.swap(true, core::sync::atomic::Ordering::AcqRel) {
-        return None;
-    }
-    // The swap above lets exactly one caller past.
-    // SAFETY: so this is the only reference to SHARE_SLOTS ever made.
-    Some(unsafe { &mut *SHARE_SLOTS.0.get() })
+    SHARE_SLOTS.take()
 }

@@ -19,13 +19,9 @@ global_asm!(
 /// # Safety
 /// Called once by `_start` with the initial stack pointer.
 unsafe extern "C" fn start_rust(sp: *const usize) -> ! {
-    // SAFETY: the System V process ABI puts argc at `sp`, followed by argc argv pointers, a NULL, then the NULL-terminated envp array.
-    let (argv, envp) = unsafe {
-        let argc = *sp;
-        let argv = core::slice::from_raw_parts(sp.add(1).cast::<*const u8>(), argc);
-        (argv, sp.add(argc.wrapping_add(2)).cast::<*const u8>())
-    };
-    vmm_stub::sys::exit(crate::main_entry(argv, envp))
+    // SAFETY: `_start` passes the stack pointer the kernel started the process with (argc, argv, envp per the System V process ABI).
+    let (args, env) = unsafe { vmm_stub::sys::process::args_from_initial_stack(sp) };
+    vmm_stub::sys::exit(vmm_stub::start::main(args, env))
 }
 
 #[panic_handler]

@@ -8,7 +8,7 @@ use crate::bus::Bus;
 use crate::cmdline::Cmdline;
 use crate::devices::{self, DiskFile, DiskSpec, Devices, ShareSpec, MAX_DISKS, MAX_SHARES};
 use crate::hostio::tty::WinSize;
-use crate::kvm::{Kvm, Vcpu, Vm};
+use crate::sys::kvm::{Kvm, Vcpu, Vm};
 use crate::mem::{GuestAddress, GuestMemory, PAGE_SIZE};
 use crate::options::{OptError, Options, HELP};
 use crate::out::{self, fail, fail_errno, Line};
@@ -24,42 +24,7 @@ use linker::cpio::CpioWriter;
 use linker::image::Kind;
 use rustix::io::Errno;
 
-/// NUL-terminated C strings (argv/envp) as byte slices.
-#[derive(Clone, Copy)]
-pub struct CStrings {
-    ptrs: *const *const u8,
-    len: usize,
-}
-
-impl CStrings {
-    /// # Safety
-    /// `ptrs` points to `len` pointers (or, with `len == usize::MAX`, to a
-    /// NULL-terminated array), each to a NUL-terminated string, all valid
-    /// for the rest of the process (argv/envp from the kernel are).
-    pub unsafe fn new(ptrs: *const *const u8, len: usize) -> CStrings {
-        CStrings { ptrs, len }
-    }
-}
-
-impl Iterator for CStrings {
-    type Item = &'static [u8];
-
-    fn next(&mut self) -> Option<&'static [u8]> {
-        if self.len == 0 || self.ptrs.is_null() {
-            return None;
-        }
-        // SAFETY: per `new`, `ptrs` is inside the array while len > 0 and the NULL terminator has not been reached.
-        let p = unsafe { *self.ptrs };
-        if p.is_null() {
-            return None;
-        }
-        // SAFETY: as above; advancing stays within the array or one past it.
-        self.ptrs = unsafe { self.ptrs.add(1) };
-        self.len = self.len.saturating_sub(1);
-        // SAFETY: p is a NUL-terminated string valid for the process's life.
-        Some(unsafe { core::ffi::CStr::from_ptr(p.cast()) }.to_bytes())
-    }
-}
+pub use crate::sys::process::CStrings;
 
 fn payload_error(e: PayloadError) -> ! {
     match e {
@@ -150,14 +115,15 @@ pub fn main(args: CStrings, env: CStrings) -> u8 {
     write_boot_data(&mut mem, &kernel, &cmdline, initrd, initrd_len)
         .unwrap_or_else(|| fail("guest memory too small for the boot data; raise --smolvm-mem"));
 
-    let (vm, vcpu) = create_vm(&kvm, &mem, kernel.entry)
+    let (vm, vcpu) = create_vm(&kvm, &mut mem, kernel.entry)
         .unwrap_or_else(|(what, e)| Line::new().s("KVM setup failed: ").s(what).errno(e).s(")").fail());
     drop(kvm);
     #[cfg(feature = "test-hooks")]
     test_hooks_before_filter(env, &vcpu);
     // Signals interrupt KVM_RUN through immediate_exit; the stdin watcher
     // kicks the vCPU when host input arrives (hostio).
-    crate::hostio::signals::install(vcpu.immediate_exit_ptr());
+    vcpu.route_kicks();
+    crate::hostio::signals::install();
     if let Err(e) = crate::hostio::stdin_watch::start() {
         fail_errno("cannot start the stdin thread", e);
     }
@@ -365,15 +331,12 @@ fn write_boot_data(mem: &mut GuestMemory, kernel: &load::Kernel, cmdline: &Cmdli
 
 type SetupError = (&'static str, Errno);
 
-fn create_vm(kvm: &Kvm, mem: &GuestMemory, entry: u64) -> Result<(Vm, Vcpu), SetupError> {
+fn create_vm(kvm: &Kvm, mem: &mut GuestMemory, entry: u64) -> Result<(Vm, Vcpu), SetupError> {
     let vm = kvm.create_vm().map_err(|e| ("KVM_CREATE_VM", e))?;
     // RAM first: adding a memory slot once other slots or devices exist
     // waits for an SRCU grace period (milliseconds on nested hosts). RAM
     // above 4 GiB (a second slot) only exists for guests of > 3.25 GiB.
-    for (slot, (gpa, size, host)) in [0, 1].into_iter().zip(mem.ranges()).filter(|(_, r)| r.1 > 0) {
-        // SAFETY: `mem` outlives the VM: both live until the process exits (the run loop never returns), and the stub touches guest RAM only through GuestMemory.
-        unsafe { vm.set_user_memory_region(slot, gpa, size, host) }.map_err(|e| ("KVM_SET_USER_MEMORY_REGION", e))?;
-    }
+    mem.register(&vm).map_err(|e| ("KVM_SET_USER_MEMORY_REGION", e))?;
     // No KVM_SET_TSS_ADDR/IDENTITY_MAP_ADDR: they only serve real-mode
     // emulation on Intel without unrestricted guests, and the vCPU starts
     // in long mode; each would add another memory slot.
@@ -421,8 +384,7 @@ fn test_hooks_before_filter(mut env: CStrings, vcpu: &Vcpu) {
 fn test_hooks(mut env: CStrings) {
     match env.find_map(|v| v.strip_prefix(b"SMOLVM_TEST_HOOK=")) {
         Some(b"forbidden") => {
-            // SAFETY: getuid(2) has no arguments and touches no memory.
-            unsafe { crate::hostio::signals::syscall4(102, 0, 0, 0, 0) };
+            let _ = rustix::process::getuid();
         }
         Some(b"panic") => panic!("test hook"),
         _ => {}
