@@ -6,11 +6,11 @@ use crate::boot::load::{self, KernelFile, LoadError};
 use crate::boot::{cpu, params::*};
 use crate::bus::Bus;
 use crate::cmdline::Cmdline;
-use crate::devices::{self, DiskFile, DiskSpec, Devices, ShareSpec, MAX_DISKS, MAX_SHARES};
+use crate::devices::{self, DiskFile, Devices};
 use crate::hostio::tty::WinSize;
 use crate::sys::kvm::{Kvm, Vcpu, Vm};
 use crate::mem::{GuestAddress, GuestMemory, PAGE_SIZE};
-use crate::options::{OptError, Options, HELP};
+use crate::options::{OptError, Options, HELP, MAX_DISKS, MAX_SHARES};
 use crate::out::{self, fail, fail_errno, Line};
 use crate::payload::{Payload, PayloadError};
 use crate::serial::{Serial, Sink};
@@ -147,8 +147,7 @@ pub fn main(args: CStrings, env: CStrings) -> u8 {
 /// Opens the `--smolvm-disk` files, or fails with a message naming the file.
 fn open_disks(opts: &Options<'_>) -> heapless::Vec<DiskFile, MAX_DISKS> {
     let mut disks = heapless::Vec::new();
-    for &v in &opts.disks {
-        let Some(spec) = DiskSpec::parse(v) else { continue }; // validated by Options
+    for &spec in &opts.disks {
         match devices::open_disk(spec) {
             Ok(d) => {
                 disks.push(d).unwrap_or_else(|_| fail("too many disks and shares")); // Options holds at most MAX_DISKS
@@ -163,8 +162,7 @@ fn open_disks(opts: &Options<'_>) -> heapless::Vec<DiskFile, MAX_DISKS> {
 /// message naming it.
 fn open_shares(opts: &Options<'_>) -> &'static mut heapless::Vec<crate::virtio::p9::P9Device, MAX_SHARES> {
     let devs = devices::share_slots().unwrap_or_else(|| fail("share devices set up twice"));
-    for (n, &v) in (0..MAX_SHARES).zip(&opts.shares) {
-        let Some(spec) = ShareSpec::parse(v) else { continue }; // validated by Options
+    for (n, spec) in opts.shares.iter().enumerate() {
         let dev = crate::virtio::p9::Server::new(spec.host, spec.read_only)
             .and_then(|server| crate::virtio::p9::P9Device::new(server, n));
         let why = match dev {
@@ -284,8 +282,7 @@ fn runtime_config<'b>(
     if opts.log.debug {
         w.push(Key::Log, &[b"debug"])?;
     }
-    for (n, &v) in (0..MAX_SHARES).zip(&opts.shares) {
-        let Some(s) = ShareSpec::parse(v) else { continue }; // validated by Options
+    for (n, s) in opts.shares.iter().enumerate() {
         let mut tag = Line::bare();
         tag.s(abi::SHARE_TAG_PREFIX).u(n as u64);
         w.push(Key::Share, &[tag.as_bytes(), s.guest, if s.read_only { b"ro" } else { b"rw" }])?;
