@@ -1,6 +1,7 @@
 //! Output to the host: whole-buffer writes to stdout/stderr and one-line
 //! `smolvm: ...` messages built without `core::fmt` (it costs kilobytes).
 
+use core::sync::atomic::{AtomicBool, Ordering};
 use linker::abi::status::SMOLVM_FAILED;
 use rustix::fd::BorrowedFd;
 use rustix::io::{self, Errno};
@@ -20,6 +21,19 @@ pub fn write_all(fd: BorrowedFd<'_>, mut bytes: &[u8]) -> io::Result<()> {
     Ok(())
 }
 
+/// `--smolvm-log=debug`: the stub notes its steps on stderr.
+static DEBUG: AtomicBool = AtomicBool::new(false);
+
+/// Turns the debug notes on (once options are parsed).
+pub fn set_debug(on: bool) {
+    DEBUG.store(on, Ordering::Relaxed);
+}
+
+/// Whether debug notes are on.
+pub fn debug_enabled() -> bool {
+    DEBUG.load(Ordering::Relaxed)
+}
+
 /// A message line: `smolvm: ` + parts + `\n`, truncated at 256 bytes.
 /// Built in place (`&mut self` methods: moving the 264-byte value at every
 /// step costs the stub hundreds of bytes of copies).
@@ -37,6 +51,14 @@ impl Line {
     pub fn new() -> Line {
         let mut l = Line { buf: heapless::Vec::new() };
         l.push(b"smolvm: ");
+        l
+    }
+
+    /// A debug note: `smolvm: debug: ` + parts (emit it only when
+    /// [`debug_enabled`]).
+    pub fn debug() -> Line {
+        let mut l = Line::new();
+        l.push(b"debug: ");
         l
     }
 

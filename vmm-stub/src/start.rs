@@ -46,6 +46,7 @@ pub fn main(args: CStrings, env: CStrings) -> u8 {
         Err(OptError::BadValue(a)) => Line::new().s("bad value in ").b(a).s(" (see --smolvm-help)").fail(),
         Err(OptError::TooMany(a)) => Line::new().s("too many options like ").b(a).fail(),
     };
+    out::set_debug(opts.log.debug);
     if opts.help {
         let _ = out::write_all(out::stdout(), HELP.as_bytes());
         let _ = out::write_all(out::stdout(), b"\n");

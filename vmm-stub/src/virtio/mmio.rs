@@ -7,12 +7,15 @@
 //! accepts any width. Queue registers can be changed only between
 //! FEATURES_OK and DRIVER_OK while the queue is disabled. A queue whose
 //! layout is bad, or a device whose queue turns out malformed, gets
-//! NEEDS_RESET and a config interrupt, and is not served until reset.
+//! NEEDS_RESET and a config interrupt, and is not served until reset;
+//! under `--smolvm-log=debug` the stub says which device, queue and
+//! [`QueueError`] that was.
 
 use super::queue::{Queue, QueueError};
 use super::{Irq, VirtioDevice, F_EVENT_IDX, F_VERSION_1};
 use crate::bus::{Ctx, MmioDevice};
 use crate::mem::GuestMemory;
+use crate::out::{self, Line};
 
 /// Most queues one device may have (the multiport control device uses 12).
 pub const MAX_QUEUES: usize = 12;
@@ -82,6 +85,9 @@ pub struct MmioTransport<'d> {
     nqueues: usize,
     interrupt_status: u32,
     config_generation: u32,
+    /// Why the device last went to NEEDS_RESET: the queue (`None`: found
+    /// during host-side work, not tied to one notify) and the error.
+    reset_reason: Option<(Option<u32>, QueueError)>,
 }
 
 impl<'d> MmioTransport<'d> {
@@ -105,12 +111,30 @@ impl<'d> MmioTransport<'d> {
             nqueues,
             interrupt_status: 0,
             config_generation: 0,
+            reset_reason: None,
         }
     }
 
     /// The device status register (for tests and diagnostics).
     pub fn status(&self) -> u32 {
         self.status
+    }
+
+    /// Why the device last went to NEEDS_RESET (kept across the reset).
+    pub fn reset_reason(&self) -> Option<(Option<u32>, QueueError)> {
+        self.reset_reason
+    }
+
+    /// The debug note for a device going to NEEDS_RESET.
+    fn reset_note(&self, queue: Option<u32>, why: QueueError) -> Line {
+        let mut l = Line::debug();
+        l.s("virtio ").s(device_name(self.dev.device_id())).s(" (irq ").u(u64::from(self.irq)).s(")");
+        match queue {
+            Some(q) => l.s(" queue ").u(u64::from(q)),
+            None => l.s(" host work"),
+        };
+        l.s(": ").s(why.name()).s(", device needs reset");
+        l
     }
 
     fn offered(&self) -> u64 {
@@ -157,18 +181,23 @@ impl<'d> MmioTransport<'d> {
         }
     }
 
-    /// A malformed queue: stop serving the device and tell the driver.
-    fn needs_reset(&mut self, ctx: &mut Ctx<'_>, _why: QueueError) {
+    /// A malformed queue (`queue`, or `None` for host-side work): stop
+    /// serving the device, tell the driver, and say why in the debug log.
+    fn needs_reset(&mut self, ctx: &mut Ctx<'_>, queue: Option<u32>, why: QueueError) {
         if self.status & NEEDS_RESET == 0 {
             self.status |= NEEDS_RESET;
+            self.reset_reason = Some((queue, why));
+            if out::debug_enabled() {
+                self.reset_note(queue, why).emit();
+            }
             self.raise(ctx, Irq::CONFIG);
         }
     }
 
-    fn outcome(&mut self, ctx: &mut Ctx<'_>, r: Result<Irq, QueueError>) {
+    fn outcome(&mut self, ctx: &mut Ctx<'_>, queue: Option<u32>, r: Result<Irq, QueueError>) {
         match r {
             Ok(irq) => self.raise(ctx, irq),
-            Err(e) => self.needs_reset(ctx, e),
+            Err(e) => self.needs_reset(ctx, queue, e),
         }
     }
 
@@ -209,10 +238,11 @@ impl<'d> MmioTransport<'d> {
             return;
         }
         let mem: &GuestMemory = ctx.mem;
+        let queue = self.queue_sel;
         let Some(q) = self.configurable() else { return };
         match q.validate(mem) {
             Ok(()) => q.ready = true,
-            Err(e) => self.needs_reset(ctx, e),
+            Err(e) => self.needs_reset(ctx, Some(queue), e),
         }
     }
 
@@ -226,14 +256,14 @@ impl<'d> MmioTransport<'d> {
             return;
         }
         let r = self.dev.process_queue(i, queues, ctx.mem);
-        self.outcome(ctx, r);
+        self.outcome(ctx, Some(index), r);
     }
 
     /// Lets the device do host-side work (stdin input, signals).
     pub fn poll_host(&mut self, ctx: &mut Ctx<'_>) {
         if self.live() {
             let r = self.dev.poll_host(first(&mut self.queues, self.nqueues), ctx.mem);
-            self.outcome(ctx, r);
+            self.outcome(ctx, None, r);
         }
     }
 
@@ -292,6 +322,16 @@ impl<'d> MmioTransport<'d> {
         }
     }
 
+}
+
+/// The name of virtio device `id` in debug notes.
+fn device_name(id: u32) -> &'static str {
+    match id {
+        super::id::BLOCK => "block",
+        super::id::CONSOLE => "console",
+        super::id::P9 => "9p",
+        _ => "device",
+    }
 }
 
 /// The device's queues: the first `n` (n <= MAX_QUEUES: `new` caps it).
@@ -521,6 +561,8 @@ pub(crate) mod tests {
             assert_eq!(d.r(reg::QUEUE_READY), 0, "size {size} desc {desc:#x}");
             assert_ne!(d.r(reg::STATUS) & NEEDS_RESET, 0);
             assert_eq!(d.r(reg::INTERRUPT_STATUS), 2);
+            let why = if size == 16 { QueueError::BadRing } else { QueueError::BadSize };
+            assert_eq!(d.t.reset_reason(), Some((Some(0), why)), "size {size} desc {desc:#x}");
             // A reset clears it.
             d.w(reg::STATUS, 0);
             assert_eq!(d.r(reg::STATUS), 0);
@@ -538,6 +580,10 @@ pub(crate) mod tests {
         d.w(reg::QUEUE_NOTIFY, 0);
         assert_eq!(d.r(reg::STATUS), 0xf | NEEDS_RESET);
         assert_eq!(d.r(reg::INTERRUPT_STATUS), 2);
+        // The reason is kept and is what the debug note says.
+        assert_eq!(d.t.reset_reason(), Some((Some(0), QueueError::ChainLoop)));
+        let note = d.t.reset_note(Some(0), QueueError::ChainLoop);
+        assert_eq!(note.as_bytes(), b"smolvm: debug: virtio device (irq 5) queue 0: ChainLoop, device needs reset");
         // No longer served: a good chain is not consumed.
         testdriver::chain(d.mem, 16, 1, &[(testdriver::DATA, 4, false)]);
         d.w(reg::QUEUE_NOTIFY, 0);

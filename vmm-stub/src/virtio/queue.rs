@@ -53,6 +53,25 @@ pub enum QueueError {
     BadRequest,
 }
 
+impl QueueError {
+    /// The variant's name, for the debug log.
+    pub fn name(self) -> &'static str {
+        match self {
+            QueueError::BadSize => "BadSize",
+            QueueError::BadRing => "BadRing",
+            QueueError::AvailJump => "AvailJump",
+            QueueError::IndexOutOfRange => "IndexOutOfRange",
+            QueueError::ChainLoop => "ChainLoop",
+            QueueError::BufferOutsideRam => "BufferOutsideRam",
+            QueueError::ChainTooLong => "ChainTooLong",
+            QueueError::ReadableAfterWritable => "ReadableAfterWritable",
+            QueueError::Indirect => "Indirect",
+            QueueError::NotReady => "NotReady",
+            QueueError::BadRequest => "BadRequest",
+        }
+    }
+}
+
 /// One guest buffer of a chain.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Segment {

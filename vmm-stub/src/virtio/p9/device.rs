@@ -71,17 +71,31 @@ impl P9Device {
             return n;
         }
         let r = &mut Reader::new(chain);
-        let Some(bufs) = self.bounce.slice_mut(GuestAddress(0), 2 * MAX_MSIZE as u64) else { return 0 };
-        let Some((request, reply)) = bufs.split_first_chunk_mut::<MSIZE>() else { return 0 };
+        // The `else` branches below guard invariants (the bounce buffer is
+        // 2 * MSIZE, `got <= want <= MSIZE`, `room <= MSIZE`, `handle`
+        // answers inside `reply`): debug builds stop there; a release build
+        // returns the chain with nothing written rather than panicking.
+        let Some(bufs) = self.bounce.slice_mut(GuestAddress(0), 2 * MAX_MSIZE as u64) else {
+            debug_assert!(false, "the bounce buffer is 2 * MSIZE bytes");
+            return 0;
+        };
+        let Some((request, reply)) = bufs.split_first_chunk_mut::<MSIZE>() else {
+            debug_assert!(false, "the bounce buffer holds two MSIZE halves");
+            return 0;
+        };
         // Bytes past msize are never needed: the header check refuses them.
         let want = usize::try_from(r.available()).unwrap_or(MSIZE).min(MSIZE);
         let got = r.read(mem, request.get_mut(..want).unwrap_or_default()); // want <= MSIZE: the min
         let room = usize::try_from(w.available()).unwrap_or(MSIZE).min(MSIZE);
-        // got <= want; room <= MSIZE = reply.len() (the bounce buffer is 2 * MSIZE).
-        let (Some(request), Some(reply)) = (request.get(..got), reply.get_mut(..room)) else { return 0 };
+        let (Some(request), Some(reply)) = (request.get(..got), reply.get_mut(..room)) else {
+            debug_assert!(false, "got <= want and room <= MSIZE = reply.len()");
+            return 0;
+        };
         let len = self.server.handle(request, reply);
-        // len <= reply.len(): `handle` writes into `reply` only.
-        let Some(out) = reply.get(..len) else { return 0 };
+        let Some(out) = reply.get(..len) else {
+            debug_assert!(false, "Server::handle returned more than the reply room");
+            return 0;
+        };
         w.write(mem, out);
         w.written()
     }
