@@ -18,16 +18,17 @@ use std::os::fd::AsFd;
 use std::os::unix::fs::FileExt;
 use vmm_stub::mem::{GuestAddress, GuestMemory};
 use vmm_stub::virtio::blk::{Block, SECTOR};
-use vmm_stub::virtio::{Queue, VirtioDevice};
+use vmm_stub::virtio::queue::testdriver::{self, publish, set_desc, F_NEXT, F_WRITE, USED};
+use vmm_stub::virtio::VirtioDevice;
 
+/// Guest RAM: every u16 is an address in it, so wild buffers hit the
+/// rings (the test driver's, 0x1000..0x3100) and the request's buffers.
 const RAM: u64 = 1 << 16;
 const QSIZE: u16 = 16;
-const DESC: u64 = 0;
-const AVAIL: u64 = 0x100;
-const USED: u64 = 0x200;
-const HDR: u64 = 0x400;
-const DATA: u64 = 0x1000;
+const HDR: u64 = 0x4000;
+const DATA: u64 = 0x5000;
 const STATUS: u64 = 0xf000;
+const _: () = assert!(testdriver::USED + 6 + 8 * QSIZE as u64 <= HDR);
 /// Backing file: a disk window inside it, guard bytes around.
 const FILE: usize = 3 * 4096;
 
@@ -38,8 +39,6 @@ const T_GET_ID: u32 = 8;
 const S_OK: u8 = 0;
 const S_IOERR: u8 = 1;
 const S_UNSUPP: u8 = 2;
-const F_NEXT: u16 = 1;
-const F_WRITE: u16 = 2;
 
 struct Rig {
     mem: GuestMemory,
@@ -88,14 +87,6 @@ fn file_bytes(f: &File) -> Vec<u8> {
     v
 }
 
-fn set_desc(mem: &mut GuestMemory, i: u16, addr: u64, len: u32, flags: u16) {
-    let d = DESC + 16 * u64::from(i);
-    mem.write_obj(GuestAddress(d), addr).expect("ram");
-    mem.write_obj(GuestAddress(d + 8), len).expect("ram");
-    mem.write_obj(GuestAddress(d + 12), flags).expect("ram");
-    mem.write_obj(GuestAddress(d + 14), i + 1).expect("ram");
-}
-
 fuzz_target!(|data: &[u8]| {
     RIG.with(|r| run(&mut r.borrow_mut(), data));
 });
@@ -116,11 +107,7 @@ fn run(rig: &mut Rig, data: &[u8]) {
     let mut dev = Block::new(rig.file.as_fd(), offset, len, read_only, &id);
     let cap = len.div_ceil(SECTOR) * SECTOR;
 
-    let mut q = Queue::new(QSIZE);
-    q.size = QSIZE;
-    (q.desc, q.avail, q.used) = (DESC, AVAIL, USED);
-    q.validate(mem).expect("valid layout");
-    q.ready = true;
+    let mut q = testdriver::queue(mem, QSIZE);
 
     for n in 1..=8u16 {
         if i.0.is_empty() {
@@ -152,7 +139,7 @@ fn run(rig: &mut Rig, data: &[u8]) {
         mem.write_obj(GuestAddress(STATUS), 0xffu8).expect("ram");
 
         let mut d = 0u16;
-        set_desc(mem, d, HDR, hdr_len, F_NEXT);
+        set_desc(mem, d, HDR, hdr_len, F_NEXT, d + 1);
         d += 1;
         let data_write = kind != T_OUT;
         let mut segs: Vec<(u64, u32)> = Vec::new();
@@ -167,7 +154,7 @@ fn run(rig: &mut Rig, data: &[u8]) {
             well_formed &= !flip && !wild;
             any_wild |= wild;
             let w = data_write != flip;
-            set_desc(mem, d, addr, seg_len, F_NEXT | if w { F_WRITE } else { 0 });
+            set_desc(mem, d, addr, seg_len, F_NEXT | if w { F_WRITE } else { 0 }, d + 1);
             d += 1;
             if !wild {
                 segs.push((addr, seg_len));
@@ -179,10 +166,8 @@ fn run(rig: &mut Rig, data: &[u8]) {
         }
         let status_len = if hostile && i.u8() % 4 == 0 { u32::from(i.u8() % 3) } else { 1 };
         well_formed &= status_len == 1;
-        set_desc(mem, d, STATUS, status_len, F_WRITE);
-        let idx = n - 1;
-        mem.write_obj(GuestAddress(AVAIL + 4 + 2 * u64::from(idx % QSIZE)), 0u16).expect("ram");
-        mem.write_obj(GuestAddress(AVAIL + 2), n).expect("ram");
+        set_desc(mem, d, STATUS, status_len, F_WRITE, d + 1);
+        publish(mem, QSIZE, 0);
 
         let before = file_bytes(&rig.file);
         let mut qs = [q];

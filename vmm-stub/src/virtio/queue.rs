@@ -267,16 +267,26 @@ impl Queue {
 
 /// Test helper: a driver side that lays out rings and chains in a
 /// [`GuestMemory`], as a (possibly hostile) guest would.
-#[cfg(test)]
+/// A minimal driver for tests and fuzz targets (feature `test-utils`, and
+/// the crate's own unit tests): a queue at fixed ring addresses, and
+/// helpers that write descriptors and publish chains as a guest would.
+/// Its functions panic on addresses outside guest RAM: test code only.
+#[cfg(any(test, feature = "test-utils"))]
 pub mod testdriver {
     use super::*;
+
+    /// Descriptor flags (virtio 1.x §2.7.5).
+    pub const F_NEXT: u16 = DESC_F_NEXT;
+    pub const F_WRITE: u16 = DESC_F_WRITE;
+    pub const F_INDIRECT: u16 = DESC_F_INDIRECT;
 
     pub const DESC: u64 = 0x1000;
     pub const AVAIL: u64 = 0x2000;
     pub const USED: u64 = 0x3000;
     pub const DATA: u64 = 0x10000;
 
-    /// A ready queue of `size` at the fixed ring addresses above.
+    /// A ready queue of `size` at the fixed ring addresses above (they fit
+    /// guest RAM of 16 KiB and more; data from `DATA` needs more).
     pub fn queue(mem: &GuestMemory, size: u16) -> Queue {
         let mut q = Queue::new(QUEUE_MAX);
         q.size = size;
@@ -288,6 +298,7 @@ pub mod testdriver {
         q
     }
 
+    /// Writes descriptor `i` of the table at `DESC`.
     pub fn set_desc(mem: &mut GuestMemory, i: u16, addr: u64, len: u32, flags: u16, next: u16) {
         let d = DESC + 16 * u64::from(i);
         mem.write_obj(GuestAddress(d), addr).expect("ram");
@@ -309,7 +320,7 @@ pub mod testdriver {
         for (k, &(addr, len, w)) in bufs.iter().enumerate() {
             let i = first + k as u16;
             let more = k + 1 < bufs.len();
-            let flags = if w { DESC_F_WRITE } else { 0 } | if more { DESC_F_NEXT } else { 0 };
+            let flags = if w { F_WRITE } else { 0 } | if more { F_NEXT } else { 0 };
             set_desc(mem, i, addr, len, flags, i + 1);
         }
         publish(mem, size, first);
