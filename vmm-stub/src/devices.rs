@@ -73,9 +73,7 @@ pub fn open_disk(spec: DiskSpec<'_>) -> Result<DiskFile, DiskError> {
     // for long paths when its `alloc` feature is on (the stub has no heap).
     let mut buf = [0u8; 4096];
     let path = buf.get_mut(..spec.path.len().wrapping_add(1)).ok_or(DiskError::Open(Errno::NAMETOOLONG))?;
-    for (d, &b) in path.iter_mut().zip(spec.path) {
-        *d = b;
-    }
+    path[..spec.path.len()].copy_from_slice(spec.path);
     let path = core::ffi::CStr::from_bytes_with_nul(path).map_err(|_| DiskError::Open(Errno::INVAL))?;
     let mode = if spec.read_only { OFlags::RDONLY } else { OFlags::RDWR };
     let fd = fs::open(path, mode | OFlags::CLOEXEC | OFlags::NOCTTY, Mode::empty()).map_err(DiskError::Open)?;

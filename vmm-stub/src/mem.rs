@@ -55,6 +55,36 @@ unsafe impl ByteValued for u64 {}
 // SAFETY: arrays of POD are POD.
 unsafe impl<T: ByteValued, const N: usize> ByteValued for [T; N] {}
 
+/// Declares a `#[repr(C)]` struct of [`ByteValued`] fields without padding
+/// (checked at compile time) and makes it `ByteValued` itself: a layout the
+/// guest sees, such as a device's config space, written as the spec's
+/// struct. Multi-byte fields are little endian, as virtio wants (the stub
+/// runs on x86_64 only).
+#[macro_export]
+macro_rules! guest_struct {
+    ($(#[$meta:meta])* $vis:vis struct $name:ident { $($(#[$fmeta:meta])* $fvis:vis $field:ident : $ty:ty),* $(,)? }) => {
+        $(#[$meta])*
+        #[repr(C)]
+        #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+        $vis struct $name { $($(#[$fmeta])* $fvis $field: $ty),* }
+        const _: () = {
+            // No padding: the size is the sum of the fields'.
+            assert!(core::mem::size_of::<$name>() == 0 $(+ core::mem::size_of::<$ty>())*);
+            // Every field is plain data.
+            const fn byte_valued<T: $crate::mem::ByteValued>() {}
+            $(byte_valued::<$ty>();)*
+        };
+        // SAFETY: repr(C), no padding (asserted above), and every field is ByteValued (checked above): every byte is initialised and any byte pattern is a valid value.
+        unsafe impl $crate::mem::ByteValued for $name {}
+    };
+}
+
+/// The bytes of `v` (for copying a [`guest_struct!`] out).
+pub fn bytes_of<T: ByteValued>(v: &T) -> &[u8] {
+    // SAFETY: ByteValued types have no padding and no invalid bytes, so all size_of::<T>() bytes of `v` are initialised and readable for the borrow.
+    unsafe { core::slice::from_raw_parts((v as *const T).cast::<u8>(), core::mem::size_of::<T>()) }
+}
+
 /// Where low RAM ends: the virtio-mmio window starts there.
 pub const LOW_END: u64 = linker::abi::MMIO_BASE;
 /// Where RAM above `LOW_END` continues in the guest.

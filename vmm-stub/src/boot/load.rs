@@ -121,9 +121,8 @@ fn load_bzimage(mem: &mut GuestMemory, file: KernelFile<'_>, head: &[u8]) -> Res
     let mut hdr = [0u8; MAX_HDR_END - HDR_START];
     // bzimage::parse checked HDR_START < hdr_end <= MAX_HDR_END and that the
     // file is longer than the setup (>= 2560 bytes): `head` holds the header.
-    for (d, &b) in hdr.iter_mut().zip(head.get(HDR_START..bz.hdr_end).unwrap_or(&[])) {
-        *d = b;
-    }
+    let src = &head[HDR_START..bz.hdr_end];
+    hdr[..src.len()].copy_from_slice(src);
     Ok(Kernel { entry: bz.entry, end: bz.end, bz: Some((bz, hdr)) })
 }
 

@@ -14,7 +14,7 @@
 
 use super::queue::{Queue, QueueError};
 use super::{id, read_config_bytes, Irq, Reader, VirtioDevice, Writer};
-use crate::mem::GuestMemory;
+use crate::mem::{bytes_of, GuestMemory};
 use rustix::fd::BorrowedFd;
 use rustix::io::Errno;
 
@@ -35,6 +35,19 @@ const S_OK: u8 = 0;
 const S_IOERR: u8 = 1;
 const S_UNSUPP: u8 = 2;
 
+crate::guest_struct! {
+    /// `struct virtio_blk_config` (virtio 1.x §5.2.4) up to `blk_size`, the
+    /// last field a negotiated feature (BLK_SIZE) needs.
+    struct BlkConfig {
+        /// In 512-byte sectors.
+        capacity: u64,
+        size_max: u32,
+        seg_max: u32,
+        geometry: u32,
+        blk_size: u32,
+    }
+}
+
 /// Length of the GET_ID answer (virtio: 20 bytes, NUL-padded).
 const ID_LEN: usize = 20;
 /// Largest single host I/O, so one `pread` cannot be asked for gigabytes.
@@ -47,7 +60,7 @@ pub struct Block<'f> {
     len: u64,
     read_only: bool,
     id: [u8; ID_LEN],
-    config: [u8; 24],
+    config: BlkConfig,
 }
 
 impl<'f> Block<'f> {
@@ -55,15 +68,16 @@ impl<'f> Block<'f> {
     /// rounded up to whole sectors; the tail of the last sector reads as
     /// zeros (and cannot be written). `id` is the GET_ID answer (≤ 20 bytes).
     pub fn new(fd: BorrowedFd<'f>, offset: u64, len: u64, read_only: bool, id: &[u8]) -> Block<'f> {
-        let sectors = len.div_ceil(SECTOR);
-        let [c0, c1, c2, c3, c4, c5, c6, c7] = sectors.to_le_bytes();
-        let [m0, m1, m2, m3] = (u32::from(QUEUE_SIZE) - 2).to_le_bytes(); // seg_max
-        let [b0, b1, b2, b3] = 512u32.to_le_bytes(); // blk_size = SECTOR
-        let config = [c0, c1, c2, c3, c4, c5, c6, c7, 0, 0, 0, 0, m0, m1, m2, m3, 0, 0, 0, 0, b0, b1, b2, b3];
+        let config = BlkConfig {
+            capacity: len.div_ceil(SECTOR),
+            // A chain's data buffers: the queue minus header and status.
+            seg_max: u32::from(QUEUE_SIZE) - 2,
+            blk_size: 512, // SECTOR
+            ..BlkConfig::default()
+        };
         let mut idb = [0u8; ID_LEN];
-        for (d, s) in idb.iter_mut().zip(id) {
-            *d = *s;
-        }
+        let n = id.len().min(ID_LEN);
+        idb[..n].copy_from_slice(&id[..n]);
         Block { fd, offset, len, read_only, id: idb, config }
     }
 
@@ -176,7 +190,7 @@ impl VirtioDevice for Block<'_> {
     }
 
     fn read_config(&self, offset: u64, data: &mut [u8]) {
-        read_config_bytes(&self.config, offset, data);
+        read_config_bytes(bytes_of(&self.config), offset, data);
     }
 
     fn process_queue(&mut self, index: usize, queues: &mut [Queue], mem: &mut GuestMemory) -> Result<Irq, QueueError> {

@@ -10,9 +10,20 @@
 use super::queue::{Queue, QueueError};
 use super::{id, read_config_bytes, Irq, Reader, VirtioDevice, Writer};
 use crate::hostio::{self, signals};
-use crate::mem::GuestMemory;
+use crate::mem::{bytes_of, GuestMemory};
 use rustix::fd::BorrowedFd;
 use rustix::io::Errno;
+
+crate::guest_struct! {
+    /// `struct virtio_console_config` (virtio 1.x §5.3.4), also the
+    /// multiport control device's.
+    pub struct ConsoleConfig {
+        pub cols: u16,
+        pub rows: u16,
+        pub max_nr_ports: u32,
+        pub emerg_wr: u32,
+    }
+}
 
 /// Transmit (guest → host) queues cost the guest nothing until it writes.
 const TX_QUEUE_SIZE: u16 = 64;
@@ -178,11 +189,9 @@ impl VirtioDevice for Console<'_> {
     }
 
     fn read_config(&self, offset: u64, data: &mut [u8]) {
-        // struct virtio_console_config { le16 cols, rows; le32 max_nr_ports, emerg_wr; }
         let (rows, cols) = self.size.unwrap_or((0, 0));
-        let ([c0, c1], [r0, r1]) = (cols.to_le_bytes(), rows.to_le_bytes());
-        let cfg = [c0, c1, r0, r1, 0, 0, 0, 0, 0, 0, 0, 0];
-        read_config_bytes(&cfg, offset, data);
+        let cfg = ConsoleConfig { cols, rows, ..ConsoleConfig::default() };
+        read_config_bytes(bytes_of(&cfg), offset, data);
     }
 
     fn process_queue(&mut self, index: usize, queues: &mut [Queue], mem: &mut GuestMemory) -> Result<Irq, QueueError> {

@@ -25,11 +25,11 @@
 //! PORT_ADD for each port; guest PORT_READY → host PORT_NAME + PORT_OPEN;
 //! guest PORT_OPEN tracks whether the guest has the port open.
 
-use super::console::{Input, Output};
+use super::console::{ConsoleConfig, Input, Output};
 use super::queue::{Queue, QueueError};
 use super::{id, read_config_bytes, Irq, Reader, VirtioDevice, Writer, F_EVENT_IDX};
 use crate::hostio::signals;
-use crate::mem::GuestMemory;
+use crate::mem::{bytes_of, GuestMemory};
 use linker::abi::CONTROL_MAX_SIGNAL;
 use rustix::fd::BorrowedFd;
 
@@ -72,27 +72,19 @@ mod event {
     pub const PORT_NAME: u16 = 7;
 }
 
-/// `struct virtio_console_control`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-struct Msg {
-    id: u32,
-    event: u16,
-    value: u16,
+crate::guest_struct! {
+    /// `struct virtio_console_control` (virtio 1.x §5.3.6.2).
+    struct Msg {
+        id: u32,
+        event: u16,
+        value: u16,
+    }
 }
 
 impl Msg {
-    fn bytes(self) -> [u8; 8] {
-        let [i0, i1, i2, i3] = self.id.to_le_bytes();
-        let ([e0, e1], [v0, v1]) = (self.event.to_le_bytes(), self.value.to_le_bytes());
-        [i0, i1, i2, i3, e0, e1, v0, v1]
-    }
-
     fn parse(b: [u8; 8]) -> Msg {
-        Msg {
-            id: u32::from_le_bytes([b[0], b[1], b[2], b[3]]),
-            event: u16::from_le_bytes([b[4], b[5]]),
-            value: u16::from_le_bytes([b[6], b[7]]),
-        }
+        let [i0, i1, i2, i3, e0, e1, v0, v1] = b;
+        Msg { id: u32::from_le_bytes([i0, i1, i2, i3]), event: u16::from_le_bytes([e0, e1]), value: u16::from_le_bytes([v0, v1]) }
     }
 }
 
@@ -177,7 +169,7 @@ impl<'f> Control<'f> {
             let Some(chain) = q.pop(mem)? else { break };
             self.outbox.pop_front();
             let mut w = Writer::new(&chain);
-            w.write(mem, &m.bytes());
+            w.write(mem, bytes_of(&m));
             if m.event == event::PORT_NAME {
                 let name = usize::try_from(m.id).ok().and_then(|id| PORT_NAMES.get(id)).copied().unwrap_or("");
                 w.write(mem, name.as_bytes());
@@ -255,10 +247,8 @@ impl VirtioDevice for Control<'_> {
     }
 
     fn read_config(&self, offset: u64, data: &mut [u8]) {
-        // { le16 cols, rows; le32 max_nr_ports, emerg_wr; }
-        let [p0, p1, p2, p3] = PORTS.to_le_bytes();
-        let cfg = [0, 0, 0, 0, p0, p1, p2, p3, 0, 0, 0, 0];
-        read_config_bytes(&cfg, offset, data);
+        let cfg = ConsoleConfig { max_nr_ports: PORTS, ..ConsoleConfig::default() };
+        read_config_bytes(bytes_of(&cfg), offset, data);
     }
 
     fn reset(&mut self) {
@@ -336,7 +326,7 @@ mod tests {
     }
 
     fn msg(id: u32, event: u16, value: u16) -> [u8; 8] {
-        Msg { id, event, value }.bytes()
+        bytes_of(&Msg { id, event, value }).try_into().expect("8 bytes")
     }
 
     #[test]

@@ -109,8 +109,7 @@ pub fn read_config_bytes(config: &[u8], offset: u64, data: &mut [u8]) {
     data.fill(0);
     let Ok(start) = usize::try_from(offset) else { return };
     if let Some(src) = config.get(start..) {
-        for (d, s) in data.iter_mut().zip(src) {
-            *d = *s;
-        }
+        let n = src.len().min(data.len());
+        data[..n].copy_from_slice(&src[..n]);
     }
 }

@@ -9,7 +9,8 @@
 
 use super::wire::{WriteOp, MAX_MSIZE, TWRITE_HEAD};
 use super::Server;
-use crate::mem::{GuestAddress, GuestMemory};
+use crate::mem::{bytes_of, GuestAddress, GuestMemory};
+use crate::out::Line;
 use crate::virtio::queue::{DescriptorChain, Queue, QueueError};
 use crate::virtio::{id, read_config_bytes, Irq, Reader, VirtioDevice, Writer};
 use linker::abi::SHARE_TAG_PREFIX;
@@ -18,17 +19,25 @@ use rustix::io::{Errno, IoSlice};
 /// Feature: config space holds the mount tag.
 const F_MOUNT_TAG: u64 = 1;
 const QUEUE_SIZE: u16 = 128;
-/// `tag_len[2]` + "smolvm" + up to 20 digits.
-const CONFIG_MAX: usize = 2 + 32;
+/// Room for the mount tag: "smolvm" + up to 20 digits.
+const TAG_MAX: usize = 32;
 const MSIZE: usize = MAX_MSIZE as usize;
 /// Guest buffers one Twrite's data may span for the `pwritev` (a 256 KiB
 /// write is 64-65 pages); more take the copying path.
 const MAX_IOV: usize = QUEUE_SIZE as usize;
 
+crate::guest_struct! {
+    /// `struct virtio_9p_config` (virtio 1.x §5.11.4): the mount tag is the
+    /// first `tag_len` bytes of `tag` (the rest are zeros).
+    struct P9Config {
+        tag_len: u16,
+        tag: [u8; TAG_MAX],
+    }
+}
+
 pub struct P9Device {
     server: Server,
-    config: [u8; CONFIG_MAX],
-    config_len: usize,
+    config: P9Config,
     /// Request buffer then reply buffer, `MAX_MSIZE` each: an anonymous
     /// mapping (not guest-visible) whose pages cost nothing until used.
     bounce: GuestMemory,
@@ -37,31 +46,13 @@ pub struct P9Device {
 impl P9Device {
     /// Share number `index` (mount tag `smolvm<index>`) served by `server`.
     pub fn new(server: Server, index: usize) -> Result<Self, Errno> {
-        let mut config = [0u8; CONFIG_MAX];
-        let mut len = 2;
-        for &b in SHARE_TAG_PREFIX.as_bytes() {
-            config[len] = b;
-            len += 1;
-        }
-        let mut digits = [0u8; 20];
-        let (mut n, mut d) = (index, digits.len());
-        loop {
-            d -= 1;
-            digits[d] = b'0' + u8::try_from(n % 10).unwrap_or(0);
-            n /= 10;
-            if n == 0 {
-                break;
-            }
-        }
-        // d < 20: the loop wrote at least one digit; the tag fits CONFIG_MAX.
-        for (c, &b) in config.iter_mut().skip(len).zip(digits.get(d..).unwrap_or_default()) {
-            *c = b;
-            len += 1;
-        }
-        let tag_len = u16::try_from(len - 2).map_err(|_| Errno::INVAL)?;
-        config[..2].copy_from_slice(&tag_len.to_le_bytes());
+        let mut name = Line::bare();
+        name.s(SHARE_TAG_PREFIX).u(index as u64);
+        let name = name.as_bytes();
+        let mut config = P9Config { tag_len: u16::try_from(name.len()).map_err(|_| Errno::INVAL)?, ..P9Config::default() };
+        config.tag.get_mut(..name.len()).ok_or(Errno::INVAL)?.copy_from_slice(name);
         let bounce = GuestMemory::new(2 * MAX_MSIZE as u64)?;
-        Ok(Self { server, config, config_len: len, bounce })
+        Ok(Self { server, config, bounce })
     }
 
     /// Serves one chain; returns the reply length written.
@@ -138,8 +129,7 @@ impl VirtioDevice for P9Device {
     }
 
     fn read_config(&self, offset: u64, data: &mut [u8]) {
-        // config_len <= CONFIG_MAX: `new` wrote that many bytes into `config`.
-        read_config_bytes(self.config.get(..self.config_len).unwrap_or_default(), offset, data);
+        read_config_bytes(bytes_of(&self.config), offset, data);
     }
 
     fn reset(&mut self) {

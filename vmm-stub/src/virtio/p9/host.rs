@@ -51,9 +51,7 @@ impl Name {
         let name = check_name(name)?;
         let mut buf = [0; NAME_MAX + 1];
         // name.len() <= NAME_MAX (check_name): all of it fits, the last 0 stays.
-        for (d, s) in buf.iter_mut().zip(name) {
-            *d = *s;
-        }
+        buf[..name.len()].copy_from_slice(name);
         Ok(Self(buf))
     }
 
