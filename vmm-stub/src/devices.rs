@@ -14,12 +14,12 @@
 //! control device's ports (stdin delivers end-of-file; none is a tty) and
 //! hvc0/hvc1 carry only what init prints before it moves them.
 //!
-//! Usage in the stub's `main` (devices live on its stack, no allocator):
+//! Usage in `start.rs` (devices live on its stack or in .bss, no allocator):
 //! ```ignore
-//! let disks = devices::open_disks(&specs)?;            // owns the fds
+//! let disks: Vec<DiskFile, MAX_DISKS> = /* devices::open_disk(spec) per DiskSpec */;
 //! let mut devs = Devices::new(terminal, rootfs, &disks);
 //! let mut transports = devs.transports();
-//! transports.add_share(&mut nine_p_device);            // optional, per share
+//! transports.add_dynamic(share);                       // per 9p share, in order
 //! let mut bus = Bus::new();
 //! transports.attach(&mut bus);
 //! ```

@@ -3,14 +3,15 @@
 //!
 //! # Writing a device
 //! A device implements [`VirtioDevice`]: its id, feature bits, queue sizes,
-//! config space, and [`VirtioDevice::process_queue`], called when the driver
+//! config space (declared with `crate::guest_struct!` as the spec's struct,
+//! served by [`read_config_bytes`]), and [`VirtioDevice::process_queue`], called when the driver
 //! notifies a queue. Inside, pop chains with [`Queue::pop`], read requests
 //! with a [`Reader`], write replies with a [`Writer`], and return each chain
 //! with [`Queue::add_used`] (length = `writer.written()`). Return
 //! [`Irq::VRING`] when the guest should be interrupted. Return a
 //! [`QueueError`] for a malformed queue: the transport then sets
 //! NEEDS_RESET, raises a config interrupt and stops serving the device until
-//! the driver resets it. A well-formed request the device refuses (out of
+//! the driver resets it (`--smolvm-log=debug` names the device, queue and error). A well-formed request the device refuses (out of
 //! range, read-only, ...) is answered in-band, never by an error here.
 //!
 //! Host-side events (stdin readable, a signal to forward) reach devices
