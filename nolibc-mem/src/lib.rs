@@ -3,12 +3,14 @@
 //! calls, for the two binaries that have no libc: the stub (`vmm-stub`) and
 //! the guest's init (`smol-init`). Each binary links them with
 //! `extern crate nolibc_mem;`; nothing else in the workspace depends on it.
+//! (In its unit tests the functions keep Rust names, so the test binary's
+//! libc stays in charge.)
 //!
 //! They must not be compiled into calls to themselves: the copies use
 //! `rep movsb`/`rep stosb` (small, and fast on every x86_64 CPU with ERMSB,
 //! which is every one since Ivy Bridge), and the loops read through
 //! `read_volatile`, which LLVM never turns back into a libcall.
-#![no_std]
+#![cfg_attr(not(test), no_std)]
 
 #[cfg(not(target_arch = "x86_64"))]
 compile_error!("nolibc-mem is x86_64 only (rep movsb/stosb)");
@@ -18,7 +20,7 @@ use core::ptr::read_volatile;
 
 /// # Safety
 /// C's contract: `dest` and `src` valid for `n` bytes and not overlapping.
-#[no_mangle]
+#[cfg_attr(not(test), no_mangle)] // unit tests call them without replacing libc's
 pub unsafe extern "C" fn memcpy(dest: *mut u8, src: *const u8, n: usize) -> *mut u8 {
     // SAFETY: the caller guarantees both ranges; rep movsb copies exactly n bytes forwards (the direction flag is clear per the ABI).
     unsafe {
@@ -30,7 +32,7 @@ pub unsafe extern "C" fn memcpy(dest: *mut u8, src: *const u8, n: usize) -> *mut
 
 /// # Safety
 /// C's contract: `dest` and `src` valid for `n` bytes; they may overlap.
-#[no_mangle]
+#[cfg_attr(not(test), no_mangle)] // unit tests call them without replacing libc's
 pub unsafe extern "C" fn memmove(dest: *mut u8, src: *const u8, n: usize) -> *mut u8 {
     if (dest as usize).wrapping_sub(src as usize) >= n {
         // dest is below src or past its end: a forward copy never reads a
@@ -50,7 +52,7 @@ pub unsafe extern "C" fn memmove(dest: *mut u8, src: *const u8, n: usize) -> *mu
 
 /// # Safety
 /// C's contract: `dest` valid for `n` bytes.
-#[no_mangle]
+#[cfg_attr(not(test), no_mangle)] // unit tests call them without replacing libc's
 pub unsafe extern "C" fn memset(dest: *mut u8, byte: i32, n: usize) -> *mut u8 {
     // C passes the byte as an int; only its low 8 bits are used.
     #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
@@ -65,7 +67,7 @@ pub unsafe extern "C" fn memset(dest: *mut u8, byte: i32, n: usize) -> *mut u8 {
 
 /// # Safety
 /// C's contract: `a` and `b` valid for `n` bytes.
-#[no_mangle]
+#[cfg_attr(not(test), no_mangle)] // unit tests call them without replacing libc's
 pub unsafe extern "C" fn memcmp(a: *const u8, b: *const u8, n: usize) -> i32 {
     let mut i = 0;
     while i < n {
@@ -81,7 +83,7 @@ pub unsafe extern "C" fn memcmp(a: *const u8, b: *const u8, n: usize) -> i32 {
 
 /// # Safety
 /// C's contract: `a` and `b` valid for `n` bytes.
-#[no_mangle]
+#[cfg_attr(not(test), no_mangle)] // unit tests call them without replacing libc's
 pub unsafe extern "C" fn bcmp(a: *const u8, b: *const u8, n: usize) -> i32 {
     // SAFETY: same contract as memcmp.
     unsafe { memcmp(a, b, n) }
@@ -89,7 +91,7 @@ pub unsafe extern "C" fn bcmp(a: *const u8, b: *const u8, n: usize) -> i32 {
 
 /// # Safety
 /// C's contract: `s` is a NUL-terminated string.
-#[no_mangle]
+#[cfg_attr(not(test), no_mangle)] // unit tests call them without replacing libc's
 pub unsafe extern "C" fn strlen(s: *const u8) -> usize {
     let mut n = 0;
     // SAFETY: the caller guarantees a NUL byte terminates `s`, so every byte up to it is readable.
@@ -97,4 +99,45 @@ pub unsafe extern "C" fn strlen(s: *const u8) -> usize {
         n = n.wrapping_add(1); // a string never spans the address space
     }
     n
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn copies_fills_and_compares() {
+        let src: Vec<u8> = (0..200u8).collect();
+        let mut dst = vec![0u8; 200];
+        // SAFETY: both buffers hold 200 bytes and do not overlap.
+        unsafe { memcpy(dst.as_mut_ptr(), src.as_ptr(), 200) };
+        assert_eq!(dst, src);
+        // SAFETY: 50 bytes inside `dst`.
+        unsafe { memset(dst.as_mut_ptr().add(10), 0x1ab, 50) };
+        assert!(dst[10..60].iter().all(|&b| b == 0xab) && dst[9] == 9 && dst[60] == 60);
+        // SAFETY: 200 readable bytes at both.
+        let (eq, less, more) = unsafe {
+            (memcmp(src.as_ptr(), src.as_ptr(), 200), memcmp(src.as_ptr(), dst.as_ptr(), 200), memcmp(dst.as_ptr(), src.as_ptr(), 200))
+        };
+        assert_eq!((eq, less < 0, more > 0), (0, true, true));
+        // SAFETY: as above; zero bytes compare equal.
+        assert_eq!(unsafe { bcmp(src.as_ptr(), dst.as_ptr(), 10) }, 0);
+        // SAFETY: a NUL-terminated literal.
+        assert_eq!(unsafe { strlen(c"smolvm".as_ptr().cast()) }, 6);
+    }
+
+    #[test]
+    fn memmove_handles_both_overlaps() {
+        let orig: Vec<u8> = (0..100u8).collect();
+        let mut v = orig.clone();
+        // dst above src: copied backwards.
+        // SAFETY: [0, 80) and [20, 100) are inside `v`.
+        unsafe { memmove(v.as_mut_ptr().add(20), v.as_ptr(), 80) };
+        assert_eq!(&v[20..], &orig[..80]);
+        let mut v = orig.clone();
+        // dst below src: copied forwards.
+        // SAFETY: as above.
+        unsafe { memmove(v.as_mut_ptr(), v.as_ptr().add(20), 80) };
+        assert_eq!(&v[..80], &orig[20..]);
+    }
 }
