@@ -2,7 +2,7 @@
 //! stdin readiness while the vCPU runs, and robust writes to stdout/stderr.
 //!
 //! How stdin reaches the guest while the vCPU runs: a watcher thread
-//! ([`stdin_watch`], made with a raw `clone`) blocks in `poll(stdin)` only
+//! ([`stdin_watch`], started by `sys::thread::spawn`) blocks in `poll(stdin)` only
 //! when a device asked for input it could not get, then kicks the vCPU
 //! thread with a signal; the handler sets `kvm_run.immediate_exit`, so
 //! `KVM_RUN` returns `EINTR` (even if the signal landed just before entry)
