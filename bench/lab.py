@@ -33,27 +33,35 @@ CMDLINE = "console=ttyS0 reboot=k panic=-1 8250.nr_uarts=1 quiet"  # vmm-stub's 
 
 
 def io_script(sz):
-    """The guest side of the I/O benchmark (busybox sh). Sizes in bytes / files."""
+    """The guest side of the I/O benchmark (busybox sh). Sizes in bytes / files; every step
+    runs sz["reps"] times in the boot (the host takes each step's median over them)."""
     t = lambda name, amount: f'read b _ </proc/uptime; echo "T {name} $a $b {amount}" >&2'
     a = "read a _ </proc/uptime"
     return "\n".join([
         "set -e",
         # The host may fill the port's receive buffers (QEMU: 128 x 4 KiB) before anyone reads:
-        # an untimed first MiB reaches the steady state, then the timed part is 4x that size.
-        f"head -c {STDIN_WARM} >/dev/null; {a}; head -c {sz['stdin']} >/dev/null; {t('console-in', sz['stdin'])}",
+        # an untimed first MiB reaches the steady state, then each timed part is a whole step.
+        f"head -c {STDIN_WARM} >/dev/null",
+        # Each rep reads its own slice of the disk: a slice read before would come from the
+        # guest's page cache.
+        f"slice=$(( $(cat /sys/block/vda/size) * 512 / 1048576 / {sz['reps']} ))",
+        f"r=0; while [ $r -lt {sz['reps']} ]; do",
+        f"{a}; head -c {sz['stdin']} >/dev/null; {t('console-in', sz['stdin'])}",
         f"{a}; dd if=/dev/zero bs=65536 count={sz['console'] // 65536} 2>/dev/null; {t('console-out', sz['console'])}",
-        "n=$(( $(cat /sys/block/vda/size) * 512 ))",
-        f"{a}; dd if=/dev/vda of=/dev/null bs=1M 2>/dev/null; {t('blk-read', '$n')}",
+        f"{a}; dd if=/dev/vda of=/dev/null bs=1M skip=$((r * slice)) count=$slice 2>/dev/null; "
+        f"{t('blk-read', '$((slice * 1048576))')}",
         f"{a}; dd if=/dev/zero of=/data/f bs=65536 count={sz['p9'] // 65536} conv=fsync 2>/dev/null; "
         f"{t('9p-write', sz['p9'])}",
         f"{a}; dd if=/data/f of=/dev/null bs=65536 2>/dev/null; {t('9p-read', sz['p9'])}",
         "mkdir /tmp/d",  # the same loops on the guest's tmpfs: what the shell costs without 9p
         f"{a}; i=0; while [ $i -lt {sz['files']} ]; do : >/tmp/d/f$i; i=$((i+1)); done; {t('tmpfs-create', sz['files'])}",
         f"{a}; i=0; while [ $i -lt {sz['files']} ]; do [ -e /tmp/d/f$i ]; i=$((i+1)); done; {t('tmpfs-stat', sz['files'])}",
-        "mkdir /data/d",
+        "rm -r /tmp/d; mkdir /data/d",
         f"{a}; i=0; while [ $i -lt {sz['files']} ]; do : >/data/d/f$i; i=$((i+1)); done; {t('9p-create', sz['files'])}",
         f"{a}; i=0; while [ $i -lt {sz['files']} ]; do [ -e /data/d/f$i ]; i=$((i+1)); done; {t('9p-stat', sz['files'])}",
         f"{a}; rm -r /data/d /data/f; {t('9p-unlink', sz['files'] + 1)}",
+        "r=$((r+1)); done",
+        "echo 'T done' >&2",
     ])
 
 
@@ -148,9 +156,11 @@ def busybox_rootfs(path, blob_mib=0):
                 f.write(os.urandom(1 << 20))
 
 
-def plan(work, smolvm, target, vmlinux, debian, newc, busybox_initrd, rounds, sz, mem=256, accel="kvm", density=6):
-    """Builds the images and files, returns the plan for lab_driver.py."""
-    busybox_rootfs(f"{work}/io-root", sz["blk_mib"])
+def plan(work, smolvm, target, vmlinux, debian, newc, busybox_initrd, rounds, sz, mem=256, accel="kvm", density=6,
+         io_only=False):
+    """Builds the images and files, returns the plan for lab_driver.py (io_only: the I/O
+    set alone, no boot rows or idle VMs)."""
+    busybox_rootfs(f"{work}/io-root", sz["blk_mib"] * sz["reps"])
     busybox_rootfs(f"{work}/boot-root")
     io_vm, boot_vm, boot_vml = f"{work}/io.vm", f"{work}/boot.vm", f"{work}/boot-vmlinux.vm"
     build_image(smolvm, target, f"{work}/io-root", io_vm, vmlinux, mem)
@@ -161,7 +171,7 @@ def plan(work, smolvm, target, vmlinux, debian, newc, busybox_initrd, rounds, sz
     qemu_initrd(smolvm, io_vm, ["-c", script], [("smolvm0", "/data", "rw")], qemu_io_initrd, newc)
     qemu_initrd(smolvm, boot_vml, ["-c", BOOT_APP], [], qemu_boot_initrd, newc)
     with open(f"{work}/stdin.bin", "wb") as f:
-        f.write(b"\0" * (STDIN_WARM + sz["stdin"] + 65536))  # a spare: no reader ever waits on EOF
+        f.write(b"\0" * (STDIN_WARM + sz["reps"] * sz["stdin"] + 65536))  # a spare: no reader ever waits on EOF
     shm = "/dev/shm/smolvm-bench"  # L1's private tmpfs (writable); the host's / is read-only there
     io = [
         {"name": "io smolvm", "argv": [io_vm, f"--smolvm-share={shm}/stub:/data", "-c", script],
@@ -180,7 +190,7 @@ def plan(work, smolvm, target, vmlinux, debian, newc, busybox_initrd, rounds, sz
     ]
     for c in boot:
         c.update(marker=MARKER, timeout=300)
-    sets = [{"name": "io", "cases": io}, {"name": "boot", "cases": boot}]
+    sets = [{"name": "io", "cases": io}] + ([] if io_only else [{"name": "boot", "cases": boot}])
     # Idle app VMs, `density` of each at once: the app prints the marker, then sleeps.
     qemu_idle_initrd = f"{work}/qemu-idle.cpio"
     qemu_initrd(smolvm, boot_vml, ["-c", IDLE_APP], [], qemu_idle_initrd, newc)
@@ -191,28 +201,39 @@ def plan(work, smolvm, target, vmlinux, debian, newc, busybox_initrd, rounds, sz
     for c in idle:
         c.update(marker=MARKER, timeout=900)
     with open(f"{work}/plan.json", "w") as f:
-        json.dump({"rounds": rounds, "sets": sets, "density": {"n": density, "cases": idle}}, f, indent=1)
+        json.dump({"rounds": rounds, "sets": sets, "density": None if io_only else {"n": density, "cases": idle}},
+                  f, indent=1)
     return f"{work}/plan.json"
 
 
 def summarize(raw):
-    """Per case: medians over rounds (I/O: rates from the guest's T lines; boot: time to marker)."""
+    """Per case: medians over rounds (I/O: rates from the guest's T lines, each boot's
+    median over its reps; boot: time to marker). I/O also gets, per step, the stub / QEMU
+    ratio of each round (both boots of a round share the host's load at that time), whose
+    median is the headline and whose min-max is its spread."""
     res = raw["results"]
     io, boot = {}, {}
     for name, runs in res.items():
         if name.startswith("io "):
             vmm = name[3:]
-            rates = {}
+            by_round = {}
             for r in runs:
+                reps = {}
                 for m in re.finditer(r"^T (\S+) ([\d.]+) ([\d.]+) (\d+)\s*$", r["err"], re.M):
                     dt = float(m.group(3)) - float(m.group(2))
-                    rates.setdefault(m.group(1), []).append(int(m.group(4)) / dt if dt > 0 else None)
-            io[vmm] = {"ok": sum(1 for r in runs if "T 9p-unlink" in r["err"]), "runs": len(runs),
+                    if dt > 0:
+                        reps.setdefault(m.group(1), []).append(int(m.group(4)) / dt)
+                if "T done" in r["err"]:
+                    by_round[r.get("round", len(by_round))] = {k: statistics.median(v) for k, v in reps.items()}
+            rates = {}
+            for rnd in sorted(by_round):
+                for k, v in by_round[rnd].items():
+                    rates.setdefault(k, []).append(v)
+            io[vmm] = {"ok": len(by_round), "runs": len(runs),
                        "wall_s": [round(r["wall"], 2) for r in runs],
-                       "rates": {k: [x for x in v if x] for k, v in rates.items()},
-                       "failed_tail": [r["err"][-400:] for r in runs if "T 9p-unlink" not in r["err"]][:1]}
-            for k, v in io[vmm]["rates"].items():
-                io[vmm].setdefault("median", {})[k] = statistics.median(v) if v else None
+                       "rates": rates, "by_round": {str(k): v for k, v in by_round.items()},
+                       "median": {k: statistics.median(v) for k, v in rates.items()},
+                       "failed_tail": [r["err"][-400:] for r in runs if "T done" not in r["err"]][:1]}
         else:
             ok = [r for r in runs if r["first"] is not None]
             ups = [float(m.group(1)) for r in ok for m in [re.search(r"uptime=([\d.]+)", r["out"])] if m]
@@ -221,4 +242,13 @@ def summarize(raw):
                                       "min": min(r["first"] for r in ok)} if ok else None,
                           "guest_uptime_s": statistics.median(ups) if ups else None,
                           "failed_tail": [r["err"][-300:] + r["out"][-200:] for r in runs if r["first"] is None][:1]}
+    s_rounds, q_rounds = (io.get(v, {}).get("by_round", {}) for v in ("smolvm", "qemu"))
+    ratios = {}
+    for rnd in sorted(set(s_rounds) & set(q_rounds), key=int):
+        for k, x in s_rounds[rnd].items():
+            if q_rounds[rnd].get(k):
+                ratios.setdefault(k, []).append(x / q_rounds[rnd][k])
+    if ratios:
+        io["ratios"] = {k: {"per_round": v, "median": statistics.median(v), "min": min(v), "max": max(v)}
+                        for k, v in ratios.items()}
     return {"io": io, "boot": boot, "density": raw.get("density", {}), "l1_seconds": raw.get("l1_seconds"), "l1_kernel": raw.get("uname")}

@@ -59,7 +59,7 @@ def headline(d):
     for key, label in IO_ROWS:
         if s_io.get(key) and q_io.get(key):
             rows.append(f"| {label}, KVM lab (median) | {io_fmt(key, s_io[key])} | {io_fmt(key, q_io[key])} | "
-                        f"{s_io[key] / q_io[key]:.2f}× QEMU's |")
+                        f"{io_ratio(io, key, s_io[key] / q_io[key])} QEMU's |")
     if de and "qemu-microvm" in de:
         s, q = de["vmm-stub"], de["qemu-microvm"]
         rows.append(f"| Idle VMs per GiB (VMM cost by PSS, {s['vms']} concurrent each) | {s['vms_per_gib']} | "
@@ -93,6 +93,16 @@ IO_ROWS = [("console-out", "Console guest → host (app stdout)"), ("console-in"
            ("blk-read", "Block sequential read (/dev/vda)"), ("9p-read", "9p sequential read"),
            ("9p-write", "9p sequential write (+fsync)"), ("9p-create", "9p create (empty files)"),
            ("9p-stat", "9p stat"), ("9p-unlink", "9p unlink (rm -r)")]
+
+
+def io_ratio(io, key, fallback):
+    """The stub / QEMU ratio of one I/O step: the median of the rounds' ratios with their
+    min-max (the spread a claim must beat), or `fallback` for results without rounds."""
+    r = (io.get("ratios") or {}).get(key)
+    if not r:
+        return f"{fallback:.2f}×"
+    noise = ", no clear difference" if r["min"] <= 1 <= r["max"] else ""
+    return f"{r['median']:.2f}× (rounds {r['min']:.2f}–{r['max']:.2f}×{noise})"
 
 
 def io_fmt(key, v):
@@ -139,26 +149,32 @@ def lab_sections(lb, outdir):
            "`virtio-blk-device`), the same busybox workload; QEMU gets the stub's device layout "
            "(`virtio-serial-device` + `virtconsole` for hvc0/hvc1, a third one with `virtserialport` nr=1-4 "
            "for control, stdin, stdout, stderr, as the stub's multiport control device; `virtio-9p-device` with `-fsdev local` on L1's tmpfs; ours shares a directory "
-           "of that tmpfs). One boot per VMM and round; the guest times each step itself "
-           "(`/proc/uptime`, 10 ms ticks) so boot time does not enter the rates. Sizes: console "
+           "of that tmpfs). One boot per VMM and round, the order alternating; the guest times each step "
+           "itself (`/proc/uptime`, 10 ms ticks, so every step lasts hundreds of ticks) so boot time does "
+           f"not enter the rates, and repeats every step {sz.get('reps', 1)} times per boot (the boot's "
+           "median counts; the block read takes a new slice of the disk each time). Each round's stub / "
+           f"QEMU ratio is one sample ({lb.get('rounds', '?')} rounds): the table gives their median and "
+           "min–max; a difference inside that spread is noise. Sizes per step: console "
            f"{sz.get('console', 0) >> 20} MiB out (stdout → host /dev/null), {sz.get('stdin', 0) >> 20} MiB in (stdin "
            "from a file, timed after an untimed first MiB: the host may fill the port's receive buffers before "
            "the app reads), "
-           f"block: all of /dev/vda (a squashfs holding {sz.get('blk_mib', 0)} MiB of random data), 9p: "
+           f"block: 1/{sz.get('reps', 1)} of /dev/vda (a squashfs holding {sz.get('blk_mib', 0) * sz.get('reps', 1)} MiB "
+           "of random data), 9p: "
            f"{sz.get('p9', 0) >> 20} MiB file in 64 KiB `dd` blocks, {sz.get('files', 0)} files for create/stat/"
            "unlink (shell loops, no fork per file; `rm -r` for unlink).", "",
-           "| path | smolvm stub | QEMU 7.2 | stub / QEMU | each round: stub / QEMU |", "|---|---:|---:|---:|---:|"]
+           "| path | smolvm stub | QEMU 7.2 | stub / QEMU: median (min–max) of the rounds | each round: stub / QEMU |",
+           "|---|---:|---:|---:|---:|"]
     sm, qm = s_io.get("median") or {}, q_io.get("median") or {}
     chart = []
     for key, label in IO_ROWS:
         if key in sm or key in qm:
             a, q = sm.get(key), qm.get(key)
-            ratio = f"{a / q:.2f}×" if a and q else "-"
+            ratio = io_ratio(io, key, a / q) if a and q else "-"
             runs = lambda r: ", ".join(io_num(key, x) for x in r.get("rates", {}).get(key, [])) or "-"
             md.append(f"| {label} | {io_fmt(key, a) if a else '-'} | {io_fmt(key, q) if q else '-'} | {ratio} | "
                       f"{runs(s_io)} / {runs(q_io)} |")
             if a and q:
-                chart.append((key, a / q, ""))
+                chart.append((key, ((io.get("ratios") or {}).get(key) or {}).get("median", a / q), ""))
     for vmm, r in (("stub", s_io), ("QEMU", q_io)):
         if r.get("failed_tail"):
             md += ["", f"{vmm}: {r['runs'] - r['ok']} of {r['runs']} I/O boots did not finish: "
@@ -181,7 +197,8 @@ def lab_sections(lb, outdir):
         bars(os.path.join(outdir, "io.svg"), "I/O in the KVM lab: smolvm stub / QEMU (1.00 = same; >1 = stub faster)",
              "×", chart, "{:.2f}")
     md += ["", "The VMs are L2 guests inside a TCG-emulated L1, so absolute MB/s are bound by the CPU emulator; "
-           "the ratio is the comparison. Every number above: a median over the rounds.", ""]
+           "the ratio is the comparison. Rates above: medians over the rounds; ratios: the median of the "
+           "rounds' ratios, with their min–max.", ""]
     return md
 
 

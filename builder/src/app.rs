@@ -2,12 +2,38 @@
 //! command-line values merged over a container image's config, checked.
 
 use crate::bail;
-use crate::build::BuildArgs;
 use crate::container::{self, ImageConfig};
 use crate::error::{Error, Result};
+use crate::rootfs::RootfsFormat;
 use linker::config::{self, Key};
+use std::ffi::{OsStr, OsString};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
+
+/// What the command line says about the app; each value given overrides
+/// the image config's.
+pub struct AppFlags<'a> {
+    /// `--entry`.
+    pub entry: Option<&'a OsStr>,
+    /// The first `--exec` program: the entry when `--entry` is not given.
+    pub first_exec: Option<&'a Path>,
+    /// `--arg`s.
+    pub args: &'a [OsString],
+    /// `--env`s, appended to the image's.
+    pub env: &'a [OsString],
+    pub workdir: Option<&'a OsStr>,
+    pub user: Option<&'a str>,
+}
+
+/// The manifest's records that are not about the app itself.
+pub struct ManifestFlags<'a> {
+    /// Guest memory in MiB (`--mem`, parsed).
+    pub mem: Option<u32>,
+    pub rootfs_format: RootfsFormat,
+    pub hostname: Option<&'a str>,
+    /// `--tmpfs` guest paths.
+    pub tmpfs: &'a [OsString],
+}
 
 /// What the app is: from the command line, else from the image config.
 pub struct App {
@@ -31,9 +57,9 @@ fn bytes(v: &[String]) -> Vec<Vec<u8>> {
 
 /// Merges the command line over the image config (Docker's rules: `--entry`
 /// replaces the Entrypoint and drops Cmd; `--arg`s replace Cmd).
-pub fn app(a: &BuildArgs, cfg: Option<&ImageConfig>, root: &Path) -> Result<App> {
+pub fn app(a: &AppFlags<'_>, cfg: Option<&ImageConfig>, root: &Path) -> Result<App> {
     let cli_args: Vec<Vec<u8>> = a.args.iter().map(|x| x.as_bytes().to_vec()).collect();
-    let (entry, entry_args, args, runtime_entry) = match (&a.entry, a.exec.first(), cfg) {
+    let (entry, entry_args, args, runtime_entry) = match (a.entry, a.first_exec, cfg) {
         (Some(e), _, _) => (e.as_bytes().to_vec(), Vec::new(), cli_args, false),
         (None, Some(first), _) => (first.as_os_str().as_bytes().to_vec(), Vec::new(), cli_args, false),
         (None, None, Some(c)) => {
@@ -50,13 +76,13 @@ pub fn app(a: &BuildArgs, cfg: Option<&ImageConfig>, root: &Path) -> Result<App>
     };
     let mut env = cfg.map(|c| bytes(&c.env)).unwrap_or_default();
     env.extend(a.env.iter().map(|e| e.as_bytes().to_vec()));
-    let workdir = match (&a.workdir, cfg.and_then(|c| c.workdir.as_ref())) {
+    let workdir = match (a.workdir, cfg.and_then(|c| c.workdir.as_ref())) {
         (Some(w), _) => Some(w.as_bytes().to_vec()),
         (None, Some(w)) => Some(w.as_bytes().to_vec()),
         (None, None) => None,
     };
-    let user = match (&a.user, cfg.and_then(|c| c.user.as_ref())) {
-        (Some(u), _) => Some(u.clone()),
+    let user = match (a.user, cfg.and_then(|c| c.user.as_ref())) {
+        (Some(u), _) => Some(u.to_string()),
         (None, Some(u)) => Some(container::resolve_user(root, u)?),
         (None, None) => None,
     };
@@ -72,7 +98,7 @@ pub fn app(a: &BuildArgs, cfg: Option<&ImageConfig>, root: &Path) -> Result<App>
 }
 
 /// Everything the manifest says, checked.
-pub fn manifest(a: &BuildArgs, app: &App, mem: Option<u32>) -> Result<Vec<u8>> {
+pub fn manifest(a: &ManifestFlags<'_>, app: &App) -> Result<Vec<u8>> {
     let mut recs: Vec<(Key, Vec<u8>)> = vec![(Key::Entry, app.entry.clone())];
     recs.extend(app.entry_args.iter().map(|x| (Key::EntryArg, x.clone())));
     recs.extend(app.args.iter().map(|x| (Key::Arg, x.clone())));
@@ -97,11 +123,11 @@ pub fn manifest(a: &BuildArgs, app: &App, mem: Option<u32>) -> Result<Vec<u8>> {
         }
         recs.push((Key::Workdir, w.clone()));
     }
-    if let Some(m) = mem {
+    if let Some(m) = a.mem {
         recs.push((Key::Mem, m.to_string().into_bytes()));
     }
     recs.push((Key::Rootfs, a.rootfs_format.name().as_bytes().to_vec()));
-    if let Some(h) = &a.hostname {
+    if let Some(h) = a.hostname {
         if h.is_empty()
             || h.len() > 64
             || !h
@@ -110,7 +136,7 @@ pub fn manifest(a: &BuildArgs, app: &App, mem: Option<u32>) -> Result<Vec<u8>> {
         {
             bail!("bad --hostname `{h}`: 1-64 letters, digits, `-` or `.`");
         }
-        recs.push((Key::Hostname, h.clone().into_bytes()));
+        recs.push((Key::Hostname, h.as_bytes().to_vec()));
     }
     if let Some(u) = &app.user {
         let numeric = |x: &str| !x.is_empty() && x.len() <= 10 && x.parse::<u32>().is_ok();
@@ -123,7 +149,7 @@ pub fn manifest(a: &BuildArgs, app: &App, mem: Option<u32>) -> Result<Vec<u8>> {
         }
         recs.push((Key::User, u.clone().into_bytes()));
     }
-    for t in &a.tmpfs {
+    for t in a.tmpfs {
         if !t.as_bytes().starts_with(b"/") {
             bail!(
                 "bad --tmpfs `{}`: must be an absolute guest path",

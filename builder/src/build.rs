@@ -4,14 +4,15 @@
 //! output's directory and renamed into place, so an error never leaves a
 //! partial file behind.
 
-use crate::app::{app, manifest};
+use crate::app::{app, manifest, AppFlags, ManifestFlags};
 use crate::bail;
 use crate::error::{Context, Error, Result};
 use crate::kernel_file::KernelFile;
 use crate::layers;
 use crate::output::TempFile;
-use crate::rootfs::{self, Compressor, MOUNTPOINTS};
-use crate::staging::{self, progress};
+use crate::progress::progress;
+use crate::rootfs::{self, Compressor, RootfsFormat, MOUNTPOINTS};
+use crate::staging::{self, Sources};
 use linker::cpio::{Archive, FileData, Node, S_IFCHR};
 use linker::image::{Kind, FLAG_BZIMAGE};
 use linker::write::ImageWriter;
@@ -19,23 +20,6 @@ use std::ffi::OsString;
 use std::fs::{self, File};
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
-pub enum RootfsFormat {
-    /// Read-only squashfs section, served to the guest as /dev/vda.
-    Squashfs,
-    /// The tree inside the initramfs under /rootfs (small apps).
-    Initramfs,
-}
-
-impl RootfsFormat {
-    pub fn name(self) -> &'static str {
-        match self {
-            RootfsFormat::Squashfs => "squashfs",
-            RootfsFormat::Initramfs => "initramfs",
-        }
-    }
-}
 
 #[derive(clap::Args, Debug)]
 #[command(group(clap::ArgGroup::new("source").required(true).args(["rootfs", "exec", "from_tar", "from_docker_archive", "from_oci"])))]
@@ -118,6 +102,42 @@ pub struct BuildArgs {
     /// Output image (written atomically, mode 0755).
     #[arg(short, long, value_name = "FILE")]
     pub output: PathBuf,
+}
+
+impl BuildArgs {
+    /// The flags that say where the root filesystem comes from.
+    fn sources(&self) -> Sources<'_> {
+        Sources {
+            from_tar: self.from_tar.as_deref(),
+            from_docker_archive: self.from_docker_archive.as_deref(),
+            from_oci: self.from_oci.as_deref(),
+            exec: &self.exec,
+            add: &self.add,
+            output: &self.output,
+        }
+    }
+
+    /// The flags that say what the app is.
+    fn app_flags(&self) -> AppFlags<'_> {
+        AppFlags {
+            entry: self.entry.as_deref(),
+            first_exec: self.exec.first().map(PathBuf::as_path),
+            args: &self.args,
+            env: &self.env,
+            workdir: self.workdir.as_deref(),
+            user: self.user.as_deref(),
+        }
+    }
+
+    /// The manifest's other records; `mem` is `--mem` parsed.
+    fn manifest_flags(&self, mem: Option<u32>) -> ManifestFlags<'_> {
+        ManifestFlags {
+            mem,
+            rootfs_format: self.rootfs_format,
+            hostname: self.hostname.as_deref(),
+            tmpfs: &self.tmpfs,
+        }
+    }
 }
 
 /// Parses a memory size (`256M`, `1G`, `512MiB`, `1024` = MiB) into MiB.
@@ -287,7 +307,7 @@ fn initramfs(
 pub fn run(a: &BuildArgs) -> Result<()> {
     let mem = a.mem.as_deref().map(parse_mem).transpose()?;
     let mtime = build_time()?;
-    let (staging, image_config) = staging::stage(a)?;
+    let (staging, image_config) = staging::stage(&a.sources())?;
     let root = match (&staging, &a.rootfs) {
         (Some(dir), _) => dir.path().to_path_buf(),
         (None, Some(r)) => r.clone(),
@@ -297,7 +317,7 @@ pub fn run(a: &BuildArgs) -> Result<()> {
     if !md.is_dir() {
         bail!("rootfs {} is not a directory", root.display());
     }
-    let app = app(a, image_config.as_ref(), &root)?;
+    let app = app(&a.app_flags(), image_config.as_ref(), &root)?;
     let path_env = app.env.iter().rev().find_map(|e| e.strip_prefix(b"PATH="));
     let source = a.from_tar.as_ref().or(a.from_docker_archive.as_ref()).or(a.from_oci.as_ref());
     let label = match (&staging, source) {
@@ -306,7 +326,7 @@ pub fn run(a: &BuildArgs) -> Result<()> {
         (None, _) => root.display().to_string(),
     };
     rootfs::check_entry(&root, &label, &app.entry, path_env)?;
-    let manifest = manifest(a, &app, mem)?;
+    let manifest = manifest(&a.manifest_flags(mem), &app)?;
     let stub = locate(a.stub.as_deref(), "SMOLVM_STUB", "vmm-stub", "vmm-stub")?;
     let init = locate(a.init.as_deref(), "SMOLVM_INIT", "smol-init", "smol-init")?;
     let kernel = KernelFile::load(&locate_kernel(a.kernel.as_deref(), a.kernel_format)?)?;

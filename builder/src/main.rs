@@ -15,6 +15,7 @@ mod json;
 mod kernel_file;
 mod layers;
 mod output;
+mod progress;
 mod rootfs;
 mod staging;
 mod tar;

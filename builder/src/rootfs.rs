@@ -212,6 +212,24 @@ pub fn add_tree(archive: &mut Archive, dir: &Path, prefix: &[u8]) -> Result<()> 
     Ok(())
 }
 
+/// Where the image carries the root filesystem.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum RootfsFormat {
+    /// Read-only squashfs section, served to the guest as /dev/vda.
+    Squashfs,
+    /// The tree inside the initramfs under /rootfs (small apps).
+    Initramfs,
+}
+
+impl RootfsFormat {
+    pub fn name(self) -> &'static str {
+        match self {
+            RootfsFormat::Squashfs => "squashfs",
+            RootfsFormat::Initramfs => "initramfs",
+        }
+    }
+}
+
 /// squashfs compressors the guest kernel supports.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum Compressor {

@@ -4,14 +4,29 @@
 //! temporary directory beside the output, removed when the build ends.
 
 use crate::bail;
-use crate::build::BuildArgs;
 use crate::closure::Closure;
 use crate::container::{self, ImageConfig};
 use crate::error::{Context, Error, Result};
 use crate::layers;
 use crate::output::TempDir;
+use crate::progress::progress;
 use std::fs;
 use std::path::{Path, PathBuf};
+
+/// Where the root filesystem comes from (the command line's source flags;
+/// at most one of the archive sources, or `exec`), and the output it is
+/// staged beside.
+pub struct Sources<'a> {
+    pub from_tar: Option<&'a Path>,
+    pub from_docker_archive: Option<&'a Path>,
+    pub from_oci: Option<&'a Path>,
+    /// `--exec` programs, packed with their closures.
+    pub exec: &'a [PathBuf],
+    /// `--add HOST:GUEST` specs.
+    pub add: &'a [String],
+    /// The output image: the staging directory is created beside it.
+    pub output: &'a Path,
+}
 
 /// A guest path as a relative path below the staging root; refuses `..`.
 fn below(root: &Path, guest: &Path) -> Result<PathBuf> {
@@ -52,27 +67,18 @@ fn copy_in(host: &Path, dest: &Path) -> Result<()> {
     Ok(())
 }
 
-/// A progress line on stderr for long steps, only for a person watching
-/// (stderr is a terminal and `CI` is not set).
-pub fn progress(what: &str) {
-    use std::io::IsTerminal;
-    if std::io::stderr().is_terminal() && std::env::var_os("CI").is_none() {
-        eprintln!("smolvm: {what}");
-    }
-}
-
 /// The staging rootfs (none for `--rootfs`) and the image config, if any.
-pub fn stage(a: &BuildArgs) -> Result<(Option<TempDir>, Option<ImageConfig>)> {
-    if let Some(tar) = &a.from_tar {
+pub fn stage(a: &Sources<'_>) -> Result<(Option<TempDir>, Option<ImageConfig>)> {
+    if let Some(tar) = a.from_tar {
         return Ok((Some(stage_tar(a, tar)?), None));
     }
     if !a.exec.is_empty() {
         return Ok((Some(stage_exec(a)?), None));
     }
     let mut budget = layers::DEFAULT_LIMIT;
-    let (image, unpacked, source) = match (&a.from_docker_archive, &a.from_oci) {
+    let (image, unpacked, source) = match (a.from_docker_archive, a.from_oci) {
         (Some(file), _) => {
-            let unpacked = TempDir::create_beside(&a.output, "archive")?;
+            let unpacked = TempDir::create_beside(a.output, "archive")?;
             let shown = file.display().to_string();
             layers::apply(unpacked.path(), file, &shown, &mut budget, false)?;
             let image = container::docker_archive(unpacked.path())
@@ -87,7 +93,7 @@ pub fn stage(a: &BuildArgs) -> Result<(Option<TempDir>, Option<ImageConfig>)> {
         }
         (None, None) => return Ok((None, None)),
     };
-    let dir = TempDir::create_beside(&a.output, "root")?;
+    let dir = TempDir::create_beside(a.output, "root")?;
     let keep_owners = layers::running_as_root(dir.path());
     let total = image.layers.len();
     let mut budget = layers::DEFAULT_LIMIT;
@@ -106,8 +112,8 @@ pub fn stage(a: &BuildArgs) -> Result<(Option<TempDir>, Option<ImageConfig>)> {
 }
 
 /// `--from-tar`: the tarball unpacked (safely) into a staging rootfs.
-fn stage_tar(a: &BuildArgs, tar: &Path) -> Result<TempDir> {
-    let dir = TempDir::create_beside(&a.output, "root")?;
+fn stage_tar(a: &Sources<'_>, tar: &Path) -> Result<TempDir> {
+    let dir = TempDir::create_beside(a.output, "root")?;
     let keep_owners = layers::running_as_root(dir.path());
     let mut budget = layers::DEFAULT_LIMIT;
     let shown = tar.display().to_string();
@@ -116,9 +122,9 @@ fn stage_tar(a: &BuildArgs, tar: &Path) -> Result<TempDir> {
 }
 
 /// `--exec` / `--add`: a staging rootfs beside the output.
-fn stage_exec(a: &BuildArgs) -> Result<TempDir> {
-    let dir = TempDir::create_beside(&a.output, "root")?;
-    let closure = Closure::of(&a.exec)?;
+fn stage_exec(a: &Sources<'_>) -> Result<TempDir> {
+    let dir = TempDir::create_beside(a.output, "root")?;
+    let closure = Closure::of(a.exec)?;
     for (host, guest) in &closure.files {
         let dest = below(dir.path(), guest)?;
         if let Some(parent) = dest.parent() {
@@ -127,7 +133,7 @@ fn stage_exec(a: &BuildArgs) -> Result<TempDir> {
         // Follows symlinks: the guest gets the file under the name the loader asks for.
         fs::copy(host, &dest).context(|| format!("copying {}", host.display()))?;
     }
-    for spec in &a.add {
+    for spec in a.add {
         let Some((host, guest)) = spec.split_once(':') else {
             bail!("bad --add `{spec}`: expected HOST:GUEST, e.g. /usr/lib/python3.11:/usr/lib/python3.11");
         };

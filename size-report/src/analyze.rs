@@ -66,7 +66,7 @@ fn analyze_elf(data: &[u8], path: &str, name: &str, sources: &[SymbolSource], op
     if extra > 0 {
         return Err(format!(
             "no smolvm trailer, but {} bytes follow the ELF file: a damaged smolvm image?",
-            crate::render::bytes(extra)
+            crate::figures::bytes(extra)
         ));
     }
     let parts = e.file_parts().into_iter().map(|(name, size)| Part { name, size }).collect();

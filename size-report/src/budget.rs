@@ -25,10 +25,10 @@ impl Check {
         format!(
             "{} is {} bytes ({}) over budget: {} > {}",
             self.key,
-            crate::render::bytes(excess),
-            crate::render::growth_percent(self.limit, self.actual),
-            crate::render::bytes(self.actual),
-            crate::render::bytes(self.limit),
+            crate::figures::bytes(excess),
+            crate::figures::growth_percent(self.limit, self.actual),
+            crate::figures::bytes(self.actual),
+            crate::figures::bytes(self.limit),
         )
     }
 }

@@ -10,6 +10,7 @@ pub mod budget;
 pub mod cli;
 pub mod cpio;
 pub mod elf;
+pub mod figures;
 pub mod json;
 pub mod kernel;
 pub mod render;

@@ -91,7 +91,7 @@ pub fn render(items: &[Item], budgets: &[Option<u64>]) -> String {
                 r#"<rect x="{x:.2}" y="{y:.1}" width="{w:.2}" height="{BAR_H}" fill="{}"><title>{}: {} bytes</title></rect>"#,
                 colour(&p.name),
                 escape(&p.name),
-                crate::render::bytes(p.size)
+                crate::figures::bytes(p.size)
             );
             if w > p.name.len() as f64 * CHAR_W + 8.0 {
                 let _ = writeln!(
@@ -111,7 +111,7 @@ pub fn render(items: &[Item], budgets: &[Option<u64>]) -> String {
                 r##"<line x1="{bx:.2}" y1="{:.1}" x2="{bx:.2}" y2="{:.1}" stroke="#222" stroke-width="1.5" stroke-dasharray="4 3"><title>budget: {} bytes</title></line>"##,
                 y - 4.0,
                 y + BAR_H + 4.0,
-                crate::render::bytes(limit)
+                crate::figures::bytes(limit)
             );
             let _ = writeln!(body, r##"<text x="{bx:.2}" y="{:.1}" text-anchor="middle" fill="#222">budget {}</text>"##, y - 6.0, human(limit));
         }

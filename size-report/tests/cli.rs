@@ -225,7 +225,7 @@ fn table_json_and_markdown_agree() {
     std::fs::write(&budget, "[\"a.vm\"]\ntotal = 1_000\nstub = 1_000_000_000\n").unwrap();
     let out = run(&[&"--summary", &"--budget", &budget, &"--no-compress", &a]);
     assert_eq!(out.status.code(), Some(1));
-    let want = format!("OVER: total {} > 1,000", size_report::render::bytes(metric("total")));
+    let want = format!("OVER: total {} > 1,000", size_report::figures::bytes(metric("total")));
     assert!(stdout(&out).lines().nth(2).unwrap().ends_with(&want), "{}", stdout(&out));
 }
 
@@ -241,8 +241,8 @@ fn budget_breach_is_named_and_fails() {
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     let err = stderr(&out);
     let excess = stub - stub / 2;
-    let fmt = |n: u64| size_report::render::bytes(n);
-    let pct = size_report::render::growth_percent(stub / 2, stub);
+    let fmt = |n: u64| size_report::figures::bytes(n);
+    let pct = size_report::figures::growth_percent(stub / 2, stub);
     assert_eq!(err, format!("size-report: a.vm: stub is {} bytes ({pct}) over budget: {} > {}\n", fmt(excess), fmt(stub), fmt(stub / 2)));
     assert!(stdout(&out).contains("OVER by"), "{}", stdout(&out));
     // Within budget: exit 0; --name selects the budget table.

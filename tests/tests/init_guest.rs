@@ -16,7 +16,7 @@ use smolvm_tests::qemu::{self, Guest, Outcome};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const BUSYBOX: &str = "/bin/busybox";
 
@@ -299,7 +299,9 @@ fn orphans_are_reaped_and_leftovers_killed() {
         sleep 0.5
         exit 3
     "#;
-    let start = Instant::now();
+    // Bounded by the guest's own 100 s timeout (a run that hits it has no
+    // exit status): how long the grace period takes is for benchmarks, and
+    // a wall clock here would also count the wait for a QEMU slot.
     let out = Boot::new("orphans", shell(script))
         .runtime(Cfg::default().rec(Key::Log, &[b"debug"]))
         .guest(|g| g.timeout = Duration::from_secs(100))
@@ -309,7 +311,6 @@ fn orphans_are_reaped_and_leftovers_killed() {
     let log = out.stderr_str();
     assert!(log.contains("] terminating the processes the app left"), "{log}");
     assert!(!log.contains("some processes did not end"), "{log}");
-    assert!(start.elapsed() < Duration::from_secs(100));
 }
 
 #[test]

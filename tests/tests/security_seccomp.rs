@@ -8,7 +8,7 @@ mod stub_common;
 
 use std::os::unix::process::ExitStatusExt;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use stub_common::*;
 
 const SIGSYS: i32 = 31;
@@ -36,14 +36,25 @@ fn spin_status(img: &std::path::Path, args: &[&str]) -> Vec<(String, String)> {
         .spawn()
         .expect("spawn");
     let mut stderr = child.stderr.take().expect("stderr");
-    let mut first = [0u8; 9];
-    let start = Instant::now();
-    let ok = std::io::Read::read_exact(&mut stderr, &mut first).is_ok();
+    // The guest's first line, read on a thread so a stub that never prints
+    // it (or never exits) fails the test after a minute instead of hanging.
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut first = [0u8; 9];
+        let got = std::io::Read::read_exact(&mut stderr, &mut first).map(|()| first);
+        let _ = tx.send(got);
+    });
+    let first = rx.recv_timeout(Duration::from_secs(60));
     let st = thread_status(child.id());
     let (fds, limits) = (fd_flags(child.id()), std::fs::read_to_string(format!("/proc/{}/limits", child.id())));
     let _ = child.kill();
     let _ = child.wait();
-    assert!(ok && &first == b"spinning\n" && start.elapsed() < Duration::from_secs(60), "{first:?}");
+    let first = match first {
+        Ok(Ok(line)) => line,
+        Ok(Err(e)) => panic!("the guest's first line did not come: {e}"),
+        Err(_) => panic!("no first line from the guest within 60 s (stub killed)"),
+    };
+    assert_eq!(&first, b"spinning\n", "{:?}", String::from_utf8_lossy(&first));
     // Every host fd beyond stdio is close-on-exec (O_CLOEXEC = 0o2000000).
     assert!(fds.len() >= 3, "the image, VM and vCPU fds: {fds:?}");
     assert!(fds.iter().all(|&(_, flags)| flags & 0o2000000 != 0), "{fds:?}");

@@ -16,11 +16,10 @@
 mod stub_common;
 
 use linker::config::{self, Key};
-use stub_common::{stub, workspace, write_exe};
+use stub_common::{have_kvm, stub, workspace, write_exe};
 use linker::cpio::CpioWriter;
 use linker::image::Kind;
 use linker::write::ImageWriter;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::sync::OnceLock;
@@ -33,14 +32,6 @@ fn scratch() -> &'static Path {
         std::fs::create_dir_all(&d).expect("scratch dir");
         d
     })
-}
-
-fn have_kvm() -> bool {
-    let ok = std::fs::OpenOptions::new().read(true).write(true).open("/dev/kvm").is_ok();
-    if !ok {
-        eprintln!("skipped: /dev/kvm is not usable here");
-    }
-    ok
 }
 
 fn guest(name: &str, mode: &str, defines: &[&str]) -> Vec<u8> {
@@ -75,29 +66,7 @@ fn image(name: &str, kernel: &[u8]) -> PathBuf {
 
 /// Runs `cmd` with `stdin` bytes, killing it (and failing) after `limit`.
 fn run(cmd: &mut Command, stdin: &[u8], limit: Duration) -> Output {
-    let mut child = cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("spawn");
-    let mut pipe = child.stdin.take().expect("stdin");
-    let data = stdin.to_vec();
-    let writer = std::thread::spawn(move || {
-        let _ = pipe.write_all(&data);
-    });
-    let pid = child.id();
-    let start = Instant::now();
-    let watchdog = std::thread::spawn(move || {
-        while start.elapsed() < limit {
-            std::thread::sleep(Duration::from_millis(50));
-            if std::fs::metadata(format!("/proc/{pid}")).is_err() {
-                return false;
-            }
-        }
-        let _ = Command::new("kill").arg("-KILL").arg(pid.to_string()).status();
-        true
-    });
-    let out = child.wait_with_output().expect("wait");
-    writer.join().expect("writer");
-    let _ = watchdog;
-    assert!(start.elapsed() < limit, "timed out after {limit:?}: {out:?}");
-    out
+    stub_common::run_limited(cmd, Some(stdin), limit).expect("spawn")
 }
 
 fn text(b: &[u8]) -> String {

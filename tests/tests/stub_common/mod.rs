@@ -144,12 +144,10 @@ pub fn hooked_stub() -> PathBuf {
     dir.join("release/vmm-stub")
 }
 
+/// Whether the test can run its guest: see `smolvm_tests::prereq` (fails
+/// under CI, a visible `SKIPPED:` line elsewhere).
 pub fn have_kvm() -> bool {
-    let ok = std::fs::OpenOptions::new().read(true).write(true).open("/dev/kvm").is_ok();
-    if !ok {
-        eprintln!("skipped: /dev/kvm is not usable here");
-    }
-    ok
+    smolvm_tests::prereq::kvm()
 }
 
 /// Runs `cmd` to completion, killing it (and failing) after `limit`.
@@ -159,30 +157,60 @@ pub fn run_with_limit(cmd: &mut Command, limit: Duration) -> Output {
 
 /// As [`run_with_limit`], but `None` when the program cannot be executed.
 pub fn try_run_with_limit(cmd: &mut Command, limit: Duration) -> Option<Output> {
-    let child = cmd
-        .stdin(Stdio::null())
+    run_limited(cmd, None, limit)
+}
+
+/// Runs `cmd` with `stdin` bytes written to its stdin (`None`: stdin is
+/// /dev/null), collecting its output; kills it and fails the test when it
+/// is still running after `limit`. `None` when it cannot be executed.
+pub fn run_limited(cmd: &mut Command, stdin: Option<&[u8]>, limit: Duration) -> Option<Output> {
+    use std::io::Read;
+    let mut child = cmd
+        .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .ok()?;
-    let pid = child.id();
-    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let flag = done.clone();
-    let watchdog = std::thread::spawn(move || {
-        let start = Instant::now();
-        while start.elapsed() < limit {
-            if flag.load(std::sync::atomic::Ordering::SeqCst) {
-                return false;
-            }
-            std::thread::sleep(Duration::from_millis(20));
+    let writer = match (stdin, child.stdin.take()) {
+        (Some(data), Some(mut pipe)) => {
+            let data = data.to_vec();
+            // An early exit of the child is a broken pipe here, not an error.
+            Some(std::thread::spawn(move || drop(std::io::Write::write_all(&mut pipe, &data))))
         }
-        let _ = Command::new("kill").arg("-KILL").arg(pid.to_string()).status();
-        true
-    });
-    let out = child.wait_with_output().expect("wait");
-    done.store(true, std::sync::atomic::Ordering::SeqCst);
-    assert!(!watchdog.join().expect("watchdog"), "timed out after {limit:?}: {out:?}");
-    Some(out)
+        _ => None,
+    };
+    fn collect(pipe: Option<impl Read + Send + 'static>) -> std::thread::JoinHandle<Vec<u8>> {
+        std::thread::spawn(move || {
+            let mut buf = Vec::new();
+            if let Some(mut p) = pipe {
+                let _ = p.read_to_end(&mut buf);
+            }
+            buf
+        })
+    }
+    let (stdout, stderr) = (collect(child.stdout.take()), collect(child.stderr.take()));
+    // The watchdog is this loop: the child is polled, never waited on
+    // blindly, and killed through its handle (no pid that could be reused).
+    let start = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait for the child") {
+            break Some(status);
+        }
+        if start.elapsed() >= limit {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    if let Some(w) = writer {
+        w.join().expect("stdin writer");
+    }
+    let (stdout, stderr) = (stdout.join().expect("stdout reader"), stderr.join().expect("stderr reader"));
+    let Some(status) = status else {
+        panic!("timed out after {limit:?} (killed): stdout {:?} stderr {:?}", text(&stdout), text(&stderr));
+    };
+    Some(Output { status, stdout, stderr })
 }
 
 pub fn run(image: &Path, args: &[&str]) -> Output {

@@ -25,10 +25,15 @@ fuzz_target!(|data: &[u8]| {
     let room = if room < 128 { usize::from(room) } else { wire::MAX_MSIZE as usize };
     let mut reply = vec![0u8; room];
     let mut s = server().lock().expect("lock");
-    // A fresh session with fid 0 attached, so each input starts alike.
+    // A fresh session with fid 0 attached, so each input starts alike
+    // (checked: a failed set-up would make every later assert vacuous).
     let mut scratch = [0u8; 64];
-    s.handle(&session::VERSION, &mut scratch);
-    s.handle(&session::ATTACH, &mut scratch);
+    let n = s.handle(&session::VERSION, &mut scratch);
+    assert_eq!(scratch[..n], session::RVERSION, "Rversion: msize 8192, 9P2000.L");
+    let n = s.handle(&session::ATTACH, &mut scratch);
+    assert_eq!(n, 7 + wire::QID_LEN, "Rattach: header and the root's qid");
+    assert_eq!(scratch[..7], [20, 0, 0, 0, wire::msg::TATTACH + 1, 1, 0], "Rattach, tag 1");
+    assert_eq!(scratch[7], wire::QTDIR, "the share root is a directory");
     let n = s.handle(request, &mut reply);
     assert!(n <= room);
     if n == 0 {
@@ -53,5 +58,7 @@ fuzz_target!(|data: &[u8]| {
 /// Tversion(msize 8192, "9P2000.L") and Tattach(fid 0, afid NOFID, "", "", 0).
 mod session {
     pub const VERSION: [u8; 21] = [21, 0, 0, 0, 100, 0xff, 0xff, 0, 0x20, 0, 0, 8, 0, b'9', b'P', b'2', b'0', b'0', b'0', b'.', b'L'];
+    /// The reply: Rversion, NOTAG, msize 8192 (the server allows more), "9P2000.L".
+    pub const RVERSION: [u8; 21] = [21, 0, 0, 0, 101, 0xff, 0xff, 0, 0x20, 0, 0, 8, 0, b'9', b'P', b'2', b'0', b'0', b'0', b'.', b'L'];
     pub const ATTACH: [u8; 23] = [23, 0, 0, 0, 104, 1, 0, 0, 0, 0, 0, 0xff, 0xff, 0xff, 0xff, 0, 0, 0, 0, 0, 0, 0, 0];
 }
