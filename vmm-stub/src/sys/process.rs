@@ -115,3 +115,22 @@ pub fn exit_child(code: u8) -> ! {
         core::arch::asm!("syscall", in("rax") SYS_EXIT_GROUP, in("rdi") usize::from(code), options(noreturn, nostack));
     }
 }
+
+/// `dup3(fd, target, 0)`: `target` becomes a copy of `fd` without
+/// close-on-exec, closing what `target` was. Only for a forked child about
+/// to `execve` (it takes over fd numbers nothing else in it uses).
+pub fn child_dup_to(fd: rustix::fd::BorrowedFd<'_>, target: i32) -> Result<(), Errno> {
+    use rustix::fd::AsRawFd;
+    const SYS_DUP3: usize = 292;
+    let ret: isize;
+    // SAFETY: dup3 takes integers and reads no memory; replacing `target` is what a child about to exec wants (the caller's contract above), no Rust owner of it runs afterwards.
+    unsafe {
+        core::arch::asm!("syscall", inlateout("rax") SYS_DUP3 as isize => ret,
+                         in("rdi") fd.as_raw_fd() as isize, in("rsi") target as isize, in("rdx") 0usize,
+                         lateout("rcx") _, lateout("r11") _, options(nostack));
+    }
+    if ret < 0 {
+        return Err(Errno::from_raw_os_error(i32::try_from(ret.unsigned_abs()).unwrap_or(0)));
+    }
+    Ok(())
+}
