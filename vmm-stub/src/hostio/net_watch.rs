@@ -10,8 +10,8 @@
 //! it through a pipe (one byte per new request), so it can add the event.
 
 use super::signals::{block_all, SIG_KICK};
-use crate::sys::fd::StaticFd;
-use crate::sys::thread::{self, ThreadStack};
+use crate::sys::static_fd::StaticFd;
+use crate::sys::net_thread::{self as thread, ThreadStack};
 use core::sync::atomic::{AtomicBool, AtomicI32, AtomicU32, Ordering};
 use rustix::event::{poll, PollFd, PollFlags};
 use rustix::fd::{BorrowedFd, OwnedFd};

@@ -18,7 +18,7 @@
 //! of `--fd` when the stub's end closes — by any path, SIGKILL included.
 
 use super::spec::{Ipv4, Proto, Publish};
-use crate::sys::process::{self, CStrVec, Forked};
+use crate::sys::spawn::{self as process, CStrVec, Forked};
 use core::ffi::CStr;
 use rustix::fd::{AsFd, BorrowedFd, OwnedFd};
 use rustix::fs::{self, Access, Mode, OFlags};

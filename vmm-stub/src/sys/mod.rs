@@ -1,13 +1,13 @@
 //! Raw system interface: KVM ABI structs and ioctl request types, plus the
 //! one system call rustix does not expose without its runtime (`exit_group`).
 
-pub mod fd;
 pub mod ioctl;
 pub mod kvm;
 pub mod net;
+pub mod net_thread;
 pub mod once;
-pub mod process;
-pub mod thread;
+pub mod spawn;
+pub mod static_fd;
 
 /// Ends the process at once with `code` (no teardown: the kernel frees the
 /// VM, guest RAM and every fd).
