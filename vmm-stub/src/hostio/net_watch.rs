@@ -14,7 +14,7 @@ use crate::sys::static_fd::StaticFd;
 use crate::sys::net_thread::{self as thread, ThreadStack};
 use core::sync::atomic::{AtomicBool, AtomicI32, AtomicU32, Ordering};
 use rustix::event::{poll, PollFd, PollFlags};
-use rustix::fd::{BorrowedFd, OwnedFd};
+use rustix::fd::OwnedFd;
 use rustix::io::Errno;
 use rustix::pipe::{pipe_with, PipeFlags};
 
@@ -35,18 +35,19 @@ static WAKE_WRITE: StaticFd = StaticFd::new();
 
 static STACK: ThreadStack<{ 16 * 1024 }> = ThreadStack::new();
 
-/// Starts the watcher for the backend `fd`. Call once, from the vCPU
-/// thread, after `signals::install` and before the seccomp filter.
-pub fn start(fd: BorrowedFd<'_>) -> Result<(), Errno> {
+/// Starts the watcher for the backend: `fd` is a duplicate of its fd
+/// (the thread polls it; it stays open for the process's life). Call
+/// once, from the vCPU thread, after `signals::install` and before the
+/// seccomp filter.
+pub fn start(fd: OwnedFd) -> Result<(), Errno> {
     if STARTED.load(Ordering::Acquire) || NET_FD.get().is_some() {
         return Err(Errno::BUSY);
     }
     let (r, w): (OwnedFd, OwnedFd) = pipe_with(PipeFlags::CLOEXEC | PipeFlags::NONBLOCK)?;
-    let dup = rustix::io::fcntl_dupfd_cloexec(fd, 0)?;
     PID.store(rustix::process::getpid().as_raw_nonzero().get(), Ordering::Release);
     VCPU_TID.store(rustix::thread::gettid().as_raw_nonzero().get(), Ordering::Release);
     // All three stay open for the process's life (the thread polls them).
-    NET_FD.set(dup);
+    NET_FD.set(fd);
     WAKE_READ.set(r);
     WAKE_WRITE.set(w);
     // The thread inherits the signal mask: block everything around clone,
