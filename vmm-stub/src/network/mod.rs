@@ -13,7 +13,7 @@ pub mod spec;
 
 use crate::options::Options;
 use crate::out::Line;
-use crate::sys::once::TakeOnce;
+use crate::sys::cell::TakeOnce;
 use crate::virtio::net::link::{Buffers, Framing, Link, PASST_MTU, VNET_HDR_LEN};
 use linker::config::{self, Key};
 use rustix::fd::OwnedFd;
@@ -175,7 +175,7 @@ pub fn start(plan: &Plan<'_>, path_var: Option<&[u8]>, debug: bool) -> Started {
         },
         Backend::Tap { name, ip } => {
             use crate::sys::net::TapError;
-            let fd = crate::sys::net::open_tap(name, VNET_HDR_LEN as u32).unwrap_or_else(|e| {
+            let fd = crate::sys::net::open_tap(name, VNET_HDR_LEN).unwrap_or_else(|e| {
                 let mut l = Line::new();
                 l.s("cannot attach TAP device ").b(name).s(": ");
                 match e {

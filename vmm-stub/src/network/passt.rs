@@ -19,6 +19,7 @@
 
 use super::spec::{Ipv4, Proto, Publish};
 use crate::sys::spawn::{self as process, CStrVec, Forked};
+use crate::sys::process::close_range;
 use core::ffi::CStr;
 use rustix::fd::{AsFd, BorrowedFd, OwnedFd};
 use rustix::fs::{self, Access, Mode, OFlags};
@@ -232,7 +233,7 @@ fn child(
     if wired.is_err() {
         process::exit_child(125);
     }
-    process::close_from(4);
+    close_range(4, u32::MAX);
     let _ = process::execve(exe, argv, envp);
     process::exit_child(127)
 }

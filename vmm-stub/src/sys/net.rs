@@ -40,7 +40,7 @@ pub enum TapError {
 
 /// Attaches to the TAP device `name` (non-blocking, close-on-exec), every
 /// frame preceded by a virtio-net header of `vnet_hdr_len` bytes.
-pub fn open_tap(name: &[u8], vnet_hdr_len: u32) -> Result<OwnedFd, TapError> {
+pub fn open_tap(name: &[u8], vnet_hdr_len: usize) -> Result<OwnedFd, TapError> {
     if name.is_empty() || name.len() >= IFNAMSIZ || name.iter().any(|&b| b == 0 || b == b'/') {
         return Err(TapError::BadName);
     }
