@@ -180,6 +180,9 @@ pub fn start(plan: &Plan<'_>, path_var: Option<&[u8]>, debug: bool) -> Started {
                 l.s("cannot attach TAP device ").b(name).s(": ");
                 match e {
                     TapError::BadName => l.s("not a valid interface name"),
+                    TapError::NoSuchDevice => {
+                        l.s("no such device (create it with: ip tuntap add ").b(name).s(" mode tap user $USER)")
+                    }
                     TapError::Open(_) => l.s("cannot open /dev/net/tun (is the tun module loaded?)"),
                     TapError::Attach(rustix::io::Errno::PERM | rustix::io::Errno::ACCESS) => {
                         l.s("no such TAP or not yours (create it with: ip tuntap add ").b(name).s(" mode tap user $USER)")
