@@ -144,15 +144,18 @@ impl RxCheck {
     }
 }
 
-fuzz_target!(|data: &[u8]| run(data));
+thread_local! {
+    /// The link's buffers, reused by every run (the link tracks what is in them).
+    static BUFFERS: std::cell::RefCell<Box<Buffers>> = std::cell::RefCell::new(Box::new(Buffers::new()));
+}
 
-fn run(data: &[u8]) {
+fuzz_target!(|data: &[u8]| BUFFERS.with(|b| run(data, &mut b.borrow_mut())));
+
+fn run(data: &[u8], bufs: &mut Buffers) {
     let mut i = In(data);
     let mut mem = GuestMemory::new(RAM).expect("mmap");
     let (a, peer) = socketpair(AddressFamily::UNIX, SocketType::STREAM, SocketFlags::NONBLOCK | SocketFlags::CLOEXEC, None)
         .expect("socketpair");
-    let bufs: &'static mut Buffers = Box::leak(Box::new(Buffers::new()));
-    let bufs_ptr: *mut Buffers = bufs;
     let mtu = if i.u8() % 2 == 0 { PASST_MTU } else { 1500 };
     let max_frame = usize::from(mtu) + ETH_HLEN + 4;
     let mut net = Net::new(Link::new(a, Framing::Stream, bufs), mtu);
@@ -312,7 +315,4 @@ fn run(data: &[u8]) {
         assert_eq!(got.len(), net.stats.tx_frames as usize);
         assert!(sent_ok.starts_with(&got), "backend got other frames than the guest sent");
     }
-    drop(net);
-    // SAFETY: the link that borrowed the buffers is gone; free them.
-    drop(unsafe { Box::from_raw(bufs_ptr) });
 }
