@@ -85,12 +85,6 @@ impl ArgBuf {
         self.push(&[a.as_bytes()])
     }
 
-    fn ip(&mut self, ip: Ipv4) -> Option<()> {
-        let mut l = crate::out::Line::bare();
-        put_ip(&mut l, ip);
-        self.push(&[l.as_bytes()])
-    }
-
     /// The arguments as C strings, in order.
     pub fn iter(&self) -> impl Iterator<Item = &CStr> + '_ {
         self.starts.iter().filter_map(|&s| CStr::from_bytes_until_nul(self.bytes.get(usize::from(s)..)?).ok())
@@ -109,18 +103,9 @@ pub fn put_ip(l: &mut crate::out::Line, ip: Ipv4) {
 /// (`HOST_IP/HOST_PORT:GUEST_PORT`).
 pub fn args(publish: &[Publish], host_loopback: bool) -> Option<ArgBuf> {
     let mut a = ArgBuf::new();
-    for s in ["passt", "--fd", "3", "--foreground", "--quiet", "-4", "-a"] {
+    for s in FIXED_ARGS {
         a.arg(s)?;
     }
-    a.ip(GUEST_ADDR)?;
-    a.arg("-n")?;
-    a.arg("24")?;
-    a.arg("-g")?;
-    a.ip(GATEWAY)?;
-    a.arg("--dns-forward")?;
-    a.ip(DNS)?;
-    a.arg("-m")?;
-    a.arg("65520")?;
     if !host_loopback {
         a.arg("--no-map-gw")?;
     }
@@ -133,6 +118,14 @@ pub fn args(publish: &[Publish], host_loopback: bool) -> Option<ArgBuf> {
     }
     Some(a)
 }
+
+/// passt's fixed arguments: the addresses are [`GUEST_ADDR`]/[`PREFIX`],
+/// [`GATEWAY`] and [`DNS`] (a unit test checks they agree), the MTU is
+/// `link::PASST_MTU`.
+const FIXED_ARGS: [&str; 16] = [
+    "passt", "--fd", "3", "--foreground", "--quiet", "-4", "-a", "10.0.2.15", "-n", "24", "-g", "10.0.2.2",
+    "--dns-forward", "10.0.2.3", "-m", "65520",
+];
 
 /// Binds each published port once (and lets go), so a taken port is named
 /// before passt starts.
@@ -245,6 +238,16 @@ mod tests {
 
     fn strings(a: &ArgBuf) -> Vec<String> {
         a.iter().map(|c| c.to_str().expect("ascii").to_string()).collect()
+    }
+
+    #[test]
+    fn fixed_arguments_match_the_constants() {
+        let ip = |v: Ipv4| v.map(|o| o.to_string()).join(".");
+        assert_eq!(FIXED_ARGS[7], ip(GUEST_ADDR));
+        assert_eq!(FIXED_ARGS[9], PREFIX.to_string());
+        assert_eq!(FIXED_ARGS[11], ip(GATEWAY));
+        assert_eq!(FIXED_ARGS[13], ip(DNS));
+        assert_eq!(FIXED_ARGS[15], crate::virtio::net::link::PASST_MTU.to_string());
     }
 
     #[test]
