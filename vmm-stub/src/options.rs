@@ -96,7 +96,8 @@ default arguments. Leading --smolvm-* options are taken by smolvm:
                           the guest's IPv4 address with tap:NAME [SMOLVM_IP]
   --smolvm-net-host-loopback
                           let the guest reach the host's 127.0.0.1 services
-                          through the gateway 10.0.2.2 (off by default)
+                          through the gateway 10.0.2.2 (off by default; a
+                          published UDP port still gets its replies through)
   --smolvm-info           describe the image and exit without booting
   --smolvm-no-seccomp     UNSAFE, debugging only: no system-call filter,
                           a guest escape gets the user's full rights [SMOLVM_NO_SECCOMP=1]

@@ -101,7 +101,7 @@ pub fn main(args: CStrings, env: CStrings) -> u8 {
     let (guest_net, net_watch_fd, mut net_dev) = match net {
         Some(n) => {
             let dup = rustix::io::fcntl_dupfd_cloexec(&n.fd, 0).unwrap_or_else(|e| fail_errno("cannot set up the network", e));
-            let dev = crate::virtio::net::Net::new(crate::network::link(n.fd, n.framing), n.guest.mtu);
+            let dev = crate::virtio::net::Net::new(crate::network::link(n.fd, n.framing), n.guest.mtu).with_guard(n.guard);
             (Some(n.guest), Some(dup), Some(dev))
         }
         None => (None, None, None),
@@ -398,7 +398,7 @@ fn test_net_backend(mut env: CStrings) -> Option<crate::network::Started> {
     let fd = crate::sys::fd::adopt_inherited(n).unwrap_or_else(|| fail("test hook: SMOLVM_TEST_NET_FD is not an open fd"));
     rustix::fs::fcntl_setfl(&fd, rustix::fs::OFlags::NONBLOCK).unwrap_or_else(|e| fail_errno("test hook: fcntl", e));
     let guest = crate::network::GuestNet { addr: [10, 0, 2, 15], prefix: 24, gateway: None, mtu: crate::virtio::net::link::PASST_MTU, dns: None };
-    Some(crate::network::Started { fd, framing: crate::virtio::net::link::Framing::Stream, guest })
+    Some(crate::network::Started { fd, framing: crate::virtio::net::link::Framing::Stream, guest, guard: None })
 }
 
 /// Test builds only (feature `test-hooks`): `SMOLVM_TEST_HOOK=bad-entry`

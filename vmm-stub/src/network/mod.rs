@@ -14,6 +14,7 @@ pub mod spec;
 use crate::options::Options;
 use crate::out::Line;
 use crate::sys::cell::TakeOnce;
+use crate::virtio::net::guard::GatewayGuard;
 use crate::virtio::net::link::{Buffers, Framing, Link, PASST_MTU, VNET_HDR_LEN};
 use linker::config::{self, Key};
 use rustix::fd::OwnedFd;
@@ -130,12 +131,13 @@ impl GuestNet {
     }
 }
 
-/// A started backend: the frame fd, its framing, the MTU to offer, and
-/// what to tell the guest.
+/// A started backend: the frame fd, its framing, the MTU to offer, what
+/// to tell the guest, and the gateway guard the device must apply.
 pub struct Started {
     pub fd: OwnedFd,
     pub framing: Framing,
     pub guest: GuestNet,
+    pub guard: Option<GatewayGuard>,
 }
 
 /// Starts the backend of `plan`, or exits 125 with a line saying why.
@@ -154,6 +156,10 @@ pub fn start(plan: &Plan<'_>, path_var: Option<&[u8]>, debug: bool) -> Started {
                     mtu: PASST_MTU,
                     dns: Some(passt::DNS),
                 },
+                guard: (passt::maps_gateway(&plan.publish, plan.host_loopback) && !plan.host_loopback).then(|| GatewayGuard {
+                    gateway: passt::GATEWAY,
+                    udp_ports: plan.publish.iter().filter(|p| p.proto == spec::Proto::Udp).map(|p| p.guest_port).collect(),
+                }),
             },
             Err(passt::StartError::NotFound) => crate::out::fail(
                 "--smolvm-net needs passt, which is not installed (Debian/Ubuntu: apt install passt; looked in $PATH)",
@@ -197,6 +203,7 @@ pub fn start(plan: &Plan<'_>, path_var: Option<&[u8]>, debug: bool) -> Started {
                 fd,
                 framing: Framing::Tap,
                 guest: GuestNet { addr: ip.addr, prefix: ip.prefix, gateway: ip.gateway, mtu: TAP_MTU, dns: None },
+                guard: None,
             }
         }
     }

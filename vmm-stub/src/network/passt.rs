@@ -97,16 +97,23 @@ pub fn put_ip(l: &mut crate::out::Line, ip: Ipv4) {
     l.u(a.into()).s(".").u(b.into()).s(".").u(c.into()).s(".").u(d.into());
 }
 
+/// Whether passt must map the gateway to the host's loopback: asked for,
+/// or needed for UDP replies to a published UDP port (the stub's
+/// `virtio::net::guard` then keeps the rest of the host's loopback closed).
+pub fn maps_gateway(publish: &[Publish], host_loopback: bool) -> bool {
+    host_loopback || publish.iter().any(|p| p.proto == Proto::Udp)
+}
+
 /// passt's command line: stream on fd 3, foreground, quiet, IPv4 only,
-/// the fixed addressing, DNS forwarding, the MTU, the host's loopback
-/// hidden unless `host_loopback`, and one `-t`/`-u` per published port
+/// the fixed addressing, DNS forwarding, the MTU, `--no-map-gw` unless
+/// [`maps_gateway`], and one `-t`/`-u` per published port
 /// (`HOST_IP/HOST_PORT:GUEST_PORT`).
 pub fn args(publish: &[Publish], host_loopback: bool) -> Option<ArgBuf> {
     let mut a = ArgBuf::new();
     for s in FIXED_ARGS {
         a.arg(s)?;
     }
-    if !host_loopback {
+    if !maps_gateway(publish, host_loopback) {
         a.arg("--no-map-gw")?;
     }
     for p in publish {
@@ -260,12 +267,14 @@ mod tests {
         assert_eq!(
             strings(&a).join(" "),
             "passt --fd 3 --foreground --quiet -4 -a 10.0.2.15 -n 24 -g 10.0.2.2 --dns-forward 10.0.2.3 -m 65520 \
-             --no-map-gw -t 127.0.0.1/8080:80 -u 0.0.0.0/5353:53"
+             -t 127.0.0.1/8080:80 -u 0.0.0.0/5353:53"
         );
+        // TCP only: passt itself keeps the host's loopback closed.
+        assert!(strings(&args(&p[..1], false).expect("fits")).contains(&"--no-map-gw".to_string()));
         assert!(!strings(&args(&[], true).expect("fits")).contains(&"--no-map-gw".to_string()));
         // The most ports the options allow fit.
-        let many = [p[0]; super::super::spec::MAX_PUBLISH];
-        assert_eq!(args(&many, false).expect("fits").iter().count(), 17 + 2 * 16);
+        let many = [p[1]; super::super::spec::MAX_PUBLISH];
+        assert_eq!(args(&many, false).expect("fits").iter().count(), 16 + 2 * 16);
     }
 
     #[test]
