@@ -12,6 +12,7 @@ pub mod harden;
 pub mod hostio;
 pub mod info;
 pub mod mem;
+pub mod network;
 pub mod options;
 pub mod out;
 pub mod payload;

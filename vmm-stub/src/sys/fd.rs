@@ -29,3 +29,16 @@ pub(super) fn owned_from_new(raw: u32) -> io::Result<OwnedFd> {
     // SAFETY: per this function's contract the kernel just returned `raw` as a new descriptor that nothing else owns.
     Ok(unsafe { OwnedFd::from_raw_fd(raw) })
 }
+
+/// Test builds only (feature `test-hooks`): takes over fd `raw`, which the
+/// test that started the stub left open for it (`SMOLVM_TEST_NET_FD`), as
+/// a close-on-exec duplicate; `None` if it is not open.
+#[cfg(feature = "test-hooks")]
+pub fn adopt_inherited(raw: i32) -> Option<OwnedFd> {
+    if raw < 3 {
+        return None;
+    }
+    // SAFETY: borrowed only for the fcntl below, which fails harmlessly (EBADF) if `raw` is not open; the stub never closes `raw` itself.
+    let fd = unsafe { BorrowedFd::borrow_raw(raw) };
+    rustix::io::fcntl_dupfd_cloexec(fd, 0).ok()
+}
