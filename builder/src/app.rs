@@ -132,6 +132,9 @@ pub fn manifest(a: &BuildArgs, app: &App, mem: Option<u32>) -> Result<Vec<u8>> {
         }
         recs.push((Key::Tmpfs, t.as_bytes().to_vec()));
     }
+    if a.read_only {
+        recs.push((Key::ReadOnly, b"yes".to_vec()));
+    }
     let fields: Vec<[&[u8]; 1]> = recs.iter().map(|(_, v)| [v.as_slice()]).collect();
     let table: Vec<(Key, &[&[u8]])> = recs
         .iter()
