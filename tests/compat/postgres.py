@@ -30,9 +30,9 @@ if pid == 0:
                "select count(*), count(distinct v) from t;\n")
         q = run(f"{BIN}/psql", "-h", SOCK, "-U", "postgres", "-At", "-v", "ON_ERROR_STOP=1", "-f", "-",
                 input=sql, capture_output=True, text=True)
-        print("psql:", q.stdout.strip().splitlines()[-1])
+        print("psql:", q.stdout.strip().splitlines()[-1], flush=True)
         run(f"{BIN}/pg_ctl", "-D", DATA, "-m", "fast", "-w", "stop", stdout=subprocess.DEVNULL)
-        print("stopped")
+        print("stopped", flush=True)
         os._exit(0)
     except subprocess.CalledProcessError as e:
         print(f"failed: {e}", file=sys.stderr)
