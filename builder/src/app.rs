@@ -158,6 +158,9 @@ pub fn manifest(a: &ManifestFlags<'_>, app: &App) -> Result<Vec<u8>> {
         }
         recs.push((Key::Tmpfs, t.as_bytes().to_vec()));
     }
+    if a.read_only {
+        recs.push((Key::ReadOnly, b"yes".to_vec()));
+    }
     let fields: Vec<[&[u8]; 1]> = recs.iter().map(|(_, v)| [v.as_slice()]).collect();
     let table: Vec<(Key, &[&[u8]])> = recs
         .iter()

@@ -100,6 +100,9 @@ fn run(start_ns: u64, env_debug: bool, signals: &mut Option<OwnedFd>) -> Result<
     for share in &plan.shares {
         mounts::mount_share(share)?;
     }
+    if plan.read_only {
+        mounts::seal_root()?;
+    }
     if let Some(name) = plan.hostname {
         rustix::system::sethostname(name)
             .map_err(|e| Fail::new(Line::new().s("cannot set the hostname ").b(name).s(": ").e(e)))?;
