@@ -27,6 +27,16 @@ pub fn print(payload: &Payload, manifest: &[u8]) {
             l.print();
         }
     }
+    let read_only = config::parse(manifest).is_ok_and(|records| {
+        records.flatten().filter(|r| r.key == config::Key::ReadOnly).last().is_some_and(|r| r.value() == b"yes")
+    });
+    Line::bare()
+        .s(if read_only {
+            "root: read-only (--smolvm-read-only=no makes it writable)"
+        } else {
+            "root: writable, changes discarded at exit (--smolvm-read-only keeps it read-only)"
+        })
+        .print();
     let mut l = Line::bare();
     crate::network::describe_defaults(manifest, &mut l);
     l.print();

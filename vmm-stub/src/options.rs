@@ -98,6 +98,11 @@ default arguments. Leading --smolvm-* options are taken by smolvm:
                           let the guest reach the host's 127.0.0.1 services
                           through the gateway 10.0.2.2 (off by default; a
                           published UDP port still gets its replies through)
+  --smolvm-read-only[=yes|no]
+                          keep the root filesystem read-only (the strict
+                          sandbox); =no gives a writable root even when the
+                          image was built --read-only. By default the root
+                          is writable, changes vanish at exit [SMOLVM_READ_ONLY=1|0]
   --smolvm-info           describe the image and exit without booting
   --smolvm-no-seccomp     UNSAFE, debugging only: no system-call filter,
                           a guest escape gets the user's full rights [SMOLVM_NO_SECCOMP=1]
@@ -131,6 +136,9 @@ pub struct Options<'a> {
     pub ip: Option<IpSpec>,
     /// `--smolvm-net-host-loopback`.
     pub net_host_loopback: bool,
+    /// `--smolvm-read-only[=yes|no]` / `SMOLVM_READ_ONLY=1|0|yes|no`: the
+    /// root filesystem's mode, over the image's default (`None`: not given).
+    pub read_only: Option<bool>,
     pub info: bool,
     pub help: bool,
     /// Unsafe: run without the seccomp filter (debugging).
@@ -169,6 +177,15 @@ fn split_eq(s: &[u8]) -> Option<(&[u8], &[u8])> {
     Some((s.get(..i)?, s.get(i.wrapping_add(1)..)?))
 }
 
+/// `yes`/`1` or `no`/`0` (`--smolvm-read-only=`, `SMOLVM_READ_ONLY`).
+fn parse_yes_no(v: &[u8]) -> Option<bool> {
+    match v {
+        b"yes" | b"1" => Some(true),
+        b"no" | b"0" => Some(false),
+        _ => None,
+    }
+}
+
 fn parse_log(v: &[u8]) -> Option<Log> {
     let mut log = Log::default();
     for word in v.split(|&b| b == b',') {
@@ -198,18 +215,20 @@ enum Opt {
     Publish,
     Ip,
     NetHostLoopback,
+    ReadOnly,
 }
 
-const FLAGS: [&[u8]; 13] = [
+const FLAGS: [&[u8]; 14] = [
     b"mem", b"log", b"env", b"workdir", b"disk", b"share", b"info", b"help", b"no-seccomp", b"net", b"publish", b"ip",
-    b"net-host-loopback",
+    b"net-host-loopback", b"read-only",
 ];
-const OPTS: [Opt; 13] = [
+const OPTS: [Opt; 14] = [
     Opt::Mem, Opt::Log, Opt::Env, Opt::Workdir, Opt::Disk, Opt::Share, Opt::Info, Opt::Help, Opt::NoSeccomp, Opt::Net,
-    Opt::Publish, Opt::Ip, Opt::NetHostLoopback,
+    Opt::Publish, Opt::Ip, Opt::NetHostLoopback, Opt::ReadOnly,
 ];
 /// The `SMOLVM_*` variables (after the prefix).
-const VARS: [(&[u8], Opt); 9] = [
+const VARS: [(&[u8], Opt); 10] = [
+    (b"READ_ONLY", Opt::ReadOnly),
     (b"NET", Opt::Net),
     (b"PUBLISH", Opt::Publish),
     (b"IP", Opt::Ip),
@@ -235,6 +254,7 @@ impl<'a> Options<'a> {
             }
             Opt::Net => self.net = Some(NetMode::parse(v).ok_or(bad)?),
             Opt::Ip => self.ip = Some(IpSpec::parse(v).ok_or(bad)?),
+            Opt::ReadOnly => self.read_only = Some(parse_yes_no(v).ok_or(bad)?),
             Opt::Publish => self.publish.push(Publish::parse(v).ok_or(bad)?).map_err(|_| OptError::TooMany(culprit))?,
             _ => {
                 let share = ShareSpec::parse(v).ok_or(bad)?;
@@ -279,11 +299,12 @@ impl<'a> Options<'a> {
                 (Opt::NoSeccomp, None) => o.no_seccomp = true,
                 (Opt::Net, None) => o.net = Some(NetMode::Passt),
                 (Opt::NetHostLoopback, None) => o.net_host_loopback = true,
+                (Opt::ReadOnly, None) => o.read_only = Some(true),
                 (Opt::Workdir, Some(v)) if !v.is_empty() => o.workdir = Some(v),
                 (Opt::Env, Some(v)) if v.iter().position(|&b| b == b'=').is_some_and(|i| i > 0) => {
                     o.env.push(v).map_err(|_| OptError::TooMany(arg))?
                 }
-                (Opt::Mem | Opt::Log | Opt::Disk | Opt::Share | Opt::Net | Opt::Ip | Opt::Publish, Some(v)) => {
+                (Opt::Mem | Opt::Log | Opt::Disk | Opt::Share | Opt::Net | Opt::Ip | Opt::Publish | Opt::ReadOnly, Some(v)) => {
                     o.set(which, v, arg)?
                 }
                 _ => return Err(OptError::BadValue(arg)),
@@ -390,6 +411,22 @@ mod tests {
         assert!(parse(&disks[..MAX_DISKS], &[]).is_ok());
         let shares: Vec<&[u8]> = vec![b"--smolvm-share=/h:/g"; MAX_SHARES + 1];
         assert_eq!(parse(&shares, &[]).err(), Some(OptError::TooMany(b"--smolvm-share=/h:/g")));
+    }
+
+    #[test]
+    fn read_only_root_flag_and_variable() {
+        assert_eq!(parse(&[], &[]).expect("valid").read_only, None, "no flag: the image's default");
+        assert_eq!(parse(&[b"--smolvm-read-only"], &[]).expect("valid").read_only, Some(true));
+        assert_eq!(parse(&[b"--smolvm-read-only=yes"], &[]).expect("valid").read_only, Some(true));
+        assert_eq!(parse(&[b"--smolvm-read-only=no"], &[]).expect("valid").read_only, Some(false));
+        assert_eq!(parse(&[], &[b"SMOLVM_READ_ONLY=1"]).expect("valid").read_only, Some(true));
+        assert_eq!(parse(&[], &[b"SMOLVM_READ_ONLY=0"]).expect("valid").read_only, Some(false));
+        let o = parse(&[b"--smolvm-read-only=no"], &[b"SMOLVM_READ_ONLY=yes"]).expect("valid");
+        assert_eq!(o.read_only, Some(false), "the flag beats the variable");
+        for bad in [&b"--smolvm-read-only="[..], b"--smolvm-read-only=ro", b"--smolvm-read-only=true"] {
+            assert_eq!(parse(&[bad], &[]).err(), Some(OptError::BadValue(bad)));
+        }
+        assert_eq!(parse(&[], &[b"SMOLVM_READ_ONLY=on"]).err(), Some(OptError::BadValue(b"SMOLVM_READ_ONLY=on")));
     }
 
     #[test]

@@ -312,6 +312,10 @@ fn runtime_config<'b>(
         tag.s(abi::SHARE_TAG_PREFIX).u(n as u64);
         w.push(Key::Share, &[tag.as_bytes(), s.guest, if s.read_only { b"ro" } else { b"rw" }])?;
     }
+    if let Some(read_only) = opts.read_only {
+        // Over the manifest's record either way (`no` opens a --read-only image).
+        w.push(Key::ReadOnly, &[if read_only { b"yes" } else { b"no" }])?;
+    }
     if let Some(n) = net {
         n.write_records(&mut w)?;
     }
