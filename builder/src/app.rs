@@ -33,6 +33,8 @@ pub struct ManifestFlags<'a> {
     pub hostname: Option<&'a str>,
     /// `--tmpfs` guest paths.
     pub tmpfs: &'a [OsString],
+    /// `--read-only`: the root stays read-only (no writable overlay).
+    pub read_only: bool,
 }
 
 /// What the app is: from the command line, else from the image config.

@@ -119,6 +119,7 @@ impl BuildArgs {
             exec: &self.exec,
             add: &self.add,
             output: &self.output,
+            user: self.user.as_deref(),
         }
     }
 
@@ -141,6 +142,7 @@ impl BuildArgs {
             rootfs_format: self.rootfs_format,
             hostname: self.hostname.as_deref(),
             tmpfs: &self.tmpfs,
+            read_only: self.read_only,
         }
     }
 }

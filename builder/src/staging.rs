@@ -28,6 +28,8 @@ pub struct Sources<'a> {
     pub add: &'a [String],
     /// The output image: the staging directory is created beside it.
     pub output: &'a Path,
+    /// `--user`: the identity files name it when the rootfs lacks them.
+    pub user: Option<&'a str>,
 }
 
 /// A guest path as a relative path below the staging root; refuses `..`.
