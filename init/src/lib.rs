@@ -10,6 +10,7 @@ extern crate alloc;
 
 pub mod app;
 pub mod console;
+pub mod disks;
 pub mod mounts;
 pub mod out;
 pub mod plan;
@@ -99,6 +100,9 @@ fn run(start_ns: u64, env_debug: bool, signals: &mut Option<OwnedFd>) -> Result<
     }
     for share in &plan.shares {
         mounts::mount_share(share)?;
+    }
+    for disk in &plan.disks {
+        disks::mount_disk(disk)?;
     }
     if plan.read_only {
         mounts::seal_root()?;

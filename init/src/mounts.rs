@@ -1,5 +1,5 @@
 //! The guest's file systems: the basic kernel ones, the root switch, tmpfs
-//! and 9p shares. Mount points that are already mounted (EBUSY) are fine.
+//! and 9p shares (data disks: `disks.rs`). Mount points that are already mounted (EBUSY) are fine.
 //!
 //! The root is writable by default, as a container's is: an overlay of the
 //! read-only squashfs (lower) and a tmpfs (upper), so writes land in guest
@@ -51,7 +51,7 @@ const NOSUID_NOEXEC: MountFlags = MountFlags::NOSUID.union(MountFlags::NOEXEC);
 /// yet `mmap` works; msize 256 KiB keeps round trips few for big reads.
 const NINEP_OPTIONS: &str = "trans=virtio,version=9p2000.L,msize=262144,cache=mmap";
 
-fn cstr(bytes: &[u8]) -> Result<CString, Errno> {
+pub(crate) fn cstr(bytes: &[u8]) -> Result<CString, Errno> {
     CString::new(bytes).map_err(|_| Errno::INVAL)
 }
 
@@ -77,7 +77,7 @@ pub fn mkdir_all(path: &[u8]) -> Result<(), Errno> {
     mkdir(path)
 }
 
-fn mount_failed(what: &str, target: &[u8], err: Errno) -> Fail {
+pub(crate) fn mount_failed(what: &str, target: &[u8], err: Errno) -> Fail {
     Fail::new(Line::new().s("cannot mount ").s(what).s(" on ").b(target).s(": ").e(err))
 }
 
@@ -178,7 +178,7 @@ pub fn seal_root() -> Result<(), Fail> {
     Ok(())
 }
 
-fn mount_point(path: &[u8], what: &str) -> Result<CString, Fail> {
+pub(crate) fn mount_point(path: &[u8], what: &str) -> Result<CString, Fail> {
     mkdir_all(path).and_then(|()| cstr(path)).map_err(|e| {
         Fail::new(Line::new().s("cannot create the mount point ").b(path).s(" for ").s(what).s(": ").e(e))
     })

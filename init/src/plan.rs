@@ -24,6 +24,15 @@ pub struct Share<'a> {
     pub read_only: bool,
 }
 
+/// A data disk to mount (`disk` record): `/dev/<dev>` on `path`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Disk<'a> {
+    /// `vd` and one to three lowercase letters, not `vda` (the root).
+    pub dev: &'a [u8],
+    pub path: &'a [u8],
+    pub read_only: bool,
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct User {
     pub uid: u32,
@@ -53,6 +62,7 @@ pub struct Plan<'a> {
     pub read_only: bool,
     pub tmpfs: Vec<&'a [u8]>,
     pub shares: Vec<Share<'a>>,
+    pub disks: Vec<Disk<'a>>,
     pub debug: bool,
     /// Present when the host's stdin is a terminal.
     pub tty: Option<TtySize>,
@@ -108,6 +118,7 @@ impl<'a> Plan<'a> {
             read_only: false,
             tmpfs: Vec::new(),
             shares: Vec::new(),
+            disks: Vec::new(),
             debug: false,
             tty: None,
             stdio_ports: false,
@@ -197,6 +208,19 @@ impl<'a> Plan<'a> {
                     };
                     self.shares.push(Share { tag, path, read_only });
                 }
+                Key::Disk => {
+                    let (dev, path, mode) = (record.field(0), record.field(1), record.field(2));
+                    if !is_data_disk_name(dev) {
+                        return Err(bad("disk device is not vdb, vdc, ...", dev));
+                    }
+                    let path = absolute(path).filter(|p| p.len() > 1).ok_or(bad("disk path is not absolute", path))?;
+                    let read_only = match mode {
+                        b"ro" => true,
+                        b"rw" => false,
+                        _ => return Err(bad("disk mode is not ro or rw", mode)),
+                    };
+                    self.disks.push(Disk { dev, path, read_only });
+                }
                 Key::Log => self.debug = value == b"debug",
                 Key::Tty => self.tty = Some(parse_tty(value).ok_or(bad("tty is not 'rows cols'", value))?),
                 Key::Stdio => {
@@ -229,6 +253,12 @@ fn config_message(err: ConfigError) -> &'static str {
 /// name is not empty.
 fn env_name_len(entry: &[u8]) -> Option<usize> {
     entry.iter().position(|&c| c == b'=').filter(|&n| n > 0)
+}
+
+/// `vdb` ... `vdz`, `vdaa` ...: a virtio disk other than the root `vda`.
+fn is_data_disk_name(dev: &[u8]) -> bool {
+    dev.strip_prefix(b"vd").is_some_and(|s| (1..=3).contains(&s.len()) && s.iter().all(u8::is_ascii_lowercase))
+        && dev != b"vda"
 }
 
 fn absolute(path: &[u8]) -> Option<&[u8]> {
@@ -376,6 +406,31 @@ mod tests {
             let runtime = cfg(&[(key, &[b"yes"])]);
             let err = Plan::new(&m, Some(&runtime)).expect_err("manifest only");
             assert_eq!(err.origin, Origin::Runtime);
+        }
+    }
+
+    #[test]
+    fn data_disks_in_order_and_bad_ones_refused() {
+        let m = cfg(&[(Key::Entry, &[b"/a"])]);
+        let r = cfg(&[(Key::Disk, &[b"vdb", b"/data", b"rw"]), (Key::Disk, &[b"vdc", b"/mnt/ro", b"ro"])]);
+        let plan = Plan::new(&m, Some(&r)).expect("valid");
+        assert_eq!(
+            plan.disks,
+            vec![Disk { dev: b"vdb", path: b"/data", read_only: false }, Disk { dev: b"vdc", path: b"/mnt/ro", read_only: true }]
+        );
+        let cases: [(&[&[u8]], &str); 7] = [
+            (&[b"vda", b"/d", b"rw"], "disk device is not vdb, vdc, ..."),
+            (&[b"sda", b"/d", b"rw"], "disk device is not vdb, vdc, ..."),
+            (&[b"vd../x", b"/d", b"rw"], "disk device is not vdb, vdc, ..."),
+            (&[b"vd", b"/d", b"rw"], "disk device is not vdb, vdc, ..."),
+            (&[b"vdb", b"d", b"rw"], "disk path is not absolute"),
+            (&[b"vdb", b"/", b"rw"], "disk path is not absolute"),
+            (&[b"vdb", b"/d", b"yes"], "disk mode is not ro or rw"),
+        ];
+        for (fields, what) in cases {
+            let r = cfg(&[(Key::Disk, fields)]);
+            let err = Plan::new(&m, Some(&r)).expect_err("refused");
+            assert_eq!((err.origin, err.what), (Origin::Runtime, what), "{fields:?}");
         }
     }
 

@@ -66,6 +66,7 @@ pub fn finish(status: u8, signals: Option<&OwnedFd>) -> ! {
     if let Some(signals) = signals {
         terminate_all(signals);
     }
+    crate::disks::unmount_all();
     rustix::fs::sync();
     Line::new().s("exit status ").n(u64::from(status)).debug();
     if let Err(e) = sys::outb_port(abi::EXIT_PORT, status) {

@@ -77,6 +77,11 @@ pub enum Key {
     /// default (`no`, or no record) the root is an overlay with a tmpfs upper
     /// layer, discarded at exit.
     ReadOnly,
+    /// Runtime: a data disk to mount: its device name under /dev (`vdb`,
+    /// `vdc`, ...), the absolute guest path, `ro` or `rw`. smol-init mounts
+    /// an ext4 or squashfs file system there; any other content stays a raw
+    /// device.
+    Disk,
 }
 
 // `Key::ALL` is in declaration order: `ALL[key as usize]` is `key`'s entry.
@@ -89,7 +94,7 @@ const _: () = {
 };
 
 impl Key {
-    const ALL: [(Key, &'static str, usize); 20] = [
+    const ALL: [(Key, &'static str, usize); 21] = [
         (Key::Entry, "entry", 1),
         (Key::Arg, "arg", 1),
         (Key::EntryArg, "entryarg", 1),
@@ -110,6 +115,7 @@ impl Key {
         (Key::Ip, "ip", 3),
         (Key::Dns, "dns", 1),
         (Key::ReadOnly, "read-only", 1),
+        (Key::Disk, "disk", 3),
     ];
 
     pub fn name(self) -> &'static str {

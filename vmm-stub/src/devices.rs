@@ -174,18 +174,18 @@ mod tests {
         let p = std::env::temp_dir().join(format!("smolvm-disk-{}", std::process::id()));
         std::fs::write(&p, [0u8; 4096]).expect("write");
         let path = p.as_os_str().as_encoded_bytes();
-        let d = open_disk(DiskSpec { path, read_only: false }).expect("open");
+        let d = open_disk(DiskSpec { path, read_only: false, guest: None }).expect("open");
         assert_eq!(d.len, 4096);
         // A second writer or reader is refused while the first holds it.
-        assert_eq!(open_disk(DiskSpec { path, read_only: false }).err(), Some(DiskError::InUse));
-        assert_eq!(open_disk(DiskSpec { path, read_only: true }).err(), Some(DiskError::InUse));
+        assert_eq!(open_disk(DiskSpec { path, read_only: false, guest: None }).err(), Some(DiskError::InUse));
+        assert_eq!(open_disk(DiskSpec { path, read_only: true, guest: None }).err(), Some(DiskError::InUse));
         drop(d);
-        let a = open_disk(DiskSpec { path, read_only: true }).expect("shared");
-        let b = open_disk(DiskSpec { path, read_only: true }).expect("shared");
+        let a = open_disk(DiskSpec { path, read_only: true, guest: None }).expect("shared");
+        let b = open_disk(DiskSpec { path, read_only: true, guest: None }).expect("shared");
         drop((a, b));
         std::fs::remove_file(&p).expect("rm");
-        assert_eq!(open_disk(DiskSpec { path, read_only: true }).err(), Some(DiskError::Open(Errno::NOENT)));
-        assert_eq!(open_disk(DiskSpec { path: b"/", read_only: true }).err(), Some(DiskError::NotRegular));
+        assert_eq!(open_disk(DiskSpec { path, read_only: true, guest: None }).err(), Some(DiskError::Open(Errno::NOENT)));
+        assert_eq!(open_disk(DiskSpec { path: b"/", read_only: true, guest: None }).err(), Some(DiskError::NotRegular));
     }
 
     #[test]
@@ -194,7 +194,7 @@ mod tests {
         let p = std::env::temp_dir().join(format!("smolvm-disks-{}", std::process::id()));
         std::fs::write(&p, [0u8; 4096]).expect("write");
         let path = p.as_os_str().as_encoded_bytes();
-        let disks = [open_disk(DiskSpec { path, read_only: true }).expect("open")];
+        let disks = [open_disk(DiskSpec { path, read_only: true, guest: None }).expect("open")];
         std::fs::remove_file(&p).expect("rm");
         let mut devs = Devices::new(None, Some((r.as_fd(), 0, 4096)), &disks);
         let mut t = devs.transports();

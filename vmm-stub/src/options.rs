@@ -17,26 +17,54 @@ pub const MAX_ENV: usize = 64;
 
 /// Most `--smolvm-disk` options.
 pub const MAX_DISKS: usize = 8;
+// Their guest names run from vdb on, one letter each.
+const _: () = assert!(MAX_DISKS < 25);
 
 /// Most `--smolvm-share` options: every dynamic slot (disks share them).
 pub const MAX_SHARES: usize = MMIO_MAX_SLOTS - slot::FIRST_DYNAMIC;
 
-/// `--smolvm-disk=PATH[:ro]` (or `SMOLVM_DISK`): a host file the guest
-/// sees as `/dev/vdb`, `/dev/vdc`, ... in order; read-write unless `:ro`.
+/// Longest guest path a disk is mounted at (Linux's PATH_MAX is 4096).
+pub const MAX_GUEST_PATH: usize = 1024;
+
+/// `--smolvm-disk=PATH[:ro][:/GUEST/PATH]` (or `SMOLVM_DISK`): a host file
+/// the guest sees as `/dev/vdb`, `/dev/vdc`, ... in order; read-write
+/// unless `:ro`. With a guest path smol-init mounts the disk's ext4 or
+/// squashfs file system there. PATH may contain `:` but not `:/`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct DiskSpec<'a> {
     /// No NUL byte, not empty.
     pub path: &'a [u8],
     pub read_only: bool,
+    /// Where to mount it: absolute, not `/` itself, no `:` or NUL byte, at
+    /// most [`MAX_GUEST_PATH`] bytes.
+    pub guest: Option<&'a [u8]>,
+}
+
+/// Splits a trailing `:ro`/`:rw` off `v`: (rest, read_only), or None.
+fn split_mode(v: &[u8]) -> Option<(&[u8], bool)> {
+    v.strip_suffix(b":ro").map(|p| (p, true)).or_else(|| v.strip_suffix(b":rw").map(|p| (p, false)))
 }
 
 impl<'a> DiskSpec<'a> {
     pub fn parse(v: &'a [u8]) -> Option<DiskSpec<'a>> {
-        let (path, read_only) = match v.strip_suffix(b":ro") {
-            Some(p) => (p, true),
-            None => (v.strip_suffix(b":rw").unwrap_or(v), false),
+        // The mode may stand before or after the guest path, once.
+        let (mut rest, mut mode) = match split_mode(v) {
+            Some((rest, ro)) => (rest, Some(ro)),
+            None => (v, None),
         };
-        (!path.is_empty() && !path.contains(&0)).then_some(DiskSpec { path, read_only })
+        let mut guest = None;
+        if let Some(i) = rest.windows(2).rposition(|w| w == b":/") {
+            guest = rest.get(i.wrapping_add(1)..);
+            rest = rest.get(..i)?;
+            if mode.is_none() {
+                if let Some((r, ro)) = split_mode(rest) {
+                    (rest, mode) = (r, Some(ro));
+                }
+            }
+        }
+        let guest_ok = guest.is_none_or(|g| g.len() > 1 && g.len() <= MAX_GUEST_PATH && !g.contains(&b':'));
+        let ok = !rest.is_empty() && !v.contains(&0) && guest_ok;
+        ok.then_some(DiskSpec { path: rest, read_only: mode.unwrap_or(false), guest })
     }
 }
 
@@ -74,8 +102,10 @@ default arguments. Leading --smolvm-* options are taken by smolvm:
                           debug: trace smolvm and smol-init steps  [SMOLVM_LOG]
   --smolvm-env=NAME=VAL   set an environment variable for the app (repeatable)
   --smolvm-workdir=DIR    working directory of the app            [SMOLVM_WORKDIR]
-  --smolvm-disk=PATH[:ro] attach a host file as /dev/vdb, vdc, ... (repeatable;
-                          read-write unless :ro)                  [SMOLVM_DISK]
+  --smolvm-disk=PATH[:ro][:/GUEST/PATH]
+                          attach a host file as /dev/vdb, vdc, ... (repeatable;
+                          read-write unless :ro); with GUEST/PATH its ext4 or
+                          squashfs file system is mounted there  [SMOLVM_DISK]
   --smolvm-share=HOST:GUEST[:ro]
                           share host directory HOST at absolute guest path
                           GUEST over 9p (repeatable; read-write unless :ro;
@@ -367,7 +397,7 @@ mod tests {
     #[test]
     fn disks_accumulate_in_order() {
         let o = parse(&[b"--smolvm-disk=/a.img", b"--smolvm-disk=b:ro"], &[b"SMOLVM_DISK=/env.img"]).expect("valid");
-        let disk = |path, read_only| DiskSpec { path, read_only };
+        let disk = |path, read_only| DiskSpec { path, read_only, guest: None };
         assert_eq!(o.disks.as_slice(), &[disk(b"/env.img", false), disk(b"/a.img", false), disk(b"b", true)]);
         assert!(parse(&[b"--smolvm-disk="], &[]).is_err());
         assert!(parse(&[b"--smolvm-disk=:ro"], &[]).is_err());
@@ -385,12 +415,22 @@ mod tests {
 
     #[test]
     fn parses_disk_specs() {
-        assert_eq!(DiskSpec::parse(b"/a/b.img"), Some(DiskSpec { path: b"/a/b.img", read_only: false }));
-        assert_eq!(DiskSpec::parse(b"x:ro"), Some(DiskSpec { path: b"x", read_only: true }));
-        assert_eq!(DiskSpec::parse(b"x:rw"), Some(DiskSpec { path: b"x", read_only: false }));
-        assert_eq!(DiskSpec::parse(b":ro"), None);
-        assert_eq!(DiskSpec::parse(b""), None);
-        assert_eq!(DiskSpec::parse(b"a\0b"), None);
+        let d = |path: &'static [u8], read_only, guest: Option<&'static [u8]>| Some(DiskSpec { path, read_only, guest });
+        assert_eq!(DiskSpec::parse(b"/a/b.img"), d(b"/a/b.img", false, None));
+        assert_eq!(DiskSpec::parse(b"x:ro"), d(b"x", true, None));
+        assert_eq!(DiskSpec::parse(b"x:rw"), d(b"x", false, None));
+        assert_eq!(DiskSpec::parse(b"a:b.img"), d(b"a:b.img", false, None), "a file name may hold ':'");
+        assert_eq!(DiskSpec::parse(b"disk.ext4:/data"), d(b"disk.ext4", false, Some(b"/data")));
+        assert_eq!(DiskSpec::parse(b"./d.img:ro:/mnt/d"), d(b"./d.img", true, Some(b"/mnt/d")));
+        assert_eq!(DiskSpec::parse(b"./d.img:/mnt/d:ro"), d(b"./d.img", true, Some(b"/mnt/d")));
+        assert_eq!(DiskSpec::parse(b"/h/d.img:rw:/d"), d(b"/h/d.img", false, Some(b"/d")));
+        let longest = [b"/".as_slice(), &[b'a'; MAX_GUEST_PATH - 1]].concat();
+        assert!(DiskSpec::parse(&[b"d:".as_slice(), &longest].concat()).is_some_and(|s| s.guest == Some(&longest[..])));
+        let too_long = [b"d:/".as_slice(), &[b'a'; MAX_GUEST_PATH]].concat();
+        assert_eq!(DiskSpec::parse(&too_long), None);
+        for bad in [&b":ro"[..], b"", b"a\0b", b"a\0:/x", b"d:/x\0", b":/data", b"d:/", b"d:/:ro", b"d:ro:/"] {
+            assert_eq!(DiskSpec::parse(bad), None, "{:?}", core::str::from_utf8(bad));
+        }
     }
 
     #[test]

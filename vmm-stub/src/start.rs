@@ -312,6 +312,12 @@ fn runtime_config<'b>(
         tag.s(abi::SHARE_TAG_PREFIX).u(n as u64);
         w.push(Key::Share, &[tag.as_bytes(), s.guest, if s.read_only { b"ro" } else { b"rw" }])?;
     }
+    for (n, d) in opts.disks.iter().enumerate() {
+        // The root is vda; the disks follow in order (at most MAX_DISKS < 25).
+        let Some(guest) = d.guest else { continue };
+        let dev = [b'v', b'd', b'b'.wrapping_add(n as u8)];
+        w.push(Key::Disk, &[&dev, guest, if d.read_only { b"ro" } else { b"rw" }])?;
+    }
     if let Some(read_only) = opts.read_only {
         // Over the manifest's record either way (`no` opens a --read-only image).
         w.push(Key::ReadOnly, &[if read_only { b"yes" } else { b"no" }])?;
