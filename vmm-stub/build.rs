@@ -20,6 +20,7 @@ fn main() {
         "-Wl,-z,norelro",
         "-Wl,-z,noexecstack",
         "-Wl,--no-eh-frame-hdr",
+        "-Wl,--icf=all",
     ] {
         println!("cargo:rustc-link-arg-bins={arg}");
     }

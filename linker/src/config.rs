@@ -196,6 +196,12 @@ pub fn validate(bytes: &[u8]) -> Result<(), ConfigError> {
     parse(bytes)?.try_for_each(|r| r.map(drop))
 }
 
+/// The value (first field) of the last well-formed `key` record in a config
+/// file, if any: the one that counts for keys that replace.
+pub fn last_value(bytes: &[u8], key: Key) -> Option<&[u8]> {
+    parse(bytes).ok()?.map_while(Result::ok).filter(|r| r.key == key).last().map(|r| r.value())
+}
+
 fn split_nul(bytes: &[u8]) -> Option<(&[u8], &[u8])> {
     let end = bytes.iter().position(|&b| b == 0)?;
     Some((bytes.get(..end)?, bytes.get(end.wrapping_add(1)..)?))
@@ -331,6 +337,14 @@ mod tests {
         assert_eq!(parsed[6].field(0), b"smolvm0");
         assert_eq!(parsed[6].field(1), b"/data");
         assert_eq!(parsed[6].field(2), b"ro");
+    }
+
+    #[test]
+    fn last_value_is_the_last_record_of_the_key() {
+        let bytes = to_vec(&[(Key::Mem, &[b"64"]), (Key::Entry, &[b"/a"]), (Key::Mem, &[b"128"])]).expect("fits");
+        assert_eq!(last_value(&bytes, Key::Mem), Some(&b"128"[..]));
+        assert_eq!(last_value(&bytes, Key::ReadOnly), None);
+        assert_eq!(last_value(b"bad", Key::Mem), None);
     }
 
     #[test]

@@ -27,9 +27,7 @@ pub fn print(payload: &Payload, manifest: &[u8]) {
             l.print();
         }
     }
-    let read_only = config::parse(manifest).is_ok_and(|records| {
-        records.flatten().filter(|r| r.key == config::Key::ReadOnly).last().is_some_and(|r| r.value() == b"yes")
-    });
+    let read_only = config::last_value(manifest, config::Key::ReadOnly) == Some(b"yes");
     Line::bare()
         .s(if read_only {
             "root: read-only (--smolvm-read-only=no makes it writable)"

@@ -205,8 +205,7 @@ fn open_shares(opts: &Options<'_>) -> &'static mut heapless::Vec<crate::virtio::
 }
 
 fn manifest_mem(manifest: &[u8]) -> Option<u32> {
-    config::parse(manifest).ok()?.filter_map(Result::ok).filter(|r| r.key == Key::Mem).last()
-        .and_then(|r| crate::options::parse_mem(r.value()))
+    config::last_value(manifest, Key::Mem).and_then(crate::options::parse_mem)
 }
 
 fn open_kvm() -> Kvm {
