@@ -36,7 +36,7 @@ pub fn print(payload: &Payload, manifest: &[u8]) {
         })
         .print();
     let mut l = Line::bare();
-    crate::network::describe_defaults(manifest, &mut l);
+    describe_network(manifest, &mut l);
     l.print();
     if let Some(ki) = payload.section(Kind::KernelInfo) {
         let mut buf = [0u8; linker::image::MAX_KERNEL_INFO_LEN as usize];
@@ -47,5 +47,20 @@ pub fn print(payload: &Payload, manifest: &[u8]) {
                 Line::bare().s("kernel: ").b(line).print();
             }
         }
+    }
+}
+/// `--smolvm-info`'s network line for the image's defaults.
+fn describe_network(manifest: &[u8], l: &mut Line) {
+    let (net, publish) = crate::options::net::manifest_defaults(manifest);
+    let on = net == Some(crate::options::net::NetMode::Passt) || !publish.is_empty();
+    if !on {
+        l.s("network: none by default (--smolvm-net turns it on)");
+        return;
+    }
+    l.s("network: passt by default (guest 10.0.2.15/24; --smolvm-net=none turns it off)");
+    for p in &publish {
+        l.s(", publishes ");
+        l.ipv4(p.host_ip);
+        l.s(":").u(p.host_port.into()).s(" -> ").u(p.guest_port.into()).s(if p.proto == crate::options::net::Proto::Udp { "/udp" } else { "/tcp" });
     }
 }

@@ -32,7 +32,7 @@ const LAYERS: [&[&str]; 6] = [
     &["mem", "out", "options", "payload"],
     &["boot", "bus", "hostio", "harden", "info", "reaper", "seccomp"],
     &["serial", "cmdline", "virtio"],
-    &["devices", "vmm"],
+    &["devices", "network", "vmm"],
     &["start"],
 ];
 

@@ -86,6 +86,12 @@ impl Line {
     }
 
     /// Decimal.
+    /// An IPv4 address as `a.b.c.d`.
+    pub fn ipv4(&mut self, ip: [u8; 4]) -> &mut Line {
+        let [a, b, c, d] = ip;
+        self.u(a.into()).s(".").u(b.into()).s(".").u(c.into()).s(".").u(d.into())
+    }
+
     pub fn u(&mut self, mut v: u64) -> &mut Line {
         let mut digits = [0u8; 20];
         let mut start = 0;

@@ -9,7 +9,6 @@
 //! With neither flag nor manifest default there is no network device.
 
 pub mod passt;
-pub mod spec;
 
 use crate::options::Options;
 use crate::out::Line;
@@ -18,7 +17,7 @@ use crate::virtio::net::guard::GatewayGuard;
 use crate::virtio::net::link::{Buffers, Framing, Link, PASST_MTU, VNET_HDR_LEN};
 use linker::config::{self, Key};
 use rustix::fd::OwnedFd;
-use spec::{IpSpec, Ipv4, NetMode, Publish, MAX_PUBLISH};
+use crate::options::net::{self as spec, manifest_defaults, IpSpec, Ipv4, NetMode, Publish, MAX_PUBLISH};
 
 /// The MTU offered on a TAP (its usual default; the TAP's own MTU is the
 /// administrator's business).
@@ -36,27 +35,6 @@ pub struct Plan<'a> {
     pub backend: Backend<'a>,
     pub publish: heapless::Vec<Publish, MAX_PUBLISH>,
     pub host_loopback: bool,
-}
-
-/// The manifest's network defaults: `net` (last wins) and `publish`
-/// records. Records that do not parse are ignored (the builder wrote them).
-pub fn manifest_defaults(manifest: &[u8]) -> (Option<NetMode<'_>>, heapless::Vec<Publish, MAX_PUBLISH>) {
-    let mut net = None;
-    let mut publish = heapless::Vec::new();
-    if let Ok(records) = config::parse(manifest) {
-        for r in records.flatten() {
-            match r.key {
-                Key::Net => net = NetMode::parse(r.value()).filter(|m| !matches!(m, NetMode::Tap(_))).or(net),
-                Key::Publish => {
-                    if let Some(p) = Publish::parse(r.value()) {
-                        let _ = publish.push(p);
-                    }
-                }
-                _ => {}
-            }
-        }
-    }
-    (net, publish)
 }
 
 /// Combines the options with the manifest's defaults. `Err`: a one-line
@@ -113,18 +91,18 @@ impl GuestNet {
     /// the `dns` record, if any.
     pub fn write_records(&self, w: &mut config::Writer<'_>) -> Result<(), config::ConfigError> {
         let mut cidr = Line::bare();
-        passt::put_ip(&mut cidr, self.addr);
+        cidr.ipv4(self.addr);
         cidr.s("/").u(self.prefix.into());
         let mut gw = Line::bare();
         if let Some(g) = self.gateway {
-            passt::put_ip(&mut gw, g);
+            gw.ipv4(g);
         }
         let mut mtu = Line::bare();
         mtu.u(self.mtu.into());
         w.push(Key::Ip, &[cidr.as_bytes(), gw.as_bytes(), mtu.as_bytes()])?;
         if let Some(d) = self.dns {
             let mut l = Line::bare();
-            passt::put_ip(&mut l, d);
+            l.ipv4(d);
             w.push(Key::Dns, &[l.as_bytes()])?;
         }
         Ok(())
@@ -167,7 +145,7 @@ pub fn start(plan: &Plan<'_>, path_var: Option<&[u8]>, debug: bool) -> Started {
             Err(passt::StartError::Port(p, e)) => {
                 let mut l = Line::new();
                 l.s("cannot publish port ");
-                passt::put_ip(&mut l, p.host_ip);
+                l.ipv4(p.host_ip);
                 l.s(":").u(p.host_port.into()).s(if p.proto == spec::Proto::Udp { "/udp" } else { "/tcp" }).s(": ");
                 match e {
                     rustix::io::Errno::ADDRINUSE => l.s("the port is already taken"),
@@ -216,22 +194,6 @@ static BUFFERS: TakeOnce<Buffers> = TakeOnce::new(Buffers::new());
 pub fn link(fd: OwnedFd, framing: Framing) -> Link<'static> {
     let bufs = BUFFERS.take().unwrap_or_else(|| crate::out::fail("network set up twice"));
     Link::new(fd, framing, bufs)
-}
-
-/// `--smolvm-info`'s network line for the image's defaults.
-pub fn describe_defaults(manifest: &[u8], l: &mut Line) {
-    let (net, publish) = manifest_defaults(manifest);
-    let on = net == Some(NetMode::Passt) || !publish.is_empty();
-    if !on {
-        l.s("network: none by default (--smolvm-net turns it on)");
-        return;
-    }
-    l.s("network: passt by default (guest 10.0.2.15/24; --smolvm-net=none turns it off)");
-    for p in &publish {
-        l.s(", publishes ");
-        passt::put_ip(l, p.host_ip);
-        l.s(":").u(p.host_port.into()).s(" -> ").u(p.guest_port.into()).s(if p.proto == spec::Proto::Udp { "/udp" } else { "/tcp" });
-    }
 }
 
 #[cfg(test)]

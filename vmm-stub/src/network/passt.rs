@@ -17,7 +17,7 @@
 //! clears the death signal in the kernel), its own exit on end-of-stream
 //! of `--fd` when the stub's end closes — by any path, SIGKILL included.
 
-use super::spec::{Ipv4, Proto, Publish};
+use crate::options::net::{Ipv4, Proto, Publish, MAX_PUBLISH};
 use crate::sys::spawn::{self as process, CStrVec, Forked};
 use crate::sys::process::close_range;
 use core::ffi::CStr;
@@ -36,7 +36,7 @@ const CHILD_FD: i32 = 3;
 /// Default search path when `PATH` is unset.
 const DEFAULT_PATH: &[u8] = b"/usr/bin:/bin";
 /// Most arguments: the fixed ones plus two per published port.
-const MAX_ARGS: usize = 24 + 2 * super::spec::MAX_PUBLISH;
+const MAX_ARGS: usize = 24 + 2 * MAX_PUBLISH;
 
 /// Why passt could not be started.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -91,12 +91,6 @@ impl ArgBuf {
     }
 }
 
-/// Writes `a.b.c.d`.
-pub fn put_ip(l: &mut crate::out::Line, ip: Ipv4) {
-    let [a, b, c, d] = ip;
-    l.u(a.into()).s(".").u(b.into()).s(".").u(c.into()).s(".").u(d.into());
-}
-
 /// Whether passt must map the gateway to the host's loopback: asked for,
 /// or needed for UDP replies to a published UDP port (the stub's
 /// `virtio::net::guard` then keeps the rest of the host's loopback closed).
@@ -119,7 +113,7 @@ pub fn args(publish: &[Publish], host_loopback: bool) -> Option<ArgBuf> {
     for p in publish {
         a.arg(if p.proto == Proto::Udp { "-u" } else { "-t" })?;
         let mut l = crate::out::Line::bare();
-        put_ip(&mut l, p.host_ip);
+        l.ipv4(p.host_ip);
         l.s("/").u(p.host_port.into()).s(":").u(p.guest_port.into());
         a.push(&[l.as_bytes()])?;
     }
@@ -241,7 +235,7 @@ fn child(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::network::spec::LOCALHOST;
+    use crate::options::net::LOCALHOST;
 
     fn strings(a: &ArgBuf) -> Vec<String> {
         a.iter().map(|c| c.to_str().expect("ascii").to_string()).collect()
@@ -273,7 +267,7 @@ mod tests {
         assert!(strings(&args(&p[..1], false).expect("fits")).contains(&"--no-map-gw".to_string()));
         assert!(!strings(&args(&[], true).expect("fits")).contains(&"--no-map-gw".to_string()));
         // The most ports the options allow fit.
-        let many = [p[1]; super::super::spec::MAX_PUBLISH];
+        let many = [p[1]; super::MAX_PUBLISH];
         assert_eq!(args(&many, false).expect("fits").iter().count(), 16 + 2 * 16);
     }
 

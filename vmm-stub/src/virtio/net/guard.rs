@@ -15,7 +15,7 @@
 pub struct GatewayGuard {
     pub gateway: [u8; 4],
     /// Guest UDP ports published to the host: their replies may go out.
-    pub udp_ports: heapless::Vec<u16, { crate::network::spec::MAX_PUBLISH }>,
+    pub udp_ports: heapless::Vec<u16, { crate::options::net::MAX_PUBLISH }>,
 }
 
 const ETHERTYPE_IPV4: [u8; 2] = [0x08, 0x00];

@@ -6,11 +6,13 @@
 //! Every value is parsed here, once, into a typed value ([`DiskSpec`],
 //! [`ShareSpec`], ...) that carries its own limit; the rest of the stub
 //! only consumes them. This module depends on nothing of the stub but the
-//! network option parsers (`network::spec`, pure functions like these).
+//! network option parsers (`options::net`, pure functions like these).
 
 use linker::abi::{slot, MMIO_MAX_SLOTS};
 
-use crate::network::spec::{IpSpec, NetMode, Publish, MAX_PUBLISH};
+pub mod net;
+
+use net::{IpSpec, NetMode, Publish, MAX_PUBLISH};
 
 /// Most `--smolvm-env` entries.
 pub const MAX_ENV: usize = 64;
@@ -481,7 +483,7 @@ mod tests {
 
     #[test]
     fn network_options() {
-        use crate::network::spec::{Proto, LOCALHOST};
+        use net::{Proto, LOCALHOST};
         let o = parse(&[b"--smolvm-net", b"--smolvm-publish=8080:80", b"--smolvm-net-host-loopback"], &[b"SMOLVM_PUBLISH=1:2/udp,,3:4"])
             .expect("valid");
         assert_eq!(o.net, Some(NetMode::Passt));
