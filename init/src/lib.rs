@@ -11,6 +11,7 @@ extern crate alloc;
 pub mod app;
 pub mod console;
 pub mod mounts;
+pub mod net;
 pub mod out;
 pub mod plan;
 pub mod shutdown;
@@ -93,16 +94,19 @@ fn run(start_ns: u64, env_debug: bool, signals: &mut Option<OwnedFd>) -> Result<
     stdio.set_modes(plan.tty, plan.stdio_ports);
     let control = console::open_control();
 
+    net::configure(&plan)?;
+    if let Some(name) = plan.hostname {
+        rustix::system::sethostname(name)
+            .map_err(|e| Fail::new(Line::new().s("cannot set the hostname ").b(name).s(": ").e(e)))?;
+    }
+    let net_files = net::Files::prepare(&plan)?;
     mounts::switch_root(plan.rootfs)?;
+    net_files.bind()?;
     for path in &plan.tmpfs {
         mounts::mount_tmpfs(path)?;
     }
     for share in &plan.shares {
         mounts::mount_share(share)?;
-    }
-    if let Some(name) = plan.hostname {
-        rustix::system::sethostname(name)
-            .map_err(|e| Fail::new(Line::new().s("cannot set the hostname ").b(name).s(": ").e(e)))?;
     }
     if let Some(dir) = plan.workdir {
         rustix::process::chdir(dir)
