@@ -8,7 +8,8 @@ SHELL := /bin/bash
 CARGO ?= cargo
 SMOLVM := target/release/smolvm
 APT_PACKAGES := build-essential linux-source-6.1 bc flex bison libelf-dev libssl-dev \
-	busybox-static squashfs-tools qemu-system-x86 hyperfine cpio xz-utils lz4 zstd
+	busybox-static squashfs-tools qemu-system-x86 hyperfine cpio xz-utils lz4 zstd \
+	passt
 
 .PHONY: deps build kernel demo test size bench
 
