@@ -7,9 +7,10 @@
 //! cannot reach once the root is switched) and bind-mounted over the root
 //! filesystem's files after the switch, through `/proc/self/fd/N`. A bind
 //! mount needs an existing target: `smolvm build` adds empty
-//! `/etc/hosts` and `/etc/resolv.conf` to every rootfs that lacks them. A
-//! root filesystem without them (an initramfs root, or an older image) keeps
-//! what it has: init says so in its debug log and the app runs without them.
+//! `/etc/hosts` and `/etc/resolv.conf` to every rootfs that lacks them, and
+//! init creates them (and /etc) when the root is writable. A read-only root
+//! without them (an image built by an older smolvm) keeps what it has: init
+//! says so in its debug log and the app runs without them.
 
 use crate::out::Line;
 use crate::plan::{IpConfig, Ipv4, Plan};
@@ -198,7 +199,11 @@ impl Files {
             let mut source = Vec::from(*b"/proc/self/fd/");
             crate::out::push_decimal(&mut source, u64::try_from(raw).unwrap_or(0), 1);
             let source = alloc::ffi::CString::new(source).map_err(|_| Fail::new(Line::new().s("bad fd path")))?;
-            match rustix::mount::mount_bind(source.as_c_str(), target) {
+            let mut bound = rustix::mount::mount_bind(source.as_c_str(), target);
+            if bound == Err(Errno::NOENT) && create_target(target).is_ok() {
+                bound = rustix::mount::mount_bind(source.as_c_str(), target);
+            }
+            match bound {
                 Ok(()) => Line::new().s("provided ").s(target).debug(),
                 Err(Errno::NOENT | Errno::NOTDIR) => {
                     Line::new().s("no ").s(target).s(" (or /proc) in the root filesystem: not provided").debug();
@@ -208,6 +213,13 @@ impl Files {
         }
         Ok(())
     }
+}
+
+/// An empty mount target (and /etc), possible when the root is writable.
+fn create_target(target: &str) -> Result<(), Errno> {
+    let _ = rustix::fs::mkdir("/etc", Mode::from_raw_mode(0o755));
+    let flags = OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::CLOEXEC;
+    rustix::fs::open(target, flags, Mode::from_raw_mode(0o644)).map(drop)
 }
 
 /// Creates `path` with `text` and returns an `O_PATH` descriptor of it.
