@@ -7,6 +7,9 @@
  * - POST/PUT (any request with a Content-Length body): answers 200 with the
  *   body, byte for byte, streamed (no size limit, constant memory).
  * - GET and other requests without a body: answers 200 "hello from http-echo\n".
+ * - For throughput measurements: POST /discard reads the body and answers
+ *   "N bytes\n" (client -> server only); GET /zeros/N answers N zero bytes
+ *   (server -> client only, N up to 2^40).
  * - Keep-alive (HTTP/1.1 default, HTTP/1.0 with "Connection: keep-alive"),
  *   "Connection: close" honoured; chunked request bodies get 411.
  * - One thread per connection; UDP datagrams to the same port are echoed
@@ -148,22 +151,47 @@ static int serve_one(struct conn *c)
 			return 0;
 		}
 	}
+	int discard = strncmp(c->buf, "POST /discard ", 14) == 0;
+	unsigned long long zeros = 0;
+	if (strncmp(c->buf, "GET /zeros/", 11) == 0) {
+		char *stop;
+		zeros = strtoull(c->buf + 11, &stop, 10);
+		if (*stop != ' ' || zeros > (1ULL << 40)) {
+			answer(c->fd, 400, "Bad Request", "GET /zeros/N: N up to 2^40\n", 0);
+			return 0;
+		}
+	}
 	/* Drop the head; what follows it is the body (and maybe the next request). */
 	memmove(c->buf, c->buf + head_len, c->len - head_len);
 	c->len -= head_len;
+	if (zeros) {
+		static const char zero[65536];
+		if (respond(c->fd, 200, "OK", "application/octet-stream", zeros, keep))
+			return 0;
+		for (; zeros > 0; zeros -= zeros < sizeof zero ? zeros : sizeof zero)
+			if (write_all(c->fd, zero, zeros < sizeof zero ? (size_t)zeros : sizeof zero))
+				return 0;
+		return keep;
+	}
 	if (!cl)
 		return answer(c->fd, 200, "OK", GET_TEXT, keep) ? 0 : keep;
-	if (respond(c->fd, 200, "OK", "application/octet-stream", body, keep))
+	unsigned long long total = body;
+	if (!discard && respond(c->fd, 200, "OK", "application/octet-stream", body, keep))
 		return 0;
 	while (body > 0) {
 		if (c->len == 0 && fill(c) == 0)
 			return 0;
 		size_t n = c->len < body ? c->len : (size_t)body;
-		if (write_all(c->fd, c->buf, n))
+		if (!discard && write_all(c->fd, c->buf, n))
 			return 0;
 		memmove(c->buf, c->buf + n, c->len - n);
 		c->len -= n;
 		body -= n;
+	}
+	if (discard) {
+		char text[32];
+		snprintf(text, sizeof text, "%llu bytes\n", total);
+		return answer(c->fd, 200, "OK", text, keep) ? 0 : keep;
 	}
 	return keep;
 }
