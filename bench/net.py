@@ -96,7 +96,7 @@ def children_named(ppid, name):
             with open(f"/proc/{pid}/stat") as f:
                 st = f.read()
             comm = st[st.index("(") + 1 : st.rindex(")")]
-            if comm == name and int(st[st.rindex(")") + 2 :].split()[1]) == ppid:
+            if comm.startswith(name) and int(st[st.rindex(")") + 2 :].split()[1]) == ppid:
                 out.append(int(pid))
         except (OSError, ValueError):
             pass

@@ -9,8 +9,8 @@ and lab-internal addresses are used.
   client.py get PORT -- VM...          one GET via PORT
   client.py serve ADDR PORT -- VM...   HTTP server on ADDR:PORT while VM runs
                                         to its end
-  client.py dns NAME ADDR -- VM...     DNS server on 127.0.0.1:53 (NAME ->
-                                        ADDR) while VM runs to its end
+  client.py dns BIND NAME ADDR -- VM... DNS server on BIND:53 (NAME -> ADDR)
+                                        while VM runs to its end
   client.py hold PORT -- VM...         PORT taken on 127.0.0.1 while VM runs
   client.py kill9 PORT -- VM...        SIGKILL the VM once it answers on PORT,
                                         then count passt processes
@@ -176,10 +176,10 @@ def dns_answer(query, name, addr):
     return query[:2] + flags + counts + question + answers
 
 
-def dns(name, addr, vm):
+def dns(bind, name, addr, vm):
     queries = []
     srv = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    srv.bind(("127.0.0.1", 53))
+    srv.bind((bind, 53))
 
     def loop():
         while True:
@@ -207,7 +207,7 @@ def passt_count():
     for pid in filter(str.isdigit, os.listdir("/proc")):
         try:
             with open(f"/proc/{pid}/comm") as f:
-                n += f.read().strip() == "passt"
+                n += f.read().startswith("passt")  # also passt.avx2, which passt re-execs
         except OSError:
             pass
     return n
@@ -246,7 +246,7 @@ def main():
     elif mode == "serve":
         serve(params[0], int(params[1]), vm)
     elif mode == "dns":
-        dns(params[0], params[1], vm)
+        dns(params[0], params[1], params[2], vm)
     elif mode == "hold":
         hold(int(params[0]), vm)
     elif mode == "kill9":
