@@ -260,6 +260,38 @@ fn lo_is_up_and_hosts_and_resolv_conf_are_provided() {
     assert_eq!(out.stdout_str(), want, "{}", out.describe());
 }
 
+/// Whether the test kernel has a virtio-net driver (kernel-config's
+/// networking fragment).
+fn kernel_has_virtio_net() -> bool {
+    let config = qemu::kernel().with_file_name("config");
+    std::fs::read_to_string(&config).is_ok_and(|c| c.contains("CONFIG_VIRTIO_NET=y"))
+}
+
+#[test]
+fn eth0_is_configured_from_the_ip_record() {
+    if !kernel_has_virtio_net() {
+        eprintln!("skipped: the test kernel has no CONFIG_VIRTIO_NET (kernel-config networking fragment)");
+        return;
+    }
+    // QEMU's user networking: the same addressing as passt (10.0.2.15/24,
+    // gateway 10.0.2.2); a guest-to-host connection to QEMU's own forward
+    // proves the route and the address work.
+    let script = "busybox cat /sys/class/net/eth0/mtu; busybox ip -4 addr show dev eth0 | busybox grep -o 'inet [0-9./]*'; \
+        busybox ip route | busybox grep default; busybox ping -c 1 -W 5 10.0.2.2 >/dev/null && echo ping ok";
+    let r = Cfg::default().rec(Key::Ip, &[b"10.0.2.15/24", b"10.0.2.2", b"1400"]);
+    let out = Boot::new("net-eth0", shell(script))
+        .runtime(r)
+        .guest(|g| {
+            g.extra_args.extend(
+                ["-netdev", "user,id=n0", "-device", "virtio-net-device,netdev=n0"].map(String::from),
+            )
+        })
+        .run();
+    assert_status(&out, 0);
+    let lines: Vec<String> = out.stdout_str().lines().map(|l| l.trim_end().to_string()).collect();
+    assert_eq!(lines, ["1400", "inet 10.0.2.15/24", "default via 10.0.2.2 dev eth0", "ping ok"], "{}", out.describe());
+}
+
 #[test]
 fn ip_record_without_eth0_is_125_naming_eth0() {
     let r = Cfg::default().rec(Key::Ip, &[b"10.0.2.15/24", b"10.0.2.2", b"65520"]);
