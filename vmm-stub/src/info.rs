@@ -27,6 +27,9 @@ pub fn print(payload: &Payload, manifest: &[u8]) {
             l.print();
         }
     }
+    let mut l = Line::bare();
+    crate::network::describe_defaults(manifest, &mut l);
+    l.print();
     if let Some(ki) = payload.section(Kind::KernelInfo) {
         let mut buf = [0u8; linker::image::MAX_KERNEL_INFO_LEN as usize];
         let n = ki.len.min(buf.len() as u64) as usize;

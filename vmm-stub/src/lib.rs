@@ -13,6 +13,7 @@ pub mod hostio;
 pub mod info;
 pub mod kvm;
 pub mod mem;
+pub mod network;
 pub mod options;
 pub mod out;
 pub mod payload;

@@ -3,6 +3,8 @@
 //! app, AppImage's convention) and `SMOLVM_*` environment variables. A flag
 //! beats the environment variable of the same name.
 
+use crate::network::spec::{IpSpec, NetMode, Publish, MAX_PUBLISH};
+
 /// Most `--smolvm-env` entries.
 pub const MAX_ENV: usize = 64;
 
@@ -21,6 +23,23 @@ default arguments. Leading --smolvm-* options are taken by smolvm:
                           share host directory HOST at absolute guest path
                           GUEST over 9p (repeatable; read-write unless :ro;
                           SMOLVM_SHARE takes several separated by ,) [SMOLVM_SHARE]
+  --smolvm-net[=passt|tap:NAME|none]
+                          network: passt (default; user-mode, no root: outbound
+                          TCP/UDP/ping and DNS), an existing TAP device NAME
+                          (needs --smolvm-ip), or none even if the image asks
+                          for it. Without this or a default in the image the
+                          VM has no network device at all   [SMOLVM_NET=1|...]
+  --smolvm-publish=[HOST_IP:]HOST_PORT:GUEST_PORT[/udp]
+                          forward a host port to the guest (repeatable; implies
+                          passt). Binds 127.0.0.1 unless HOST_IP is given:
+                          Docker's 0.0.0.0 default exposes the port to every
+                          network the host is on, often past its firewall
+                          (SMOLVM_PUBLISH takes several separated by ,)
+  --smolvm-ip=ADDR/PREFIX[@GATEWAY]
+                          the guest's IPv4 address with tap:NAME [SMOLVM_IP]
+  --smolvm-net-host-loopback
+                          let the guest reach the host's 127.0.0.1 services
+                          through the gateway 10.0.2.2 (off by default)
   --smolvm-info           describe the image and exit without booting
   --smolvm-no-seccomp     UNSAFE, debugging only: no system-call filter,
                           a guest escape gets the user's full rights [SMOLVM_NO_SECCOMP=1]
@@ -46,6 +65,14 @@ pub struct Options<'a> {
     pub disks: heapless::Vec<&'a [u8], { crate::devices::MAX_DISKS }>,
     /// `--smolvm-share` values (`HOST:GUEST[:ro]`), in order; `SMOLVM_SHARE` first.
     pub shares: heapless::Vec<&'a [u8], { crate::devices::MAX_SHARES }>,
+    /// `--smolvm-net` / `SMOLVM_NET` (`None`: not given).
+    pub net: Option<NetMode<'a>>,
+    /// `--smolvm-publish` values, in order; `SMOLVM_PUBLISH` first.
+    pub publish: heapless::Vec<Publish, MAX_PUBLISH>,
+    /// `--smolvm-ip` / `SMOLVM_IP`.
+    pub ip: Option<IpSpec>,
+    /// `--smolvm-net-host-loopback`.
+    pub net_host_loopback: bool,
     pub info: bool,
     pub help: bool,
     /// Unsafe: run without the seccomp filter (debugging).
@@ -109,12 +136,25 @@ enum Opt {
     Info,
     Help,
     NoSeccomp,
+    Net,
+    Publish,
+    Ip,
+    NetHostLoopback,
 }
 
-const FLAGS: [&[u8]; 9] = [b"mem", b"log", b"env", b"workdir", b"disk", b"share", b"info", b"help", b"no-seccomp"];
-const OPTS: [Opt; 9] = [Opt::Mem, Opt::Log, Opt::Env, Opt::Workdir, Opt::Disk, Opt::Share, Opt::Info, Opt::Help, Opt::NoSeccomp];
+const FLAGS: [&[u8]; 13] = [
+    b"mem", b"log", b"env", b"workdir", b"disk", b"share", b"info", b"help", b"no-seccomp", b"net", b"publish", b"ip",
+    b"net-host-loopback",
+];
+const OPTS: [Opt; 13] = [
+    Opt::Mem, Opt::Log, Opt::Env, Opt::Workdir, Opt::Disk, Opt::Share, Opt::Info, Opt::Help, Opt::NoSeccomp, Opt::Net,
+    Opt::Publish, Opt::Ip, Opt::NetHostLoopback,
+];
 /// The `SMOLVM_*` variables (after the prefix).
-const VARS: [(&[u8], Opt); 6] = [
+const VARS: [(&[u8], Opt); 9] = [
+    (b"NET", Opt::Net),
+    (b"PUBLISH", Opt::Publish),
+    (b"IP", Opt::Ip),
     (b"MEM", Opt::Mem),
     (b"LOG", Opt::Log),
     (b"WORKDIR", Opt::Workdir),
@@ -135,6 +175,9 @@ impl<'a> Options<'a> {
                 crate::devices::DiskSpec::parse(v).ok_or(bad)?;
                 self.disks.push(v).map_err(|_| OptError::TooMany(culprit))?
             }
+            Opt::Net => self.net = Some(NetMode::parse(v).ok_or(bad)?),
+            Opt::Ip => self.ip = Some(IpSpec::parse(v).ok_or(bad)?),
+            Opt::Publish => self.publish.push(Publish::parse(v).ok_or(bad)?).map_err(|_| OptError::TooMany(culprit))?,
             _ => {
                 crate::devices::ShareSpec::parse(v).ok_or(bad)?;
                 self.shares.push(v).map_err(|_| OptError::TooMany(culprit))?
@@ -155,9 +198,9 @@ impl<'a> Options<'a> {
             match which {
                 Opt::NoSeccomp => o.no_seccomp |= v == b"1",
                 Opt::Workdir => o.workdir = Some(v),
-                Opt::Share => {
+                Opt::Share | Opt::Publish => {
                     for v in v.split(|&b| b == b',').filter(|v| !v.is_empty()) {
-                        o.set(Opt::Share, v, var)?;
+                        o.set(which, v, var)?;
                     }
                 }
                 _ => o.set(which, v, var)?,
@@ -176,11 +219,15 @@ impl<'a> Options<'a> {
                 (Opt::Info, None) => o.info = true,
                 (Opt::Help, None) => o.help = true,
                 (Opt::NoSeccomp, None) => o.no_seccomp = true,
+                (Opt::Net, None) => o.net = Some(NetMode::Passt),
+                (Opt::NetHostLoopback, None) => o.net_host_loopback = true,
                 (Opt::Workdir, Some(v)) if !v.is_empty() => o.workdir = Some(v),
                 (Opt::Env, Some(v)) if v.iter().position(|&b| b == b'=').is_some_and(|i| i > 0) => {
                     o.env.push(v).map_err(|_| OptError::TooMany(arg))?
                 }
-                (Opt::Mem | Opt::Log | Opt::Disk | Opt::Share, Some(v)) => o.set(which, v, arg)?,
+                (Opt::Mem | Opt::Log | Opt::Disk | Opt::Share | Opt::Net | Opt::Ip | Opt::Publish, Some(v)) => {
+                    o.set(which, v, arg)?
+                }
                 _ => return Err(OptError::BadValue(arg)),
             }
         }
@@ -263,5 +310,28 @@ mod tests {
         assert_eq!(parse_mem(b""), None);
         assert_eq!(parse_mem(b"G"), None);
         assert_eq!(parse_mem(b"-1"), None);
+    }
+
+    #[test]
+    fn network_options() {
+        use crate::network::spec::{Proto, LOCALHOST};
+        let o = parse(&[b"--smolvm-net", b"--smolvm-publish=8080:80", b"--smolvm-net-host-loopback"], &[b"SMOLVM_PUBLISH=1:2/udp,,3:4"])
+            .expect("valid");
+        assert_eq!(o.net, Some(NetMode::Passt));
+        assert!(o.net_host_loopback);
+        let ports: Vec<_> = o.publish.iter().map(|p| (p.host_port, p.guest_port, p.proto)).collect();
+        assert_eq!(ports, [(1, 2, Proto::Udp), (3, 4, Proto::Tcp), (8080, 80, Proto::Tcp)]);
+        assert_eq!(o.publish[2].host_ip, LOCALHOST);
+        let o = parse(&[b"--smolvm-net=tap:tap0", b"--smolvm-ip=10.1.0.2/24@10.1.0.1"], &[b"SMOLVM_NET=none"]).expect("valid");
+        assert_eq!(o.net, Some(NetMode::Tap(b"tap0")));
+        assert_eq!(o.ip.map(|i| i.prefix), Some(24));
+        assert_eq!(parse(&[], &[b"SMOLVM_NET=1"]).expect("valid").net, Some(NetMode::Passt));
+        assert_eq!(parse(&[], &[]).expect("valid").net, None);
+        for bad in [&b"--smolvm-net="[..], b"--smolvm-net=slirp", b"--smolvm-publish=80", b"--smolvm-publish", b"--smolvm-ip=1.2.3.4",
+            b"--smolvm-net-host-loopback=1"] {
+            assert_eq!(parse(&[bad], &[]).err(), Some(OptError::BadValue(bad)), "{:?}", core::str::from_utf8(bad));
+        }
+        let many: Vec<&[u8]> = vec![b"--smolvm-publish=1:1"; MAX_PUBLISH + 1];
+        assert!(matches!(parse(&many, &[]), Err(OptError::TooMany(_))));
     }
 }

@@ -97,10 +97,16 @@ pub fn main(args: CStrings, env: CStrings) -> u8 {
         crate::info::print(&payload, manifest.bytes());
         return 0;
     }
+    let net_plan = crate::network::plan(&opts, manifest.bytes()).unwrap_or_else(|e| fail(e));
     let mem_mib = opts.mem_mib.or_else(|| manifest_mem(manifest.bytes())).unwrap_or(abi::DEFAULT_MEM_MIB);
     if u64::from(mem_mib) << 20 > MEM_MAX {
         Line::new().s("guest memory ").u(u64::from(mem_mib)).s(" MiB is more than the maximum ").u(MEM_MAX >> 20).s(" MiB").fail();
     }
+    // The network backend first: passt is forked, cheaply while the stub
+    // is small and has one thread (no guest RAM mapped yet).
+    let net = net_plan.map(|p| crate::network::start(&p, env.filter_map(|v| v.strip_prefix(b"PATH=")).next(), opts.log.debug));
+    #[cfg(feature = "test-hooks")]
+    let net = net.or_else(|| test_net_backend(env));
     drop(manifest);
 
     let kvm = open_kvm();
@@ -126,11 +132,24 @@ pub fn main(args: CStrings, env: CStrings) -> u8 {
     }
     let shares = open_shares(&opts);
     let rootfs = payload.section(Kind::Rootfs).map(|s| (payload.fd(), s.offset, s.len));
+    // The net watcher polls a duplicate of the backend fd; the device owns it.
+    let (guest_net, net_watch_fd, mut net_dev) = match net {
+        Some(n) => {
+            let dup = rustix::io::fcntl_dupfd_cloexec(&n.fd, 0).unwrap_or_else(|e| fail_errno("cannot set up the network", e));
+            let dev = crate::virtio::net::Net::new(crate::network::link(n.fd, n.framing), n.guest.mtu);
+            (Some(n.guest), Some(dup), Some(dev))
+        }
+        None => (None, None, None),
+    };
     let mut devices = Devices::new(terminal, rootfs, &disks);
     let mut transports = devices.transports();
     for share in shares.iter_mut() {
         // Slots after the disks, in share order: the n-th share is tag smolvm<n>.
         transports.add_dynamic(share).unwrap_or_else(|| fail("too many disks and shares"));
+    }
+    if let Some(dev) = &mut net_dev {
+        // The slot after the disks and shares (the guest finds it by type: eth0).
+        transports.add_dynamic(dev).unwrap_or_else(|| fail("too many disks and shares to add the network device"));
     }
     let mut bus = Bus::new();
     transports.attach(&mut bus);
@@ -146,7 +165,7 @@ pub fn main(args: CStrings, env: CStrings) -> u8 {
     }
     let initrd_max = kernel.bz.as_ref().map_or(u64::from(u32::MAX), |(b, _)| u64::from(b.initrd_addr_max));
     let app_args = args.skip(opts.consumed.wrapping_add(1)); // argv[0] and the consumed flags
-    let (initrd, initrd_len) = place_initrd(&mut mem, &payload, kernel.end, initrd_max, &opts, terminal, app_args);
+    let (initrd, initrd_len) = place_initrd(&mut mem, &payload, kernel.end, initrd_max, &opts, terminal, guest_net, app_args);
     write_boot_data(&mut mem, &kernel, &cmdline, initrd, initrd_len)
         .unwrap_or_else(|| fail("guest memory too small for the boot data; raise --smolvm-mem"));
 
@@ -160,6 +179,9 @@ pub fn main(args: CStrings, env: CStrings) -> u8 {
     crate::hostio::signals::install(vcpu.immediate_exit_ptr());
     if let Err(e) = crate::hostio::stdin_watch::start() {
         fail_errno("cannot start the stdin thread", e);
+    }
+    if let Some(fd) = net_watch_fd {
+        crate::hostio::net_watch::start(fd).unwrap_or_else(|e| fail_errno("cannot start the network thread", e));
     }
     // From here on only the run loop's system calls (seccomp.rs); the
     // reaper below inherits the filter.
@@ -248,6 +270,7 @@ fn place_initrd(
     initrd_max: u64,
     opts: &Options<'_>,
     terminal: Option<WinSize>,
+    net: Option<crate::network::GuestNet>,
     app_args: impl Iterator<Item = &'static [u8]>,
 ) -> (u64, u64) {
     let section = required(&payload, Kind::Initramfs);
@@ -288,7 +311,7 @@ fn place_initrd(
     let Some((cpio_buf, scratch)) = region.split_at_mut_checked(region.len().saturating_sub(MAX_CONFIG_LEN)) else {
         fail("guest memory is too small for the initramfs")
     };
-    let config = runtime_config(scratch, opts, terminal, app_args)
+    let config = runtime_config(scratch, opts, terminal, net, app_args)
         .unwrap_or_else(|e| Line::new().s("run-time arguments: ").s(e.message()).fail());
     let mut w = CpioWriter::new(cpio_buf, 0x7000_0000);
     let written = w.dir(b"smolvm", 0o755)
@@ -303,6 +326,7 @@ fn runtime_config<'b>(
     buf: &'b mut [u8],
     opts: &Options<'_>,
     terminal: Option<WinSize>,
+    net: Option<crate::network::GuestNet>,
     app_args: impl Iterator<Item = &'static [u8]>,
 ) -> Result<&'b [u8], config::ConfigError> {
     let mut w = config::Writer::new(&mut *buf)?;
@@ -323,6 +347,9 @@ fn runtime_config<'b>(
         let mut tag = Line::bare();
         tag.s(abi::SHARE_TAG_PREFIX).u(n as u64);
         w.push(Key::Share, &[tag.as_bytes(), s.guest, if s.read_only { b"ro" } else { b"rw" }])?;
+    }
+    if let Some(n) = net {
+        n.write_records(&mut w)?;
     }
     // Terminal mode: init gives the app /dev/hvc0 as its terminal;
     // otherwise its stdin, stdout and stderr are control device ports.
@@ -398,6 +425,20 @@ fn create_vm(kvm: &Kvm, mem: &GuestMemory, entry: u64) -> Result<(Vm, Vcpu), Set
     cpu::patch_lapic(&mut lapic);
     vcpu.set_lapic(&lapic).map_err(|e| ("KVM_SET_LAPIC", e))?;
     Ok((vm, vcpu))
+}
+
+/// Test builds only (feature `test-hooks`): `SMOLVM_TEST_NET_FD=N` makes
+/// inherited fd N (one end of a stream socketpair the test holds) the
+/// network backend, in passt's framing, so bare-metal test guests meet a
+/// backend the test controls (tests/tests/net_guests.rs).
+#[cfg(feature = "test-hooks")]
+fn test_net_backend(mut env: CStrings) -> Option<crate::network::Started> {
+    let v = env.find_map(|v| v.strip_prefix(b"SMOLVM_TEST_NET_FD="))?;
+    let n = v.iter().try_fold(0i32, |n, &d| d.is_ascii_digit().then(|| n.saturating_mul(10).saturating_add(i32::from(d - b'0'))))?;
+    let fd = crate::sys::static_fd::adopt_inherited(n).unwrap_or_else(|| fail("test hook: SMOLVM_TEST_NET_FD is not an open fd"));
+    rustix::fs::fcntl_setfl(&fd, rustix::fs::OFlags::NONBLOCK).unwrap_or_else(|e| fail_errno("test hook: fcntl", e));
+    let guest = crate::network::GuestNet { addr: [10, 0, 2, 15], prefix: 24, gateway: None, mtu: crate::virtio::net::link::PASST_MTU, dns: None };
+    Some(crate::network::Started { fd, framing: crate::virtio::net::link::Framing::Stream, guest })
 }
 
 /// Test builds only (feature `test-hooks`): `SMOLVM_TEST_HOOK=bad-entry`

@@ -10,6 +10,7 @@
 //! watcher never reads stdin itself and never touches guest memory, and no
 //! flag of the shared stdin file description (O_NONBLOCK, O_ASYNC) is changed.
 
+pub mod net_watch;
 pub mod signals;
 pub mod stdin_watch;
 pub mod tty;

@@ -3,6 +3,11 @@
 
 pub mod ioctl;
 pub mod kvm;
+pub mod net;
+pub mod net_thread;
+pub mod once;
+pub mod spawn;
+pub mod static_fd;
 
 /// Ends the process at once with `code` (no teardown: the kernel frees the
 /// VM, guest RAM and every fd).

@@ -27,6 +27,7 @@ pub mod console;
 pub mod control;
 
 pub mod mmio;
+pub mod net;
 pub mod p9;
 pub mod queue;
 
