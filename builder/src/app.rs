@@ -148,6 +148,9 @@ pub fn manifest(a: &BuildArgs, app: &App, mem: Option<u32>) -> Result<Vec<u8>> {
         check_publish(spec)?;
         recs.push((Key::Publish, spec.clone().into_bytes()));
     }
+    if a.read_only {
+        recs.push((Key::ReadOnly, b"yes".to_vec()));
+    }
     let fields: Vec<[&[u8]; 1]> = recs.iter().map(|(_, v)| [v.as_slice()]).collect();
     let table: Vec<(Key, &[&[u8]])> = recs
         .iter()

@@ -91,7 +91,7 @@ pub struct BuildArgs {
     /// Run the app as UID or UID:GID (numeric; default 0:0).
     #[arg(long, value_name = "UID[:GID]")]
     pub user: Option<String>,
-    /// Mount a writable tmpfs at this guest path (repeatable; the root is read-only).
+    /// Mount a tmpfs at this guest path (repeatable).
     #[arg(long, value_name = "DIR")]
     pub tmpfs: Vec<OsString>,
     /// Default network: user-mode networking through passt (`./app.vm
@@ -103,6 +103,11 @@ pub struct BuildArgs {
     /// (repeatable; implies --net). Binds 127.0.0.1 unless HOST_IP is given.
     #[arg(long, value_name = "[IP:]HOST:GUEST[/udp]")]
     pub publish: Vec<String>,
+    /// Keep the root filesystem read-only (the strict sandbox). By default it is
+    /// writable, as a container's: an overlay whose changes live in guest memory
+    /// and are discarded at exit.
+    #[arg(long)]
+    pub read_only: bool,
     /// Guest kernel (vmlinux or bzImage); default $SMOLVM_KERNEL, then the cached
     /// kernel from `smolvm kernel` in the form --kernel-format picks.
     #[arg(long, value_name = "FILE")]

@@ -3,6 +3,9 @@
 //! `DT_NEEDED` libraries, searched like ld.so does: `DT_RPATH` (when there
 //! is no `DT_RUNPATH`), `DT_RUNPATH`, the directories of `/etc/ld.so.conf`,
 //! then the default directories. `#!` scripts bring their interpreter.
+//! glibc's own `dlopen` of `libgcc_s.so.1` (the unwinder behind
+//! `pthread_exit` and `pthread_cancel`, which abort without it) is followed
+//! too: a closure with `libc.so.6` gets `libgcc_s.so.1` from beside it.
 //! Files the program opens at run time (Python's stdlib, data files) are
 //! not found this way: add them with `--add HOST:GUEST`.
 
@@ -30,6 +33,9 @@ const DEFAULT_DIRS: [&str; 6] = [
     "/usr/lib",
 ];
 const MAX_FILES: usize = 4096;
+/// A library that `dlopen`s another one unconditionally on a common path,
+/// and the library it opens (looked up beside it, then in the default dirs).
+const DLOPENED: [(&str, &str); 1] = [("libc.so.6", "libgcc_s.so.1")];
 
 /// What the loader needs from one ELF file.
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -168,6 +174,23 @@ fn ld_so_conf(path: &Path, out: &mut Vec<String>, depth: u32) {
     }
 }
 
+/// The libraries `DLOPENED` says `lib` opens at run time, where found; a
+/// host without one (a static or musl system) builds the image anyway.
+fn dlopened_by(lib: &Path) -> Vec<PathBuf> {
+    let name = lib.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let beside = lib.parent().map(Path::to_path_buf).unwrap_or_default();
+    DLOPENED
+        .iter()
+        .filter(|(opener, _)| *opener == name)
+        .filter_map(|(_, opened)| {
+            std::iter::once(beside.clone())
+                .chain(DEFAULT_DIRS.iter().map(PathBuf::from))
+                .map(|d| d.join(opened))
+                .find(|p| fs::read(p).is_ok_and(|b| is_x86_64_elf(&b)))
+        })
+        .collect()
+}
+
 /// Host file → guest path for a program and everything it loads.
 pub struct Closure {
     pub files: BTreeMap<PathBuf, PathBuf>,
@@ -220,6 +243,7 @@ impl Closure {
             if let Some(i) = &elf.interp {
                 todo.push(PathBuf::from(i));
             }
+            todo.extend(dlopened_by(&path));
             let origin = path
                 .parent()
                 .map(|p| p.to_string_lossy().into_owned())
@@ -273,6 +297,9 @@ mod tests {
         );
         assert!(guest.iter().any(|p| p.ends_with("/libc.so.6")), "{guest:?}");
         assert!(guest.contains(&"/usr/bin/sort".to_string()));
+        // sort does not link libgcc_s, but glibc dlopens it for pthread_exit.
+        assert!(!sort.needed.iter().any(|n| n.starts_with("libgcc_s")), "{sort:?}");
+        assert!(guest.iter().any(|p| p.ends_with("/libgcc_s.so.1")), "{guest:?}");
     }
 
     #[test]

@@ -10,6 +10,7 @@ mod build;
 mod closure;
 mod container;
 mod error;
+mod identity;
 mod inspect;
 mod json;
 mod kernel_file;

@@ -1,6 +1,7 @@
 //! The staging root filesystem for sources that are not a directory:
 //! `--from-tar`, `--from-docker-archive`, `--from-oci` (layers applied in
-//! order) and `--exec`/`--add` (a host program's closure). It lives in a
+//! order) and `--exec`/`--add` (a host program's closure, plus
+//! `/etc/passwd` and `/etc/group` naming root: `identity.rs`). It lives in a
 //! temporary directory beside the output, removed when the build ends.
 
 use crate::bail;
@@ -8,6 +9,7 @@ use crate::build::BuildArgs;
 use crate::closure::Closure;
 use crate::container::{self, ImageConfig};
 use crate::error::{Context, Error, Result};
+use crate::identity;
 use crate::layers;
 use crate::output::TempDir;
 use std::fs;
@@ -133,5 +135,11 @@ fn stage_exec(a: &BuildArgs) -> Result<TempDir> {
         };
         copy_in(Path::new(host), &below(dir.path(), Path::new(guest))?)?;
     }
+    // A bad --user is reported by the manifest's check; here it only names no one.
+    let user = a.user.as_deref().and_then(|u| {
+        let (uid, gid) = u.split_once(':').unwrap_or((u, "0"));
+        Some((uid.parse().ok()?, gid.parse().ok()?))
+    });
+    identity::add_missing(dir.path(), user)?;
     Ok(dir)
 }

@@ -108,6 +108,9 @@ fn run(start_ns: u64, env_debug: bool, signals: &mut Option<OwnedFd>) -> Result<
     for share in &plan.shares {
         mounts::mount_share(share)?;
     }
+    if plan.read_only {
+        mounts::seal_root()?;
+    }
     if let Some(dir) = plan.workdir {
         rustix::process::chdir(dir)
             .map_err(|e| Fail::new(Line::new().s("cannot enter the working directory ").b(dir).s(": ").e(e)))?;

@@ -1,5 +1,11 @@
 //! The guest's file systems: the basic kernel ones, the root switch, tmpfs
 //! and 9p shares. Mount points that are already mounted (EBUSY) are fine.
+//!
+//! The root is writable by default, as a container's is: an overlay of the
+//! read-only squashfs (lower) and a tmpfs (upper), so writes land in guest
+//! memory and vanish at exit. `read-only` images get the same overlay, sealed
+//! read-only once the mount points of tmpfs and shares exist, so a share at a
+//! path the image lacks works in both modes.
 
 use crate::out::Line;
 use crate::plan::{RootFs, Share};
@@ -15,6 +21,12 @@ use rustix::mount::{mount, mount_bind, mount_move, mount_remount, MountFlags};
 const NEW_ROOT: &CStr = c"/newroot";
 /// The initramfs directory holding an initramfs-format root (`/rootfs`).
 const INITRAMFS_ROOT: &CStr = c"/rootfs";
+/// Where the squashfs is mounted as the overlay's lower layer.
+const LOWER: &CStr = c"/lower";
+/// The tmpfs holding the overlay's upper and work directories (one file
+/// system: overlayfs needs both on the same one).
+const UPPER_FS: &CStr = c"/upper";
+const OVERLAY_OPTIONS: &CStr = c"lowerdir=/lower,upperdir=/upper/root,workdir=/upper/work";
 
 struct Basic {
     dir: &'static str,
@@ -33,6 +45,7 @@ const BASICS: [Basic; 5] = [
 ];
 const NOSUID_NODEV: MountFlags = MountFlags::NOSUID.union(MountFlags::NODEV);
 const NOSUID_NODEV_NOEXEC: MountFlags = NOSUID_NODEV.union(MountFlags::NOEXEC);
+const NOSUID_NOEXEC: MountFlags = MountFlags::NOSUID.union(MountFlags::NOEXEC);
 
 /// 9p over virtio. `cache=mmap`: no stale data when the host changes files,
 /// yet `mmap` works; msize 256 KiB keeps round trips few for big reads.
@@ -79,7 +92,15 @@ pub fn mount_basics() -> Result<(), Fail> {
         Line::new().s("mounted ").s(m.dir).debug();
     }
     // Conveniences; an app that needs them will say so itself if they fail.
+    // /dev/shm: POSIX shared memory and semaphores (sem_open, multiprocessing).
     let _ = mkdir(b"/dev/shm").and_then(|()| mount(c"tmpfs", c"/dev/shm", c"tmpfs", NOSUID_NODEV, c"mode=1777"));
+    // /dev/pts: Unix98 ptys. devtmpfs's /dev/ptmx finds this instance as its
+    // sibling `pts` (Linux >= 4.7), so openpty() and `script` work.
+    let pts = mkdir(b"/dev/pts")
+        .and_then(|()| mount(c"devpts", c"/dev/pts", c"devpts", NOSUID_NOEXEC, c"mode=0620,ptmxmode=0666"));
+    if let Err(e) = pts {
+        Line::new().s("no /dev/pts (devpts): ").e(e).debug();
+    }
     for (target, link) in [
         (c"/proc/self/fd", c"/dev/fd"),
         (c"/proc/self/fd/0", c"/dev/stdin"),
@@ -91,36 +112,31 @@ pub fn mount_basics() -> Result<(), Fail> {
     Ok(())
 }
 
-/// Mounts the app's root filesystem read-only, moves the basic mounts into
-/// it and makes it `/` (what `switch_root` does).
+/// Mounts the app's root filesystem (see the module comment), moves the
+/// basic mounts into it and makes it `/` (what `switch_root` does).
 pub fn switch_root(rootfs: RootFs) -> Result<(), Fail> {
     let new_root = match rootfs {
         RootFs::Squashfs => {
-            mkdir(NEW_ROOT.to_bytes()).map_err(|e| mount_failed("the root", NEW_ROOT.to_bytes(), e))?;
-            mount(abi::GUEST_ROOT_DEV, NEW_ROOT, c"squashfs", MountFlags::RDONLY, None)
-                .map_err(|e| mount_failed("the squashfs root filesystem (/dev/vda)", NEW_ROOT.to_bytes(), e))?;
-            NEW_ROOT
+            mkdir(LOWER.to_bytes()).map_err(|e| mount_failed("the root", LOWER.to_bytes(), e))?;
+            mount(abi::GUEST_ROOT_DEV, LOWER, c"squashfs", MountFlags::RDONLY, None)
+                .map_err(|e| mount_failed("the squashfs root filesystem (/dev/vda)", LOWER.to_bytes(), e))?;
+            overlay_root()?
         }
         RootFs::Initramfs => {
+            // The initramfs is already in memory and writable: bind it in place,
+            // so it becomes a mount point that can move to `/` and be sealed.
             let root = INITRAMFS_ROOT;
-            // The mount points must exist before the tree turns read-only.
-            for m in &BASICS {
-                let dir = [root.to_bytes(), m.dir.as_bytes()].concat();
-                mkdir(&dir).map_err(|e| mount_failed(m.dir, &dir, e))?;
-            }
             mount_bind(root, root)
-                .and_then(|()| mount_remount(root, MountFlags::BIND | MountFlags::RDONLY, c""))
                 .map_err(|e| mount_failed("the initramfs root (rootfs/ of the image)", root.to_bytes(), e))?;
             root
         }
     };
-    Line::new().s("mounted the root filesystem read-only on ").b(new_root.to_bytes()).debug();
     for m in &BASICS {
         let target = [new_root.to_bytes(), m.dir.as_bytes()].concat();
-        match mount_move(m.dir, cstr(&target).map_err(|e| mount_failed(m.dir, &target, e))?.as_c_str()) {
+        match mkdir(&target).and_then(|()| mount_move(m.dir, cstr(&target)?.as_c_str())) {
             Ok(()) => {}
-            // The image lacks this directory: the app runs without it.
-            Err(Errno::NOENT) => Line::new().s("no ").s(m.dir).s(" in the root filesystem, skipped").debug(),
+            // The root stayed read-only and lacks this directory: the app runs without it.
+            Err(Errno::NOENT | Errno::ROFS) => Line::new().s("no ").s(m.dir).s(" in the root filesystem, skipped").debug(),
             Err(e) => return Err(mount_failed(m.dir, &target, e)),
         }
     }
@@ -130,6 +146,35 @@ pub fn switch_root(rootfs: RootFs) -> Result<(), Fail> {
         .and_then(|()| rustix::process::chdir(c"/"));
     switched.map_err(|e| Fail::new(Line::new().s("cannot switch to the root filesystem: ").e(e)))?;
     Line::new().s("switched root").debug();
+    Ok(())
+}
+
+/// The overlay of `LOWER` and a fresh tmpfs on `NEW_ROOT`. A kernel without
+/// overlayfs (a custom `--kernel`) gets the squashfs itself, read-only.
+fn overlay_root() -> Result<&'static CStr, Fail> {
+    let upper = mkdir(UPPER_FS.to_bytes())
+        .and_then(|()| mount(c"tmpfs", UPPER_FS, c"tmpfs", MountFlags::NOSUID, c"mode=0755"))
+        .and_then(|()| mkdir(b"/upper/root"))
+        .and_then(|()| mkdir(b"/upper/work"));
+    upper.map_err(|e| mount_failed("the tmpfs of the writable root", UPPER_FS.to_bytes(), e))?;
+    mkdir(NEW_ROOT.to_bytes()).map_err(|e| mount_failed("the root", NEW_ROOT.to_bytes(), e))?;
+    match mount(c"overlay", NEW_ROOT, c"overlay", MountFlags::empty(), OVERLAY_OPTIONS) {
+        Ok(()) => {
+            Line::new().s("mounted the root: overlay of the squashfs and a tmpfs").debug();
+            Ok(NEW_ROOT)
+        }
+        Err(e) => {
+            Line::new().s("no writable root (overlay: ").e(e).s("), the squashfs stays read-only").debug();
+            Ok(LOWER)
+        }
+    }
+}
+
+/// Makes `/` read-only (`read-only` images), after the mount points exist.
+pub fn seal_root() -> Result<(), Fail> {
+    mount_remount(c"/", MountFlags::BIND | MountFlags::RDONLY, c"")
+        .map_err(|e| Fail::new(Line::new().s("cannot make the root filesystem read-only: ").e(e)))?;
+    Line::new().s("root filesystem read-only").debug();
     Ok(())
 }
 

@@ -48,6 +48,9 @@ pub struct Plan<'a> {
     pub hostname: Option<&'a [u8]>,
     pub user: Option<User>,
     pub rootfs: RootFs,
+    /// Keep the root read-only instead of the writable overlay (mount points
+    /// for tmpfs and shares are still created first).
+    pub read_only: bool,
     pub tmpfs: Vec<&'a [u8]>,
     pub shares: Vec<Share<'a>>,
     pub debug: bool,
@@ -125,6 +128,7 @@ impl<'a> Plan<'a> {
             hostname: None,
             user: None,
             rootfs: RootFs::Squashfs,
+            read_only: false,
             tmpfs: Vec::new(),
             shares: Vec::new(),
             debug: false,
@@ -250,6 +254,13 @@ impl<'a> Plan<'a> {
                         return Err(bad("more than 3 dns records", value));
                     }
                     self.dns.push(server);
+                }
+                Key::ReadOnly => {
+                    self.read_only = match value {
+                        b"yes" => true,
+                        b"no" => false,
+                        _ => return Err(bad("read-only is not yes or no", value)),
+                    }
                 }
             }
         }
@@ -439,6 +450,21 @@ mod tests {
             let err = Plan::new(&m, Some(&runtime)).expect_err("manifest only");
             assert_eq!(err.origin, Origin::Runtime);
         }
+    }
+
+    #[test]
+    fn read_only_root_from_the_manifest_and_overridden_at_run_time() {
+        let plain = cfg(&[(Key::Entry, &[b"/a"])]);
+        assert!(!Plan::new(&plain, None).expect("valid").read_only, "writable overlay by default");
+        let strict = cfg(&[(Key::Entry, &[b"/a"]), (Key::ReadOnly, &[b"yes"])]);
+        assert!(Plan::new(&strict, None).expect("valid").read_only);
+        let writable = cfg(&[(Key::ReadOnly, &[b"no"])]);
+        assert!(!Plan::new(&strict, Some(&writable)).expect("valid").read_only);
+        let ro = cfg(&[(Key::ReadOnly, &[b"yes"])]);
+        assert!(Plan::new(&plain, Some(&ro)).expect("valid").read_only);
+        let bad = cfg(&[(Key::ReadOnly, &[b"1"])]);
+        let err = Plan::new(&plain, Some(&bad)).expect_err("value");
+        assert_eq!((err.origin, err.what, err.value), (Origin::Runtime, "read-only is not yes or no", &b"1"[..]));
     }
 
     #[test]

@@ -72,6 +72,11 @@ pub enum Key {
     /// Runtime: a nameserver address for the guest's /etc/resolv.conf
     /// (repeatable, in order).
     Dns,
+    /// `yes` or `no`: whether the root filesystem stays read-only (`smolvm
+    /// build --read-only`; the runtime config overrides the manifest). By
+    /// default (`no`, or no record) the root is an overlay with a tmpfs upper
+    /// layer, discarded at exit.
+    ReadOnly,
 }
 
 // `Key::ALL` is in declaration order: `ALL[key as usize]` is `key`'s entry.
@@ -84,7 +89,7 @@ const _: () = {
 };
 
 impl Key {
-    const ALL: [(Key, &'static str, usize); 19] = [
+    const ALL: [(Key, &'static str, usize); 20] = [
         (Key::Entry, "entry", 1),
         (Key::Arg, "arg", 1),
         (Key::EntryArg, "entryarg", 1),
@@ -104,6 +109,7 @@ impl Key {
         (Key::Publish, "publish", 1),
         (Key::Ip, "ip", 3),
         (Key::Dns, "dns", 1),
+        (Key::ReadOnly, "read-only", 1),
     ];
 
     pub fn name(self) -> &'static str {
