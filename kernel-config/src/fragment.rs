@@ -13,8 +13,10 @@ pub const BUILTIN: &[(&str, &str)] = &[
     ("40-virtio.config", include_str!("../fragments/40-virtio.config")),
     ("50-squashfs.config", include_str!("../fragments/50-squashfs.config")),
     ("60-9p.config", include_str!("../fragments/60-9p.config")),
+    ("65-net.config", include_str!("../fragments/65-net.config")),
     ("70-kvm-guest.config", include_str!("../fragments/70-kvm-guest.config")),
     ("80-diagnostics.config", include_str!("../fragments/80-diagnostics.config")),
+    ("85-compat.config", include_str!("../fragments/85-compat.config")),
     ("90-trims.config", include_str!("../fragments/90-trims.config")),
 ];
 
