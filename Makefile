@@ -9,7 +9,7 @@ CARGO ?= cargo
 SMOLVM := target/release/smolvm
 APT_PACKAGES := build-essential linux-source-6.1 bc flex bison libelf-dev libssl-dev \
 	busybox-static squashfs-tools qemu-system-x86 hyperfine cpio xz-utils lz4 zstd \
-	passt
+	passt musl-tools
 
 .PHONY: deps build kernel demo test size bench
 

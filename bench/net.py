@@ -233,7 +233,7 @@ def build(work, target, smolvm):
 
     root = f"{work}/net-root"  # http-echo alone: the reference image
     os.makedirs(f"{root}/bin", exist_ok=True)
-    subprocess.run(["gcc", "-O2", "-static", "-pthread", "-s", "-o", f"{root}/bin/http-echo",
+    subprocess.run(["musl-gcc", "-Os", "-static", "-pthread", "-s", "-o", f"{root}/bin/http-echo",
                     os.path.join(ROOT, "examples/http-echo/http-echo.c")], check=True)
     vmlinux = subprocess.run([smolvm, "kernel", "path"], check=True, capture_output=True, text=True).stdout.strip()
     image, image_vml = f"{work}/http-echo.vm", f"{work}/http-echo-vmlinux.vm"

@@ -12,7 +12,7 @@ gcc -Os -static -nostdlib -fno-asynchronous-unwind-tables -fno-stack-protector -
 target/release/smolvm build --rootfs "$out/rootfs" --entry /bin/hello -o "$out/hello.vm"
 ls -l "$out/hello.vm"
 mkdir -p "$out/http-echo/bin"
-gcc -O2 -static -pthread -s -o "$out/http-echo/bin/http-echo" examples/http-echo/http-echo.c
+musl-gcc -Os -static -pthread -s -o "$out/http-echo/bin/http-echo" examples/http-echo/http-echo.c
 target/release/smolvm build --rootfs "$out/http-echo" --entry /bin/http-echo --publish 8080:8080 -o "$out/http-echo.vm"
 ls -l "$out/http-echo.vm"
 if grep -qwE 'vmx|svm' /proc/cpuinfo && [ "${SMOLVM_LAB:-}" != always ]; then

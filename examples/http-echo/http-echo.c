@@ -15,7 +15,8 @@
  * - One thread per connection; UDP datagrams to the same port are echoed
  *   back (the UDP half of the smolvm network tests).
  *
- * Build: gcc -O2 -static -pthread -s -o http-echo http-echo.c
+ * Build: musl-gcc -Os -static -pthread -s -o http-echo http-echo.c (55 KB; glibc
+ * works too, gcc -static, but its static binary is 15x larger)
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -165,7 +166,7 @@ static int serve_one(struct conn *c)
 	memmove(c->buf, c->buf + head_len, c->len - head_len);
 	c->len -= head_len;
 	if (zeros) {
-		static const char zero[65536];
+		static char zero[65536]; /* never written: .bss, not 64 KiB of file */
 		if (respond(c->fd, 200, "OK", "application/octet-stream", zeros, keep))
 			return 0;
 		for (; zeros > 0; zeros -= zeros < sizeof zero ? zeros : sizeof zero)

@@ -5,7 +5,7 @@
 //! addresses inside L1 (a TAP, 10.0.2.x behind passt).
 //!
 //! Needs `target/<profile>/{vmm-stub,smol-init,smolvm}`, the guest kernel
-//! (with VIRTIO_NET), busybox-static, gcc with a static libc, passt,
+//! (with VIRTIO_NET), busybox-static, musl-gcc (musl-tools), passt,
 //! python3, iproute2 and util-linux (`unshare`) where the cases run.
 
 use smolvm_tests::lab::{self, Case, Outcome};
@@ -27,13 +27,13 @@ fn echo_image(dir: &Path, name: &str, extra: &[&str]) -> PathBuf {
     let root = dir.join(format!("{name}-root"));
     std::fs::create_dir_all(root.join("bin")).expect("mkdir");
     let src = repo().join("examples/http-echo/http-echo.c");
-    let out = Command::new("gcc")
-        .args(["-O2", "-static", "-pthread", "-s", "-o"])
+    let out = Command::new("musl-gcc")
+        .args(["-Os", "-static", "-pthread", "-s", "-o"])
         .arg(root.join("bin/http-echo"))
         .arg(&src)
         .output()
         .expect("gcc runs");
-    assert!(out.status.success(), "gcc -static http-echo.c: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "musl-gcc -static http-echo.c (apt-get install musl-tools): {}", String::from_utf8_lossy(&out.stderr));
     product::build_image(&root, "/bin/http-echo", extra, &dir.join(format!("{name}.vm")))
 }
 
