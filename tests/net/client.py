@@ -5,7 +5,8 @@ runs: inside the KVM lab's L1, or on a host with hardware KVM. Only loopback
 and lab-internal addresses are used.
 
   client.py publish PORT -- VM...      GET, 1 MiB POST, 32x20 keep-alive
-                                        requests, a UDP echo, via PORT
+                                        requests via PORT
+  client.py udp ADDR PORT -- VM...     a UDP echo via ADDR:PORT (sent from ADDR)
   client.py get PORT -- VM...          one GET via PORT
   client.py serve ADDR PORT -- VM...   HTTP server on ADDR:PORT while VM runs
                                         to its end
@@ -101,11 +102,20 @@ def publish(port, vm):
         for t in threads:
             t.join()
         print(f"concurrent: {len(good)}/640 correct", flush=True)
+    finally:
+        stop(proc)
+
+
+def udp(addr, port, vm):
+    proc = start(vm)
+    try:
         u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        u.settimeout(2)
+        u.bind((addr, 0))
+        u.settimeout(1)
         answer = b""
-        for _ in range(10):  # UDP may be lost: a few tries
-            u.sendto(b"udp ping", ("127.0.0.1", port))
+        end = time.time() + BOOT_DEADLINE
+        while time.time() < end and proc.poll() is None:  # until the guest listens
+            u.sendto(b"udp ping", (addr, port))
             try:
                 answer = u.recv(100)
                 break
@@ -241,6 +251,8 @@ def main():
     mode, params, vm = args[0], args[1:sep], args[sep + 1 :]
     if mode == "publish":
         publish(int(params[0]), vm)
+    elif mode == "udp":
+        udp(params[0], int(params[1]), vm)
     elif mode == "get":
         get(int(params[0]), vm)
     elif mode == "serve":
