@@ -14,7 +14,7 @@ Per round and VMM, one boot of the server, measured from the host side of the li
   first answer   exec of the VMM (and passt for QEMU) until a GET succeeds (polled every 10 ms)
   idle PSS       3 s after that: PSS of the VMM process, and of passt (smaps_rollup)
   req/s 1, 32    keep-alive POSTs of 64 bytes for 4 s over 1 and 32 connections
-  MB/s up, down  64 MiB POST /discard (host -> guest), GET /zeros/64 MiB (guest -> host)
+  MB/s up, down  32 MiB POST /discard (host -> guest), GET /zeros/32 MiB (guest -> host)
 """
 import argparse, json, os, socket, statistics, subprocess, sys, threading, time
 
@@ -23,7 +23,7 @@ sys.path.insert(0, os.path.join(ROOT, "bench"))
 HOST_PORT = 18080
 GUEST_PORT = 8080
 MTU = 65520
-BULK = 64 << 20
+BULK = 32 << 20
 
 
 def log(msg):
