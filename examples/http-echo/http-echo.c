@@ -234,6 +234,13 @@ static int bound(int type, int port)
 	return fd;
 }
 
+/* SIGTERM/SIGINT: a clean stop (exit 0), as a service manager expects. */
+static void on_stop(int sig)
+{
+	(void)sig;
+	_exit(0);
+}
+
 int main(int argc, char **argv)
 {
 	char *stop;
@@ -243,6 +250,8 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	signal(SIGPIPE, SIG_IGN);
+	signal(SIGTERM, on_stop);
+	signal(SIGINT, on_stop);
 	int lfd = bound(SOCK_STREAM, (int)port);
 	if (listen(lfd, 128)) {
 		perror("http-echo: listen");
