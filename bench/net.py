@@ -184,8 +184,11 @@ def run_one(case):
         procs.append(vm)
         res["first_answer_s"] = first_answer(vm, t0)
         if res["first_answer_s"] is None:
-            vm.kill()
-            return {"error": "no answer: " + vm.stderr.read()[-400:].decode(errors="replace")}
+            listeners = subprocess.run(["ss", "-ltn"], capture_output=True, text=True).stdout
+            procs_now = subprocess.run(["ps", "-eo", "pid,ppid,stat,etime,comm"], capture_output=True, text=True).stdout
+            os.killpg(vm.pid, 9)
+            return {"error": f"no answer (rc {vm.poll()}): {vm.stderr.read()[-400:].decode(errors='replace')}\n"
+                             f"{listeners}\n{procs_now[-1200:]}"}
         time.sleep(3)
         passt_pids = [p.pid for p in procs[:-1]] or children_named(vm.pid, "passt")
         res["vmm_pss_kib"] = pss_kib(vm.pid)
