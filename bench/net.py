@@ -11,7 +11,8 @@ gateway 10.0.2.2, DNS forward 10.0.2.3, MTU 65520, the same published port). One
   bench/net.py --inner PLAN.json     # where the VMs run (called by the above)
 
 Per round and VMM, one boot of the server, measured from the host side of the link:
-  first answer   exec of the VMM (and passt for QEMU) until a GET succeeds (polled every 10 ms)
+  first answer   exec of the VMM (and passt for QEMU) until a GET succeeds (polled every 50 ms,
+                 1 s per try: connections passt accepted before the guest listens are dropped)
   idle PSS       3 s after that: PSS of the VMM process, and of passt (smaps_rollup)
   req/s 1, 32    keep-alive POSTs of 64 bytes for 4 s over 1 and 32 connections
   MB/s up, down  32 MiB POST /discard (host -> guest), GET /zeros/32 MiB (guest -> host)
@@ -73,11 +74,11 @@ def first_answer(proc, t0, deadline=240):
         if proc.poll() is not None:
             return None
         try:
-            s, _ = http_get("/")
+            s, _ = http_get("/", timeout=1)
             s.close()
             return time.monotonic() - t0
         except (OSError, ConnectionError, ValueError, StopIteration):
-            time.sleep(0.01)
+            time.sleep(0.05)
     return None
 
 
