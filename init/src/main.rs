@@ -1,6 +1,7 @@
 //! The smol-init binary: a static, libc-free PID 1. Everything it does is in
 //! the library (`lib.rs`); `rt/` is the little runtime a program without libc
-//! needs: the entry point, a heap, `mem*` and the panic handler.
+//! needs: the entry point, a heap and the panic handler (`mem*` come from
+//! the `nolibc-mem` crate, shared with the stub).
 #![cfg_attr(not(test), no_std)]
 #![cfg_attr(not(test), no_main)]
 

@@ -22,6 +22,8 @@
 //!   by itself).
 //! - the backend goes away: link down + config interrupt, chains still returned,
 //!   one line on stderr.
+//! - TAP (root only: the test makes one with `ip tuntap`): the host kernel
+//!   answers the guest's ARP request through it; a missing TAP is 125.
 
 mod stub_common;
 
@@ -188,6 +190,45 @@ fn with_passt_arp_kill_and_start_errors() {
         st.is_empty() || st.contains(") Z ")
     });
     assert!(gone, "passt {passt_pid} outlived the stub");
+}
+
+/// An existing TAP (made here with `ip tuntap`, so only as root): the
+/// guest's ARP request for the host side's address gets the host kernel's
+/// reply through the TAP, virtio-net headers and all.
+#[test]
+fn over_an_existing_tap() {
+    if !have_kvm() {
+        return;
+    }
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let tap = format!("smoltap{}", std::process::id() % 10000);
+    let ip = |args: &[&str]| Command::new("ip").args(args).output().is_ok_and(|o| o.status.success());
+    if !ip(&["tuntap", "add", &tap, "mode", "tap"]) {
+        eprintln!("skipped: cannot create a TAP here (needs root and iproute2)");
+        return;
+    }
+    let configured = ip(&["addr", "add", "10.213.0.1/24", "dev", &tap]) && ip(&["link", "set", &tap, "up"]);
+    let g = guest_from(
+        "net.c",
+        "net-tap-arp",
+        "MODE_NET",
+        &["-DCASE=1", "-DMTU=1500", "-DARP_SELF=10,213,0,2", "-DARP_TARGET=10,213,0,1"],
+    );
+    let img = write_exe("net-tap", &image_bytes_with(stub(), &g, 0, 64));
+    let out = stub_common::run_with_limit(
+        Command::new(&img).arg(format!("--smolvm-net=tap:{tap}")).arg("--smolvm-ip=10.213.0.2/24@10.213.0.1"),
+        Duration::from_secs(120),
+    );
+    // A name that is no interface is refused (not created), exit 125.
+    let missing = stub_common::run_with_limit(
+        Command::new(&img).arg("--smolvm-net=tap:smolnone0").arg("--smolvm-ip=10.213.0.2/24"),
+        Duration::from_secs(60),
+    );
+    let _ = ip(&["tuntap", "del", &tap, "mode", "tap"]);
+    assert!(configured, "could not configure {tap}");
+    assert_eq!(out.status.code(), Some(0), "failed check = exit status; {out:?}");
+    assert_eq!(missing.status.code(), Some(125), "{missing:?}");
+    assert!(text(&missing.stderr).contains("no such device (create it with: ip tuntap add smolnone0"), "{missing:?}");
 }
 
 fn comm(pid: u32) -> String {

@@ -4,6 +4,7 @@
 //! stub's stack (no allocator) and are attached by `&mut` reference.
 
 use crate::mem::GuestMemory;
+use crate::sys::kvm::Vm;
 use linker::abi::{MMIO_BASE, MMIO_FIRST_IRQ, MMIO_MAX_SLOTS, MMIO_SLOT_SIZE};
 
 /// Raises interrupt lines on the VM's in-kernel irqchip.
@@ -12,6 +13,18 @@ pub trait Interrupts {
     fn trigger(&self, irq: u32);
     /// Sets GSI `irq` to `level` (for level-triggered devices).
     fn set_level(&self, irq: u32, level: bool);
+}
+
+/// The VM's in-kernel irqchip (`KVM_IRQ_LINE`).
+impl Interrupts for Vm {
+    fn trigger(&self, irq: u32) {
+        let _ = self.irq_line(irq, true);
+        let _ = self.irq_line(irq, false);
+    }
+
+    fn set_level(&self, irq: u32, level: bool) {
+        let _ = self.irq_line(irq, level);
+    }
 }
 
 /// What a device may touch while it handles an access.

@@ -26,7 +26,9 @@
 
 use crate::bus::{slot_irq, Bus};
 use crate::hostio::tty::WinSize;
+use crate::options::{DiskSpec, MAX_DISKS, MAX_SHARES};
 use crate::out;
+use crate::sys::cell::TakeOnce;
 use crate::virtio::blk::Block;
 use crate::virtio::console::Console;
 use crate::virtio::control::Control;
@@ -35,53 +37,6 @@ use linker::abi::{slot, MMIO_MAX_SLOTS};
 use rustix::fd::{AsFd, BorrowedFd, OwnedFd};
 use rustix::fs::{self, FileType, FlockOperation, Mode, OFlags};
 use rustix::io::Errno;
-
-/// Most `--smolvm-disk` options.
-pub const MAX_DISKS: usize = 8;
-
-/// `--smolvm-disk=PATH[:ro]` (or `SMOLVM_DISK`): a host file the guest
-/// sees as `/dev/vdb`, `/dev/vdc`, ... in order; read-write unless `:ro`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct DiskSpec<'a> {
-    pub path: &'a [u8],
-    pub read_only: bool,
-}
-
-impl<'a> DiskSpec<'a> {
-    pub fn parse(v: &'a [u8]) -> Option<DiskSpec<'a>> {
-        let (path, read_only) = match v.strip_suffix(b":ro") {
-            Some(p) => (p, true),
-            None => (v.strip_suffix(b":rw").unwrap_or(v), false),
-        };
-        (!path.is_empty() && !path.contains(&0)).then_some(DiskSpec { path, read_only })
-    }
-}
-
-/// Most `--smolvm-share` options: every dynamic slot (disks share them).
-pub const MAX_SHARES: usize = MMIO_MAX_SLOTS - slot::FIRST_DYNAMIC;
-
-/// `--smolvm-share=HOST:GUEST[:ro]` (or `SMOLVM_SHARE`): host directory
-/// HOST mounted at the absolute guest path GUEST over 9p, mount tag
-/// `smolvm<n>` for the n-th share. HOST may contain `:`, GUEST may not.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct ShareSpec<'a> {
-    pub host: &'a [u8],
-    pub guest: &'a [u8],
-    pub read_only: bool,
-}
-
-impl<'a> ShareSpec<'a> {
-    pub fn parse(v: &'a [u8]) -> Option<ShareSpec<'a>> {
-        let (rest, read_only) = match v.strip_suffix(b":ro") {
-            Some(p) => (p, true),
-            None => (v.strip_suffix(b":rw").unwrap_or(v), false),
-        };
-        let i = rest.iter().rposition(|&b| b == b':')?;
-        let (host, guest) = (rest.get(..i)?, rest.get(i.wrapping_add(1)..)?);
-        let ok = !host.is_empty() && guest.first() == Some(&b'/') && !v.contains(&0);
-        ok.then_some(ShareSpec { host, guest, read_only })
-    }
-}
 
 /// An open extra disk.
 pub struct DiskFile {
@@ -217,26 +172,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn parses_disk_specs() {
-        assert_eq!(DiskSpec::parse(b"/a/b.img"), Some(DiskSpec { path: b"/a/b.img", read_only: false }));
-        assert_eq!(DiskSpec::parse(b"x:ro"), Some(DiskSpec { path: b"x", read_only: true }));
-        assert_eq!(DiskSpec::parse(b"x:rw"), Some(DiskSpec { path: b"x", read_only: false }));
-        assert_eq!(DiskSpec::parse(b":ro"), None);
-        assert_eq!(DiskSpec::parse(b""), None);
-    }
-
-    #[test]
-    fn parses_share_specs() {
-        let s = |host: &'static [u8], guest: &'static [u8], read_only| Some(ShareSpec { host, guest, read_only });
-        assert_eq!(ShareSpec::parse(b"./d:/data"), s(b"./d", b"/data", false));
-        assert_eq!(ShareSpec::parse(b"/a:b:/x:ro"), s(b"/a:b", b"/x", true));
-        assert_eq!(ShareSpec::parse(b"d:/x:rw"), s(b"d", b"/x", false));
-        for bad in [&b"d"[..], b"d:x", b":/x", b"d:", b"d:/x:ro:ro", b"d\0:/x"] {
-            assert_eq!(ShareSpec::parse(bad), None, "{bad:?}");
-        }
-    }
-
-    #[test]
     fn opens_and_locks_disks() {
         let p = std::env::temp_dir().join(format!("smolvm-disk-{}", std::process::id()));
         std::fs::write(&p, [0u8; 4096]).expect("write");
@@ -282,19 +217,9 @@ mod tests {
 /// .bss, whose pages cost nothing until used: as a local of `start` the
 /// vector's frame was probed page by page, ~0.3 MiB of dirty stack in
 /// every VM, with or without shares.
-struct ShareSlots(core::cell::UnsafeCell<heapless::Vec<crate::virtio::p9::P9Device, MAX_SHARES>>);
-// Only `share_slots` touches the cell, and it hands out one reference ever.
-// SAFETY: at most one reference exists (SHARE_SLOTS_TAKEN), so no sharing.
-unsafe impl Sync for ShareSlots {}
-static SHARE_SLOTS: ShareSlots = ShareSlots(core::cell::UnsafeCell::new(heapless::Vec::new()));
-static SHARE_SLOTS_TAKEN: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
+static SHARE_SLOTS: TakeOnce<heapless::Vec<crate::virtio::p9::P9Device, MAX_SHARES>> = TakeOnce::new(heapless::Vec::new());
 
 /// The storage for the share devices; `None` after the first call.
 pub fn share_slots() -> Option<&'static mut heapless::Vec<crate::virtio::p9::P9Device, MAX_SHARES>> {
-    if SHARE_SLOTS_TAKEN.swap(true, core::sync::atomic::Ordering::AcqRel) {
-        return None;
-    }
-    // The swap above lets exactly one caller past.
-    // SAFETY: so this is the only reference to SHARE_SLOTS ever made.
-    Some(unsafe { &mut *SHARE_SLOTS.0.get() })
+    SHARE_SLOTS.take()
 }

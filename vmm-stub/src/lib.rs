@@ -11,7 +11,6 @@ pub mod devices;
 pub mod harden;
 pub mod hostio;
 pub mod info;
-pub mod kvm;
 pub mod mem;
 pub mod network;
 pub mod options;

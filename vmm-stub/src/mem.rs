@@ -14,6 +14,7 @@
 //! guest RAM must use the `read_*`/`write_*` copies, not the slices.
 
 use core::ptr::NonNull;
+use crate::sys::kvm::Vm;
 use rustix::io::Errno;
 use rustix::mm::{self, MapFlags, ProtFlags};
 
@@ -64,6 +65,9 @@ pub const HIGH_BASE: u64 = 1 << 32;
 pub struct GuestMemory {
     base: NonNull<u8>,
     len: usize,
+    /// Registered with a VM ([`GuestMemory::register`]): the mapping then
+    /// stays until the process ends.
+    registered: bool,
 }
 
 impl GuestMemory {
@@ -105,7 +109,7 @@ impl GuestMemory {
         }
         // SAFETY: head <= HUGE, so `ptr + head` stays inside the mapping.
         let base = NonNull::new(unsafe { ptr.add(head) }).ok_or(Errno::NOMEM)?;
-        Ok(GuestMemory { base, len })
+        Ok(GuestMemory { base, len, registered: false })
     }
 
     /// Size of guest RAM in bytes.
@@ -224,8 +228,26 @@ impl GuestMemory {
     }
 }
 
+impl GuestMemory {
+    /// Makes this memory `vm`'s RAM (one memory slot per range of
+    /// [`GuestMemory::ranges`]). From then on the mapping is never unmapped,
+    /// even when `self` is dropped: the VM may outlive it (the reaper keeps
+    /// the VM until the process ends).
+    pub fn register(&mut self, vm: &Vm) -> Result<(), Errno> {
+        self.registered = true;
+        for (slot, (gpa, size, host)) in [0, 1].into_iter().zip(self.ranges()).filter(|(_, r)| r.1 > 0) {
+            // SAFETY: `host..host + size` is part of this mapping, which stays mapped for the rest of the process (`registered`, see Drop); the host touches it only through this object's checked accessors.
+            unsafe { vm.set_user_memory_region(slot, gpa, size, host) }?;
+        }
+        Ok(())
+    }
+}
+
 impl Drop for GuestMemory {
     fn drop(&mut self) {
+        if self.registered {
+            return; // a VM may still use it (see `register`)
+        }
         // SAFETY: `base`/`len` describe the mapping created in `new`, and no borrow of it can outlive `self`.
         let _ = unsafe { mm::munmap(self.base.as_ptr().cast(), self.len) };
     }

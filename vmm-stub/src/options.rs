@@ -2,11 +2,68 @@
 //! (consumed; everything from the first other argument on belongs to the
 //! app, AppImage's convention) and `SMOLVM_*` environment variables. A flag
 //! beats the environment variable of the same name.
+//!
+//! Every value is parsed here, once, into a typed value ([`DiskSpec`],
+//! [`ShareSpec`], ...) that carries its own limit; the rest of the stub
+//! only consumes them. This module depends on nothing of the stub but the
+//! network option parsers (`network::spec`, pure functions like these).
+
+use linker::abi::{slot, MMIO_MAX_SLOTS};
 
 use crate::network::spec::{IpSpec, NetMode, Publish, MAX_PUBLISH};
 
 /// Most `--smolvm-env` entries.
 pub const MAX_ENV: usize = 64;
+
+/// Most `--smolvm-disk` options.
+pub const MAX_DISKS: usize = 8;
+
+/// Most `--smolvm-share` options: every dynamic slot (disks share them).
+pub const MAX_SHARES: usize = MMIO_MAX_SLOTS - slot::FIRST_DYNAMIC;
+
+/// `--smolvm-disk=PATH[:ro]` (or `SMOLVM_DISK`): a host file the guest
+/// sees as `/dev/vdb`, `/dev/vdc`, ... in order; read-write unless `:ro`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DiskSpec<'a> {
+    /// No NUL byte, not empty.
+    pub path: &'a [u8],
+    pub read_only: bool,
+}
+
+impl<'a> DiskSpec<'a> {
+    pub fn parse(v: &'a [u8]) -> Option<DiskSpec<'a>> {
+        let (path, read_only) = match v.strip_suffix(b":ro") {
+            Some(p) => (p, true),
+            None => (v.strip_suffix(b":rw").unwrap_or(v), false),
+        };
+        (!path.is_empty() && !path.contains(&0)).then_some(DiskSpec { path, read_only })
+    }
+}
+
+/// `--smolvm-share=HOST:GUEST[:ro]` (or `SMOLVM_SHARE`): host directory
+/// HOST mounted at the absolute guest path GUEST over 9p, mount tag
+/// `smolvm<n>` for the n-th share. HOST may contain `:`, GUEST may not.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ShareSpec<'a> {
+    /// Not empty; no NUL byte.
+    pub host: &'a [u8],
+    /// Starts with `/`; no `:` or NUL byte.
+    pub guest: &'a [u8],
+    pub read_only: bool,
+}
+
+impl<'a> ShareSpec<'a> {
+    pub fn parse(v: &'a [u8]) -> Option<ShareSpec<'a>> {
+        let (rest, read_only) = match v.strip_suffix(b":ro") {
+            Some(p) => (p, true),
+            None => (v.strip_suffix(b":rw").unwrap_or(v), false),
+        };
+        let i = rest.iter().rposition(|&b| b == b':')?;
+        let (host, guest) = (rest.get(..i)?, rest.get(i.wrapping_add(1)..)?);
+        let ok = !host.is_empty() && guest.first() == Some(&b'/') && !v.contains(&0);
+        ok.then_some(ShareSpec { host, guest, read_only })
+    }
+}
 
 pub const HELP: &str = "\
 usage: APP.vm [--smolvm-OPTION...] [ARG...]
@@ -39,7 +96,8 @@ default arguments. Leading --smolvm-* options are taken by smolvm:
                           the guest's IPv4 address with tap:NAME [SMOLVM_IP]
   --smolvm-net-host-loopback
                           let the guest reach the host's 127.0.0.1 services
-                          through the gateway 10.0.2.2 (off by default)
+                          through the gateway 10.0.2.2 (off by default; a
+                          published UDP port still gets its replies through)
   --smolvm-info           describe the image and exit without booting
   --smolvm-no-seccomp     UNSAFE, debugging only: no system-call filter,
                           a guest escape gets the user's full rights [SMOLVM_NO_SECCOMP=1]
@@ -61,10 +119,10 @@ pub struct Options<'a> {
     pub log: Log,
     pub env: heapless::Vec<&'a [u8], MAX_ENV>,
     pub workdir: Option<&'a [u8]>,
-    /// `--smolvm-disk` values (`PATH[:ro]`), in order; `SMOLVM_DISK` first.
-    pub disks: heapless::Vec<&'a [u8], { crate::devices::MAX_DISKS }>,
-    /// `--smolvm-share` values (`HOST:GUEST[:ro]`), in order; `SMOLVM_SHARE` first.
-    pub shares: heapless::Vec<&'a [u8], { crate::devices::MAX_SHARES }>,
+    /// `--smolvm-disk` values, in order; `SMOLVM_DISK` first.
+    pub disks: heapless::Vec<DiskSpec<'a>, MAX_DISKS>,
+    /// `--smolvm-share` values, in order; `SMOLVM_SHARE` first.
+    pub shares: heapless::Vec<ShareSpec<'a>, MAX_SHARES>,
     /// `--smolvm-net` / `SMOLVM_NET` (`None`: not given).
     pub net: Option<NetMode<'a>>,
     /// `--smolvm-publish` values, in order; `SMOLVM_PUBLISH` first.
@@ -172,15 +230,15 @@ impl<'a> Options<'a> {
             Opt::Mem => self.mem_mib = Some(parse_mem(v).ok_or(bad)?),
             Opt::Log => self.log = parse_log(v).ok_or(bad)?,
             Opt::Disk => {
-                crate::devices::DiskSpec::parse(v).ok_or(bad)?;
-                self.disks.push(v).map_err(|_| OptError::TooMany(culprit))?
+                let disk = DiskSpec::parse(v).ok_or(bad)?;
+                self.disks.push(disk).map_err(|_| OptError::TooMany(culprit))?
             }
             Opt::Net => self.net = Some(NetMode::parse(v).ok_or(bad)?),
             Opt::Ip => self.ip = Some(IpSpec::parse(v).ok_or(bad)?),
             Opt::Publish => self.publish.push(Publish::parse(v).ok_or(bad)?).map_err(|_| OptError::TooMany(culprit))?,
             _ => {
-                crate::devices::ShareSpec::parse(v).ok_or(bad)?;
-                self.shares.push(v).map_err(|_| OptError::TooMany(culprit))?
+                let share = ShareSpec::parse(v).ok_or(bad)?;
+                self.shares.push(share).map_err(|_| OptError::TooMany(culprit))?
             }
         }
         Ok(())
@@ -288,7 +346,8 @@ mod tests {
     #[test]
     fn disks_accumulate_in_order() {
         let o = parse(&[b"--smolvm-disk=/a.img", b"--smolvm-disk=b:ro"], &[b"SMOLVM_DISK=/env.img"]).expect("valid");
-        assert_eq!(o.disks.as_slice(), &[&b"/env.img"[..], b"/a.img", b"b:ro"]);
+        let disk = |path, read_only| DiskSpec { path, read_only };
+        assert_eq!(o.disks.as_slice(), &[disk(b"/env.img", false), disk(b"/a.img", false), disk(b"b", true)]);
         assert!(parse(&[b"--smolvm-disk="], &[]).is_err());
         assert!(parse(&[b"--smolvm-disk=:ro"], &[]).is_err());
     }
@@ -296,10 +355,41 @@ mod tests {
     #[test]
     fn shares_accumulate_in_order() {
         let o = parse(&[b"--smolvm-share=/h:/g:ro"], &[b"SMOLVM_SHARE=/a:/x,,b:/y"]).expect("valid");
-        assert_eq!(o.shares.as_slice(), &[&b"/a:/x"[..], b"b:/y", b"/h:/g:ro"]);
+        let share = |host, guest, read_only| ShareSpec { host, guest, read_only };
+        assert_eq!(o.shares.as_slice(), &[share(b"/a", b"/x", false), share(b"b", b"/y", false), share(b"/h", b"/g", true)]);
         assert!(parse(&[b"--smolvm-share=/h:rel"], &[]).is_err());
         assert!(parse(&[b"--smolvm-share=/h"], &[]).is_err());
         assert!(parse(&[], &[b"SMOLVM_SHARE=/a:/x,nope"]).is_err());
+    }
+
+    #[test]
+    fn parses_disk_specs() {
+        assert_eq!(DiskSpec::parse(b"/a/b.img"), Some(DiskSpec { path: b"/a/b.img", read_only: false }));
+        assert_eq!(DiskSpec::parse(b"x:ro"), Some(DiskSpec { path: b"x", read_only: true }));
+        assert_eq!(DiskSpec::parse(b"x:rw"), Some(DiskSpec { path: b"x", read_only: false }));
+        assert_eq!(DiskSpec::parse(b":ro"), None);
+        assert_eq!(DiskSpec::parse(b""), None);
+        assert_eq!(DiskSpec::parse(b"a\0b"), None);
+    }
+
+    #[test]
+    fn parses_share_specs() {
+        let s = |host: &'static [u8], guest: &'static [u8], read_only| Some(ShareSpec { host, guest, read_only });
+        assert_eq!(ShareSpec::parse(b"./d:/data"), s(b"./d", b"/data", false));
+        assert_eq!(ShareSpec::parse(b"/a:b:/x:ro"), s(b"/a:b", b"/x", true));
+        assert_eq!(ShareSpec::parse(b"d:/x:rw"), s(b"d", b"/x", false));
+        for bad in [&b"d"[..], b"d:x", b":/x", b"d:", b"d:/x:ro:ro", b"d\0:/x"] {
+            assert_eq!(ShareSpec::parse(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn too_many_disks_or_shares_name_the_culprit() {
+        let disks: Vec<&[u8]> = vec![b"--smolvm-disk=/d"; MAX_DISKS + 1];
+        assert_eq!(parse(&disks, &[]).err(), Some(OptError::TooMany(b"--smolvm-disk=/d")));
+        assert!(parse(&disks[..MAX_DISKS], &[]).is_ok());
+        let shares: Vec<&[u8]> = vec![b"--smolvm-share=/h:/g"; MAX_SHARES + 1];
+        assert_eq!(parse(&shares, &[]).err(), Some(OptError::TooMany(b"--smolvm-share=/h:/g")));
     }
 
     #[test]

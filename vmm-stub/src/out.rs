@@ -5,23 +5,7 @@ use linker::abi::status::SMOLVM_FAILED;
 use rustix::fd::BorrowedFd;
 use rustix::io::{self, Errno};
 
-/// The process's standard output.
-pub fn stdout() -> BorrowedFd<'static> {
-    // SAFETY: fd 1 is open for the process's lifetime or writes fail with EBADF, which callers handle; we never close it.
-    unsafe { BorrowedFd::borrow_raw(1) }
-}
-
-/// The process's standard input.
-pub fn stdin() -> BorrowedFd<'static> {
-    // SAFETY: as for stdout, fd 0.
-    unsafe { BorrowedFd::borrow_raw(0) }
-}
-
-/// The process's standard error.
-pub fn stderr() -> BorrowedFd<'static> {
-    // SAFETY: as for stdout, fd 2.
-    unsafe { BorrowedFd::borrow_raw(2) }
-}
+pub use crate::sys::fd::{stderr, stdin, stdout};
 
 /// Writes all of `bytes`, retrying short writes and EINTR.
 pub fn write_all(fd: BorrowedFd<'_>, mut bytes: &[u8]) -> io::Result<()> {

@@ -2,12 +2,11 @@
 //! validated by `linker::image` before anything else happens, and checked
 //! reads of its sections.
 
-use core::ptr::NonNull;
+pub use crate::sys::mm::Mapped;
 use linker::image::{self, Image, ImageError, Kind, Section, TRAILER_LEN};
 use rustix::fd::{AsFd, BorrowedFd, OwnedFd};
 use rustix::fs::{self, Mode, OFlags};
 use rustix::io::{self, Errno};
-use rustix::mm::{self, MapFlags, ProtFlags};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum PayloadError {
@@ -82,42 +81,5 @@ impl Payload {
         let m = Mapped::new(self.fd(), section.offset, section.len).map_err(PayloadError::Io)?;
         section.check_fast(m.bytes()).map_err(PayloadError::Image)?;
         Ok(m)
-    }
-}
-
-/// A read-only private mapping of part of the image file.
-pub struct Mapped {
-    ptr: NonNull<u8>,
-    len: usize,
-}
-
-impl Mapped {
-    fn new(fd: BorrowedFd<'_>, offset: u64, len: u64) -> io::Result<Mapped> {
-        let len = usize::try_from(len).map_err(|_| Errno::NOMEM)?;
-        if len == 0 {
-            return Ok(Mapped { ptr: NonNull::dangling(), len: 0 });
-        }
-        // SAFETY: a new read-only mapping at a kernel-chosen address aliases nothing; `Mapped` unmaps it on drop. The range lies inside the file (validated by the trailer reader), so reads do not fault.
-        let p = unsafe {
-            mm::mmap(core::ptr::null_mut(), len, ProtFlags::READ, MapFlags::PRIVATE, fd, offset)?
-        };
-        Ok(Mapped { ptr: NonNull::new(p.cast()).ok_or(Errno::NOMEM)?, len })
-    }
-
-    pub fn bytes(&self) -> &[u8] {
-        if self.len == 0 {
-            return &[];
-        }
-        // SAFETY: `ptr` maps `len` readable bytes for the lifetime of self.
-        unsafe { core::slice::from_raw_parts(self.ptr.as_ptr(), self.len) }
-    }
-}
-
-impl Drop for Mapped {
-    fn drop(&mut self) {
-        if self.len != 0 {
-            // SAFETY: the mapping made in `new`; no borrow outlives self.
-            let _ = unsafe { mm::munmap(self.ptr.as_ptr().cast(), self.len) };
-        }
     }
 }

@@ -5,41 +5,35 @@
 //! the requests the run loop issues; `clone` only with the reaper's flags.
 
 use crate::sys::kvm::{KVM_IRQ_LINE, KVM_RUN};
-
-// x86_64 system call numbers.
-const READ: u32 = 0;
-const WRITE: u32 = 1;
-const CLOSE: u32 = 3;
-const FSTAT: u32 = 5;
-const RT_SIGPROCMASK: u32 = 14;
-const RT_SIGRETURN: u32 = 15;
-const IOCTL: u32 = 16;
-const PREAD64: u32 = 17;
-const PWRITE64: u32 = 18;
-const PAUSE: u32 = 34;
-const ALARM: u32 = 37;
-const GETPID: u32 = 39;
-const CLONE: u32 = 56;
-const EXIT: u32 = 60;
-const FSYNC: u32 = 74;
-const FDATASYNC: u32 = 75;
-const GETPPID: u32 = 110;
-const PRCTL: u32 = 157;
-const GETTID: u32 = 186;
-const FUTEX: u32 = 202;
-const RESTART_SYSCALL: u32 = 219;
-const EXIT_GROUP: u32 = 231;
-const TGKILL: u32 = 234;
-const PPOLL: u32 = 271;
-const CLOSE_RANGE: u32 = 436;
-const SECCOMP: usize = 317;
+use crate::sys::seccomp::SockFilter;
+use crate::sys::syscall::*;
+use crate::sys::tty::{TCSETS, TCSETS2, TIOCGWINSZ};
 
 /// Calls allowed whatever their arguments (ioctl and clone are checked).
 /// (rustix's `poll` is the `ppoll` call; `fstat` and `fsync` run after
 /// set-up only in the 9p server.)
 pub const ALLOWED: [u32; 21] = [
-    READ, WRITE, CLOSE, RT_SIGPROCMASK, RT_SIGRETURN, PREAD64, PWRITE64, PAUSE, ALARM, GETPID, EXIT,
-    FDATASYNC, GETPPID, PRCTL, GETTID, FUTEX, RESTART_SYSCALL, EXIT_GROUP, TGKILL, PPOLL, CLOSE_RANGE,
+    SYS_READ,
+    SYS_WRITE,
+    SYS_CLOSE,
+    SYS_RT_SIGPROCMASK,
+    SYS_RT_SIGRETURN,
+    SYS_PREAD64,
+    SYS_PWRITE64,
+    SYS_PAUSE,
+    SYS_ALARM,
+    SYS_GETPID,
+    SYS_EXIT,
+    SYS_FDATASYNC,
+    SYS_GETPPID,
+    SYS_PRCTL,
+    SYS_GETTID,
+    SYS_FUTEX,
+    SYS_RESTART_SYSCALL,
+    SYS_EXIT_GROUP,
+    SYS_TGKILL,
+    SYS_PPOLL,
+    SYS_CLOSE_RANGE,
 ];
 
 /// The 9p server's calls (`virtio/p9`), added only when a share is attached;
@@ -47,38 +41,36 @@ pub const ALLOWED: [u32; 21] = [
 /// Every open is `openat2`, every rename `renameat2`, an `lstat` is an
 /// `O_PATH` open + `fstat`: no `openat`, `renameat`, `newfstatat`.
 pub const SHARE_CALLS: [u32; 19] = [
-    FSTAT,
-    FSYNC, // Tfsync without datasync
-    296, // pwritev (Twrite data straight from guest RAM)
-    8,   // lseek (readdir cookie)
-    72,  // fcntl (F_DUPFD_CLOEXEC)
-    77,  // ftruncate
-    138, // fstatfs
-    217, // getdents64
-    258, // mkdirat
-    259, // mknodat (regular files and fifos only)
-    260, // fchownat
-    263, // unlinkat
-    265, // linkat
-    266, // symlinkat
-    267, // readlinkat
-    268, // fchmodat
-    280, // utimensat
-    316, // renameat2
-    437, // openat2
+    SYS_FSTAT,
+    SYS_FSYNC,   // Tfsync without datasync
+    SYS_PWRITEV, // Twrite data straight from guest RAM
+    SYS_LSEEK,   // readdir cookie
+    SYS_FCNTL,   // F_DUPFD_CLOEXEC
+    SYS_FTRUNCATE,
+    SYS_FSTATFS,
+    SYS_GETDENTS64,
+    SYS_MKDIRAT,
+    SYS_MKNODAT, // regular files and fifos only
+    SYS_FCHOWNAT,
+    SYS_UNLINKAT,
+    SYS_LINKAT,
+    SYS_SYMLINKAT,
+    SYS_READLINKAT,
+    SYS_FCHMODAT,
+    SYS_UTIMENSAT,
+    SYS_RENAMEAT2,
+    SYS_OPENAT2,
 ];
 /// `openat`, allowed with shares only on kernels without `openat2` (< 5.6),
 /// where `p9/host.rs` falls back to it.
-const OPENAT: u32 = 257;
+const OPENAT: u32 = SYS_OPENAT;
 
 /// ioctl requests: the vCPU loop, the interrupt line, and the terminal
 /// (restore on exit: TCSETS2 / its TCSETS fallback; size on SIGWINCH).
 pub const IOCTLS: [u32; 5] = [KVM_RUN, KVM_IRQ_LINE, TCSETS2, TCSETS, TIOCGWINSZ];
-const TCSETS: u32 = 0x5402;
-const TCSETS2: u32 = 0x402c_542b;
-const TIOCGWINSZ: u32 = 0x5413;
 /// The reaper's clone flags (`reaper.rs`): the only clone allowed.
-const CLONE_VM: u32 = 0x100;
+#[allow(clippy::cast_possible_truncation)] // 0x100
+const CLONE_VM: u32 = crate::sys::thread::Task::SharedMemoryProcess.flags() as u32;
 
 /// Total distinct system calls allowed.
 pub const SYSCALL_COUNT: usize = ALLOWED.len() + 2;
@@ -96,21 +88,6 @@ const ARCH: u32 = 4;
 const ARG0_LO: u32 = 16;
 const ARG0_HI: u32 = 20;
 const ARG1_LO: u32 = 24;
-
-#[repr(C)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct SockFilter {
-    code: u16,
-    jt: u8,
-    jf: u8,
-    k: u32,
-}
-
-#[repr(C)]
-struct SockFprog {
-    len: u16,
-    filter: *const SockFilter,
-}
 
 const LEN: usize = 4 + 1 + 1 + IOCTLS.len() + 1 + 1 + 4 + ALLOWED.len() + SHARE_CALLS.len() + 1 + 2;
 
@@ -172,11 +149,11 @@ const FULL: [SockFilter; LEN] = {
     p.jeq(AUDIT_ARCH_X86_64, To::Skip(1), To::Next);
     p.op(RET, RET_KILL_PROCESS);
     p.op(LD_ABS, NR);
-    p.jeq(IOCTL, To::Next, To::Skip(IOCTLS.len() as u8 + 2));
+    p.jeq(SYS_IOCTL, To::Next, To::Skip(IOCTLS.len() as u8 + 2));
     p.op(LD_ABS, ARG1_LO); // the kernel takes `unsigned int cmd`
     p.allow_each(&IOCTLS);
     p.op(RET, RET_KILL_PROCESS);
-    p.jeq(CLONE, To::Next, To::Skip(4));
+    p.jeq(SYS_CLONE, To::Next, To::Skip(4));
     p.op(LD_ABS, ARG0_LO);
     p.jeq(CLONE_VM, To::Next, To::Kill);
     p.op(LD_ABS, ARG0_HI);
@@ -200,33 +177,19 @@ pub fn program(shares: bool, openat: bool) -> [SockFilter; LEN] {
     let mut p = FULL;
     if !shares {
         for i in &mut p[SHARES_AT..OPENAT_AT] {
-            i.k = READ;
+            i.k = SYS_READ;
         }
     }
     if !openat {
-        p[OPENAT_AT].k = READ;
+        p[OPENAT_AT].k = SYS_READ;
     }
     p
 }
 
 /// `PR_SET_NO_NEW_PRIVS`, then the filter on every thread (TSYNC: the
 /// stdin thread too); processes cloned later (the reaper) inherit it.
-#[allow(clippy::cast_possible_truncation)] // LEN < 250
 pub fn install(shares: bool) -> Result<(), rustix::io::Errno> {
-    rustix::thread::set_no_new_privs(true)?;
-    let ins = program(shares, shares && !has_openat2());
-    let prog = SockFprog { len: LEN as u16, filter: ins.as_ptr() };
-    const SET_MODE_FILTER: usize = 1;
-    const FLAG_TSYNC: usize = 1;
-    // SAFETY: seccomp(2) reads `prog` and the LEN instructions it points to, both alive for the call; it writes no memory.
-    let ret = unsafe {
-        crate::hostio::signals::syscall4(SECCOMP, SET_MODE_FILTER, FLAG_TSYNC, &prog as *const SockFprog as usize, 0)
-    };
-    match ret {
-        0 => Ok(()),
-        r if r < 0 => Err(rustix::io::Errno::from_raw_os_error(i32::try_from(r.unsigned_abs()).unwrap_or(0))),
-        _ => Err(rustix::io::Errno::AGAIN), // a thread could not be synchronised
-    }
+    crate::sys::seccomp::install_filter(&program(shares, shares && !has_openat2()))
 }
 
 /// Whether the kernel has `openat2` (Linux 5.6+), which the 9p server uses
@@ -283,15 +246,15 @@ mod tests {
         for nr in [2, 9, 10, 57, 59, 62, 101, 102, 257, 322, 435, 0x4000_0000] {
             assert_eq!(run(&p, nr, x, [0; 6]), RET_KILL_PROCESS, "{nr}");
         }
-        assert_eq!(run(&p, READ, 0x4000_0003, [0; 6]), RET_KILL_PROCESS, "i386 arch");
+        assert_eq!(run(&p, SYS_READ, 0x4000_0003, [0; 6]), RET_KILL_PROCESS, "i386 arch");
         for r in IOCTLS {
-            assert_eq!(run(&p, IOCTL, x, [5, u64::from(r), 0, 0, 0, 0]), RET_ALLOW);
+            assert_eq!(run(&p, SYS_IOCTL, x, [5, u64::from(r), 0, 0, 0, 0]), RET_ALLOW);
         }
-        assert_eq!(run(&p, IOCTL, x, [5, 0xae01, 0, 0, 0, 0]), RET_KILL_PROCESS, "KVM_CREATE_VM");
-        assert_eq!(run(&p, IOCTL, x, [5, 0x4020_ae46, 0, 0, 0, 0]), RET_KILL_PROCESS);
-        assert_eq!(run(&p, CLONE, x, [0x100, 0, 0, 0, 0, 0]), RET_ALLOW);
-        assert_eq!(run(&p, CLONE, x, [0x5_0f00, 0, 0, 0, 0, 0]), RET_KILL_PROCESS);
-        assert_eq!(run(&p, CLONE, x, [0x1_0000_0100, 0, 0, 0, 0, 0]), RET_KILL_PROCESS);
+        assert_eq!(run(&p, SYS_IOCTL, x, [5, 0xae01, 0, 0, 0, 0]), RET_KILL_PROCESS, "KVM_CREATE_VM");
+        assert_eq!(run(&p, SYS_IOCTL, x, [5, 0x4020_ae46, 0, 0, 0, 0]), RET_KILL_PROCESS);
+        assert_eq!(run(&p, SYS_CLONE, x, [0x100, 0, 0, 0, 0, 0]), RET_ALLOW);
+        assert_eq!(run(&p, SYS_CLONE, x, [0x5_0f00, 0, 0, 0, 0, 0]), RET_KILL_PROCESS);
+        assert_eq!(run(&p, SYS_CLONE, x, [0x1_0000_0100, 0, 0, 0, 0, 0]), RET_KILL_PROCESS);
         assert_eq!(SYSCALL_COUNT, 23);
         assert_eq!(SYSCALL_COUNT + SHARE_CALLS.len(), 42);
     }

@@ -6,11 +6,11 @@ use crate::boot::load::{self, KernelFile, LoadError};
 use crate::boot::{cpu, params::*};
 use crate::bus::Bus;
 use crate::cmdline::Cmdline;
-use crate::devices::{self, DiskFile, DiskSpec, Devices, ShareSpec, MAX_DISKS, MAX_SHARES};
+use crate::devices::{self, DiskFile, Devices};
 use crate::hostio::tty::WinSize;
-use crate::kvm::{Kvm, Vcpu, Vm};
+use crate::sys::kvm::{Kvm, Vcpu, Vm};
 use crate::mem::{GuestAddress, GuestMemory, PAGE_SIZE};
-use crate::options::{OptError, Options, HELP};
+use crate::options::{OptError, Options, HELP, MAX_DISKS, MAX_SHARES};
 use crate::out::{self, fail, fail_errno, Line};
 use crate::payload::{Payload, PayloadError};
 use crate::serial::{Serial, Sink};
@@ -24,42 +24,7 @@ use linker::cpio::CpioWriter;
 use linker::image::Kind;
 use rustix::io::Errno;
 
-/// NUL-terminated C strings (argv/envp) as byte slices.
-#[derive(Clone, Copy)]
-pub struct CStrings {
-    ptrs: *const *const u8,
-    len: usize,
-}
-
-impl CStrings {
-    /// # Safety
-    /// `ptrs` points to `len` pointers (or, with `len == usize::MAX`, to a
-    /// NULL-terminated array), each to a NUL-terminated string, all valid
-    /// for the rest of the process (argv/envp from the kernel are).
-    pub unsafe fn new(ptrs: *const *const u8, len: usize) -> CStrings {
-        CStrings { ptrs, len }
-    }
-}
-
-impl Iterator for CStrings {
-    type Item = &'static [u8];
-
-    fn next(&mut self) -> Option<&'static [u8]> {
-        if self.len == 0 || self.ptrs.is_null() {
-            return None;
-        }
-        // SAFETY: per `new`, `ptrs` is inside the array while len > 0 and the NULL terminator has not been reached.
-        let p = unsafe { *self.ptrs };
-        if p.is_null() {
-            return None;
-        }
-        // SAFETY: as above; advancing stays within the array or one past it.
-        self.ptrs = unsafe { self.ptrs.add(1) };
-        self.len = self.len.saturating_sub(1);
-        // SAFETY: p is a NUL-terminated string valid for the process's life.
-        Some(unsafe { core::ffi::CStr::from_ptr(p.cast()) }.to_bytes())
-    }
-}
+pub use crate::sys::process::CStrings;
 
 fn payload_error(e: PayloadError) -> ! {
     match e {
@@ -136,7 +101,7 @@ pub fn main(args: CStrings, env: CStrings) -> u8 {
     let (guest_net, net_watch_fd, mut net_dev) = match net {
         Some(n) => {
             let dup = rustix::io::fcntl_dupfd_cloexec(&n.fd, 0).unwrap_or_else(|e| fail_errno("cannot set up the network", e));
-            let dev = crate::virtio::net::Net::new(crate::network::link(n.fd, n.framing), n.guest.mtu);
+            let dev = crate::virtio::net::Net::new(crate::network::link(n.fd, n.framing), n.guest.mtu).with_guard(n.guard);
             (Some(n.guest), Some(dup), Some(dev))
         }
         None => (None, None, None),
@@ -169,14 +134,15 @@ pub fn main(args: CStrings, env: CStrings) -> u8 {
     write_boot_data(&mut mem, &kernel, &cmdline, initrd, initrd_len)
         .unwrap_or_else(|| fail("guest memory too small for the boot data; raise --smolvm-mem"));
 
-    let (vm, vcpu) = create_vm(&kvm, &mem, kernel.entry)
+    let (vm, vcpu) = create_vm(&kvm, &mut mem, kernel.entry)
         .unwrap_or_else(|(what, e)| Line::new().s("KVM setup failed: ").s(what).errno(e).s(")").fail());
     drop(kvm);
     #[cfg(feature = "test-hooks")]
     test_hooks_before_filter(env, &vcpu);
     // Signals interrupt KVM_RUN through immediate_exit; the stdin watcher
     // kicks the vCPU when host input arrives (hostio).
-    crate::hostio::signals::install(vcpu.immediate_exit_ptr());
+    vcpu.route_kicks();
+    crate::hostio::signals::install();
     if let Err(e) = crate::hostio::stdin_watch::start() {
         fail_errno("cannot start the stdin thread", e);
     }
@@ -203,8 +169,7 @@ pub fn main(args: CStrings, env: CStrings) -> u8 {
 /// Opens the `--smolvm-disk` files, or fails with a message naming the file.
 fn open_disks(opts: &Options<'_>) -> heapless::Vec<DiskFile, MAX_DISKS> {
     let mut disks = heapless::Vec::new();
-    for &v in &opts.disks {
-        let Some(spec) = DiskSpec::parse(v) else { continue }; // validated by Options
+    for &spec in &opts.disks {
         match devices::open_disk(spec) {
             Ok(d) => {
                 disks.push(d).unwrap_or_else(|_| fail("too many disks and shares")); // Options holds at most MAX_DISKS
@@ -219,8 +184,7 @@ fn open_disks(opts: &Options<'_>) -> heapless::Vec<DiskFile, MAX_DISKS> {
 /// message naming it.
 fn open_shares(opts: &Options<'_>) -> &'static mut heapless::Vec<crate::virtio::p9::P9Device, MAX_SHARES> {
     let devs = devices::share_slots().unwrap_or_else(|| fail("share devices set up twice"));
-    for (n, &v) in (0..MAX_SHARES).zip(&opts.shares) {
-        let Some(spec) = ShareSpec::parse(v) else { continue }; // validated by Options
+    for (n, spec) in opts.shares.iter().enumerate() {
         let dev = crate::virtio::p9::Server::new(spec.host, spec.read_only)
             .and_then(|server| crate::virtio::p9::P9Device::new(server, n));
         let why = match dev {
@@ -342,8 +306,7 @@ fn runtime_config<'b>(
     if opts.log.debug {
         w.push(Key::Log, &[b"debug"])?;
     }
-    for (n, &v) in (0..MAX_SHARES).zip(&opts.shares) {
-        let Some(s) = ShareSpec::parse(v) else { continue }; // validated by Options
+    for (n, s) in opts.shares.iter().enumerate() {
         let mut tag = Line::bare();
         tag.s(abi::SHARE_TAG_PREFIX).u(n as u64);
         w.push(Key::Share, &[tag.as_bytes(), s.guest, if s.read_only { b"ro" } else { b"rw" }])?;
@@ -392,15 +355,12 @@ fn write_boot_data(mem: &mut GuestMemory, kernel: &load::Kernel, cmdline: &Cmdli
 
 type SetupError = (&'static str, Errno);
 
-fn create_vm(kvm: &Kvm, mem: &GuestMemory, entry: u64) -> Result<(Vm, Vcpu), SetupError> {
+fn create_vm(kvm: &Kvm, mem: &mut GuestMemory, entry: u64) -> Result<(Vm, Vcpu), SetupError> {
     let vm = kvm.create_vm().map_err(|e| ("KVM_CREATE_VM", e))?;
     // RAM first: adding a memory slot once other slots or devices exist
     // waits for an SRCU grace period (milliseconds on nested hosts). RAM
     // above 4 GiB (a second slot) only exists for guests of > 3.25 GiB.
-    for (slot, (gpa, size, host)) in [0, 1].into_iter().zip(mem.ranges()).filter(|(_, r)| r.1 > 0) {
-        // SAFETY: `mem` outlives the VM: both live until the process exits (the run loop never returns), and the stub touches guest RAM only through GuestMemory.
-        unsafe { vm.set_user_memory_region(slot, gpa, size, host) }.map_err(|e| ("KVM_SET_USER_MEMORY_REGION", e))?;
-    }
+    mem.register(&vm).map_err(|e| ("KVM_SET_USER_MEMORY_REGION", e))?;
     // No KVM_SET_TSS_ADDR/IDENTITY_MAP_ADDR: they only serve real-mode
     // emulation on Intel without unrestricted guests, and the vCPU starts
     // in long mode; each would add another memory slot.
@@ -435,10 +395,10 @@ fn create_vm(kvm: &Kvm, mem: &GuestMemory, entry: u64) -> Result<(Vm, Vcpu), Set
 fn test_net_backend(mut env: CStrings) -> Option<crate::network::Started> {
     let v = env.find_map(|v| v.strip_prefix(b"SMOLVM_TEST_NET_FD="))?;
     let n = v.iter().try_fold(0i32, |n, &d| d.is_ascii_digit().then(|| n.saturating_mul(10).saturating_add(i32::from(d - b'0'))))?;
-    let fd = crate::sys::static_fd::adopt_inherited(n).unwrap_or_else(|| fail("test hook: SMOLVM_TEST_NET_FD is not an open fd"));
+    let fd = crate::sys::fd::adopt_inherited(n).unwrap_or_else(|| fail("test hook: SMOLVM_TEST_NET_FD is not an open fd"));
     rustix::fs::fcntl_setfl(&fd, rustix::fs::OFlags::NONBLOCK).unwrap_or_else(|e| fail_errno("test hook: fcntl", e));
     let guest = crate::network::GuestNet { addr: [10, 0, 2, 15], prefix: 24, gateway: None, mtu: crate::virtio::net::link::PASST_MTU, dns: None };
-    Some(crate::network::Started { fd, framing: crate::virtio::net::link::Framing::Stream, guest })
+    Some(crate::network::Started { fd, framing: crate::virtio::net::link::Framing::Stream, guest, guard: None })
 }
 
 /// Test builds only (feature `test-hooks`): `SMOLVM_TEST_HOOK=bad-entry`
@@ -462,8 +422,7 @@ fn test_hooks_before_filter(mut env: CStrings, vcpu: &Vcpu) {
 fn test_hooks(mut env: CStrings) {
     match env.find_map(|v| v.strip_prefix(b"SMOLVM_TEST_HOOK=")) {
         Some(b"forbidden") => {
-            // SAFETY: getuid(2) has no arguments and touches no memory.
-            unsafe { crate::hostio::signals::syscall4(102, 0, 0, 0, 0) };
+            let _ = rustix::process::getuid();
         }
         Some(b"panic") => panic!("test hook"),
         _ => {}

@@ -4,7 +4,7 @@
 //! `SMOLVM_LOG=debug`). The loop ends only by exiting the process.
 
 use crate::bus::{Bus, Ctx};
-use crate::kvm::{Exit, Vcpu, Vm};
+use crate::sys::kvm::{Exit, Vcpu, Vm};
 use crate::mem::GuestMemory;
 use crate::out::{self, Line};
 use crate::serial::{self, Serial};

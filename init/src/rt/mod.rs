@@ -1,7 +1,9 @@
 //! Entry point and panic handler of the binary.
 
 mod heap;
-mod mem;
+
+// memcpy, memset, ...: linked for the compiler's calls, never named.
+extern crate nolibc_mem;
 
 use smol_init::{out::Line, shutdown, sys};
 

@@ -25,7 +25,11 @@ use vmm_stub::virtio::{Queue, VirtioDevice};
 const RAM: u64 = 1 << 20;
 const QSIZE: u16 = 16;
 const RINGS: [u64; 2] = [0x0, 0x1000];
-const DATA: u64 = 0x10000;
+/// Transmit buffers (at most 4 outstanding chains of <= 64 KiB + a bit:
+/// reusing the region never overwrites one the device has not taken).
+const TX_DATA: (u64, u64) = (0x10000, 0x80000);
+/// Receive buffers, apart: a received frame never lands in a transmit buffer.
+const RX_DATA: (u64, u64) = (0x80000, 0x100000);
 const F_NEXT: u16 = 1;
 const F_WRITE: u16 = 2;
 
@@ -47,8 +51,9 @@ struct Ring {
     base: u64,
     next_desc: u16,
     published: u16,
-    /// (head, writable room) of each published chain, in order.
-    chains: Vec<(u16, u64)>,
+    /// (head, first buffer's address, writable room) of each published
+    /// chain, in order.
+    chains: Vec<(u16, u64, u64)>,
 }
 
 impl Ring {
@@ -78,7 +83,7 @@ impl Ring {
         self.published = self.published.wrapping_add(1);
         mem.write_obj(GuestAddress(avail + 2), self.published).expect("ram");
         let room = bufs.iter().filter(|b| b.2).map(|b| u64::from(b.1)).sum();
-        self.chains.push((head, room));
+        self.chains.push((head, bufs.first().map_or(0, |b| b.0), room));
     }
 
     fn used_idx(&self, mem: &GuestMemory) -> u16 {
@@ -105,15 +110,52 @@ fn drain(peer: &OwnedFd, wire: &mut Vec<u8>) {
     }
 }
 
-fuzz_target!(|data: &[u8]| run(data));
+/// Checks the receive chains returned since the last call: in order, 0 or
+/// header + the next frame the backend sent, never past their room.
+#[derive(Default)]
+struct RxCheck {
+    checked: u16,
+    /// Index of the next frame the backend sent.
+    next: usize,
+}
 
-fn run(data: &[u8]) {
+impl RxCheck {
+    fn check(&mut self, mem: &GuestMemory, rx: &Ring, peer_sent: &[Vec<u8>], bogus_stream: bool) {
+        while self.checked != rx.used_idx(mem) {
+            let n = self.checked;
+            self.checked = self.checked.wrapping_add(1);
+            let (head, len) = rx.used(mem, n);
+            let Some(&(h, addr, room)) = rx.chains.get(usize::from(n)) else { panic!("used without a chain") };
+            assert_eq!(head, u32::from(h), "chains returned in order");
+            assert!(u64::from(len) <= room, "wrote past the chain's room");
+            if bogus_stream {
+                continue;
+            }
+            let Some(f) = peer_sent.get(self.next) else { panic!("a frame nobody sent") };
+            self.next += 1;
+            if len == 0 {
+                continue; // dropped: the chain was too small or read-only
+            }
+            assert_eq!(len as usize, VNET_HDR_LEN + f.len());
+            let hdr = mem.slice(GuestAddress(addr), VNET_HDR_LEN as u64).expect("ram");
+            assert_eq!(hdr, &[0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0], "header, num_buffers 1");
+            assert_eq!(mem.slice(GuestAddress(addr + VNET_HDR_LEN as u64), f.len() as u64), Some(&f[..]));
+        }
+    }
+}
+
+thread_local! {
+    /// The link's buffers, reused by every run (the link tracks what is in them).
+    static BUFFERS: std::cell::RefCell<Box<Buffers>> = std::cell::RefCell::new(Box::new(Buffers::new()));
+}
+
+fuzz_target!(|data: &[u8]| BUFFERS.with(|b| run(data, &mut b.borrow_mut())));
+
+fn run(data: &[u8], bufs: &mut Buffers) {
     let mut i = In(data);
     let mut mem = GuestMemory::new(RAM).expect("mmap");
     let (a, peer) = socketpair(AddressFamily::UNIX, SocketType::STREAM, SocketFlags::NONBLOCK | SocketFlags::CLOEXEC, None)
         .expect("socketpair");
-    let bufs: &'static mut Buffers = Box::leak(Box::new(Buffers::new()));
-    let bufs_ptr: *mut Buffers = bufs;
     let mtu = if i.u8() % 2 == 0 { PASST_MTU } else { 1500 };
     let max_frame = usize::from(mtu) + ETH_HLEN + 4;
     let mut net = Net::new(Link::new(a, Framing::Stream, bufs), mtu);
@@ -125,8 +167,10 @@ fn run(data: &[u8]) {
     let mut wire = Vec::new();
     let mut wild = false;
     let mut bogus_stream = false;
-    let mut data_at = DATA;
+    let mut tx_at = TX_DATA.0;
+    let mut rx_at = RX_DATA.0;
     let mut stopped = false;
+    let mut rx_check = RxCheck::default();
 
     for step in 0..48u8 {
         if i.0.is_empty() || stopped {
@@ -148,11 +192,12 @@ fn run(data: &[u8]) {
                     2 => max_frame + usize::from(i.u8() % 3),
                     _ => usize::from(i.u16()) % (MAX_FRAME + 64),
                 };
-                if data_at + u64::from(hdr_len) + flen as u64 > RAM {
-                    data_at = DATA;
+                if tx_at + u64::from(hdr_len) + flen as u64 > TX_DATA.1 {
+                    tx_at = TX_DATA.0;
                 }
                 let frame = pattern(flen, step);
-                let at = data_at;
+                let at = tx_at;
+                mem.write_slice(GuestAddress(at), &vec![0u8; hdr_len as usize]).expect("ram");
                 mem.write_slice(GuestAddress(at + u64::from(hdr_len)), &frame).expect("ram");
                 let split = usize::from(i.u8()) % (flen + 1);
                 let flip = hostile && i.u8() % 3 == 0;
@@ -164,10 +209,14 @@ fn run(data: &[u8]) {
                     wild = true;
                 }
                 tx.post(&mut mem, &segs);
-                data_at = (at + u64::from(hdr_len) + flen as u64 + 15) & !15;
-                let well_formed = !flip && !wild_addr && hdr_len as usize == VNET_HDR_LEN && (ETH_HLEN..=max_frame).contains(&flen);
-                if well_formed {
-                    sent_ok.push(frame);
+                tx_at = (at + u64::from(hdr_len) + flen as u64 + 15) & !15;
+                // The device sees one byte stream: its first 12 bytes are the
+                // header, wherever the descriptors split it.
+                let mut stream = vec![0u8; hdr_len as usize];
+                stream.extend_from_slice(&frame);
+                let body = stream.get(VNET_HDR_LEN..).unwrap_or_default();
+                if !flip && !wild_addr && (ETH_HLEN..=max_frame).contains(&body.len()) {
+                    sent_ok.push(body.to_vec());
                 }
             }
             2 => {
@@ -180,11 +229,11 @@ fn run(data: &[u8]) {
                     _ => (VNET_HDR_LEN + MAX_FRAME) as u32,
                 };
                 let flip = op & 0x80 != 0 && i.u8() % 3 == 0;
-                if data_at + u64::from(room) > RAM {
-                    data_at = DATA;
+                if rx_at + u64::from(room) > RX_DATA.1 {
+                    rx_at = RX_DATA.0;
                 }
-                rx.post(&mut mem, &[(data_at, room, !flip)]);
-                data_at = (data_at + u64::from(room) + 15) & !15;
+                rx.post(&mut mem, &[(rx_at, room, !flip)]);
+                rx_at = (rx_at + u64::from(room) + 15) & !15;
             }
             3 => {
                 // The backend sends: a frame, a bogus length, or a raw piece.
@@ -212,10 +261,16 @@ fn run(data: &[u8]) {
                 if net.process_queue(q, &mut queues, &mut mem).is_err() {
                     stopped = true;
                 }
+                if !wild {
+                    rx_check.check(&mem, &rx, &peer_sent, bogus_stream);
+                }
             }
             5 => {
                 if net.poll_host(&mut queues, &mut mem).is_err() {
                     stopped = true;
+                }
+                if !wild {
+                    rx_check.check(&mem, &rx, &peer_sent, bogus_stream);
                 }
             }
             _ => drain(&peer, &mut wire),
@@ -226,6 +281,9 @@ fn run(data: &[u8]) {
         if stopped || net.poll_host(&mut queues, &mut mem).is_err() {
             stopped = true;
             break;
+        }
+        if !wild {
+            rx_check.check(&mem, &rx, &peer_sent, bogus_stream);
         }
         drain(&peer, &mut wire);
     }
@@ -245,7 +303,11 @@ fn run(data: &[u8]) {
     while let Some((len, rest)) = w.split_first_chunk::<4>() {
         let len = u32::from_be_bytes(*len) as usize;
         assert!((ETH_HLEN..=MAX_FRAME).contains(&len), "bad frame length {len} on the wire");
-        assert!(rest.len() >= len, "torn frame on the wire");
+        if rest.len() < len {
+            // A frame cut off: only when the link went down mid-frame.
+            assert!(net.link_error().is_some(), "torn frame on the wire with the link up");
+            break;
+        }
         got.push(rest[..len].to_vec());
         w = &rest[len..];
     }
@@ -253,27 +315,4 @@ fn run(data: &[u8]) {
         assert_eq!(got.len(), net.stats.tx_frames as usize);
         assert!(sent_ok.starts_with(&got), "backend got other frames than the guest sent");
     }
-    // Receive: each used chain holds 0 bytes or header + the next frame.
-    let mut expect = peer_sent.iter();
-    for n in 0..rx_used {
-        let (head, len) = rx.used(&mem, n);
-        let Some(&(h, room)) = rx.chains.get(usize::from(n)) else { panic!("used without a chain") };
-        assert_eq!(head, u32::from(h), "chains returned in order");
-        assert!(u64::from(len) <= room, "wrote past the chain's room");
-        if bogus_stream {
-            continue;
-        }
-        let Some(f) = expect.next() else { panic!("a frame nobody sent") };
-        if len == 0 {
-            continue; // dropped: the chain was too small
-        }
-        assert_eq!(len as usize, VNET_HDR_LEN + f.len());
-        let d = mem.read_obj::<u64>(GuestAddress(RINGS[0] + 16 * u64::from(h))).expect("ram");
-        let hdr = mem.slice(GuestAddress(d), VNET_HDR_LEN as u64).expect("ram");
-        assert_eq!(&hdr[10..12], &[1, 0], "num_buffers");
-        assert_eq!(mem.slice(GuestAddress(d + VNET_HDR_LEN as u64), f.len() as u64), Some(&f[..]));
-    }
-    drop(net);
-    // SAFETY: the link that borrowed the buffers is gone; free them.
-    drop(unsafe { Box::from_raw(bufs_ptr) });
 }

@@ -9,9 +9,10 @@
 //! A request that arrives while the thread already sleeps in `poll` wakes
 //! it through a pipe (one byte per new request), so it can add the event.
 
-use super::signals::{block_all, SIG_KICK};
-use crate::sys::static_fd::StaticFd;
-use crate::sys::net_thread::{self as thread, ThreadStack};
+use super::signals::SIG_KICK;
+use crate::sys::cell::WriteOnce;
+use crate::sys::signal;
+use crate::sys::thread::{self, Stack, Task};
 use core::sync::atomic::{AtomicBool, AtomicI32, AtomicU32, Ordering};
 use rustix::event::{poll, PollFd, PollFlags};
 use rustix::fd::OwnedFd;
@@ -28,35 +29,32 @@ static WANTED: AtomicU32 = AtomicU32::new(0);
 static STARTED: AtomicBool = AtomicBool::new(false);
 static PID: AtomicI32 = AtomicI32::new(0);
 static VCPU_TID: AtomicI32 = AtomicI32::new(0);
-/// A duplicate of the backend fd, the wake-up pipe's two ends.
-static NET_FD: StaticFd = StaticFd::new();
-static WAKE_READ: StaticFd = StaticFd::new();
-static WAKE_WRITE: StaticFd = StaticFd::new();
+/// A duplicate of the backend fd, the wake-up pipe's two ends: open for
+/// the process's life once set.
+static NET_FD: WriteOnce<OwnedFd> = WriteOnce::new();
+static WAKE_READ: WriteOnce<OwnedFd> = WriteOnce::new();
+static WAKE_WRITE: WriteOnce<OwnedFd> = WriteOnce::new();
 
-static STACK: ThreadStack<{ 16 * 1024 }> = ThreadStack::new();
+static STACK: Stack<{ 16 * 1024 }> = Stack::new();
 
 /// Starts the watcher for the backend: `fd` is a duplicate of its fd
 /// (the thread polls it; it stays open for the process's life). Call
 /// once, from the vCPU thread, after `signals::install` and before the
 /// seccomp filter.
 pub fn start(fd: OwnedFd) -> Result<(), Errno> {
-    if STARTED.load(Ordering::Acquire) || NET_FD.get().is_some() {
+    if STARTED.load(Ordering::Acquire) || NET_FD.is_set() {
         return Err(Errno::BUSY);
     }
     let (r, w): (OwnedFd, OwnedFd) = pipe_with(PipeFlags::CLOEXEC | PipeFlags::NONBLOCK)?;
     PID.store(rustix::process::getpid().as_raw_nonzero().get(), Ordering::Release);
     VCPU_TID.store(rustix::thread::gettid().as_raw_nonzero().get(), Ordering::Release);
     // All three stay open for the process's life (the thread polls them).
-    NET_FD.set(fd);
-    WAKE_READ.set(r);
-    WAKE_WRITE.set(w);
-    // The thread inherits the signal mask: block everything around clone,
-    // so process-directed signals land on the vCPU thread.
-    block_all(true);
-    // SAFETY: STACK is given to this one thread only (STARTED lets one caller through).
-    let r = unsafe { thread::spawn(&STACK, watcher) };
-    block_all(false);
-    r?;
+    if !(NET_FD.set(fd) && WAKE_READ.set(r) && WAKE_WRITE.set(w)) {
+        return Err(Errno::BUSY);
+    }
+    // All signals stay blocked in the thread (spawn starts it so), so
+    // process-directed signals land on the vCPU thread.
+    thread::spawn(Task::Thread, &STACK, watcher)?;
     STARTED.store(true, Ordering::Release);
     Ok(())
 }
@@ -70,6 +68,8 @@ pub fn want(events: u32) {
     let before = WANTED.fetch_or(events, Ordering::AcqRel);
     if before & events != events {
         if let Some(w) = WAKE_WRITE.get() {
+            use rustix::fd::AsFd;
+            let w = w.as_fd();
             // Full pipe (EAGAIN): a wake-up is already pending; fine.
             let _ = rustix::io::write(w, &[1]);
         }
@@ -80,13 +80,15 @@ pub fn want(events: u32) {
 /// (a device stopped early to let others run and has more to do).
 pub fn kick_soon() {
     if STARTED.load(Ordering::Acquire) {
-        thread::tgkill(PID.load(Ordering::Acquire), VCPU_TID.load(Ordering::Acquire), SIG_KICK);
+        let _ = signal::tgkill(PID.load(Ordering::Acquire), VCPU_TID.load(Ordering::Acquire), SIG_KICK);
     }
 }
 
 extern "C" fn watcher() -> ! {
     // `start` set both before it created this thread.
+    use rustix::fd::AsFd;
     let (Some(net), Some(wake)) = (NET_FD.get(), WAKE_READ.get()) else { crate::sys::exit(125) };
+    let (net, wake) = (net.as_fd(), wake.as_fd());
     let mut drain = [0u8; 64];
     loop {
         let wanted = WANTED.load(Ordering::Acquire);
@@ -120,7 +122,7 @@ extern "C" fn watcher() -> ! {
         }
         let fired = WANTED.fetch_and(!fired, Ordering::AcqRel) & fired;
         if fired != 0 {
-            thread::tgkill(PID.load(Ordering::Acquire), VCPU_TID.load(Ordering::Acquire), SIG_KICK);
+            let _ = signal::tgkill(PID.load(Ordering::Acquire), VCPU_TID.load(Ordering::Acquire), SIG_KICK);
         }
     }
 }

@@ -18,17 +18,15 @@
 //!   terminal, print one line, exit 125.
 //! - [`SIG_KICK`]: sent by the stdin watcher; only interrupts `KVM_RUN`.
 //!
-//! Every handler ends by setting `kvm_run.immediate_exit` (the byte given to
-//! [`install`]), so a signal that arrives just before `KVM_RUN` still makes
-//! it return `EINTR`; the run loop then clears the byte and calls
-//! `Bus::poll`. Handlers use `SA_RESTART`, so blocking host I/O elsewhere
-//! resumes (`KVM_RUN` is never restarted: it returns `EINTR` regardless).
-//!
-//! Raw system calls live here because rustix 1.x hides `sigaction` in its
-//! unstable runtime module.
+//! Every handler ends with `sys::kvm::kick` (the vCPU's
+//! `kvm_run.immediate_exit`), so a signal that arrives just before
+//! `KVM_RUN` still makes it return `EINTR`; the run loop then clears the
+//! byte and calls `Bus::poll`. Handlers use `SA_RESTART`, so blocking host
+//! I/O elsewhere resumes (`KVM_RUN` is never restarted: it returns `EINTR`
+//! regardless).
 
-use core::arch::{asm, global_asm};
-use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU32, AtomicU64, Ordering};
+use crate::sys::signal::{self as sys_signal, bit, SigSet};
+use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use linker::abi::status::{SIGNAL_BASE, SMOLVM_FAILED};
 
 pub const SIGHUP: u32 = 1;
@@ -60,93 +58,29 @@ static SIGINTS: AtomicU32 = AtomicU32::new(0);
 static WINCH: AtomicBool = AtomicBool::new(false);
 /// Whether the guest has the control port open (signals can be delivered).
 static LISTENING: AtomicBool = AtomicBool::new(false);
-/// `&kvm_run.immediate_exit` of the vCPU, or null.
-static KICK: AtomicPtr<u8> = AtomicPtr::new(core::ptr::null_mut());
-
-const SA_RESTORER: u64 = 0x0400_0000;
-const SA_RESTART: u64 = 0x1000_0000;
-const SIG_IGN: usize = 1;
-
-#[repr(C)]
-struct KernelSigaction {
-    handler: usize,
-    flags: u64,
-    restorer: usize,
-    mask: u64,
-}
-
-// The kernel returns from a handler through `sa_restorer`, which must call
-// rt_sigreturn (x86_64 requires SA_RESTORER).
-global_asm!(".globl smolvm_sigreturn", "smolvm_sigreturn:", "mov eax, 15", "syscall", "ud2");
-extern "C" {
-    fn smolvm_sigreturn();
-}
-
-/// A raw system call with up to four arguments.
-///
-/// # Safety
-/// The caller guarantees the arguments are valid for system call `n`.
-pub(crate) unsafe fn syscall4(n: usize, a: usize, b: usize, c: usize, d: usize) -> isize {
-    let ret: isize;
-    // SAFETY: the caller vouches for the arguments; `syscall` clobbers only rcx and r11 besides rax.
-    unsafe {
-        asm!("syscall", inlateout("rax") n => ret, in("rdi") a, in("rsi") b, in("rdx") c,
-             in("r10") d, lateout("rcx") _, lateout("r11") _, options(nostack));
-    }
-    ret
-}
-
-fn sigaction(sig: u32, handler: usize) -> bool {
-    let act = KernelSigaction {
-        handler,
-        flags: SA_RESTORER | SA_RESTART,
-        restorer: smolvm_sigreturn as *const () as usize,
-        // Block the forwarded signals while any handler runs, so the
-        // counters are updated by one handler at a time.
-        mask: bit(SIGINT) | bit(SIGTERM) | bit(SIGHUP) | bit(SIGALRM),
-    };
-    // SAFETY: rt_sigaction(sig, &act, NULL, 8) reads `act` only; the handler and restorer are functions of this program that live forever.
-    unsafe { syscall4(13, sig as usize, &act as *const _ as usize, 0, 8) == 0 }
-}
-
-/// The mask bit of signal `sig` (1..=64).
-fn bit(sig: u32) -> u64 {
-    1u64.wrapping_shl(sig.wrapping_sub(1))
-}
-
-/// Blocks (`block = true`) or unblocks every signal for the calling thread.
-pub(crate) fn block_all(block: bool) {
-    mask(block, !0);
-}
+/// Blocked while any handler runs, so the counters are updated by one
+/// handler at a time.
+const HANDLER_MASK: SigSet = bit(SIGINT) | bit(SIGTERM) | bit(SIGHUP) | bit(SIGALRM);
 
 /// The signals that end the stub by default.
-const TERMINATING: u64 = (1 << (SIGINT - 1)) | (1 << (SIGTERM - 1)) | (1 << (SIGHUP - 1));
+const TERMINATING: SigSet = bit(SIGINT) | bit(SIGTERM) | bit(SIGHUP);
 
 /// Holds SIGINT, SIGTERM and SIGHUP pending until [`install`]: called before
 /// the terminal goes raw, so that a signal in between cannot end the stub
 /// without restoring it.
 pub fn hold_terminating() {
-    mask(true, TERMINATING);
+    sys_signal::block(TERMINATING);
 }
 
-fn mask(block: bool, set: u64) {
-    let how = if block { 0 } else { 1 }; // SIG_BLOCK / SIG_UNBLOCK
-    // SAFETY: rt_sigprocmask(how, &set, NULL, 8) reads one u64.
-    unsafe { syscall4(14, how, &set as *const u64 as usize, 0, 8) };
-}
-
-/// Installs the handlers. `immediate_exit` is `&kvm_run.immediate_exit` of
-/// the vCPU (`Vcpu::immediate_exit_ptr`); it must stay mapped for the rest
-/// of the process.
-pub fn install(immediate_exit: *mut u8) {
-    KICK.store(immediate_exit, Ordering::Release);
-    let h = on_signal as *const () as usize;
+/// Installs the handlers. Call after `Vcpu::route_kicks`, so that they
+/// interrupt `KVM_RUN`.
+pub fn install() {
     for sig in [SIGINT, SIGTERM, SIGHUP, SIGALRM, SIGWINCH, SIG_KICK, SIGSEGV, SIGBUS, SIGILL, SIGFPE, SIGABRT] {
-        sigaction(sig, h);
+        let _ = sys_signal::set_handler(sig, on_signal, HANDLER_MASK);
     }
-    sigaction(SIGPIPE, SIG_IGN);
-    sigaction(SIGXFSZ, SIG_IGN);
-    mask(false, TERMINATING); // what arrived since hold_terminating runs now
+    let _ = sys_signal::ignore(SIGPIPE);
+    let _ = sys_signal::ignore(SIGXFSZ);
+    sys_signal::unblock(TERMINATING); // what arrived since hold_terminating runs now
 }
 
 /// Asks for signal `sig` to be delivered to the app (e.g. SIGPIPE after the
@@ -187,16 +121,11 @@ pub fn take_winch() -> bool {
 }
 
 fn kick() {
-    let p = KICK.load(Ordering::Acquire);
-    if !p.is_null() {
-        // SAFETY: `install`'s caller guarantees `p` points at the vCPU's immediate_exit byte for the rest of the process.
-        unsafe { core::ptr::write_volatile(p, 1) };
-    }
+    crate::sys::kvm::kick();
 }
 
-/// Restores the terminal and ends the process (async-signal-safe).
+/// Ends the process (async-signal-safe; `sys::exit` restores the terminal).
 fn hard_exit(code: u8) -> ! {
-    crate::hostio::tty::restore();
     crate::sys::exit(code)
 }
 
@@ -209,8 +138,7 @@ extern "C" fn on_signal(sig: i32) {
                 Forwarded::Exit(code) => hard_exit(code),
                 Forwarded::Deliver { stop } => {
                     if stop && FIRST.compare_exchange(0, sig, Ordering::AcqRel, Ordering::Acquire).is_ok() {
-                        // SAFETY: alarm(secs) takes an integer and touches no memory.
-                        unsafe { syscall4(37, GRACE_SECS as usize, 0, 0, 0) };
+                        sys_signal::alarm(GRACE_SECS);
                     }
                     PENDING.fetch_or(bit(sig), Ordering::AcqRel);
                 }

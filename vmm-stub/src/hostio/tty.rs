@@ -6,71 +6,10 @@
 //! as with `ssh -t`), and the window size goes to the guest. Otherwise the
 //! host terminal is left alone.
 //!
-//! [`restore`] is async-signal-safe (one ioctl on saved state) and
-//! idempotent: `sys::exit`, the signal handlers and the fatal-signal path
-//! call it, so no exit path leaves the terminal raw. Only SIGKILL can.
+//! The saved state and its restore on every exit path are in `sys::tty`.
 
-use core::cell::UnsafeCell;
-use core::sync::atomic::{AtomicBool, Ordering};
-use rustix::fd::BorrowedFd;
-use rustix::io::{self, Errno};
-use crate::sys::ioctl::{arg, arg_ro, raw};
-
-/// The kernel's `struct termios2` (x86_64). Our own rather than rustix's
-/// `Termios`, whose `TCGETS` fallback decodes baud rates the stub never
-/// looks at (that decoder alone is ~330 bytes of the stub).
-#[repr(C)]
-#[derive(Clone, Copy, Default)]
-struct Termios2 {
-    iflag: u32,
-    oflag: u32,
-    cflag: u32,
-    lflag: u32,
-    line: u8,
-    cc: [u8; 19],
-    ispeed: u32,
-    ospeed: u32,
-}
-static_assertions::const_assert_eq!(core::mem::size_of::<Termios2>(), 44);
-
-const TIOCGWINSZ: u32 = 0x5413;
-const TCGETS: u32 = 0x5401;
-const TCSETS: u32 = 0x5402;
-const TCGETS2: u32 = 0x802c_542a;
-const TCSETS2: u32 = 0x402c_542b;
-const CBAUD: u32 = 0o010017;
-const BOTHER: u32 = 0o010000;
-
-/// `tcgetattr`: `TCGETS2`, or the old `TCGETS` (no speed fields) where a
-/// kernel or sandbox refuses it with `ENOTTY`/`EACCES`, as rustix does.
-fn get(fd: BorrowedFd<'_>) -> io::Result<Termios2> {
-    let mut t = Termios2::default();
-    // SAFETY: TCGETS2 writes one termios2 into `t`.
-    match unsafe { raw(fd, TCGETS2, arg(&mut t)) } {
-        Err(Errno::NOTTY | Errno::ACCESS) => {
-            // SAFETY: TCGETS writes a struct termios, the first 36 bytes of `t`.
-            unsafe { raw(fd, TCGETS, arg(&mut t)) }?
-        }
-        r => r?,
-    };
-    Ok(t)
-}
-
-/// `tcsetattr(TCSANOW)`: `TCSETS2`, or `TCSETS` as in [`get`] (refused
-/// with `ERANGE` for a custom speed, which `TCSETS` cannot carry).
-fn set(fd: BorrowedFd<'_>, t: &Termios2) -> io::Result<()> {
-    // SAFETY: TCSETS2 reads one termios2.
-    match unsafe { raw(fd, TCSETS2, arg_ro(t)) } {
-        Err(Errno::NOTTY | Errno::ACCESS) => {
-            if t.cflag & CBAUD == BOTHER || (t.cflag >> 16) & CBAUD == BOTHER {
-                return Err(Errno::RANGE);
-            }
-            // SAFETY: TCSETS reads a struct termios, a prefix of `t`.
-            unsafe { raw(fd, TCSETS, arg_ro(t)) }.map(drop)
-        }
-        r => r.map(drop),
-    }
-}
+use crate::sys::fd;
+use crate::sys::tty::{self as sys_tty, Termios2};
 
 /// `cfmakeraw`, as glibc, musl and rustix do it.
 fn make_raw(t: &mut Termios2) {
@@ -83,73 +22,42 @@ fn make_raw(t: &mut Termios2) {
     t.cc[5] = 0; // VTIME
 }
 
-struct Saved(UnsafeCell<Option<Termios2>>);
-// SAFETY: written once by `enter_raw` on the main thread before SAVED_SET is
-// published (Release); read only after observing SAVED_SET (Acquire).
-unsafe impl Sync for Saved {}
-
-static SAVED: Saved = Saved(UnsafeCell::new(None));
-static SAVED_SET: AtomicBool = AtomicBool::new(false);
-
-fn fd(n: i32) -> BorrowedFd<'static> {
-    // SAFETY: fds 0/1 are the process's stdio; we never close them, and an fd that is not open only makes the termios calls fail.
-    unsafe { BorrowedFd::borrow_raw(n) }
-}
-
 /// Window size as `(rows, cols)`.
 pub type WinSize = (u16, u16);
 
 /// If stdin and stdout are terminals, switches stdin's terminal to raw
 /// mode and returns its size; otherwise returns `None` and changes nothing.
 pub fn enter_raw() -> Option<WinSize> {
-    let (stdin, stdout) = (fd(0), fd(1));
-    if size(stdin).is_none() || size(stdout).is_none() || SAVED_SET.load(Ordering::Acquire) {
+    let (stdin, stdout) = (fd::stdin(), fd::stdout());
+    if sys_tty::window_size(stdin).is_none() || sys_tty::window_size(stdout).is_none() || sys_tty::has_saved() {
         return None;
     }
-    let orig = get(stdin).ok()?;
+    let orig = sys_tty::get(stdin).ok()?;
     let mut raw = orig;
     make_raw(&mut raw);
-    // SAFETY: single writer (main thread, before SAVED_SET is published), no reader until SAVED_SET is true.
-    unsafe { *SAVED.0.get() = Some(orig) };
-    SAVED_SET.store(true, Ordering::Release);
-    set(stdin, &raw).ok()?;
+    if !sys_tty::save_for_restore(orig) {
+        return None;
+    }
+    sys_tty::set(stdin, &raw).ok()?;
     Some(window_size().unwrap_or((24, 80)))
 }
 
 /// The current size of the terminal on stdin.
 pub fn window_size() -> Option<WinSize> {
-    size(fd(0))
-}
-
-/// `TIOCGWINSZ`: the size of the terminal on `fd`, `None` if it is not one
-/// (rustix's `isatty` is this same call).
-fn size(fd: BorrowedFd<'_>) -> Option<WinSize> {
-    let mut ws = [0u16; 4]; // struct winsize: rows, cols, xpixel, ypixel
-    // SAFETY: TIOCGWINSZ writes one struct winsize (four u16) into `ws`.
-    unsafe { raw(fd, TIOCGWINSZ, arg(&mut ws)) }.ok()?;
-    Some((ws[0], ws[1]))
+    sys_tty::window_size(fd::stdin())
 }
 
 /// Whether the terminal is in raw mode (terminal mode is on).
 pub fn is_raw() -> bool {
-    SAVED_SET.load(Ordering::Acquire)
-}
-
-/// Puts the terminal back as it was. Safe to call from a signal handler
-/// and more than once.
-pub fn restore() {
-    if SAVED_SET.load(Ordering::Acquire) {
-        // SAFETY: SAVED was fully written before SAVED_SET became true and is never written again.
-        if let Some(t) = unsafe { &*SAVED.0.get() } {
-            let _ = set(fd(0), t);
-        }
-    }
+    sys_tty::has_saved()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sys::tty::{get, set, window_size as size};
     use rustix::fd::AsFd;
+    use rustix::io::Errno;
     use rustix::termios;
 
     #[test]

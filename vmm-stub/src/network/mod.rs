@@ -13,7 +13,8 @@ pub mod spec;
 
 use crate::options::Options;
 use crate::out::Line;
-use crate::sys::once::TakeOnce;
+use crate::sys::cell::TakeOnce;
+use crate::virtio::net::guard::GatewayGuard;
 use crate::virtio::net::link::{Buffers, Framing, Link, PASST_MTU, VNET_HDR_LEN};
 use linker::config::{self, Key};
 use rustix::fd::OwnedFd;
@@ -130,12 +131,13 @@ impl GuestNet {
     }
 }
 
-/// A started backend: the frame fd, its framing, the MTU to offer, and
-/// what to tell the guest.
+/// A started backend: the frame fd, its framing, the MTU to offer, what
+/// to tell the guest, and the gateway guard the device must apply.
 pub struct Started {
     pub fd: OwnedFd,
     pub framing: Framing,
     pub guest: GuestNet,
+    pub guard: Option<GatewayGuard>,
 }
 
 /// Starts the backend of `plan`, or exits 125 with a line saying why.
@@ -154,6 +156,10 @@ pub fn start(plan: &Plan<'_>, path_var: Option<&[u8]>, debug: bool) -> Started {
                     mtu: PASST_MTU,
                     dns: Some(passt::DNS),
                 },
+                guard: (passt::maps_gateway(&plan.publish, plan.host_loopback) && !plan.host_loopback).then(|| GatewayGuard {
+                    gateway: passt::GATEWAY,
+                    udp_ports: plan.publish.iter().filter(|p| p.proto == spec::Proto::Udp).map(|p| p.guest_port).collect(),
+                }),
             },
             Err(passt::StartError::NotFound) => crate::out::fail(
                 "--smolvm-net needs passt, which is not installed (Debian/Ubuntu: apt install passt; looked in $PATH)",
@@ -175,11 +181,14 @@ pub fn start(plan: &Plan<'_>, path_var: Option<&[u8]>, debug: bool) -> Started {
         },
         Backend::Tap { name, ip } => {
             use crate::sys::net::TapError;
-            let fd = crate::sys::net::open_tap(name, VNET_HDR_LEN as u32).unwrap_or_else(|e| {
+            let fd = crate::sys::net::open_tap(name, VNET_HDR_LEN).unwrap_or_else(|e| {
                 let mut l = Line::new();
                 l.s("cannot attach TAP device ").b(name).s(": ");
                 match e {
                     TapError::BadName => l.s("not a valid interface name"),
+                    TapError::NoSuchDevice => {
+                        l.s("no such device (create it with: ip tuntap add ").b(name).s(" mode tap user $USER)")
+                    }
                     TapError::Open(_) => l.s("cannot open /dev/net/tun (is the tun module loaded?)"),
                     TapError::Attach(rustix::io::Errno::PERM | rustix::io::Errno::ACCESS) => {
                         l.s("no such TAP or not yours (create it with: ip tuntap add ").b(name).s(" mode tap user $USER)")
@@ -194,6 +203,7 @@ pub fn start(plan: &Plan<'_>, path_var: Option<&[u8]>, debug: bool) -> Started {
                 fd,
                 framing: Framing::Tap,
                 guest: GuestNet { addr: ip.addr, prefix: ip.prefix, gateway: ip.gateway, mtu: TAP_MTU, dns: None },
+                guard: None,
             }
         }
     }

@@ -19,6 +19,7 @@
 
 use super::spec::{Ipv4, Proto, Publish};
 use crate::sys::spawn::{self as process, CStrVec, Forked};
+use crate::sys::process::close_range;
 use core::ffi::CStr;
 use rustix::fd::{AsFd, BorrowedFd, OwnedFd};
 use rustix::fs::{self, Access, Mode, OFlags};
@@ -84,12 +85,6 @@ impl ArgBuf {
         self.push(&[a.as_bytes()])
     }
 
-    fn ip(&mut self, ip: Ipv4) -> Option<()> {
-        let mut l = crate::out::Line::bare();
-        put_ip(&mut l, ip);
-        self.push(&[l.as_bytes()])
-    }
-
     /// The arguments as C strings, in order.
     pub fn iter(&self) -> impl Iterator<Item = &CStr> + '_ {
         self.starts.iter().filter_map(|&s| CStr::from_bytes_until_nul(self.bytes.get(usize::from(s)..)?).ok())
@@ -102,25 +97,23 @@ pub fn put_ip(l: &mut crate::out::Line, ip: Ipv4) {
     l.u(a.into()).s(".").u(b.into()).s(".").u(c.into()).s(".").u(d.into());
 }
 
+/// Whether passt must map the gateway to the host's loopback: asked for,
+/// or needed for UDP replies to a published UDP port (the stub's
+/// `virtio::net::guard` then keeps the rest of the host's loopback closed).
+pub fn maps_gateway(publish: &[Publish], host_loopback: bool) -> bool {
+    host_loopback || publish.iter().any(|p| p.proto == Proto::Udp)
+}
+
 /// passt's command line: stream on fd 3, foreground, quiet, IPv4 only,
-/// the fixed addressing, DNS forwarding, the MTU, the host's loopback
-/// hidden unless `host_loopback`, and one `-t`/`-u` per published port
+/// the fixed addressing, DNS forwarding, the MTU, `--no-map-gw` unless
+/// [`maps_gateway`], and one `-t`/`-u` per published port
 /// (`HOST_IP/HOST_PORT:GUEST_PORT`).
 pub fn args(publish: &[Publish], host_loopback: bool) -> Option<ArgBuf> {
     let mut a = ArgBuf::new();
-    for s in ["passt", "--fd", "3", "--foreground", "--quiet", "-4", "-a"] {
+    for s in FIXED_ARGS {
         a.arg(s)?;
     }
-    a.ip(GUEST_ADDR)?;
-    a.arg("-n")?;
-    a.arg("24")?;
-    a.arg("-g")?;
-    a.ip(GATEWAY)?;
-    a.arg("--dns-forward")?;
-    a.ip(DNS)?;
-    a.arg("-m")?;
-    a.arg("65520")?;
-    if !host_loopback {
+    if !maps_gateway(publish, host_loopback) {
         a.arg("--no-map-gw")?;
     }
     for p in publish {
@@ -132,6 +125,14 @@ pub fn args(publish: &[Publish], host_loopback: bool) -> Option<ArgBuf> {
     }
     Some(a)
 }
+
+/// passt's fixed arguments: the addresses are [`GUEST_ADDR`]/[`PREFIX`],
+/// [`GATEWAY`] and [`DNS`] (a unit test checks they agree), the MTU is
+/// `link::PASST_MTU`.
+const FIXED_ARGS: [&str; 16] = [
+    "passt", "--fd", "3", "--foreground", "--quiet", "-4", "-a", "10.0.2.15", "-n", "24", "-g", "10.0.2.2",
+    "--dns-forward", "10.0.2.3", "-m", "65520",
+];
 
 /// Binds each published port once (and lets go), so a taken port is named
 /// before passt starts.
@@ -232,7 +233,7 @@ fn child(
     if wired.is_err() {
         process::exit_child(125);
     }
-    process::close_from(4);
+    close_range(4, u32::MAX);
     let _ = process::execve(exe, argv, envp);
     process::exit_child(127)
 }
@@ -247,6 +248,16 @@ mod tests {
     }
 
     #[test]
+    fn fixed_arguments_match_the_constants() {
+        let ip = |v: Ipv4| v.map(|o| o.to_string()).join(".");
+        assert_eq!(FIXED_ARGS[7], ip(GUEST_ADDR));
+        assert_eq!(FIXED_ARGS[9], PREFIX.to_string());
+        assert_eq!(FIXED_ARGS[11], ip(GATEWAY));
+        assert_eq!(FIXED_ARGS[13], ip(DNS));
+        assert_eq!(FIXED_ARGS[15], crate::virtio::net::link::PASST_MTU.to_string());
+    }
+
+    #[test]
     fn command_line() {
         let p = [
             Publish { host_ip: LOCALHOST, host_port: 8080, guest_port: 80, proto: Proto::Tcp },
@@ -256,12 +267,14 @@ mod tests {
         assert_eq!(
             strings(&a).join(" "),
             "passt --fd 3 --foreground --quiet -4 -a 10.0.2.15 -n 24 -g 10.0.2.2 --dns-forward 10.0.2.3 -m 65520 \
-             --no-map-gw -t 127.0.0.1/8080:80 -u 0.0.0.0/5353:53"
+             -t 127.0.0.1/8080:80 -u 0.0.0.0/5353:53"
         );
+        // TCP only: passt itself keeps the host's loopback closed.
+        assert!(strings(&args(&p[..1], false).expect("fits")).contains(&"--no-map-gw".to_string()));
         assert!(!strings(&args(&[], true).expect("fits")).contains(&"--no-map-gw".to_string()));
         // The most ports the options allow fit.
-        let many = [p[0]; super::super::spec::MAX_PUBLISH];
-        assert_eq!(args(&many, false).expect("fits").iter().count(), 17 + 2 * 16);
+        let many = [p[1]; super::super::spec::MAX_PUBLISH];
+        assert_eq!(args(&many, false).expect("fits").iter().count(), 16 + 2 * 16);
     }
 
     #[test]

@@ -90,7 +90,8 @@ impl IpSpec {
         let i = cidr.iter().position(|&b| b == b'/')?;
         let addr = parse_ipv4(cidr.get(..i)?)?;
         let prefix = parse_dec(cidr.get(i.wrapping_add(1)..)?, 32)?;
-        (1..=32).contains(&prefix).then_some(IpSpec { addr, prefix: prefix as u8, gateway })
+        let prefix = u8::try_from(prefix).ok().filter(|p| (1..=32).contains(p))?;
+        Some(IpSpec { addr, prefix, gateway })
     }
 }
 
@@ -110,7 +111,7 @@ fn parse_dec(s: &[u8], max: u32) -> Option<u32> {
 }
 
 fn parse_port(s: &[u8]) -> Option<u16> {
-    parse_dec(s, 65535).filter(|&p| p != 0).map(|p| p as u16)
+    parse_dec(s, 65535).and_then(|p| u16::try_from(p).ok()).filter(|&p| p != 0)
 }
 
 /// Dotted-quad IPv4 (`a.b.c.d`, each 0..=255).

@@ -1,22 +1,27 @@
-//! Raw system interface: KVM ABI structs and ioctl request types, plus the
-//! one system call rustix does not expose without its runtime (`exit_group`).
+//! The stub's system interface, the bottom layer: every raw system call
+//! (numbers in [`syscall`] and one helper there), the one `clone`
+//! ([`thread::spawn`]), the KVM and terminal ioctls, signal handlers, the
+//! process's arguments and stdio, mappings of the image file and the
+//! statics written once. Every `unsafe` of the stub is in here, except
+//! guest memory (`mem.rs`) and the process entry (`main.rs`/`rt.rs`);
+//! the modules above get safe functions and types. Nothing in `sys`
+//! imports a module above it. x86_64 Linux only.
 
+pub mod cell;
+pub mod fd;
 pub mod ioctl;
 pub mod kvm;
+pub mod mm;
 pub mod net;
-pub mod net_thread;
-pub mod once;
+pub mod process;
+pub mod seccomp;
+pub mod signal;
 pub mod spawn;
-pub mod static_fd;
+pub mod syscall;
+pub mod thread;
+pub mod tty;
 
-/// Ends the process at once with `code` (no teardown: the kernel frees the
-/// VM, guest RAM and every fd).
-pub fn exit(code: u8) -> ! {
-    // Every exit path comes through here: never leave the terminal raw.
-    crate::hostio::tty::restore();
-    // SAFETY: exit_group takes one integer and never returns; it touches no memory of ours.
-    unsafe {
-        core::arch::asm!("syscall", in("rax") 231usize, in("rdi") usize::from(code),
-                         options(noreturn, nostack));
-    }
-}
+pub use process::exit;
+
+#[cfg(not(all(target_arch = "x86_64", target_os = "linux")))]
+compile_error!("the stub runs on x86_64 Linux hosts only");

@@ -30,6 +30,9 @@ static_assertions::const_assert_eq!(core::mem::size_of::<IfReq>(), 40);
 pub enum TapError {
     /// The name is empty, too long or holds a NUL or `/`.
     BadName,
+    /// No network interface of that name (TUNSETIFF would create one when
+    /// privileged: a fresh TAP nobody configured is of no use).
+    NoSuchDevice,
     /// `/dev/net/tun` could not be opened.
     Open(Errno),
     /// `TUNSETIFF` failed (no such TAP and no right to create one, busy, ...).
@@ -40,9 +43,20 @@ pub enum TapError {
 
 /// Attaches to the TAP device `name` (non-blocking, close-on-exec), every
 /// frame preceded by a virtio-net header of `vnet_hdr_len` bytes.
-pub fn open_tap(name: &[u8], vnet_hdr_len: u32) -> Result<OwnedFd, TapError> {
+pub fn open_tap(name: &[u8], vnet_hdr_len: usize) -> Result<OwnedFd, TapError> {
     if name.is_empty() || name.len() >= IFNAMSIZ || name.iter().any(|&b| b == 0 || b == b'/') {
         return Err(TapError::BadName);
+    }
+    // "/sys/class/net/" + name + NUL, name < IFNAMSIZ (checked above).
+    let mut path = [0u8; 15 + IFNAMSIZ];
+    let (prefix, rest) = path.split_at_mut(15);
+    prefix.copy_from_slice(b"/sys/class/net/");
+    for (d, &s) in rest.iter_mut().zip(name) {
+        *d = s;
+    }
+    let path = core::ffi::CStr::from_bytes_until_nul(&path).map_err(|_| TapError::BadName)?;
+    if fs::access(path, fs::Access::EXISTS).is_err() {
+        return Err(TapError::NoSuchDevice);
     }
     let fd = fs::open(c"/dev/net/tun", OFlags::RDWR | OFlags::NONBLOCK | OFlags::CLOEXEC, Mode::empty())
         .map_err(TapError::Open)?;
@@ -70,14 +84,9 @@ mod tests {
     }
 
     #[test]
-    fn a_missing_tap_is_an_attach_or_open_error() {
-        // Without CAP_NET_ADMIN TUNSETIFF on a missing name fails (EPERM);
-        // with it the kernel would create the device, so only check the
-        // unprivileged outcome when it happens.
-        match open_tap(b"smolvm-nonexist", 12) {
-            Err(TapError::Attach(_) | TapError::Open(_)) => {}
-            Ok(_) => {} // privileged test host: a TAP was created and is gone with the fd
-            Err(e) => panic!("{e:?}"),
-        }
+    fn a_missing_tap_is_refused_not_created() {
+        assert_eq!(open_tap(b"smolvm-nonexist", 12).err(), Some(TapError::NoSuchDevice));
+        // An interface that is not a TAP (lo): TUNSETIFF refuses it.
+        assert!(matches!(open_tap(b"lo", 12), Err(TapError::Attach(_) | TapError::Open(_))));
     }
 }

@@ -3,13 +3,11 @@
 //! vector built by the parent before the fork, so the child only makes
 //! system calls.
 
+use super::syscall::{syscall, SYS_CLONE, SYS_DUP3, SYS_EXECVE, SYS_EXIT_GROUP};
 use core::ffi::CStr;
+use rustix::fd::{AsRawFd, BorrowedFd};
 use rustix::io::Errno;
 
-const SYS_CLONE: usize = 56;
-const SYS_EXECVE: usize = 59;
-const SYS_EXIT_GROUP: usize = 231;
-const SYS_CLOSE_RANGE: usize = 436;
 const SIGCHLD: usize = 17;
 
 /// Which side of a [`fork`] we are on.
@@ -19,26 +17,19 @@ pub enum Forked {
     Parent { pid: i32 },
 }
 
-/// `fork(2)`: a copy of this process (only the calling thread) that the
-/// parent learns about through SIGCHLD (which the stub leaves at its
-/// default: ignored, and the kernel keeps the zombie until we exit).
+/// `fork(2)`: a copy of this process (only the calling thread), reported to
+/// the parent by SIGCHLD, which the stub leaves at its default (the zombie
+/// stays until the stub exits).
 ///
 /// # Safety
-/// The child must only make system calls and then `execve` or
+/// The child must only make system calls and then [`execve`] or
 /// [`exit_child`]: other threads' state (none hold locks in the stub) is
-/// copied mid-flight.
+/// copied mid-flight. Call before the seccomp filter (it forbids this).
 pub unsafe fn fork() -> Result<Forked, Errno> {
-    let ret: isize;
-    // SAFETY: clone with no CLONE_VM and a null stack is fork(): the child continues on its own copy of this stack, so both sides return normally from here; only rax, rcx, r11 change.
-    unsafe {
-        core::arch::asm!("syscall", inlateout("rax") SYS_CLONE as isize => ret,
-                         in("rdi") SIGCHLD, in("rsi") 0usize, in("rdx") 0usize, in("r10") 0usize, in("r8") 0usize,
-                         lateout("rcx") _, lateout("r11") _, options(nostack));
-    }
-    match ret {
+    // SAFETY: clone with only an exit signal and no new stack is fork(): each side returns normally from here on its own copy of this stack; no pointer is passed.
+    match unsafe { syscall(SYS_CLONE, [SIGCHLD, 0, 0, 0]) }? {
         0 => Ok(Forked::Child),
-        r if r > 0 => Ok(Forked::Parent { pid: i32::try_from(r).unwrap_or(i32::MAX) }),
-        r => Err(Errno::from_raw_os_error(i32::try_from(r.unsigned_abs()).unwrap_or(0))),
+        pid => Ok(Forked::Parent { pid: i32::try_from(pid).unwrap_or(i32::MAX) }),
     }
 }
 
@@ -50,7 +41,7 @@ pub struct CStrVec<'s, const N: usize> {
     _strings: core::marker::PhantomData<&'s CStr>,
 }
 
-impl<'s, const N: usize> Default for CStrVec<'s, N> {
+impl<const N: usize> Default for CStrVec<'_, N> {
     fn default() -> Self {
         Self::new()
     }
@@ -85,52 +76,30 @@ impl<'s, const N: usize> CStrVec<'s, N> {
 
 /// `execve(path, argv, envp)`: returns only on failure.
 pub fn execve<const A: usize, const E: usize>(path: &CStr, argv: &CStrVec<'_, A>, envp: &CStrVec<'_, E>) -> Errno {
-    let ret: isize;
-    // SAFETY: `path` is NUL-terminated; `argv` and `envp` are NULL-terminated pointer arrays (CStrVec keeps its last slot NULL) whose strings outlive the call (the CStrVec borrows them). On success the call does not return.
-    unsafe {
-        core::arch::asm!("syscall", inlateout("rax") SYS_EXECVE as isize => ret,
-                         in("rdi") path.as_ptr(), in("rsi") argv.ptrs.as_ptr(), in("rdx") envp.ptrs.as_ptr(),
-                         lateout("rcx") _, lateout("r11") _, options(nostack));
+    let args = [path.as_ptr() as usize, argv.ptrs.as_ptr() as usize, envp.ptrs.as_ptr() as usize, 0];
+    // SAFETY: `path` is NUL-terminated; `argv` and `envp` are NULL-terminated pointer arrays (CStrVec keeps its last slot NULL) whose strings outlive the call (the CStrVec borrows them); the kernel only reads them. On success the call does not return.
+    match unsafe { syscall(SYS_EXECVE, args) } {
+        Err(e) => e,
+        Ok(_) => Errno::INVAL,
     }
-    Errno::from_raw_os_error(i32::try_from(ret.unsigned_abs()).unwrap_or(0))
 }
 
-/// Closes every fd from `first` on (`close_range`), so a helper inherits
-/// only what it is given.
-pub fn close_from(first: u32) {
-    let _ret: isize;
-    // SAFETY: close_range takes integers and reads no memory; closing fds the process no longer uses (the child is about to exec) breaks no invariant.
-    unsafe {
-        core::arch::asm!("syscall", inlateout("rax") SYS_CLOSE_RANGE as isize => _ret,
-                         in("rdi") first as usize, in("rsi") u32::MAX as usize, in("rdx") 0usize,
-                         lateout("rcx") _, lateout("r11") _, options(nostack));
-    }
+/// `dup3(fd, target, 0)`: `target` becomes a copy of `fd` without
+/// close-on-exec, closing what `target` was. Only for a forked child about
+/// to [`execve`] (it takes over fd numbers nothing in it uses any more).
+pub fn child_dup_to(fd: BorrowedFd<'_>, target: i32) -> Result<(), Errno> {
+    let (fd, target) = (usize::try_from(fd.as_raw_fd()).map_err(|_| Errno::BADF)?, usize::try_from(target).map_err(|_| Errno::BADF)?);
+    // SAFETY: dup3 takes integers and reads no memory; replacing `target` is what a child about to exec wants (this function's contract): no Rust owner of it runs afterwards.
+    unsafe { syscall(SYS_DUP3, [fd, target, 0, 0]) }.map(drop)
 }
 
 /// Ends a forked child at once (`exit_group`), touching nothing the
 /// parent owns (no terminal restore, unlike `sys::exit`).
 pub fn exit_child(code: u8) -> ! {
     // SAFETY: exit_group takes one integer and never returns.
-    unsafe {
-        core::arch::asm!("syscall", in("rax") SYS_EXIT_GROUP, in("rdi") usize::from(code), options(noreturn, nostack));
+    let _ = unsafe { syscall(SYS_EXIT_GROUP, [usize::from(code), 0, 0, 0]) };
+    // Unreachable: exit_group does not return.
+    loop {
+        core::hint::spin_loop();
     }
-}
-
-/// `dup3(fd, target, 0)`: `target` becomes a copy of `fd` without
-/// close-on-exec, closing what `target` was. Only for a forked child about
-/// to `execve` (it takes over fd numbers nothing else in it uses).
-pub fn child_dup_to(fd: rustix::fd::BorrowedFd<'_>, target: i32) -> Result<(), Errno> {
-    use rustix::fd::AsRawFd;
-    const SYS_DUP3: usize = 292;
-    let ret: isize;
-    // SAFETY: dup3 takes integers and reads no memory; replacing `target` is what a child about to exec wants (the caller's contract above), no Rust owner of it runs afterwards.
-    unsafe {
-        core::arch::asm!("syscall", inlateout("rax") SYS_DUP3 as isize => ret,
-                         in("rdi") fd.as_raw_fd() as isize, in("rsi") target as isize, in("rdx") 0usize,
-                         lateout("rcx") _, lateout("r11") _, options(nostack));
-    }
-    if ret < 0 {
-        return Err(Errno::from_raw_os_error(i32::try_from(ret.unsigned_abs()).unwrap_or(0)));
-    }
-    Ok(())
 }

@@ -134,7 +134,8 @@ impl<'b> Link<'b> {
         let head = self.tx.get_mut(start..TX_HEAD).unwrap_or_default();
         match self.framing {
             Framing::Stream => {
-                for (d, s) in head.iter_mut().zip((len as u32).to_be_bytes()) {
+                let len = u32::try_from(len).unwrap_or(u32::MAX); // <= MAX_FRAME (checked)
+                for (d, s) in head.iter_mut().zip(len.to_be_bytes()) {
                     *d = s;
                 }
             }

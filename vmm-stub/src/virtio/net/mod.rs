@@ -18,12 +18,14 @@
 //! transmit chain is taken while a frame is stuck in the link: a side that
 //! does not keep up stops the other, nothing queues up in between.
 
+pub mod guard;
 pub mod link;
 
 use super::queue::{Queue, QueueError};
 use super::{read_config_bytes, Irq, Reader, VirtioDevice, Writer};
 use crate::hostio::net_watch;
 use crate::mem::GuestMemory;
+use guard::GatewayGuard;
 use link::{Link, LinkError, ETH_HLEN, VNET_HDR_LEN};
 
 /// virtio device id of a network card.
@@ -53,6 +55,8 @@ pub struct Stats {
     pub tx_frames: u64,
     /// Malformed transmit chains dropped.
     pub tx_dropped: u64,
+    /// Frames the gateway guard kept from the backend.
+    pub tx_refused: u64,
     pub rx_frames: u64,
     /// Frames dropped because the receive chain was too small.
     pub rx_dropped: u64,
@@ -68,13 +72,22 @@ pub struct Net<'b> {
     announce_down: bool,
     pub stats: Stats,
     sizes: [u16; 2],
+    /// Set when passt maps the gateway to the host's loopback only for UDP
+    /// replies' sake (see `guard`).
+    guard: Option<GatewayGuard>,
 }
 
 impl<'b> Net<'b> {
     /// A card on `link` offering `mtu` (at most [`link::PASST_MTU`]).
     pub fn new(link: Link<'b>, mtu: u16) -> Self {
         let mtu = mtu.clamp(68, link::PASST_MTU);
-        Net { link, mtu, down: None, announce_down: false, stats: Stats::default(), sizes: [QUEUE_SIZE; 2] }
+        Net { link, mtu, down: None, announce_down: false, stats: Stats::default(), sizes: [QUEUE_SIZE; 2], guard: None }
+    }
+
+    /// Drops the guest frames `guard` refuses before they reach the backend.
+    pub fn with_guard(mut self, guard: Option<GatewayGuard>) -> Self {
+        self.guard = guard;
+        self
     }
 
     /// Why the link went down, if it did.
@@ -125,7 +138,13 @@ impl<'b> Net<'b> {
                     let _ = r.read_array::<VNET_HDR_LEN>(mem);
                     let slot = self.link.tx_slot().and_then(|s| s.get_mut(..len));
                     let copied = slot.is_some_and(|s| r.read_exact(mem, s).is_some());
-                    if copied {
+                    let refused = copied
+                        && self.guard.as_ref().is_some_and(|g| {
+                            self.link.tx_slot().and_then(|s| s.get(..len)).is_some_and(|f| !g.allows(f))
+                        });
+                    if refused {
+                        self.stats.tx_refused += 1;
+                    } else if copied {
                         self.stats.tx_frames += 1;
                         if let Err(e) = self.link.tx_commit(len) {
                             self.fail(e);

@@ -270,3 +270,28 @@ fn a_closed_backend_takes_the_link_down() {
     assert_eq!(r.tx.used(&r.mem, 0).0, 1);
     assert_eq!(r.net.stats.tx_frames, 0);
 }
+
+#[test]
+fn the_gateway_guard_keeps_new_connections_to_the_host_loopback_out() {
+    let mut r = rig();
+    let mut udp_ports = heapless::Vec::new();
+    udp_ports.push(8080).expect("room");
+    r.net = core::mem::replace(&mut r.net, Net::new(boxed(rustix::io::dup(&r.peer).expect("dup"), Framing::Stream), 1500))
+        .with_guard(Some(GatewayGuard { gateway: [10, 0, 2, 2], udp_ports }));
+    // IPv4 to 10.0.2.2: a TCP SYN (refused), then UDP from the published port (passes).
+    let ip = |proto: u8, l4: &[u8]| {
+        let mut f = vec![0u8; 12];
+        f.extend_from_slice(&[0x08, 0x00, 0x45, 0, 0, 0, 0, 0, 0, 0, 64, proto, 0, 0, 10, 0, 2, 15, 10, 0, 2, 2]);
+        f.extend_from_slice(l4);
+        f
+    };
+    let mut syn = [0u8; 20];
+    syn[13] = 0x02;
+    r.send(DATA, &ip(6, &syn));
+    r.send(DATA + 0x1000, &ip(17, &[0x1f, 0x90, 0x30, 0x39, 0, 8, 0, 0]));
+    r.notify(TX);
+    assert_eq!(r.tx.used(&r.mem, 0).0, 2, "both chains returned");
+    assert_eq!((r.net.stats.tx_refused, r.net.stats.tx_frames), (1, 1));
+    let wire = r.peer_bytes();
+    assert_eq!(wire.len(), 4 + 34 + 8, "only the UDP reply went out");
+}

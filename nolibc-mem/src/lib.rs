@@ -1,9 +1,20 @@
-//! `memcpy`, `memmove`, `memset`, `memcmp` and `bcmp`: the compiler emits
-//! calls to them and there is no libc. `rep movsb`/`rep stosb` are small and
-//! fast on every x86_64 CPU the guest can have (ERMSB), and unlike plain loops
-//! they cannot be turned back into calls to themselves by the optimiser.
+//! The C memory functions the compiler emits calls to (`memcpy`, `memmove`,
+//! `memset`, `memcmp`, `bcmp`) and the `strlen` that `core::ffi::CStr`
+//! calls, for the two binaries that have no libc: the stub (`vmm-stub`) and
+//! the guest's init (`smol-init`). Each binary links them with
+//! `extern crate nolibc_mem;`; nothing else in the workspace depends on it.
+//!
+//! They must not be compiled into calls to themselves: the copies use
+//! `rep movsb`/`rep stosb` (small, and fast on every x86_64 CPU with ERMSB,
+//! which is every one since Ivy Bridge), and the loops read through
+//! `read_volatile`, which LLVM never turns back into a libcall.
+#![no_std]
+
+#[cfg(not(target_arch = "x86_64"))]
+compile_error!("nolibc-mem is x86_64 only (rep movsb/stosb)");
 
 use core::arch::asm;
+use core::ptr::read_volatile;
 
 /// # Safety
 /// C's contract: `dest` and `src` valid for `n` bytes and not overlapping.
@@ -56,12 +67,14 @@ pub unsafe extern "C" fn memset(dest: *mut u8, byte: i32, n: usize) -> *mut u8 {
 /// C's contract: `a` and `b` valid for `n` bytes.
 #[no_mangle]
 pub unsafe extern "C" fn memcmp(a: *const u8, b: *const u8, n: usize) -> i32 {
-    for i in 0..n {
+    let mut i = 0;
+    while i < n {
         // SAFETY: i < n and the caller guarantees n readable bytes at both.
-        let (x, y) = unsafe { (*a.add(i), *b.add(i)) };
+        let (x, y) = unsafe { (read_volatile(a.add(i)), read_volatile(b.add(i))) };
         if x != y {
             return i32::from(x) - i32::from(y);
         }
+        i += 1;
     }
     0
 }
@@ -70,6 +83,18 @@ pub unsafe extern "C" fn memcmp(a: *const u8, b: *const u8, n: usize) -> i32 {
 /// C's contract: `a` and `b` valid for `n` bytes.
 #[no_mangle]
 pub unsafe extern "C" fn bcmp(a: *const u8, b: *const u8, n: usize) -> i32 {
-    // SAFETY: same contract.
+    // SAFETY: same contract as memcmp.
     unsafe { memcmp(a, b, n) }
+}
+
+/// # Safety
+/// C's contract: `s` is a NUL-terminated string.
+#[no_mangle]
+pub unsafe extern "C" fn strlen(s: *const u8) -> usize {
+    let mut n = 0;
+    // SAFETY: the caller guarantees a NUL byte terminates `s`, so every byte up to it is readable.
+    while unsafe { read_volatile(s.add(n)) } != 0 {
+        n = n.wrapping_add(1); // a string never spans the address space
+    }
+    n
 }

@@ -1,21 +1,19 @@
 //! Safe, fd-owning wrappers over the KVM ioctls the stub uses: [`Kvm`]
 //! (/dev/kvm), [`Vm`] and [`Vcpu`], whose [`Vcpu::run`] returns an [`Exit`]
-//! borrowing the shared `kvm_run` page.
+//! borrowing the shared `kvm_run` page. The ABI structs and request
+//! numbers are in [`abi`] (re-exported here).
 
-use crate::bus::Interrupts;
-use crate::sys::ioctl::{arg, arg_ro, int, raw};
-use crate::sys::kvm::*;
+mod abi;
+
+pub use abi::*;
+use super::fd::owned_from_new as fd_from;
+use super::ioctl::{arg, arg_ro, int, raw};
 use core::ptr::NonNull;
-use rustix::fd::{AsFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use core::sync::atomic::{AtomicPtr, Ordering};
+use rustix::fd::{AsFd, BorrowedFd, OwnedFd, RawFd};
 use rustix::fs::{self, Mode, OFlags};
 use rustix::io::{self, Errno};
 use rustix::mm::{self, MapFlags, ProtFlags};
-
-fn fd_from(raw: u32) -> io::Result<OwnedFd> {
-    let raw = RawFd::try_from(raw).map_err(|_| Errno::BADF)?;
-    // SAFETY: KVM just returned `raw` as a new file descriptor that nothing else owns.
-    Ok(unsafe { OwnedFd::from_raw_fd(raw) })
-}
 
 /// `ioctl(fd, opcode, arg)` on one of our KVM fds.
 ///
@@ -151,17 +149,6 @@ impl Vm {
     }
 }
 
-impl Interrupts for Vm {
-    fn trigger(&self, irq: u32) {
-        let _ = self.irq_line(irq, true);
-        let _ = self.irq_line(irq, false);
-    }
-
-    fn set_level(&self, irq: u32, level: bool) {
-        let _ = self.irq_line(irq, level);
-    }
-}
-
 /// Why `KVM_RUN` returned.
 #[derive(Debug)]
 pub enum Exit<'a> {
@@ -256,10 +243,11 @@ impl Vcpu {
         unsafe { self.run.as_ptr().add(1).write_volatile(u8::from(on)) }
     }
 
-    /// Raw pointer to the `immediate_exit` byte, for a signal handler.
-    pub fn immediate_exit_ptr(&self) -> *mut u8 {
-        // SAFETY: offset 1 is inside the run page.
-        unsafe { self.run.as_ptr().add(1) }
+    /// Makes [`kick`] set this vCPU's `immediate_exit` from now on. The run
+    /// page then stays mapped for the rest of the process (drop leaves it).
+    pub fn route_kicks(&self) {
+        // Offset 1 (`immediate_exit`) is inside the run page.
+        KICK.store(self.run.as_ptr().wrapping_add(1), Ordering::Release);
     }
 
     /// Runs the vCPU until the next exit.
@@ -325,7 +313,25 @@ impl Vcpu {
 
 impl Drop for Vcpu {
     fn drop(&mut self) {
-        // SAFETY: `run`/`run_size` describe the mapping made in create_vcpu; no borrow of it outlives `self`.
+        if KICK.load(Ordering::Acquire) == self.run.as_ptr().wrapping_add(1) {
+            return; // `kick` may still write it: the page stays.
+        }
+        // SAFETY: `run`/`run_size` describe the mapping made in create_vcpu; no borrow of it outlives `self`, and `kick` does not use it (checked above).
         let _ = unsafe { mm::munmap(self.run.as_ptr().cast(), self.run_size) };
+    }
+}
+
+/// `&kvm_run.immediate_exit` of the vCPU that [`Vcpu::route_kicks`], or null.
+static KICK: AtomicPtr<u8> = AtomicPtr::new(core::ptr::null_mut());
+
+/// Makes the vCPU's next (or current) `KVM_RUN` return `EINTR` at once:
+/// sets its `immediate_exit`, which a signal that lands just before
+/// `KVM_RUN` cannot make it miss. Async-signal-safe; does nothing before
+/// [`Vcpu::route_kicks`].
+pub fn kick() {
+    let p = KICK.load(Ordering::Acquire);
+    if !p.is_null() {
+        // SAFETY: a non-null KICK points at the immediate_exit byte of a run page that stays mapped for the rest of the process (`route_kicks`, Drop); the kernel reads the byte, the volatile write is a plain byte store.
+        unsafe { core::ptr::write_volatile(p, 1) };
     }
 }
