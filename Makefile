@@ -9,9 +9,10 @@ CARGO ?= cargo
 SMOLVM := target/release/smolvm
 APT_PACKAGES := build-essential linux-source-6.1 bc flex bison libelf-dev libssl-dev \
 	busybox-static squashfs-tools qemu-system-x86 hyperfine cpio xz-utils lz4 zstd \
-	passt musl-tools
+	python3 libpython3.11-testsuite sqlite3 git openssl fio postgresql e2fsprogs dash \
+	passt musl-tools iproute2 util-linux
 
-.PHONY: deps build kernel demo test size bench
+.PHONY: deps build kernel demo test size bench compat
 
 # Install the Debian packages a fresh machine lacks (needs root or sudo).
 deps:
@@ -43,6 +44,12 @@ demo: kernel
 test: kernel
 	$(CARGO) test --workspace --release
 	./size-report/reference-images.sh
+
+# The whole compatibility suite (docs/COMPAT.md): python3's regression tests
+# beside the host's, fio, openssl, PostgreSQL, ... in the KVM lab (long: ~1 h
+# on this 2-core host). `make test` runs its fast part.
+compat: kernel
+	$(CARGO) test --release -p smolvm-tests --test compat_e2e -- --include-ignored --nocapture
 
 size: build
 	./size-report/reference-images.sh
