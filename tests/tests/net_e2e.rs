@@ -75,9 +75,9 @@ fn network_end_to_end() {
     let bb_net = busybox_image(&work, "bb-net", &["--net"]);
     let resolv = work.join("resolv.conf");
     let (echo, echo_pub, bb, bb_net) = (vm(&echo), vm(&echo_pub), vm(&bb), vm(&bb_net));
-    let direct = lab::Mode::current() != lab::Mode::Lab;
-    let (udp_addr, udp_extra) = if direct { ("127.0.0.1", "--smolvm-net-host-loopback") } else { ("192.0.2.1", "--smolvm-net") };
-    let udp_publish = format!("--smolvm-publish={udp_addr}:18097:8080/udp");
+    // A non-loopback host address: L1's dummy interface (directly: loopback).
+    let udp_addr = if lab::Mode::current() == lab::Mode::Lab { "192.0.2.1" } else { "127.0.0.1" };
+    let udp_publish = format!("--smolvm-publish={udp_addr}:18098:8080/udp");
     // busybox nc, not wget: Debian's busybox wget crashes on a refused connection.
     let get = |host: &str, port: u16| format!("printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 8 {host} {port}; echo nc=$?");
     let loopback_get = get("10.0.2.2", 18090);
@@ -149,11 +149,10 @@ fn network_end_to_end() {
         Case::image(&bb, &["--smolvm-net", "-c", "echo should not run"]).env("PATH", "/nonexistent"),
         // 12: SIGKILL of the stub takes passt with it.
         py("kill9", &["kill9", "18096", "--", &echo, "--smolvm-publish=18096:8080"]),
-        // 13: a published UDP port, from a client on L1's own (non-loopback)
-        // address; directly, from loopback with the host-loopback mapping.
-        // (From 127.0.0.1 without --smolvm-net-host-loopback, passt 2023.03
-        // hands the guest a datagram from 127.0.0.1, which Linux drops.)
-        py("udp", &["udp", udp_addr, "18097", "--", &echo, &udp_publish, udp_extra]),
+        // 13: a published UDP port from the host's loopback (the host's
+        // loopback stays closed to the guest); 14: from L1's own address.
+        py("udp", &["udp", "127.0.0.1", "18097", "--", &echo, "--smolvm-publish=18097:8080/udp"]),
+        py("udp-lan", &["udp", udp_addr, "18098", "--", &echo, &udp_publish]),
     ]);
     let mut failed = Vec::new();
     let mut check = |ok: bool, what: &str, o: &Outcome| {
@@ -218,6 +217,8 @@ fn network_end_to_end() {
     let o = &out[12];
     check(o.stdout_lossy() == "passt before: 1\npasst after: 0\nport free: yes\n", "SIGKILL leaves no passt", o);
     let o = &out[13];
-    check(o.status == Some(0) && o.stdout_lossy() == "udp: udp ping\n", "UDP publish", o);
+    check(o.status == Some(0) && o.stdout_lossy() == "udp: udp ping\n", "UDP publish from loopback", o);
+    let o = &out[14];
+    check(o.status == Some(0) && o.stdout_lossy() == "udp: udp ping\n", "UDP publish from L1's address", o);
     assert!(failed.is_empty(), "{} of {} cases failed:\n\n{}", failed.len(), out.len(), failed.join("\n\n"));
 }
