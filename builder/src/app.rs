@@ -63,9 +63,18 @@ pub fn app(a: &AppFlags<'_>, cfg: Option<&ImageConfig>, root: &Path) -> Result<A
     let cli_args: Vec<Vec<u8>> = a.args.iter().map(|x| x.as_bytes().to_vec()).collect();
     let (entry, entry_args, args, runtime_entry) = match (a.entry, a.first_exec, cfg) {
         (Some(e), _, _) => (e.as_bytes().to_vec(), Vec::new(), cli_args, false),
-        (None, Some(first), _) => (first.as_os_str().as_bytes().to_vec(), Vec::new(), cli_args, false),
+        (None, Some(first), _) => (
+            first.as_os_str().as_bytes().to_vec(),
+            Vec::new(),
+            cli_args,
+            false,
+        ),
         (None, None, Some(c)) => {
-            let defaults = if a.args.is_empty() { bytes(&c.cmd) } else { cli_args };
+            let defaults = if a.args.is_empty() {
+                bytes(&c.cmd)
+            } else {
+                cli_args
+            };
             match c.entrypoint.split_first() {
                 Some((entry, fixed)) => (entry.as_bytes().to_vec(), bytes(fixed), defaults, false),
                 None => match defaults.split_first() {
@@ -160,6 +169,13 @@ pub fn manifest(a: &ManifestFlags<'_>, app: &App) -> Result<Vec<u8>> {
         }
         recs.push((Key::Tmpfs, t.as_bytes().to_vec()));
     }
+    if a.net || !a.publish.is_empty() {
+        recs.push((Key::Net, b"passt".to_vec()));
+    }
+    for spec in &a.publish {
+        check_publish(spec)?;
+        recs.push((Key::Publish, spec.clone().into_bytes()));
+    }
     if a.read_only {
         recs.push((Key::ReadOnly, b"yes".to_vec()));
     }
@@ -170,4 +186,73 @@ pub fn manifest(a: &ManifestFlags<'_>, app: &App) -> Result<Vec<u8>> {
         .map(|((k, _), f)| (*k, &f[..]))
         .collect();
     config::to_vec(&table).map_err(|e| Error(format!("manifest: {}", e.message())))
+}
+
+/// Checks a `--publish` value: `[HOST_IP:]HOST_PORT:GUEST_PORT[/udp]`
+/// (`/tcp` is accepted as the default, IPv4 host address, ports 1-65535).
+pub fn check_publish(spec: &str) -> Result<()> {
+    let bad = |why: &str| {
+        Error(format!(
+            "bad --publish `{spec}`: {why}; expected [HOST_IP:]HOST_PORT:GUEST_PORT[/udp], e.g. 8080:80 or 127.0.0.1:5353:53/udp"
+        ))
+    };
+    let ports = match spec.rsplit_once('/') {
+        Some((ports, "udp" | "tcp")) => ports,
+        Some(_) => return Err(bad("the protocol must be tcp or udp")),
+        None => spec,
+    };
+    let parts: Vec<&str> = ports.split(':').collect();
+    let (ip, host, guest) = match parts.as_slice() {
+        [host, guest] => (None, *host, *guest),
+        [ip, host, guest] => (Some(*ip), *host, *guest),
+        _ => return Err(bad("wrong number of `:`-separated fields")),
+    };
+    if let Some(ip) = ip {
+        ip.parse::<std::net::Ipv4Addr>()
+            .map_err(|_| bad("HOST_IP is not an IPv4 address"))?;
+    }
+    for port in [host, guest] {
+        let valid = !port.is_empty()
+            && port.len() <= 5
+            && port.bytes().all(|b| b.is_ascii_digit())
+            && port.parse::<u16>().is_ok_and(|p| p > 0);
+        if !valid {
+            return Err(bad(&format!("port `{port}` is not 1-65535")));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::check_publish;
+
+    #[test]
+    fn publish_specs() {
+        for ok in [
+            "8080:80",
+            "1:65535",
+            "127.0.0.1:8080:8080",
+            "0.0.0.0:53:53/udp",
+            "80:80/tcp",
+        ] {
+            assert!(check_publish(ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "",
+            "8080",
+            "0:80",
+            "80:65536",
+            "a:80",
+            "80:80/sctp",
+            "1.2.3:80:80",
+            "::1:80:80",
+            "1:2:3:4",
+            "080x:80",
+            "+80:80",
+            "80:80/",
+        ] {
+            assert!(check_publish(bad).is_err(), "{bad}");
+        }
+    }
 }

@@ -78,6 +78,15 @@ pub struct BuildArgs {
     /// Mount a tmpfs at this guest path (repeatable).
     #[arg(long, value_name = "DIR")]
     pub tmpfs: Vec<OsString>,
+    /// Default network: user-mode networking through passt (`./app.vm
+    /// --smolvm-net=none` turns it off). Without it (and --publish) the VM
+    /// has no network device at all.
+    #[arg(long)]
+    pub net: bool,
+    /// Default published port `[HOST_IP:]HOST_PORT:GUEST_PORT[/udp]`
+    /// (repeatable; implies --net). Binds 127.0.0.1 unless HOST_IP is given.
+    #[arg(long, value_name = "[IP:]HOST:GUEST[/udp]")]
+    pub publish: Vec<String>,
     /// Keep the root filesystem read-only (the strict sandbox). By default it is
     /// writable, as a container's: an overlay whose changes live in guest memory
     /// and are discarded at exit.
@@ -307,6 +316,16 @@ fn initramfs(
                     .context(|| "initramfs".into())?;
             }
         }
+        for f in rootfs::missing_mount_files(root) {
+            ar.insert(
+                format!("{prefix}/{f}").as_bytes(),
+                Node::File {
+                    perm: 0o644,
+                    data: FileData::Bytes(Vec::new()),
+                },
+            )
+            .context(|| "initramfs".into())?;
+        }
     }
     ar.to_vec().context(|| "initramfs".into())
 }
@@ -326,7 +345,11 @@ pub fn run(a: &BuildArgs) -> Result<()> {
     }
     let app = app(&a.app_flags(), image_config.as_ref(), &root)?;
     let path_env = app.env.iter().rev().find_map(|e| e.strip_prefix(b"PATH="));
-    let source = a.from_tar.as_ref().or(a.from_docker_archive.as_ref()).or(a.from_oci.as_ref());
+    let source = a
+        .from_tar
+        .as_ref()
+        .or(a.from_docker_archive.as_ref())
+        .or(a.from_oci.as_ref());
     let label = match (&staging, source) {
         (Some(_), Some(src)) => format!("built from {}", src.display()),
         (Some(_), None) => "built from --exec/--add".to_string(),

@@ -84,6 +84,22 @@ pub fn json_str(s: &str) -> String {
     o
 }
 
+impl Described {
+    /// The default network (`net` record; `none` without one) and the
+    /// default published ports.
+    fn network(&self) -> (String, Vec<String>) {
+        let values = |key: &str| -> Vec<String> {
+            self.manifest
+                .iter()
+                .filter(|(k, _)| k == key)
+                .filter_map(|(_, f)| f.first().cloned())
+                .collect()
+        };
+        let net = values("net").pop().unwrap_or_else(|| "none".into());
+        (net, values("publish"))
+    }
+}
+
 fn text(path: &Path, d: &Described) -> String {
     let mut o = String::new();
     let _ = writeln!(
@@ -120,6 +136,19 @@ fn text(path: &Path, d: &Described) -> String {
                 .collect::<Vec<_>>()
                 .join(" ")
         );
+    }
+    let (net, publish) = d.network();
+    let _ = writeln!(
+        o,
+        "network: {net}{}",
+        if net == "none" {
+            " (no network device unless --smolvm-net)"
+        } else {
+            ""
+        }
+    );
+    for p in &publish {
+        let _ = writeln!(o, "  publish {p}");
     }
     let _ = writeln!(o, "kernel:");
     if d.kernel_info.is_empty() {
@@ -169,6 +198,14 @@ fn json(path: &Path, d: &Described) -> String {
         })
         .collect();
     let _ = write!(o, "\"manifest\":[{}],", manifest.join(","));
+    let (net, publish) = d.network();
+    let publish: Vec<String> = publish.iter().map(|p| json_str(p)).collect();
+    let _ = write!(
+        o,
+        "\"network\":{{\"default\":{},\"publish\":[{}]}},",
+        json_str(&net),
+        publish.join(",")
+    );
     let kernel: Vec<String> = d
         .kernel_info
         .iter()

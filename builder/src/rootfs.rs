@@ -22,6 +22,25 @@ use std::process::Command;
 /// squashfs root is read-only.
 pub const MOUNTPOINTS: [&str; 7] = ["dev", "proc", "sys", "tmp", "run", "mnt", "data"];
 
+/// Files smol-init bind-mounts its own over (`init/src/net.rs`); created
+/// empty when the rootfs lacks them (a bind mount needs an existing target).
+pub const MOUNT_FILES: [&str; 2] = ["etc/hosts", "etc/resolv.conf"];
+
+/// The [`MOUNT_FILES`] to add to `dir`: those missing (not even a symlink),
+/// when `/etc` is missing or a real directory (a symlinked /etc is left as
+/// the image has it).
+pub fn missing_mount_files(dir: &Path) -> Vec<&'static str> {
+    match fs::symlink_metadata(dir.join("etc")) {
+        Ok(md) if md.is_dir() => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        _ => return Vec::new(),
+    }
+    MOUNT_FILES
+        .into_iter()
+        .filter(|f| fs::symlink_metadata(dir.join(f)).is_err())
+        .collect()
+}
+
 /// Where `PATH`-searched entries are looked up (init's default PATH).
 const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
@@ -289,6 +308,14 @@ pub fn mksquashfs(
         if fs::symlink_metadata(dir.join(m)).is_err() {
             cmd.arg("-p").arg(format!("{m} d 755 0 0"));
         }
+    }
+    let files = missing_mount_files(dir);
+    if !files.is_empty() && fs::symlink_metadata(dir.join("etc")).is_err() {
+        cmd.arg("-p").arg("etc d 755 0 0");
+    }
+    for f in files {
+        // An empty file: the output of `true`.
+        cmd.arg("-p").arg(format!("{f} f 644 0 0 true"));
     }
     // mksquashfs refuses SOURCE_DATE_EPOCH together with the explicit times.
     cmd.env_remove("SOURCE_DATE_EPOCH");

@@ -792,7 +792,9 @@ fn container_images_bring_their_layers_and_config() {
         let bytes = fs::read(d.join("c.vm")).expect("read");
         let m = section(&bytes, Kind::Manifest);
         assert!(
-            m.starts_with(b"SMOLCFG1entry\0/bin/sh\0arg\0-c\0arg\0exit 3\0runtime-entry\0yes\0env\0"),
+            m.starts_with(
+                b"SMOLCFG1entry\0/bin/sh\0arg\0-c\0arg\0exit 3\0runtime-entry\0yes\0env\0"
+            ),
             "{}",
             String::from_utf8_lossy(m)
         );
@@ -846,4 +848,135 @@ fn container_images_bring_their_layers_and_config() {
         &env,
     );
     refused(d, &o, "is corrupt (digest mismatch)");
+}
+
+#[test]
+fn network_defaults_are_recorded_shown_and_checked() {
+    let t = Tmp::new("net");
+    inputs(&t.0);
+    let d = &t.0;
+    let args = [
+        "/bin/sh",
+        "--publish",
+        "8080:8080",
+        "--publish",
+        "127.0.0.1:5353:53/udp",
+        "-o",
+        "net.vm",
+    ];
+    ok(&build(d, &args, &[]));
+    let bytes = fs::read(d.join("net.vm")).expect("read");
+    assert!(
+        section(&bytes, Kind::Manifest)
+            .ends_with(b"net\0passt\0publish\x008080:8080\0publish\x00127.0.0.1:5353:53/udp\0"),
+        "{:?}",
+        String::from_utf8_lossy(section(&bytes, Kind::Manifest))
+    );
+    let text = ok(&smolvm(d, &["inspect", "net.vm"], &[]));
+    assert!(
+        text.contains("network: passt\n  publish 8080:8080\n  publish 127.0.0.1:5353:53/udp\n"),
+        "{text}"
+    );
+    let json = ok(&smolvm(d, &["inspect", "--json", "net.vm"], &[]));
+    assert!(
+        json.contains(
+            r#""network":{"default":"passt","publish":["8080:8080","127.0.0.1:5353:53/udp"]}"#
+        ),
+        "{json}"
+    );
+    // --net alone; and no network flag: no record, inspect says none.
+    ok(&build(d, &["/bin/sh", "--net", "-o", "net2.vm"], &[]));
+    let bytes = fs::read(d.join("net2.vm")).expect("read");
+    assert!(section(&bytes, Kind::Manifest).ends_with(b"net\0passt\0"));
+    ok(&build(d, &["/bin/sh", "-o", "plain.vm"], &[]));
+    let bytes = fs::read(d.join("plain.vm")).expect("read");
+    assert!(!String::from_utf8_lossy(section(&bytes, Kind::Manifest)).contains("net\0"));
+    let json = ok(&smolvm(d, &["inspect", "--json", "plain.vm"], &[]));
+    assert!(
+        json.contains(r#""network":{"default":"none","publish":[]}"#),
+        "{json}"
+    );
+    for f in ["net.vm", "net2.vm", "plain.vm"] {
+        fs::remove_file(d.join(f)).expect("rm");
+    }
+    for (bad, want) in [
+        ("8080", "bad --publish `8080`"),
+        ("0:80", "port `0` is not 1-65535"),
+        ("80:70000", "port `70000` is not 1-65535"),
+        ("1.2.3:80:80", "HOST_IP is not an IPv4 address"),
+        ("80:80/sctp", "the protocol must be tcp or udp"),
+    ] {
+        refused(
+            d,
+            &build(d, &["/bin/sh", "--publish", bad, "-o", "a.vm"], &[]),
+            want,
+        );
+    }
+}
+
+#[test]
+fn hosts_and_resolv_conf_mount_targets_are_added_when_missing() {
+    let t = Tmp::new("etc");
+    inputs(&t.0);
+    let d = &t.0;
+    let list = |image: &str| {
+        let bytes = fs::read(d.join(image)).expect("read");
+        let sq = d.join(format!("{image}.sqfs"));
+        fs::write(&sq, section(&bytes, Kind::Rootfs)).expect("write");
+        let out = Command::new("unsquashfs")
+            .arg("-lls")
+            .arg(&sq)
+            .output()
+            .expect("unsquashfs");
+        fs::remove_file(&sq).expect("rm");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    // /etc exists without the files: both added, empty, 0644 root.
+    ok(&build(d, &["/bin/sh", "-o", "a.vm"], &[]));
+    let l = list("a.vm");
+    for f in ["hosts", "resolv.conf"] {
+        assert!(
+            l.lines().any(|x| x.starts_with("-rw-r--r-- root/root")
+                && x.contains(" 0 ")
+                && x.ends_with(&format!("squashfs-root/etc/{f}"))),
+            "{f}:\n{l}"
+        );
+    }
+    // The image's own files stay as they are.
+    fs::write(d.join("rootfs/etc/hosts"), b"10.1.1.1 mine\n").expect("write");
+    ok(&build(d, &["/bin/sh", "-o", "b.vm"], &[]));
+    let l = list("b.vm");
+    assert!(
+        l.lines()
+            .any(|x| x.contains(" 14 ") && x.ends_with("squashfs-root/etc/hosts")),
+        "{l}"
+    );
+    // No /etc at all: /etc and both files are created.
+    fs::remove_dir_all(d.join("rootfs/etc")).expect("rm etc");
+    ok(&build(d, &["/bin/sh", "-o", "c.vm"], &[]));
+    let l = list("c.vm");
+    assert!(
+        l.lines()
+            .any(|x| x.starts_with("drwxr-xr-x root/root") && x.ends_with("squashfs-root/etc")),
+        "{l}"
+    );
+    assert!(
+        l.contains("squashfs-root/etc/hosts") && l.contains("squashfs-root/etc/resolv.conf"),
+        "{l}"
+    );
+    // The initramfs format gets them too.
+    ok(&build(
+        d,
+        &["/bin/sh", "--rootfs-format", "initramfs", "-o", "d.vm"],
+        &[],
+    ));
+    let bytes = fs::read(d.join("d.vm")).expect("read");
+    let cpio = read_entries(section(&bytes, Kind::Initramfs)).expect("cpio");
+    for f in ["rootfs/etc/hosts", "rootfs/etc/resolv.conf"] {
+        let e = cpio
+            .iter()
+            .find(|e| e.name == f.as_bytes())
+            .unwrap_or_else(|| panic!("{f} missing"));
+        assert_eq!((e.mode, e.data.len()), (S_IFREG | 0o644, 0));
+    }
 }

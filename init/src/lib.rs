@@ -12,6 +12,7 @@ pub mod app;
 pub mod console;
 pub mod disks;
 pub mod mounts;
+pub mod net;
 pub mod out;
 pub mod plan;
 pub mod shutdown;
@@ -94,7 +95,14 @@ fn run(start_ns: u64, env_debug: bool, signals: &mut Option<OwnedFd>) -> Result<
     stdio.set_modes(plan.tty, plan.stdio_ports);
     let control = console::open_control();
 
+    net::configure(&plan)?;
+    if let Some(name) = plan.hostname {
+        rustix::system::sethostname(name)
+            .map_err(|e| Fail::new(Line::new().s("cannot set the hostname ").b(name).s(": ").e(e)))?;
+    }
+    let net_files = net::Files::prepare(&plan)?;
     mounts::switch_root(plan.rootfs)?;
+    net_files.bind()?;
     for path in &plan.tmpfs {
         mounts::mount_tmpfs(path)?;
     }
@@ -106,10 +114,6 @@ fn run(start_ns: u64, env_debug: bool, signals: &mut Option<OwnedFd>) -> Result<
     }
     if plan.read_only {
         mounts::seal_root()?;
-    }
-    if let Some(name) = plan.hostname {
-        rustix::system::sethostname(name)
-            .map_err(|e| Fail::new(Line::new().s("cannot set the hostname ").b(name).s(": ").e(e)))?;
     }
     if let Some(dir) = plan.workdir {
         rustix::process::chdir(dir)

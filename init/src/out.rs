@@ -102,7 +102,7 @@ impl Default for Line {
 const HEX: &[u8; 16] = b"0123456789abcdef";
 
 /// Decimal digits of `value`, at least `width` of them (zero padded).
-fn push_decimal(out: &mut Vec<u8>, mut value: u64, width: usize) {
+pub(crate) fn push_decimal(out: &mut Vec<u8>, mut value: u64, width: usize) {
     let mut digits = [0u8; 20];
     let mut n = 0;
     while value > 0 || n < width {

@@ -68,7 +68,30 @@ pub struct Plan<'a> {
     pub tty: Option<TtySize>,
     /// The host serves stdout and stderr on control device ports too.
     pub stdio_ports: bool,
+    /// `eth0`'s configuration (runtime `ip` record); `None`: eth0 untouched.
+    pub ip: Option<IpConfig>,
+    /// Nameservers for /etc/resolv.conf (runtime `dns` records), in order.
+    pub dns: Vec<Ipv4>,
 }
+
+/// An IPv4 address, network byte order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Ipv4(pub [u8; 4]);
+
+/// `eth0`'s static configuration (the stub knows what passt was told).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct IpConfig {
+    pub addr: Ipv4,
+    /// Prefix length, 1..=32.
+    pub prefix: u8,
+    /// Default route via this address; `None`: no default route.
+    pub gateway: Option<Ipv4>,
+    /// 68 (IPv4's minimum) ..= 65535.
+    pub mtu: u32,
+}
+
+/// glibc and musl read at most three `nameserver` lines (`MAXNS`).
+pub const MAX_DNS: usize = 3;
 
 /// How runtime args combine with the entry (manifest only): the entry's
 /// fixed arguments, and whether the first runtime arg replaces the entry.
@@ -122,6 +145,8 @@ impl<'a> Plan<'a> {
             debug: false,
             tty: None,
             stdio_ports: false,
+            ip: None,
+            dns: Vec::new(),
         };
         let mut rule = EntryRule::default();
         plan.apply(Origin::Manifest, manifest, &mut rule)?;
@@ -152,6 +177,7 @@ impl<'a> Plan<'a> {
     fn apply(&mut self, origin: Origin, bytes: &'a [u8], rule: &mut EntryRule<'a>) -> Result<(), PlanError<'a>> {
         let bad = |what: &'static str, value: &'a [u8]| PlanError { origin, what, value };
         let manifest_only = |what| if origin == Origin::Manifest { Ok(()) } else { Err(bad(what, b"")) };
+        let runtime_only = |what| if origin == Origin::Runtime { Ok(()) } else { Err(bad(what, b"")) };
         let records = config::parse(bytes).map_err(|e| bad(config_message(e), b""))?;
         for record in records {
             let record = record.map_err(|e| bad(config_message(e), b""))?;
@@ -229,6 +255,30 @@ impl<'a> Plan<'a> {
                     }
                     self.stdio_ports = true;
                 }
+                // The stub's defaults: it turns them into `ip`/`dns` records.
+                Key::Net | Key::Publish => {}
+                Key::Ip => {
+                    runtime_only("ip in the image manifest")?;
+                    if self.ip.is_some() {
+                        return Err(bad("more than one ip record", value));
+                    }
+                    let (cidr, gateway, mtu) = (record.field(0), record.field(1), record.field(2));
+                    let (addr, prefix) = parse_cidr(cidr).ok_or(bad("ip address is not IPv4 ADDR/PREFIX (prefix 1-32)", cidr))?;
+                    let gateway = match gateway {
+                        b"" => None,
+                        text => Some(parse_ipv4(text).ok_or(bad("ip gateway is not an IPv4 address", text))?),
+                    };
+                    let mtu = parse_u32(mtu).filter(|m| (68..=65535).contains(m)).ok_or(bad("ip mtu is not 68-65535", mtu))?;
+                    self.ip = Some(IpConfig { addr, prefix, gateway, mtu });
+                }
+                Key::Dns => {
+                    runtime_only("dns in the image manifest")?;
+                    let server = parse_ipv4(value).ok_or(bad("dns server is not an IPv4 address", value))?;
+                    if self.dns.len() == MAX_DNS {
+                        return Err(bad("more than 3 dns records", value));
+                    }
+                    self.dns.push(server);
+                }
                 Key::ReadOnly => {
                     self.read_only = match value {
                         b"yes" => true,
@@ -236,9 +286,6 @@ impl<'a> Plan<'a> {
                         _ => return Err(bad("read-only is not yes or no", value)),
                     }
                 }
-                // Network records: read by the network set-up (the stub
-                // turns the manifest's `net`/`publish` defaults into `ip`/`dns`).
-                Key::Net | Key::Publish | Key::Ip | Key::Dns => {}
             }
         }
         Ok(())
@@ -278,6 +325,32 @@ pub fn parse_u32(text: &[u8]) -> Option<u32> {
         value = value.checked_mul(10)?.checked_add(u32::from(c - b'0'))?;
     }
     Some(value)
+}
+
+/// A dotted-quad IPv4 address: four decimal octets 0-255, no leading zeros
+/// (`010` would be octal to inet_aton), nothing else.
+pub fn parse_ipv4(text: &[u8]) -> Option<Ipv4> {
+    let mut octets = [0u8; 4];
+    let mut parts = text.split(|&c| c == b'.');
+    for octet in &mut octets {
+        let part = parts.next()?;
+        if part.len() > 3 || (part.len() > 1 && part[0] == b'0') {
+            return None;
+        }
+        *octet = u8::try_from(parse_u32(part)?).ok()?;
+    }
+    parts.next().is_none().then_some(Ipv4(octets))
+}
+
+/// `ADDR/PREFIX` with a prefix of 1..=32.
+fn parse_cidr(text: &[u8]) -> Option<(Ipv4, u8)> {
+    let slash = text.iter().position(|&c| c == b'/')?;
+    let (addr, prefix) = (&text[..slash], &text[slash + 1..]);
+    if prefix.len() > 2 || (prefix.len() > 1 && prefix[0] == b'0') {
+        return None;
+    }
+    let prefix = u8::try_from(parse_u32(prefix)?).ok().filter(|p| (1..=32).contains(p))?;
+    Some((parse_ipv4(addr)?, prefix))
 }
 
 /// `uid` or `uid:gid`; without a gid the group is 0 (Docker's behaviour for
@@ -482,6 +555,59 @@ mod tests {
         assert_eq!(Plan::new(&no_entry, None).expect_err("no entry").what, "no entry");
         let ext4 = cfg(&[(Key::Entry, &[b"/a"]), (Key::Rootfs, &[b"ext4"])]);
         assert_eq!(Plan::new(&ext4, None).expect_err("rootfs").value, b"ext4");
+    }
+
+    #[test]
+    fn network_records() {
+        let m = cfg(&[(Key::Entry, &[b"/a"]), (Key::Net, &[b"passt"]), (Key::Publish, &[b"8080:80"])]);
+        let plan = Plan::new(&m, None).expect("valid");
+        assert_eq!((plan.ip, plan.dns.len()), (None, 0));
+        let r = cfg(&[(Key::Ip, &[b"10.0.2.15/24", b"10.0.2.2", b"65520"]), (Key::Dns, &[b"10.0.2.3"]), (Key::Dns, &[b"1.1.1.1"])]);
+        let plan = Plan::new(&m, Some(&r)).expect("valid");
+        let ip = IpConfig { addr: Ipv4([10, 0, 2, 15]), prefix: 24, gateway: Some(Ipv4([10, 0, 2, 2])), mtu: 65520 };
+        assert_eq!(plan.ip, Some(ip));
+        assert_eq!(plan.dns, vec![Ipv4([10, 0, 2, 3]), Ipv4([1, 1, 1, 1])]);
+        let no_gateway = cfg(&[(Key::Ip, &[b"192.168.7.2/32", b"", b"1500"])]);
+        let plan = Plan::new(&m, Some(&no_gateway)).expect("valid");
+        assert_eq!(plan.ip.map(|ip| (ip.prefix, ip.gateway, ip.mtu)), Some((32, None, 1500)));
+    }
+
+    #[test]
+    fn bad_network_records_are_refused() {
+        let m = cfg(&[(Key::Entry, &[b"/a"])]);
+        let ip = |a: &'static [u8], g: &'static [u8], mtu: &'static [u8]| cfg(&[(Key::Ip, &[a, g, mtu])]);
+        let cases: Vec<(Vec<u8>, &str)> = vec![
+            (ip(b"10.0.2.15", b"", b"1500"), "ip address is not IPv4 ADDR/PREFIX (prefix 1-32)"),
+            (ip(b"10.0.2.15/0", b"", b"1500"), "ip address is not IPv4 ADDR/PREFIX (prefix 1-32)"),
+            (ip(b"10.0.2.15/33", b"", b"1500"), "ip address is not IPv4 ADDR/PREFIX (prefix 1-32)"),
+            (ip(b"10.0.2.15/024", b"", b"1500"), "ip address is not IPv4 ADDR/PREFIX (prefix 1-32)"),
+            (ip(b"10.0.2/24", b"", b"1500"), "ip address is not IPv4 ADDR/PREFIX (prefix 1-32)"),
+            (ip(b"10.0.2.256/24", b"", b"1500"), "ip address is not IPv4 ADDR/PREFIX (prefix 1-32)"),
+            (ip(b"10.0.2.15/24", b"gw", b"1500"), "ip gateway is not an IPv4 address"),
+            (ip(b"10.0.2.15/24", b"10.0.2.2", b"67"), "ip mtu is not 68-65535"),
+            (ip(b"10.0.2.15/24", b"10.0.2.2", b"65536"), "ip mtu is not 68-65535"),
+            (ip(b"10.0.2.15/24", b"10.0.2.2", b""), "ip mtu is not 68-65535"),
+            (cfg(&[(Key::Dns, &[b"::1"])]), "dns server is not an IPv4 address"),
+            (cfg(&[(Key::Dns, &[&b"1.1.1.1"[..]] as &[&[u8]]); 4]), "more than 3 dns records"),
+        ];
+        for (runtime, what) in &cases {
+            let err = Plan::new(&m, Some(runtime)).expect_err(what);
+            assert_eq!((err.origin, err.what), (Origin::Runtime, *what));
+        }
+        let two = cfg(&[(Key::Ip, &[b"10.0.0.1/8", b"", b"1500"]), (Key::Ip, &[b"10.0.0.2/8", b"", b"1500"])]);
+        assert_eq!(Plan::new(&m, Some(&two)).expect_err("twice").what, "more than one ip record");
+        let in_manifest = cfg(&[(Key::Entry, &[b"/a"]), (Key::Dns, &[b"1.1.1.1"])]);
+        let err = Plan::new(&in_manifest, None).expect_err("runtime only");
+        assert_eq!((err.origin, err.what), (Origin::Manifest, "dns in the image manifest"));
+    }
+
+    #[test]
+    fn ipv4_addresses() {
+        assert_eq!(parse_ipv4(b"0.0.0.0"), Some(Ipv4([0; 4])));
+        assert_eq!(parse_ipv4(b"255.255.255.255"), Some(Ipv4([255; 4])));
+        for bad in [&b""[..], b"1.2.3", b"1.2.3.4.5", b"1.2.3.04", b"1..3.4", b" 1.2.3.4", b"1.2.3.4 ", b"1.2.3.-4", b"1.2.3.1000"] {
+            assert_eq!(parse_ipv4(bad), None, "{bad:?}");
+        }
     }
 
     #[test]

@@ -10,7 +10,9 @@ use rustix::io::Errno;
 #[cfg(not(all(target_arch = "x86_64", target_os = "linux")))]
 compile_error!("smol-init runs as PID 1 of an x86_64 Linux guest");
 
+const SYS_IOCTL: usize = 16;
 const SYS_RT_SIGPROCMASK: usize = 14;
+const SYS_SOCKET: usize = 41;
 const SYS_CLONE: usize = 56;
 const SYS_FCNTL: usize = 72;
 const F_GETFD: usize = 1;
@@ -192,6 +194,55 @@ pub fn outb_port(port: u16, value: u8) -> Result<(), Errno> {
         asm!("out dx, al", in("dx") port, in("al") value, options(nostack, nomem, preserves_flags));
     }
     Ok(())
+}
+
+const AF_INET: usize = 2;
+const SOCK_DGRAM: usize = 2;
+const SOCK_CLOEXEC: usize = O_CLOEXEC;
+
+/// A close-on-exec `AF_INET` datagram socket: the handle the kernel's
+/// interface and route ioctls are issued on.
+pub fn inet_socket() -> Result<rustix::fd::OwnedFd, Errno> {
+    // SAFETY: socket takes three integers, no pointers.
+    let ret = unsafe { syscall4(SYS_SOCKET, AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0, 0) };
+    let fd = i32::try_from(result(ret)?).map_err(|_| Errno::BADF)?;
+    // SAFETY: the kernel just returned `fd` as a new descriptor that nothing else owns.
+    Ok(unsafe { <rustix::fd::OwnedFd as rustix::fd::FromRawFd>::from_raw_fd(fd) })
+}
+
+/// `sizeof(struct ifreq)` on x86_64: the name, then a 24-byte union.
+pub const IFREQ_SIZE: usize = 40;
+/// `sizeof(struct rtentry)` on x86_64.
+pub const RTENTRY_SIZE: usize = 120;
+
+/// The interface ioctls init issues; each one reads or writes exactly one
+/// `struct ifreq` (its address says which by the request number).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(usize)]
+pub enum IfRequest {
+    GetFlags = 0x8913,
+    SetFlags = 0x8914,
+    SetAddr = 0x8916,
+    SetNetmask = 0x891c,
+    SetMtu = 0x8922,
+}
+
+/// An interface ioctl on `struct ifreq` bytes (built by `net::ifreq`).
+pub fn if_ioctl(sock: BorrowedFd<'_>, request: IfRequest, ifr: &mut [u8; IFREQ_SIZE]) -> Result<(), Errno> {
+    let fd = usize::try_from(rustix::fd::AsRawFd::as_raw_fd(&sock)).map_err(|_| Errno::BADF)?;
+    // SAFETY: every `IfRequest` reads and/or writes one `struct ifreq`, and `ifr` is a live, writable buffer of exactly that size (no pointers inside it: the ifreq union members used hold values, not addresses).
+    result(unsafe { syscall4(SYS_IOCTL, fd, request as usize, ifr.as_mut_ptr() as usize, 0) }).map(drop)
+}
+
+/// `SIOCADDRT`: adds the route in `rt` (`struct rtentry` bytes, built by
+/// `net::rtentry`). Its `rt_dev` pointer is cleared here.
+pub fn add_route(sock: BorrowedFd<'_>, mut rt: [u8; RTENTRY_SIZE]) -> Result<(), Errno> {
+    const SIOCADDRT: usize = 0x890b;
+    const RT_DEV: core::ops::Range<usize> = 88..96;
+    rt[RT_DEV].fill(0);
+    let fd = usize::try_from(rustix::fd::AsRawFd::as_raw_fd(&sock)).map_err(|_| Errno::BADF)?;
+    // SAFETY: SIOCADDRT reads one `struct rtentry`; `rt` is a live buffer of exactly that size. Its only pointer field (rt_dev, bytes 88..96) was zeroed just above, so the kernel follows no pointer out of it.
+    result(unsafe { syscall4(SYS_IOCTL, fd, SIOCADDRT, rt.as_ptr() as usize, 0) }).map(drop)
 }
 
 #[cfg(test)]

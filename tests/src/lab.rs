@@ -9,8 +9,9 @@
 //! - [`Mode::Lab`]: otherwise. QEMU (TCG, emulated AMD CPU with SVM) boots a
 //!   stock Debian kernel ("L1") that loads `kvm_amd`; the host's `/` is
 //!   mounted read-only over virtio-9p inside it, so every host path (the
-//!   image, qemu, busybox, …) is the same in L1, and cases run there
-//!   chrooted. One L1 per test binary is booted lazily and serves every
+//!   image, qemu, busybox, …) is the same in L1, and cases run with it as
+//!   their root (moved onto `/`, not a chroot: passt's user namespace needs
+//!   that). One L1 per test binary is booted lazily and serves every
 //!   [`run`] call (L1 boots cost seconds; cases cost a fraction of one).
 //!
 //! `SMOLVM_LAB=always|never|auto` overrides the choice (default `auto`).

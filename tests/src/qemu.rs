@@ -52,6 +52,9 @@ pub struct Guest {
     pub cmdline: String,
     pub mem_mib: u32,
     pub timeout: Duration,
+    /// More QEMU arguments, after the devices above (e.g. a virtio-net
+    /// device with user networking).
+    pub extra_args: Vec<String>,
 }
 
 /// What a boot produced.
@@ -128,6 +131,7 @@ impl Guest {
             cmdline: String::new(),
             mem_mib: 256,
             timeout: DEFAULT_TIMEOUT,
+            extra_args: Vec::new(),
         }
     }
 
@@ -215,6 +219,7 @@ impl Guest {
                 format!("virtio-9p-device,fsdev=fs{i},mount_tag={}{i}", abi::SHARE_TAG_PREFIX),
             ]);
         }
+        a.extend(self.extra_args.iter().cloned());
         a
     }
 

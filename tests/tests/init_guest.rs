@@ -57,6 +57,9 @@ fn fixture() -> &'static Fixture {
         );
         std::fs::write(root.join("bin/noexec"), "#!/bin/sh\necho should not run\n").expect("write noexec");
         std::fs::write(root.join("etc/greeting"), "hi from squashfs\n").expect("write greeting");
+        // The mount targets `smolvm build` adds (smol-init binds its files over them).
+        std::fs::write(root.join("etc/hosts"), "").expect("write hosts");
+        std::fs::write(root.join("etc/resolv.conf"), "").expect("write resolv.conf");
         let squashfs = dir.join("rootfs.sqfs");
         run(
             Command::new("mksquashfs")
@@ -240,6 +243,70 @@ fn env_workdir_hostname_and_user_are_applied() {
     assert_eq!(probe_values(&rec, "uid"), [b"1000"]);
     assert_eq!(probe_values(&rec, "gid"), [b"2000"]);
     assert_eq!(probe_values(&rec, "tty"), [b"1"], "stdin is the hvc0 terminal");
+}
+
+#[test]
+fn lo_is_up_and_hosts_and_resolv_conf_are_provided() {
+    // A TCP round trip over 127.0.0.1 needs lo up; the server answers once.
+    let script = "busybox nc -l -p 7777 -e busybox echo pong & \
+        for i in 1 2 3 4 5 6 7 8 9 10; do busybox nc 127.0.0.1 7777 </dev/null && break; busybox sleep 0.3; done; \
+        echo ---; busybox cat /etc/hosts; echo ---; busybox cat /etc/resolv.conf";
+    let m = shell(script).rec(Key::Hostname, &[b"netbox"]);
+    let r = Cfg::default().rec(Key::Dns, &[b"10.0.2.3"]).rec(Key::Dns, &[b"192.168.1.1"]);
+    let out = Boot::new("net-lo", m).runtime(r).run();
+    assert_status(&out, 0);
+    let want = "pong\n---\n127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\tnetbox\n\
+        ---\nnameserver 10.0.2.3\nnameserver 192.168.1.1\n";
+    assert_eq!(out.stdout_str(), want, "{}", out.describe());
+}
+
+/// Whether the test kernel has a virtio-net driver (kernel-config's
+/// networking fragment).
+fn kernel_has_virtio_net() -> bool {
+    let config = qemu::kernel().with_file_name("config");
+    std::fs::read_to_string(&config).is_ok_and(|c| c.contains("CONFIG_VIRTIO_NET=y"))
+}
+
+#[test]
+fn eth0_is_configured_from_the_ip_record() {
+    if !kernel_has_virtio_net() {
+        eprintln!("skipped: the test kernel has no CONFIG_VIRTIO_NET (kernel-config networking fragment)");
+        return;
+    }
+    // QEMU's user networking: the same addressing as passt (10.0.2.15/24,
+    // gateway 10.0.2.2); a guest-to-host connection to QEMU's own forward
+    // proves the route and the address work.
+    let script = "busybox cat /sys/class/net/eth0/mtu; busybox ip -4 addr show dev eth0 | busybox grep -o 'inet [0-9./]*'; \
+        busybox ip route | busybox grep default; busybox ping -c 1 -W 5 10.0.2.2 >/dev/null && echo ping ok";
+    let r = Cfg::default().rec(Key::Ip, &[b"10.0.2.15/24", b"10.0.2.2", b"1400"]);
+    let out = Boot::new("net-eth0", shell(script))
+        .runtime(r)
+        .guest(|g| {
+            g.extra_args.extend(
+                ["-netdev", "user,id=n0", "-device", "virtio-net-device,netdev=n0"].map(String::from),
+            )
+        })
+        .run();
+    assert_status(&out, 0);
+    let lines: Vec<String> = out.stdout_str().lines().map(|l| l.trim_end().to_string()).collect();
+    assert_eq!(lines, ["1400", "inet 10.0.2.15/24", "default via 10.0.2.2 dev eth0", "ping ok"], "{}", out.describe());
+}
+
+#[test]
+fn ip_record_without_eth0_is_125_naming_eth0() {
+    let r = Cfg::default().rec(Key::Ip, &[b"10.0.2.15/24", b"10.0.2.2", b"65520"]);
+    let out = Boot::new("net-noeth0", shell("echo should not run")).runtime(r).run();
+    assert_status(&out, 125);
+    assert_eq!(out.stdout, b"", "{}", out.describe());
+    assert!(out.stderr_str().contains("eth0"), "{}", out.describe());
+}
+
+#[test]
+fn bad_ip_record_is_125() {
+    let r = Cfg::default().rec(Key::Ip, &[b"10.0.2.15/24", b"10.0.2.2", b"9"]);
+    let out = Boot::new("net-badip", shell("echo should not run")).runtime(r).run();
+    assert_status(&out, 125);
+    assert!(out.stderr_str().contains("ip mtu is not 68-65535"), "{}", out.describe());
 }
 
 /// The PATH smol-init adds when the config has none.
