@@ -35,6 +35,10 @@ pub struct ManifestFlags<'a> {
     pub tmpfs: &'a [OsString],
     /// `--read-only`: the root stays read-only (no writable overlay).
     pub read_only: bool,
+    /// `--net`: user-mode networking by default.
+    pub net: bool,
+    /// `--publish` specs (each implies `--net`).
+    pub publish: &'a [String],
 }
 
 /// What the app is: from the command line, else from the image config.
@@ -172,9 +176,9 @@ pub fn manifest(a: &ManifestFlags<'_>, app: &App) -> Result<Vec<u8>> {
     if a.net || !a.publish.is_empty() {
         recs.push((Key::Net, b"passt".to_vec()));
     }
-    for spec in &a.publish {
+    for spec in a.publish {
         check_publish(spec)?;
-        recs.push((Key::Publish, spec.clone().into_bytes()));
+        recs.push((Key::Publish, spec.as_bytes().to_vec()));
     }
     if a.read_only {
         recs.push((Key::ReadOnly, b"yes".to_vec()));

@@ -152,6 +152,8 @@ impl BuildArgs {
             hostname: self.hostname.as_deref(),
             tmpfs: &self.tmpfs,
             read_only: self.read_only,
+            net: self.net,
+            publish: &self.publish,
         }
     }
 }
