@@ -61,3 +61,15 @@ fn panic(_: &core::panic::PanicInfo<'_>) -> ! {
     }
     sys::exit_group(linker::abi::status::SMOLVM_FAILED)
 }
+
+/// `alloc`'s precompiled code (CString and Vec growth, merged in by LTO) keeps
+/// landing pads that name these two even with `panic = "abort"`. Nothing
+/// unwinds, so neither is ever called; if one were, init ends the VM.
+#[no_mangle]
+pub extern "C" fn rust_eh_personality() {}
+
+#[no_mangle]
+pub extern "C" fn _Unwind_Resume() -> ! {
+    panic!("unwinding in a panic = abort build")
+}
+
