@@ -381,13 +381,26 @@ fn orphans_are_reaped_and_leftovers_killed() {
 }
 
 #[test]
-fn rootfs_is_read_only_and_tmp_and_tmpfs_are_writable() {
+fn rootfs_is_writable_by_default_in_guest_memory() {
+    // Writes land in the overlay's upper layer (guest memory); the image is untouched.
+    let script = "cat /etc/greeting
+        echo changed > /etc/greeting && cat /etc/greeting
+        echo new > /etc/new && cat /etc/new
+        rm /etc/new && [ ! -e /etc/new ] && echo removed";
+    let out = Boot::new("writable-root", shell(script)).run();
+    assert_status(&out, 0);
+    assert_eq!(out.stdout_str(), "hi from squashfs\nchanged\nnew\nremoved\n", "{}", out.describe());
+}
+
+#[test]
+fn read_only_rootfs_refuses_writes_while_tmp_and_tmpfs_are_writable() {
     let script = "cat /etc/greeting
         if echo x > /etc/new 2>/dev/null; then echo root-writable; else echo root-ro; fi
         echo tmp-ok > /tmp/f && cat /tmp/f
         echo mnt-ok > /mnt/f && cat /mnt/f
         echo run-ok > /run/f && cat /run/f";
-    let out = Boot::new("readonly", shell(script).rec(Key::Tmpfs, &[b"/mnt"])).run();
+    let m = shell(script).rec(Key::Tmpfs, &[b"/mnt"]).rec(Key::ReadOnly, &[b"yes"]);
+    let out = Boot::new("readonly", m).run();
     assert_status(&out, 0);
     assert_eq!(out.stdout_str(), "hi from squashfs\nroot-ro\ntmp-ok\nmnt-ok\nrun-ok\n", "{}", out.describe());
 }
@@ -419,9 +432,10 @@ fn read_only_share_refuses_writes_and_read_write_share_accepts_them() {
 }
 
 #[test]
-fn share_without_a_mount_point_fails_with_125() {
+fn share_whose_mount_point_cannot_be_made_fails_with_125() {
+    // A path under a regular file: no directory can exist there, writable root or not.
     let dir = qemu::scratch_dir("share-nomp-host");
-    let runtime = Cfg::default().rec(Key::Share, &[b"smolvm0", b"/no/such/dir", b"ro"]);
+    let runtime = Cfg::default().rec(Key::Share, &[b"smolvm0", b"/etc/greeting/data", b"ro"]);
     let host = dir.clone();
     let out = Boot::new("share-nomp", shell("echo ran"))
         .runtime(runtime)
@@ -431,8 +445,24 @@ fn share_without_a_mount_point_fails_with_125() {
     assert_eq!(out.stdout, b"", "the app must not run");
     assert_eq!(
         out.stderr_str(),
-        "smolvm: cannot create the mount point /no/such/dir for the shared directory smolvm0: read-only file system\n"
+        "smolvm: cannot create the mount point /etc/greeting/data for the shared directory smolvm0: not a directory\n"
     );
+}
+
+#[test]
+fn share_at_a_path_the_image_lacks_is_created_even_with_a_read_only_root() {
+    let dir = qemu::scratch_dir("share-newmp-host");
+    std::fs::write(dir.join("hello"), "from-host\n").expect("write");
+    let runtime = Cfg::default().rec(Key::Share, &[b"smolvm0", b"/no/such/dir", b"ro"]);
+    let host = dir.clone();
+    let m = shell("cat /no/such/dir/hello; touch /no/x 2>/dev/null || echo root-ro").rec(Key::ReadOnly, &[b"yes"]);
+    let out = Boot::new("share-newmp", m)
+        .runtime(runtime)
+        .guest(move |g| g.shares = vec![(host.clone(), true)])
+        .run();
+    assert_status(&out, 0);
+    assert_eq!(out.stdout_str(), "from-host\nroot-ro\n", "{}", out.describe());
+    let _ = std::fs::remove_dir_all(dir);
 }
 
 #[test]
@@ -516,14 +546,23 @@ fn signals_sent_to_init_are_forwarded_to_the_app() {
 }
 
 #[test]
-fn initramfs_rootfs_runs_read_only() {
-    let m = Cfg::default()
-        .rec(Key::Entry, &[b"/bin/busybox"])
-        .rec(Key::Rootfs, &[b"initramfs"])
-        .args(&["sh", "-c", "echo hi; touch /x 2>/dev/null || echo ro; echo t > /tmp/t && cat /tmp/t"]);
-    let mut boot = Boot::new("initramfs-root", m);
-    boot.extra.push(("rootfs/bin/busybox".into(), Node::File { perm: 0o755, data: FileData::Path(BUSYBOX.into()) }));
-    let out = boot.guest(|g| g.rootfs = None).run();
+fn initramfs_rootfs_is_writable_and_sealed_by_read_only() {
+    let boot = |name: &'static str, read_only: bool| {
+        let mut m = Cfg::default()
+            .rec(Key::Entry, &[b"/bin/busybox"])
+            .rec(Key::Rootfs, &[b"initramfs"])
+            .args(&["sh", "-c", "echo hi; touch /x 2>/dev/null && echo rw || echo ro; echo t > /tmp/t && cat /tmp/t"]);
+        if read_only {
+            m = m.rec(Key::ReadOnly, &[b"yes"]);
+        }
+        let mut boot = Boot::new(name, m);
+        boot.extra.push(("rootfs/bin/busybox".into(), Node::File { perm: 0o755, data: FileData::Path(BUSYBOX.into()) }));
+        boot.guest(|g| g.rootfs = None).run()
+    };
+    let out = boot("initramfs-root", false);
+    assert_status(&out, 0);
+    assert_eq!(out.stdout_str(), "hi\nrw\nt\n", "{}", out.describe());
+    let out = boot("initramfs-root-ro", true);
     assert_status(&out, 0);
     assert_eq!(out.stdout_str(), "hi\nro\nt\n", "{}", out.describe());
 }
