@@ -239,7 +239,7 @@ impl KernelFormat {
 }
 
 /// `--kernel`, then `$SMOLVM_KERNEL`, then what `smolvm kernel path` prints.
-fn locate_kernel(flag: Option<&Path>, format: KernelFormat) -> Result<PathBuf> {
+pub fn locate_kernel(flag: Option<&Path>, format: KernelFormat) -> Result<PathBuf> {
     if let Some(p) = flag {
         return Ok(p.to_path_buf());
     }

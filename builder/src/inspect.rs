@@ -23,6 +23,85 @@ struct Described {
     image: Image,
     manifest: Vec<(String, Vec<String>)>,
     kernel_info: Vec<(String, String)>,
+    /// The kernel `smolvm kernel path` would use, if it is cached.
+    cached: Option<kernel_config::Meta>,
+}
+
+/// The cached kernel's description, looked up (never built) as `smolvm
+/// kernel path` would find it: default source and fragments.
+fn cached_kernel() -> Option<kernel_config::Meta> {
+    let req = kernel_config::Request::new(
+        kernel_config::Source::resolve(None).ok()?,
+        kernel_config::cache_root().ok()?,
+    );
+    kernel_config::lookup(&req).ok()??.meta().ok()
+}
+
+/// The leading `X.Y.Z` of a kernel release (`6.1.192-rekernel` → [6, 1, 192]).
+fn release_numbers(release: &str) -> Vec<u64> {
+    let numeric = release
+        .split(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .next()
+        .unwrap_or("");
+    numeric.split('.').map_while(|n| n.parse().ok()).collect()
+}
+
+/// How the image's kernel compares with the cached one.
+#[derive(Debug, PartialEq, Eq)]
+enum KernelAge {
+    Same,
+    Older,
+    Newer,
+    /// Same release, built from another configuration.
+    OtherConfig,
+    /// The image records no kernel version.
+    Unknown,
+    NothingCached,
+}
+
+impl KernelAge {
+    fn name(&self) -> &'static str {
+        match self {
+            KernelAge::Same => "same",
+            KernelAge::Older => "older",
+            KernelAge::Newer => "newer",
+            KernelAge::OtherConfig => "other-config",
+            KernelAge::Unknown => "unknown",
+            KernelAge::NothingCached => "nothing-cached",
+        }
+    }
+
+    fn sentence(&self) -> &'static str {
+        match self {
+            KernelAge::Same => "the image has the cached kernel",
+            KernelAge::Older => "the image's kernel is OLDER than the cached one: `smolvm rekernel IMAGE -o NEW` puts the cached one in",
+            KernelAge::Newer => "the image's kernel is newer than the cached one",
+            KernelAge::OtherConfig => "same release as the cached kernel, other configuration (`smolvm rekernel` swaps it)",
+            KernelAge::Unknown => "the image records no kernel version",
+            KernelAge::NothingCached => "no cached kernel (`smolvm kernel build` makes one)",
+        }
+    }
+}
+
+fn kernel_age(image_info: &[(String, String)], cached: Option<&kernel_config::Meta>) -> KernelAge {
+    let Some(cached) = cached else {
+        return KernelAge::NothingCached;
+    };
+    let field = |k: &str| image_info.iter().find(|(key, _)| key == k).map(|(_, v)| v.as_str());
+    let Some(release) = field("version").and_then(|v| v.split_whitespace().next()) else {
+        return KernelAge::Unknown;
+    };
+    match release_numbers(release).cmp(&release_numbers(&cached.release)) {
+        std::cmp::Ordering::Less => KernelAge::Older,
+        std::cmp::Ordering::Greater => KernelAge::Newer,
+        std::cmp::Ordering::Equal
+            if release == cached.release
+                && field("config_sha256") == Some(cached.config_sha256.as_str()) =>
+        {
+            KernelAge::Same
+        }
+        std::cmp::Ordering::Equal => KernelAge::OtherConfig,
+    }
 }
 
 fn describe(path: &Path) -> Result<Described> {
@@ -55,6 +134,7 @@ fn describe(path: &Path) -> Result<Described> {
         image,
         manifest,
         kernel_info,
+        cached: cached_kernel(),
     })
 }
 
@@ -157,6 +237,12 @@ fn text(path: &Path, d: &Described) -> String {
     for (k, v) in &d.kernel_info {
         let _ = writeln!(o, "  {k}: {v}");
     }
+    let _ = writeln!(o, "cached kernel (smolvm kernel path):");
+    if let Some(m) = &d.cached {
+        let _ = writeln!(o, "  release: {}", m.release);
+        let _ = writeln!(o, "  config_sha256: {}", m.config_sha256);
+    }
+    let _ = writeln!(o, "  {}", kernel_age(&d.kernel_info, d.cached.as_ref()).sentence());
     o
 }
 
@@ -211,7 +297,13 @@ fn json(path: &Path, d: &Described) -> String {
         .iter()
         .map(|(k, v)| format!("{}:{}", json_str(k), json_str(v)))
         .collect();
-    let _ = write!(o, "\"kernel\":{{{}}}}}", kernel.join(","));
+    let _ = write!(o, "\"kernel\":{{{}}},", kernel.join(","));
+    let cached = d.cached.as_ref().map_or_else(
+        || "null".to_string(),
+        |m| format!("{{\"release\":{},\"config_sha256\":{}}}", json_str(&m.release), json_str(&m.config_sha256)),
+    );
+    let age = kernel_age(&d.kernel_info, d.cached.as_ref());
+    let _ = write!(o, "\"cached_kernel\":{cached},\"kernel_vs_cached\":{}}}", json_str(age.name()));
     o
 }
 
@@ -227,7 +319,32 @@ pub fn run(a: &InspectArgs) -> Result<()> {
 
 #[cfg(test)]
 mod tests {
-    use super::json_str;
+    use super::*;
+
+    fn meta(release: &str, config: &str) -> kernel_config::Meta {
+        let mut m = kernel_config::Meta::default();
+        m.release = release.into();
+        m.config_sha256 = config.into();
+        m
+    }
+
+    #[test]
+    fn kernel_age_compares_release_then_config() {
+        let info = |v: &str, c: &str| vec![("version".to_string(), v.to_string()), ("config_sha256".to_string(), c.to_string())];
+        let cached = meta("6.1.192", "aa");
+        let age = |v: &str, c: &str| kernel_age(&info(v, c), Some(&cached));
+        assert_eq!(age("6.1.192 (smolvm@smolvm) #1", "aa"), KernelAge::Same);
+        assert_eq!(age("6.1.99 (x) #1", "aa"), KernelAge::Older);
+        assert_eq!(age("6.1.9", "bb"), KernelAge::Older);
+        assert_eq!(age("5.15.200", "aa"), KernelAge::Older);
+        assert_eq!(age("6.1.193", "aa"), KernelAge::Newer);
+        assert_eq!(age("6.1.192", "bb"), KernelAge::OtherConfig);
+        assert_eq!(age("6.1.192-rekernel #1", "aa"), KernelAge::OtherConfig);
+        assert_eq!(kernel_age(&[], Some(&cached)), KernelAge::Unknown);
+        assert_eq!(kernel_age(&info("6.1.1", "aa"), None), KernelAge::NothingCached);
+        assert_eq!(release_numbers("6.1.192-rc1"), vec![6, 1, 192]);
+        assert_eq!(release_numbers("garbage"), Vec::<u64>::new());
+    }
 
     #[test]
     fn json_strings_are_escaped() {

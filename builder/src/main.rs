@@ -17,6 +17,7 @@ mod kernel_file;
 mod layers;
 mod output;
 mod progress;
+mod rekernel;
 mod rootfs;
 mod staging;
 mod tar;
@@ -48,6 +49,8 @@ enum Command {
     Inspect(inspect::InspectArgs),
     /// Check every section's digests; names the damaged section.
     Verify(verify::VerifyArgs),
+    /// Swap an image's kernel (e.g. for a CVE fix) keeping every other section byte-identical.
+    Rekernel(rekernel::RekernelArgs),
 }
 
 fn main() -> ExitCode {
@@ -57,5 +60,6 @@ fn main() -> ExitCode {
         Command::Build(args) => report(build::run(&args)),
         Command::Inspect(args) => report(inspect::run(&args)),
         Command::Verify(args) => report(verify::run(&args)),
+        Command::Rekernel(args) => report(rekernel::run(&args)),
     }
 }
