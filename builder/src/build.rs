@@ -50,11 +50,12 @@ pub struct BuildArgs {
     #[arg(long, value_name = "PROGRAM")]
     pub exec: Vec<PathBuf>,
     /// With --exec: also copy a host file or directory to a guest path
-    /// (files the program opens at run time, e.g. Python's stdlib:
+    /// (files the program opens at run time; the ELF objects among them get
+    /// their shared libraries packed too), e.g. Python's stdlib:
     /// `--exec /usr/bin/python3 --env PYTHONHOME=/usr --add
     /// /usr/lib/python3.11/encodings:/usr/lib/python3.11/encodings` is enough
     /// for `-c 'print(2+2)'`; add the modules your script imports, or all of
-    /// /usr/lib/python3.11).
+    /// /usr/lib/python3.11.
     #[arg(long, value_name = "HOST:GUEST", requires = "exec")]
     pub add: Vec<String>,
     /// Default argument (repeatable); `./app.vm ARGS` replaces them all.
@@ -335,7 +336,7 @@ fn initramfs(
 pub fn run(a: &BuildArgs) -> Result<()> {
     let mem = a.mem.as_deref().map(parse_mem).transpose()?;
     let mtime = build_time()?;
-    let (staging, image_config) = staging::stage(&a.sources())?;
+    let (staging, image_config, summary) = staging::stage(&a.sources())?;
     let root = match (&staging, &a.rootfs) {
         (Some(dir), _) => dir.path().to_path_buf(),
         (None, Some(r)) => r.clone(),
@@ -404,6 +405,13 @@ pub fn run(a: &BuildArgs) -> Result<()> {
     out.persist(&a.output)?;
     if let Some(sq) = squashfs {
         drop(sq);
+    }
+    for line in &summary {
+        println!("{line}");
+    }
+    if !summary.is_empty() {
+        let len = fs::metadata(&a.output).map(|m| m.len()).unwrap_or(0);
+        println!("wrote {}: {len} bytes", a.output.display());
     }
     std::io::stdout().flush().ok();
     Ok(())

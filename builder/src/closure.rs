@@ -7,7 +7,9 @@
 //! `pthread_exit` and `pthread_cancel`, which abort without it) is followed
 //! too: a closure with `libc.so.6` gets `libgcc_s.so.1` from beside it.
 //! Files the program opens at run time (Python's stdlib, data files) are
-//! not found this way: add them with `--add HOST:GUEST`.
+//! not found this way: add them with `--add HOST:GUEST`; the ELF objects
+//! among them (extension modules, plugins) get their libraries packed the
+//! same way (`Closure::add_loaded_by`).
 
 use crate::bail;
 use crate::error::{Context, Result};
@@ -194,28 +196,66 @@ fn dlopened_by(lib: &Path) -> Vec<PathBuf> {
 /// Host file → guest path for a program and everything it loads.
 pub struct Closure {
     pub files: BTreeMap<PathBuf, PathBuf>,
+    /// Directories of /etc/ld.so.conf.
+    conf: Vec<String>,
+    /// Files already walked.
+    seen: BTreeSet<PathBuf>,
+}
+
+/// How a walk treats what it cannot follow.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Roots {
+    /// `--exec` programs: packed themselves; anything missing is an error.
+    Programs,
+    /// ELF objects `--add` already placed: only what they load is packed; a
+    /// library the host lacks is a warning (the object cannot load there either).
+    Added,
 }
 
 impl Closure {
     pub fn of(programs: &[PathBuf]) -> Result<Closure> {
         let mut conf = Vec::new();
         ld_so_conf(Path::new("/etc/ld.so.conf"), &mut conf, 0);
-        let mut files = BTreeMap::new();
-        let mut todo: Vec<PathBuf> = programs.to_vec();
-        let mut seen = BTreeSet::new();
+        let mut c = Closure {
+            files: BTreeMap::new(),
+            conf,
+            seen: BTreeSet::new(),
+        };
+        c.walk(programs, Roots::Programs, &mut Vec::new())?;
+        Ok(c)
+    }
+
+    /// Adds what the ELF objects `objects` load (interpreter, libraries),
+    /// as `of` does for programs, without the objects themselves. Returns
+    /// the host files it added and one warning per library not found.
+    pub fn add_loaded_by(&mut self, objects: &[PathBuf]) -> Result<(Vec<PathBuf>, Vec<String>)> {
+        let before: BTreeSet<PathBuf> = self.files.keys().cloned().collect();
+        let mut warnings = Vec::new();
+        self.walk(objects, Roots::Added, &mut warnings)?;
+        let added = self.files.keys().filter(|p| !before.contains(*p)).cloned().collect();
+        Ok((added, warnings))
+    }
+
+    fn walk(&mut self, roots: &[PathBuf], mode: Roots, warnings: &mut Vec<String>) -> Result<()> {
+        let what = if mode == Roots::Programs { "--exec" } else { "--add" };
+        let root_set: BTreeSet<&PathBuf> = roots.iter().collect();
+        let mut todo: Vec<PathBuf> = roots.to_vec();
         while let Some(path) = todo.pop() {
-            if !seen.insert(path.clone()) {
+            if !self.seen.insert(path.clone()) {
                 continue;
             }
-            if files.len() >= MAX_FILES {
+            if self.files.len() >= MAX_FILES {
                 bail!(
-                    "--exec: more than {MAX_FILES} files in the closure of {}",
-                    programs[0].display()
+                    "{what}: more than {MAX_FILES} files in the closure of {}",
+                    roots[0].display()
                 );
             }
-            let bytes = fs::read(&path).context(|| format!("--exec {}", path.display()))?;
-            files.insert(path.clone(), path.clone());
-            if let Some(rest) = bytes.strip_prefix(b"#!") {
+            let is_root = root_set.contains(&path);
+            let bytes = fs::read(&path).context(|| format!("{what} {}", path.display()))?;
+            if mode == Roots::Programs || !is_root {
+                self.files.insert(path.clone(), path.clone());
+            }
+            if let Some(rest) = bytes.strip_prefix(b"#!").filter(|_| mode == Roots::Programs) {
                 let line = rest.split(|&b| b == b'\n').next().unwrap_or(&[]);
                 let interp = String::from_utf8_lossy(line)
                     .split_whitespace()
@@ -232,7 +272,11 @@ impl Closure {
                 continue;
             }
             let Some(elf) = parse_elf(&bytes) else {
-                if programs.contains(&path) {
+                if mode == Roots::Added {
+                    warnings.push(format!("{}: not a valid x86-64 ELF object, its libraries are not packed", path.display()));
+                    continue;
+                }
+                if is_root {
                     bail!(
                         "--exec {}: not an x86-64 ELF program or #! script",
                         path.display()
@@ -254,7 +298,7 @@ impl Closure {
                 dirs.extend(elf.rpath.iter().map(expand));
             }
             dirs.extend(elf.runpath.iter().map(expand));
-            dirs.extend(conf.iter().cloned());
+            dirs.extend(self.conf.iter().cloned());
             dirs.extend(DEFAULT_DIRS.iter().map(|d| d.to_string()));
             for name in &elf.needed {
                 let found = if name.contains('/') {
@@ -266,6 +310,11 @@ impl Closure {
                 };
                 match found {
                     Some(p) => todo.push(p),
+                    None if mode == Roots::Added => warnings.push(format!(
+                        "{} needs {name}, not found on this host (searched {}): it will not load in the guest either",
+                        path.display(),
+                        dirs.join(":")
+                    )),
                     None => bail!(
                         "--exec {}: library {name} not found (searched {})",
                         path.display(),
@@ -274,7 +323,7 @@ impl Closure {
                 }
             }
         }
-        Ok(Closure { files })
+        Ok(())
     }
 }
 
@@ -324,5 +373,38 @@ mod tests {
         let _ = parse_elf(&wild);
         assert!(Closure::of(&[PathBuf::from("/etc/passwd")]).is_err());
         assert!(Closure::of(&[PathBuf::from("/nonexistent")]).is_err());
+    }
+
+    #[test]
+    fn added_objects_bring_their_libraries_but_not_themselves() {
+        let dynload = Path::new("/usr/lib/python3.11/lib-dynload");
+        let sqlite = fs::read_dir(dynload)
+            .expect("python3 lib-dynload")
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .find(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("_sqlite3.")))
+            .expect("python3's _sqlite3 module");
+        let mut c = Closure::of(&[PathBuf::from("/usr/bin/sort")]).expect("closure");
+        let (added, warnings) = c.add_loaded_by(std::slice::from_ref(&sqlite)).expect("walk");
+        assert!(warnings.is_empty(), "{warnings:?}");
+        let names: Vec<String> = added.iter().filter_map(|p| p.file_name()).map(|n| n.to_string_lossy().into_owned()).collect();
+        assert!(names.contains(&"libsqlite3.so.0".to_string()), "{names:?}");
+        // libc came with sort already; the module itself is placed by --add.
+        assert!(!names.iter().any(|n| n == "libc.so.6" || n.starts_with("_sqlite3")), "{names:?}");
+        assert!(!c.files.contains_key(&sqlite));
+
+        // An object needing a library the host lacks, and a damaged one: warnings, not errors.
+        let dir = std::env::temp_dir().join(format!("closure-add-{}", std::process::id()));
+        fs::create_dir_all(&dir).expect("tmp");
+        let mut lacking = fs::read(&sqlite).expect("read");
+        let at = lacking.windows(16).position(|w| w == b"libsqlite3.so.0\0").expect("DT_NEEDED string");
+        lacking[at..at + 15].copy_from_slice(b"libnothere.so.9");
+        let (lacking_path, broken_path) = (dir.join("lacking.so"), dir.join("broken.so"));
+        fs::write(&lacking_path, &lacking).expect("write");
+        fs::write(&broken_path, &lacking[..64]).expect("write");
+        let (_, warnings) = c.add_loaded_by(&[lacking_path, broken_path]).expect("warnings only");
+        assert_eq!(warnings.len(), 2, "{warnings:?}");
+        assert!(warnings.iter().any(|w| w.contains("needs libnothere.so.9, not found")), "{warnings:?}");
+        assert!(warnings.iter().any(|w| w.contains("broken.so: not a valid x86-64 ELF")), "{warnings:?}");
+        fs::remove_dir_all(&dir).ok();
     }
 }

@@ -322,10 +322,11 @@ mod tests {
     use super::*;
 
     fn meta(release: &str, config: &str) -> kernel_config::Meta {
-        let mut m = kernel_config::Meta::default();
-        m.release = release.into();
-        m.config_sha256 = config.into();
-        m
+        kernel_config::Meta {
+            release: release.into(),
+            config_sha256: config.into(),
+            ..Default::default()
+        }
     }
 
     #[test]
