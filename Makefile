@@ -7,24 +7,52 @@
 SHELL := /bin/bash
 CARGO ?= cargo
 SMOLVM := target/release/smolvm
-APT_PACKAGES := build-essential linux-source-6.1 bc flex bison libelf-dev libssl-dev \
-	busybox-static squashfs-tools qemu-system-x86 hyperfine cpio xz-utils lz4 zstd \
-	python3 libpython3.11-testsuite sqlite3 git openssl fio postgresql e2fsprogs dash \
-	passt musl-tools iproute2 util-linux
+# Debian packages, by the command that needs them, installed without their
+# Recommends (qemu-system-x86's alone are ~300 packages, GStreamer and speech
+# recognition among them). README "Installing" has the figures and how they
+# were measured.
+# Build: the kernel (tinyconfig + objtool; no module signing, so no libssl-dev),
+# mksquashfs, the lab's initramfs.
+BUILD_PACKAGES := build-essential linux-source-6.1 bc flex bison libelf-dev xz-utils lz4 zstd \
+	squashfs-tools cpio
+# The KVM lab (hosts whose /dev/kvm cannot boot Linux: no vmx/svm) and the QEMU TCG tests.
+LAB_PACKAGES := qemu-system-x86 busybox-static passt
+HOST_RUNS_LINUX := $(shell grep -qwE 'vmx|svm' /proc/cpuinfo 2>/dev/null && echo yes)
+NEEDS_LAB := $(if $(HOST_RUNS_LINUX),$(filter always,$(SMOLVM_LAB)),yes)
+# make demo: hello.vm and http-echo.vm (musl-gcc, passt); QEMU only where the lab runs them.
+DEMO_PACKAGES := $(sort $(BUILD_PACKAGES) musl-tools passt $(if $(NEEDS_LAB),$(LAB_PACKAGES)))
+# make test (`make deps`): TCG and lab tests, python3/git/sqlite3 images, ext4 disks, netns.
+APT_PACKAGES := $(BUILD_PACKAGES) $(LAB_PACKAGES) musl-tools python3 git sqlite3 e2fsprogs dash \
+	iproute2 util-linux
+BENCH_PACKAGES := $(APT_PACKAGES) hyperfine
+COMPAT_PACKAGES := $(APT_PACKAGES) libpython3.11-testsuite fio openssl postgresql
 
-.PHONY: deps build kernel demo test size bench compat
+.PHONY: deps deps-build deps-demo deps-bench deps-compat build kernel demo test size bench compat
 
-# Install the Debian packages a fresh machine lacks (needs root or sudo).
-deps:
-	@missing=$$(for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+# Installs those of the packages $(1) a fresh machine lacks (needs root or sudo).
+define install_missing
+	@missing=$$(for p in $(1); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
 	if [ -n "$$missing" ]; then \
-		echo "installing: $$missing"; \
+		echo "installing:" $$missing; \
 		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
-		$$SUDO apt-get update -q && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q $$missing; \
+		$$SUDO apt-get update -q && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q \
+			--no-install-recommends $$missing; \
 	fi
+endef
+
+deps:
+	$(call install_missing,$(APT_PACKAGES))
+deps-build:
+	$(call install_missing,$(BUILD_PACKAGES))
+deps-demo:
+	$(call install_missing,$(DEMO_PACKAGES))
+deps-bench:
+	$(call install_missing,$(BENCH_PACKAGES))
+deps-compat:
+	$(call install_missing,$(COMPAT_PACKAGES))
 
 # Host tools and the two no_std binaries that go into every image.
-build: deps
+build: deps-build
 	$(CARGO) build --release -p builder
 	# One invocation each: cargo unifies features within an invocation, and the
 	# builder's linker/std would drag std into the no_std binaries (duplicate panic_impl).
@@ -35,20 +63,20 @@ build: deps
 kernel: build
 	$(SMOLVM) kernel build
 
-demo: kernel
+demo: deps-demo kernel
 	./demo/run.sh
 
 # Unit tests, bare-metal guests under /dev/kvm, Linux guests under QEMU TCG,
 # whole images through the KVM lab (or directly on hardware KVM), then the
 # size budgets on the reference images.
-test: kernel
+test: deps kernel
 	$(CARGO) test --workspace --release
 	./size-report/reference-images.sh
 
 # The whole compatibility suite (docs/COMPAT.md): python3's regression tests
 # beside the host's, fio, openssl, PostgreSQL, ... in the KVM lab (long: ~1 h
 # on this 2-core host). `make test` runs its fast part.
-compat: kernel
+compat: deps-compat kernel
 	$(CARGO) test --release -p smolvm-tests --test compat_e2e -- --include-ignored --nocapture
 
 size: build
@@ -57,5 +85,5 @@ size: build
 # Benchmarks side by side with QEMU, the KVM floor and Debian's kernel, one run
 # (~14 min on this loaded 2-core host, ~10 of them in the KVM lab: I/O and boot
 # beside QEMU's devices): writes docs/bench/results.json, README.md and SVG charts.
-bench: kernel
+bench: deps-bench kernel
 	./bench/run
