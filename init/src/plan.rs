@@ -72,6 +72,8 @@ pub struct Plan<'a> {
     pub ip: Option<IpConfig>,
     /// Nameservers for /etc/resolv.conf (runtime `dns` records), in order.
     pub dns: Vec<Ipv4>,
+    /// Guest paths of the files added for this run (`add` records), in order.
+    pub adds: Vec<&'a [u8]>,
 }
 
 /// An IPv4 address, network byte order.
@@ -99,6 +101,8 @@ pub const MAX_DNS: usize = 3;
 struct EntryRule<'a> {
     fixed: Vec<&'a [u8]>,
     runtime_entry: bool,
+    /// The runtime config names the program (`--smolvm-entry`).
+    entry_overridden: bool,
 }
 
 /// Which file a bad record came from.
@@ -147,13 +151,19 @@ impl<'a> Plan<'a> {
             stdio_ports: false,
             ip: None,
             dns: Vec::new(),
+            adds: Vec::new(),
         };
         let mut rule = EntryRule::default();
         plan.apply(Origin::Manifest, manifest, &mut rule)?;
         let mut args = core::mem::take(&mut plan.args);
         if let Some(runtime) = runtime {
             plan.apply(Origin::Runtime, runtime, &mut rule)?;
-            if !plan.args.is_empty() {
+            if rule.entry_overridden {
+                // `--smolvm-entry` (docker run --entrypoint): another program,
+                // with only the run's args; the image's own args do not apply.
+                rule = EntryRule::default();
+                args = core::mem::take(&mut plan.args);
+            } else if !plan.args.is_empty() {
                 args = core::mem::take(&mut plan.args);
                 if rule.runtime_entry && rule.fixed.is_empty() {
                     plan.entry = args.remove(0);
@@ -183,7 +193,10 @@ impl<'a> Plan<'a> {
             let record = record.map_err(|e| bad(config_message(e), b""))?;
             let value = record.value();
             match record.key {
-                Key::Entry => self.entry = value,
+                Key::Entry => {
+                    self.entry = value;
+                    rule.entry_overridden = origin == Origin::Runtime;
+                }
                 Key::Arg => self.args.push(value),
                 Key::EntryArg => {
                     manifest_only("entryarg in the runtime config")?;
@@ -278,6 +291,14 @@ impl<'a> Plan<'a> {
                         return Err(bad("more than 3 dns records", value));
                     }
                     self.dns.push(server);
+                }
+                Key::Add => {
+                    runtime_only("add in the image manifest")?;
+                    let path = absolute(value).filter(|p| p.len() > 1).ok_or(bad("add path is not absolute", value))?;
+                    if self.adds.len() == linker::abi::MAX_ADDS {
+                        return Err(bad("too many add records", value));
+                    }
+                    self.adds.push(path);
                 }
                 Key::ReadOnly => {
                     self.read_only = match value {
@@ -431,6 +452,37 @@ mod tests {
         assert!(plan.debug);
         assert_eq!(plan.tty, Some(TtySize { rows: 24, cols: 80 }));
         assert!(plan.stdio_ports);
+    }
+
+    #[test]
+    fn runtime_entry_replaces_the_program_and_all_image_args() {
+        // A container image: Entrypoint with its own args, Cmd defaults.
+        let m = cfg(&[(Key::Entry, &[b"/app"]), (Key::EntryArg, &[b"--fixed"]), (Key::Arg, &[b"cmd"])]);
+        let r = cfg(&[(Key::Entry, &[b"/bin/sh"]), (Key::Arg, &[b"-c"]), (Key::Arg, &[b"ls /"])]);
+        let plan = Plan::new(&m, Some(&r)).expect("valid");
+        assert_eq!((plan.entry, plan.args), (&b"/bin/sh"[..], vec![&b"-c"[..], b"ls /"]));
+        let r = cfg(&[(Key::Entry, &[b"/bin/sh"])]);
+        let plan = Plan::new(&m, Some(&r)).expect("valid");
+        assert_eq!((plan.entry, plan.args), (&b"/bin/sh"[..], Vec::new()), "no run args: none of the image's");
+        // Docker's Cmd-only rule does not take the first arg as the program then.
+        let m = cfg(&[(Key::Entry, &[b"/app"]), (Key::RuntimeEntry, &[b"yes"])]);
+        let r = cfg(&[(Key::Entry, &[b"/bin/sh"]), (Key::Arg, &[b"x"])]);
+        let plan = Plan::new(&m, Some(&r)).expect("valid");
+        assert_eq!((plan.entry, plan.args), (&b"/bin/sh"[..], vec![&b"x"[..]]));
+    }
+
+    #[test]
+    fn added_files_are_runtime_only_absolute_and_few() {
+        let m = cfg(&[(Key::Entry, &[b"/app"])]);
+        let r = cfg(&[(Key::Add, &[b"/bin/sh"]), (Key::Add, &[b"/usr/bin/strace"])]);
+        assert_eq!(Plan::new(&m, Some(&r)).expect("valid").adds, vec![&b"/bin/sh"[..], b"/usr/bin/strace"]);
+        let in_manifest = cfg(&[(Key::Entry, &[b"/app"]), (Key::Add, &[b"/x"])]);
+        assert!(Plan::new(&in_manifest, None).is_err());
+        for bad in [&b"relative"[..], b"/", b""] {
+            assert!(Plan::new(&m, Some(&cfg(&[(Key::Add, &[bad])]))).is_err(), "{bad:?}");
+        }
+        let five: Vec<(Key, &[&[u8]])> = vec![(Key::Add, &[b"/x"]); linker::abi::MAX_ADDS + 1];
+        assert!(Plan::new(&m, Some(&cfg(&five))).is_err());
     }
 
     #[test]

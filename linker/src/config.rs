@@ -82,6 +82,10 @@ pub enum Key {
     /// an ext4 or squashfs file system there; any other content stays a raw
     /// device.
     Disk,
+    /// Runtime: the guest path at which smol-init places the n-th file the
+    /// stub added to the runtime cpio (`abi::GUEST_ADD_PREFIX` + n, from
+    /// `--smolvm-add=HOST:GUEST`), before the app starts.
+    Add,
 }
 
 // `Key::ALL` is in declaration order: `ALL[key as usize]` is `key`'s entry.
@@ -94,7 +98,7 @@ const _: () = {
 };
 
 impl Key {
-    const ALL: [(Key, &'static str, usize); 21] = [
+    const ALL: [(Key, &'static str, usize); 22] = [
         (Key::Entry, "entry", 1),
         (Key::Arg, "arg", 1),
         (Key::EntryArg, "entryarg", 1),
@@ -116,6 +120,7 @@ impl Key {
         (Key::Dns, "dns", 1),
         (Key::ReadOnly, "read-only", 1),
         (Key::Disk, "disk", 3),
+        (Key::Add, "add", 1),
     ];
 
     pub fn name(self) -> &'static str {

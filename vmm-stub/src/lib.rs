@@ -9,6 +9,7 @@ pub mod bus;
 pub mod cmdline;
 pub mod devices;
 pub mod harden;
+pub mod host;
 pub mod hostio;
 pub mod info;
 pub mod mem;
@@ -30,7 +31,7 @@ pub mod vmm;
 const LAYERS: [&[&str]; 6] = [
     &["sys"],
     &["mem", "out", "options", "payload"],
-    &["boot", "bus", "hostio", "harden", "info", "reaper", "seccomp"],
+    &["boot", "bus", "hostio", "harden", "host", "info", "reaper", "seccomp"],
     &["serial", "cmdline", "virtio"],
     &["devices", "network", "vmm"],
     &["start"],

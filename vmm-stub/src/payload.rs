@@ -37,12 +37,19 @@ pub fn pread_exact(fd: BorrowedFd<'_>, buf: &mut [u8], offset: u64) -> io::Resul
 }
 
 impl Payload {
-    /// Opens and validates the running executable's image.
-    pub fn open_self() -> Result<Payload, PayloadError> {
-        Self::open("/proc/self/exe")
+    /// Opens and validates the running executable's image: /proc/self/exe,
+    /// or where /proc is not mounted (a bare chroot) the path the kernel ran
+    /// (`AT_EXECFN`), else `argv0`.
+    pub fn open_self(argv0: Option<&[u8]>) -> Result<Payload, PayloadError> {
+        match Self::open(b"/proc/self/exe") {
+            Err(PayloadError::Io(Errno::NOENT)) => {
+                Self::open(crate::sys::process::exec_path().or(argv0).ok_or(PayloadError::Io(Errno::NOENT))?)
+            }
+            opened => opened,
+        }
     }
 
-    pub fn open(path: &str) -> Result<Payload, PayloadError> {
+    pub fn open(path: &[u8]) -> Result<Payload, PayloadError> {
         let file = fs::open(path, OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty())
             .map_err(PayloadError::Io)?;
         let len = u64::try_from(fs::fstat(&file).map_err(PayloadError::Io)?.st_size)

@@ -15,7 +15,7 @@ use crate::out::{self, fail, fail_errno, Line};
 use crate::payload::{Payload, PayloadError};
 use crate::serial::{Serial, Sink};
 use crate::sys::kvm::{
-    KvmCpuid2, KvmCpuid2Header, KvmCpuidEntry2, KVM_API_VERSION, KVM_CAP_TSC_DEADLINE_TIMER, MAX_CPUID_ENTRIES,
+    KvmCpuid2, KvmCpuid2Header, KvmCpuidEntry2, KVM_CAP_TSC_DEADLINE_TIMER, MAX_CPUID_ENTRIES,
 };
 use crate::vmm::Vmm;
 use linker::abi::{self, GUEST_RUNTIME_PATH};
@@ -28,7 +28,7 @@ pub use crate::sys::process::CStrings;
 
 fn payload_error(e: PayloadError) -> ! {
     match e {
-        PayloadError::Io(e) => fail_errno("cannot read own executable /proc/self/exe", e),
+        PayloadError::Io(e) => fail_errno("cannot read own executable (/proc/self/exe, then the path it was run by)", e),
         PayloadError::Image(e) => Line::new().s(e.message()).s("; rebuild it with `smolvm build`").fail(),
     }
 }
@@ -52,7 +52,7 @@ pub fn main(args: CStrings, env: CStrings) -> u8 {
         let _ = out::write_all(out::stdout(), b"\n");
         return 0;
     }
-    let payload = Payload::open_self().unwrap_or_else(|e| payload_error(e));
+    let payload = Payload::open_self(args.clone().next()).unwrap_or_else(|e| payload_error(e));
     crate::harden::check_image_mode(payload.fd());
     let manifest_section = required(&payload, Kind::Manifest);
     let manifest = payload.map_checked(&manifest_section).unwrap_or_else(|e| payload_error(e));
@@ -75,7 +75,10 @@ pub fn main(args: CStrings, env: CStrings) -> u8 {
     let net = net.or_else(|| test_net_backend(env));
     drop(manifest);
 
-    let kvm = open_kvm();
+    // A Linux kernel: a bzImage, or kernel-info (`smolvm build` records it
+    // for kernels with a Linux banner; bare-metal test guests have none).
+    let linux = payload.section(Kind::KernelInfo).is_some() || payload.section(Kind::Kernel).is_some_and(|k| k.is_bzimage());
+    let kvm = crate::host::open_kvm(linux, opts.force, host_faults(env));
     let mut mem = GuestMemory::new(u64::from(mem_mib) << 20)
         .unwrap_or_else(|e| fail_errno("cannot reserve guest memory", e));
 
@@ -208,21 +211,34 @@ fn manifest_mem(manifest: &[u8]) -> Option<u32> {
     config::last_value(manifest, Key::Mem).and_then(crate::options::parse_mem)
 }
 
-fn open_kvm() -> Kvm {
-    let kvm = Kvm::open().unwrap_or_else(|e| match e {
-        Errno::NOENT | Errno::NODEV | Errno::NXIO => {
-            fail("no /dev/kvm: this host has no KVM (enable virtualization in the firmware and load kvm_intel or kvm_amd)")
-        }
-        Errno::ACCESS | Errno::PERM => {
-            fail("no permission to open /dev/kvm: add the user to group `kvm` (usermod -aG kvm $USER) and log in again")
-        }
-        e => fail_errno("cannot open /dev/kvm", e),
-    });
-    match kvm.api_version() {
-        Ok(v) if v == KVM_API_VERSION as u32 => kvm,
-        Ok(v) => Line::new().s("unsupported KVM API version ").u(u64::from(v)).s(" (need 12)").fail(),
-        Err(e) => fail_errno("KVM_GET_API_VERSION failed", e),
+/// `smolvm/add0` ..: the runtime cpio names of the added files.
+const ADD_NAME_LEN: usize = abi::GUEST_ADD_PREFIX.len() + 1;
+const ADD_NAME: &[u8; ADD_NAME_LEN] = b"smolvm/add0";
+
+/// Opens the `--smolvm-add` host files: regular files only (a FIFO or a
+/// device would block or never end); each with its length and mode.
+fn open_adds(opts: &Options<'_>) -> heapless::Vec<(rustix::fd::OwnedFd, usize, u32), { abi::MAX_ADDS }> {
+    use rustix::fs::{FileType, Mode, OFlags};
+    let mut files = heapless::Vec::new();
+    for add in &opts.adds {
+        let why = match rustix::fs::open(add.host, OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NONBLOCK | OFlags::NOCTTY, Mode::empty())
+            .and_then(|fd| Ok((rustix::fs::fstat(&fd)?, fd)))
+        {
+            Ok((st, fd)) if FileType::from_raw_mode(st.st_mode) == FileType::RegularFile => match usize::try_from(st.st_size) {
+                Ok(len) => {
+                    let _ = files.push((fd, len, st.st_mode & 0o755)); // Options holds at most MAX_ADDS
+                    continue;
+                }
+                Err(_) => "too large",
+            },
+            Ok(_) => "not a regular file",
+            Err(Errno::NOENT) => "no such file",
+            Err(Errno::ACCESS | Errno::PERM) => "permission denied",
+            Err(_) => "cannot open it",
+        };
+        Line::new().s("--smolvm-add ").b(add.host).s(": ").s(why).fail();
     }
+    files
 }
 
 /// Puts the image's initramfs and the runtime cpio (`smolvm/run`) at the top
@@ -238,16 +254,24 @@ fn place_initrd(
     app_args: impl Iterator<Item = &'static [u8]>,
 ) -> (u64, u64) {
     let section = required(&payload, Kind::Initramfs);
-    // Room at the top: the runtime cpio and, above it, scratch for its file.
-    let cpio_room = linker::cpio::entry_len(6, 0).unwrap_or(0)
+    let adds = open_adds(opts);
+    // Room at the top: the runtime cpio and, above it, scratch for its file;
+    // below the initramfs, scratch for the largest added file.
+    let mut cpio_room = linker::cpio::entry_len(6, 0).unwrap_or(0)
         + linker::cpio::entry_len(GUEST_RUNTIME_PATH.len(), MAX_CONFIG_LEN).unwrap_or(0)
         + linker::cpio::entry_len(10, 0).unwrap_or(0);
+    let mut largest = 0;
+    for (_, len, _) in &adds {
+        cpio_room = linker::cpio::entry_len(ADD_NAME_LEN, *len).and_then(|n| n.checked_add(cpio_room))
+            .unwrap_or_else(|| fail("--smolvm-add: file too large"));
+        largest = largest.max(*len);
+    }
     let top = mem.low_len().min(initrd_max.saturating_add(1)) / PAGE_SIZE * PAGE_SIZE;
     let start = top
         .checked_sub((cpio_room + MAX_CONFIG_LEN + 4) as u64)
         .and_then(|t| t.checked_sub(section.len))
         .map(|s| s / PAGE_SIZE * PAGE_SIZE)
-        .filter(|&s| s >= kernel_end)
+        .filter(|&s| s >= kernel_end.saturating_add(largest as u64))
         .unwrap_or_else(|| fail("guest memory is too small for the kernel and initramfs; raise --smolvm-mem"));
 
     // The initramfs: mapped from the file when whole pages fit, else read.
@@ -270,17 +294,27 @@ fn place_initrd(
     let cpio_at = data_end.wrapping_add(pad as u64);
     mem.write_slice(GuestAddress(data_end), &[0; 3][..pad])
         .unwrap_or_else(|| fail("guest memory is too small for the initramfs"));
-    let region = mem.slice_mut(GuestAddress(cpio_at), top.wrapping_sub(cpio_at))
+    // kernel_end + largest <= start <= cpio_at <= top (checked above).
+    let all = mem.slice_mut(GuestAddress(kernel_end), top.wrapping_sub(kernel_end))
         .unwrap_or_else(|| fail("guest memory is too small for the initramfs"));
+    let (below, region) = all.split_at_mut(cpio_at.wrapping_sub(kernel_end) as usize);
+    let add_scratch = below.get_mut(..largest).unwrap_or_default();
     let Some((cpio_buf, scratch)) = region.split_at_mut_checked(region.len().saturating_sub(MAX_CONFIG_LEN)) else {
         fail("guest memory is too small for the initramfs")
     };
     let config = runtime_config(scratch, opts, terminal, net, app_args)
         .unwrap_or_else(|e| Line::new().s("run-time arguments: ").s(e.message()).fail());
     let mut w = CpioWriter::new(cpio_buf, 0x7000_0000);
-    let written = w.dir(b"smolvm", 0o755)
-        .and_then(|()| w.file(GUEST_RUNTIME_PATH.as_bytes(), 0o644, config))
-        .and_then(|()| w.finish());
+    let mut written = w.dir(b"smolvm", 0o755).and_then(|()| w.file(GUEST_RUNTIME_PATH.as_bytes(), 0o644, config));
+    for (n, (fd, len, perm)) in adds.iter().enumerate() {
+        // Read into guest RAM (not mapped: a file truncated meanwhile is an error, not SIGBUS).
+        let data = add_scratch.get_mut(..*len).unwrap_or_default();
+        crate::payload::pread_exact(rustix::fd::AsFd::as_fd(fd), data, 0).unwrap_or_else(|e| fail_errno("--smolvm-add: cannot read a file", e));
+        let mut name = *ADD_NAME;
+        name[ADD_NAME_LEN - 1] = b'0'.wrapping_add(n as u8); // n < MAX_ADDS < 10
+        written = written.and_then(|()| w.file(&name, *perm, data));
+    }
+    let written = written.and_then(|()| w.finish());
     let cpio_len = written.unwrap_or_else(|e| Line::new().s(e.message()).fail());
     (start, cpio_at.wrapping_sub(start).wrapping_add(cpio_len as u64))
 }
@@ -302,6 +336,12 @@ fn runtime_config<'b>(
     }
     if let Some(dir) = opts.workdir {
         w.push(Key::Workdir, &[dir])?;
+    }
+    if let Some(entry) = opts.entry {
+        w.push(Key::Entry, &[entry])?;
+    }
+    for add in &opts.adds {
+        w.push(Key::Add, &[add.guest])?;
     }
     if opts.log.debug {
         w.push(Key::Log, &[b"debug"])?;
@@ -395,6 +435,19 @@ fn create_vm(kvm: &Kvm, mem: &mut GuestMemory, entry: u64) -> Result<(Vm, Vcpu),
     cpu::patch_lapic(&mut lapic);
     vcpu.set_lapic(&lapic).map_err(|e| ("KVM_SET_LAPIC", e))?;
     Ok((vm, vcpu))
+}
+
+/// Test builds only (feature `test-hooks`): `SMOLVM_TEST_HOOK=missing-cap`
+/// or `no-hw-virt` (see `host::Faults`).
+#[cfg(feature = "test-hooks")]
+fn host_faults(mut env: CStrings) -> crate::host::Faults {
+    let hook = env.find_map(|v| v.strip_prefix(b"SMOLVM_TEST_HOOK="));
+    crate::host::Faults { missing_cap: hook == Some(b"missing-cap"), no_hw_virt: hook == Some(b"no-hw-virt") }
+}
+
+#[cfg(not(feature = "test-hooks"))]
+fn host_faults(_: CStrings) -> crate::host::Faults {
+    crate::host::Faults::default()
 }
 
 /// Test builds only (feature `test-hooks`): `SMOLVM_TEST_NET_FD=N` makes

@@ -8,7 +8,7 @@
 //! only consumes them. This module depends on nothing of the stub but the
 //! network option parsers (`options::net`, pure functions like these).
 
-use linker::abi::{slot, MMIO_MAX_SLOTS};
+use linker::abi::{slot, MAX_ADDS, MMIO_MAX_SLOTS};
 
 pub mod net;
 
@@ -95,6 +95,25 @@ impl<'a> ShareSpec<'a> {
     }
 }
 
+/// `--smolvm-add=HOST:GUEST` (or `SMOLVM_ADD`): host file HOST placed at
+/// the absolute guest path GUEST for this run (through the runtime cpio).
+/// HOST may contain `:`; GUEST has no `:`, NUL or `..` component and is not `/`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AddSpec<'a> {
+    pub host: &'a [u8],
+    pub guest: &'a [u8],
+}
+
+impl<'a> AddSpec<'a> {
+    pub fn parse(v: &'a [u8]) -> Option<AddSpec<'a>> {
+        let i = v.windows(2).rposition(|w| w == b":/")?;
+        let (host, guest) = (v.get(..i)?, v.get(i.wrapping_add(1)..)?);
+        let dotdot = guest.split(|&b| b == b'/').any(|c| c == b"..");
+        let ok = !host.is_empty() && guest.len() > 1 && guest.len() <= MAX_GUEST_PATH && !guest.contains(&b':') && !v.contains(&0) && !dotdot;
+        ok.then_some(AddSpec { host, guest })
+    }
+}
+
 pub const HELP: &str = "\
 usage: APP.vm [--smolvm-OPTION...] [ARG...]
 Runs the app inside its own KVM virtual machine; ARGs replace the image's
@@ -135,6 +154,13 @@ default arguments. Leading --smolvm-* options are taken by smolvm:
                           sandbox); =no gives a writable root even when the
                           image was built --read-only. By default the root
                           is writable, changes vanish at exit [SMOLVM_READ_ONLY=1|0]
+  --smolvm-entry=PATH     run PATH of the image instead of its app, with only
+                          the ARGs given (docker run --entrypoint) [SMOLVM_ENTRY]
+  --smolvm-add=HOST:GUEST put host file HOST at guest path GUEST for this run
+                          (repeatable, at most 4; e.g. a static busybox as
+                          /bin/sh to debug an image without a shell) [SMOLVM_ADD]
+  --smolvm-force          boot even where /dev/kvm looks unable to run Linux
+                          (no VMX/SVM: a paravirtual KVM)     [SMOLVM_FORCE=1]
   --smolvm-info           describe the image and exit without booting
   --smolvm-no-seccomp     UNSAFE, debugging only: no system-call filter,
                           a guest escape gets the user's full rights [SMOLVM_NO_SECCOMP=1]
@@ -171,6 +197,12 @@ pub struct Options<'a> {
     /// `--smolvm-read-only[=yes|no]` / `SMOLVM_READ_ONLY=1|0|yes|no`: the
     /// root filesystem's mode, over the image's default (`None`: not given).
     pub read_only: Option<bool>,
+    /// `--smolvm-entry` / `SMOLVM_ENTRY`: not empty.
+    pub entry: Option<&'a [u8]>,
+    /// `--smolvm-add` values, in order; `SMOLVM_ADD` first.
+    pub adds: heapless::Vec<AddSpec<'a>, MAX_ADDS>,
+    /// `--smolvm-force`: boot even on a host that looks unable to run Linux.
+    pub force: bool,
     pub info: bool,
     pub help: bool,
     /// Unsafe: run without the seccomp filter (debugging).
@@ -248,18 +280,24 @@ enum Opt {
     Ip,
     NetHostLoopback,
     ReadOnly,
+    Entry,
+    Add,
+    Force,
 }
 
-const FLAGS: [&[u8]; 14] = [
+const FLAGS: [&[u8]; 17] = [
     b"mem", b"log", b"env", b"workdir", b"disk", b"share", b"info", b"help", b"no-seccomp", b"net", b"publish", b"ip",
-    b"net-host-loopback", b"read-only",
+    b"net-host-loopback", b"read-only", b"entry", b"add", b"force",
 ];
-const OPTS: [Opt; 14] = [
+const OPTS: [Opt; 17] = [
     Opt::Mem, Opt::Log, Opt::Env, Opt::Workdir, Opt::Disk, Opt::Share, Opt::Info, Opt::Help, Opt::NoSeccomp, Opt::Net,
-    Opt::Publish, Opt::Ip, Opt::NetHostLoopback, Opt::ReadOnly,
+    Opt::Publish, Opt::Ip, Opt::NetHostLoopback, Opt::ReadOnly, Opt::Entry, Opt::Add, Opt::Force,
 ];
 /// The `SMOLVM_*` variables (after the prefix).
-const VARS: [(&[u8], Opt); 10] = [
+const VARS: [(&[u8], Opt); 13] = [
+    (b"ENTRY", Opt::Entry),
+    (b"ADD", Opt::Add),
+    (b"FORCE", Opt::Force),
     (b"READ_ONLY", Opt::ReadOnly),
     (b"NET", Opt::Net),
     (b"PUBLISH", Opt::Publish),
@@ -288,6 +326,9 @@ impl<'a> Options<'a> {
             Opt::Ip => self.ip = Some(IpSpec::parse(v).ok_or(bad)?),
             Opt::ReadOnly => self.read_only = Some(parse_yes_no(v).ok_or(bad)?),
             Opt::Publish => self.publish.push(Publish::parse(v).ok_or(bad)?).map_err(|_| OptError::TooMany(culprit))?,
+            Opt::Entry if !v.is_empty() => self.entry = Some(v),
+            Opt::Entry => return Err(bad),
+            Opt::Add => self.adds.push(AddSpec::parse(v).ok_or(bad)?).map_err(|_| OptError::TooMany(culprit))?,
             _ => {
                 let share = ShareSpec::parse(v).ok_or(bad)?;
                 self.shares.push(share).map_err(|_| OptError::TooMany(culprit))?
@@ -307,6 +348,7 @@ impl<'a> Options<'a> {
             let Some(&(_, which)) = VARS.iter().find(|(n, _)| *n == name) else { continue };
             match which {
                 Opt::NoSeccomp => o.no_seccomp |= v == b"1",
+                Opt::Force => o.force |= v == b"1",
                 Opt::Workdir => o.workdir = Some(v),
                 Opt::Share | Opt::Publish => {
                     for v in v.split(|&b| b == b',').filter(|v| !v.is_empty()) {
@@ -329,6 +371,7 @@ impl<'a> Options<'a> {
                 (Opt::Info, None) => o.info = true,
                 (Opt::Help, None) => o.help = true,
                 (Opt::NoSeccomp, None) => o.no_seccomp = true,
+                (Opt::Force, None) => o.force = true,
                 (Opt::Net, None) => o.net = Some(NetMode::Passt),
                 (Opt::NetHostLoopback, None) => o.net_host_loopback = true,
                 (Opt::ReadOnly, None) => o.read_only = Some(true),
@@ -336,7 +379,7 @@ impl<'a> Options<'a> {
                 (Opt::Env, Some(v)) if v.iter().position(|&b| b == b'=').is_some_and(|i| i > 0) => {
                     o.env.push(v).map_err(|_| OptError::TooMany(arg))?
                 }
-                (Opt::Mem | Opt::Log | Opt::Disk | Opt::Share | Opt::Net | Opt::Ip | Opt::Publish | Opt::ReadOnly, Some(v)) => {
+                (Opt::Mem | Opt::Log | Opt::Disk | Opt::Share | Opt::Net | Opt::Ip | Opt::Publish | Opt::ReadOnly | Opt::Entry | Opt::Add, Some(v)) => {
                     o.set(which, v, arg)?
                 }
                 _ => return Err(OptError::BadValue(arg)),
@@ -502,5 +545,27 @@ mod tests {
         }
         let many: Vec<&[u8]> = vec![b"--smolvm-publish=1:1"; MAX_PUBLISH + 1];
         assert!(matches!(parse(&many, &[]), Err(OptError::TooMany(_))));
+    }
+
+    #[test]
+    fn entry_add_and_force() {
+        let o = parse(
+            &[b"--smolvm-entry=/bin/sh", b"--smolvm-add=/bin/busybox:/bin/sh", b"--smolvm-add=a:b:/x/y", b"--smolvm-force", b"-c"],
+            &[b"SMOLVM_ADD=/h:/e", b"SMOLVM_ENTRY=/env"],
+        )
+        .expect("valid");
+        assert_eq!(o.entry, Some(&b"/bin/sh"[..]), "the flag beats the variable");
+        let add = |host, guest| AddSpec { host, guest };
+        assert_eq!(o.adds.as_slice(), &[add(b"/h", b"/e"), add(b"/bin/busybox", b"/bin/sh"), add(b"a:b", b"/x/y")]);
+        assert!(o.force);
+        assert_eq!(o.consumed, 4);
+        assert!(parse(&[], &[b"SMOLVM_FORCE=1"]).expect("valid").force);
+        assert!(!parse(&[], &[b"SMOLVM_FORCE=0"]).expect("valid").force);
+        for bad in [&b"--smolvm-entry="[..], b"--smolvm-entry", b"--smolvm-add=/h", b"--smolvm-add=/h:rel", b"--smolvm-add=:/g",
+            b"--smolvm-add=/h:/", b"--smolvm-add=/h:/a/../etc/x", b"--smolvm-add=/h:/..", b"--smolvm-add=/h:/a:b", b"--smolvm-force=1"] {
+            assert_eq!(parse(&[bad], &[]).err(), Some(OptError::BadValue(bad)), "{:?}", core::str::from_utf8(bad));
+        }
+        let many: Vec<&[u8]> = vec![b"--smolvm-add=/h:/g"; MAX_ADDS + 1];
+        assert_eq!(parse(&many, &[]).err(), Some(OptError::TooMany(b"--smolvm-add=/h:/g")));
     }
 }

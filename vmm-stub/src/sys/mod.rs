@@ -8,6 +8,7 @@
 //! imports a module above it. x86_64 Linux only.
 
 pub mod cell;
+pub mod cpu;
 pub mod fd;
 pub mod ioctl;
 pub mod kvm;

@@ -1,7 +1,21 @@
 //! The process: its arguments and environment, the file-table and
 //! sleeping calls rustix lacks, and its end.
 
+use super::cell::WriteOnce;
 use super::syscall::{syscall, SYS_CLOSE, SYS_CLOSE_RANGE, SYS_EXIT_GROUP, SYS_PAUSE};
+
+/// `AT_EXECFN` of the auxiliary vector: the path the kernel ran us by.
+static EXEC_PATH: WriteOnce<&'static [u8]> = WriteOnce::new();
+const AT_NULL: usize = 0;
+const AT_EXECFN: usize = 31;
+/// More auxiliary vector entries than any kernel passes (about 30).
+const MAX_AUXV: usize = 64;
+
+/// The path this program was executed by (`AT_EXECFN`), when the kernel
+/// passed one: the fallback for finding our own file without /proc.
+pub fn exec_path() -> Option<&'static [u8]> {
+    EXEC_PATH.get().copied()
+}
 
 /// Ends the process at once with `code` (no teardown: the kernel frees the
 /// VM, guest RAM and every fd). Every exit path comes through here, so the
@@ -86,6 +100,22 @@ pub unsafe fn args_from_initial_stack(sp: *const usize) -> (CStrings, CStrings) 
         let argc = *sp;
         let argv = sp.add(1).cast::<*const u8>();
         let envp = sp.add(argc.wrapping_add(2)).cast::<*const u8>();
+        // The auxiliary vector follows envp's NULL: (type, value) pairs up to AT_NULL.
+        let mut p = envp.cast::<usize>();
+        while *p != 0 {
+            p = p.add(1);
+        }
+        p = p.add(1);
+        for _ in 0..MAX_AUXV {
+            let (key, value) = (*p, *p.add(1));
+            if key == AT_NULL {
+                break;
+            }
+            if key == AT_EXECFN && value != 0 {
+                EXEC_PATH.set(core::ffi::CStr::from_ptr(value as *const core::ffi::c_char).to_bytes());
+            }
+            p = p.add(2);
+        }
         (CStrings::new(argv, argc), CStrings::new(envp, usize::MAX))
     }
 }
@@ -97,10 +127,12 @@ mod tests {
     #[test]
     fn strings_from_an_initial_stack() {
         let (a, b, e) = (c"prog", c"--x", c"K=v");
-        let stack: [usize; 7] = [2, a.as_ptr() as usize, b.as_ptr() as usize, 0, e.as_ptr() as usize, 0, 0];
+        let f = c"/run/app.vm";
+        let stack: [usize; 11] = [2, a.as_ptr() as usize, b.as_ptr() as usize, 0, e.as_ptr() as usize, 0, 6, 4096, AT_EXECFN, f.as_ptr() as usize, AT_NULL];
         // SAFETY: `stack` has the kernel's layout and outlives the iterators (the strings are 'static).
         let (args, env) = unsafe { args_from_initial_stack(stack.as_ptr()) };
         assert!(args.eq([&b"prog"[..], b"--x"]));
         assert!(env.eq([&b"K=v"[..]]));
+        assert_eq!(exec_path(), Some(&b"/run/app.vm"[..]));
     }
 }
