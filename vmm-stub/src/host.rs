@@ -10,14 +10,8 @@ use crate::sys::kvm::{
 use rustix::fs::{Mode, OFlags};
 use rustix::io::Errno;
 
-/// What the stub asks of KVM, by name for the message.
-const NEEDED: [(u32, &str); 5] = [
-    (KVM_CAP_USER_MEMORY, "KVM_CAP_USER_MEMORY"),
-    (KVM_CAP_IRQCHIP, "KVM_CAP_IRQCHIP"),
-    (KVM_CAP_PIT2, "KVM_CAP_PIT2"),
-    (KVM_CAP_EXT_CPUID, "KVM_CAP_EXT_CPUID"),
-    (KVM_CAP_IMMEDIATE_EXIT, "KVM_CAP_IMMEDIATE_EXIT"),
-];
+/// The capabilities the stub uses (the message names the missing one's number).
+const NEEDED: [u32; 5] = [KVM_CAP_USER_MEMORY, KVM_CAP_IRQCHIP, KVM_CAP_PIT2, KVM_CAP_EXT_CPUID, KVM_CAP_IMMEDIATE_EXIT];
 
 /// Faults the tests inject (`test-hooks` builds only): `missing-cap` makes the
 /// last needed capability look absent, `no-hw-virt` hides VMX/SVM.
@@ -43,16 +37,16 @@ pub fn open_kvm(linux: bool, force: bool, faults: Faults) -> Kvm {
         Ok(v) => Line::new().s("unsupported KVM API version ").u(u64::from(v)).s(" (need 12)").fail(),
         Err(e) => fail_errno("/dev/kvm is not KVM (KVM_GET_API_VERSION failed", e),
     }
-    for (i, (cap, name)) in NEEDED.into_iter().enumerate() {
-        let injected = faults.missing_cap && i == NEEDED.len() - 1;
+    for cap in NEEDED {
+        let injected = faults.missing_cap && cap == KVM_CAP_IMMEDIATE_EXIT;
         if injected || !kvm.check_extension(cap).is_ok_and(|v| v > 0) {
-            Line::new().s("this host's KVM lacks ").s(name).s(", which smolvm needs: use a newer host kernel (Linux 4.11 or later)").fail();
+            Line::new().s("KVM lacks capability ").u(u64::from(cap)).s(" (KVM_CAP_*) that smolvm needs: use a newer host kernel").fail();
         }
     }
     let hw_virt = !faults.no_hw_virt && crate::sys::cpu::hardware_virtualization();
     if linux && !force && !hw_virt {
-        fail("this host's /dev/kvm cannot run Linux: the CPU has no VMX/SVM (a paravirtual KVM such as kvm_pvm); \
-              use a host with hardware virtualization, or enable nested virtualization for this VM (--smolvm-force tries anyway)")
+        fail("/dev/kvm cannot run Linux here (no VMX/SVM: a paravirtual KVM, e.g. kvm_pvm): use a host with hardware \
+              virtualization or enable nested virtualization (--smolvm-force tries anyway)")
     }
     kvm
 }
@@ -62,7 +56,7 @@ pub fn open_kvm(linux: bool, force: bool, faults: Faults) -> Kvm {
 fn no_permission() -> ! {
     let mut l = Line::new();
     l.s("no permission to open /dev/kvm: ");
-    match rustix::fs::stat("/dev/kvm") {
+    match rustix::fs::stat(c"/dev/kvm") {
         Ok(st) if st.st_mode & 0o060 == 0o060 => {
             let mut buf = [0u8; 4096];
             l.s("add the user to group `");
@@ -79,7 +73,7 @@ fn no_permission() -> ! {
 
 /// The name of group `gid` from the first 4 KiB of /etc/group.
 fn group_name(gid: u32, buf: &mut [u8; 4096]) -> Option<&[u8]> {
-    let fd = rustix::fs::open("/etc/group", OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty()).ok()?;
+    let fd = rustix::fs::open(c"/etc/group", OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty()).ok()?;
     let n = rustix::io::read(&fd, &mut buf[..]).ok()?;
     let mut want = Line::bare();
     want.u(u64::from(gid));

@@ -3,6 +3,7 @@
 //! reads of its sections.
 
 pub use crate::sys::mm::Mapped;
+use crate::sys::path::{c_path, PATH_MAX};
 use linker::image::{self, Image, ImageError, Kind, Section, TRAILER_LEN};
 use rustix::fd::{AsFd, BorrowedFd, OwnedFd};
 use rustix::fs::{self, Mode, OFlags};
@@ -41,15 +42,19 @@ impl Payload {
     /// or where /proc is not mounted (a bare chroot) the path the kernel ran
     /// (`AT_EXECFN`), else `argv0`.
     pub fn open_self(argv0: Option<&[u8]>) -> Result<Payload, PayloadError> {
-        match Self::open(b"/proc/self/exe") {
-            Err(PayloadError::Io(Errno::NOENT)) => {
-                Self::open(crate::sys::process::exec_path().or(argv0).ok_or(PayloadError::Io(Errno::NOENT))?)
-            }
+        match Self::open(c"/proc/self/exe") {
+            Err(PayloadError::Io(Errno::NOENT)) => match crate::sys::process::exec_path() {
+                Some(path) => Self::open(path),
+                None => {
+                    let mut buf = [0; PATH_MAX];
+                    Self::open(c_path(argv0.unwrap_or_default(), &mut buf).map_err(PayloadError::Io)?)
+                }
+            },
             opened => opened,
         }
     }
 
-    pub fn open(path: &[u8]) -> Result<Payload, PayloadError> {
+    pub fn open(path: &core::ffi::CStr) -> Result<Payload, PayloadError> {
         let file = fs::open(path, OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty())
             .map_err(PayloadError::Io)?;
         let len = u64::try_from(fs::fstat(&file).map_err(PayloadError::Io)?.st_size)

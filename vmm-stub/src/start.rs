@@ -221,16 +221,16 @@ fn open_adds(opts: &Options<'_>) -> heapless::Vec<(rustix::fd::OwnedFd, usize, u
     use rustix::fs::{FileType, Mode, OFlags};
     let mut files = heapless::Vec::new();
     for add in &opts.adds {
-        let why = match rustix::fs::open(add.host, OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NONBLOCK | OFlags::NOCTTY, Mode::empty())
+        let mut buf = [0; crate::sys::path::PATH_MAX];
+        let why = match crate::sys::path::c_path(add.host, &mut buf)
+            .and_then(|p| rustix::fs::open(p, OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NONBLOCK | OFlags::NOCTTY, Mode::empty()))
             .and_then(|fd| Ok((rustix::fs::fstat(&fd)?, fd)))
         {
-            Ok((st, fd)) if FileType::from_raw_mode(st.st_mode) == FileType::RegularFile => match usize::try_from(st.st_size) {
-                Ok(len) => {
-                    let _ = files.push((fd, len, st.st_mode & 0o755)); // Options holds at most MAX_ADDS
-                    continue;
-                }
-                Err(_) => "too large",
-            },
+            Ok((st, fd)) if FileType::from_raw_mode(st.st_mode) == FileType::RegularFile => {
+                // A size past usize fails the room check below.
+                let _ = files.push((fd, usize::try_from(st.st_size).unwrap_or(usize::MAX), st.st_mode & 0o755)); // at most MAX_ADDS
+                continue;
+            }
             Ok(_) => "not a regular file",
             Err(Errno::NOENT) => "no such file",
             Err(Errno::ACCESS | Errno::PERM) => "permission denied",

@@ -154,13 +154,9 @@ default arguments. Leading --smolvm-* options are taken by smolvm:
                           sandbox); =no gives a writable root even when the
                           image was built --read-only. By default the root
                           is writable, changes vanish at exit [SMOLVM_READ_ONLY=1|0]
-  --smolvm-entry=PATH     run PATH of the image instead of its app, with only
-                          the ARGs given (docker run --entrypoint) [SMOLVM_ENTRY]
-  --smolvm-add=HOST:GUEST put host file HOST at guest path GUEST for this run
-                          (repeatable, at most 4; e.g. a static busybox as
-                          /bin/sh to debug an image without a shell) [SMOLVM_ADD]
-  --smolvm-force          boot even where /dev/kvm looks unable to run Linux
-                          (no VMX/SVM: a paravirtual KVM)     [SMOLVM_FORCE=1]
+  --smolvm-entry=PATH     run PATH instead of the app, with the ARGs only
+  --smolvm-add=HOST:GUEST host file HOST at GUEST for this run (up to 4)
+  --smolvm-force          boot even if /dev/kvm looks unable to run Linux
   --smolvm-info           describe the image and exit without booting
   --smolvm-no-seccomp     UNSAFE, debugging only: no system-call filter,
                           a guest escape gets the user's full rights [SMOLVM_NO_SECCOMP=1]

@@ -14,6 +14,7 @@ pub mod ioctl;
 pub mod kvm;
 pub mod mm;
 pub mod net;
+pub mod path;
 pub mod process;
 pub mod seccomp;
 pub mod signal;

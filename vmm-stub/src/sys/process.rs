@@ -5,7 +5,7 @@ use super::cell::WriteOnce;
 use super::syscall::{syscall, SYS_CLOSE, SYS_CLOSE_RANGE, SYS_EXIT_GROUP, SYS_PAUSE};
 
 /// `AT_EXECFN` of the auxiliary vector: the path the kernel ran us by.
-static EXEC_PATH: WriteOnce<&'static [u8]> = WriteOnce::new();
+static EXEC_PATH: WriteOnce<&'static core::ffi::CStr> = WriteOnce::new();
 const AT_NULL: usize = 0;
 const AT_EXECFN: usize = 31;
 /// More auxiliary vector entries than any kernel passes (about 30).
@@ -13,7 +13,7 @@ const MAX_AUXV: usize = 64;
 
 /// The path this program was executed by (`AT_EXECFN`), when the kernel
 /// passed one: the fallback for finding our own file without /proc.
-pub fn exec_path() -> Option<&'static [u8]> {
+pub fn exec_path() -> Option<&'static core::ffi::CStr> {
     EXEC_PATH.get().copied()
 }
 
@@ -112,7 +112,7 @@ pub unsafe fn args_from_initial_stack(sp: *const usize) -> (CStrings, CStrings) 
                 break;
             }
             if key == AT_EXECFN && value != 0 {
-                EXEC_PATH.set(core::ffi::CStr::from_ptr(value as *const core::ffi::c_char).to_bytes());
+                EXEC_PATH.set(core::ffi::CStr::from_ptr(value as *const core::ffi::c_char));
             }
             p = p.add(2);
         }
@@ -133,6 +133,6 @@ mod tests {
         let (args, env) = unsafe { args_from_initial_stack(stack.as_ptr()) };
         assert!(args.eq([&b"prog"[..], b"--x"]));
         assert!(env.eq([&b"K=v"[..]]));
-        assert_eq!(exec_path(), Some(&b"/run/app.vm"[..]));
+        assert_eq!(exec_path(), Some(f));
     }
 }
