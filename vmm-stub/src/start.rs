@@ -75,9 +75,9 @@ pub fn main(args: CStrings, env: CStrings) -> u8 {
     let net = net.or_else(|| test_net_backend(env));
     drop(manifest);
 
-    // A Linux kernel: a bzImage, or kernel-info (`smolvm build` records it
-    // for kernels with a Linux banner; bare-metal test guests have none).
-    let linux = payload.section(Kind::KernelInfo).is_some() || payload.section(Kind::Kernel).is_some_and(|k| k.is_bzimage());
+    // A Linux kernel has kernel-info (`smolvm build` records its version);
+    // the bare-metal test guests, which such a host does run, have none.
+    let linux = payload.section(Kind::KernelInfo).is_some();
     let kvm = crate::host::open_kvm(linux, opts.force, host_faults(env));
     let mut mem = GuestMemory::new(u64::from(mem_mib) << 20)
         .unwrap_or_else(|e| fail_errno("cannot reserve guest memory", e));
