@@ -1,0 +1,142 @@
+//! Field readiness (#22) end to end, in one lab batch (directly on
+//! hardware KVM):
+//! - `smolvm rekernel` swaps an image's kernel for one built with an extra
+//!   fragment (`field/rekernel.config`: release `…-rekernel`): the new image
+//!   boots and its app sees the new kernel, every other section keeps its
+//!   digests, and two rekernels give the same bytes;
+//! - `--exec python3 --add <stdlib>`: the extension modules' libraries come
+//!   with them (`import sqlite3, ssl, json` works);
+//! - debugging an image without a shell: `--smolvm-add=/bin/busybox:/bin/sh
+//!   --smolvm-entry=/bin/sh -c …`, `SMOLVM_ENTRY`, another file added at a
+//!   new directory, a read-only root, an entry that does not exist (127).
+//!
+//! Needs `target/<profile>/{vmm-stub,smol-init,smolvm}`, the test kernel
+//! (`qemu::kernel`), the kernel with the extra fragment (built on first use:
+//! incremental after the default one, ~2 min here), busybox-static, python3.
+
+use linker::image::{Image, Kind, TRAILER_LEN};
+use smolvm_tests::lab::{self, Case, Outcome};
+use smolvm_tests::{product, qemu};
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+const FRAGMENT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/field/rekernel.config");
+const PYLIB: &str = "/usr/lib/python3.11";
+
+fn smolvm(args: &[&str]) -> String {
+    let o = Command::new(product::smolvm()).args(args).env("CI", "1").output().expect("run smolvm");
+    assert!(o.status.success(), "smolvm {args:?}: {}", String::from_utf8_lossy(&o.stderr));
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// `smolvm build ARGS -o DIR/NAME.vm` with the test's kernel, init and stub.
+fn build(dir: &Path, name: &str, args: &[&str]) -> (PathBuf, String) {
+    let out = dir.join(format!("{name}.vm"));
+    let (kernel, init, stub) = (qemu::kernel(), product::init(), product::stub());
+    let mut all: Vec<&str> = vec!["build"];
+    all.extend(args);
+    let paths = [kernel.to_str(), init.to_str(), stub.to_str(), out.to_str()].map(|p| p.expect("utf-8 path"));
+    all.extend(["--kernel", paths[0], "--init", paths[1], "--stub", paths[2], "-o", paths[3]]);
+    let said = smolvm(&all);
+    (out, said)
+}
+
+fn table(path: &Path) -> Image {
+    let bytes = fs::read(path).expect("image");
+    Image::parse_slice(&bytes[bytes.len() - TRAILER_LEN..], bytes.len() as u64).expect("valid image")
+}
+
+/// The python standard library without its tests (57 MB less to pack).
+fn stdlib_without_tests(dir: &Path) -> PathBuf {
+    let copy = dir.join("stdlib");
+    let o = Command::new("cp").arg("-a").arg(PYLIB).arg(&copy).output().expect("cp");
+    assert!(o.status.success(), "cp -a {PYLIB}: {}", String::from_utf8_lossy(&o.stderr));
+    let _ = fs::remove_dir_all(copy.join("test"));
+    copy
+}
+
+fn show(name: &str, o: &Outcome) -> String {
+    format!("{name}: status {:?}\nstdout: {}\nstderr: {}", o.status, o.stdout_lossy(), o.stderr_lossy())
+}
+
+#[test]
+fn rekernel_closure_and_debugging_end_to_end() {
+    lab::prewarm();
+    let dir = qemu::scratch_dir("field-e2e");
+
+    // 1. rekernel: the app prints the release of the kernel it runs on.
+    let root = dir.join("uname-root");
+    product::busybox_rootfs(&root, &[], &["proc", "sys", "dev", "tmp"]);
+    let (old, _) = build(&dir, "uname", &["--rootfs", root.to_str().expect("utf-8"), "--entry", "/bin/busybox", "--arg", "uname", "--arg", "-r"]);
+    let frag_kernel = smolvm(&["kernel", "path", "--bzimage", "--fragment", FRAGMENT]).trim().to_string();
+    let new = dir.join("uname-rekernel.vm");
+    let again = dir.join("uname-rekernel-again.vm");
+    for out in [&new, &again] {
+        let said = smolvm(&["rekernel", old.to_str().expect("utf-8"), "--kernel", &frag_kernel, "-o", out.to_str().expect("utf-8")]);
+        assert!(said.contains("-rekernel"), "{said}");
+    }
+    assert!(fs::read(&new).expect("new") == fs::read(&again).expect("again"), "two rekernels differ");
+    let (a, b) = (table(&old), table(&new));
+    for s in a.sections().iter().filter(|s| !matches!(s.kind, Kind::Kernel | Kind::KernelInfo)) {
+        assert_eq!(Some(s.sha256), b.section(s.kind).map(|n| n.sha256), "{:?} changed", s.kind);
+    }
+    assert_ne!(a.section(Kind::Kernel).map(|s| s.sha256), b.section(Kind::Kernel).map(|s| s.sha256));
+    let shown = smolvm(&["inspect", new.to_str().expect("utf-8")]);
+    assert!(shown.contains("-rekernel") && shown.contains("cached kernel (smolvm kernel path):"), "{shown}");
+
+    // 2. python3 + its stdlib: the libraries of the extension modules come along.
+    let stdlib = stdlib_without_tests(&dir);
+    let add = format!("{}:{PYLIB}", stdlib.display());
+    let (py, summary) = build(&dir, "py", &["--exec", "/usr/bin/python3", "--env", "PYTHONHOME=/usr", "--add", &add, "--compression", "lz4"]);
+    assert!(summary.contains("packed for the added ELF objects") && summary.contains("libsqlite3.so.0"), "{summary}");
+    assert!(summary.contains("libssl.so.3"), "{summary}");
+
+    // 3. An image without a shell (sort and its libraries), debugged.
+    let (sort, _) = build(&dir, "sort", &["--exec", "/usr/bin/sort"]);
+    let note = dir.join("note.txt");
+    fs::write(&note, "added for this run\n").expect("write");
+    let note_add = format!("--smolvm-add={}:/opt/debug/note.txt", note.display());
+    let sh = "--smolvm-add=/bin/busybox:/bin/sh";
+    let script = "ls /usr/bin; cat /opt/debug/note.txt; ls -l /bin/sh | cut -c1-10";
+
+    let long = Duration::from_secs(150);
+    let cases: Vec<(&str, Case)> = vec![
+        ("old kernel", Case::image(&old, &[])),
+        ("new kernel", Case::image(&new, &[])),
+        (
+            "python modules",
+            Case::image(&py, &["-c", "import sqlite3, ssl, json; c = sqlite3.connect(':memory:'); \
+                print(c.execute('select 6*7').fetchone()[0], ssl.OPENSSL_VERSION.split()[0], json.dumps({'ok': True}))"]),
+        ),
+        ("shell added", Case::image(&sort, &[sh, &note_add, "--smolvm-entry=/bin/sh", "-c", script])),
+        ("entry from env", Case::image(&sort, &[sh, "-c", "echo entry from $0"]).env("SMOLVM_ENTRY", "/bin/sh")),
+        (
+            "read-only root",
+            Case::image(&sort, &["--smolvm-read-only", sh, "--smolvm-entry=/bin/sh", "-c", "touch /x 2>/dev/null || echo sealed; /bin/sh -c 'echo runs'"]),
+        ),
+        ("entry of the image", Case::image(&sort, &["--smolvm-entry=/usr/bin/sort", "-r"]).stdin(&b"a\nc\nb\n"[..])),
+        ("missing entry", Case::image(&sort, &["--smolvm-entry=/bin/nothing-here"])),
+    ];
+    let (names, cases): (Vec<&str>, Vec<Case>) = cases.into_iter().map(|(n, c)| (n, c.timeout(long))).unzip();
+    let out = lab::run_images(&cases);
+    let get = |name: &str| &out[names.iter().position(|n| *n == name).expect("case")];
+    let mut failures = Vec::new();
+    let mut expect = |name: &str, status: i32, ok: &dyn Fn(&str) -> bool| {
+        let o = get(name);
+        if o.status != Some(status) || !ok(&o.stdout_lossy()) {
+            failures.push(show(name, o));
+        }
+    };
+    expect("old kernel", 0, &|s| s.starts_with("6.") && !s.contains("rekernel"));
+    expect("new kernel", 0, &|s| s.trim_end().ends_with("-rekernel"));
+    expect("python modules", 0, &|s| s.starts_with("42 OpenSSL {\"ok\": true}"));
+    expect("shell added", 0, &|s| s.lines().any(|l| l == "sort") && s.contains("added for this run\n") && s.contains("-rwxr-xr-x"));
+    expect("entry from env", 0, &|s| s == "entry from /bin/sh\n");
+    expect("read-only root", 0, &|s| s == "sealed\nruns\n");
+    expect("entry of the image", 0, &|s| s == "c\nb\na\n");
+    expect("missing entry", 127, &|_| true);
+    assert!(failures.is_empty(), "{} of {} cases failed:\n{}", failures.len(), names.len(), failures.join("\n---\n"));
+    fs::remove_dir_all(&dir).ok();
+}
