@@ -13,7 +13,8 @@
 //!   share, openssl speed and a TLS handshake, PostgreSQL.
 //!
 //! Needs `target/<profile>/{vmm-stub,smol-init,smolvm}`, the guest kernel
-//! (`qemu::kernel`) and the Debian packages in the Makefile's APT_PACKAGES.
+//! (`qemu::kernel`) and the Debian packages in the Makefile's APT_PACKAGES
+//! (COMPAT_PACKAGES for `compat_full`: `make compat` installs them).
 //! docs/COMPAT.md has the table of what works and what each program needed.
 
 use smolvm_tests::lab::{self, Case, Outcome};
