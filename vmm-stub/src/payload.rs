@@ -37,26 +37,28 @@ pub fn pread_exact(fd: BorrowedFd<'_>, buf: &mut [u8], offset: u64) -> io::Resul
     Ok(())
 }
 
+fn open_ro(path: &core::ffi::CStr) -> io::Result<OwnedFd> {
+    fs::open(path, OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty())
+}
+
 impl Payload {
     /// Opens and validates the running executable's image: /proc/self/exe,
     /// or where /proc is not mounted (a bare chroot) the path the kernel ran
     /// (`AT_EXECFN`), else `argv0`.
     pub fn open_self(argv0: Option<&[u8]>) -> Result<Payload, PayloadError> {
-        match Self::open(c"/proc/self/exe") {
-            Err(PayloadError::Io(Errno::NOENT)) => match crate::sys::process::exec_path() {
-                Some(path) => Self::open(path),
-                None => {
-                    let mut buf = [0; PATH_MAX];
-                    Self::open(c_path(argv0.unwrap_or_default(), &mut buf).map_err(PayloadError::Io)?)
-                }
+        let mut buf = [0; PATH_MAX];
+        let file = match open_ro(c"/proc/self/exe") {
+            Err(Errno::NOENT) => match crate::sys::process::exec_path() {
+                Some(path) => open_ro(path),
+                None => c_path(argv0.unwrap_or_default(), &mut buf).and_then(open_ro),
             },
             opened => opened,
-        }
+        };
+        Self::validate(file.map_err(PayloadError::Io)?)
     }
 
-    pub fn open(path: &core::ffi::CStr) -> Result<Payload, PayloadError> {
-        let file = fs::open(path, OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty())
-            .map_err(PayloadError::Io)?;
+    /// Reads and validates the trailer of the image open as `file`.
+    fn validate(file: OwnedFd) -> Result<Payload, PayloadError> {
         let len = u64::try_from(fs::fstat(&file).map_err(PayloadError::Io)?.st_size)
             .map_err(|_| PayloadError::Io(Errno::INVAL))?;
         let at = image::trailer_offset(len).map_err(PayloadError::Image)?;
