@@ -1,5 +1,6 @@
 //! Files the host added for one run (`--smolvm-add=HOST:GUEST`): the stub
-//! puts the n-th one in the runtime cpio as `smolvm/add<n>`; init opens them
+//! puts the n-th one in the runtime cpio as `smolvm/add<n>`
+//! (`linker::abi::GUEST_ADD_PREFIX`); init opens them
 //! before the root switch (the initramfs is out of reach after it) and
 //! copies each to its guest path in the new root, creating the missing
 //! directories, before the root is sealed. Permission bits are kept.
@@ -8,10 +9,12 @@ use crate::mounts::{cstr, mkdir_all};
 use crate::out::Line;
 use crate::Fail;
 use alloc::vec::Vec;
-use linker::abi::GUEST_ADD_PREFIX;
 use rustix::fd::OwnedFd;
 use rustix::fs::{Mode, OFlags};
 use rustix::io::Errno;
+
+/// `/` + `abi::GUEST_ADD_PREFIX` + the digit + NUL (checked by a test).
+const NAME: [u8; 13] = *b"/smolvm/add0\0";
 
 /// The added files, open, with the guest path each goes to.
 pub struct Added<'a>(Vec<(OwnedFd, &'a [u8])>);
@@ -20,10 +23,12 @@ pub struct Added<'a>(Vec<(OwnedFd, &'a [u8])>);
 pub fn open<'a>(paths: &[&'a [u8]]) -> Result<Added<'a>, Fail> {
     let mut files = Vec::new();
     for (n, &guest) in paths.iter().enumerate() {
-        // n < MAX_ADDS (the plan's limit) < 10: one digit.
-        let digit = b'0'.wrapping_add(u8::try_from(n).unwrap_or(9));
-        let name = [b"/", GUEST_ADD_PREFIX.as_bytes(), &[digit]].concat();
-        let fd = cstr(&name).and_then(|name| rustix::fs::open(name.as_c_str(), OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty()))
+        // `/smolvm/add<n>`: n < MAX_ADDS (the plan's limit) < 10, one digit.
+        let mut name = NAME;
+        name[NAME.len() - 2] = b'0'.wrapping_add(u8::try_from(n).unwrap_or(9));
+        let fd = core::ffi::CStr::from_bytes_with_nul(&name)
+            .map_err(|_| Errno::INVAL)
+            .and_then(|name| rustix::fs::open(name, OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty()))
             .map_err(|e| Fail::new(Line::new().s("the added file for ").b(guest).s(" is missing: ").e(e)))?;
         files.push((fd, guest));
     }
@@ -66,4 +71,12 @@ fn copy(src: &OwnedFd, guest: &[u8]) -> Result<(), Errno> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn names_follow_the_abi_prefix() {
+        assert_eq!(&super::NAME[1..11], linker::abi::GUEST_ADD_PREFIX.as_bytes());
+    }
 }
