@@ -55,7 +55,7 @@ impl Name {
         let name = check_name(name)?;
         let mut buf = [0; NAME_MAX + 1];
         // name.len() <= NAME_MAX (check_name): all of it fits, the last 0 stays.
-        buf[..name.len()].copy_from_slice(name);
+        buf.get_mut(..name.len()).ok_or(Errno::NAMETOOLONG)?.copy_from_slice(name);
         Ok(Self { buf, len: name.len() })
     }
 
