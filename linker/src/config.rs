@@ -82,6 +82,50 @@ pub enum Key {
     /// an ext4 or squashfs file system there; any other content stays a raw
     /// device.
     Disk,
+    /// Manifest: a service smol-init runs beside the app: its name
+    /// ([`valid_service_name`]) and its command (a path, or a name searched in
+    /// PATH). Services start in record order; at most [`MAX_SERVICES`].
+    Service,
+    /// Manifest: NAME, an argument of service NAME (in order).
+    ServiceArg,
+    /// Manifest: NAME, `VAR=value` for service NAME; over the app's env.
+    ServiceEnv,
+    /// Manifest: NAME, the absolute working directory of service NAME
+    /// (default `/`).
+    ServiceWorkdir,
+    /// Manifest: NAME, `uid` or `uid:gid` service NAME runs as (default 0:0).
+    ServiceUser,
+    /// Manifest: NAME, when service NAME is started again after it ends:
+    /// `always`, `on-failure` (the default: a non-zero status or a signal)
+    /// or `never`.
+    ServiceRestart,
+    /// Manifest: NAME, the condition the app waits for before it starts:
+    /// `tcp:PORT` (a connection to 127.0.0.1:PORT succeeds) or `file:PATH`
+    /// (an absolute path exists), and the timeout in whole seconds after
+    /// which the VM ends with status 125.
+    ServiceReady,
+    /// Runtime, value `no`: run the app without the image's services
+    /// (`--smolvm-no-services`).
+    Services,
+}
+
+/// Most services an image may have.
+pub const MAX_SERVICES: usize = 8;
+/// Longest service name (it prefixes each line of the service's output).
+pub const MAX_SERVICE_NAME: usize = 32;
+/// Service restart policies (`service-restart` values).
+pub const RESTART_POLICIES: [&str; 3] = ["always", "on-failure", "never"];
+/// Readiness condition kinds (`service-ready` prefixes).
+pub const READY_TCP: &str = "tcp:";
+pub const READY_FILE: &str = "file:";
+/// Longest readiness timeout, in seconds.
+pub const MAX_READY_TIMEOUT_SECS: u32 = 3600;
+
+/// A service name: 1 to [`MAX_SERVICE_NAME`] ASCII letters, digits, `-`,
+/// `_` or `.`, so that it prints safely in `[NAME] ` prefixes.
+pub fn valid_service_name(name: &[u8]) -> bool {
+    (1..=MAX_SERVICE_NAME).contains(&name.len())
+        && name.iter().all(|&c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.'))
 }
 
 // `Key::ALL` is in declaration order: `ALL[key as usize]` is `key`'s entry.
@@ -94,7 +138,7 @@ const _: () = {
 };
 
 impl Key {
-    const ALL: [(Key, &'static str, usize); 21] = [
+    const ALL: [(Key, &'static str, usize); 29] = [
         (Key::Entry, "entry", 1),
         (Key::Arg, "arg", 1),
         (Key::EntryArg, "entryarg", 1),
@@ -116,6 +160,14 @@ impl Key {
         (Key::Dns, "dns", 1),
         (Key::ReadOnly, "read-only", 1),
         (Key::Disk, "disk", 3),
+        (Key::Service, "service", 2),
+        (Key::ServiceArg, "service-arg", 2),
+        (Key::ServiceEnv, "service-env", 2),
+        (Key::ServiceWorkdir, "service-workdir", 2),
+        (Key::ServiceUser, "service-user", 2),
+        (Key::ServiceRestart, "service-restart", 2),
+        (Key::ServiceReady, "service-ready", 3),
+        (Key::Services, "services", 1),
     ];
 
     pub fn name(self) -> &'static str {
