@@ -128,58 +128,57 @@ pub fn valid_service_name(name: &[u8]) -> bool {
         && name.iter().all(|&c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.'))
 }
 
-// `Key::ALL` is in declaration order: `ALL[key as usize]` is `key`'s entry.
+// `Key::ALL` is in declaration order: `ALL[key as usize]` is `key`.
 const _: () = {
     let mut i = 0;
     while i < Key::ALL.len() {
-        assert!(Key::ALL[i].0 as usize == i, "Key::ALL out of declaration order");
+        assert!(Key::ALL[i] as usize == i, "Key::ALL out of declaration order");
         i += 1;
     }
+    let (table, mut entries, mut j) = (Key::TABLE.as_bytes(), 0, 0);
+    while j < table.len() {
+        entries += (table[j] == 0) as usize;
+        j += 1;
+    }
+    assert!(entries == Key::ALL.len(), "Key::TABLE needs one entry a key");
 };
 
 impl Key {
-    const ALL: [(Key, &'static str, usize); 29] = [
-        (Key::Entry, "entry", 1),
-        (Key::Arg, "arg", 1),
-        (Key::EntryArg, "entryarg", 1),
-        (Key::RuntimeEntry, "runtime-entry", 1),
-        (Key::Env, "env", 1),
-        (Key::Workdir, "workdir", 1),
-        (Key::Mem, "mem", 1),
-        (Key::Rootfs, "rootfs", 1),
-        (Key::Hostname, "hostname", 1),
-        (Key::User, "user", 1),
-        (Key::Tmpfs, "tmpfs", 1),
-        (Key::Share, "share", 3),
-        (Key::Log, "log", 1),
-        (Key::Tty, "tty", 1),
-        (Key::Stdio, "stdio", 1),
-        (Key::Net, "net", 1),
-        (Key::Publish, "publish", 1),
-        (Key::Ip, "ip", 3),
-        (Key::Dns, "dns", 1),
-        (Key::ReadOnly, "read-only", 1),
-        (Key::Disk, "disk", 3),
-        (Key::Service, "service", 2),
-        (Key::ServiceArg, "service-arg", 2),
-        (Key::ServiceEnv, "service-env", 2),
-        (Key::ServiceWorkdir, "service-workdir", 2),
-        (Key::ServiceUser, "service-user", 2),
-        (Key::ServiceRestart, "service-restart", 2),
-        (Key::ServiceReady, "service-ready", 3),
-        (Key::Services, "services", 1),
-    ];
+    const ALL: [Key; 29] = [Key::Entry, Key::Arg, Key::EntryArg, Key::RuntimeEntry, Key::Env, Key::Workdir, Key::Mem, Key::Rootfs, Key::Hostname, Key::User, Key::Tmpfs, Key::Share, Key::Log, Key::Tty, Key::Stdio, Key::Net, Key::Publish, Key::Ip, Key::Dns, Key::ReadOnly, Key::Disk, Key::Service, Key::ServiceArg, Key::ServiceEnv, Key::ServiceWorkdir, Key::ServiceUser, Key::ServiceRestart, Key::ServiceReady, Key::Services];
+    /// Each key's arity digit and name, NUL-terminated, in declaration
+    /// order: one string, because a table of `&str` would cost the stub 16
+    /// more bytes a key.
+    const TABLE: &'static str = "1entry\01arg\01entryarg\01runtime-entry\01env\01workdir\01mem\01rootfs\01hostname\01user\01tmpfs\03share\01log\01tty\01stdio\01net\01publish\03ip\01dns\01read-only\03disk\02service\02service-arg\02service-env\02service-workdir\02service-user\02service-restart\03service-ready\01services\0";
+
+    /// Where key `index`'s entry (arity digit and name) lies in `TABLE`.
+    /// Plain loops: `split` would cost the stub more than the table saves.
+    fn entry(index: usize) -> core::ops::Range<usize> {
+        let (mut start, mut n) = (0, 0);
+        for (i, &b) in Self::TABLE.as_bytes().iter().enumerate() {
+            if b == 0 {
+                if n == index {
+                    return start..i;
+                }
+                n += 1;
+                start = i + 1;
+            }
+        }
+        0..0
+    }
 
     pub fn name(self) -> &'static str {
-        Self::ALL[self as usize].1
+        let e = Self::entry(self as usize);
+        // The table is ASCII: every offset is a char boundary.
+        Self::TABLE.get(e.start + 1..e.end).unwrap_or("")
     }
 
     pub fn arity(self) -> usize {
-        Self::ALL[self as usize].2
+        let e = Self::entry(self as usize);
+        usize::from(Self::TABLE.as_bytes().get(e.start).map_or(0, |d| d.wrapping_sub(b'0')))
     }
 
     pub fn from_name(name: &[u8]) -> Option<Key> {
-        Self::ALL.iter().find(|e| e.1.as_bytes() == name).map(|e| e.0)
+        Self::ALL.iter().copied().find(|k| k.name().as_bytes() == name)
     }
 }
 
@@ -363,6 +362,19 @@ pub fn to_vec(records: &[(Key, &[&[u8]])]) -> Result<std::vec::Vec<u8>, ConfigEr
 #[cfg(all(test, feature = "std"))]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_key_has_its_name_and_arity() {
+        assert_eq!(Key::TABLE.split('\0').count(), Key::ALL.len() + 1, "one entry a key, then the end");
+        for key in Key::ALL {
+            assert_eq!(Key::from_name(key.name().as_bytes()), Some(key));
+            assert!((1..=MAX_FIELDS).contains(&key.arity()), "{key:?}");
+        }
+        assert_eq!((Key::Share.name(), Key::Share.arity()), ("share", 3));
+        assert_eq!((Key::ServiceReady.name(), Key::ServiceReady.arity()), ("service-ready", 3));
+        assert_eq!(Key::from_name(b""), None);
+        assert_eq!(Key::from_name(b"1entry"), None);
+    }
 
     #[test]
     fn round_trip_keeps_bytes_exact() {
