@@ -199,7 +199,7 @@ fn text(path: &Path, d: &Described) -> String {
         let _ = writeln!(o, "services (started in this order, before the app; ./app.vm --smolvm-no-services runs the app alone):");
     }
     for s in &services {
-        let _ = write!(o, "  {}: {:?}, restart {}", s.name, s.command.join(" "), s.restart);
+        let _ = write!(o, "  {}: {:?}, restart {}", s.name, s.command, s.restart);
         if let Some((cond, secs)) = &s.ready {
             let _ = write!(o, ", the app waits for {cond} (up to {secs} s)");
         }

@@ -608,7 +608,7 @@ fn with_service(cfg: Cfg, name: &str, script: &str) -> Cfg {
 fn services_get_ready_before_the_app_and_their_output_is_prefixed() {
     // `files` gets ready by a file, `web` by a TCP port (busybox httpd); the
     // app checks both, and its own stdout/stderr stay byte-exact.
-    let m = with_service(shell("cat /tmp/up; busybox wget -q -O - http://127.0.0.1:7000/ok.txt; printf 'no newline' >&2; exit 3"), "files", "echo one; echo two >&2; sleep 0.3; echo up > /tmp/up; printf partial; exec sleep 100");
+    let m = with_service(shell("cat /tmp/up; busybox wget -q -O - http://127.0.0.1:7000/ok.txt; printf 'no newline' >&2; exit 3"), "files", "echo one; echo two >&2; sleep 0.3; echo up > /tmp/up.new; mv /tmp/up.new /tmp/up; printf partial; exec sleep 100");
     let m = with_service(m, "web", "mkdir -p /tmp/www; echo served > /tmp/www/ok.txt; exec busybox httpd -f -p 127.0.0.1:7000 -h /tmp/www")
         .rec(Key::ServiceReady, &[b"files", b"file:/tmp/up", b"60"])
         .rec(Key::ServiceReady, &[b"web", b"tcp:7000", b"60"])
