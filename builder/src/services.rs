@@ -172,7 +172,7 @@ impl ServiceArgs {
         }
         for v in &self.service_env {
             let (i, var) = split_named("--service-env", v, &services)?;
-            if !var.split_once('=').is_some_and(|(n, _)| !n.is_empty()) {
+            if var.split_once('=').is_none_or(|(n, _)| n.is_empty()) {
                 bail!("bad --service-env `{v}`: expected NAME=VAR=VALUE");
             }
             services[i].env.push(var.to_string());

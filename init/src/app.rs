@@ -57,11 +57,28 @@ impl Exec {
 
     fn build(entry: &[u8], args: &[&[u8]], env: &[&[u8]], user: Option<User>, service: Option<(Vec<u8>, CString)>) -> Result<Exec, Fail> {
         let path = env.iter().find_map(|e| e.strip_prefix(b"PATH=")).unwrap_or_default();
-        let candidates = search_path(entry, path).iter().map(|c| cstring(c)).collect::<Result<_, _>>()?;
-        let argv = core::iter::once(&entry).chain(args).map(|a| cstring(a)).collect::<Result<_, _>>()?;
-        let env = env.iter().map(|e| cstring(e)).collect::<Result<_, _>>()?;
-        Ok(Exec { entry: cstring(entry)?, candidates, argv, env, user, service })
+        let candidates = search_path(entry, path);
+        let mut argv = Vec::with_capacity(args.len() + 1);
+        argv.push(entry);
+        argv.extend_from_slice(args);
+        Ok(Exec {
+            entry: cstring(entry)?,
+            candidates: cstrings(candidates.iter().map(Vec::as_slice).collect::<Vec<_>>().as_slice())?,
+            argv: cstrings(&argv)?,
+            env: cstrings(env)?,
+            user,
+            service,
+        })
     }
+}
+
+/// One loop for every list (a generic `collect` per list costs init KBs).
+fn cstrings(items: &[&[u8]]) -> Result<Vec<CString>, Fail> {
+    let mut out = Vec::with_capacity(items.len());
+    for item in items {
+        out.push(cstring(item)?);
+    }
+    Ok(out)
 }
 
 /// `execvp`'s candidates: a name with a `/` is used as is, otherwise each
@@ -192,49 +209,56 @@ pub fn signal_numbers(buf: &[u8]) -> impl Iterator<Item = u32> + '_ {
 /// their output is passed on.
 pub fn supervise(app: Option<i32>, signals: &OwnedFd, control: &mut Option<OwnedFd>, services: &mut Supervisor<'_>) -> Result<u8, Fail> {
     let mut buf = [0u8; SIGINFO_SIZE * 8];
+    let deliver = |sig: i32, why: &str| -> Result<(), Fail> {
+        let Some(app) = app else {
+            let line = Line::new().s("signal ").n(u64::from(sig.unsigned_abs())).s(" before the app started");
+            return Err(Fail { status: status::from_wait(None, Some(sig)), line });
+        };
+        Line::new().s(why).s(" signal ").n(u64::from(sig.unsigned_abs())).s(", forwarded to the app").debug();
+        let _ = sys::kill(app, sig);
+        Ok(())
+    };
     loop {
         if app.is_none() && services.ready()? {
             return Ok(0);
         }
-        let mut fds: Vec<PollFd<'_>> = Vec::new();
+        let mut fds: Vec<PollFd<'_>> = Vec::with_capacity(2 + crate::services::MAX);
         fds.push(PollFd::new(signals, PollFlags::IN));
         fds.push(PollFd::new(control.as_ref().unwrap_or(signals), if control.is_some() { PollFlags::IN } else { PollFlags::empty() }));
         fds.extend(services.outputs().map(|fd| PollFd::from_borrowed_fd(fd, PollFlags::IN)));
-        let timeout = services.timeout(app.is_none());
-        if let Err(e) = poll(&mut fds, timeout.as_ref()) {
+        if let Err(e) = poll(&mut fds, services.timeout(app.is_none()).as_ref()) {
             if e != Errno::INTR {
                 return Err(Fail::new(Line::new().s("poll: ").e(e)));
             }
             continue;
         }
-        let ready: Vec<bool> = fds.iter().map(|f| !f.revents().is_empty()).collect();
+        // Bit i: fds[i] has an event (at most 2 + 8 fds).
+        let ready = fds.iter().enumerate().fold(0u16, |r, (i, f)| if f.revents().is_empty() { r } else { r | 1 << i });
         drop(fds);
-        let mut asked: Vec<(i32, &str)> = Vec::new();
-        if ready[0] {
+        if ready & 1 != 0 {
             let n = rustix::io::read(signals, &mut buf).unwrap_or(0);
-            asked.extend(signal_numbers(&buf[..n]).filter(|&s| s != SIGCHLD).map(|s| (i32::try_from(s).unwrap_or(0), "init received")));
+            for sig in signal_numbers(&buf[..n]).filter(|&s| s != SIGCHLD) {
+                deliver(i32::try_from(sig).unwrap_or(0), "init received")?;
+            }
             if let Some(code) = reap(app, services) {
                 return Ok(code);
             }
         }
-        if ready[1] {
+        if ready & 2 != 0 {
             match control.as_ref().map(|c| rustix::io::read(c, &mut buf)) {
-                Some(Ok(n)) if n > 0 => asked.extend(console::control_signals(&buf[..n]).map(|s| (s, "host asked for"))),
+                Some(Ok(n)) if n > 0 => {
+                    for sig in console::control_signals(&buf[..n]) {
+                        deliver(sig, "host asked for")?;
+                    }
+                }
                 Some(Err(Errno::AGAIN | Errno::INTR)) => {}
                 // EOF or a hung-up port: stop listening to it.
                 _ => *control = None,
             }
         }
-        for (sig, why) in asked.into_iter().filter(|&(s, _)| s > 0) {
-            let Some(app) = app else {
-                let status = u8::try_from(sig).ok().and_then(|s| s.checked_add(128)).unwrap_or(SMOLVM_FAILED);
-                return Err(Fail { status, line: Line::new().s("signal ").n(u64::from(status - 128)).s(" before the app started") });
-            };
-            Line::new().s(why).s(" signal ").n(u64::try_from(sig).unwrap_or(0)).s(", forwarded to the app").debug();
-            let _ = sys::kill(app, sig);
-        }
-        for (i, _) in ready.iter().enumerate().skip(2).filter(|(_, &r)| r) {
-            services.read_output(i - 2);
+        // Pipes that close drop out of the sequence: read from the last.
+        for i in (0..crate::services::MAX).rev().filter(|i| ready & (4 << i) != 0) {
+            services.read_output(i);
         }
         services.tick();
     }

@@ -145,12 +145,12 @@ const _: () = {
 
 impl Key {
     const ALL: [Key; 29] = [Key::Entry, Key::Arg, Key::EntryArg, Key::RuntimeEntry, Key::Env, Key::Workdir, Key::Mem, Key::Rootfs, Key::Hostname, Key::User, Key::Tmpfs, Key::Share, Key::Log, Key::Tty, Key::Stdio, Key::Net, Key::Publish, Key::Ip, Key::Dns, Key::ReadOnly, Key::Disk, Key::Service, Key::ServiceArg, Key::ServiceEnv, Key::ServiceWorkdir, Key::ServiceUser, Key::ServiceRestart, Key::ServiceReady, Key::Services];
-    /// Each key's arity digit and name, NUL-terminated, in declaration
+    /// Each key's name and arity digit, NUL-terminated, in declaration
     /// order: one string, because a table of `&str` would cost the stub 16
     /// more bytes a key.
-    const TABLE: &'static str = "1entry\01arg\01entryarg\01runtime-entry\01env\01workdir\01mem\01rootfs\01hostname\01user\01tmpfs\03share\01log\01tty\01stdio\01net\01publish\03ip\01dns\01read-only\03disk\02service\02service-arg\02service-env\02service-workdir\02service-user\02service-restart\03service-ready\01services\0";
+    const TABLE: &'static str = "entry1\0arg1\0entryarg1\0runtime-entry1\0env1\0workdir1\0mem1\0rootfs1\0hostname1\0user1\0tmpfs1\0share3\0log1\0tty1\0stdio1\0net1\0publish1\0ip3\0dns1\0read-only1\0disk3\0service2\0service-arg2\0service-env2\0service-workdir2\0service-user2\0service-restart2\0service-ready3\0services1\0";
 
-    /// Where key `index`'s entry (arity digit and name) lies in `TABLE`.
+    /// Where key `index`'s entry (name and arity digit) lies in `TABLE`.
     /// Plain loops: `split` would cost the stub more than the table saves.
     fn entry(index: usize) -> core::ops::Range<usize> {
         let (mut start, mut n) = (0, 0);
@@ -169,12 +169,12 @@ impl Key {
     pub fn name(self) -> &'static str {
         let e = Self::entry(self as usize);
         // The table is ASCII: every offset is a char boundary.
-        Self::TABLE.get(e.start + 1..e.end).unwrap_or("")
+        Self::TABLE.get(e.start..e.end.saturating_sub(1)).unwrap_or("")
     }
 
     pub fn arity(self) -> usize {
         let e = Self::entry(self as usize);
-        usize::from(Self::TABLE.as_bytes().get(e.start).map_or(0, |d| d.wrapping_sub(b'0')))
+        usize::from(Self::TABLE.as_bytes().get(e.end.wrapping_sub(1)).map_or(0, |d| d.wrapping_sub(b'0')))
     }
 
     pub fn from_name(name: &[u8]) -> Option<Key> {
@@ -373,7 +373,7 @@ mod tests {
         assert_eq!((Key::Share.name(), Key::Share.arity()), ("share", 3));
         assert_eq!((Key::ServiceReady.name(), Key::ServiceReady.arity()), ("service-ready", 3));
         assert_eq!(Key::from_name(b""), None);
-        assert_eq!(Key::from_name(b"1entry"), None);
+        assert_eq!(Key::from_name(b"entry1"), None);
     }
 
     #[test]

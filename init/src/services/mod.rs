@@ -19,6 +19,8 @@ use rustix::pipe::{pipe_with, PipeFlags};
 use rustix::process::{wait, WaitOptions};
 use spec::{backoff_ms, wants_restart, Ready, Service, MAX_FAILURES, STABLE_RUN_NS};
 
+/// Most services (the manifest's limit).
+pub const MAX: usize = linker::config::MAX_SERVICES;
 /// How often readiness is checked while the app waits.
 const PROBE_INTERVAL_NS: u64 = 10_000_000;
 /// Between SIGTERM and SIGKILL when the app has ended.
@@ -262,15 +264,17 @@ impl<'a> Supervisor<'a> {
             if poll(&mut fds, Some(&timeout)).is_err() {
                 continue;
             }
-            let ready: Vec<bool> = fds.iter().map(|f| !f.revents().is_empty()).collect();
+            // Bit i: fds[i] has an event; pipes that close drop out of the
+            // sequence, so read from the last.
+            let ready = fds.iter().enumerate().fold(0u16, |r, (i, f)| if f.revents().is_empty() { r } else { r | 1 << i });
             drop(fds);
-            if ready[0] {
+            if ready & 1 != 0 {
                 let _ = rustix::io::read(signals, &mut drain);
             }
-            for (i, _) in ready.iter().enumerate().skip(1).filter(|(_, &r)| r) {
-                self.read_output(i - 1);
+            for i in (0..MAX).rev().filter(|i| ready & (2 << i) != 0) {
+                self.read_output(i);
             }
-            if !running && !ready.iter().skip(1).any(|&r| r) {
+            if !running && ready <= 1 {
                 // Only an idle pipe held open by a leftover helper remains.
                 return true;
             }

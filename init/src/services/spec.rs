@@ -97,7 +97,7 @@ pub fn apply<'a>(services: &mut Vec<Service<'a>>, record: &Record<'a>) -> Result
     match record.key {
         Key::ServiceArg => service.args.push(value),
         Key::ServiceEnv => {
-            if !value.iter().position(|&c| c == b'=').is_some_and(|n| n > 0) {
+            if value.iter().position(|&c| c == b'=').is_none_or(|n| n == 0) {
                 return Err(("service env entry is not NAME=value", value));
             }
             service.env.push(value);
