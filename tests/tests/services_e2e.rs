@@ -96,6 +96,28 @@ fn services_end_to_end() {
     let text = String::from_utf8_lossy(&info.stdout);
     assert!(info.status.success() && text.contains("service redis redis-server\n") && text.contains("service-ready redis tcp:6379 120\n"), "{text}");
 
+    // smolvm inspect shows them, as text and JSON.
+    let inspect = |json: bool| {
+        let mut cmd = Command::new(product::smolvm());
+        cmd.arg("inspect").arg(&redis);
+        if json {
+            cmd.arg("--json");
+        }
+        let o = cmd.output().expect("run smolvm inspect");
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    };
+    let text = inspect(false);
+    assert!(
+        text.contains("  redis: [\"redis-server\", \"--port\", \"6379\", \"--save\", \"\", \"--appendonly\", \"no\"], restart on-failure, the app waits for tcp:6379 (up to 120 s)\n"),
+        "{text}"
+    );
+    let json = inspect(true);
+    assert!(
+        json.contains(r#""services":[{"name":"redis","command":["redis-server","--port","6379","--save","","--appendonly","no"],"restart":"on-failure","ready":{"condition":"tcp:6379","timeout_s":120},"env":[],"user":null,"workdir":null}]"#),
+        "{json}"
+    );
+
     let app_waits = "trap 'echo app got TERM; exit 7' TERM; echo ready; while :; do sleep 0.1; done";
     let out = lab::run_images(&[
         // 0: redis-cli sets a key and reads it back from the redis-server service.
