@@ -135,7 +135,8 @@ default arguments. Leading --smolvm-* options are taken by smolvm:
                           sandbox); =no gives a writable root even when the
                           image was built --read-only. By default the root
                           is writable, changes vanish at exit [SMOLVM_READ_ONLY=1|0]
-  --smolvm-info           describe the image and exit without booting
+  --smolvm-no-services    run the app without the image's services [SMOLVM_NO_SERVICES=1]
+  --smolvm-info           describe the image (and its services), exit
   --smolvm-no-seccomp     UNSAFE, debugging only: no system-call filter,
                           a guest escape gets the user's full rights [SMOLVM_NO_SECCOMP=1]
   --smolvm-help           this text
@@ -175,6 +176,8 @@ pub struct Options<'a> {
     pub help: bool,
     /// Unsafe: run without the seccomp filter (debugging).
     pub no_seccomp: bool,
+    /// `--smolvm-no-services`: the app alone, without the image's services.
+    pub no_services: bool,
     /// How many leading arguments (after argv[0]) were smolvm's.
     pub consumed: usize,
 }
@@ -248,18 +251,20 @@ enum Opt {
     Ip,
     NetHostLoopback,
     ReadOnly,
+    NoServices,
 }
 
-const FLAGS: [&[u8]; 14] = [
+const FLAGS: [&[u8]; 15] = [
     b"mem", b"log", b"env", b"workdir", b"disk", b"share", b"info", b"help", b"no-seccomp", b"net", b"publish", b"ip",
-    b"net-host-loopback", b"read-only",
+    b"net-host-loopback", b"read-only", b"no-services",
 ];
-const OPTS: [Opt; 14] = [
+const OPTS: [Opt; 15] = [
     Opt::Mem, Opt::Log, Opt::Env, Opt::Workdir, Opt::Disk, Opt::Share, Opt::Info, Opt::Help, Opt::NoSeccomp, Opt::Net,
-    Opt::Publish, Opt::Ip, Opt::NetHostLoopback, Opt::ReadOnly,
+    Opt::Publish, Opt::Ip, Opt::NetHostLoopback, Opt::ReadOnly, Opt::NoServices,
 ];
 /// The `SMOLVM_*` variables (after the prefix).
-const VARS: [(&[u8], Opt); 10] = [
+const VARS: [(&[u8], Opt); 11] = [
+    (b"NO_SERVICES", Opt::NoServices),
     (b"READ_ONLY", Opt::ReadOnly),
     (b"NET", Opt::Net),
     (b"PUBLISH", Opt::Publish),
@@ -307,6 +312,7 @@ impl<'a> Options<'a> {
             let Some(&(_, which)) = VARS.iter().find(|(n, _)| *n == name) else { continue };
             match which {
                 Opt::NoSeccomp => o.no_seccomp |= v == b"1",
+                Opt::NoServices => o.no_services |= v == b"1",
                 Opt::Workdir => o.workdir = Some(v),
                 Opt::Share | Opt::Publish => {
                     for v in v.split(|&b| b == b',').filter(|v| !v.is_empty()) {
@@ -329,6 +335,7 @@ impl<'a> Options<'a> {
                 (Opt::Info, None) => o.info = true,
                 (Opt::Help, None) => o.help = true,
                 (Opt::NoSeccomp, None) => o.no_seccomp = true,
+                (Opt::NoServices, None) => o.no_services = true,
                 (Opt::Net, None) => o.net = Some(NetMode::Passt),
                 (Opt::NetHostLoopback, None) => o.net_host_loopback = true,
                 (Opt::ReadOnly, None) => o.read_only = Some(true),
@@ -453,6 +460,15 @@ mod tests {
         assert!(parse(&disks[..MAX_DISKS], &[]).is_ok());
         let shares: Vec<&[u8]> = vec![b"--smolvm-share=/h:/g"; MAX_SHARES + 1];
         assert_eq!(parse(&shares, &[]).err(), Some(OptError::TooMany(b"--smolvm-share=/h:/g")));
+    }
+
+    #[test]
+    fn no_services_flag_and_variable() {
+        assert!(!parse(&[], &[]).expect("valid").no_services);
+        assert!(parse(&[b"--smolvm-no-services"], &[]).expect("valid").no_services);
+        assert!(parse(&[], &[b"SMOLVM_NO_SERVICES=1"]).expect("valid").no_services);
+        assert!(!parse(&[], &[b"SMOLVM_NO_SERVICES=0"]).expect("valid").no_services);
+        assert_eq!(parse(&[b"--smolvm-no-services=yes"], &[]).err(), Some(OptError::BadValue(b"--smolvm-no-services=yes")));
     }
 
     #[test]
