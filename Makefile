@@ -21,9 +21,9 @@ HOST_RUNS_LINUX := $(shell grep -qwE 'vmx|svm' /proc/cpuinfo 2>/dev/null && echo
 NEEDS_LAB := $(if $(HOST_RUNS_LINUX),$(filter always,$(SMOLVM_LAB)),yes)
 # make demo: hello.vm and http-echo.vm (musl-gcc, passt); QEMU only where the lab runs them.
 DEMO_PACKAGES := $(sort $(BUILD_PACKAGES) musl-tools passt $(if $(NEEDS_LAB),$(LAB_PACKAGES)))
-# make test (`make deps`): TCG and lab tests, python3/git/sqlite3 images, ext4 disks, netns.
+# make test (`make deps`): TCG and lab tests, python3/git/sqlite3/redis images, ext4 disks, netns.
 APT_PACKAGES := $(BUILD_PACKAGES) $(LAB_PACKAGES) musl-tools python3 git sqlite3 e2fsprogs dash \
-	iproute2 util-linux
+	iproute2 util-linux redis-server redis-tools
 BENCH_PACKAGES := $(APT_PACKAGES) hyperfine
 COMPAT_PACKAGES := $(APT_PACKAGES) libpython3.11-testsuite fio openssl postgresql
 

@@ -19,6 +19,7 @@ mod output;
 mod progress;
 mod rekernel;
 mod rootfs;
+mod services;
 mod staging;
 mod tar;
 mod verify;

@@ -1,6 +1,7 @@
 //! What init will do, decided from the image manifest and the runtime config
 //! before anything is touched: pure code, unit-tested on the host.
 
+use crate::services::spec::{self, Service};
 use alloc::vec::Vec;
 use linker::config::{self, ConfigError, Key};
 
@@ -74,6 +75,9 @@ pub struct Plan<'a> {
     pub dns: Vec<Ipv4>,
     /// Guest paths of the files added for this run (`add` records), in order.
     pub adds: Vec<&'a [u8]>,
+    /// The services to run beside the app, in start order (none when the
+    /// runtime config says `services no`).
+    pub services: Vec<Service<'a>>,
 }
 
 /// An IPv4 address, network byte order.
@@ -152,12 +156,16 @@ impl<'a> Plan<'a> {
             ip: None,
             dns: Vec::new(),
             adds: Vec::new(),
+            services: Vec::new(),
         };
         let mut rule = EntryRule::default();
         plan.apply(Origin::Manifest, manifest, &mut rule)?;
         let mut args = core::mem::take(&mut plan.args);
         if let Some(runtime) = runtime {
             plan.apply(Origin::Runtime, runtime, &mut rule)?;
+            if config::last_value(runtime, Key::Services) == Some(b"no") {
+                plan.services.clear();
+            }
             if rule.entry_overridden {
                 // `--smolvm-entry` (docker run --entrypoint): another program,
                 // with only the run's args; the image's own args do not apply.
@@ -300,6 +308,22 @@ impl<'a> Plan<'a> {
                     }
                     self.adds.push(path);
                 }
+                Key::Service
+                | Key::ServiceArg
+                | Key::ServiceEnv
+                | Key::ServiceWorkdir
+                | Key::ServiceUser
+                | Key::ServiceRestart
+                | Key::ServiceReady => {
+                    manifest_only("service records in the runtime config")?;
+                    spec::apply(&mut self.services, &record).map_err(|(what, value)| bad(what, value))?;
+                }
+                Key::Services => {
+                    runtime_only("services in the image manifest")?;
+                    if !matches!(value, b"yes" | b"no") {
+                        return Err(bad("services is not yes or no", value));
+                    }
+                }
                 Key::ReadOnly => {
                     self.read_only = match value {
                         b"yes" => true,
@@ -376,7 +400,7 @@ fn parse_cidr(text: &[u8]) -> Option<(Ipv4, u8)> {
 
 /// `uid` or `uid:gid`; without a gid the group is 0 (Docker's behaviour for
 /// a numeric user that has no passwd entry).
-fn parse_user(text: &[u8]) -> Option<User> {
+pub(crate) fn parse_user(text: &[u8]) -> Option<User> {
     let mut parts = text.splitn(2, |&c| c == b':');
     let uid = parse_u32(parts.next()?)?;
     let gid = match parts.next() {

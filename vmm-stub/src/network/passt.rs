@@ -53,8 +53,8 @@ pub enum StartError {
 pub struct ArgBuf {
     bytes: [u8; 1024],
     len: usize,
-    /// Start of each string in `bytes`.
-    starts: heapless::Vec<u16, MAX_ARGS>,
+    /// How many arguments `bytes` holds.
+    count: usize,
 }
 
 impl Default for ArgBuf {
@@ -65,29 +65,30 @@ impl Default for ArgBuf {
 
 impl ArgBuf {
     pub const fn new() -> Self {
-        ArgBuf { bytes: [0; 1024], len: 0, starts: heapless::Vec::new() }
+        ArgBuf { bytes: [0; 1024], len: 0, count: 0 }
     }
 
-    /// Appends one argument made of `parts`. `None` when full.
-    fn push(&mut self, parts: &[&[u8]]) -> Option<()> {
-        let start = u16::try_from(self.len).ok()?;
-        for p in parts {
-            let end = self.len.checked_add(p.len())?;
-            self.bytes.get_mut(self.len..end)?.copy_from_slice(p);
-            self.len = end;
+    /// Appends one argument. `None` when full.
+    fn push(&mut self, arg: &[u8]) -> Option<()> {
+        if self.count == MAX_ARGS {
+            return None;
         }
-        *self.bytes.get_mut(self.len)? = 0;
-        self.len = self.len.checked_add(1)?;
-        self.starts.push(start).ok()
+        let end = self.len.checked_add(arg.len())?;
+        self.bytes.get_mut(self.len..end)?.copy_from_slice(arg);
+        *self.bytes.get_mut(end)? = 0;
+        self.len = end + 1; // end < bytes.len()
+        self.count += 1;
+        Some(())
     }
 
     fn arg(&mut self, a: &str) -> Option<()> {
-        self.push(&[a.as_bytes()])
+        self.push(a.as_bytes())
     }
 
     /// The arguments as C strings, in order.
     pub fn iter(&self) -> impl Iterator<Item = &CStr> + '_ {
-        self.starts.iter().filter_map(|&s| CStr::from_bytes_until_nul(self.bytes.get(usize::from(s)..)?).ok())
+        let used = self.bytes.get(..self.len).unwrap_or_default();
+        used.split_inclusive(|&b| b == 0).filter_map(|a| CStr::from_bytes_with_nul(a).ok())
     }
 }
 
@@ -115,7 +116,7 @@ pub fn args(publish: &[Publish], host_loopback: bool) -> Option<ArgBuf> {
         let mut l = crate::out::Line::bare();
         l.ipv4(p.host_ip);
         l.s("/").u(p.host_port.into()).s(":").u(p.guest_port.into());
-        a.push(&[l.as_bytes()])?;
+        a.push(l.as_bytes())?;
     }
     Some(a)
 }

@@ -157,7 +157,8 @@ default arguments. Leading --smolvm-* options are taken by smolvm:
   --smolvm-entry=PATH     run PATH instead of the app, with the ARGs only
   --smolvm-add=HOST:GUEST host file HOST at GUEST for this run (up to 4)
   --smolvm-force          boot even if /dev/kvm looks unable to run Linux
-  --smolvm-info           describe the image and exit without booting
+  --smolvm-no-services    run the app without the image's services [SMOLVM_NO_SERVICES=1]
+  --smolvm-info           describe the image (and its services), exit
   --smolvm-no-seccomp     UNSAFE, debugging only: no system-call filter,
                           a guest escape gets the user's full rights [SMOLVM_NO_SECCOMP=1]
   --smolvm-help           this text
@@ -203,6 +204,8 @@ pub struct Options<'a> {
     pub help: bool,
     /// Unsafe: run without the seccomp filter (debugging).
     pub no_seccomp: bool,
+    /// `--smolvm-no-services`: the app alone, without the image's services.
+    pub no_services: bool,
     /// How many leading arguments (after argv[0]) were smolvm's.
     pub consumed: usize,
 }
@@ -276,21 +279,23 @@ enum Opt {
     Ip,
     NetHostLoopback,
     ReadOnly,
+    NoServices,
     Entry,
     Add,
     Force,
 }
 
-const FLAGS: [&[u8]; 17] = [
+const FLAGS: [&[u8]; 18] = [
     b"mem", b"log", b"env", b"workdir", b"disk", b"share", b"info", b"help", b"no-seccomp", b"net", b"publish", b"ip",
-    b"net-host-loopback", b"read-only", b"entry", b"add", b"force",
+    b"net-host-loopback", b"read-only", b"no-services", b"entry", b"add", b"force",
 ];
-const OPTS: [Opt; 17] = [
+const OPTS: [Opt; 18] = [
     Opt::Mem, Opt::Log, Opt::Env, Opt::Workdir, Opt::Disk, Opt::Share, Opt::Info, Opt::Help, Opt::NoSeccomp, Opt::Net,
-    Opt::Publish, Opt::Ip, Opt::NetHostLoopback, Opt::ReadOnly, Opt::Entry, Opt::Add, Opt::Force,
+    Opt::Publish, Opt::Ip, Opt::NetHostLoopback, Opt::ReadOnly, Opt::NoServices, Opt::Entry, Opt::Add, Opt::Force,
 ];
 /// The `SMOLVM_*` variables (after the prefix).
-const VARS: [(&[u8], Opt); 13] = [
+const VARS: [(&[u8], Opt); 14] = [
+    (b"NO_SERVICES", Opt::NoServices),
     (b"ENTRY", Opt::Entry),
     (b"ADD", Opt::Add),
     (b"FORCE", Opt::Force),
@@ -345,6 +350,7 @@ impl<'a> Options<'a> {
             match which {
                 Opt::NoSeccomp => o.no_seccomp |= v == b"1",
                 Opt::Force => o.force |= v == b"1",
+                Opt::NoServices => o.no_services |= v == b"1",
                 Opt::Workdir => o.workdir = Some(v),
                 Opt::Share | Opt::Publish => {
                     for v in v.split(|&b| b == b',').filter(|v| !v.is_empty()) {
@@ -368,6 +374,7 @@ impl<'a> Options<'a> {
                 (Opt::Help, None) => o.help = true,
                 (Opt::NoSeccomp, None) => o.no_seccomp = true,
                 (Opt::Force, None) => o.force = true,
+                (Opt::NoServices, None) => o.no_services = true,
                 (Opt::Net, None) => o.net = Some(NetMode::Passt),
                 (Opt::NetHostLoopback, None) => o.net_host_loopback = true,
                 (Opt::ReadOnly, None) => o.read_only = Some(true),
@@ -492,6 +499,15 @@ mod tests {
         assert!(parse(&disks[..MAX_DISKS], &[]).is_ok());
         let shares: Vec<&[u8]> = vec![b"--smolvm-share=/h:/g"; MAX_SHARES + 1];
         assert_eq!(parse(&shares, &[]).err(), Some(OptError::TooMany(b"--smolvm-share=/h:/g")));
+    }
+
+    #[test]
+    fn no_services_flag_and_variable() {
+        assert!(!parse(&[], &[]).expect("valid").no_services);
+        assert!(parse(&[b"--smolvm-no-services"], &[]).expect("valid").no_services);
+        assert!(parse(&[], &[b"SMOLVM_NO_SERVICES=1"]).expect("valid").no_services);
+        assert!(!parse(&[], &[b"SMOLVM_NO_SERVICES=0"]).expect("valid").no_services);
+        assert_eq!(parse(&[b"--smolvm-no-services=yes"], &[]).err(), Some(OptError::BadValue(b"--smolvm-no-services=yes")));
     }
 
     #[test]
