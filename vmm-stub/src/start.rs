@@ -297,7 +297,9 @@ fn place_initrd(
     // kernel_end + largest <= start <= cpio_at <= top (checked above).
     let all = mem.slice_mut(GuestAddress(kernel_end), top.wrapping_sub(kernel_end))
         .unwrap_or_else(|| fail("guest memory is too small for the initramfs"));
-    let (below, region) = all.split_at_mut(cpio_at.wrapping_sub(kernel_end) as usize);
+    let Some((below, region)) = all.split_at_mut_checked(usize::try_from(cpio_at.wrapping_sub(kernel_end)).unwrap_or(usize::MAX)) else {
+        fail("guest memory is too small for the initramfs")
+    };
     let add_scratch = below.get_mut(..largest).unwrap_or_default();
     let Some((cpio_buf, scratch)) = region.split_at_mut_checked(region.len().saturating_sub(MAX_CONFIG_LEN)) else {
         fail("guest memory is too small for the initramfs")
@@ -311,7 +313,7 @@ fn place_initrd(
         let data = add_scratch.get_mut(..*len).unwrap_or_default();
         crate::payload::pread_exact(rustix::fd::AsFd::as_fd(fd), data, 0).unwrap_or_else(|e| fail_errno("--smolvm-add: cannot read a file", e));
         let mut name = *ADD_NAME;
-        name[ADD_NAME_LEN - 1] = b'0'.wrapping_add(n as u8); // n < MAX_ADDS < 10
+        name[ADD_NAME_LEN - 1] = b'0'.wrapping_add(u8::try_from(n).unwrap_or(9)); // n < MAX_ADDS < 10
         written = written.and_then(|()| w.file(&name, *perm, data));
     }
     let written = written.and_then(|()| w.finish());
