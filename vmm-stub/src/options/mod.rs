@@ -135,6 +135,8 @@ default arguments. Leading --smolvm-* options are taken by smolvm:
                           sandbox); =no gives a writable root even when the
                           image was built --read-only. By default the root
                           is writable, changes vanish at exit [SMOLVM_READ_ONLY=1|0]
+  --smolvm-balloon=no     keep memory the guest frees (default: given back
+                          to the host by free page reporting) [SMOLVM_BALLOON=0]
   --smolvm-info           describe the image and exit without booting
   --smolvm-no-seccomp     UNSAFE, debugging only: no system-call filter,
                           a guest escape gets the user's full rights [SMOLVM_NO_SECCOMP=1]
@@ -171,6 +173,9 @@ pub struct Options<'a> {
     /// `--smolvm-read-only[=yes|no]` / `SMOLVM_READ_ONLY=1|0|yes|no`: the
     /// root filesystem's mode, over the image's default (`None`: not given).
     pub read_only: Option<bool>,
+    /// `--smolvm-balloon=no` / `SMOLVM_BALLOON=0`: no virtio-balloon (and
+    /// no `madvise` in the seccomp filter). On unless `Some(false)`.
+    pub balloon: Option<bool>,
     pub info: bool,
     pub help: bool,
     /// Unsafe: run without the seccomp filter (debugging).
@@ -248,19 +253,21 @@ enum Opt {
     Ip,
     NetHostLoopback,
     ReadOnly,
+    Balloon,
 }
 
-const FLAGS: [&[u8]; 14] = [
+const FLAGS: [&[u8]; 15] = [
     b"mem", b"log", b"env", b"workdir", b"disk", b"share", b"info", b"help", b"no-seccomp", b"net", b"publish", b"ip",
-    b"net-host-loopback", b"read-only",
+    b"net-host-loopback", b"read-only", b"balloon",
 ];
-const OPTS: [Opt; 14] = [
+const OPTS: [Opt; 15] = [
     Opt::Mem, Opt::Log, Opt::Env, Opt::Workdir, Opt::Disk, Opt::Share, Opt::Info, Opt::Help, Opt::NoSeccomp, Opt::Net,
-    Opt::Publish, Opt::Ip, Opt::NetHostLoopback, Opt::ReadOnly,
+    Opt::Publish, Opt::Ip, Opt::NetHostLoopback, Opt::ReadOnly, Opt::Balloon,
 ];
 /// The `SMOLVM_*` variables (after the prefix).
-const VARS: [(&[u8], Opt); 10] = [
+const VARS: [(&[u8], Opt); 11] = [
     (b"READ_ONLY", Opt::ReadOnly),
+    (b"BALLOON", Opt::Balloon),
     (b"NET", Opt::Net),
     (b"PUBLISH", Opt::Publish),
     (b"IP", Opt::Ip),
@@ -287,6 +294,7 @@ impl<'a> Options<'a> {
             Opt::Net => self.net = Some(NetMode::parse(v).ok_or(bad)?),
             Opt::Ip => self.ip = Some(IpSpec::parse(v).ok_or(bad)?),
             Opt::ReadOnly => self.read_only = Some(parse_yes_no(v).ok_or(bad)?),
+            Opt::Balloon => self.balloon = Some(parse_yes_no(v).ok_or(bad)?),
             Opt::Publish => self.publish.push(Publish::parse(v).ok_or(bad)?).map_err(|_| OptError::TooMany(culprit))?,
             _ => {
                 let share = ShareSpec::parse(v).ok_or(bad)?;
@@ -336,7 +344,7 @@ impl<'a> Options<'a> {
                 (Opt::Env, Some(v)) if v.iter().position(|&b| b == b'=').is_some_and(|i| i > 0) => {
                     o.env.push(v).map_err(|_| OptError::TooMany(arg))?
                 }
-                (Opt::Mem | Opt::Log | Opt::Disk | Opt::Share | Opt::Net | Opt::Ip | Opt::Publish | Opt::ReadOnly, Some(v)) => {
+                (Opt::Mem | Opt::Log | Opt::Disk | Opt::Share | Opt::Net | Opt::Ip | Opt::Publish | Opt::ReadOnly | Opt::Balloon, Some(v)) => {
                     o.set(which, v, arg)?
                 }
                 _ => return Err(OptError::BadValue(arg)),
@@ -459,6 +467,12 @@ mod tests {
     fn read_only_root_flag_and_variable() {
         assert_eq!(parse(&[], &[]).expect("valid").read_only, None, "no flag: the image's default");
         assert_eq!(parse(&[b"--smolvm-read-only"], &[]).expect("valid").read_only, Some(true));
+        assert_eq!(parse(&[], &[]).expect("valid").balloon, None, "on by default");
+        assert_eq!(parse(&[b"--smolvm-balloon=no"], &[b"SMOLVM_BALLOON=1"]).expect("valid").balloon, Some(false));
+        assert_eq!(parse(&[], &[b"SMOLVM_BALLOON=0"]).expect("valid").balloon, Some(false));
+        for bad in [&b"--smolvm-balloon"[..], b"--smolvm-balloon=off", b"--smolvm-balloon="] {
+            assert_eq!(parse(&[bad], &[]).err(), Some(OptError::BadValue(bad)), "{}", String::from_utf8_lossy(bad));
+        }
         assert_eq!(parse(&[b"--smolvm-read-only=yes"], &[]).expect("valid").read_only, Some(true));
         assert_eq!(parse(&[b"--smolvm-read-only=no"], &[]).expect("valid").read_only, Some(false));
         assert_eq!(parse(&[], &[b"SMOLVM_READ_ONLY=1"]).expect("valid").read_only, Some(true));
