@@ -158,6 +158,8 @@ def run_case(c):
         err = open(f"{c['work']}/stderr-{k}", "w+b")
         errs.append(err)
         argv = [c["image"], f"--smolvm-mem={c['mem']}", f"--smolvm-balloon={c['balloon']}"]
+        if c.get("order") is not None:
+            argv.append(f"--smolvm-env=MEMPROBE_REPORT_ORDER={c['order']}")
         if k == 0:
             argv.append("--smolvm-log=kernel")  # the RAMDISK line; the console costs no guest RAM
         procs.append(subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=err,
@@ -189,13 +191,20 @@ def run_case(c):
             "present": [i for i, e in enumerate(pm) if e & PRESENT and not e & FILE],
             "present_file": [i for i, e in enumerate(pm) if e & PRESENT and e & FILE],
             "rollups": rolls, "ramdisk": [int(rd.group(1), 16), int(rd.group(2), 16) + 1] if rd else None,
-            "file_vmas": sum(1 for v in vmas if v[2]), "seconds_to_dump": boot_s}
+            "file_vmas": sum(1 for v in vmas if v[2]), "seconds_to_dump": boot_s,
+            "klog": [l for l in klog.splitlines() if re.search(r"balloon|reporting|Memory:|Freeing|RAMDISK|virtio", l, re.I)]}
+
+
+THP = "/sys/kernel/mm/transparent_hugepage/enabled"
 
 
 def inside(plan_path):
     plan = json.load(open(plan_path))
     out = []
     for c in plan["cases"]:
+        if c.get("thp") and os.path.exists(THP):  # the host's THP mode for guest RAM
+            with open(THP, "w") as f:
+                f.write(c["thp"])
         r = run_case(c)
         r["case"] = c
         out.append(r)
@@ -295,6 +304,8 @@ def main():
     ap.add_argument("--copies", type=int, default=2, help="VMs of each image at once (default 2)")
     ap.add_argument("--kernel-dir", action="append", help="cached kernel dir(s) (default: `smolvm kernel path`'s)")
     ap.add_argument("--json", help="write the raw results here")
+    ap.add_argument("--thp", default="always", help="host THP mode(s) to run under, e.g. always,never (set in L1)")
+    ap.add_argument("--report-order", default="", help="also run with the guest's page_reporting_order set to these (e.g. 0,9)")
     a = ap.parse_args()
     if a.inside:
         return inside(a.inside)
@@ -308,9 +319,12 @@ def main():
             images = build_images(kw, d, a.apps.split(","), a.formats.split(","))
             for (app, fmt), image in images.items():
                 for mem in (int(m) for m in a.mem.split(",")):
-                    cases.append({"name": f"{app}, {fmt}, {mem} MiB, balloon {a.balloon}, kernel {os.path.basename(d)}",
-                                  "image": image, "mem": mem, "format": fmt, "balloon": a.balloon,
-                                  "copies": a.copies, "kernel_dir": d, "work": work})
+                    for thp in a.thp.split(","):
+                        for order in [None] + [int(o) for o in a.report_order.split(",") if o]:
+                            extra = f", report order {order}" if order is not None else ""
+                            cases.append({"name": f"{app}, {fmt}, {mem} MiB, balloon {a.balloon}, THP {thp}{extra}, kernel {os.path.basename(d)}",
+                                          "image": image, "mem": mem, "format": fmt, "balloon": a.balloon, "thp": thp,
+                                          "order": order, "copies": a.copies, "kernel_dir": d, "work": work})
         plan = f"{work}/plan.json"
         json.dump({"cases": cases}, open(plan, "w"))
         log(f"{len(cases)} cases in the lab (tests/lab/run)")

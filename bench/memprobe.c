@@ -4,12 +4,16 @@
  *   MEMPROBE <first pfn> <count> <class>
  *   MEMPROBE-DONE
  * then sleeps, so the host reads the VM's pagemap while the guest is idle.
- * Also prints /proc/meminfo lines as "MEMINFO <line>".
+ * Also prints /proc/meminfo lines as "MEMINFO <line>". With MEMPROBE_REPORT_ORDER=N
+ * in its environment it first sets the guest's free page reporting order (Linux 6.1
+ * fixes it at pageblock_order, 4 MiB, when the balloon registers; the module
+ * parameter stays writable), to measure what smaller reports would give back.
  * Build: musl-gcc -Os -static -o memprobe bench/memprobe.c */
 #include <fcntl.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -41,6 +45,12 @@ static const char *classify(uint64_t f) {
 static uint64_t buf[8192];
 
 int main(int argc, char **argv) {
+    const char *order = getenv("MEMPROBE_REPORT_ORDER");
+    if (order) {
+        int o = open("/sys/module/page_reporting/parameters/page_reporting_order", O_WRONLY);
+        if (o < 0 || write(o, order, strlen(order)) < 0) perror("memprobe: page_reporting_order");
+        if (o >= 0) close(o);
+    }
     if (argc > 1 && fork() == 0) {
         execv(argv[1], argv + 1);
         _exit(127);
