@@ -158,6 +158,8 @@ def run_case(c):
         err = open(f"{c['work']}/stderr-{k}", "w+b")
         errs.append(err)
         argv = [c["image"], f"--smolvm-mem={c['mem']}", f"--smolvm-balloon={c['balloon']}"]
+        if c.get("idle"):
+            argv.append(f"--smolvm-env=MEMPROBE_IDLE={c['idle']}")
         if c.get("order") is not None:
             argv.append(f"--smolvm-env=MEMPROBE_REPORT_ORDER={c['order']}")
         if k == 0:
@@ -198,8 +200,22 @@ def run_case(c):
 THP = "/sys/kernel/mm/transparent_hugepage/enabled"
 
 
+def boot_cost_inside(plan):
+    """Wall time exec -> exit of demo/hello.vm per variant, interleaved rounds."""
+    times = {v["name"]: [] for v in plan["variants"]}
+    for _ in range(plan["rounds"]):
+        for v in plan["variants"]:
+            t0 = time.monotonic()
+            p = subprocess.run(v["argv"], stdin=subprocess.DEVNULL, capture_output=True)
+            if p.returncode == 0 and b"Hello" in p.stdout:
+                times[v["name"]].append(time.monotonic() - t0)
+    return times
+
+
 def inside(plan_path):
     plan = json.load(open(plan_path))
+    if "variants" in plan:
+        return json.dump(boot_cost_inside(plan), sys.stdout)
     out = []
     for c in plan["cases"]:
         if c.get("thp") and os.path.exists(THP):  # the host's THP mode for guest RAM
@@ -294,6 +310,37 @@ def table(results, kernels):
     return "\n".join(lines)
 
 
+def boot_cost(a):
+    kdirs = a.kernel_dir or [os.path.dirname(sh(SMOLVM, "kernel", "path").strip())]
+    with tempfile.TemporaryDirectory(prefix="smolvm-memmap.") as work:
+        os.makedirs(f"{work}/root/bin")
+        sh("gcc", "-Os", "-static", "-nostdlib", "-fno-asynchronous-unwind-tables", "-fno-stack-protector", "-s",
+           "-Wl,-n", "-Wl,--build-id=none", "-o", f"{work}/root/bin/hello", "demo/hello.c")
+        variants = []
+        for d in kdirs:
+            image = f"{work}/hello-{os.path.basename(d)}.vm"
+            sh(SMOLVM, "build", "--rootfs", f"{work}/root", "--entry", "/bin/hello", "--kernel", f"{d}/bzImage-lz4",
+               "--stub", f"{TARGET}/vmm-stub", "--init", f"{TARGET}/smol-init", "-o", image)
+            for b in ("yes", "no"):
+                variants.append({"name": f"kernel {os.path.basename(d)}, balloon {b}",
+                                 "argv": [image, f"--smolvm-balloon={b}", f"--smolvm-mem={a.mem.split(',')[0]}"]})
+        plan = f"{work}/plan.json"
+        json.dump({"variants": variants, "rounds": a.boot_cost}, open(plan, "w"))
+        p = subprocess.run([os.path.join(ROOT, "tests/lab/run"), "-t", "3000", "--", "python3",
+                            os.path.abspath(__file__), "--inside", plan], cwd=ROOT, capture_output=True, text=True)
+        try:
+            times = json.loads(p.stdout)
+        except ValueError:
+            raise SystemExit(f"memmap: lab exit {p.returncode}: {(p.stderr or p.stdout)[-800:]}")
+    print("| variant | runs | median exec -> exit | min | max |")
+    print("|---|---:|---:|---:|---:|")
+    for name, t in times.items():
+        if t:
+            print(f"| {name} | {len(t)} | {statistics.median(t) * 1e3:.0f} ms | {min(t) * 1e3:.0f} ms | {max(t) * 1e3:.0f} ms |")
+        else:
+            print(f"| {name} | 0 | failed | | |")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--inside", help=argparse.SUPPRESS)
@@ -305,10 +352,16 @@ def main():
     ap.add_argument("--kernel-dir", action="append", help="cached kernel dir(s) (default: `smolvm kernel path`'s)")
     ap.add_argument("--json", help="write the raw results here")
     ap.add_argument("--thp", default="always", help="host THP mode(s) to run under, e.g. always,never (set in L1)")
+    ap.add_argument("--idle", default="3", help="seconds the probe waits after starting the app (default 3; several: 3,30)")
     ap.add_argument("--report-order", default="", help="also run with the guest's page_reporting_order set to these (e.g. 0,9)")
+    ap.add_argument("--boot-cost", type=int, metavar="ROUNDS",
+                    help="instead: exec -> exit of demo/hello.vm with the balloon on, off, and the kernel of "
+                         "each --kernel-dir, ROUNDS interleaved rounds (bzImage)")
     a = ap.parse_args()
     if a.inside:
         return inside(a.inside)
+    if a.boot_cost:
+        return boot_cost(a)
     kdirs = a.kernel_dir or [os.path.dirname(sh(SMOLVM, "kernel", "path").strip())]
     kernels = {d: (kernel_layout(f"{d}/vmlinux"), bz_init_size(f"{d}/bzImage-lz4")) for d in kdirs}
     with tempfile.TemporaryDirectory(prefix="smolvm-memmap.") as work:
@@ -320,11 +373,12 @@ def main():
             for (app, fmt), image in images.items():
                 for mem in (int(m) for m in a.mem.split(",")):
                     for thp in a.thp.split(","):
-                        for order in [None] + [int(o) for o in a.report_order.split(",") if o]:
-                            extra = f", report order {order}" if order is not None else ""
+                        for order, idle in [(o, i) for o in [None] + [int(o) for o in a.report_order.split(",") if o]
+                                            for i in a.idle.split(",")]:
+                            extra = (f", report order {order}" if order is not None else "") + f", idle {idle} s"
                             cases.append({"name": f"{app}, {fmt}, {mem} MiB, balloon {a.balloon}, THP {thp}{extra}, kernel {os.path.basename(d)}",
                                           "image": image, "mem": mem, "format": fmt, "balloon": a.balloon, "thp": thp,
-                                          "order": order, "copies": a.copies, "kernel_dir": d, "work": work})
+                                          "order": order, "idle": int(idle), "copies": a.copies, "kernel_dir": d, "work": work})
         plan = f"{work}/plan.json"
         json.dump({"cases": cases}, open(plan, "w"))
         log(f"{len(cases)} cases in the lab (tests/lab/run)")

@@ -8,6 +8,7 @@
  * in its environment it first sets the guest's free page reporting order (Linux 6.1
  * fixes it at pageblock_order, 4 MiB, when the balloon registers; the module
  * parameter stays writable), to measure what smaller reports would give back.
+ * MEMPROBE_IDLE=S waits S seconds instead of 3.
  * Build: musl-gcc -Os -static -o memprobe bench/memprobe.c */
 #include <fcntl.h>
 #include <signal.h>
@@ -55,7 +56,8 @@ int main(int argc, char **argv) {
         execv(argv[1], argv + 1);
         _exit(127);
     }
-    sleep(3);
+    const char *idle = getenv("MEMPROBE_IDLE"); /* seconds; default 3 */
+    sleep(idle ? (unsigned)atoi(idle) : 3);
     char line[256];
     FILE *mi = fopen("/proc/meminfo", "r");
     while (mi && fgets(line, sizeof line, mi)) printf("MEMINFO %s", line);
