@@ -6,6 +6,7 @@ mod kernel_cmd;
 
 // Image commands: build, inspect, verify (exit 1 with `smolvm: <error>` on failure).
 mod app;
+mod atomic;
 mod build;
 mod closure;
 mod container;
@@ -21,6 +22,9 @@ mod rootfs;
 mod staging;
 mod tar;
 mod verify;
+
+// Distribution and trust: keygen, sign, push, pull.
+mod signing;
 
 fn report(result: error::Result<()>) -> ExitCode {
     match result {
@@ -46,8 +50,12 @@ enum Command {
     Build(Box<build::BuildArgs>),
     /// Show an image's sections, manifest and kernel.
     Inspect(inspect::InspectArgs),
-    /// Check every section's digests; names the damaged section.
+    /// Check every section's digests and the signature; names the damaged section.
     Verify(verify::VerifyArgs),
+    /// Make an Ed25519 key pair for signing images: KEY (secret) and KEY.pub.
+    Keygen(signing::KeygenArgs),
+    /// Sign an image in place with a key from `smolvm keygen`.
+    Sign(signing::SignArgs),
 }
 
 fn main() -> ExitCode {
@@ -57,5 +65,7 @@ fn main() -> ExitCode {
         Command::Build(args) => report(build::run(&args)),
         Command::Inspect(args) => report(inspect::run(&args)),
         Command::Verify(args) => report(verify::run(&args)),
+        Command::Keygen(args) => report(signing::keygen(&args)),
+        Command::Sign(args) => report(signing::sign(&args)),
     }
 }
