@@ -135,6 +135,8 @@ default arguments. Leading --smolvm-* options are taken by smolvm:
                           sandbox); =no gives a writable root even when the
                           image was built --read-only. By default the root
                           is writable, changes vanish at exit [SMOLVM_READ_ONLY=1|0]
+  --smolvm-trust=FILE     run only images signed by a key in FILE (default
+                          /etc/smolvm/trust when it exists)       [SMOLVM_TRUST]
   --smolvm-info           describe the image and exit without booting
   --smolvm-no-seccomp     UNSAFE, debugging only: no system-call filter,
                           a guest escape gets the user's full rights [SMOLVM_NO_SECCOMP=1]
@@ -171,6 +173,8 @@ pub struct Options<'a> {
     /// `--smolvm-read-only[=yes|no]` / `SMOLVM_READ_ONLY=1|0|yes|no`: the
     /// root filesystem's mode, over the image's default (`None`: not given).
     pub read_only: Option<bool>,
+    /// `--smolvm-trust=FILE` / `SMOLVM_TRUST`: the trust policy file.
+    pub trust: Option<&'a [u8]>,
     pub info: bool,
     pub help: bool,
     /// Unsafe: run without the seccomp filter (debugging).
@@ -248,18 +252,20 @@ enum Opt {
     Ip,
     NetHostLoopback,
     ReadOnly,
+    Trust,
 }
 
-const FLAGS: [&[u8]; 14] = [
+const FLAGS: [&[u8]; 15] = [
     b"mem", b"log", b"env", b"workdir", b"disk", b"share", b"info", b"help", b"no-seccomp", b"net", b"publish", b"ip",
-    b"net-host-loopback", b"read-only",
+    b"net-host-loopback", b"read-only", b"trust",
 ];
-const OPTS: [Opt; 14] = [
+const OPTS: [Opt; 15] = [
     Opt::Mem, Opt::Log, Opt::Env, Opt::Workdir, Opt::Disk, Opt::Share, Opt::Info, Opt::Help, Opt::NoSeccomp, Opt::Net,
-    Opt::Publish, Opt::Ip, Opt::NetHostLoopback, Opt::ReadOnly,
+    Opt::Publish, Opt::Ip, Opt::NetHostLoopback, Opt::ReadOnly, Opt::Trust,
 ];
 /// The `SMOLVM_*` variables (after the prefix).
-const VARS: [(&[u8], Opt); 10] = [
+const VARS: [(&[u8], Opt); 11] = [
+    (b"TRUST", Opt::Trust),
     (b"READ_ONLY", Opt::ReadOnly),
     (b"NET", Opt::Net),
     (b"PUBLISH", Opt::Publish),
@@ -308,6 +314,7 @@ impl<'a> Options<'a> {
             match which {
                 Opt::NoSeccomp => o.no_seccomp |= v == b"1",
                 Opt::Workdir => o.workdir = Some(v),
+                Opt::Trust => o.trust = Some(v).filter(|v| !v.is_empty()),
                 Opt::Share | Opt::Publish => {
                     for v in v.split(|&b| b == b',').filter(|v| !v.is_empty()) {
                         o.set(which, v, var)?;
@@ -333,6 +340,7 @@ impl<'a> Options<'a> {
                 (Opt::NetHostLoopback, None) => o.net_host_loopback = true,
                 (Opt::ReadOnly, None) => o.read_only = Some(true),
                 (Opt::Workdir, Some(v)) if !v.is_empty() => o.workdir = Some(v),
+                (Opt::Trust, Some(v)) if !v.is_empty() => o.trust = Some(v),
                 (Opt::Env, Some(v)) if v.iter().position(|&b| b == b'=').is_some_and(|i| i > 0) => {
                     o.env.push(v).map_err(|_| OptError::TooMany(arg))?
                 }

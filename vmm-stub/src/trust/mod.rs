@@ -1,0 +1,106 @@
+//! The host's trust policy: with a policy file (`SMOLVM_TRUST` /
+//! `--smolvm-trust`, else `/etc/smolvm/trust` when it exists), the image must
+//! carry a signature by one of the listed keys over SHA-256 digests that
+//! match every section, with zero padding between them
+//! (`linker::signature`). Checked before any VM exists; a refusal is one
+//! line and status 125. Without a policy, nothing changes.
+
+mod ed25519;
+mod sha512;
+
+use crate::out::{fail, Line};
+use crate::payload::{Mapped, Payload};
+use linker::image::Kind;
+use linker::sha256::Sha256;
+use linker::signature::{self, Signature, POLICY_PATH, STUB_MARK};
+use rustix::fs::{self, Mode, OFlags};
+use rustix::io::Errno;
+
+/// Found by `smolvm sign` in stubs that can run signed images.
+static MARK: [u8; 24] = *STUB_MARK;
+/// Policy files are a few key lines; this bounds the stack buffer.
+const MAX_POLICY_LEN: usize = 8192;
+
+fn refuse(policy: &[u8], why: &str) -> ! {
+    Line::new().s("trust policy ").b(policy).s(": ").s(why).fail()
+}
+
+/// Reads the policy, or `None` when the default file does not exist.
+#[inline(never)]
+fn read_policy<'b>(path: &[u8], explicit: bool, buf: &'b mut [u8; MAX_POLICY_LEN]) -> Option<&'b [u8]> {
+    let fd = match fs::open(path, OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty()) {
+        Ok(fd) => fd,
+        Err(Errno::NOENT) if !explicit => return None,
+        Err(_) => refuse(path, "cannot read it, so no image is trusted"),
+    };
+    let mut len = 0usize;
+    loop {
+        let Some(rest) = buf.get_mut(len..).filter(|r| !r.is_empty()) else {
+            refuse(path, "larger than 8 KiB")
+        };
+        match rustix::io::read(&fd, rest) {
+            Ok(0) => break,
+            Ok(n) => len = len.wrapping_add(n), // n <= rest.len()
+            Err(Errno::INTR) => {}
+            Err(_) => refuse(path, "cannot read it, so no image is trusted"),
+        }
+    }
+    buf.get(..len)
+}
+
+/// Whether `key` is listed; a malformed line refuses everything.
+#[inline(never)]
+fn lists(policy: &[u8], path: &[u8], key: &[u8; 32]) -> bool {
+    let mut found = false;
+    for line in policy.split(|&b| b == b'\n') {
+        match signature::parse_public_line(line) {
+            Ok(k) => found |= k.as_ref() == Some(key),
+            Err(()) => refuse(path, "malformed line (want `smolvm-ed25519 <64 hex digits>`)"),
+        }
+    }
+    found
+}
+
+/// Every byte before the signature: sections against their SHA-256, zero padding.
+#[inline(never)]
+fn prefix_intact(payload: &Payload, signed_len: u64) -> bool {
+    let Ok(map) = Mapped::new(payload.fd(), 0, signed_len) else { return false };
+    let bytes = map.bytes();
+    let mut at = 0usize;
+    for s in payload.image().sections().iter().filter(|s| s.kind != Kind::Signature) {
+        // The reader bounded every section inside the file; `signed_len` is the signature's offset.
+        let (Ok(start), Ok(end)) = (usize::try_from(s.offset), usize::try_from(s.end())) else { return false };
+        let (Some(pad), Some(data)) = (bytes.get(at..start), bytes.get(start..end)) else { return false };
+        let mut h = Sha256::new();
+        h.update(data);
+        if pad.iter().any(|&b| b != 0) || h.finish() != s.sha256 {
+            return false;
+        }
+        at = end;
+    }
+    bytes.get(at..).is_some_and(|pad| pad.iter().all(|&b| b == 0))
+}
+
+/// Applies the policy (see the module doc); returns only if the image may run.
+#[inline(never)]
+pub fn enforce(payload: &Payload, explicit: Option<&[u8]>) {
+    core::hint::black_box(&MARK);
+    let path = explicit.unwrap_or(POLICY_PATH.as_bytes());
+    let mut buf = [0u8; MAX_POLICY_LEN];
+    let Some(policy) = read_policy(path, explicit.is_some(), &mut buf) else { return };
+    let Some(section) = payload.section(Kind::Signature) else {
+        refuse(path, "this image is not signed (sign it with `smolvm sign --key KEY`)")
+    };
+    let mut raw = [0u8; signature::LEN];
+    let sig = payload.read(&section, 0, &mut raw).ok().and_then(|()| Signature::parse(&raw));
+    let Some(sig) = sig else { refuse(path, "the image's signature section is malformed") };
+    if !lists(policy, path, &sig.public_key) {
+        refuse(path, "the image is signed by a key it does not list");
+    }
+    let mut msg = [0u8; signature::MAX_MESSAGE_LEN];
+    let msg = signature::message(payload.image(), section.offset, &mut msg);
+    let valid = msg.is_some_and(|m| ed25519::verify(&sig.public_key, &sig.signature, m));
+    if !valid || !prefix_intact(payload, section.offset) {
+        fail("image signature does not match its contents (altered or corrupted); refusing to run it");
+    }
+}
