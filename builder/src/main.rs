@@ -24,6 +24,8 @@ mod tar;
 mod verify;
 
 // Distribution and trust: keygen, sign, push, pull.
+mod credentials;
+mod registry;
 mod signing;
 
 fn report(result: error::Result<()>) -> ExitCode {
@@ -56,6 +58,10 @@ enum Command {
     Keygen(signing::KeygenArgs),
     /// Sign an image in place with a key from `smolvm keygen`.
     Sign(signing::SignArgs),
+    /// Upload an image to an OCI registry as an artifact (REGISTRY/REPO:TAG).
+    Push(registry::PushArgs),
+    /// Download an image from an OCI registry, check it like `verify`, write it atomically.
+    Pull(registry::PullArgs),
 }
 
 fn main() -> ExitCode {
@@ -67,5 +73,7 @@ fn main() -> ExitCode {
         Command::Verify(args) => report(verify::run(&args)),
         Command::Keygen(args) => report(signing::keygen(&args)),
         Command::Sign(args) => report(signing::sign(&args)),
+        Command::Push(args) => report(registry::push(&args)),
+        Command::Pull(args) => report(registry::pull(&args)),
     }
 }
