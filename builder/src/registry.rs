@@ -110,13 +110,22 @@ fn registry_error(reference: &str, e: oci_client::errors::OciDistributionError) 
         }
         E::ImageManifestNotFoundError(_) => "not found in the registry (no such repository or tag)".to_string(),
         E::RegistryError { envelope, .. }
-            if envelope.errors.iter().any(|x| format!("{:?}", x.code).contains("NotFound")) =>
+            if envelope.errors.iter().any(|x| {
+                let c = format!("{:?}", x.code);
+                c.contains("Unknown") || c.contains("NotFound")
+            }) =>
         {
             "not found in the registry (no such repository or tag)".to_string()
         }
         E::RegistryError { envelope, .. }
-            if envelope.errors.iter().any(|x| format!("{:?}", x.code).contains("Unauthorized")) =>
+            if envelope.errors.iter().any(|x| {
+                let c = format!("{:?}", x.code);
+                c.contains("Unauthorized") || c.contains("Denied")
+            }) =>
         {
+            "authentication failed (check --username/--password-stdin or ~/.docker/config.json auths)".to_string()
+        }
+        _ if ["401 Unauthorized", "403 Forbidden"].iter().any(|c| e.to_string().contains(c)) => {
             "authentication failed (check --username/--password-stdin or ~/.docker/config.json auths)".to_string()
         }
         _ => one_line(&e),
@@ -274,8 +283,10 @@ pub fn pull(a: &PullArgs) -> Result<()> {
         );
     }
     // Every `smolvm verify` check on the downloaded bytes, before they get the name.
-    let v = verify_image(Path::new(&tmp.display()), keys.as_deref())
-        .map_err(|e| Error(format!("{}: refused, nothing written: {}", a.reference, e.0)))?;
+    let tmp_name = format!("{}: ", tmp.display());
+    let v = verify_image(Path::new(&tmp.display()), keys.as_deref()).map_err(|e| {
+        Error(format!("{}: refused, nothing written: {}", a.reference, e.0.replace(&tmp_name, "")))
+    })?;
     use std::os::unix::fs::PermissionsExt;
     tmp.commit(&a.output, Some(std::fs::Permissions::from_mode(0o755)))?;
     let signer = match (v.signer, &keys) {
