@@ -20,24 +20,24 @@ type Point = [Gf; 4];
 
 const GF0: Gf = [0; 16];
 const GF1: Gf = [1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
-const D: Gf = [
+const D: [u16; 16] = [
     0x78a3, 0x1359, 0x4dca, 0x75eb, 0xd8ab, 0x4141, 0x0a4d, 0x0070, 0xe898, 0x7779, 0x4079, 0x8cc7, 0xfe73, 0x2b6f, 0x6cee,
     0x5203,
 ];
-const D2: Gf = [
+const D2: [u16; 16] = [
     0xf159, 0x26b2, 0x9b94, 0xebd6, 0xb156, 0x8283, 0x149a, 0x00e0, 0xd130, 0xeef3, 0x80f2, 0x198e, 0xfce7, 0x56df, 0xd9dc,
     0x2406,
 ];
-const BX: Gf = [
+const BX: [u16; 16] = [
     0xd51a, 0x8f25, 0x2d60, 0xc956, 0xa7b2, 0x9525, 0xc760, 0x692c, 0xdc5c, 0xfdd6, 0xe231, 0xc0a4, 0x53fe, 0xcd6e, 0x36d3,
     0x2169,
 ];
-const BY: Gf = [
+const BY: [u16; 16] = [
     0x6658, 0x6666, 0x6666, 0x6666, 0x6666, 0x6666, 0x6666, 0x6666, 0x6666, 0x6666, 0x6666, 0x6666, 0x6666, 0x6666, 0x6666,
     0x6666,
 ];
 /// sqrt(-1) mod p.
-const SQRT_M1: Gf = [
+const SQRT_M1: [u16; 16] = [
     0xa0b0, 0x4a0e, 0x1b27, 0xc4ee, 0xe478, 0xad2f, 0x1806, 0x2f43, 0xd7a7, 0x3dfb, 0x0099, 0x2b4d, 0xdf0b, 0x4fc1, 0x2480,
     0x2b83,
 ];
@@ -46,6 +46,15 @@ const L: [u8; 32] = [
     0xed, 0xd3, 0xf5, 0x5c, 0x1a, 0x63, 0x12, 0x58, 0xd6, 0x9c, 0xf7, 0xa2, 0xde, 0xf9, 0xde, 0x14, 0, 0, 0, 0, 0, 0, 0, 0, 0,
     0, 0, 0, 0, 0, 0, 0x10,
 ];
+
+/// Constants are kept as 16-bit limbs (a quarter of the bytes) and widened on use.
+fn gf(c: &[u16; 16]) -> Gf {
+    let mut o = GF0;
+    for (x, &v) in o.iter_mut().zip(c) {
+        *x = i64::from(v);
+    }
+    o
+}
 
 fn carry(o: &mut Gf) {
     for i in 0..16 {
@@ -148,7 +157,6 @@ fn square(a: &Gf) -> Gf {
 }
 
 /// a^(2^255 - 21) = 1/a.
-#[inline(never)]
 fn invert(a: &Gf) -> Gf {
     let mut c = *a;
     for i in (0..=253).rev() {
@@ -161,7 +169,6 @@ fn invert(a: &Gf) -> Gf {
 }
 
 /// a^((p - 5) / 8), for the square root in point decoding.
-#[inline(never)]
 fn pow2523(a: &Gf) -> Gf {
     let mut c = *a;
     for i in (0..=250).rev() {
@@ -176,14 +183,13 @@ fn pow2523(a: &Gf) -> Gf {
 fn point_add(p: &mut Point, q: &Point) {
     let a = mul(&sub(&p[1], &p[0]), &sub(&q[1], &q[0]));
     let b = mul(&add(&p[0], &p[1]), &add(&q[0], &q[1]));
-    let c = mul(&mul(&p[3], &q[3]), &D2);
+    let c = mul(&mul(&p[3], &q[3]), &gf(&D2));
     let d = mul(&p[2], &q[2]);
     let d = add(&d, &d);
     let (e, f, g, h) = (sub(&b, &a), sub(&d, &c), add(&d, &c), add(&b, &a));
     *p = [mul(&e, &f), mul(&h, &g), mul(&g, &f), mul(&e, &h)];
 }
 
-#[inline(never)]
 fn pack_point(p: &Point) -> [u8; 32] {
     let zi = invert(&p[2]);
     let (x, y) = (mul(&p[0], &zi), mul(&p[1], &zi));
@@ -214,11 +220,10 @@ fn scalar_mul(q: &Point, s: &[u8; 32]) -> Point {
 }
 
 /// The negation of the point encoded in `bytes`, or `None` if it is not on the curve.
-#[inline(never)]
 fn decode_negated(bytes: &[u8; 32]) -> Option<Point> {
     let y = unpack_gf(bytes);
     let num = square(&y);
-    let den = mul(&num, &D);
+    let den = mul(&num, &gf(&D));
     let num = sub(&num, &GF1);
     let den = add(&GF1, &den);
     let den2 = square(&den);
@@ -230,7 +235,7 @@ fn decode_negated(bytes: &[u8; 32]) -> Option<Point> {
     // `x` squared times `den` must be `num` (after fixing the root's sign).
     let fits = |x: &Gf| pack_gf(&mul(&square(x), &den)) == pack_gf(&num);
     if !fits(&x) {
-        x = mul(&x, &SQRT_M1);
+        x = mul(&x, &gf(&SQRT_M1));
     }
     if !fits(&x) {
         return None;
@@ -242,7 +247,6 @@ fn decode_negated(bytes: &[u8; 32]) -> Option<Point> {
 }
 
 /// `x` (a 512-bit little-endian number in 64 byte-sized limbs) mod L.
-#[inline(never)]
 fn mod_l(x: &mut [i64; 64]) -> [u8; 32] {
     let l = |j: usize| i64::from(L[j]);
     for i in (32..64).rev() {
@@ -276,7 +280,6 @@ fn mod_l(x: &mut [i64; 64]) -> [u8; 32] {
 }
 
 /// `s < L`, both little-endian.
-#[inline(never)]
 fn is_canonical(s: &[u8]) -> bool {
     for i in (0..32).rev() {
         if s[i] != L[i] {
@@ -287,15 +290,20 @@ fn is_canonical(s: &[u8]) -> bool {
 }
 
 /// Whether `sig` is a valid Ed25519 signature of `msg` by `public_key`.
-#[inline(never)]
 pub fn verify(public_key: &[u8; 32], sig: &[u8; 64], msg: &[u8]) -> bool {
     let Some(neg_a) = decode_negated(public_key) else { return false };
     let (r, s) = sig.split_at(32);
     if !is_canonical(s) {
         return false;
     }
+    // R || A || message, hashed in one piece (messages are at most MAX_MESSAGE_LEN).
+    let mut input = [0u8; 64 + linker::signature::MAX_MESSAGE_LEN];
+    let Some(m) = input.get_mut(64..64 + msg.len()) else { return false };
+    m.copy_from_slice(msg);
+    input[..32].copy_from_slice(r);
+    input[32..64].copy_from_slice(public_key);
     let mut h = [0i64; 64];
-    for (x, b) in h.iter_mut().zip(sha512(&[r, public_key, msg])) {
+    for (x, b) in h.iter_mut().zip(sha512(&input[..64 + msg.len()])) {
         *x = i64::from(b);
     }
     let k = mod_l(&mut h);
@@ -303,7 +311,8 @@ pub fn verify(public_key: &[u8; 32], sig: &[u8; 64], msg: &[u8]) -> bool {
     s32.copy_from_slice(s);
     // [S]B - [k]A must encode to R.
     let mut p = scalar_mul(&neg_a, &k);
-    let base: Point = [BX, BY, GF1, mul(&BX, &BY)];
+    let (bx, by) = (gf(&BX), gf(&BY));
+    let base: Point = [bx, by, GF1, mul(&bx, &by)];
     point_add(&mut p, &scalar_mul(&base, &s32));
     pack_point(&p) == r
 }
@@ -371,7 +380,7 @@ mod tests {
             seed.iter_mut().for_each(|b| *b = next(&mut st) as u8);
             let key = SigningKey::from_bytes(&seed);
             let pk = key.verifying_key().to_bytes();
-            let len = (next(&mut st) % 700) as usize;
+            let len = (next(&mut st) % linker::signature::MAX_MESSAGE_LEN as u64) as usize;
             let msg: Vec<u8> = (0..len).map(|_| next(&mut st) as u8).collect();
             let sig = key.sign(&msg).to_bytes();
             assert!(verify(&pk, &sig, &msg), "round {round}: valid signature refused");

@@ -26,7 +26,6 @@ fn refuse(policy: &[u8], why: &str) -> ! {
 }
 
 /// Reads the policy, or `None` when the default file does not exist.
-#[inline(never)]
 fn read_policy<'b>(path: &[u8], explicit: bool, buf: &'b mut [u8; MAX_POLICY_LEN]) -> Option<&'b [u8]> {
     let fd = match fs::open(path, OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty()) {
         Ok(fd) => fd,
@@ -49,7 +48,6 @@ fn read_policy<'b>(path: &[u8], explicit: bool, buf: &'b mut [u8; MAX_POLICY_LEN
 }
 
 /// Whether `key` is listed; a malformed line refuses everything.
-#[inline(never)]
 fn lists(policy: &[u8], path: &[u8], key: &[u8; 32]) -> bool {
     let mut found = false;
     for line in policy.split(|&b| b == b'\n') {
@@ -62,7 +60,6 @@ fn lists(policy: &[u8], path: &[u8], key: &[u8; 32]) -> bool {
 }
 
 /// Every byte before the signature: sections against their SHA-256, zero padding.
-#[inline(never)]
 fn prefix_intact(payload: &Payload, signed_len: u64) -> bool {
     let Ok(map) = Mapped::new(payload.fd(), 0, signed_len) else { return false };
     let bytes = map.bytes();
@@ -82,7 +79,6 @@ fn prefix_intact(payload: &Payload, signed_len: u64) -> bool {
 }
 
 /// Applies the policy (see the module doc); returns only if the image may run.
-#[inline(never)]
 pub fn enforce(payload: &Payload, explicit: Option<&[u8]>) {
     core::hint::black_box(&MARK);
     let path = explicit.unwrap_or(POLICY_PATH.as_bytes());
