@@ -29,6 +29,7 @@ use crate::hostio::tty::WinSize;
 use crate::options::{DiskSpec, MAX_DISKS, MAX_SHARES};
 use crate::out;
 use crate::sys::cell::TakeOnce;
+use crate::sys::path::{c_path, PATH_MAX};
 use crate::virtio::blk::Block;
 use crate::virtio::console::Console;
 use crate::virtio::control::Control;
@@ -69,12 +70,10 @@ impl DiskError {
 
 /// Opens a disk file: read-write (exclusive `flock`) or read-only (shared).
 pub fn open_disk(spec: DiskSpec<'_>) -> Result<DiskFile, DiskError> {
-    // NUL-terminate on the stack: a `&[u8]` path would make rustix allocate
+    // NUL-terminated on the stack: a `&[u8]` path would make rustix allocate
     // for long paths when its `alloc` feature is on (the stub has no heap).
-    let mut buf = [0u8; 4096];
-    let path = buf.get_mut(..spec.path.len().wrapping_add(1)).ok_or(DiskError::Open(Errno::NAMETOOLONG))?;
-    path[..spec.path.len()].copy_from_slice(spec.path);
-    let path = core::ffi::CStr::from_bytes_with_nul(path).map_err(|_| DiskError::Open(Errno::INVAL))?;
+    let mut buf = [0; PATH_MAX];
+    let path = c_path(spec.path, &mut buf).map_err(DiskError::Open)?;
     let mode = if spec.read_only { OFlags::RDONLY } else { OFlags::RDWR };
     let fd = fs::open(path, mode | OFlags::CLOEXEC | OFlags::NOCTTY, Mode::empty()).map_err(DiskError::Open)?;
     let st = fs::fstat(&fd).map_err(DiskError::Open)?;

@@ -39,10 +39,10 @@ pub fn pread_exact(fd: BorrowedFd<'_>, buf: &mut [u8], offset: u64) -> io::Resul
 impl Payload {
     /// Opens and validates the running executable's image.
     pub fn open_self() -> Result<Payload, PayloadError> {
-        Self::open("/proc/self/exe")
+        Self::open(c"/proc/self/exe")
     }
 
-    pub fn open(path: &str) -> Result<Payload, PayloadError> {
+    pub fn open(path: &core::ffi::CStr) -> Result<Payload, PayloadError> {
         let file = fs::open(path, OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty())
             .map_err(PayloadError::Io)?;
         let len = u64::try_from(fs::fstat(&file).map_err(PayloadError::Io)?.st_size)

@@ -13,6 +13,7 @@ pub mod ioctl;
 pub mod kvm;
 pub mod mm;
 pub mod net;
+pub mod path;
 pub mod process;
 pub mod seccomp;
 pub mod signal;

@@ -32,7 +32,7 @@ pub struct Kvm {
 
 impl Kvm {
     pub fn open() -> io::Result<Kvm> {
-        let fd = fs::open("/dev/kvm", OFlags::RDWR | OFlags::CLOEXEC, Mode::empty())?;
+        let fd = fs::open(c"/dev/kvm", OFlags::RDWR | OFlags::CLOEXEC, Mode::empty())?;
         Ok(Kvm { fd })
     }
 

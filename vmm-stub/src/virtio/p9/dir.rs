@@ -8,6 +8,7 @@ use core::mem::MaybeUninit;
 use rustix::fd::{AsFd, BorrowedFd, OwnedFd};
 use rustix::fs::{self, AtFlags, FileType, Mode, OFlags, RawDir};
 use rustix::io::Errno;
+use crate::sys::path::{c_path, PATH_MAX};
 
 const S_IFMT: u32 = 0o170000;
 const S_IFREG: u32 = 0o100000;
@@ -41,7 +42,8 @@ impl Server {
         let (fid, name, target, _gid) = (r.u32()?, r.str()?, r.str()?, r.u32()?);
         self.share.writable()?;
         let (dir, name) = (self.dir_fd(fid)?, Name::new(name)?);
-        fs::symlinkat(target, dir, name.c())?;
+        let mut buf = [0; PATH_MAX];
+        fs::symlinkat(c_path(target, &mut buf)?, dir, name.c())?;
         self.created(dir, &name, w)
     }
 

@@ -16,6 +16,7 @@ use rustix::fd::{AsFd, BorrowedFd, OwnedFd};
 use rustix::fs::{self, AtFlags, FileType, Mode, OFlags, ResolveFlags, Stat};
 use rustix::io::Errno;
 use rustix::path::DecInt;
+use crate::sys::path::{c_path, PATH_MAX};
 use core::ffi::CStr;
 
 /// Longest name of one directory entry.
@@ -100,9 +101,10 @@ impl Share {
     /// here) as the root of a share.
     pub fn open(host_dir: &[u8], read_only: bool) -> Result<Self, Errno> {
         let dir = OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC;
-        let root = fs::openat(fs::CWD, host_dir, dir, Mode::empty())?;
+        let mut path = [0; PATH_MAX];
+        let root = fs::openat(fs::CWD, c_path(host_dir, &mut path)?, dir, Mode::empty())?;
         let st = fs::fstat(&root)?;
-        let proc_fd = fs::openat(fs::CWD, "/proc/self/fd", dir, Mode::empty())?;
+        let proc_fd = fs::openat(fs::CWD, c"/proc/self/fd", dir, Mode::empty())?;
         raise_fd_limit();
         Ok(Self { root, root_id: (st.st_dev, st.st_ino), proc_fd, read_only })
     }
