@@ -6,12 +6,12 @@
 //! line and status 125. Without a policy, nothing changes.
 
 mod ed25519;
+mod sha256;
 mod sha512;
 
 use crate::out::{fail, Line};
 use crate::payload::{Mapped, Payload};
 use linker::image::Kind;
-use linker::sha256::Sha256;
 use linker::signature::{self, Signature, POLICY_PATH, STUB_MARK};
 use rustix::fs::{self, Mode, OFlags};
 use rustix::io::Errno;
@@ -68,9 +68,7 @@ fn prefix_intact(payload: &Payload, signed_len: u64) -> bool {
         // The reader bounded every section inside the file; `signed_len` is the signature's offset.
         let (Ok(start), Ok(end)) = (usize::try_from(s.offset), usize::try_from(s.end())) else { return false };
         let (Some(pad), Some(data)) = (bytes.get(at..start), bytes.get(start..end)) else { return false };
-        let mut h = Sha256::new();
-        h.update(data);
-        if pad.iter().any(|&b| b != 0) || h.finish() != s.sha256 {
+        if pad.iter().any(|&b| b != 0) || sha256::sha256(data) != s.sha256 {
             return false;
         }
         at = end;
