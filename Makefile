@@ -10,7 +10,7 @@ SMOLVM := target/release/smolvm
 APT_PACKAGES := build-essential linux-source-6.1 bc flex bison libelf-dev libssl-dev \
 	busybox-static squashfs-tools qemu-system-x86 hyperfine cpio xz-utils lz4 zstd \
 	python3 libpython3.11-testsuite sqlite3 git openssl fio postgresql e2fsprogs dash \
-	passt musl-tools iproute2 util-linux docker-registry apache2-utils
+	passt musl-tools iproute2 util-linux redis-server redis-tools docker-registry apache2-utils
 
 .PHONY: deps build kernel demo test size bench compat
 

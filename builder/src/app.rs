@@ -39,6 +39,8 @@ pub struct ManifestFlags<'a> {
     pub net: bool,
     /// `--publish` specs (each implies `--net`).
     pub publish: &'a [String],
+    /// The `service*` records (`services::records`).
+    pub services: Vec<(Key, Vec<Vec<u8>>)>,
 }
 
 /// What the app is: from the command line, else from the image config.
@@ -183,7 +185,9 @@ pub fn manifest(a: &ManifestFlags<'_>, app: &App) -> Result<Vec<u8>> {
     if a.read_only {
         recs.push((Key::ReadOnly, b"yes".to_vec()));
     }
-    let fields: Vec<[&[u8]; 1]> = recs.iter().map(|(_, v)| [v.as_slice()]).collect();
+    let mut recs: Vec<(Key, Vec<Vec<u8>>)> = recs.into_iter().map(|(k, v)| (k, vec![v])).collect();
+    recs.extend(a.services.iter().cloned());
+    let fields: Vec<Vec<&[u8]>> = recs.iter().map(|(_, f)| f.iter().map(Vec::as_slice).collect()).collect();
     let table: Vec<(Key, &[&[u8]])> = recs
         .iter()
         .zip(&fields)

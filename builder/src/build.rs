@@ -92,6 +92,8 @@ pub struct BuildArgs {
     /// and are discarded at exit.
     #[arg(long)]
     pub read_only: bool,
+    #[command(flatten)]
+    pub services: crate::services::ServiceArgs,
     /// Guest kernel (vmlinux or bzImage); default $SMOLVM_KERNEL, then the cached
     /// kernel from `smolvm kernel` in the form --kernel-format picks.
     #[arg(long, value_name = "FILE")]
@@ -144,8 +146,9 @@ impl BuildArgs {
         }
     }
 
-    /// The manifest's other records; `mem` is `--mem` parsed.
-    fn manifest_flags(&self, mem: Option<u32>) -> ManifestFlags<'_> {
+    /// The manifest's other records; `mem` is `--mem` parsed, `services`
+    /// the checked `--service*` flags.
+    fn manifest_flags(&self, mem: Option<u32>, services: &[crate::services::Service]) -> ManifestFlags<'_> {
         ManifestFlags {
             mem,
             rootfs_format: self.rootfs_format,
@@ -154,6 +157,7 @@ impl BuildArgs {
             read_only: self.read_only,
             net: self.net,
             publish: &self.publish,
+            services: crate::services::records(services),
         }
     }
 }
@@ -358,7 +362,13 @@ pub fn run(a: &BuildArgs) -> Result<()> {
         (None, _) => root.display().to_string(),
     };
     rootfs::check_entry(&root, &label, &app.entry, path_env)?;
-    let manifest = manifest(&a.manifest_flags(mem), &app)?;
+    let services = a.services.parse()?;
+    for s in &services {
+        let env = s.env.iter().rev().find_map(|e| e.strip_prefix("PATH=")).map(str::as_bytes);
+        rootfs::check_entry(&root, &label, s.command[0].as_bytes(), env.or(path_env))
+            .map_err(|e| Error(format!("service {}: {}", s.name, e.0)))?;
+    }
+    let manifest = manifest(&a.manifest_flags(mem, &services), &app)?;
     let stub = locate(a.stub.as_deref(), "SMOLVM_STUB", "vmm-stub", "vmm-stub")?;
     let init = locate(a.init.as_deref(), "SMOLVM_INIT", "smol-init", "smol-init")?;
     let kernel = KernelFile::load(&locate_kernel(a.kernel.as_deref(), a.kernel_format)?)?;

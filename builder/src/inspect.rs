@@ -106,6 +106,50 @@ impl Described {
     }
 }
 
+/// One service as the manifest describes it.
+struct ServiceView {
+    name: String,
+    command: Vec<String>,
+    restart: String,
+    ready: Option<(String, String)>,
+    env: Vec<String>,
+    user: Option<String>,
+    workdir: Option<String>,
+}
+
+impl Described {
+    /// The manifest's services, in start order.
+    fn services(&self) -> Vec<ServiceView> {
+        let mut out: Vec<ServiceView> = Vec::new();
+        for (k, f) in &self.manifest {
+            let (name, value) = (f.first().cloned().unwrap_or_default(), f.get(1).cloned().unwrap_or_default());
+            if k == "service" {
+                out.push(ServiceView {
+                    name,
+                    command: vec![value],
+                    restart: "on-failure".into(),
+                    ready: None,
+                    env: Vec::new(),
+                    user: None,
+                    workdir: None,
+                });
+                continue;
+            }
+            let Some(s) = out.iter_mut().find(|s| s.name == name) else { continue };
+            match k.as_str() {
+                "service-arg" => s.command.push(value),
+                "service-env" => s.env.push(value),
+                "service-user" => s.user = Some(value),
+                "service-workdir" => s.workdir = Some(value),
+                "service-restart" => s.restart = value,
+                "service-ready" => s.ready = Some((value, f.get(2).cloned().unwrap_or_default())),
+                _ => {}
+            }
+        }
+        out
+    }
+}
+
 fn text(path: &Path, d: &Described) -> String {
     let mut o = String::new();
     let _ = writeln!(
@@ -155,6 +199,26 @@ fn text(path: &Path, d: &Described) -> String {
     );
     for p in &publish {
         let _ = writeln!(o, "  publish {p}");
+    }
+    let services = d.services();
+    if !services.is_empty() {
+        let _ = writeln!(o, "services (started in this order, before the app; ./app.vm --smolvm-no-services runs the app alone):");
+    }
+    for s in &services {
+        let _ = write!(o, "  {}: {:?}, restart {}", s.name, s.command, s.restart);
+        if let Some((cond, secs)) = &s.ready {
+            let _ = write!(o, ", the app waits for {cond} (up to {secs} s)");
+        }
+        if let Some(u) = &s.user {
+            let _ = write!(o, ", user {u}");
+        }
+        if let Some(w) = &s.workdir {
+            let _ = write!(o, ", workdir {w}");
+        }
+        for e in &s.env {
+            let _ = write!(o, ", env {e}");
+        }
+        let _ = writeln!(o);
     }
     match &d.signer {
         Some(k) => {
@@ -224,6 +288,28 @@ fn json(path: &Path, d: &Described) -> String {
         json_str(&net),
         publish.join(",")
     );
+    let opt = |v: &Option<String>| v.as_deref().map_or("null".to_string(), json_str);
+    let list = |v: &[String]| v.iter().map(|x| json_str(x)).collect::<Vec<_>>().join(",");
+    let services: Vec<String> = d
+        .services()
+        .iter()
+        .map(|s| {
+            let ready = match &s.ready {
+                Some((cond, secs)) => format!("{{\"condition\":{},\"timeout_s\":{}}}", json_str(cond), secs.parse::<u32>().unwrap_or(0)),
+                None => "null".into(),
+            };
+            format!(
+                "{{\"name\":{},\"command\":[{}],\"restart\":{},\"ready\":{ready},\"env\":[{}],\"user\":{},\"workdir\":{}}}",
+                json_str(&s.name),
+                list(&s.command),
+                json_str(&s.restart),
+                list(&s.env),
+                opt(&s.user),
+                opt(&s.workdir)
+            )
+        })
+        .collect();
+    let _ = write!(o, "\"services\":[{}],", services.join(","));
     let kernel: Vec<String> = d
         .kernel_info
         .iter()

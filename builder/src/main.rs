@@ -19,6 +19,7 @@ mod layers;
 mod output;
 mod progress;
 mod rootfs;
+mod services;
 mod staging;
 mod tar;
 mod verify;

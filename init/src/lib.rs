@@ -1,5 +1,6 @@
-//! smol-init: the guest's PID 1. It mounts what the app needs, runs the app
-//! as its child with the caller's argv/env and stdio on the virtio consoles,
+//! smol-init: the guest's PID 1. It mounts what the app needs, starts the
+//! image's services (`services/`) and, once they are ready, the app as its
+//! child with the caller's argv/env and stdio on the virtio consoles;
 //! forwards signals, reaps every process, and reports the app's exit status
 //! to the host through the exit port. The binary (`main.rs`) only adds the
 //! entry point, allocator, panic handler and mem* functions (`src/rt/`, part
@@ -15,6 +16,7 @@ pub mod mounts;
 pub mod net;
 pub mod out;
 pub mod plan;
+pub mod services;
 pub mod shutdown;
 pub mod status;
 pub mod sys;
@@ -24,6 +26,7 @@ use linker::abi::{self, status::SMOLVM_FAILED};
 use linker::config::MAX_CONFIG_LEN;
 use out::Line;
 use plan::Plan;
+use services::Supervisor;
 use rustix::fd::OwnedFd;
 use rustix::fs::{Mode, OFlags};
 use rustix::io::Errno;
@@ -121,13 +124,21 @@ fn run(start_ns: u64, env_debug: bool, signals: &mut Option<OwnedFd>) -> Result<
     }
 
     let exec = app::Exec::new(&plan)?;
+    let mut services = Supervisor::new(&plan)?;
     let fd = sys::signalfd(SigSet::ALL).map_err(|e| Fail::new(Line::new().s("signalfd: ").e(e)))?;
     let signals = &*signals.insert(fd);
-    let pid = app::spawn(&exec)?;
-    Line::new().s("started the app, pid ").n(u64::try_from(pid).unwrap_or(0)).debug();
-    let status = app::supervise(pid, signals, control);
-    Line::new().s("the app ended, status ").n(u64::from(status)).debug();
-    Ok(status)
+    let mut control = control;
+    services.start_all();
+    let status = app::supervise(None, signals, &mut control, &mut services).and_then(|_| {
+        let pid = app::spawn(&exec, None).map_err(|e| Fail::new(Line::new().s("cannot start the app: fork: ").e(e)))?;
+        Line::new().s("started the app, pid ").n(u64::try_from(pid).unwrap_or(0)).debug();
+        app::supervise(Some(pid), signals, &mut control, &mut services)
+    });
+    if let Ok(status) = status {
+        Line::new().s("the app ended, status ").n(u64::from(status)).debug();
+    }
+    services.stop(signals);
+    status
 }
 
 /// Reads a whole file of at most `limit` bytes (a longer one is EFBIG).

@@ -136,6 +136,11 @@ fn decimal_len(mut value: u64) -> usize {
     n
 }
 
+/// Writes all of `bytes` to stderr (what cannot be written is dropped).
+pub fn write_stderr(bytes: &[u8]) {
+    write_all_stderr(bytes);
+}
+
 fn write_all_stderr(mut bytes: &[u8]) {
     while !bytes.is_empty() {
         match rustix::io::write(sys::stderr(), bytes) {

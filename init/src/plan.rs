@@ -1,6 +1,7 @@
 //! What init will do, decided from the image manifest and the runtime config
 //! before anything is touched: pure code, unit-tested on the host.
 
+use crate::services::spec::{self, Service};
 use alloc::vec::Vec;
 use linker::config::{self, ConfigError, Key};
 
@@ -72,6 +73,9 @@ pub struct Plan<'a> {
     pub ip: Option<IpConfig>,
     /// Nameservers for /etc/resolv.conf (runtime `dns` records), in order.
     pub dns: Vec<Ipv4>,
+    /// The services to run beside the app, in start order (none when the
+    /// runtime config says `services no`).
+    pub services: Vec<Service<'a>>,
 }
 
 /// An IPv4 address, network byte order.
@@ -147,12 +151,16 @@ impl<'a> Plan<'a> {
             stdio_ports: false,
             ip: None,
             dns: Vec::new(),
+            services: Vec::new(),
         };
         let mut rule = EntryRule::default();
         plan.apply(Origin::Manifest, manifest, &mut rule)?;
         let mut args = core::mem::take(&mut plan.args);
         if let Some(runtime) = runtime {
             plan.apply(Origin::Runtime, runtime, &mut rule)?;
+            if config::last_value(runtime, Key::Services) == Some(b"no") {
+                plan.services.clear();
+            }
             if !plan.args.is_empty() {
                 args = core::mem::take(&mut plan.args);
                 if rule.runtime_entry && rule.fixed.is_empty() {
@@ -279,6 +287,22 @@ impl<'a> Plan<'a> {
                     }
                     self.dns.push(server);
                 }
+                Key::Service
+                | Key::ServiceArg
+                | Key::ServiceEnv
+                | Key::ServiceWorkdir
+                | Key::ServiceUser
+                | Key::ServiceRestart
+                | Key::ServiceReady => {
+                    manifest_only("service records in the runtime config")?;
+                    spec::apply(&mut self.services, &record).map_err(|(what, value)| bad(what, value))?;
+                }
+                Key::Services => {
+                    runtime_only("services in the image manifest")?;
+                    if !matches!(value, b"yes" | b"no") {
+                        return Err(bad("services is not yes or no", value));
+                    }
+                }
                 Key::ReadOnly => {
                     self.read_only = match value {
                         b"yes" => true,
@@ -355,7 +379,7 @@ fn parse_cidr(text: &[u8]) -> Option<(Ipv4, u8)> {
 
 /// `uid` or `uid:gid`; without a gid the group is 0 (Docker's behaviour for
 /// a numeric user that has no passwd entry).
-fn parse_user(text: &[u8]) -> Option<User> {
+pub(crate) fn parse_user(text: &[u8]) -> Option<User> {
     let mut parts = text.splitn(2, |&c| c == b':');
     let uid = parse_u32(parts.next()?)?;
     let gid = match parts.next() {

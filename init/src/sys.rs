@@ -13,6 +13,7 @@ compile_error!("smol-init runs as PID 1 of an x86_64 Linux guest");
 const SYS_IOCTL: usize = 16;
 const SYS_RT_SIGPROCMASK: usize = 14;
 const SYS_SOCKET: usize = 41;
+const SYS_CONNECT: usize = 42;
 const SYS_CLONE: usize = 56;
 const SYS_FCNTL: usize = 72;
 const F_GETFD: usize = 1;
@@ -210,6 +211,30 @@ pub fn inet_socket() -> Result<rustix::fd::OwnedFd, Errno> {
     Ok(unsafe { <rustix::fd::OwnedFd as rustix::fd::FromRawFd>::from_raw_fd(fd) })
 }
 
+const SOCK_STREAM: usize = 1;
+/// `sizeof(struct sockaddr_in)`.
+const SOCKADDR_IN_SIZE: usize = 16;
+
+/// Whether a TCP connection to 127.0.0.1:`port` succeeds (a service's
+/// readiness). On loopback, connect completes or is refused at once.
+pub fn loopback_port_accepts(port: u16) -> bool {
+    // SAFETY: socket takes three integers, no pointers.
+    let Ok(fd) = result(unsafe { syscall4(SYS_SOCKET, AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0, 0) }) else {
+        return false;
+    };
+    // struct sockaddr_in: family, port (big endian), 127.0.0.1, zero padding.
+    let mut addr = [0u8; SOCKADDR_IN_SIZE];
+    addr[..2].copy_from_slice(&2u16.to_ne_bytes());
+    addr[2..4].copy_from_slice(&port.to_be_bytes());
+    addr[4..8].copy_from_slice(&[127, 0, 0, 1]);
+    // SAFETY: `addr` is a live sockaddr_in of the size passed; the kernel only reads it.
+    let connected = result(unsafe { syscall4(SYS_CONNECT, fd, addr.as_ptr() as usize, SOCKADDR_IN_SIZE, 0) }).is_ok();
+    let Ok(fd) = i32::try_from(fd) else { return connected };
+    // SAFETY: the kernel returned `fd` above as a new descriptor that nothing else owns; dropping it closes it.
+    drop(unsafe { <rustix::fd::OwnedFd as rustix::fd::FromRawFd>::from_raw_fd(fd) });
+    connected
+}
+
 /// `sizeof(struct ifreq)` on x86_64: the name, then a 24-byte union.
 pub const IFREQ_SIZE: usize = 40;
 /// `sizeof(struct rtentry)` on x86_64.
@@ -261,6 +286,15 @@ mod tests {
         assert_eq!(result(-2), Err(Errno::NOENT));
         assert_eq!(result(5), Ok(5));
         assert_eq!(kill(i32::MAX, 0), Err(Errno::SRCH));
+    }
+
+    #[test]
+    fn loopback_probe_sees_a_listener() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        assert!(loopback_port_accepts(port));
+        drop(listener);
+        assert!(!loopback_port_accepts(port));
     }
 
     #[test]

@@ -82,52 +82,103 @@ pub enum Key {
     /// an ext4 or squashfs file system there; any other content stays a raw
     /// device.
     Disk,
+    /// Manifest: a service smol-init runs beside the app: its name
+    /// ([`valid_service_name`]) and its command (a path, or a name searched in
+    /// PATH). Services start in record order; at most [`MAX_SERVICES`].
+    Service,
+    /// Manifest: NAME, an argument of service NAME (in order).
+    ServiceArg,
+    /// Manifest: NAME, `VAR=value` for service NAME; over the app's env.
+    ServiceEnv,
+    /// Manifest: NAME, the absolute working directory of service NAME
+    /// (default `/`).
+    ServiceWorkdir,
+    /// Manifest: NAME, `uid` or `uid:gid` service NAME runs as (default 0:0).
+    ServiceUser,
+    /// Manifest: NAME, when service NAME is started again after it ends:
+    /// `always`, `on-failure` (the default: a non-zero status or a signal)
+    /// or `never`.
+    ServiceRestart,
+    /// Manifest: NAME, the condition the app waits for before it starts:
+    /// `tcp:PORT` (a connection to 127.0.0.1:PORT succeeds) or `file:PATH`
+    /// (an absolute path exists), and the timeout in whole seconds after
+    /// which the VM ends with status 125.
+    ServiceReady,
+    /// Runtime, value `no`: run the app without the image's services
+    /// (`--smolvm-no-services`).
+    Services,
 }
 
-// `Key::ALL` is in declaration order: `ALL[key as usize]` is `key`'s entry.
+/// Most services an image may have.
+pub const MAX_SERVICES: usize = 8;
+/// Longest service name (it prefixes each line of the service's output).
+pub const MAX_SERVICE_NAME: usize = 32;
+/// Service restart policies (`service-restart` values).
+pub const RESTART_POLICIES: [&str; 3] = ["always", "on-failure", "never"];
+/// Readiness condition kinds (`service-ready` prefixes).
+pub const READY_TCP: &str = "tcp:";
+pub const READY_FILE: &str = "file:";
+/// Longest readiness timeout, in seconds.
+pub const MAX_READY_TIMEOUT_SECS: u32 = 3600;
+
+/// A service name: 1 to [`MAX_SERVICE_NAME`] ASCII letters, digits, `-`,
+/// `_` or `.`, so that it prints safely in `[NAME] ` prefixes.
+pub fn valid_service_name(name: &[u8]) -> bool {
+    (1..=MAX_SERVICE_NAME).contains(&name.len())
+        && name.iter().all(|&c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.'))
+}
+
+// `Key::ALL` is in declaration order: `ALL[key as usize]` is `key`.
 const _: () = {
     let mut i = 0;
     while i < Key::ALL.len() {
-        assert!(Key::ALL[i].0 as usize == i, "Key::ALL out of declaration order");
+        assert!(Key::ALL[i] as usize == i, "Key::ALL out of declaration order");
         i += 1;
     }
+    let (table, mut entries, mut j) = (Key::TABLE.as_bytes(), 0, 0);
+    while j < table.len() {
+        entries += (table[j] == 0) as usize;
+        j += 1;
+    }
+    assert!(entries == Key::ALL.len(), "Key::TABLE needs one entry a key");
 };
 
 impl Key {
-    const ALL: [(Key, &'static str, usize); 21] = [
-        (Key::Entry, "entry", 1),
-        (Key::Arg, "arg", 1),
-        (Key::EntryArg, "entryarg", 1),
-        (Key::RuntimeEntry, "runtime-entry", 1),
-        (Key::Env, "env", 1),
-        (Key::Workdir, "workdir", 1),
-        (Key::Mem, "mem", 1),
-        (Key::Rootfs, "rootfs", 1),
-        (Key::Hostname, "hostname", 1),
-        (Key::User, "user", 1),
-        (Key::Tmpfs, "tmpfs", 1),
-        (Key::Share, "share", 3),
-        (Key::Log, "log", 1),
-        (Key::Tty, "tty", 1),
-        (Key::Stdio, "stdio", 1),
-        (Key::Net, "net", 1),
-        (Key::Publish, "publish", 1),
-        (Key::Ip, "ip", 3),
-        (Key::Dns, "dns", 1),
-        (Key::ReadOnly, "read-only", 1),
-        (Key::Disk, "disk", 3),
-    ];
+    const ALL: [Key; 29] = [Key::Entry, Key::Arg, Key::EntryArg, Key::RuntimeEntry, Key::Env, Key::Workdir, Key::Mem, Key::Rootfs, Key::Hostname, Key::User, Key::Tmpfs, Key::Share, Key::Log, Key::Tty, Key::Stdio, Key::Net, Key::Publish, Key::Ip, Key::Dns, Key::ReadOnly, Key::Disk, Key::Service, Key::ServiceArg, Key::ServiceEnv, Key::ServiceWorkdir, Key::ServiceUser, Key::ServiceRestart, Key::ServiceReady, Key::Services];
+    /// Each key's name and arity digit, NUL-terminated, in declaration
+    /// order: one string, because a table of `&str` would cost the stub 16
+    /// more bytes a key.
+    const TABLE: &'static str = "entry1\0arg1\0entryarg1\0runtime-entry1\0env1\0workdir1\0mem1\0rootfs1\0hostname1\0user1\0tmpfs1\0share3\0log1\0tty1\0stdio1\0net1\0publish1\0ip3\0dns1\0read-only1\0disk3\0service2\0service-arg2\0service-env2\0service-workdir2\0service-user2\0service-restart2\0service-ready3\0services1\0";
+
+    /// Where key `index`'s entry (name and arity digit) lies in `TABLE`.
+    /// Plain loops: `split` would cost the stub more than the table saves.
+    fn entry(index: usize) -> core::ops::Range<usize> {
+        let (mut start, mut n) = (0, 0);
+        for (i, &b) in Self::TABLE.as_bytes().iter().enumerate() {
+            if b == 0 {
+                if n == index {
+                    return start..i;
+                }
+                n += 1;
+                start = i + 1;
+            }
+        }
+        0..0
+    }
 
     pub fn name(self) -> &'static str {
-        Self::ALL[self as usize].1
+        let e = Self::entry(self as usize);
+        // The table is ASCII: every offset is a char boundary.
+        Self::TABLE.get(e.start..e.end.saturating_sub(1)).unwrap_or("")
     }
 
     pub fn arity(self) -> usize {
-        Self::ALL[self as usize].2
+        let e = Self::entry(self as usize);
+        usize::from(Self::TABLE.as_bytes().get(e.end.wrapping_sub(1)).map_or(0, |d| d.wrapping_sub(b'0')))
     }
 
     pub fn from_name(name: &[u8]) -> Option<Key> {
-        Self::ALL.iter().find(|e| e.1.as_bytes() == name).map(|e| e.0)
+        Self::ALL.iter().copied().find(|k| k.name().as_bytes() == name)
     }
 }
 
@@ -311,6 +362,19 @@ pub fn to_vec(records: &[(Key, &[&[u8]])]) -> Result<std::vec::Vec<u8>, ConfigEr
 #[cfg(all(test, feature = "std"))]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_key_has_its_name_and_arity() {
+        assert_eq!(Key::TABLE.split('\0').count(), Key::ALL.len() + 1, "one entry a key, then the end");
+        for key in Key::ALL {
+            assert_eq!(Key::from_name(key.name().as_bytes()), Some(key));
+            assert!((1..=MAX_FIELDS).contains(&key.arity()), "{key:?}");
+        }
+        assert_eq!((Key::Share.name(), Key::Share.arity()), ("share", 3));
+        assert_eq!((Key::ServiceReady.name(), Key::ServiceReady.arity()), ("service-ready", 3));
+        assert_eq!(Key::from_name(b""), None);
+        assert_eq!(Key::from_name(b"entry1"), None);
+    }
 
     #[test]
     fn round_trip_keeps_bytes_exact() {

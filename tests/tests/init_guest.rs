@@ -593,3 +593,110 @@ fn fixture_rootfs_has_the_test_apps() {
         assert!(fx.rootfs_dir.join(f).exists(), "{f}");
     }
 }
+
+// Services beside the app (issue 23). Each is `busybox sh -c SCRIPT`.
+
+fn with_service(cfg: Cfg, name: &str, script: &str) -> Cfg {
+    let n = name.as_bytes();
+    cfg.rec(Key::Service, &[n, BUSYBOX.as_bytes()])
+        .rec(Key::ServiceArg, &[n, b"sh"])
+        .rec(Key::ServiceArg, &[n, b"-c"])
+        .rec(Key::ServiceArg, &[n, script.as_bytes()])
+}
+
+#[test]
+fn services_get_ready_before_the_app_and_their_output_is_prefixed() {
+    // `files` gets ready by a file, `web` by a TCP port (busybox httpd); the
+    // app checks both, and its own stdout/stderr stay byte-exact.
+    let m = with_service(shell("cat /tmp/up; busybox wget -q -O - http://127.0.0.1:7000/ok.txt; printf 'no newline' >&2; exit 3"), "files", "echo one; echo two >&2; sleep 0.3; echo up > /tmp/up.new; mv /tmp/up.new /tmp/up; printf partial; exec sleep 100");
+    let m = with_service(m, "web", "mkdir -p /tmp/www; echo served > /tmp/www/ok.txt; exec busybox httpd -f -p 127.0.0.1:7000 -h /tmp/www")
+        .rec(Key::ServiceReady, &[b"files", b"file:/tmp/up", b"60"])
+        .rec(Key::ServiceReady, &[b"web", b"tcp:7000", b"60"])
+        .rec(Key::ServiceEnv, &[b"web", b"WEB=1"]);
+    let out = Boot::new("services-ready", m).run();
+    assert_status(&out, 3);
+    assert_eq!(out.stdout_str(), "up\nserved\n", "{}", out.describe());
+    let err = out.stderr_str();
+    assert!(err.starts_with("[files] one\n[files] two\n"), "{}", out.describe());
+    assert!(err.contains("no newline"), "{}", out.describe());
+    assert!(err.contains("[files] partial\n"), "the last partial line is passed on at the end\n{}", out.describe());
+}
+
+#[test]
+fn a_crashing_service_is_restarted_with_back_off_then_given_up() {
+    // 5 restarts (0.1 + 0.2 + 0.4 + 0.8 + 1.6 s), then given up; the app
+    // goes on and its status is the VM's.
+    let m = with_service(shell("sleep 12; echo app-done"), "crash", "echo start; exit 3");
+    let out = Boot::new("services-crash", m).guest(|g| g.timeout = Duration::from_secs(100)).run();
+    assert_status(&out, 0);
+    assert_eq!(out.stdout_str(), "app-done\n");
+    let err = out.stderr_str();
+    assert_eq!(err.matches("[crash] start\n").count(), 6, "{err}");
+    for n in 1..=5 {
+        let pause = [100, 200, 400, 800, 1600][n - 1];
+        let line = format!("[crash] smolvm: service ended with status 3, restart {n} in {pause} ms\n");
+        assert!(err.contains(&line), "{line:?} missing:\n{err}");
+    }
+    assert!(err.contains("[crash] smolvm: service ended with status 3, 5 restarts in a row failed: given up (the app goes on)\n"), "{err}");
+}
+
+#[test]
+fn a_service_that_never_gets_ready_ends_the_vm_with_125_naming_it() {
+    let m = with_service(shell("echo app-ran"), "late", "exec sleep 100").rec(Key::ServiceReady, &[b"late", b"tcp:7001", b"2"]);
+    let out = Boot::new("services-never-ready", m).run();
+    assert_status(&out, 125);
+    assert_eq!(out.stdout, b"", "the app never starts\n{}", out.describe());
+    assert_eq!(out.stderr_str(), "smolvm: service late never got ready: no connection on 127.0.0.1:7001 within 2 s\n");
+    // One that ends for good before it is ready fails at once.
+    let m = with_service(shell("echo app-ran"), "quits", "exit 0").rec(Key::ServiceReady, &[b"quits", b"file:/tmp/never", b"60"]);
+    let out = Boot::new("services-quits", m).run();
+    assert_status(&out, 125);
+    assert!(out.stderr_str().ends_with("smolvm: service quits ended before it was ready\n"), "{}", out.describe());
+}
+
+#[test]
+fn app_exit_terminates_services_and_a_host_signal_goes_to_the_app_first() {
+    // The host's SIGTERM reaches the app (not the service); the app exits
+    // 7, then the service gets SIGTERM and says so.
+    let app = shell("trap 'echo app got TERM; exit 7' TERM; echo ready; while :; do sleep 0.1; done");
+    let m = with_service(app, "svc", "trap 'echo svc got TERM; exit 0' TERM; while :; do sleep 0.1; done")
+        .rec(Key::ServiceRestart, &[b"svc", b"always"]);
+    let out = Boot::new("services-stop", m)
+        .guest(|g| {
+            g.control = Some(vec![15]);
+            g.control_after = b"ready\n".to_vec();
+        })
+        .run();
+    assert_status(&out, 7);
+    assert_eq!(out.stdout_str(), "ready\napp got TERM\n");
+    // The service's process group gets SIGTERM: its shell may also report
+    // its `sleep` child as "Terminated".
+    let err = out.stderr_str();
+    assert!(err.ends_with("[svc] svc got TERM\n") && err.lines().all(|l| l.starts_with("[svc] ")), "{}", out.describe());
+}
+
+#[test]
+fn orphans_of_a_service_are_reaped() {
+    // The service leaves 10 orphans that end at once; init reaps them.
+    let script = r#"
+        sleep 2
+        z=0
+        for f in /proc/[0-9]*/stat; do
+            read -r line < "$f" 2>/dev/null || continue
+            case "${line##*) }" in Z*) z=$((z+1));; esac
+        done
+        echo "zombies=$z orphans-seen=$(cat /tmp/spawned)"
+    "#;
+    let m = with_service(shell(script), "forker", "for i in 1 2 3 4 5 6 7 8 9 10; do (true &); done; echo 10 > /tmp/spawned; exec sleep 100");
+    let out = Boot::new("services-orphans", m).run();
+    assert_status(&out, 0);
+    assert_eq!(out.stdout_str(), "zombies=0 orphans-seen=10\n", "{}", out.describe());
+}
+
+#[test]
+fn services_no_at_run_time_runs_the_app_alone() {
+    let m = with_service(shell("sleep 1; echo app"), "svc", "echo svc-ran; exec sleep 100").rec(Key::ServiceReady, &[b"svc", b"file:/nonexistent", b"1"]);
+    let out = Boot::new("services-off", m).runtime(Cfg::default().rec(Key::Services, &[b"no"])).run();
+    assert_status(&out, 0);
+    assert_eq!((out.stdout_str(), out.stderr_str()), ("app\n".to_string(), String::new()), "{}", out.describe());
+}

@@ -322,6 +322,9 @@ fn runtime_config<'b>(
         // Over the manifest's record either way (`no` opens a --read-only image).
         w.push(Key::ReadOnly, &[if read_only { b"yes" } else { b"no" }])?;
     }
+    if opts.no_services {
+        w.push(Key::Services, &[b"no"])?;
+    }
     if let Some(n) = net {
         n.write_records(&mut w)?;
     }

@@ -137,7 +137,8 @@ default arguments. Leading --smolvm-* options are taken by smolvm:
                           is writable, changes vanish at exit [SMOLVM_READ_ONLY=1|0]
   --smolvm-trust=FILE     run only images signed by a key in FILE (default
                           /etc/smolvm/trust when it exists)       [SMOLVM_TRUST]
-  --smolvm-info           describe the image and exit without booting
+  --smolvm-no-services    run the app without the image's services [SMOLVM_NO_SERVICES=1]
+  --smolvm-info           describe the image (and its services), exit
   --smolvm-no-seccomp     UNSAFE, debugging only: no system-call filter,
                           a guest escape gets the user's full rights [SMOLVM_NO_SECCOMP=1]
   --smolvm-help           this text
@@ -179,6 +180,8 @@ pub struct Options<'a> {
     pub help: bool,
     /// Unsafe: run without the seccomp filter (debugging).
     pub no_seccomp: bool,
+    /// `--smolvm-no-services`: the app alone, without the image's services.
+    pub no_services: bool,
     /// How many leading arguments (after argv[0]) were smolvm's.
     pub consumed: usize,
 }
@@ -253,19 +256,21 @@ enum Opt {
     NetHostLoopback,
     ReadOnly,
     Trust,
+    NoServices,
 }
 
-const FLAGS: [&[u8]; 15] = [
+const FLAGS: [&[u8]; 16] = [
     b"mem", b"log", b"env", b"workdir", b"disk", b"share", b"info", b"help", b"no-seccomp", b"net", b"publish", b"ip",
-    b"net-host-loopback", b"read-only", b"trust",
+    b"net-host-loopback", b"read-only", b"no-services", b"trust",
 ];
-const OPTS: [Opt; 15] = [
+const OPTS: [Opt; 16] = [
     Opt::Mem, Opt::Log, Opt::Env, Opt::Workdir, Opt::Disk, Opt::Share, Opt::Info, Opt::Help, Opt::NoSeccomp, Opt::Net,
-    Opt::Publish, Opt::Ip, Opt::NetHostLoopback, Opt::ReadOnly, Opt::Trust,
+    Opt::Publish, Opt::Ip, Opt::NetHostLoopback, Opt::ReadOnly, Opt::NoServices, Opt::Trust,
 ];
 /// The `SMOLVM_*` variables (after the prefix).
-const VARS: [(&[u8], Opt); 11] = [
+const VARS: [(&[u8], Opt); 12] = [
     (b"TRUST", Opt::Trust),
+    (b"NO_SERVICES", Opt::NoServices),
     (b"READ_ONLY", Opt::ReadOnly),
     (b"NET", Opt::Net),
     (b"PUBLISH", Opt::Publish),
@@ -313,6 +318,7 @@ impl<'a> Options<'a> {
             let Some(&(_, which)) = VARS.iter().find(|(n, _)| *n == name) else { continue };
             match which {
                 Opt::NoSeccomp => o.no_seccomp |= v == b"1",
+                Opt::NoServices => o.no_services |= v == b"1",
                 Opt::Workdir => o.workdir = Some(v),
                 Opt::Trust => o.trust = Some(v).filter(|v| !v.is_empty()),
                 Opt::Share | Opt::Publish => {
@@ -336,6 +342,7 @@ impl<'a> Options<'a> {
                 (Opt::Info, None) => o.info = true,
                 (Opt::Help, None) => o.help = true,
                 (Opt::NoSeccomp, None) => o.no_seccomp = true,
+                (Opt::NoServices, None) => o.no_services = true,
                 (Opt::Net, None) => o.net = Some(NetMode::Passt),
                 (Opt::NetHostLoopback, None) => o.net_host_loopback = true,
                 (Opt::ReadOnly, None) => o.read_only = Some(true),
@@ -461,6 +468,15 @@ mod tests {
         assert!(parse(&disks[..MAX_DISKS], &[]).is_ok());
         let shares: Vec<&[u8]> = vec![b"--smolvm-share=/h:/g"; MAX_SHARES + 1];
         assert_eq!(parse(&shares, &[]).err(), Some(OptError::TooMany(b"--smolvm-share=/h:/g")));
+    }
+
+    #[test]
+    fn no_services_flag_and_variable() {
+        assert!(!parse(&[], &[]).expect("valid").no_services);
+        assert!(parse(&[b"--smolvm-no-services"], &[]).expect("valid").no_services);
+        assert!(parse(&[], &[b"SMOLVM_NO_SERVICES=1"]).expect("valid").no_services);
+        assert!(!parse(&[], &[b"SMOLVM_NO_SERVICES=0"]).expect("valid").no_services);
+        assert_eq!(parse(&[b"--smolvm-no-services=yes"], &[]).err(), Some(OptError::BadValue(b"--smolvm-no-services=yes")));
     }
 
     #[test]

@@ -11,11 +11,13 @@ pub const PATH_MAX: usize = 4096;
 /// `path` NUL-terminated in `buf`. Fails as rustix would: `ENAMETOOLONG`
 /// when it does not fit, `EINVAL` when it holds a NUL byte.
 pub fn c_path<'b>(path: &[u8], buf: &'b mut [u8; PATH_MAX]) -> Result<&'b CStr, Errno> {
-    let with_nul = buf.get_mut(..=path.len()).ok_or(Errno::NAMETOOLONG)?;
-    let (bytes, nul) = with_nul.split_at_mut(path.len());
-    bytes.copy_from_slice(path);
-    nul.fill(0);
-    CStr::from_bytes_with_nul(with_nul).map_err(|_| Errno::INVAL)
+    let n = path.len();
+    if n >= PATH_MAX {
+        return Err(Errno::NAMETOOLONG);
+    }
+    buf[..n].copy_from_slice(path);
+    buf[n] = 0;
+    CStr::from_bytes_with_nul(&buf[..=n]).map_err(|_| Errno::INVAL)
 }
 
 #[cfg(test)]

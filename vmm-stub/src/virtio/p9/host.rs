@@ -45,15 +45,18 @@ pub fn check_name(name: &[u8]) -> Result<&[u8], Errno> {
 
 /// A checked name, NUL-terminated in place so rustix passes it to the
 /// kernel as is (one small copy here instead of one per call site).
-pub struct Name([u8; NAME_MAX + 1]);
+pub struct Name {
+    buf: [u8; NAME_MAX + 1],
+    len: usize,
+}
 
 impl Name {
     pub fn new(name: &[u8]) -> Result<Self, Errno> {
         let name = check_name(name)?;
         let mut buf = [0; NAME_MAX + 1];
         // name.len() <= NAME_MAX (check_name): all of it fits, the last 0 stays.
-        buf[..name.len()].copy_from_slice(name);
-        Ok(Self(buf))
+        buf.get_mut(..name.len()).ok_or(Errno::NAMETOOLONG)?.copy_from_slice(name);
+        Ok(Self { buf, len: name.len() })
     }
 
     /// From a directory entry the kernel returned (already one component).
@@ -62,8 +65,8 @@ impl Name {
     }
 
     pub fn c(&self) -> &CStr {
-        // The last byte is always 0: a name is at most NAME_MAX bytes.
-        CStr::from_bytes_until_nul(&self.0).unwrap_or(c"")
+        // buf[len] is 0 and no byte before it is (check_name).
+        self.buf.get(..=self.len).and_then(|b| CStr::from_bytes_with_nul(b).ok()).unwrap_or(c"")
     }
 }
 

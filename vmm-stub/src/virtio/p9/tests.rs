@@ -578,3 +578,18 @@ fn swap_race_never_escapes() {
     assert!(inside > 0 && refused > 0, "both states seen: {inside} inside, {refused} refused");
     assert!(swaps.load(Ordering::Relaxed) > 100, "the swapper ran");
 }
+
+#[test]
+fn symlink_targets_up_to_path_max_are_stored_longer_or_nul_refused() {
+    let (_t, share) = fixture();
+    let mut c = Client::new(&share, false);
+    let long = vec![b'a'; 4095];
+    c.call(msg::TSYMLINK, B::default().u32(0).s(b"long").s(&long).u32(0)).expect("a 4095-byte target");
+    assert_eq!(fs::read_link(share.join("long")).expect("link").as_os_str().len(), 4095);
+    let too_long = vec![b'a'; 4096];
+    let r = c.call(msg::TSYMLINK, B::default().u32(0).s(b"l2").s(&too_long).u32(0));
+    assert_eq!(r.err(), Some(Errno::NAMETOOLONG));
+    let r = c.call(msg::TSYMLINK, B::default().u32(0).s(b"l3").s(b"a\0b").u32(0));
+    assert_eq!(r.err(), Some(Errno::INVAL));
+    assert!(fs::symlink_metadata(share.join("l2")).is_err() && fs::symlink_metadata(share.join("l3")).is_err());
+}
