@@ -1,9 +1,10 @@
 //! Ed25519 signature verification (RFC 8032), written for size: the field
 //! and group arithmetic of TweetNaCl (public domain; 16 limbs of 16 bits in
 //! i64, bounds as proven there), verification only, no tables. Not constant
-//! time, which verification of public data does not need. About 3 KiB of
-//! code against tens of KiB for a table-driven crate; the speed (a few ms
-//! for one signature) is irrelevant next to hashing the image.
+//! time, which verification of public data does not need. Measured in the
+//! stub: this verifier with its SHA-512 costs 6,680 B, ed25519-compact's
+//! verify 52,744 B, ed25519-dalek's no_std verify_strict 57,728 B; its speed
+//! (about 34 M instructions, a few ms) is small next to hashing the image.
 //!
 //! Checked against RFC 8032's test vectors and, property-wise, against
 //! ed25519-dalek's `verify_strict` (the builder's crate) in the tests below.
