@@ -40,6 +40,20 @@ fn image(dir: &Path) -> PathBuf {
     product::build_image(&root, "/bin/sh", &["--arg", "-c", "--arg", "echo trusted-hello"], &dir.join("app.vm"))
 }
 
+/// [`image`] with another stub.
+fn image_with_stub(dir: &Path, stub: &Path) -> PathBuf {
+    let root = dir.join("rootfs");
+    product::busybox_rootfs(&root, &["sh", "echo"], &["proc", "sys", "dev"]);
+    let out = dir.join("app.vm");
+    let root_arg = s(&root);
+    let (kernel, init, stub_arg, out_arg) = (s(&qemu::kernel()), s(&product::init()), s(stub), s(&out));
+    ok(&smolvm(&[
+        "build", "--rootfs", &root_arg, "--entry", "/bin/sh", "--arg", "-c", "--arg", "echo trusted-hello",
+        "--kernel", &kernel, "--init", &init, "--stub", &stub_arg, "-o", &out_arg,
+    ]));
+    out
+}
+
 fn table(bytes: &[u8]) -> Image {
     let len = bytes.len() as u64;
     Image::parse_slice(&bytes[bytes.len() - TRAILER_LEN..], len).expect("valid trailer")
@@ -155,7 +169,8 @@ fn signatures_are_reproducible_and_catch_every_changed_byte() {
 #[test]
 fn the_stub_enforces_the_trust_policy_before_any_vm() {
     let dir = qemu::scratch_dir("trust");
-    let app = image(&dir);
+    // The checking stub (feature `trust`, built by `make build`; docs/DEPLOY.md).
+    let app = image_with_stub(&dir, &trust_stub());
     let unsigned = dir.join("unsigned.vm");
     std::fs::copy(&app, &unsigned).expect("copy");
     let (key, other) = (dir.join("key"), dir.join("other"));
@@ -200,5 +215,34 @@ fn the_stub_enforces_the_trust_policy_before_any_vm() {
         assert_eq!(o.status, Some(0), "case {i}: {}", o.stderr_lossy());
         assert_eq!(o.stdout_lossy(), "trusted-hello\n", "case {i}: {}", o.stderr_lossy());
     }
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+/// `make build`'s stub with the signature check (feature `trust`).
+fn trust_stub() -> PathBuf {
+    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/trust/release/vmm-stub");
+    assert!(p.exists(), "{}: run `make build` (it builds the checking stub)", p.display());
+    p
+}
+
+#[test]
+fn the_default_stub_fails_closed_under_a_policy() {
+    // Without the check compiled in, a policy refuses every image, naming why.
+    let dir = qemu::scratch_dir("trust-lean");
+    let app = image(&dir);
+    let unsigned = dir.join("unsigned.vm");
+    std::fs::copy(&app, &unsigned).expect("copy");
+    let key = dir.join("key");
+    ok(&smolvm(&["keygen", "-o", &s(&key)]));
+    ok(&smolvm(&["sign", "--key", &s(&key), &s(&app)]));
+    let policy = dir.join("trust");
+    std::fs::copy(dir.join("key.pub"), &policy).expect("policy");
+    let o = run_direct(&unsigned, &[("SMOLVM_TRUST", &policy)]);
+    refused(&o, "unsigned, default stub");
+    assert!(String::from_utf8_lossy(&o.stderr).contains("not signed"));
+    let o = run_direct(&app, &[("SMOLVM_TRUST", &policy)]);
+    refused(&o, "signed, default stub");
+    assert!(String::from_utf8_lossy(&o.stderr).contains("cannot check signatures"));
+    refused(&run_direct(&app, &[("SMOLVM_TRUST", &dir.join("missing"))]), "missing explicit policy, default stub");
     std::fs::remove_dir_all(&dir).ok();
 }
