@@ -54,6 +54,7 @@ pub fn main(args: CStrings, env: CStrings) -> u8 {
     }
     let payload = Payload::open_self().unwrap_or_else(|e| payload_error(e));
     crate::harden::check_image_mode(payload.fd());
+    crate::trust::enforce(&payload, opts.trust);
     let manifest_section = required(&payload, Kind::Manifest);
     let manifest = payload.map_checked(&manifest_section).unwrap_or_else(|e| payload_error(e));
     if config::validate(manifest.bytes()).is_err() {

@@ -137,6 +137,8 @@ default arguments. Leading --smolvm-* options are taken by smolvm:
                           is writable, changes vanish at exit [SMOLVM_READ_ONLY=1|0]
   --smolvm-balloon=no     keep memory the guest frees (default: given back
                           to the host by free page reporting) [SMOLVM_BALLOON=0]
+  --smolvm-trust=FILE     run only images signed by a key in FILE (default
+                          /etc/smolvm/trust when it exists)       [SMOLVM_TRUST]
   --smolvm-no-services    run the app without the image's services [SMOLVM_NO_SERVICES=1]
   --smolvm-info           describe the image (and its services), exit
   --smolvm-no-seccomp     UNSAFE, debugging only: no system-call filter,
@@ -177,6 +179,8 @@ pub struct Options<'a> {
     /// `--smolvm-balloon=no` / `SMOLVM_BALLOON=0`: no virtio-balloon (and
     /// no `madvise` in the seccomp filter). On unless `Some(false)`.
     pub balloon: Option<bool>,
+    /// `--smolvm-trust=FILE` / `SMOLVM_TRUST`: the trust policy file.
+    pub trust: Option<&'a [u8]>,
     pub info: bool,
     pub help: bool,
     /// Unsafe: run without the seccomp filter (debugging).
@@ -256,20 +260,22 @@ enum Opt {
     Ip,
     NetHostLoopback,
     ReadOnly,
+    Trust,
     NoServices,
     Balloon,
 }
 
-const FLAGS: [&[u8]; 16] = [
+const FLAGS: [&[u8]; 17] = [
     b"mem", b"log", b"env", b"workdir", b"disk", b"share", b"info", b"help", b"no-seccomp", b"net", b"publish", b"ip",
-    b"net-host-loopback", b"read-only", b"no-services", b"balloon",
+    b"net-host-loopback", b"read-only", b"no-services", b"balloon", b"trust",
 ];
-const OPTS: [Opt; 16] = [
+const OPTS: [Opt; 17] = [
     Opt::Mem, Opt::Log, Opt::Env, Opt::Workdir, Opt::Disk, Opt::Share, Opt::Info, Opt::Help, Opt::NoSeccomp, Opt::Net,
-    Opt::Publish, Opt::Ip, Opt::NetHostLoopback, Opt::ReadOnly, Opt::NoServices, Opt::Balloon,
+    Opt::Publish, Opt::Ip, Opt::NetHostLoopback, Opt::ReadOnly, Opt::NoServices, Opt::Balloon, Opt::Trust,
 ];
 /// The `SMOLVM_*` variables (after the prefix).
-const VARS: [(&[u8], Opt); 12] = [
+const VARS: [(&[u8], Opt); 13] = [
+    (b"TRUST", Opt::Trust),
     (b"NO_SERVICES", Opt::NoServices),
     (b"READ_ONLY", Opt::ReadOnly),
     (b"BALLOON", Opt::Balloon),
@@ -322,6 +328,7 @@ impl<'a> Options<'a> {
                 Opt::NoSeccomp => o.no_seccomp |= v == b"1",
                 Opt::NoServices => o.no_services |= v == b"1",
                 Opt::Workdir => o.workdir = Some(v),
+                Opt::Trust => o.trust = Some(v).filter(|v| !v.is_empty()),
                 Opt::Share | Opt::Publish => {
                     for v in v.split(|&b| b == b',').filter(|v| !v.is_empty()) {
                         o.set(which, v, var)?;
@@ -348,6 +355,7 @@ impl<'a> Options<'a> {
                 (Opt::NetHostLoopback, None) => o.net_host_loopback = true,
                 (Opt::ReadOnly, None) => o.read_only = Some(true),
                 (Opt::Workdir, Some(v)) if !v.is_empty() => o.workdir = Some(v),
+                (Opt::Trust, Some(v)) if !v.is_empty() => o.trust = Some(v),
                 (Opt::Env, Some(v)) if v.iter().position(|&b| b == b'=').is_some_and(|i| i > 0) => {
                     o.env.push(v).map_err(|_| OptError::TooMany(arg))?
                 }
