@@ -21,9 +21,9 @@ HOST_RUNS_LINUX := $(shell grep -qwE 'vmx|svm' /proc/cpuinfo 2>/dev/null && echo
 NEEDS_LAB := $(if $(HOST_RUNS_LINUX),$(filter always,$(SMOLVM_LAB)),yes)
 # make demo: hello.vm and http-echo.vm (musl-gcc, passt); QEMU only where the lab runs them.
 DEMO_PACKAGES := $(sort $(BUILD_PACKAGES) musl-tools passt $(if $(NEEDS_LAB),$(LAB_PACKAGES)))
-# make test (`make deps`): TCG and lab tests, python3/git/sqlite3/redis images, ext4 disks, netns.
+# make test (`make deps`): TCG and lab tests, python3/git/sqlite3/redis images, a local OCI registry, ext4 disks, netns.
 APT_PACKAGES := $(BUILD_PACKAGES) $(LAB_PACKAGES) musl-tools python3 git sqlite3 e2fsprogs dash \
-	iproute2 util-linux redis-server redis-tools
+	iproute2 util-linux redis-server redis-tools docker-registry apache2-utils
 BENCH_PACKAGES := $(APT_PACKAGES) hyperfine
 COMPAT_PACKAGES := $(APT_PACKAGES) libpython3.11-testsuite fio openssl postgresql
 
@@ -57,6 +57,9 @@ build: deps-build
 	# One invocation each: cargo unifies features within an invocation, and the
 	# builder's linker/std would drag std into the no_std binaries (duplicate panic_impl).
 	$(CARGO) build --release -p vmm-stub
+	# The stub that checks image signatures under a host trust policy
+	# (feature `trust`, +11.6 KB: docs/DEPLOY.md); its own target dir.
+	$(CARGO) build --release -p vmm-stub --features trust --target-dir target/trust
 	$(CARGO) build --release -p smol-init
 
 # The guest kernel, cached under $${SMOLVM_CACHE:-~/.cache/smolvm} (~4 min the first time).
@@ -71,6 +74,7 @@ demo: deps-demo kernel
 # size budgets on the reference images.
 test: deps kernel
 	$(CARGO) test --workspace --release
+	$(CARGO) test --release -p vmm-stub --features trust --target-dir target/trust --lib trust
 	./size-report/reference-images.sh
 
 # The whole compatibility suite (docs/COMPAT.md): python3's regression tests

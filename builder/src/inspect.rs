@@ -23,6 +23,8 @@ struct Described {
     image: Image,
     manifest: Vec<(String, Vec<String>)>,
     kernel_info: Vec<(String, String)>,
+    /// The signer's public key (the signature is checked by `verify`).
+    signer: Option<[u8; 32]>,
     /// The kernel `smolvm kernel path` would use, if it is cached.
     cached: Option<kernel_config::Meta>,
 }
@@ -130,10 +132,14 @@ fn describe(path: &Path) -> Result<Described> {
             }
         }
     }
+    let signer = crate::signing::embedded(&mut f, &image)
+        .map_err(|e| Error(format!("{}: {e}", path.display())))?
+        .map(|s| s.public_key);
     Ok(Described {
         image,
         manifest,
         kernel_info,
+        signer,
         cached: cached_kernel(),
     })
 }
@@ -294,6 +300,18 @@ fn text(path: &Path, d: &Described) -> String {
         }
         let _ = writeln!(o);
     }
+    match &d.signer {
+        Some(k) => {
+            let _ = writeln!(
+                o,
+                "signature: signed, key {} (checked by `smolvm verify --key KEY.pub`)",
+                crate::signing::fingerprint(k)
+            );
+        }
+        None => {
+            let _ = writeln!(o, "signature: unsigned");
+        }
+    }
     let _ = writeln!(o, "kernel:");
     if d.kernel_info.is_empty() {
         let _ = writeln!(o, "  (no kernel info recorded)");
@@ -389,8 +407,24 @@ fn json(path: &Path, d: &Described) -> String {
         |m| format!("{{\"release\":{},\"config_sha256\":{}}}", json_str(&m.release), json_str(&m.config_sha256)),
     );
     let age = kernel_age(&d.kernel_info, d.cached.as_ref());
-    let _ = write!(o, "\"cached_kernel\":{cached},\"kernel_vs_cached\":{}}}", json_str(age.name()));
+    let _ = write!(o, "\"cached_kernel\":{cached},\"kernel_vs_cached\":{},", json_str(age.name()));
+    match &d.signer {
+        Some(k) => {
+            let _ = write!(
+                o,
+                "\"signature\":{{\"public_key\":\"{}\",\"fingerprint\":{}}}}}",
+                hex(k),
+                json_str(&crate::signing::fingerprint(k))
+            );
+        }
+        None => o.push_str("\"signature\":null}"),
+    }
     o
+}
+
+/// What `inspect --json` prints for `path` (also the config blob of `push`).
+pub fn json_of(path: &Path) -> Result<String> {
+    Ok(json(path, &describe(path)?))
 }
 
 pub fn run(a: &InspectArgs) -> Result<()> {

@@ -8,6 +8,7 @@ pub mod config;
 pub mod cpio;
 pub mod image;
 pub mod sha256;
+pub mod signature;
 #[cfg(feature = "std")]
 pub mod testing;
 #[cfg(feature = "std")]

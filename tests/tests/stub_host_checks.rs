@@ -93,7 +93,7 @@ fn a_missing_capability_and_a_fake_device_get_one_line() {
     }
     let img = write_exe("nocap", &image_bytes_with(&hooked_stub(), &guest("hello", "MODE_HELLO", &[]), 0, 64));
     let out = run_with_limit(Command::new(&img).env("SMOLVM_TEST_HOOK", "missing-cap"), LIMIT);
-    refused(&out, &["KVM lacks capability 136", "newer host kernel"]);
+    refused(&out, &["KVM lacks a capability", "immediate exit", "newer host kernel"]);
 
     // /dev/null posing as /dev/kvm: it opens, but answers no KVM ioctl.
     let img = image("fakekvm", &guest("hello", "MODE_HELLO", &[]), 64);
@@ -136,7 +136,7 @@ fn added_host_files_must_exist_and_be_regular() {
     refused(&run(&img, &["--smolvm-add=/nonexistent-smolvm:/bin/sh"]), &["--smolvm-add /nonexistent-smolvm: no such file"]);
     refused(&run(&img, &["--smolvm-add=/dev/null:/bin/sh"]), &["not a regular file"]);
     refused(&run(&img, &["--smolvm-add=/tmp:/bin/sh"]), &["not a regular file"]);
-    for bad in ["--smolvm-add=/bin/busybox", "--smolvm-add=/bin/busybox:/a/../b", "--smolvm-add=/bin/busybox:/", "--smolvm-entry="] {
+    for bad in ["--smolvm-add=/bin/busybox", "--smolvm-add=/bin/busybox:/a:b", "--smolvm-add=/bin/busybox:/", "--smolvm-entry="] {
         refused(&run(&img, &[bad]), &["bad value", bad]);
     }
     let five = ["--smolvm-add=/bin/busybox:/x"; 5];

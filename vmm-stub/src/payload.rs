@@ -3,7 +3,6 @@
 //! reads of its sections.
 
 pub use crate::sys::mm::Mapped;
-use crate::sys::path::{c_path, PATH_MAX};
 use linker::image::{self, Image, ImageError, Kind, Section, TRAILER_LEN};
 use rustix::fd::{AsFd, BorrowedFd, OwnedFd};
 use rustix::fs::{self, Mode, OFlags};
@@ -44,14 +43,11 @@ fn open_ro(path: &core::ffi::CStr) -> io::Result<OwnedFd> {
 impl Payload {
     /// Opens and validates the running executable's image: /proc/self/exe,
     /// or where /proc is not mounted (a bare chroot) the path the kernel ran
-    /// (`AT_EXECFN`), else `argv0`.
-    pub fn open_self(argv0: Option<&[u8]>) -> Result<Payload, PayloadError> {
-        let mut buf = [0; PATH_MAX];
+    /// (`AT_EXECFN`, which Linux has passed since 2.6.26; argv[0] is the
+    /// same path or a bare name searched in PATH, so it is not tried).
+    pub fn open_self() -> Result<Payload, PayloadError> {
         let file = match open_ro(c"/proc/self/exe") {
-            Err(Errno::NOENT) => match crate::sys::process::exec_path() {
-                Some(path) => open_ro(path),
-                None => c_path(argv0.unwrap_or_default(), &mut buf).and_then(open_ro),
-            },
+            Err(Errno::NOENT) => crate::sys::process::exec_path().map_or(Err(Errno::NOENT), open_ro),
             opened => opened,
         };
         Self::validate(file.map_err(PayloadError::Io)?)

@@ -18,10 +18,9 @@
 //! of `--fd` when the stub's end closes — by any path, SIGKILL included.
 
 use crate::options::net::{Ipv4, Proto, Publish, MAX_PUBLISH};
-use crate::sys::spawn::{self as process, CStrVec, Forked};
-use crate::sys::process::close_range;
+use crate::sys::spawn::{self as process, CStrVec};
 use core::ffi::CStr;
-use rustix::fd::{AsFd, BorrowedFd, OwnedFd};
+use rustix::fd::{AsFd, OwnedFd};
 use rustix::fs::{self, Access, Mode, OFlags};
 use rustix::io::Errno;
 use rustix::net::{self, AddressFamily, SocketAddrV4, SocketFlags, SocketType};
@@ -31,8 +30,6 @@ pub const GUEST_ADDR: Ipv4 = [10, 0, 2, 15];
 pub const PREFIX: u8 = 24;
 pub const GATEWAY: Ipv4 = [10, 0, 2, 2];
 pub const DNS: Ipv4 = [10, 0, 2, 3];
-/// passt's fd number in the child.
-const CHILD_FD: i32 = 3;
 /// Default search path when `PATH` is unset.
 const DEFAULT_PATH: &[u8] = b"/usr/bin:/bin";
 /// Most arguments: the fixed ones plus two per published port.
@@ -195,42 +192,13 @@ pub fn start(path_var: Option<&[u8]>, publish: &[Publish], host_loopback: bool, 
     let theirs = rustix::io::fcntl_dupfd_cloexec(&theirs, 10).map_err(|e| StartError::Sys("fcntl", e))?;
     let null = fs::open(c"/dev/null", OFlags::RDWR | OFlags::CLOEXEC, Mode::empty()).map_err(|e| StartError::Sys("open /dev/null", e))?;
     let null = rustix::io::fcntl_dupfd_cloexec(&null, 10).map_err(|e| StartError::Sys("fcntl", e))?;
-    let stub_pid = rustix::process::getpid();
-    // SAFETY: the child below only makes system calls, then execs or exits.
-    match unsafe { process::fork() }.map_err(|e| StartError::Sys("fork", e))? {
-        Forked::Child => child(exe, &argv, &envp, theirs.as_fd(), null.as_fd(), show_stderr, stub_pid),
-        Forked::Parent { pid } => {
-            drop(theirs);
-            rustix::fs::fcntl_setfl(&ours, OFlags::NONBLOCK).map_err(|e| StartError::Sys("fcntl", e))?;
-            Ok(Passt { stream: ours, pid })
-        }
-    }
-}
-
-fn child(
-    exe: &CStr,
-    argv: &CStrVec<'_, { MAX_ARGS + 1 }>,
-    envp: &CStrVec<'_, 1>,
-    stream: BorrowedFd<'_>,
-    null: BorrowedFd<'_>,
-    show_stderr: bool,
-    stub_pid: rustix::process::Pid,
-) -> ! {
-    use rustix::process::{getppid, set_parent_process_death_signal, Signal};
-    if set_parent_process_death_signal(Some(Signal::KILL)).is_err() || getppid() != Some(stub_pid) {
-        process::exit_child(125); // the stub is already gone
-    }
-    let stderr = if show_stderr { crate::out::stderr() } else { null };
-    let wired = process::child_dup_to(null, 0)
-        .and_then(|()| process::child_dup_to(null, 1))
-        .and_then(|()| process::child_dup_to(stderr, 2))
-        .and_then(|()| process::child_dup_to(stream, CHILD_FD));
-    if wired.is_err() {
-        process::exit_child(125);
-    }
-    close_range(4, u32::MAX);
-    let _ = process::execve(exe, argv, envp);
-    process::exit_child(127)
+    let stderr = if show_stderr { crate::out::stderr() } else { null.as_fd() };
+    // passt's stdin, stdout, stderr, and the stream as fd 3 (its `--fd 3`).
+    let pid = process::spawn(exe, &argv, &envp, &[null.as_fd(), null.as_fd(), stderr, theirs.as_fd()])
+        .map_err(|e| StartError::Sys("fork", e))?;
+    drop(theirs);
+    rustix::fs::fcntl_setfl(&ours, OFlags::NONBLOCK).map_err(|e| StartError::Sys("fcntl", e))?;
+    Ok(Passt { stream: ours, pid })
 }
 
 #[cfg(test)]

@@ -95,9 +95,9 @@ impl<'a> ShareSpec<'a> {
     }
 }
 
-/// `--smolvm-add=HOST:GUEST` (or `SMOLVM_ADD`): host file HOST placed at
+/// `--smolvm-add=HOST:GUEST`: host file HOST placed at
 /// the absolute guest path GUEST for this run (through the runtime cpio).
-/// HOST may contain `:`; GUEST has no `:`, NUL or `..` component and is not `/`.
+/// HOST may contain `:`; GUEST has no `:` or NUL and is not `/`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct AddSpec<'a> {
     pub host: &'a [u8],
@@ -108,8 +108,8 @@ impl<'a> AddSpec<'a> {
     pub fn parse(v: &'a [u8]) -> Option<AddSpec<'a>> {
         let i = v.windows(2).rposition(|w| w == b":/")?;
         let (host, guest) = (v.get(..i)?, v.get(i.wrapping_add(1)..)?);
-        let dotdot = guest.split(|&b| b == b'/').any(|c| c == b"..");
-        let ok = !host.is_empty() && guest.len() > 1 && guest.len() <= MAX_GUEST_PATH && !guest.contains(&b':') && !v.contains(&0) && !dotdot;
+        // `..` needs no check: init resolves GUEST inside the guest's root.
+        let ok = !host.is_empty() && guest.len() > 1 && guest.len() <= MAX_GUEST_PATH && !guest.contains(&b':') && !v.contains(&0);
         ok.then_some(AddSpec { host, guest })
     }
 }
@@ -154,9 +154,13 @@ default arguments. Leading --smolvm-* options are taken by smolvm:
                           sandbox); =no gives a writable root even when the
                           image was built --read-only. By default the root
                           is writable, changes vanish at exit [SMOLVM_READ_ONLY=1|0]
-  --smolvm-entry=PATH     run PATH instead of the app, with the ARGs only
-  --smolvm-add=HOST:GUEST host file HOST at GUEST for this run (up to 4)
-  --smolvm-force          boot even if /dev/kvm looks unable to run Linux
+  --smolvm-entry=PATH     run PATH, not the app [SMOLVM_ENTRY]
+  --smolvm-add=HOST:GUEST add a host file for this run
+  --smolvm-force          boot even if KVM looks unfit
+  --smolvm-balloon=no     keep memory the guest frees (default: given back
+                          to the host by free page reporting) [SMOLVM_BALLOON=0]
+  --smolvm-trust=FILE     run only images signed by a key in FILE (default
+                          /etc/smolvm/trust when it exists)       [SMOLVM_TRUST]
   --smolvm-no-services    run the app without the image's services [SMOLVM_NO_SERVICES=1]
   --smolvm-info           describe the image (and its services), exit
   --smolvm-no-seccomp     UNSAFE, debugging only: no system-call filter,
@@ -196,10 +200,15 @@ pub struct Options<'a> {
     pub read_only: Option<bool>,
     /// `--smolvm-entry` / `SMOLVM_ENTRY`: not empty.
     pub entry: Option<&'a [u8]>,
-    /// `--smolvm-add` values, in order; `SMOLVM_ADD` first.
+    /// `--smolvm-add` values, in order.
     pub adds: heapless::Vec<AddSpec<'a>, MAX_ADDS>,
     /// `--smolvm-force`: boot even on a host that looks unable to run Linux.
     pub force: bool,
+    /// `--smolvm-balloon=no` / `SMOLVM_BALLOON=0`: no virtio-balloon (and
+    /// no `madvise` in the seccomp filter). On unless `Some(false)`.
+    pub balloon: Option<bool>,
+    /// `--smolvm-trust=FILE` / `SMOLVM_TRUST`: the trust policy file.
+    pub trust: Option<&'a [u8]>,
     pub info: bool,
     pub help: bool,
     /// Unsafe: run without the seccomp filter (debugging).
@@ -279,27 +288,31 @@ enum Opt {
     Ip,
     NetHostLoopback,
     ReadOnly,
+    Trust,
     NoServices,
+    Balloon,
     Entry,
     Add,
     Force,
 }
 
-const FLAGS: [&[u8]; 18] = [
+const FLAGS: [&[u8]; 20] = [
     b"mem", b"log", b"env", b"workdir", b"disk", b"share", b"info", b"help", b"no-seccomp", b"net", b"publish", b"ip",
-    b"net-host-loopback", b"read-only", b"no-services", b"entry", b"add", b"force",
+    b"net-host-loopback", b"read-only", b"no-services", b"balloon", b"trust", b"entry", b"add", b"force",
 ];
-const OPTS: [Opt; 18] = [
+const OPTS: [Opt; 20] = [
     Opt::Mem, Opt::Log, Opt::Env, Opt::Workdir, Opt::Disk, Opt::Share, Opt::Info, Opt::Help, Opt::NoSeccomp, Opt::Net,
-    Opt::Publish, Opt::Ip, Opt::NetHostLoopback, Opt::ReadOnly, Opt::NoServices, Opt::Entry, Opt::Add, Opt::Force,
+    Opt::Publish, Opt::Ip, Opt::NetHostLoopback, Opt::ReadOnly, Opt::NoServices, Opt::Balloon, Opt::Trust, Opt::Entry,
+    Opt::Add, Opt::Force,
 ];
 /// The `SMOLVM_*` variables (after the prefix).
-const VARS: [(&[u8], Opt); 14] = [
+const VARS: [(&[u8], Opt); 15] = [
+    (b"TRUST", Opt::Trust),
     (b"NO_SERVICES", Opt::NoServices),
     (b"ENTRY", Opt::Entry),
-    (b"ADD", Opt::Add),
     (b"FORCE", Opt::Force),
     (b"READ_ONLY", Opt::ReadOnly),
+    (b"BALLOON", Opt::Balloon),
     (b"NET", Opt::Net),
     (b"PUBLISH", Opt::Publish),
     (b"IP", Opt::Ip),
@@ -326,6 +339,7 @@ impl<'a> Options<'a> {
             Opt::Net => self.net = Some(NetMode::parse(v).ok_or(bad)?),
             Opt::Ip => self.ip = Some(IpSpec::parse(v).ok_or(bad)?),
             Opt::ReadOnly => self.read_only = Some(parse_yes_no(v).ok_or(bad)?),
+            Opt::Balloon => self.balloon = Some(parse_yes_no(v).ok_or(bad)?),
             Opt::Publish => self.publish.push(Publish::parse(v).ok_or(bad)?).map_err(|_| OptError::TooMany(culprit))?,
             Opt::Entry if !v.is_empty() => self.entry = Some(v),
             Opt::Entry => return Err(bad),
@@ -352,6 +366,7 @@ impl<'a> Options<'a> {
                 Opt::Force => o.force |= v == b"1",
                 Opt::NoServices => o.no_services |= v == b"1",
                 Opt::Workdir => o.workdir = Some(v),
+                Opt::Trust => o.trust = Some(v).filter(|v| !v.is_empty()),
                 Opt::Share | Opt::Publish => {
                     for v in v.split(|&b| b == b',').filter(|v| !v.is_empty()) {
                         o.set(which, v, var)?;
@@ -379,10 +394,11 @@ impl<'a> Options<'a> {
                 (Opt::NetHostLoopback, None) => o.net_host_loopback = true,
                 (Opt::ReadOnly, None) => o.read_only = Some(true),
                 (Opt::Workdir, Some(v)) if !v.is_empty() => o.workdir = Some(v),
+                (Opt::Trust, Some(v)) if !v.is_empty() => o.trust = Some(v),
                 (Opt::Env, Some(v)) if v.iter().position(|&b| b == b'=').is_some_and(|i| i > 0) => {
                     o.env.push(v).map_err(|_| OptError::TooMany(arg))?
                 }
-                (Opt::Mem | Opt::Log | Opt::Disk | Opt::Share | Opt::Net | Opt::Ip | Opt::Publish | Opt::ReadOnly | Opt::Entry | Opt::Add, Some(v)) => {
+                (Opt::Mem | Opt::Log | Opt::Disk | Opt::Share | Opt::Net | Opt::Ip | Opt::Publish | Opt::ReadOnly | Opt::Balloon | Opt::Entry | Opt::Add, Some(v)) => {
                     o.set(which, v, arg)?
                 }
                 _ => return Err(OptError::BadValue(arg)),
@@ -514,6 +530,12 @@ mod tests {
     fn read_only_root_flag_and_variable() {
         assert_eq!(parse(&[], &[]).expect("valid").read_only, None, "no flag: the image's default");
         assert_eq!(parse(&[b"--smolvm-read-only"], &[]).expect("valid").read_only, Some(true));
+        assert_eq!(parse(&[], &[]).expect("valid").balloon, None, "on by default");
+        assert_eq!(parse(&[b"--smolvm-balloon=no"], &[b"SMOLVM_BALLOON=1"]).expect("valid").balloon, Some(false));
+        assert_eq!(parse(&[], &[b"SMOLVM_BALLOON=0"]).expect("valid").balloon, Some(false));
+        for bad in [&b"--smolvm-balloon"[..], b"--smolvm-balloon=off", b"--smolvm-balloon="] {
+            assert_eq!(parse(&[bad], &[]).err(), Some(OptError::BadValue(bad)), "{}", String::from_utf8_lossy(bad));
+        }
         assert_eq!(parse(&[b"--smolvm-read-only=yes"], &[]).expect("valid").read_only, Some(true));
         assert_eq!(parse(&[b"--smolvm-read-only=no"], &[]).expect("valid").read_only, Some(false));
         assert_eq!(parse(&[], &[b"SMOLVM_READ_ONLY=1"]).expect("valid").read_only, Some(true));
@@ -563,18 +585,18 @@ mod tests {
     fn entry_add_and_force() {
         let o = parse(
             &[b"--smolvm-entry=/bin/sh", b"--smolvm-add=/bin/busybox:/bin/sh", b"--smolvm-add=a:b:/x/y", b"--smolvm-force", b"-c"],
-            &[b"SMOLVM_ADD=/h:/e", b"SMOLVM_ENTRY=/env"],
+            &[b"SMOLVM_ENTRY=/env"],
         )
         .expect("valid");
         assert_eq!(o.entry, Some(&b"/bin/sh"[..]), "the flag beats the variable");
         let add = |host, guest| AddSpec { host, guest };
-        assert_eq!(o.adds.as_slice(), &[add(b"/h", b"/e"), add(b"/bin/busybox", b"/bin/sh"), add(b"a:b", b"/x/y")]);
+        assert_eq!(o.adds.as_slice(), &[add(b"/bin/busybox", b"/bin/sh"), add(b"a:b", b"/x/y")]);
         assert!(o.force);
         assert_eq!(o.consumed, 4);
         assert!(parse(&[], &[b"SMOLVM_FORCE=1"]).expect("valid").force);
         assert!(!parse(&[], &[b"SMOLVM_FORCE=0"]).expect("valid").force);
         for bad in [&b"--smolvm-entry="[..], b"--smolvm-entry", b"--smolvm-add=/h", b"--smolvm-add=/h:rel", b"--smolvm-add=:/g",
-            b"--smolvm-add=/h:/", b"--smolvm-add=/h:/a/../etc/x", b"--smolvm-add=/h:/..", b"--smolvm-add=/h:/a:b", b"--smolvm-force=1"] {
+            b"--smolvm-add=/h:/", b"--smolvm-add=/h:/a:b", b"--smolvm-force=1"] {
             assert_eq!(parse(&[bad], &[]).err(), Some(OptError::BadValue(bad)), "{:?}", core::str::from_utf8(bad));
         }
         let many: Vec<&[u8]> = vec![b"--smolvm-add=/h:/g"; MAX_ADDS + 1];
