@@ -3,7 +3,8 @@
 //! kernel-info sections are replaced; every other section is copied byte for
 //! byte (same digests), in the same order, and the trailer is re-sealed. The
 //! input must be intact (`smolvm verify`) and of the format version this
-//! smolvm writes. Same inputs give a byte-identical output.
+//! smolvm writes. Same inputs give a byte-identical output. A signature
+//! covers the kernel too: it is dropped, and the output says to sign again.
 
 use crate::bail;
 use crate::build::{locate_kernel, KernelFormat};
@@ -114,6 +115,8 @@ pub fn run(a: &RekernelArgs) -> Result<()> {
                 }
                 wrote_info = true;
             }
+            // Always last; it would no longer match.
+            Kind::Signature => {}
             _ => {
                 copy_section(&mut old, s, &mut w).map_err(write_err)?;
             }
@@ -127,7 +130,7 @@ pub fn run(a: &RekernelArgs) -> Result<()> {
     file.sync_all().map_err(write_err)?;
     drop(file);
     for s in image.sections() {
-        if !matches!(s.kind, Kind::Kernel | Kind::KernelInfo)
+        if !matches!(s.kind, Kind::Kernel | Kind::KernelInfo | Kind::Signature)
             && new_image.section(s.kind).map(|n| n.sha256) != Some(s.sha256)
         {
             bail!("internal error: section {} changed while copying", s.kind.name());
@@ -144,6 +147,13 @@ pub fn run(a: &RekernelArgs) -> Result<()> {
         new_image.file_len(),
         started.elapsed().as_secs_f64()
     );
+    if image.section(Kind::Signature).is_some() {
+        println!(
+            "{}: the signature was dropped (it covered the old kernel): sign it again with `smolvm sign --key KEY {}`",
+            a.output.display(),
+            a.output.display()
+        );
+    }
     Ok(())
 }
 

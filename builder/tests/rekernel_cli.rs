@@ -117,6 +117,31 @@ fn rekernel_swaps_only_the_kernel_and_is_reproducible() {
 }
 
 #[test]
+fn a_signature_is_dropped_with_a_line_saying_to_sign_again() {
+    let t = Tmp::new("signed");
+    let d = &t.0;
+    fs::write(d.join("vmlinux"), b"\x7fELF...Linux version 6.1.0-old #1\n\0").expect("write");
+    fs::write(d.join("bzImage"), bzimage("6.1.99 #2")).expect("write");
+    old_image(d, "vmlinux");
+    // A stub that knows signatures carries the mark `smolvm sign` looks for.
+    let mut stub = b"\x7fELF placeholder stub ".to_vec();
+    stub.extend_from_slice(linker::signature::STUB_MARK);
+    fs::write(d.join("stub"), &stub).expect("write");
+    ok(&smolvm(
+        d,
+        &["build", "--rootfs", "rootfs", "--kernel", "vmlinux", "--stub", "stub", "--init", "init", "--entry", "/bin/sh", "-o", "old.vm"],
+    ));
+    ok(&smolvm(d, &["keygen", "-o", "key"]));
+    ok(&smolvm(d, &["sign", "--key", "key", "old.vm"]));
+    let said = ok(&smolvm(d, &["rekernel", "old.vm", "--kernel", "bzImage", "-o", "new.vm"]));
+    assert!(said.contains("signature was dropped") && said.contains("smolvm sign --key KEY new.vm"), "{said}");
+    let new = fs::read(d.join("new.vm")).expect("new");
+    assert!(table(&new).section(Kind::Signature).is_none());
+    ok(&smolvm(d, &["sign", "--key", "key", "new.vm"]));
+    ok(&smolvm(d, &["verify", "new.vm"]));
+}
+
+#[test]
 fn an_image_without_kernel_info_gets_one() {
     let t = Tmp::new("noinfo");
     let d = &t.0;
