@@ -42,7 +42,7 @@ pub fn explain() -> bool {
     let mut buf = [0u8; 16 * 1024];
     let Some(victim) = last_kill(crate::sys::kernel_log_tail(&mut buf)) else { return false };
     let info = rustix::system::sysinfo();
-    let usable = u64::from(info.totalram).saturating_mul(u64::from(info.mem_unit)) >> 20;
+    let usable = info.totalram.saturating_mul(u64::from(info.mem_unit)) >> 20;
     Line::new()
         .s("the guest ran out of memory (")
         .n(usable)

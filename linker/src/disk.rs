@@ -28,7 +28,6 @@ fn split_mode(v: &[u8]) -> Option<(&[u8], bool)> {
 }
 
 impl<'a> DiskSpec<'a> {
-    #[inline(never)] // called for flags and image defaults: one copy
     pub fn parse(v: &'a [u8]) -> Option<DiskSpec<'a>> {
         // The mode may stand before or after the guest path, once.
         let (mut rest, mut mode) = match split_mode(v) {

@@ -112,7 +112,6 @@ pub struct Defaults<'m> {
 }
 
 impl<'m> Defaults<'m> {
-    #[inline(never)] // three callers: one copy
     pub fn of(manifest: &'m [u8]) -> Defaults<'m> {
         let mut d = Defaults::default();
         if let Ok(records) = config::parse(manifest) {
