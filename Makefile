@@ -10,7 +10,7 @@ SMOLVM := target/release/smolvm
 APT_PACKAGES := build-essential linux-source-6.1 bc flex bison libelf-dev libssl-dev \
 	busybox-static squashfs-tools qemu-system-x86 hyperfine cpio xz-utils lz4 zstd \
 	python3 libpython3.11-testsuite sqlite3 git openssl fio postgresql e2fsprogs dash \
-	passt musl-tools iproute2 util-linux redis-server redis-tools
+	passt musl-tools iproute2 util-linux redis-server redis-tools docker-registry apache2-utils
 
 .PHONY: deps build kernel demo test size bench compat
 
@@ -29,6 +29,9 @@ build: deps
 	# One invocation each: cargo unifies features within an invocation, and the
 	# builder's linker/std would drag std into the no_std binaries (duplicate panic_impl).
 	$(CARGO) build --release -p vmm-stub
+	# The stub that checks image signatures under a host trust policy
+	# (feature `trust`, +11.6 KB: docs/DEPLOY.md); its own target dir.
+	$(CARGO) build --release -p vmm-stub --features trust --target-dir target/trust
 	$(CARGO) build --release -p smol-init
 
 # The guest kernel, cached under $${SMOLVM_CACHE:-~/.cache/smolvm} (~4 min the first time).
@@ -43,6 +46,7 @@ demo: kernel
 # size budgets on the reference images.
 test: kernel
 	$(CARGO) test --workspace --release
+	$(CARGO) test --release -p vmm-stub --features trust --target-dir target/trust --lib trust
 	./size-report/reference-images.sh
 
 # The whole compatibility suite (docs/COMPAT.md): python3's regression tests

@@ -23,6 +23,8 @@ struct Described {
     image: Image,
     manifest: Vec<(String, Vec<String>)>,
     kernel_info: Vec<(String, String)>,
+    /// The signer's public key (the signature is checked by `verify`).
+    signer: Option<[u8; 32]>,
 }
 
 fn describe(path: &Path) -> Result<Described> {
@@ -51,10 +53,14 @@ fn describe(path: &Path) -> Result<Described> {
             }
         }
     }
+    let signer = crate::signing::embedded(&mut f, &image)
+        .map_err(|e| Error(format!("{}: {e}", path.display())))?
+        .map(|s| s.public_key);
     Ok(Described {
         image,
         manifest,
         kernel_info,
+        signer,
     })
 }
 
@@ -226,6 +232,18 @@ fn text(path: &Path, d: &Described) -> String {
         }
         let _ = writeln!(o);
     }
+    match &d.signer {
+        Some(k) => {
+            let _ = writeln!(
+                o,
+                "signature: signed, key {} (checked by `smolvm verify --key KEY.pub`)",
+                crate::signing::fingerprint(k)
+            );
+        }
+        None => {
+            let _ = writeln!(o, "signature: unsigned");
+        }
+    }
     let _ = writeln!(o, "kernel:");
     if d.kernel_info.is_empty() {
         let _ = writeln!(o, "  (no kernel info recorded)");
@@ -311,8 +329,24 @@ fn json(path: &Path, d: &Described) -> String {
         .iter()
         .map(|(k, v)| format!("{}:{}", json_str(k), json_str(v)))
         .collect();
-    let _ = write!(o, "\"kernel\":{{{}}}}}", kernel.join(","));
+    let _ = write!(o, "\"kernel\":{{{}}},", kernel.join(","));
+    match &d.signer {
+        Some(k) => {
+            let _ = write!(
+                o,
+                "\"signature\":{{\"public_key\":\"{}\",\"fingerprint\":{}}}}}",
+                hex(k),
+                json_str(&crate::signing::fingerprint(k))
+            );
+        }
+        None => o.push_str("\"signature\":null}"),
+    }
     o
+}
+
+/// What `inspect --json` prints for `path` (also the config blob of `push`).
+pub fn json_of(path: &Path) -> Result<String> {
+    Ok(json(path, &describe(path)?))
 }
 
 pub fn run(a: &InspectArgs) -> Result<()> {

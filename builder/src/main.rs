@@ -6,6 +6,7 @@ mod kernel_cmd;
 
 // Image commands: build, inspect, verify (exit 1 with `smolvm: <error>` on failure).
 mod app;
+mod atomic;
 mod build;
 mod closure;
 mod container;
@@ -22,6 +23,11 @@ mod services;
 mod staging;
 mod tar;
 mod verify;
+
+// Distribution and trust: keygen, sign, push, pull.
+mod credentials;
+mod registry;
+mod signing;
 
 fn report(result: error::Result<()>) -> ExitCode {
     match result {
@@ -47,8 +53,16 @@ enum Command {
     Build(Box<build::BuildArgs>),
     /// Show an image's sections, manifest and kernel.
     Inspect(inspect::InspectArgs),
-    /// Check every section's digests; names the damaged section.
+    /// Check every section's digests and the signature; names the damaged section.
     Verify(verify::VerifyArgs),
+    /// Make an Ed25519 key pair for signing images: KEY (secret) and KEY.pub.
+    Keygen(signing::KeygenArgs),
+    /// Sign an image in place with a key from `smolvm keygen`.
+    Sign(signing::SignArgs),
+    /// Upload an image to an OCI registry as an artifact (REGISTRY/REPO:TAG).
+    Push(registry::PushArgs),
+    /// Download an image from an OCI registry, check it like `verify`, write it atomically.
+    Pull(registry::PullArgs),
 }
 
 fn main() -> ExitCode {
@@ -58,5 +72,9 @@ fn main() -> ExitCode {
         Command::Build(args) => report(build::run(&args)),
         Command::Inspect(args) => report(inspect::run(&args)),
         Command::Verify(args) => report(verify::run(&args)),
+        Command::Keygen(args) => report(signing::keygen(&args)),
+        Command::Sign(args) => report(signing::sign(&args)),
+        Command::Push(args) => report(registry::push(&args)),
+        Command::Pull(args) => report(registry::pull(&args)),
     }
 }

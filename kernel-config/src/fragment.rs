@@ -18,6 +18,7 @@ pub const BUILTIN: &[(&str, &str)] = &[
     ("80-diagnostics.config", include_str!("../fragments/80-diagnostics.config")),
     ("85-compat.config", include_str!("../fragments/85-compat.config")),
     ("90-trims.config", include_str!("../fragments/90-trims.config")),
+    ("95-memory.config", include_str!("../fragments/95-memory.config")),
 ];
 
 /// One option a fragment asks for. `value: None` means "is not set".

@@ -34,7 +34,16 @@
 //! (optional squashfs, served as `/dev/vda`), `Manifest` (required; the
 //! [`crate::config`] records written by `smolvm build`, at most
 //! [`crate::config::MAX_CONFIG_LEN`] bytes), `KernelInfo` (optional;
-//! `key=value` lines: `version`, `config_sha256`, at most 4 KiB).
+//! `key=value` lines: `version`, `config_sha256`, at most 4 KiB), `Signature`
+//! (optional, always the last section; [`crate::signature`]: an Ed25519
+//! signature over the table entries of every other section, so over every
+//! byte before it).
+//!
+//! Kind 7 (`Signature`) was added after version 1 shipped without bumping the
+//! version: a reader from before it refuses a signed image as "unknown section
+//! kind (corrupted or newer format)", which is the sane answer, and `smolvm
+//! sign` refuses to sign an image whose own stub predates it
+//! ([`crate::signature::STUB_MARK`]), since that stub could not run it.
 //!
 //! The fast digest (XXH64) is what the stub can afford to check on every
 //! start for the sections it reads; SHA-256 is checked by `smolvm verify`.
@@ -72,16 +81,18 @@ pub enum Kind {
     Rootfs = 4,
     Manifest = 5,
     KernelInfo = 6,
+    Signature = 7,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 6] = [
+    pub const ALL: [Kind; 7] = [
         Kind::Stub,
         Kind::Kernel,
         Kind::Initramfs,
         Kind::Rootfs,
         Kind::Manifest,
         Kind::KernelInfo,
+        Kind::Signature,
     ];
     /// Sections every image has.
     pub const REQUIRED: [Kind; 4] = [Kind::Stub, Kind::Kernel, Kind::Initramfs, Kind::Manifest];
@@ -98,6 +109,7 @@ impl Kind {
             Kind::Rootfs => "rootfs",
             Kind::Manifest => "manifest",
             Kind::KernelInfo => "kernel-info",
+            Kind::Signature => "signature",
         }
     }
 
@@ -113,6 +125,7 @@ impl Kind {
             // usize -> u64 is lossless on every supported target.
             Kind::Manifest => crate::config::MAX_CONFIG_LEN as u64,
             Kind::KernelInfo => MAX_KERNEL_INFO_LEN,
+            Kind::Signature => crate::signature::LEN as u64,
             _ => u64::MAX,
         }
     }
@@ -148,6 +161,8 @@ pub enum ImageError {
     StubNotFirst,
     /// A section's bytes do not match the digest in the trailer.
     DigestMismatch(Kind),
+    /// A section follows the signature section.
+    SignatureNotLast,
 }
 
 impl ImageError {
@@ -180,6 +195,7 @@ impl ImageError {
             MissingSection(_) => "image: required section missing",
             StubNotFirst => "image: stub section is not at offset 0",
             DigestMismatch(_) => "image: section digest mismatch (corrupted)",
+            SignatureNotLast => "image: signature section is not the last one",
         }
     }
 
@@ -364,6 +380,9 @@ impl Image {
             if (kind == Kind::Stub) != (i == 0) || (i == 0 && s.offset != 0) {
                 return Err(ImageError::StubNotFirst);
             }
+            if kind == Kind::Signature && i + 1 != count {
+                return Err(ImageError::SignatureNotLast);
+            }
             prev_end = end;
             image.sections[i] = s;
         }
@@ -418,15 +437,22 @@ pub fn encode_unchecked(sections: &[Section], file_len: u64) -> Option<[u8; TRAI
     t[16..24].copy_from_slice(&file_len.to_le_bytes());
     let table = &mut t[HEADER_LEN..CHECKSUM_AT];
     for (e, s) in table.chunks_exact_mut(ENTRY_LEN).zip(sections) {
-        e[0..4].copy_from_slice(&(s.kind as u32).to_le_bytes());
-        e[4..8].copy_from_slice(&s.flags.to_le_bytes());
-        e[8..16].copy_from_slice(&s.offset.to_le_bytes());
-        e[16..24].copy_from_slice(&s.len.to_le_bytes());
-        e[24..32].copy_from_slice(&s.fast_digest.to_le_bytes());
-        e[32..64].copy_from_slice(&s.sha256);
+        e.copy_from_slice(&encode_entry(s));
     }
     seal(&mut t);
     Some(t)
+}
+
+/// A section's table entry, as the trailer holds it.
+pub fn encode_entry(s: &Section) -> [u8; ENTRY_LEN] {
+    let mut e = [0u8; ENTRY_LEN];
+    e[0..4].copy_from_slice(&(s.kind as u32).to_le_bytes());
+    e[4..8].copy_from_slice(&s.flags.to_le_bytes());
+    e[8..16].copy_from_slice(&s.offset.to_le_bytes());
+    e[16..24].copy_from_slice(&s.len.to_le_bytes());
+    e[24..32].copy_from_slice(&s.fast_digest.to_le_bytes());
+    e[32..64].copy_from_slice(&s.sha256);
+    e
 }
 
 #[cfg(all(test, feature = "std"))]
@@ -558,8 +584,12 @@ mod tests {
         assert_eq!(reseal(&|t| t[12] = 4), Err(BadReserved));
         assert_eq!(reseal(&|t| t[25] = 1), Err(BadReserved));
         assert_eq!(
-            reseal(&|t| t[HEADER_LEN + 4 * ENTRY_LEN] = 7),
-            Err(UnknownKind(7))
+            reseal(&|t| t[HEADER_LEN + 4 * ENTRY_LEN] = 8),
+            Err(UnknownKind(8))
+        );
+        assert_eq!(
+            reseal(&|t| t[HEADER_LEN + 2 * ENTRY_LEN] = 7),
+            Err(SignatureNotLast)
         );
         assert_eq!(
             reseal(&|t| t[HEADER_LEN + 7 * ENTRY_LEN + 63] = 1),

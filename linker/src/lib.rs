@@ -9,6 +9,7 @@ pub mod cpio;
 pub mod disk;
 pub mod image;
 pub mod sha256;
+pub mod signature;
 #[cfg(feature = "std")]
 pub mod testing;
 #[cfg(feature = "std")]

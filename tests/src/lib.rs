@@ -4,3 +4,4 @@ pub mod lab;
 pub mod prereq;
 pub mod product;
 pub mod qemu;
+pub mod registry;

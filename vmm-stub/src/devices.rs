@@ -6,7 +6,7 @@
 //! | 1 `CONSOLE_STDERR` | console → host stderr | `/dev/hvc1` |
 //! | 2 `CONSOLE_CONTROL` | multiport console: signal, stdin, stdout, stderr ports | `/dev/vport2p1` … `/dev/vport2p4` |
 //! | 3 `ROOTFS` | block, read-only, the image's rootfs section | `/dev/vda` |
-//! | 4.. | extra disks (`--smolvm-disk`), then 9p shares | `/dev/vdb`, ... |
+//! | 4.. | extra disks (`--smolvm-disk`), then 9p shares, the network, the balloon (`start.rs`) | `/dev/vdb`, ... |
 //!
 //! Terminal mode (stdin and stdout are terminals, see `hostio::tty`): the
 //! app's stdin and stdout are `/dev/hvc0`, and the runtime config carries a

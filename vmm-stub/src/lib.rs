@@ -21,6 +21,7 @@ pub mod seccomp;
 pub mod serial;
 pub mod start;
 pub mod sys;
+pub mod trust;
 pub mod virtio;
 pub mod vmm;
 
@@ -30,7 +31,7 @@ pub mod vmm;
 const LAYERS: [&[&str]; 6] = [
     &["sys"],
     &["mem", "out", "options", "payload"],
-    &["boot", "bus", "hostio", "harden", "info", "reaper", "seccomp"],
+    &["boot", "bus", "hostio", "harden", "info", "reaper", "seccomp", "trust"],
     &["serial", "cmdline", "virtio"],
     &["devices", "network", "vmm"],
     &["start"],

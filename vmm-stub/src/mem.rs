@@ -259,6 +259,21 @@ impl GuestMemory {
 }
 
 impl GuestMemory {
+    /// Gives `[addr, addr + len)` back to the host (free page reporting):
+    /// the guest reads zeros there afterwards (the image's bytes where a
+    /// section is mapped from the file). `None` unless the range is page
+    /// aligned, non-empty and inside one RAM range.
+    pub fn discard(&mut self, addr: GuestAddress, len: u64) -> Option<()> {
+        if addr.0 % PAGE_SIZE != 0 || len % PAGE_SIZE != 0 || len == 0 {
+            return None;
+        }
+        let r = self.checked_range(addr, len)?;
+        // SAFETY: `r` lies inside this mapping (checked) and starts on a page (the mapping is 2 MiB aligned, RAM ranges start on pages); `&mut self` means no host borrow into guest RAM is alive.
+        unsafe { crate::sys::mm::discard(self.base.as_ptr().add(r.start), r.len()) }.ok()
+    }
+}
+
+impl GuestMemory {
     /// Makes this memory `vm`'s RAM (one memory slot per range of
     /// [`GuestMemory::ranges`]). From then on the mapping is never unmapped,
     /// even when `self` is dropped: the VM may outlive it (the reaper keeps
@@ -355,5 +370,18 @@ mod tests {
         // Private: writes do not reach the file.
         m.write_obj(GuestAddress(4096), 0u8).expect("cow");
         assert_eq!(m.read_obj::<u8>(GuestAddress(4096)), Some(0));
+    }
+
+    #[test]
+    fn discard_zeroes_only_aligned_pages_inside_ram() {
+        let mut m = GuestMemory::new(4 * 4096).expect("mmap");
+        m.write_slice(GuestAddress(4096), &[7; 8192]).expect("inside");
+        for (addr, len) in [(4097, 4096), (4096, 100), (4096, 0), (12288, 8192), (u64::MAX - 4095, 4096), (HIGH_BASE, 4096)] {
+            assert!(m.discard(GuestAddress(addr), len).is_none(), "{addr:#x}+{len:#x}");
+        }
+        assert_eq!(m.read_obj::<u8>(GuestAddress(4096)), Some(7), "refused ranges keep their bytes");
+        m.discard(GuestAddress(4096), 4096).expect("aligned, inside");
+        assert_eq!(m.slice(GuestAddress(4096), 4096), Some(&[0u8; 4096][..]));
+        assert_eq!(m.read_obj::<u8>(GuestAddress(8192)), Some(7), "the next page is untouched");
     }
 }

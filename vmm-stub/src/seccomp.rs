@@ -2,7 +2,8 @@
 //! its devices (console, block, control), the signal handlers, the stdin
 //! thread, the reaper and the panic path need only the calls below. Any
 //! other call kills the whole process (SIGSYS). `ioctl` is allowed only for
-//! the requests the run loop issues; `clone` only with the reaper's flags.
+//! the requests the run loop issues; `clone` only with the reaper's flags;
+//! `madvise` only with the balloon and only `MADV_DONTNEED`.
 
 use crate::sys::kvm::{KVM_IRQ_LINE, KVM_RUN};
 use crate::sys::seccomp::SockFilter;
@@ -65,6 +66,10 @@ pub const SHARE_CALLS: [u32; 19] = [
 /// where `p9/host.rs` falls back to it.
 const OPENAT: u32 = SYS_OPENAT;
 
+/// `madvise(MADV_DONTNEED)`: the balloon gives reported free pages back
+/// (`virtio/balloon`); no other advice is allowed.
+const MADV_DONTNEED: u32 = 4;
+
 /// ioctl requests: the vCPU loop, the interrupt line, and the terminal
 /// (restore on exit: TCSETS2 / its TCSETS fallback; size on SIGWINCH).
 pub const IOCTLS: [u32; 5] = [KVM_RUN, KVM_IRQ_LINE, TCSETS2, TCSETS, TIOCGWINSZ];
@@ -88,8 +93,9 @@ const ARCH: u32 = 4;
 const ARG0_LO: u32 = 16;
 const ARG0_HI: u32 = 20;
 const ARG1_LO: u32 = 24;
+const ARG2_LO: u32 = 32;
 
-const LEN: usize = 4 + 1 + 1 + IOCTLS.len() + 1 + 1 + 4 + ALLOWED.len() + SHARE_CALLS.len() + 1 + 2;
+const LEN: usize = 4 + 1 + 1 + IOCTLS.len() + 1 + 1 + 4 + ALLOWED.len() + SHARE_CALLS.len() + 1 + 3 + 2;
 
 /// Jump targets resolved once the program length is known.
 #[derive(Clone, Copy)]
@@ -135,9 +141,11 @@ impl Prog {
     }
 }
 
-/// Where the [`SHARE_CALLS`] tests start in the program, and the `openat` test.
-const SHARES_AT: usize = LEN - 3 - SHARE_CALLS.len();
-const OPENAT_AT: usize = LEN - 3;
+/// Where the [`SHARE_CALLS`] tests start in the program, the `openat` test
+/// and the `madvise` test.
+const SHARES_AT: usize = LEN - 6 - SHARE_CALLS.len();
+const OPENAT_AT: usize = LEN - 6;
+const MADVISE_AT: usize = LEN - 5;
 
 /// The program with shares and `openat` allowed, built at compile time (a
 /// table costs the stub less than the code that would build it).
@@ -163,6 +171,10 @@ const FULL: [SockFilter; LEN] = {
     p.allow_each(&SHARE_CALLS);
     assert!(p.n == OPENAT_AT);
     p.jeq(OPENAT, To::Allow, To::Next);
+    assert!(p.n == MADVISE_AT);
+    p.jeq(SYS_MADVISE, To::Next, To::Kill);
+    p.op(LD_ABS, ARG2_LO); // `int advice`
+    p.jeq(MADV_DONTNEED, To::Allow, To::Kill);
     p.op(RET, RET_KILL_PROCESS);
     p.op(RET, RET_ALLOW);
     assert!(p.n == LEN);
@@ -172,8 +184,9 @@ const FULL: [SockFilter; LEN] = {
 /// The filter program (pure; unit-tested by running it through an
 /// interpreter below).
 /// `shares`: also allow [`SHARE_CALLS`] (else their tests repeat `read`,
-/// which keeps every jump offset the same); `openat`: also allow `openat`.
-pub fn program(shares: bool, openat: bool) -> [SockFilter; LEN] {
+/// which keeps every jump offset the same); `openat`: also allow `openat`;
+/// `balloon`: also allow `madvise(MADV_DONTNEED)`.
+pub fn program(shares: bool, openat: bool, balloon: bool) -> [SockFilter; LEN] {
     let mut p = FULL;
     if !shares {
         for i in &mut p[SHARES_AT..OPENAT_AT] {
@@ -183,13 +196,16 @@ pub fn program(shares: bool, openat: bool) -> [SockFilter; LEN] {
     if !openat {
         p[OPENAT_AT].k = SYS_READ;
     }
+    if !balloon {
+        p[MADVISE_AT].k = SYS_READ; // `read` was allowed above: never matches here
+    }
     p
 }
 
 /// `PR_SET_NO_NEW_PRIVS`, then the filter on every thread (TSYNC: the
 /// stdin thread too); processes cloned later (the reaper) inherit it.
-pub fn install(shares: bool) -> Result<(), rustix::io::Errno> {
-    crate::sys::seccomp::install_filter(&program(shares, shares && !has_openat2()))
+pub fn install(shares: bool, balloon: bool) -> Result<(), rustix::io::Errno> {
+    crate::sys::seccomp::install_filter(&program(shares, shares && !has_openat2(), balloon))
 }
 
 /// Whether the kernel has `openat2` (Linux 5.6+), which the 9p server uses
@@ -227,14 +243,14 @@ mod tests {
 
     #[test]
     fn allows_exactly_the_list() {
-        let p = program(false, false);
+        let p = program(false, false, false);
         let x = AUDIT_ARCH_X86_64;
-        let with_shares = program(true, false);
+        let with_shares = program(true, false, false);
         for nr in [OPENAT, 4, 6, 7, 262, 264, 332] {
             assert_eq!(run(&with_shares, nr, x, [0; 6]), RET_KILL_PROCESS, "{nr} with a share");
         }
-        assert_eq!(run(&program(true, true), OPENAT, x, [0; 6]), RET_ALLOW, "openat before Linux 5.6");
-        assert_eq!(run(&program(false, false), OPENAT, x, [0; 6]), RET_KILL_PROCESS);
+        assert_eq!(run(&program(true, true, false), OPENAT, x, [0; 6]), RET_ALLOW, "openat before Linux 5.6");
+        assert_eq!(run(&program(false, false, false), OPENAT, x, [0; 6]), RET_KILL_PROCESS);
         for nr in SHARE_CALLS {
             assert_eq!(run(&p, nr, x, [0; 6]), RET_KILL_PROCESS, "{nr} without a share");
             assert_eq!(run(&with_shares, nr, x, [0; 6]), RET_ALLOW, "{nr} with a share");
@@ -255,6 +271,16 @@ mod tests {
         assert_eq!(run(&p, SYS_CLONE, x, [0x100, 0, 0, 0, 0, 0]), RET_ALLOW);
         assert_eq!(run(&p, SYS_CLONE, x, [0x5_0f00, 0, 0, 0, 0, 0]), RET_KILL_PROCESS);
         assert_eq!(run(&p, SYS_CLONE, x, [0x1_0000_0100, 0, 0, 0, 0, 0]), RET_KILL_PROCESS);
+        let balloon = program(false, false, true);
+        assert_eq!(run(&p, SYS_MADVISE, x, [0, 4096, 4, 0, 0, 0]), RET_KILL_PROCESS, "madvise without the balloon");
+        assert_eq!(run(&balloon, SYS_MADVISE, x, [0, 4096, 4, 0, 0, 0]), RET_ALLOW, "MADV_DONTNEED");
+        for advice in [0, 1, 8, 9, 14, 100, 0x1_0000_0004] {
+            assert_eq!(run(&balloon, SYS_MADVISE, x, [0, 4096, advice, 0, 0, 0]), if advice == 0x1_0000_0004 { RET_ALLOW } else { RET_KILL_PROCESS }, "advice {advice}");
+        }
+        for nr in ALLOWED {
+            assert_eq!(run(&balloon, nr, x, [0; 6]), RET_ALLOW, "{nr} with the balloon");
+        }
+        assert_eq!(run(&balloon, SYS_OPENAT, x, [0; 6]), RET_KILL_PROCESS);
         assert_eq!(SYSCALL_COUNT, 23);
         assert_eq!(SYSCALL_COUNT + SHARE_CALLS.len(), 42);
     }

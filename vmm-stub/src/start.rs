@@ -54,6 +54,7 @@ pub fn main(args: CStrings, env: CStrings) -> u8 {
     }
     let payload = Payload::open_self().unwrap_or_else(|e| payload_error(e));
     crate::harden::check_image_mode(payload.fd());
+    crate::trust::enforce(&payload, opts.trust);
     let manifest_section = required(&payload, Kind::Manifest);
     let manifest = payload.map_checked(&manifest_section).unwrap_or_else(|e| payload_error(e));
     if config::validate(manifest.bytes()).is_err() {
@@ -120,6 +121,10 @@ pub fn main(args: CStrings, env: CStrings) -> u8 {
         // The slot after the disks and shares (the guest finds it by type: eth0).
         transports.add_dynamic(dev).unwrap_or_else(|| fail("too many disks and shares to add the network device"));
     }
+    // Free page reporting, last (the guest finds it by type). No slot left
+    // only costs the memory it would have given back.
+    let mut balloon = (opts.balloon != Some(false)).then(crate::virtio::balloon::Balloon::new);
+    let balloon_on = balloon.as_mut().and_then(|b| transports.add_dynamic(b)).is_some();
     let mut bus = Bus::new();
     transports.attach(&mut bus);
     // The serial console carries the app's output only when no virtio
@@ -159,7 +164,7 @@ pub fn main(args: CStrings, env: CStrings) -> u8 {
     // reaper below inherits the filter.
     crate::harden::freeze_limits();
     if !opts.no_seccomp {
-        crate::seccomp::install(!opts.shares.is_empty())
+        crate::seccomp::install(!opts.shares.is_empty(), balloon_on)
             .unwrap_or_else(|e| Line::new().s("cannot install the seccomp filter").errno(e).s("; --smolvm-no-seccomp skips it, unsafely)").fail());
     }
     #[cfg(feature = "test-hooks")]

@@ -92,6 +92,10 @@ default arguments. Leading --smolvm-* options are taken by smolvm:
                           sandbox); =no gives a writable root even when the
                           image was built --read-only. By default the root
                           is writable, changes vanish at exit [SMOLVM_READ_ONLY=1|0]
+  --smolvm-balloon=no     keep memory the guest frees (default: given back
+                          to the host by free page reporting) [SMOLVM_BALLOON=0]
+  --smolvm-trust=FILE     run only images signed by a key in FILE (default
+                          /etc/smolvm/trust when it exists)       [SMOLVM_TRUST]
   --smolvm-no-services    run the app without the image's services [SMOLVM_NO_SERVICES=1]
   --smolvm-info           describe the image (and its services), exit
   --smolvm-no-seccomp     UNSAFE, debugging only: no system-call filter,
@@ -169,6 +173,11 @@ pub struct Options<'a> {
     /// `--smolvm-read-only[=yes|no]` / `SMOLVM_READ_ONLY=1|0|yes|no`: the
     /// root filesystem's mode, over the image's default (`None`: not given).
     pub read_only: Option<bool>,
+    /// `--smolvm-balloon=no` / `SMOLVM_BALLOON=0`: no virtio-balloon (and
+    /// no `madvise` in the seccomp filter). On unless `Some(false)`.
+    pub balloon: Option<bool>,
+    /// `--smolvm-trust=FILE` / `SMOLVM_TRUST`: the trust policy file.
+    pub trust: Option<&'a [u8]>,
     pub info: bool,
     pub help: bool,
     /// Unsafe: run without the seccomp filter (debugging).
@@ -248,21 +257,25 @@ enum Opt {
     Ip,
     NetHostLoopback,
     ReadOnly,
+    Trust,
     NoServices,
+    Balloon,
 }
 
-const FLAGS: [&[u8]; 15] = [
+const FLAGS: [&[u8]; 17] = [
     b"mem", b"log", b"env", b"workdir", b"disk", b"share", b"info", b"help", b"no-seccomp", b"net", b"publish", b"ip",
-    b"net-host-loopback", b"read-only", b"no-services",
+    b"net-host-loopback", b"read-only", b"no-services", b"balloon", b"trust",
 ];
-const OPTS: [Opt; 15] = [
+const OPTS: [Opt; 17] = [
     Opt::Mem, Opt::Log, Opt::Env, Opt::Workdir, Opt::Disk, Opt::Share, Opt::Info, Opt::Help, Opt::NoSeccomp, Opt::Net,
-    Opt::Publish, Opt::Ip, Opt::NetHostLoopback, Opt::ReadOnly, Opt::NoServices,
+    Opt::Publish, Opt::Ip, Opt::NetHostLoopback, Opt::ReadOnly, Opt::NoServices, Opt::Balloon, Opt::Trust,
 ];
 /// The `SMOLVM_*` variables (after the prefix).
-const VARS: [(&[u8], Opt); 11] = [
+const VARS: [(&[u8], Opt); 13] = [
+    (b"TRUST", Opt::Trust),
     (b"NO_SERVICES", Opt::NoServices),
     (b"READ_ONLY", Opt::ReadOnly),
+    (b"BALLOON", Opt::Balloon),
     (b"NET", Opt::Net),
     (b"PUBLISH", Opt::Publish),
     (b"IP", Opt::Ip),
@@ -292,6 +305,7 @@ impl<'a> Options<'a> {
             Opt::Net => self.net = Some(NetMode::parse(v).ok_or(bad)?),
             Opt::Ip => self.ip = Some(IpSpec::parse(v).ok_or(bad)?),
             Opt::ReadOnly => self.read_only = Some(parse_yes_no(v).ok_or(bad)?),
+            Opt::Balloon => self.balloon = Some(parse_yes_no(v).ok_or(bad)?),
             Opt::Publish => self.publish.push(Publish::parse(v).ok_or(bad)?).map_err(|_| OptError::TooMany(culprit))?,
             _ => {
                 let share = ShareSpec::parse(v).ok_or(bad)?;
@@ -314,6 +328,7 @@ impl<'a> Options<'a> {
                 Opt::NoSeccomp => o.no_seccomp |= v == b"1",
                 Opt::NoServices => o.no_services |= v == b"1",
                 Opt::Workdir => o.workdir = Some(v),
+                Opt::Trust => o.trust = Some(v).filter(|v| !v.is_empty()),
                 Opt::Share | Opt::Publish => {
                     for v in v.split(|&b| b == b',').filter(|v| !v.is_empty()) {
                         o.set(which, v, var)?;
@@ -340,10 +355,11 @@ impl<'a> Options<'a> {
                 (Opt::NetHostLoopback, None) => o.net_host_loopback = true,
                 (Opt::ReadOnly, None) => o.read_only = Some(true),
                 (Opt::Workdir, Some(v)) if !v.is_empty() => o.workdir = Some(v),
+                (Opt::Trust, Some(v)) if !v.is_empty() => o.trust = Some(v),
                 (Opt::Env, Some(v)) if v.iter().position(|&b| b == b'=').is_some_and(|i| i > 0) => {
                     o.env.push(v).map_err(|_| OptError::TooMany(arg))?
                 }
-                (Opt::Mem | Opt::Log | Opt::Disk | Opt::Share | Opt::Net | Opt::Ip | Opt::Publish | Opt::ReadOnly, Some(v)) => {
+                (Opt::Mem | Opt::Log | Opt::Disk | Opt::Share | Opt::Net | Opt::Ip | Opt::Publish | Opt::ReadOnly | Opt::Balloon, Some(v)) => {
                     o.set(which, v, arg)?
                 }
                 _ => return Err(OptError::BadValue(arg)),
@@ -496,6 +512,12 @@ mod tests {
     fn read_only_root_flag_and_variable() {
         assert_eq!(parse(&[], &[]).expect("valid").read_only, None, "no flag: the image's default");
         assert_eq!(parse(&[b"--smolvm-read-only"], &[]).expect("valid").read_only, Some(true));
+        assert_eq!(parse(&[], &[]).expect("valid").balloon, None, "on by default");
+        assert_eq!(parse(&[b"--smolvm-balloon=no"], &[b"SMOLVM_BALLOON=1"]).expect("valid").balloon, Some(false));
+        assert_eq!(parse(&[], &[b"SMOLVM_BALLOON=0"]).expect("valid").balloon, Some(false));
+        for bad in [&b"--smolvm-balloon"[..], b"--smolvm-balloon=off", b"--smolvm-balloon="] {
+            assert_eq!(parse(&[bad], &[]).err(), Some(OptError::BadValue(bad)), "{}", String::from_utf8_lossy(bad));
+        }
         assert_eq!(parse(&[b"--smolvm-read-only=yes"], &[]).expect("valid").read_only, Some(true));
         assert_eq!(parse(&[b"--smolvm-read-only=no"], &[]).expect("valid").read_only, Some(false));
         assert_eq!(parse(&[], &[b"SMOLVM_READ_ONLY=1"]).expect("valid").read_only, Some(true));

@@ -1,4 +1,5 @@
-//! Read-only mappings of a file (the image's sections).
+//! Read-only mappings of a file (the image's sections), and giving pages of
+//! a mapping back to the host ([`discard`]).
 
 use core::ptr::NonNull;
 use rustix::fd::BorrowedFd;
@@ -40,4 +41,16 @@ impl Drop for Mapped {
             let _ = unsafe { mm::munmap(self.ptr.as_ptr().cast(), self.len) };
         }
     }
+}
+
+/// `madvise(MADV_DONTNEED)`: the host frees the pages of `[ptr, ptr + len)`
+/// now; the next touch reads zeros (or the file's bytes in a private file
+/// mapping). The virtio-balloon returns the pages the guest reported free.
+///
+/// # Safety
+/// `[ptr, ptr + len)` is page aligned, lies inside one mapping the caller
+/// owns, and no Rust reference into it is alive (its bytes change).
+pub unsafe fn discard(ptr: *mut u8, len: usize) -> io::Result<()> {
+    // SAFETY: the caller's contract above: our own memory, no borrow that could see the change.
+    unsafe { mm::madvise(ptr.cast(), len, mm::Advice::LinuxDontNeed) }
 }

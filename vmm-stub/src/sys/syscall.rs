@@ -13,6 +13,7 @@ pub const SYS_RT_SIGRETURN: u32 = 15;
 pub const SYS_IOCTL: u32 = 16;
 pub const SYS_PREAD64: u32 = 17;
 pub const SYS_PWRITE64: u32 = 18;
+pub const SYS_MADVISE: u32 = 28;
 pub const SYS_PAUSE: u32 = 34;
 pub const SYS_ALARM: u32 = 37;
 pub const SYS_GETPID: u32 = 39;

@@ -330,6 +330,7 @@ fn device_name(id: u32) -> &'static str {
         super::id::BLOCK => "block",
         super::id::CONSOLE => "console",
         super::id::P9 => "9p",
+        super::id::BALLOON => "balloon",
         _ => "device",
     }
 }

@@ -1,5 +1,5 @@
 //! virtio over MMIO: the transport, split virtqueues, and the devices the
-//! stub offers (console, block; 9p lives in `p9/`).
+//! stub offers (console, block; 9p lives in `p9/`, the balloon in `balloon/`).
 //!
 //! # Writing a device
 //! A device implements [`VirtioDevice`]: its id, feature bits, queue sizes,
@@ -22,6 +22,7 @@
 //! [`crate::bus::Bus`] slot the ABI assigns (`linker::abi::slot`).
 
 
+pub mod balloon;
 pub mod blk;
 pub mod chain;
 pub mod console;
@@ -48,6 +49,7 @@ pub const F_EVENT_IDX: u64 = 1 << 29;
 pub mod id {
     pub const BLOCK: u32 = 2;
     pub const CONSOLE: u32 = 3;
+    pub const BALLOON: u32 = 5;
     pub const P9: u32 = 9;
 }
 
