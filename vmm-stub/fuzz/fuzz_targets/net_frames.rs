@@ -12,11 +12,7 @@
 //!   bytes each), exactly the well-formed transmitted frames in order,
 //!   while no wild buffer was used and the link is up;
 //! - every delivered frame sits after a header with num_buffers = 1 and is
-//!   byte for byte what the backend sent;
-//! - with MRG_RXBUF negotiated (chosen by the input): a header's
-//!   num_buffers counts the chains that follow it with data, and their
-//!   bytes together are a frame the backend sent, in order (dropped frames
-//!   come back as empty chains).
+//!   byte for byte what the backend sent.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
 use rustix::fd::OwnedFd;
@@ -121,16 +117,10 @@ struct RxCheck {
     checked: u16,
     /// Index of the next frame the backend sent.
     next: usize,
-    /// MRG_RXBUF: the frame being put together, the chains it still needs.
-    merged: Vec<u8>,
-    missing: u16,
 }
 
 impl RxCheck {
-    fn check(&mut self, mem: &GuestMemory, rx: &Ring, peer_sent: &[Vec<u8>], bogus_stream: bool, merge: bool) {
-        if merge {
-            return self.check_merged(mem, rx, peer_sent, bogus_stream);
-        }
+    fn check(&mut self, mem: &GuestMemory, rx: &Ring, peer_sent: &[Vec<u8>], bogus_stream: bool) {
         while self.checked != rx.used_idx(mem) {
             let n = self.checked;
             self.checked = self.checked.wrapping_add(1);
@@ -154,44 +144,6 @@ impl RxCheck {
     }
 }
 
-impl RxCheck {
-    fn check_merged(&mut self, mem: &GuestMemory, rx: &Ring, peer_sent: &[Vec<u8>], bogus_stream: bool) {
-        while self.checked != rx.used_idx(mem) {
-            let n = self.checked;
-            self.checked = self.checked.wrapping_add(1);
-            let (head, len) = rx.used(mem, n);
-            let Some(&(h, addr, room)) = rx.chains.get(usize::from(n)) else { panic!("used without a chain") };
-            assert_eq!(head, u32::from(h), "chains returned in order");
-            assert!(u64::from(len) <= room, "wrote past the chain's room");
-            if bogus_stream {
-                continue;
-            }
-            let data = mem.slice(GuestAddress(addr), u64::from(len)).expect("ram");
-            if self.missing > 0 {
-                assert!(len > 0, "an empty chain inside a merged frame");
-                self.merged.extend_from_slice(data);
-                self.missing -= 1;
-            } else if len > 0 {
-                assert!(data.len() >= VNET_HDR_LEN, "a frame without its header");
-                let count = u16::from_le_bytes([data[10], data[11]]);
-                assert!(count >= 1, "num_buffers 0");
-                assert_eq!(&data[..10], &[0; 10], "header");
-                self.merged = data[VNET_HDR_LEN..].to_vec();
-                self.missing = count - 1;
-            } else {
-                continue; // a chain of a dropped frame
-            }
-            if self.missing == 0 {
-                // The next frames the backend sent, some maybe dropped.
-                let Some(k) = peer_sent[self.next..].iter().position(|f| *f == self.merged) else {
-                    panic!("a merged frame the backend did not send (next {})", self.next)
-                };
-                self.next += k + 1;
-            }
-        }
-    }
-}
-
 thread_local! {
     /// The link's buffers, reused by every run (the link tracks what is in them).
     static BUFFERS: std::cell::RefCell<Box<Buffers>> = std::cell::RefCell::new(Box::new(Buffers::new()));
@@ -206,15 +158,10 @@ fn run(data: &[u8], bufs: &mut Buffers) {
         .expect("socketpair");
     let mtu = if i.u8() % 2 == 0 { PASST_MTU } else { 1500 };
     let max_frame = usize::from(mtu) + ETH_HLEN + 4;
-    let merge = i.0.first().is_some_and(|b| b & 0x40 != 0);
     let mut net = Net::new(Link::new(a, Framing::Stream, bufs), mtu);
     let mut rx = Ring { base: RINGS[0], next_desc: 0, published: 0, chains: Vec::new() };
     let mut tx = Ring { base: RINGS[1], next_desc: 0, published: 0, chains: Vec::new() };
     let mut queues = [rx.queue(&mem), tx.queue(&mem)];
-    if merge {
-        // VERSION_1 | MRG_RXBUF, as a driver that takes it acknowledges.
-        net.activate(1 << 32 | 1 << 15, &mut queues, &mut mem);
-    }
     let mut sent_ok: Vec<Vec<u8>> = Vec::new(); // well-formed frames the guest sent
     let mut peer_sent: Vec<Vec<u8>> = Vec::new(); // frames the backend sent
     let mut wire = Vec::new();
@@ -315,7 +262,7 @@ fn run(data: &[u8], bufs: &mut Buffers) {
                     stopped = true;
                 }
                 if !wild {
-                    rx_check.check(&mem, &rx, &peer_sent, bogus_stream, merge);
+                    rx_check.check(&mem, &rx, &peer_sent, bogus_stream);
                 }
             }
             5 => {
@@ -323,7 +270,7 @@ fn run(data: &[u8], bufs: &mut Buffers) {
                     stopped = true;
                 }
                 if !wild {
-                    rx_check.check(&mem, &rx, &peer_sent, bogus_stream, merge);
+                    rx_check.check(&mem, &rx, &peer_sent, bogus_stream);
                 }
             }
             _ => drain(&peer, &mut wire),
@@ -336,7 +283,7 @@ fn run(data: &[u8], bufs: &mut Buffers) {
             break;
         }
         if !wild {
-            rx_check.check(&mem, &rx, &peer_sent, bogus_stream, merge);
+            rx_check.check(&mem, &rx, &peer_sent, bogus_stream);
         }
         drain(&peer, &mut wire);
     }

@@ -1,28 +1,17 @@
 //! virtio-net (virtio 1.x §5.1) over a [`link::Link`]: one receive and one
-//! transmit queue, features VERSION_1, MAC, MTU, STATUS and MRG_RXBUF, and
-//! nothing else: no checksum or segmentation offloads (the backends take
-//! whole, finished frames, so an offload would oblige the stub to finish
-//! checksums and segments itself).
+//! transmit queue, features VERSION_1, MAC, MTU and STATUS, and nothing
+//! else: no checksum or segmentation offloads (the backends take whole,
+//! finished frames, so an offload would oblige the stub to finish
+//! checksums and segments itself), no MRG_RXBUF (every received frame fits
+//! one chain; its header says `num_buffers = 1`): measured side by side in
+//! the KVM lab it gave no consistent gain either way for 512 B of stub
+//! (the implementation and figures: git history, "virtio-net: MRG_RXBUF").
 //!
-//! MRG_RXBUF (a received frame may span several receive chains, counted
-//! in its header's `num_buffers`): without it Linux posts, for MTU 65520,
-//! chains of 18 page-sized buffers, ~13 of them in a 256-entry ring, and
-//! every frame (a 66-byte ACK too) takes one; with it, 256 single buffers
-//! of >= 1,518 bytes. Measured in the KVM lab (bench/net.py --quick --stub,
-//! side by side): guest -> host 5.7 vs 0.5, 2.4 vs 1.8, 1.9 vs 1.9 MB/s
-//! with and without; host -> guest and req/s within noise or a little
-//! lower. Kept on for the direction that was short of QEMU + passt (which
-//! offers it too); a driver that declines it gets one chain per frame and
-//! `num_buffers = 1`.//!
 //! The guest is hostile. Each transmit chain must be a 12-byte header plus
 //! an Ethernet frame of 14..=MTU+18 bytes in its device-readable part;
 //! anything else (runts, oversize frames, write-only chains) is dropped and
 //! the chain returned. A receive chain too small for the frame at hand
-//! (or with no writable part) is returned empty and the frame dropped;
-//! with MRG_RXBUF, so are all the chains of a frame that would need more
-//! than [`MAX_MERGE`] of them, meets one without room, or has no room for
-//! the count in its first descriptor. A frame that finds too few chains
-//! waits in the link (the chains stay posted) until the guest posts more.
+//! (or with no writable part) is returned empty and the frame dropped.
 //!
 //! Fairness and memory: each call moves at most [`BUDGET`] frames per
 //! direction, then asks for another pass ([`net_watch::kick_soon`]) so
@@ -48,13 +37,8 @@ const F_MAC: u64 = 1 << 5;
 const F_STATUS: u64 = 1 << 16;
 /// `virtio_net_config.status`: the link is up.
 const S_LINK_UP: u16 = 1;
-const F_MRG_RXBUF: u64 = 1 << 15;
-/// A received frame's header: flags 0, GSO_NONE, hdr_len, gso_size,
-/// csum_start, csum_offset 0, num_buffers 1 (patched when merged).
-const HEADER: [u8; VNET_HDR_LEN] = [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0];
-/// Most receive chains one frame may take with MRG_RXBUF (Linux posts
-/// buffers of at least 1,518 bytes: 44 hold the largest frame).
-pub const MAX_MERGE: usize = 64;
+/// `num_buffers` in every received header (no MRG_RXBUF).
+const ONE_BUFFER: u16 = 1;
 
 const RX: usize = 0;
 const TX: usize = 1;
@@ -90,8 +74,6 @@ pub struct Net<'b> {
     announce_down: bool,
     pub stats: Stats,
     sizes: [u16; 2],
-    /// MRG_RXBUF was negotiated.
-    merge: bool,
     /// Set when passt maps the gateway to the host's loopback only for UDP
     /// replies' sake (see `guard`).
     guard: Option<GatewayGuard>,
@@ -101,7 +83,7 @@ impl<'b> Net<'b> {
     /// A card on `link` offering `mtu` (at most [`link::PASST_MTU`]).
     pub fn new(link: Link<'b>, mtu: u16) -> Self {
         let mtu = mtu.clamp(68, link::PASST_MTU);
-        Net { link, mtu, down: None, announce_down: false, stats: Stats::default(), sizes: [QUEUE_SIZE; 2], merge: false, guard: None }
+        Net { link, mtu, down: None, announce_down: false, stats: Stats::default(), sizes: [QUEUE_SIZE; 2], guard: None }
     }
 
     /// Drops the guest frames `guard` refuses before they reach the backend.
@@ -207,49 +189,24 @@ impl<'b> Net<'b> {
                     return Ok(Self::irq(q, mem, used));
                 }
             };
-            // The frame goes into one chain, or with MRG_RXBUF into as
-            // many as it needs (at most MAX_MERGE), their count patched
-            // into the header in the first one.
-            let mut heads = [(0u16, 0u32); MAX_MERGE];
-            let mut n = 0;
-            let mut rest = frame;
-            let mut count_at = None;
-            let mut ok = true;
-            while !rest.is_empty() && ok && n < MAX_MERGE {
-                let Some(chain) = q.pop(mem)? else {
-                    // Out of buffers mid-frame: give them back and keep the
-                    // frame until the guest posts more (it notifies then).
-                    for _ in 0..n {
-                        q.unpop();
-                    }
-                    return Ok(Self::irq(q, mem, used));
-                };
-                let mut w = Writer::new(&chain);
-                if n == 0 {
-                    count_at = chain.writable().first().filter(|s| s.len as usize >= VNET_HDR_LEN).map(|s| s.addr + 10);
-                    ok = (self.merge || w.available() >= (VNET_HDR_LEN + rest.len()) as u64) && w.write_all(mem, &HEADER).is_some();
+            let Some(chain) = q.pop(mem)? else { return Ok(Self::irq(q, mem, used)) };
+            let mut w = Writer::new(&chain);
+            let fits = w.available() >= (VNET_HDR_LEN + frame.len()) as u64;
+            let mut len = 0;
+            if fits {
+                let [n0, n1] = ONE_BUFFER.to_le_bytes();
+                // flags 0, GSO_NONE, hdr_len, gso_size, csum_start, csum_offset, num_buffers.
+                let hdr = [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, n0, n1];
+                if w.write_all(mem, &hdr).is_some() && w.write_all(mem, frame).is_some() {
+                    len = w.written();
+                    self.stats.rx_frames += 1;
                 }
-                let put = if ok { w.write(mem, rest) } else { 0 };
-                rest = rest.get(put..).unwrap_or_default();
-                ok &= put > 0 || rest.is_empty();
-                heads[n] = (chain.head, w.written());
-                n += 1;
             }
-            // More than one chain: the count goes where the first chain's
-            // header is (a header split over descriptors cannot take one).
-            ok &= rest.is_empty()
-                && (n == 1 || count_at.and_then(|at| mem.write_obj(crate::mem::GuestAddress(at), n as u16)).is_some());
-            if ok {
-                self.stats.rx_frames += 1;
-            } else {
-                // Too small, no writable part, or over MAX_MERGE chains:
-                // the frame is dropped and every chain comes back empty.
+            if len == 0 {
                 self.stats.rx_dropped += 1;
             }
             self.link.rx_consume();
-            for &(head, len) in heads.get(..n).unwrap_or_default() {
-                q.add_used(mem, head, if ok { len } else { 0 })?;
-            }
+            q.add_used(mem, chain.head, len)?;
             used = true;
         }
         net_watch::kick_soon();
@@ -277,7 +234,7 @@ impl VirtioDevice for Net<'_> {
     }
 
     fn features(&self) -> u64 {
-        F_MAC | F_MTU | F_STATUS | F_MRG_RXBUF
+        F_MAC | F_MTU | F_STATUS
     }
 
     fn queue_max_sizes(&self) -> &[u16] {
@@ -293,8 +250,7 @@ impl VirtioDevice for Net<'_> {
         read_config_bytes(&cfg, offset, data);
     }
 
-    fn activate(&mut self, features: u64, queues: &mut [Queue], mem: &mut GuestMemory) -> Irq {
-        self.merge = features & F_MRG_RXBUF != 0;
+    fn activate(&mut self, _features: u64, queues: &mut [Queue], mem: &mut GuestMemory) -> Irq {
         // Frames may already wait (the guest posted buffers before DRIVER_OK).
         self.pump(queues, mem).unwrap_or(Irq::NONE)
     }

@@ -126,7 +126,7 @@ fn config_space_has_mac_status_and_mtu() {
     assert_eq!(&cfg[..6], &MAC);
     assert_eq!(u16::from_le_bytes([cfg[6], cfg[7]]), S_LINK_UP);
     assert_eq!(u16::from_le_bytes([cfg[10], cfg[11]]), link::PASST_MTU);
-    assert_eq!(r.net.features(), F_MAC | F_MTU | F_STATUS | F_MRG_RXBUF);
+    assert_eq!(r.net.features(), F_MAC | F_MTU | F_STATUS);
 }
 
 #[test]
@@ -486,74 +486,3 @@ fn bulk_both_ways_at_once_completes_byte_exact_driven_only_by_events() {
     assert_eq!((r.net.stats.tx_dropped, r.net.stats.rx_dropped), (0, 0));
 }
 
-#[test]
-fn with_mrg_rxbuf_a_frame_spans_buffers_and_counts_them() {
-    let mut r = rig();
-    r.net.merge = true;
-    for k in 0..4u64 {
-        r.rx.chain(&mut r.mem, &[(DATA + k * 0x1000, 1518, true)]);
-    }
-    let big = frame(4000, 4); // 12 + 4000 bytes: three buffers
-    r.peer_send(&big);
-    r.peer_send(&frame(60, 5)); // the fourth buffer
-    assert_eq!(r.notify(RX), Irq::VRING);
-    assert_eq!(r.rx.used(&r.mem, 0), (4, 0, 1518));
-    assert_eq!(r.rx.used(&r.mem, 1).1..r.rx.used(&r.mem, 2).1 + 1, 1..3);
-    assert_eq!((r.rx.used(&r.mem, 1).2, r.rx.used(&r.mem, 2).2), (1518, 12 + 4000 - 2 * 1518));
-    let hdr = r.mem.slice(GuestAddress(DATA), VNET_HDR_LEN as u64).expect("ram").to_vec();
-    assert_eq!(u16::from_le_bytes([hdr[10], hdr[11]]), 3, "num_buffers");
-    let mut got = Vec::new();
-    for (k, len) in [(0u64, 1518 - 12), (1, 1518), (2, 12 + 4000 - 2 * 1518)] {
-        let at = DATA + k * 0x1000 + if k == 0 { 12 } else { 0 };
-        got.extend_from_slice(r.mem.slice(GuestAddress(at), len).expect("ram"));
-    }
-    assert_eq!(got, big);
-    assert_eq!(r.rx.used(&r.mem, 3), (4, 3, 72));
-    assert_eq!(r.net.stats.rx_frames, 2);
-}
-
-#[test]
-fn with_mrg_rxbuf_too_few_buffers_keep_the_frame_until_more_come() {
-    let mut r = rig();
-    r.net.merge = true;
-    r.rx.chain(&mut r.mem, &[(DATA, 1518, true)]);
-    r.peer_send(&frame(2000, 6));
-    assert_eq!(r.notify(RX), Irq::NONE, "one buffer cannot take it");
-    assert_eq!(r.rx.used(&r.mem, 0).0, 0, "the buffer stays posted");
-    r.rx.chain(&mut r.mem, &[(DATA + 0x1000, 1518, true)]);
-    assert_eq!(r.notify(RX), Irq::VRING);
-    assert_eq!(r.rx.used(&r.mem, 0), (2, 0, 1518));
-    assert_eq!(r.rx.used(&r.mem, 1).2, 12 + 2000 - 1518);
-    assert_eq!(r.net.stats, Stats { rx_frames: 1, ..Stats::default() });
-}
-
-#[test]
-fn with_mrg_rxbuf_hostile_buffers_drop_the_frame_and_return_every_chain() {
-    // A read-only chain mid-frame; then more chains than MAX_MERGE
-    // (tiny buffers) for one frame; then a header split over two
-    // descriptors when the frame needs a second chain.
-    let mut r = rig();
-    r.net.merge = true;
-    r.rx.chain(&mut r.mem, &[(DATA, 1518, true)]);
-    r.rx.chain(&mut r.mem, &[(DATA + 0x1000, 1518, false)]);
-    r.peer_send(&frame(2000, 7));
-    r.notify(RX);
-    assert_eq!(r.rx.used(&r.mem, 0), (2, 0, 0));
-    assert_eq!(r.rx.used(&r.mem, 1).2, 0);
-    assert_eq!(r.net.stats.rx_dropped, 1);
-    for k in 0..MAX_MERGE as u64 {
-        r.rx.chain(&mut r.mem, &[(DATA + 0x10_0000 + k * 0x100, 16, true)]);
-    }
-    r.peer_send(&frame(2000, 8));
-    r.notify(RX);
-    assert_eq!(r.rx.used(&r.mem, 0).0, 2 + MAX_MERGE as u16, "every chain returned");
-    assert!((2..2 + MAX_MERGE as u16).all(|i| r.rx.used(&r.mem, i).2 == 0), "empty");
-    assert_eq!(r.net.stats.rx_dropped, 2);
-    r.rx.chain(&mut r.mem, &[(DATA, 6, true), (DATA + 0x100, 1000, true)]);
-    r.rx.chain(&mut r.mem, &[(DATA + 0x1000, 1518, true)]);
-    r.peer_send(&frame(1500, 9));
-    r.notify(RX);
-    assert_eq!(r.rx.used(&r.mem, 0).0, 4 + MAX_MERGE as u16);
-    assert_eq!(r.net.stats.rx_dropped, 3, "no place for the count");
-    assert_eq!(r.net.stats.rx_frames, 0);
-}
