@@ -8,6 +8,9 @@ gateway 10.0.2.2, DNS forward 10.0.2.3, MTU 65520, the same published port). One
 
   bench/net.py [--rounds 3]          # on the host: builds, runs, prints the table,
                                      # writes docs/bench/net.json
+  bench/net.py --rounds 1 --quick --stub mrg=/tmp/vmm-stub-mrg --out /tmp/net.json
+                                     # A/B: the same image with other stubs beside the
+                                     # built one and QEMU + passt only
   bench/net.py --inner PLAN.json     # where the VMs run (called by the above)
 
 Per round and VMM, one boot of the server, measured from the host side of the link:
@@ -232,7 +235,7 @@ def passt_args(extra):
             "-t", f"127.0.0.1/{HOST_PORT}:{GUEST_PORT}"] + extra
 
 
-def build(work, target, smolvm):
+def build(work, target, smolvm, stubs=()):
     import lab  # bench/lab.py
 
     root = f"{work}/net-root"  # http-echo alone: the reference image
@@ -245,7 +248,12 @@ def build(work, target, smolvm):
               "--init", f"{target}/smol-init"]
     subprocess.run([smolvm, "build", *common, "-o", image], check=True, capture_output=True)
     subprocess.run([smolvm, "build", *common, "--kernel", vmlinux, "-o", image_vml], check=True, capture_output=True)
-    return image, image_vml, vmlinux
+    variants = {}
+    for name, stub in stubs:
+        variants[name] = f"{work}/http-echo-{name}.vm"
+        argv = [a if a != f"{target}/vmm-stub" else stub for a in common]
+        subprocess.run([smolvm, "build", *argv, "-o", variants[name]], check=True, capture_output=True)
+    return image, image_vml, vmlinux, variants
 
 
 def qemu_initrd(smolvm, image, path, mtu=MTU):
@@ -271,6 +279,9 @@ def main():
     ap.add_argument("--inner")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--out", default=os.path.join(ROOT, "docs/bench/net.json"))
+    ap.add_argument("--stub", action="append", default=[], metavar="NAME=PATH",
+                    help="also run the image built with this vmm-stub (A/B in one run)")
+    ap.add_argument("--quick", action="store_true", help="no vmlinux image, no QEMU user networking")
     a = ap.parse_args()
     if a.inner:
         return inner(a.inner)
@@ -280,7 +291,10 @@ def main():
     smolvm = os.path.join(target, "smolvm")
     work = os.path.join(ROOT, "target/bench-net")
     os.makedirs(work, exist_ok=True)
-    image, image_vml, vmlinux = build(work, target, smolvm)
+    stubs = [tuple(x.split("=", 1)) for x in a.stub]
+    if any(len(x) != 2 or not os.path.isfile(x[1]) for x in stubs):
+        ap.error("--stub NAME=PATH: PATH must be a vmm-stub binary")
+    image, image_vml, vmlinux, variants = build(work, target, smolvm, stubs)
     initrd, initrd_user = f"{work}/qemu-net.cpio", f"{work}/qemu-net-user.cpio"
     qemu_initrd(smolvm, image_vml, initrd)
     qemu_initrd(smolvm, image_vml, initrd_user, 1500)  # slirp's MTU
@@ -295,11 +309,14 @@ def main():
     publish = f"--smolvm-publish={HOST_PORT}:{GUEST_PORT}"
     cases = [
         {"name": "smolvm (stub + passt)", "argv": [image, publish]},
+        *({"name": f"smolvm {n} (stub + passt)", "argv": [v, publish]} for n, v in variants.items()),
         {"name": "smolvm vmlinux (stub + passt)", "argv": [image_vml, publish]},
         {"name": "QEMU microvm + passt (-netdev stream)", "argv": qemu,
          "passt": passt_args(["--socket", sock]), "passt_socket": sock},
     ]
-    if "user" in subprocess.run(["qemu-system-x86_64", "-netdev", "help"], capture_output=True, text=True).stdout.split():
+    if a.quick:
+        cases = [c for c in cases if "vmlinux" not in c["name"]]
+    elif "user" in subprocess.run(["qemu-system-x86_64", "-netdev", "help"], capture_output=True, text=True).stdout.split():
         cases.append({"name": "QEMU microvm + user networking (slirp)", "argv": user})
     plan = f"{work}/net-plan.json"
     json.dump({"rounds": a.rounds, "cases": cases}, open(plan, "w"), indent=1)
@@ -310,7 +327,8 @@ def main():
     if p.returncode != 0:
         sys.exit(f"bench net: lab exit {p.returncode}")
     raw = json.loads(p.stdout)
-    sizes = {"smolvm (stub + passt)": os.path.getsize(image), "smolvm vmlinux (stub + passt)": os.path.getsize(image_vml)}
+    sizes = {"smolvm (stub + passt)": os.path.getsize(image), "smolvm vmlinux (stub + passt)": os.path.getsize(image_vml),
+             **{f"smolvm {n} (stub + passt)": os.path.getsize(v) for n, v in variants.items()}}
     summary = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "l1_kernel": raw["uname"],
                "loadavg": os.getloadavg()[0], "image_bytes": sizes, "cases": {}}
     for name, runs in raw["results"].items():
@@ -322,6 +340,20 @@ def main():
     os.makedirs(os.path.dirname(a.out), exist_ok=True)
     json.dump(summary, open(a.out, "w"), indent=1)
     print(table(summary))
+    print(ratios(summary))
+
+
+def ratios(s):
+    """Each smolvm case against QEMU + passt of the same run (medians)."""
+    ref = s["cases"].get("QEMU microvm + passt (-netdev stream)")
+    out = []
+    for name, c in s["cases"].items():
+        if not name.startswith("smolvm") or not ref:
+            continue
+        r = lambda k: "—" if not (c.get(k) and ref.get(k)) else f"{c[k] / ref[k]:.2f}"
+        out.append(f"{name} / QEMU + passt: first answer {r('first_answer_s')}x, req/s {r('rps_1')}x / {r('rps_32')}x, "
+                   f"host->guest {r('up_mb_s')}x, guest->host {r('down_mb_s')}x")
+    return "\n".join(out)
 
 
 def table(s):

@@ -6,6 +6,7 @@ use crate::container::{self, ImageConfig};
 use crate::error::{Error, Result};
 use crate::rootfs::RootfsFormat;
 use linker::config::{self, Key};
+use linker::disk::{DiskSpec, MAX_DISKS, MAX_GUEST_PATH};
 use std::ffi::{OsStr, OsString};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
@@ -39,6 +40,8 @@ pub struct ManifestFlags<'a> {
     pub net: bool,
     /// `--publish` specs (each implies `--net`).
     pub publish: &'a [String],
+    /// `--disk` specs (`PATH[:ro][:/GUEST/PATH]`).
+    pub disks: &'a [OsString],
     /// The `service*` records (`services::records`).
     pub services: Vec<(Key, Vec<Vec<u8>>)>,
 }
@@ -185,6 +188,13 @@ pub fn manifest(a: &ManifestFlags<'_>, app: &App) -> Result<Vec<u8>> {
     if a.read_only {
         recs.push((Key::ReadOnly, b"yes".to_vec()));
     }
+    if a.disks.len() > MAX_DISKS {
+        bail!("too many --disk flags: at most {MAX_DISKS}");
+    }
+    for spec in a.disks {
+        check_disk(spec.as_bytes())?;
+        recs.push((Key::DefaultDisk, spec.as_bytes().to_vec()));
+    }
     let mut recs: Vec<(Key, Vec<Vec<u8>>)> = recs.into_iter().map(|(k, v)| (k, vec![v])).collect();
     recs.extend(a.services.iter().cloned());
     let fields: Vec<Vec<&[u8]>> = recs.iter().map(|(_, f)| f.iter().map(Vec::as_slice).collect()).collect();
@@ -194,6 +204,18 @@ pub fn manifest(a: &ManifestFlags<'_>, app: &App) -> Result<Vec<u8>> {
         .map(|((k, _), f)| (*k, &f[..]))
         .collect();
     config::to_vec(&table).map_err(|e| Error(format!("manifest: {}", e.message())))
+}
+
+/// Checks a `--disk` value with the stub's own parser (`linker::disk`).
+pub fn check_disk(spec: &[u8]) -> Result<()> {
+    if DiskSpec::parse(spec).is_some() && spec != b"none" {
+        return Ok(());
+    }
+    Err(Error(format!(
+        "bad --disk `{}`: expected PATH[:ro][:/GUEST/PATH] with a non-empty PATH and an absolute GUEST/PATH \
+         (not `/`, no `:`, at most {MAX_GUEST_PATH} bytes), e.g. data.ext4:/data or /srv/ref.img:ro:/ref",
+        String::from_utf8_lossy(spec)
+    )))
 }
 
 /// Checks a `--publish` value: `[HOST_IP:]HOST_PORT:GUEST_PORT[/udp]`
@@ -233,7 +255,19 @@ pub fn check_publish(spec: &str) -> Result<()> {
 
 #[cfg(test)]
 mod tests {
-    use super::check_publish;
+    use super::{check_disk, check_publish};
+
+    #[test]
+    fn disk_specs() {
+        for ok in ["data.ext4", "./d.img:ro", "/srv/a:b.img:/mnt/a", "d.img:ro:/data", "d.img:/data:rw", "rel/dir/x.sqfs:/x/y"] {
+            assert!(check_disk(ok.as_bytes()).is_ok(), "{ok}");
+        }
+        let long = format!("d:/{}", "a".repeat(1024));
+        for bad in ["", ":ro", ":/data", "d:/", "d:/a:b", "d:ro:/", "none", "a\0b:/x", long.as_str()] {
+            let err = check_disk(bad.as_bytes()).expect_err(bad);
+            assert!(err.0.starts_with("bad --disk `") && !err.0.contains('\n'), "{}", err.0);
+        }
+    }
 
     #[test]
     fn publish_specs() {

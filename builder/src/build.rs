@@ -93,6 +93,15 @@ pub struct BuildArgs {
     /// and are discarded at exit.
     #[arg(long)]
     pub read_only: bool,
+    /// Default data disk `PATH[:ro][:/GUEST/PATH]` (repeatable, at most 8), as
+    /// `./app.vm --smolvm-disk` takes it: the host file is attached as
+    /// /dev/vdb, vdc, ... (read-write unless :ro), its ext4 or squashfs file
+    /// system mounted at GUEST/PATH. PATH is opened when the image runs: a
+    /// relative one is resolved against the working directory of whoever runs
+    /// `./app.vm`. Any `--smolvm-disk` at run time replaces all of these
+    /// (`--smolvm-disk=none` runs without them).
+    #[arg(long = "disk", value_name = "PATH[:ro][:/GUEST/PATH]")]
+    pub disks: Vec<OsString>,
     #[command(flatten)]
     pub services: crate::services::ServiceArgs,
     /// Guest kernel (vmlinux or bzImage); default $SMOLVM_KERNEL, then the cached
@@ -158,6 +167,7 @@ impl BuildArgs {
             read_only: self.read_only,
             net: self.net,
             publish: &self.publish,
+            disks: &self.disks,
             services: crate::services::records(services),
         }
     }

@@ -184,6 +184,11 @@ impl Described {
         let net = values("net").pop().unwrap_or_else(|| "none".into());
         (net, values("publish"))
     }
+
+    /// The default data disks (`default-disk` records), as `--disk` gave them.
+    fn disks(&self) -> Vec<String> {
+        self.manifest.iter().filter(|(k, _)| k == "default-disk").filter_map(|(_, f)| f.first().cloned()).collect()
+    }
 }
 
 /// One service as the manifest describes it.
@@ -279,6 +284,13 @@ fn text(path: &Path, d: &Described) -> String {
     );
     for p in &publish {
         let _ = writeln!(o, "  publish {p}");
+    }
+    let disks = d.disks();
+    if !disks.is_empty() {
+        let _ = writeln!(o, "disks (attached by default, paths relative to the caller's directory; any --smolvm-disk replaces them):");
+    }
+    for disk in &disks {
+        let _ = writeln!(o, "  {disk}");
     }
     let services = d.services();
     if !services.is_empty() {
@@ -396,6 +408,8 @@ fn json(path: &Path, d: &Described) -> String {
         })
         .collect();
     let _ = write!(o, "\"services\":[{}],", services.join(","));
+    let disks: Vec<String> = d.disks().iter().map(|x| json_str(x)).collect();
+    let _ = write!(o, "\"disks\":[{}],", disks.join(","));
     let kernel: Vec<String> = d
         .kernel_info
         .iter()

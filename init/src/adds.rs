@@ -29,7 +29,7 @@ pub fn open<'a>(paths: &[&'a [u8]]) -> Result<Added<'a>, Fail> {
         let fd = core::ffi::CStr::from_bytes_with_nul(&name)
             .map_err(|_| Errno::INVAL)
             .and_then(|name| rustix::fs::open(name, OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty()))
-            .map_err(|e| Fail::new(Line::new().s("the added file for ").b(guest).s(" is missing: ").e(e)))?;
+            .map_err(|e| Fail::new(Line::new().s("cannot add ").b(guest).s(": ").e(e)))?;
         files.push((fd, guest));
     }
     Ok(Added(files))
@@ -39,10 +39,7 @@ impl Added<'_> {
     /// Copies each file to its guest path (call after the root switch).
     pub fn place(self) -> Result<(), Fail> {
         for (src, guest) in self.0 {
-            copy(&src, guest).map_err(|e| {
-                Fail::new(Line::new().s("cannot place the added file at ").b(guest).s(": ").e(e))
-            })?;
-            Line::new().s("added ").b(guest).debug();
+            copy(&src, guest).map_err(|e| Fail::new(Line::new().s("cannot add ").b(guest).s(": ").e(e)))?;
         }
         Ok(())
     }

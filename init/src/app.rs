@@ -272,8 +272,12 @@ fn reap(app: Option<i32>, services: &mut Supervisor<'_>) -> Option<u8> {
             Ok(Some((pid, st))) => {
                 let pid = pid.as_raw_nonzero().get();
                 if Some(pid) == app {
-                    app_status = Some(status::from_wait(st.exit_status(), st.terminating_signal()));
-                    if let Some(sig) = st.terminating_signal() {
+                    let code = status::from_wait(st.exit_status(), st.terminating_signal());
+                    app_status = Some(code);
+                    // A failure after an OOM kill (of the app or of one of
+                    // its processes) gets the memory line instead.
+                    let explained = code != 0 && crate::oom::explain();
+                    if let Some(sig) = st.terminating_signal().filter(|_| !explained) {
                         report_signal_death(sig);
                     }
                 } else {

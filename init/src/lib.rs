@@ -15,6 +15,7 @@ pub mod console;
 pub mod disks;
 pub mod mounts;
 pub mod net;
+pub mod oom;
 pub mod out;
 pub mod plan;
 pub mod services;

@@ -276,8 +276,8 @@ impl<'a> Plan<'a> {
                     }
                     self.stdio_ports = true;
                 }
-                // The stub's defaults: it turns them into `ip`/`dns` records.
-                Key::Net | Key::Publish => {}
+                // The stub's defaults: it turns them into `ip`/`dns`/`disk` records.
+                Key::Net | Key::Publish | Key::DefaultDisk => {}
                 Key::Ip => {
                     runtime_only("ip in the image manifest")?;
                     if self.ip.is_some() {

@@ -23,6 +23,9 @@ const SYS_IOPERM: usize = 173;
 const SYS_CLOCK_GETTIME: usize = 228;
 const SYS_EXIT_GROUP: usize = 231;
 const SYS_SIGNALFD4: usize = 289;
+const SYS_SYSLOG: usize = 103;
+/// `syslog(2)` action: read the newest bytes of the ring buffer.
+const SYSLOG_ACTION_READ_ALL: usize = 3;
 
 const SIGCHLD: usize = 17;
 const SIG_SETMASK: usize = 2;
@@ -168,6 +171,14 @@ pub fn signalfd(set: SigSet) -> Result<rustix::fd::OwnedFd, Errno> {
     let fd = i32::try_from(result(ret)?).map_err(|_| Errno::BADF)?;
     // SAFETY: the kernel just returned `fd` as a new descriptor that nothing else owns.
     Ok(unsafe { <rustix::fd::OwnedFd as rustix::fd::FromRawFd>::from_raw_fd(fd) })
+}
+
+/// The newest `buf.len()` bytes of the kernel log (`syslog(2)` READ_ALL;
+/// init is root, so it has CAP_SYSLOG): `<level>text` lines, oldest first.
+pub fn kernel_log_tail(buf: &mut [u8]) -> &[u8] {
+    // SAFETY: `buf` is a live, writable buffer of `buf.len()` bytes; the kernel writes at most that many.
+    let n = result(unsafe { syscall4(SYS_SYSLOG, SYSLOG_ACTION_READ_ALL, buf.as_mut_ptr() as usize, buf.len(), 0) });
+    buf.get(..n.unwrap_or(0)).unwrap_or_default()
 }
 
 /// CLOCK_MONOTONIC in nanoseconds (0 if the clock cannot be read).

@@ -6,6 +6,7 @@
 pub mod abi;
 pub mod config;
 pub mod cpio;
+pub mod disk;
 pub mod image;
 pub mod sha256;
 pub mod signature;

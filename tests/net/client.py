@@ -15,6 +15,9 @@ and lab-internal addresses are used.
   client.py hold PORT -- VM...         PORT taken on 127.0.0.1 while VM runs
   client.py kill9 PORT -- VM...        SIGKILL the VM once it answers on PORT,
                                         then count passt processes
+  client.py bulk PORT MIB ROUNDS -- VM...  ROUNDS x (MIB MiB up, MIB MiB down,
+                                        MIB MiB echoed both ways at once, byte-exact);
+                                        no progress for STALL_S seconds is a stall
 
 Each prints its findings one per line; the VM's exit status and stderr
 come last where they matter.
@@ -243,6 +246,102 @@ def kill9(port, vm):
         print("port free: no")
 
 
+STALL_S = 30  # s without a byte moving: a stall (a healthy transfer moves MB/s)
+
+
+def bulk_socket(port):
+    s = socket.create_connection(("127.0.0.1", port), timeout=STALL_S)
+    s.settimeout(STALL_S)  # per send/recv call, each a 64 KiB piece at most
+    return s
+
+
+def send_pieces(s, data):
+    view = memoryview(data)
+    for i in range(0, len(view), 65536):
+        s.sendall(view[i : i + 65536])
+
+
+def recv_exact(s, n, sink=None):
+    """n bytes (or fewer if sink counts them: returns the sha256 then)."""
+    h, got, buf = hashlib.sha256(), 0, bytearray(65536)
+    while got < n:
+        k = s.recv_into(buf, min(len(buf), n - got))
+        if not k:
+            raise ConnectionError(f"closed after {got} of {n} bytes")
+        h.update(buf[:k])
+        got += k
+    return h.digest()
+
+
+def recv_head(s):
+    head = b""
+    while b"\r\n\r\n" not in head:
+        c = s.recv(1)
+        if not c:
+            raise ConnectionError("closed before the head")
+        head += c
+    if not head.startswith(b"HTTP/1.1 200"):
+        raise ConnectionError(head[:60])
+    return int(next(l.split(b":")[1] for l in head.split(b"\r\n") if l.lower().startswith(b"content-length")))
+
+
+def bulk(port, mib, rounds, vm):
+    proc = start(vm)
+    n = mib << 20
+    data = random.Random(11).randbytes(n)
+    zeros_sha = hashlib.sha256(bytes(n)).digest()
+    data_sha = hashlib.sha256(data).digest()
+    try:
+        wait_http(port, proc)
+        for r in range(rounds):
+            phase = "up"
+            try:
+                t0 = time.monotonic()
+                s = bulk_socket(port)
+                s.sendall(f"POST /discard HTTP/1.1\r\nHost: x\r\nContent-Length: {n}\r\n\r\n".encode())
+                send_pieces(s, data)
+                length = recv_head(s)
+                answer = s.recv(length)
+                s.close()
+                if answer != f"{n} bytes\n".encode():
+                    fail(f"round {r} up: answer {answer!r}")
+                t1 = time.monotonic()
+                phase = "down"
+                s = bulk_socket(port)
+                s.sendall(f"GET /zeros/{n} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+                if recv_head(s) != n or recv_exact(s, n) != zeros_sha:
+                    fail(f"round {r} down: wrong body")
+                s.close()
+                t2 = time.monotonic()
+                phase = "echo"
+                s = bulk_socket(port)
+                s.sendall(f"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: {n}\r\n\r\n".encode())
+                errors = []
+
+                def writer():
+                    try:
+                        send_pieces(s, data)
+                    except OSError as e:
+                        errors.append(f"send: {e}")
+
+                w = threading.Thread(target=writer)
+                w.start()
+                same = recv_head(s) == n and recv_exact(s, n) == data_sha
+                w.join()
+                s.close()
+                if errors or not same:
+                    fail(f"round {r} echo: {errors or 'DIFFERENT'}")
+                t3 = time.monotonic()
+                print(f"round {r}: up {mib / (t1 - t0):.1f} MiB/s, down {mib / (t2 - t1):.1f} MiB/s, "
+                      f"echo {mib / (t3 - t2):.1f} MiB/s", file=sys.stderr, flush=True)
+            except (OSError, ConnectionError) as e:
+                fail(f"round {r} {phase}: {type(e).__name__}: {e} (a stall: nothing moved for {STALL_S} s)")
+        print(f"bulk: {rounds} x {mib} MiB up, down and echoed, byte-exact", flush=True)
+    finally:
+        stop(proc)
+        sys.stderr.write(proc.stderr.read().decode(errors="replace"))
+
+
 def main():
     args = sys.argv[1:]
     if "--" not in args:
@@ -261,6 +360,8 @@ def main():
         dns(params[0], params[1], params[2], vm)
     elif mode == "hold":
         hold(int(params[0]), vm)
+    elif mode == "bulk":
+        bulk(int(params[0]), int(params[1]), int(params[2]), vm)
     elif mode == "kill9":
         kill9(int(params[0]), vm)
     else:

@@ -8,7 +8,11 @@
 //! - a disk with an unknown file system stays a raw device (readable
 //!   /dev/vdb, no mount, no mount point) with a note under --smolvm-log=debug;
 //! - `--smolvm-read-only` seals the writable root; `--smolvm-read-only=no`
-//!   opens an image built `--read-only`.
+//!   opens an image built `--read-only`;
+//! - `smolvm build --disk def.ext4:/data`: the image's default disk, its
+//!   relative path opened from the caller's directory, mounted at /data;
+//!   any `--smolvm-disk` replaces it (`=none` too); missing, it is 125 with
+//!   one line naming it; `smolvm inspect` lists it.
 //!
 //! Needs `target/<profile>/{vmm-stub,smol-init,smolvm}`, the guest kernel
 //! (with EXT4_FS), busybox-static, e2fsprogs and squashfs-tools.
@@ -50,9 +54,12 @@ fn data_disks_mount_and_the_root_mode_follows_the_flags() {
     let work = qemu::scratch_dir("disk-e2e");
     let app = image(&work, "app", &[]);
     let strict = image(&work, "strict", &["--read-only"]);
+    let with_disk = image(&work, "with-disk", &["--disk", "def.ext4:/data"]);
     let w = lab::writable_dir().expect("writable dir");
     let rw_disk = ext4_disk(w.path(), "rw.ext4");
     let ro_disk = ext4_disk(w.path(), "ro.ext4");
+    let _default_disk = ext4_disk(w.path(), "def.ext4");
+    let other_disk = ext4_disk(w.path(), "other.ext4");
     let squash_src = w.path().join("squash-content");
     fs::create_dir_all(&squash_src).expect("mkdir");
     fs::write(squash_src.join("packed"), "in a squashfs\n").expect("write");
@@ -71,6 +78,8 @@ fn data_disks_mount_and_the_root_mode_follows_the_flags() {
     let ro_script = "cat /mnt/ro/hello; echo x > /mnt/ro/new; echo write=$?; cat /srv/packed/packed; echo x > /srv/packed/n; echo sq=$?";
     let raw_script = "dd if=/dev/vdb bs=12 count=1 2>/dev/null; echo; grep -c vdb /proc/mounts; [ -e /raw ] && echo exists || echo absent";
     let root_write = "echo x > /root-file && cat /root-file";
+    let other_opt = disk(&other_disk, ":/other");
+    let mounts = "grep -E ' /(data|other) ' /proc/mounts | cut -d' ' -f1-3; cat /data/hello /other/hello 2>/dev/null; true";
     let out = lab::run_images(&[
         Case::image(&app, &[&rw_opt, "-c", rw_script]),
         Case::image(&app, &[&ro_opt, &squash_opt, "-c", ro_script]),
@@ -80,6 +89,11 @@ fn data_disks_mount_and_the_root_mode_follows_the_flags() {
         Case::image(&strict, &["-c", root_write]),
         Case::image(&strict, &["--smolvm-read-only=no", "-c", root_write]),
         Case::image(&strict, &["-c", root_write]).env("SMOLVM_READ_ONLY", "0"),
+        // 8-11: the image's default disk, from the caller's directory; replaced; none; missing.
+        Case::image(&with_disk, &["-c", mounts]).cwd(w.path()),
+        Case::image(&with_disk, &[&other_opt, "-c", mounts]),
+        Case::image(&with_disk, &["--smolvm-disk=none", "-c", mounts]),
+        Case::image(&with_disk, &["-c", mounts]),
     ]);
     let show = |i: usize| format!("case {i}: status {:?}\nstdout: {}\nstderr: {}", out[i].status, out[i].stdout_lossy(), out[i].stderr_lossy());
 
@@ -122,4 +136,33 @@ fn data_disks_mount_and_the_root_mode_follows_the_flags() {
     for i in [6, 7] {
         assert_eq!((out[i].status, out[i].stdout_lossy().as_str()), (Some(0), "x\n"), "{}", show(i));
     }
+
+    // The image's default disk: the relative path from the caller's directory.
+    assert_eq!(
+        (out[8].status, out[8].stdout_lossy().as_str()),
+        (Some(0), "/dev/vdb /data ext4\nhello from the host\n"),
+        "{}",
+        show(8)
+    );
+    // A run-time disk replaces it (from `/`, where def.ext4 is not: it is never opened).
+    assert_eq!(
+        (out[9].status, out[9].stdout_lossy().as_str()),
+        (Some(0), "/dev/vdb /other ext4\nhello from the host\n"),
+        "{}",
+        show(9)
+    );
+    assert_eq!((out[10].status, out[10].stdout_lossy().as_str()), (Some(0), ""), "{}", show(10));
+    // Missing: 125, one line naming the file and the way out.
+    assert_eq!(out[11].status, Some(125), "{}", show(11));
+    assert_eq!(out[11].stdout_lossy(), "", "{}", show(11));
+    let err = out[11].stderr_lossy();
+    assert_eq!(err.lines().count(), 1, "{}", show(11));
+    assert!(err.starts_with("smolvm: disk def.ext4 (an image default; --smolvm-disk=PATH or =none replaces it): "), "{}", show(11));
+
+    // inspect lists the default, as text and JSON.
+    let smolvm = product::smolvm().display().to_string();
+    let text = run(&smolvm, &["inspect", &with_disk.display().to_string()]);
+    assert!(text.contains("disks (attached by default") && text.contains("\n  def.ext4:/data\n"), "{text}");
+    let json = run(&smolvm, &["inspect", "--json", &with_disk.display().to_string()]);
+    assert!(json.contains("\"disks\":[\"def.ext4:/data\"]"), "{json}");
 }

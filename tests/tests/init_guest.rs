@@ -345,6 +345,39 @@ fn app_killed_by_sigkill_is_137() {
     assert_eq!(out.stderr_str(), "smolvm: the app was killed by signal 9 (SIGKILL)\n");
 }
 
+/// The memory line init prints after an OOM kill, without the figures.
+fn oom_line(stderr: &str, victim: &str) -> bool {
+    let l = stderr.trim_end();
+    !l.contains('\n')
+        && l.starts_with("smolvm: the guest ran out of memory (")
+        && l.contains(" MiB usable) and the kernel killed process ")
+        && l.contains(&format!(" ({victim}): give the VM more with --smolvm-mem="))
+        && l.ends_with("M")
+}
+
+#[test]
+fn app_killed_by_the_oom_killer_gets_one_line_pointing_to_smolvm_mem() {
+    // The app itself is the victim: the memory line replaces the SIGKILL one.
+    let out = Boot::new("oom-app", manifest("/bin/probe", &["hog", "1024"])).guest(|g| g.mem_mib = 128).run();
+    assert_status(&out, 137);
+    assert!(oom_line(&out.stderr_str(), "probe"), "{}", out.describe());
+    // A process of the app is the victim; the app fails after it.
+    let out = Boot::new("oom-child", shell("/bin/probe hog 1024; echo status $?; exit 3")).guest(|g| g.mem_mib = 128).run();
+    assert_status(&out, 3);
+    assert_eq!(out.stdout, b"status 137\n", "{}", out.describe());
+    // The shell's own word first, then init's line.
+    let stderr = out.stderr_str();
+    assert!(stderr.strip_prefix("Killed\n").is_some_and(|l| oom_line(l, "probe")), "{}", out.describe());
+}
+
+#[test]
+fn app_that_fits_in_memory_or_fails_otherwise_gets_no_memory_line() {
+    let out = Boot::new("oom-control", shell("/bin/probe hog 16; exit 3")).guest(|g| g.mem_mib = 128).run();
+    assert_status(&out, 3);
+    assert_eq!(out.stdout, b"hogged 16\n", "{}", out.describe());
+    assert_eq!(out.stderr, b"", "{}", out.describe());
+}
+
 #[test]
 fn orphans_are_reaped_and_leftovers_killed() {
     // Three orphans end while the app runs: init must reap them (no

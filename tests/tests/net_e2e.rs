@@ -153,6 +153,13 @@ fn network_end_to_end() {
         // loopback stays closed to the guest); 14: from L1's own address.
         py("udp", &["udp", "127.0.0.1", "18097", "--", &echo, "--smolvm-publish=18097:8080/udp"]),
         py("udp-lan", &["udp", udp_addr, "18098", "--", &echo, &udp_publish]),
+        // 15: bulk TCP through a published port: 16 MiB up, 16 MiB down, then
+        // 16 MiB echoed both ways at once, byte-exact; 30 s without progress
+        // is a stall (one stalled the benchmark: see the device's tests).
+        py("bulk", &["bulk", "18099", "16", "1", "--", &echo, "--smolvm-publish=18099:8080"]),
+        // 16: with the debug log passt keeps the stub's stderr (its fd 2 is
+        // inherited in place; once a failed dup3 of fd 2 onto itself stopped it).
+        py("debug-log", &["get", "18100", "--", &echo, "--smolvm-publish=18100:8080", "--smolvm-log=debug"]),
     ]);
     let mut failed = Vec::new();
     let mut check = |ok: bool, what: &str, o: &Outcome| {
@@ -220,5 +227,13 @@ fn network_end_to_end() {
     check(o.status == Some(0) && o.stdout_lossy() == "udp: udp ping\n", "UDP publish from loopback", o);
     let o = &out[14];
     check(o.status == Some(0) && o.stdout_lossy() == "udp: udp ping\n", "UDP publish from L1's address", o);
+    let o = &out[15];
+    check(o.status == Some(0) && o.stdout_lossy() == "bulk: 1 x 16 MiB up, down and echoed, byte-exact\n", "bulk TCP both ways", o);
+    let o = &out[16];
+    check(
+        o.status == Some(0) && o.stdout_lossy() == "get: hello from http-echo\n",
+        "networking with --smolvm-log=debug",
+        o,
+    );
     assert!(failed.is_empty(), "{} of {} cases failed:\n\n{}", failed.len(), out.len(), failed.join("\n\n"));
 }

@@ -51,7 +51,7 @@ pub fn print(payload: &Payload, manifest: &[u8]) {
 }
 /// `--smolvm-info`'s network line for the image's defaults.
 fn describe_network(manifest: &[u8], l: &mut Line) {
-    let (net, publish) = crate::options::net::manifest_defaults(manifest);
+    let crate::options::Defaults { net, publish, .. } = crate::options::Defaults::of(manifest);
     let on = net == Some(crate::options::net::NetMode::Passt) || !publish.is_empty();
     if !on {
         l.s("network: none by default (--smolvm-net turns it on)");

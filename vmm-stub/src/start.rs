@@ -10,7 +10,7 @@ use crate::devices::{self, DiskFile, Devices};
 use crate::hostio::tty::WinSize;
 use crate::sys::kvm::{Kvm, Vcpu, Vm};
 use crate::mem::{GuestAddress, GuestMemory, PAGE_SIZE};
-use crate::options::{OptError, Options, HELP, MAX_DISKS, MAX_SHARES};
+use crate::options::{DiskSpec, OptError, Options, HELP, MAX_DISKS, MAX_SHARES};
 use crate::out::{self, fail, fail_errno, Line};
 use crate::payload::{Payload, PayloadError};
 use crate::serial::{Serial, Sink};
@@ -74,7 +74,10 @@ pub fn main(args: CStrings, env: CStrings) -> u8 {
     let net = net_plan.map(|p| crate::network::start(&p, env.filter_map(|v| v.strip_prefix(b"PATH=")).next(), opts.log.debug));
     #[cfg(feature = "test-hooks")]
     let net = net.or_else(|| test_net_backend(env));
-    drop(manifest);
+    // Any --smolvm-disk replaces the image's disks (which borrow the
+    // manifest: it stays mapped until the runtime config is written).
+    let defaults = crate::options::Defaults::of(manifest.bytes());
+    let disk_specs: &[DiskSpec<'_>] = if opts.disks_given { &opts.disks } else { &defaults.disks };
 
     // A Linux kernel has kernel-info (`smolvm build` records its version);
     // the bare-metal test guests, which such a host does run, have none.
@@ -96,7 +99,7 @@ pub fn main(args: CStrings, env: CStrings) -> u8 {
     // SIGTERM from here on waits for the handlers, which restore the terminal.
     crate::hostio::signals::hold_terminating();
     let terminal = crate::hostio::tty::enter_raw();
-    let disks = open_disks(&opts);
+    let disks = open_disks(disk_specs, opts.disks_given);
     if disks.len().wrapping_add(opts.shares.len()) > MAX_SHARES { // each at most MAX_SHARES
         Line::new().s("too many disks and shares: at most ").u(MAX_SHARES as u64).s(" together").fail();
     }
@@ -139,7 +142,9 @@ pub fn main(args: CStrings, env: CStrings) -> u8 {
     }
     let initrd_max = kernel.bz.as_ref().map_or(u64::from(u32::MAX), |(b, _)| u64::from(b.initrd_addr_max));
     let app_args = args.skip(opts.consumed.wrapping_add(1)); // argv[0] and the consumed flags
-    let (initrd, initrd_len) = place_initrd(&mut mem, &payload, kernel.end, initrd_max, &opts, terminal, guest_net, app_args);
+    let (initrd, initrd_len) = place_initrd(&mut mem, &payload, kernel.end, initrd_max, &opts, disk_specs, terminal, guest_net, app_args);
+    drop(defaults);
+    drop(manifest);
     write_boot_data(&mut mem, &kernel, &cmdline, initrd, initrd_len)
         .unwrap_or_else(|| fail("guest memory too small for the boot data; raise --smolvm-mem"));
 
@@ -175,15 +180,23 @@ pub fn main(args: CStrings, env: CStrings) -> u8 {
     Vmm::new(vm, vcpu, mem, serial, bus, opts.log.debug).run()
 }
 
-/// Opens the `--smolvm-disk` files, or fails with a message naming the file.
-fn open_disks(opts: &Options<'_>) -> heapless::Vec<DiskFile, MAX_DISKS> {
+/// Opens the disk files (`given`: from `--smolvm-disk`, else the image's
+/// defaults), or fails with a message naming the file.
+fn open_disks(specs: &[DiskSpec<'_>], given: bool) -> heapless::Vec<DiskFile, MAX_DISKS> {
     let mut disks = heapless::Vec::new();
-    for &spec in &opts.disks {
+    for &spec in specs {
         match devices::open_disk(spec) {
             Ok(d) => {
-                disks.push(d).unwrap_or_else(|_| fail("too many disks and shares")); // Options holds at most MAX_DISKS
+                disks.push(d).unwrap_or_else(|_| fail("too many disks and shares")); // at most MAX_DISKS specs
             }
-            Err(e) => Line::new().s("disk ").b(spec.path).s(": ").s(e.message()).fail(),
+            Err(e) => {
+                let mut l = Line::new();
+                l.s("disk ").b(spec.path);
+                if !given {
+                    l.s(" (an image default; --smolvm-disk=PATH or =none replaces it)");
+                }
+                l.s(": ").s(e.message()).fail()
+            }
         }
     }
     disks
@@ -252,6 +265,7 @@ fn place_initrd(
     kernel_end: u64,
     initrd_max: u64,
     opts: &Options<'_>,
+    disks: &[DiskSpec<'_>],
     terminal: Option<WinSize>,
     net: Option<crate::network::GuestNet>,
     app_args: impl Iterator<Item = &'static [u8]>,
@@ -307,7 +321,7 @@ fn place_initrd(
     let Some((cpio_buf, scratch)) = region.split_at_mut_checked(region.len().saturating_sub(MAX_CONFIG_LEN)) else {
         fail("guest memory is too small for the initramfs")
     };
-    let config = runtime_config(scratch, opts, terminal, net, app_args)
+    let config = runtime_config(scratch, opts, disks, terminal, net, app_args)
         .unwrap_or_else(|e| Line::new().s("run-time arguments: ").s(e.message()).fail());
     let mut w = CpioWriter::new(cpio_buf, 0x7000_0000);
     let mut written = w.dir(b"smolvm", 0o755).and_then(|()| w.file(GUEST_RUNTIME_PATH.as_bytes(), 0o644, config));
@@ -328,6 +342,7 @@ fn place_initrd(
 fn runtime_config<'b>(
     buf: &'b mut [u8],
     opts: &Options<'_>,
+    disks: &[DiskSpec<'_>],
     terminal: Option<WinSize>,
     net: Option<crate::network::GuestNet>,
     app_args: impl Iterator<Item = &'static [u8]>,
@@ -356,7 +371,7 @@ fn runtime_config<'b>(
         tag.s(abi::SHARE_TAG_PREFIX).u(n as u64);
         w.push(Key::Share, &[tag.as_bytes(), s.guest, if s.read_only { b"ro" } else { b"rw" }])?;
     }
-    for (n, d) in opts.disks.iter().enumerate() {
+    for (n, d) in disks.iter().enumerate() {
         // The root is vda; the disks follow in order (at most MAX_DISKS < 25).
         let Some(guest) = d.guest else { continue };
         let dev = [b'v', b'd', b'b'.wrapping_add(n as u8)];

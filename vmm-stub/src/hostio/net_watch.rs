@@ -59,9 +59,26 @@ pub fn start(fd: OwnedFd) -> Result<(), Errno> {
     Ok(())
 }
 
+// What this thread's device asked for since the last `test_take`
+// (unit tests, which have no watcher thread, drive the device by it).
+#[cfg(test)]
+std::thread_local! { static ASKED: core::cell::Cell<u32> = const { core::cell::Cell::new(0) } }
+/// [`kick_soon`] was called (unit tests).
+#[cfg(test)]
+pub const KICKED: u32 = 4;
+
+/// Takes what this thread's device asked for: [`READABLE`], [`WRITABLE`],
+/// [`KICKED`] (unit tests).
+#[cfg(test)]
+pub fn test_take() -> u32 {
+    ASKED.with(|a| a.replace(0))
+}
+
 /// The device waits for `events` ([`READABLE`], [`WRITABLE`]): kick the
 /// vCPU when one of them happens. No-op before [`start`] (unit tests).
 pub fn want(events: u32) {
+    #[cfg(test)]
+    ASKED.with(|a| a.set(a.get() | events));
     if !STARTED.load(Ordering::Acquire) {
         return;
     }
@@ -79,6 +96,8 @@ pub fn want(events: u32) {
 /// Makes the next `KVM_RUN` return at once so the devices are polled again
 /// (a device stopped early to let others run and has more to do).
 pub fn kick_soon() {
+    #[cfg(test)]
+    ASKED.with(|a| a.set(a.get() | KICKED));
     if STARTED.load(Ordering::Acquire) {
         let _ = signal::tgkill(PID.load(Ordering::Acquire), VCPU_TID.load(Ordering::Acquire), SIG_KICK);
     }

@@ -17,7 +17,7 @@ use crate::virtio::net::guard::GatewayGuard;
 use crate::virtio::net::link::{Buffers, Framing, Link, PASST_MTU, VNET_HDR_LEN};
 use linker::config::{self, Key};
 use rustix::fd::OwnedFd;
-use crate::options::net::{self as spec, manifest_defaults, IpSpec, Ipv4, NetMode, Publish, MAX_PUBLISH};
+use crate::options::net::{self as spec, IpSpec, Ipv4, NetMode, Publish, MAX_PUBLISH};
 
 /// The MTU offered on a TAP (its usual default; the TAP's own MTU is the
 /// administrator's business).
@@ -40,7 +40,7 @@ pub struct Plan<'a> {
 /// Combines the options with the manifest's defaults. `Err`: a one-line
 /// reason for the user.
 pub fn plan<'a>(opts: &Options<'a>, manifest: &'a [u8]) -> Result<Option<Plan<'a>>, &'static str> {
-    let (default_net, default_publish) = manifest_defaults(manifest);
+    let crate::options::Defaults { net: default_net, publish: default_publish, .. } = crate::options::Defaults::of(manifest);
     let publish = if opts.publish.is_empty() { default_publish } else { opts.publish.clone() };
     let mode = match opts.net {
         Some(NetMode::None) if !opts.publish.is_empty() => {

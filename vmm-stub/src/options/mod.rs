@@ -9,6 +9,7 @@
 //! network option parsers (`options::net`, pure functions like these).
 
 use linker::abi::{slot, MAX_ADDS, MMIO_MAX_SLOTS};
+use linker::config::{self, Key};
 
 pub mod net;
 
@@ -17,58 +18,13 @@ use net::{IpSpec, NetMode, Publish, MAX_PUBLISH};
 /// Most `--smolvm-env` entries.
 pub const MAX_ENV: usize = 64;
 
-/// Most `--smolvm-disk` options.
-pub const MAX_DISKS: usize = 8;
 // Their guest names run from vdb on, one letter each.
 const _: () = assert!(MAX_DISKS < 25);
 
 /// Most `--smolvm-share` options: every dynamic slot (disks share them).
 pub const MAX_SHARES: usize = MMIO_MAX_SLOTS - slot::FIRST_DYNAMIC;
 
-/// Longest guest path a disk is mounted at (Linux's PATH_MAX is 4096).
-pub const MAX_GUEST_PATH: usize = 1024;
-
-/// `--smolvm-disk=PATH[:ro][:/GUEST/PATH]` (or `SMOLVM_DISK`): a host file
-/// the guest sees as `/dev/vdb`, `/dev/vdc`, ... in order; read-write
-/// unless `:ro`. With a guest path smol-init mounts the disk's ext4 or
-/// squashfs file system there. PATH may contain `:` but not `:/`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct DiskSpec<'a> {
-    /// No NUL byte, not empty.
-    pub path: &'a [u8],
-    pub read_only: bool,
-    /// Where to mount it: absolute, not `/` itself, no `:` or NUL byte, at
-    /// most [`MAX_GUEST_PATH`] bytes.
-    pub guest: Option<&'a [u8]>,
-}
-
-/// Splits a trailing `:ro`/`:rw` off `v`: (rest, read_only), or None.
-fn split_mode(v: &[u8]) -> Option<(&[u8], bool)> {
-    v.strip_suffix(b":ro").map(|p| (p, true)).or_else(|| v.strip_suffix(b":rw").map(|p| (p, false)))
-}
-
-impl<'a> DiskSpec<'a> {
-    pub fn parse(v: &'a [u8]) -> Option<DiskSpec<'a>> {
-        // The mode may stand before or after the guest path, once.
-        let (mut rest, mut mode) = match split_mode(v) {
-            Some((rest, ro)) => (rest, Some(ro)),
-            None => (v, None),
-        };
-        let mut guest = None;
-        if let Some(i) = rest.windows(2).rposition(|w| w == b":/") {
-            guest = rest.get(i.wrapping_add(1)..);
-            rest = rest.get(..i)?;
-            if mode.is_none() {
-                if let Some((r, ro)) = split_mode(rest) {
-                    (rest, mode) = (r, Some(ro));
-                }
-            }
-        }
-        let guest_ok = guest.is_none_or(|g| g.len() > 1 && g.len() <= MAX_GUEST_PATH && !g.contains(&b':'));
-        let ok = !rest.is_empty() && !v.contains(&0) && guest_ok;
-        ok.then_some(DiskSpec { path: rest, read_only: mode.unwrap_or(false), guest })
-    }
-}
+pub use linker::disk::{DiskSpec, MAX_DISKS, MAX_GUEST_PATH};
 
 /// `--smolvm-share=HOST:GUEST[:ro]` (or `SMOLVM_SHARE`): host directory
 /// HOST mounted at the absolute guest path GUEST over 9p, mount tag
@@ -126,7 +82,8 @@ default arguments. Leading --smolvm-* options are taken by smolvm:
   --smolvm-disk=PATH[:ro][:/GUEST/PATH]
                           attach a host file as /dev/vdb, vdc, ... (repeatable;
                           read-write unless :ro); with GUEST/PATH its ext4 or
-                          squashfs file system is mounted there  [SMOLVM_DISK]
+                          squashfs file system is mounted there. Replaces the
+                          image's default disks; =none attaches none [SMOLVM_DISK]
   --smolvm-share=HOST:GUEST[:ro]
                           share host directory HOST at absolute guest path
                           GUEST over 9p (repeatable; read-write unless :ro;
@@ -169,6 +126,43 @@ default arguments. Leading --smolvm-* options are taken by smolvm:
 Exit status: the app's; 125 when smolvm itself fails (bad image, no /dev/kvm,
 guest kernel crash), 126/127 when the app cannot be run or found.";
 
+/// The image manifest's defaults for run-time options, in record order.
+/// Records that do not parse are skipped (the builder checked them).
+#[derive(Debug, Default)]
+pub struct Defaults<'m> {
+    /// `net` (the last wins; never a TAP device).
+    pub net: Option<NetMode<'m>>,
+    pub publish: heapless::Vec<Publish, MAX_PUBLISH>,
+    /// `default-disk`: attached unless `--smolvm-disk` is given.
+    pub disks: heapless::Vec<DiskSpec<'m>, MAX_DISKS>,
+}
+
+impl<'m> Defaults<'m> {
+    pub fn of(manifest: &'m [u8]) -> Defaults<'m> {
+        let mut d = Defaults::default();
+        if let Ok(records) = config::parse(manifest) {
+            for r in records.flatten() {
+                let v = r.value();
+                match r.key {
+                    Key::Net => d.net = NetMode::parse(v).filter(|m| !matches!(m, NetMode::Tap(_))).or(d.net),
+                    Key::Publish => {
+                        if let Some(p) = Publish::parse(v) {
+                            let _ = d.publish.push(p);
+                        }
+                    }
+                    Key::DefaultDisk => {
+                        if let Some(disk) = DiskSpec::parse(v) {
+                            let _ = d.disks.push(disk);
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        }
+        d
+    }
+}
+
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Log {
     /// Guest kernel console to stderr.
@@ -185,6 +179,9 @@ pub struct Options<'a> {
     pub workdir: Option<&'a [u8]>,
     /// `--smolvm-disk` values, in order; `SMOLVM_DISK` first.
     pub disks: heapless::Vec<DiskSpec<'a>, MAX_DISKS>,
+    /// Some `--smolvm-disk` was given (`none` too): the image's default
+    /// disks are not attached.
+    pub disks_given: bool,
     /// `--smolvm-share` values, in order; `SMOLVM_SHARE` first.
     pub shares: heapless::Vec<ShareSpec<'a>, MAX_SHARES>,
     /// `--smolvm-net` / `SMOLVM_NET` (`None`: not given).
@@ -333,8 +330,11 @@ impl<'a> Options<'a> {
             Opt::Mem => self.mem_mib = Some(parse_mem(v).ok_or(bad)?),
             Opt::Log => self.log = parse_log(v).ok_or(bad)?,
             Opt::Disk => {
-                let disk = DiskSpec::parse(v).ok_or(bad)?;
-                self.disks.push(disk).map_err(|_| OptError::TooMany(culprit))?
+                self.disks_given = true;
+                if v != b"none" {
+                    let disk = DiskSpec::parse(v).ok_or(bad)?;
+                    self.disks.push(disk).map_err(|_| OptError::TooMany(culprit))?
+                }
             }
             Opt::Net => self.net = Some(NetMode::parse(v).ok_or(bad)?),
             Opt::Ip => self.ip = Some(IpSpec::parse(v).ok_or(bad)?),
@@ -465,6 +465,27 @@ mod tests {
         assert_eq!(o.disks.as_slice(), &[disk(b"/env.img", false), disk(b"/a.img", false), disk(b"b", true)]);
         assert!(parse(&[b"--smolvm-disk="], &[]).is_err());
         assert!(parse(&[b"--smolvm-disk=:ro"], &[]).is_err());
+    }
+
+    #[test]
+    fn image_default_disks_unless_a_disk_flag_is_given() {
+        let mut buf = vec![0u8; 1024];
+        let mut w = config::Writer::new(&mut buf).expect("writer");
+        for (k, v) in [(Key::Entry, &b"/app"[..]), (Key::DefaultDisk, b"data.ext4:/data"), (Key::Net, b"passt"),
+            (Key::DefaultDisk, b"/ref.img:ro"), (Key::DefaultDisk, b":ro")] {
+            w.push(k, &[v]).expect("fits");
+        }
+        let n = w.len();
+        let manifest = &buf[..n];
+        let d = Defaults::of(manifest);
+        let disk = |path, read_only, guest| DiskSpec { path, read_only, guest };
+        assert_eq!(d.disks.as_slice(), &[disk(&b"data.ext4"[..], false, Some(&b"/data"[..])), disk(b"/ref.img", true, None)]);
+        assert_eq!(d.net, Some(NetMode::Passt));
+        assert!(!parse(&[], &[]).expect("valid").disks_given);
+        let o = parse(&[b"--smolvm-disk=none"], &[]).expect("valid");
+        assert!(o.disks_given && o.disks.is_empty(), "none: no disks, not the image's either");
+        let o = parse(&[], &[b"SMOLVM_DISK=/x.img"]).expect("valid");
+        assert!(o.disks_given && o.disks.len() == 1);
     }
 
     #[test]

@@ -2,8 +2,6 @@
 //! `--smolvm-publish=[HOST_IP:]HOST_PORT:GUEST_PORT[/udp]` and
 //! `--smolvm-ip=ADDR/PREFIX[@GATEWAY]`. Parsing only; nothing is opened.
 
-use linker::config::{self, Key};
-
 /// Most published ports (flags, variable and manifest together).
 pub const MAX_PUBLISH: usize = 16;
 
@@ -128,27 +126,6 @@ pub fn parse_ipv4(s: &[u8]) -> Option<Ipv4> {
         *o = u8::try_from(parse_dec(p, 255)?).ok()?;
     }
     parts.next().is_none().then_some(out)
-}
-
-/// The manifest's network defaults: `net` (last wins) and `publish`
-/// records. Records that do not parse are ignored (the builder wrote them).
-pub fn manifest_defaults(manifest: &[u8]) -> (Option<NetMode<'_>>, heapless::Vec<Publish, MAX_PUBLISH>) {
-    let mut net = None;
-    let mut publish = heapless::Vec::new();
-    if let Ok(records) = config::parse(manifest) {
-        for r in records.flatten() {
-            match r.key {
-                Key::Net => net = NetMode::parse(r.value()).filter(|m| !matches!(m, NetMode::Tap(_))).or(net),
-                Key::Publish => {
-                    if let Some(p) = Publish::parse(r.value()) {
-                        let _ = publish.push(p);
-                    }
-                }
-                _ => {}
-            }
-        }
-    }
-    (net, publish)
 }
 
 #[cfg(test)]
