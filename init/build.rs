@@ -2,7 +2,7 @@
 //! without startup files or default libraries, as a non-PIE static ELF (no
 //! dynamic loader would be there to relocate a PIE).
 fn main() {
-    for arg in ["-nostartfiles", "-nostdlib", "-static", "-no-pie", "-Wl,--build-id=none", "-Wl,--no-eh-frame-hdr"] {
+    for arg in ["-nostartfiles", "-nostdlib", "-static", "-no-pie", "-Wl,--build-id=none", "-Wl,--no-eh-frame-hdr", "-Wl,--icf=all"] {
         println!("cargo:rustc-link-arg-bins={arg}");
     }
     // The unwind tables go (discard-unwind.ld says why).

@@ -9,7 +9,6 @@
 
 extern crate alloc;
 
-pub mod adds;
 pub mod app;
 pub mod console;
 pub mod disks;
@@ -127,7 +126,6 @@ fn run(start_ns: u64, env_debug: bool, signals: &mut Option<OwnedFd>) -> Result<
             .map_err(|e| Fail::new(Line::new().s("cannot set the hostname ").b(name).s(": ").e(e)))?;
     }
     let net_files = net::Files::prepare(&plan)?;
-    let added = adds::open(&plan.adds)?;
     mounts::switch_root(plan.rootfs)?;
     net_files.bind()?;
     for path in &plan.tmpfs {
@@ -139,7 +137,6 @@ fn run(start_ns: u64, env_debug: bool, signals: &mut Option<OwnedFd>) -> Result<
     for disk in &plan.disks {
         disks::mount_disk(disk)?;
     }
-    added.place()?;
     if plan.read_only {
         mounts::seal_root()?;
     }

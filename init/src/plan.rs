@@ -73,8 +73,6 @@ pub struct Plan<'a> {
     pub ip: Option<IpConfig>,
     /// Nameservers for /etc/resolv.conf (runtime `dns` records), in order.
     pub dns: Vec<Ipv4>,
-    /// Guest paths of the files added for this run (`add` records), in order.
-    pub adds: Vec<&'a [u8]>,
     /// The services to run beside the app, in start order (none when the
     /// runtime config says `services no`).
     pub services: Vec<Service<'a>>,
@@ -155,7 +153,6 @@ impl<'a> Plan<'a> {
             stdio_ports: false,
             ip: None,
             dns: Vec::new(),
-            adds: Vec::new(),
             services: Vec::new(),
         };
         let mut rule = EntryRule::default();
@@ -299,14 +296,6 @@ impl<'a> Plan<'a> {
                         return Err(bad("more than 3 dns records", value));
                     }
                     self.dns.push(server);
-                }
-                Key::Add => {
-                    runtime_only("add in the image manifest")?;
-                    let path = absolute(value).filter(|p| p.len() > 1).ok_or(bad("add path is not absolute", value))?;
-                    if self.adds.len() == linker::abi::MAX_ADDS {
-                        return Err(bad("too many add records", value));
-                    }
-                    self.adds.push(path);
                 }
                 Key::Service
                 | Key::ServiceArg
@@ -493,20 +482,6 @@ mod tests {
         let r = cfg(&[(Key::Entry, &[b"/bin/sh"]), (Key::Arg, &[b"x"])]);
         let plan = Plan::new(&m, Some(&r)).expect("valid");
         assert_eq!((plan.entry, plan.args), (&b"/bin/sh"[..], vec![&b"x"[..]]));
-    }
-
-    #[test]
-    fn added_files_are_runtime_only_absolute_and_few() {
-        let m = cfg(&[(Key::Entry, &[b"/app"])]);
-        let r = cfg(&[(Key::Add, &[b"/bin/sh"]), (Key::Add, &[b"/usr/bin/strace"])]);
-        assert_eq!(Plan::new(&m, Some(&r)).expect("valid").adds, vec![&b"/bin/sh"[..], b"/usr/bin/strace"]);
-        let in_manifest = cfg(&[(Key::Entry, &[b"/app"]), (Key::Add, &[b"/x"])]);
-        assert!(Plan::new(&in_manifest, None).is_err());
-        for bad in [&b"relative"[..], b"/", b""] {
-            assert!(Plan::new(&m, Some(&cfg(&[(Key::Add, &[bad])]))).is_err(), "{bad:?}");
-        }
-        let five: Vec<(Key, &[&[u8]])> = vec![(Key::Add, &[b"/x"]); linker::abi::MAX_ADDS + 1];
-        assert!(Plan::new(&m, Some(&cfg(&five))).is_err());
     }
 
     #[test]

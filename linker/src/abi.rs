@@ -87,11 +87,6 @@ pub const SHARE_TAG_PREFIX: &str = "smolvm";
 /// Both files use the record format of [`crate::config`].
 pub const GUEST_MANIFEST_PATH: &str = "smolvm/manifest";
 pub const GUEST_RUNTIME_PATH: &str = "smolvm/run";
-/// Files added for one run (`--smolvm-add`) are `smolvm/add0`, `add1`, ...
-/// in the runtime cpio, in the order of the runtime config's `add` records.
-pub const GUEST_ADD_PREFIX: &str = "smolvm/add";
-/// Most `--smolvm-add` files per run.
-pub const MAX_ADDS: usize = 4;
 /// In an image whose rootfs format is `initramfs`, the root filesystem tree
 /// is stored under this directory of the initramfs.
 pub const INITRAMFS_ROOT_DIR: &str = "rootfs";

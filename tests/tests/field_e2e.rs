@@ -6,9 +6,10 @@
 //!   digests, and two rekernels give the same bytes;
 //! - `--exec python3 --add <stdlib>`: the extension modules' libraries come
 //!   with them (`import sqlite3, ssl, json` works);
-//! - debugging an image without a shell: `--smolvm-add=/bin/busybox:/bin/sh
-//!   --smolvm-entry=/bin/sh -c …`, `SMOLVM_ENTRY`, another file added at a
-//!   new directory, a read-only root, an entry that does not exist (127).
+//! - debugging an image without a shell: a host directory of tools shared
+//!   for the run (`--smolvm-share=TOOLS:/dbg:ro --smolvm-entry=/dbg/busybox
+//!   sh -c …`), `SMOLVM_ENTRY`, a read-only root, an entry that does not
+//!   exist (127).
 //!
 //! Needs `target/<profile>/{vmm-stub,smol-init,smolvm}`, the test kernel
 //! (`qemu::kernel`), the kernel with the extra fragment (built on first use:
@@ -95,11 +96,13 @@ fn rekernel_closure_and_debugging_end_to_end() {
 
     // 3. An image without a shell (sort and its libraries), debugged.
     let (sort, _) = build(&dir, "sort", &["--exec", "/usr/bin/sort"]);
-    let note = dir.join("note.txt");
-    fs::write(&note, "added for this run\n").expect("write");
-    let note_add = format!("--smolvm-add={}:/opt/debug/note.txt", note.display());
-    let sh = "--smolvm-add=/bin/busybox:/bin/sh";
-    let script = "ls /usr/bin; cat /opt/debug/note.txt; ls -l /bin/sh | cut -c1-10";
+    let tools = dir.join("tools");
+    fs::create_dir_all(&tools).expect("mkdir");
+    fs::copy("/bin/busybox", tools.join("busybox")).expect("busybox-static is installed");
+    fs::write(tools.join("note.txt"), "shared for this run\n").expect("write");
+    let share = format!("--smolvm-share={}:/dbg:ro", tools.display());
+    let sh = share.as_str();
+    let script = "ls /usr/bin; cat /dbg/note.txt; ls -l /dbg/busybox | cut -c1-10";
 
     let long = Duration::from_secs(150);
     let cases: Vec<(&str, Case)> = vec![
@@ -110,11 +113,11 @@ fn rekernel_closure_and_debugging_end_to_end() {
             Case::image(&py, &["-c", "import sqlite3, ssl, json; c = sqlite3.connect(':memory:'); \
                 print(c.execute('select 6*7').fetchone()[0], ssl.OPENSSL_VERSION.split()[0], json.dumps({'ok': True}))"]),
         ),
-        ("shell added", Case::image(&sort, &[sh, &note_add, "--smolvm-entry=/bin/sh", "-c", script])),
-        ("entry from env", Case::image(&sort, &[sh, "-c", "echo entry from $0"]).env("SMOLVM_ENTRY", "/bin/sh")),
+        ("shell shared", Case::image(&sort, &[sh, "--smolvm-entry=/dbg/busybox", "sh", "-c", script])),
+        ("entry from env", Case::image(&sort, &[sh, "sh", "-c", "echo entry from env"]).env("SMOLVM_ENTRY", "/dbg/busybox")),
         (
             "read-only root",
-            Case::image(&sort, &["--smolvm-read-only", sh, "--smolvm-entry=/bin/sh", "-c", "touch /x 2>/dev/null || echo sealed; /bin/sh -c 'echo runs'"]),
+            Case::image(&sort, &["--smolvm-read-only", sh, "--smolvm-entry=/dbg/busybox", "sh", "-c", "touch /x 2>/dev/null || echo sealed; echo runs"]),
         ),
         ("entry of the image", Case::image(&sort, &["--smolvm-entry=/usr/bin/sort", "-r"]).stdin(&b"a\nc\nb\n"[..])),
         ("missing entry", Case::image(&sort, &["--smolvm-entry=/bin/nothing-here"])),
@@ -132,8 +135,8 @@ fn rekernel_closure_and_debugging_end_to_end() {
     expect("old kernel", 0, &|s| s.starts_with("6.") && !s.contains("rekernel"));
     expect("new kernel", 0, &|s| s.trim_end().ends_with("-rekernel"));
     expect("python modules", 0, &|s| s.starts_with("42 OpenSSL {\"ok\": true}"));
-    expect("shell added", 0, &|s| s.lines().any(|l| l == "sort") && s.contains("added for this run\n") && s.contains("-rwxr-xr-x"));
-    expect("entry from env", 0, &|s| s == "entry from /bin/sh\n");
+    expect("shell shared", 0, &|s| s.lines().any(|l| l == "sort") && s.contains("shared for this run\n") && s.contains("-rwxr-xr-x"));
+    expect("entry from env", 0, &|s| s == "entry from env\n");
     expect("read-only root", 0, &|s| s == "sealed\nruns\n");
     expect("entry of the image", 0, &|s| s == "c\nb\na\n");
     expect("missing entry", 127, &|_| true);

@@ -228,35 +228,6 @@ fn manifest_mem(manifest: &[u8]) -> Option<u32> {
     config::last_value(manifest, Key::Mem).and_then(crate::options::parse_mem)
 }
 
-/// `smolvm/add0` ..: the runtime cpio names of the added files.
-const ADD_NAME_LEN: usize = abi::GUEST_ADD_PREFIX.len() + 1;
-const ADD_NAME: &[u8; ADD_NAME_LEN] = b"smolvm/add0";
-
-/// Opens the `--smolvm-add` host files: regular files only (a FIFO or a
-/// device would block or never end); each with its length and mode.
-fn open_adds(opts: &Options<'_>) -> heapless::Vec<(rustix::fd::OwnedFd, usize, u32), { abi::MAX_ADDS }> {
-    use rustix::fs::{FileType, Mode, OFlags};
-    let mut files = heapless::Vec::new();
-    for add in &opts.adds {
-        let mut buf = [0; crate::sys::path::PATH_MAX];
-        let why = match crate::sys::path::c_path(add.host, &mut buf)
-            .and_then(|p| rustix::fs::open(p, OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NONBLOCK | OFlags::NOCTTY, Mode::empty()))
-            .and_then(|fd| Ok((rustix::fs::fstat(&fd)?, fd)))
-        {
-            Ok((st, fd)) if FileType::from_raw_mode(st.st_mode) == FileType::RegularFile => {
-                // A size past usize fails the room check below.
-                let _ = files.push((fd, usize::try_from(st.st_size).unwrap_or(usize::MAX), st.st_mode & 0o755)); // at most MAX_ADDS
-                continue;
-            }
-            Ok(_) => "not a regular file",
-            Err(Errno::NOENT) => "no such file",
-            Err(_) => "cannot open it",
-        };
-        Line::new().s("--smolvm-add ").b(add.host).s(": ").s(why).fail();
-    }
-    files
-}
-
 /// Puts the image's initramfs and the runtime cpio (`smolvm/run`) at the top
 /// of RAM (below `initrd_max`); returns its address and length.
 fn place_initrd(
@@ -271,24 +242,16 @@ fn place_initrd(
     app_args: impl Iterator<Item = &'static [u8]>,
 ) -> (u64, u64) {
     let section = required(&payload, Kind::Initramfs);
-    let adds = open_adds(opts);
-    // Room at the top: the runtime cpio and, above it, scratch for its file;
-    // below the initramfs, scratch for the largest added file.
-    let mut cpio_room = linker::cpio::entry_len(6, 0).unwrap_or(0)
+    // Room at the top: the runtime cpio and, above it, scratch for its file.
+    let cpio_room = linker::cpio::entry_len(6, 0).unwrap_or(0)
         + linker::cpio::entry_len(GUEST_RUNTIME_PATH.len(), MAX_CONFIG_LEN).unwrap_or(0)
         + linker::cpio::entry_len(10, 0).unwrap_or(0);
-    let mut largest = 0;
-    for (_, len, _) in &adds {
-        cpio_room = linker::cpio::entry_len(ADD_NAME_LEN, *len).and_then(|n| n.checked_add(cpio_room))
-            .unwrap_or_else(|| fail("--smolvm-add: file too large"));
-        largest = largest.max(*len);
-    }
     let top = mem.low_len().min(initrd_max.saturating_add(1)) / PAGE_SIZE * PAGE_SIZE;
     let start = top
         .checked_sub((cpio_room + MAX_CONFIG_LEN + 4) as u64)
         .and_then(|t| t.checked_sub(section.len))
         .map(|s| s / PAGE_SIZE * PAGE_SIZE)
-        .filter(|&s| s >= kernel_end.saturating_add(largest as u64))
+        .filter(|&s| s >= kernel_end)
         .unwrap_or_else(|| fail("guest memory is too small for the kernel and initramfs; raise --smolvm-mem"));
 
     // The initramfs: mapped from the file when whole pages fit, else read.
@@ -311,29 +274,17 @@ fn place_initrd(
     let cpio_at = data_end.wrapping_add(pad as u64);
     mem.write_slice(GuestAddress(data_end), &[0; 3][..pad])
         .unwrap_or_else(|| fail("guest memory is too small for the initramfs"));
-    // kernel_end + largest <= start <= cpio_at <= top (checked above).
-    let all = mem.slice_mut(GuestAddress(kernel_end), top.wrapping_sub(kernel_end))
+    let region = mem.slice_mut(GuestAddress(cpio_at), top.wrapping_sub(cpio_at))
         .unwrap_or_else(|| fail("guest memory is too small for the initramfs"));
-    let Some((below, region)) = all.split_at_mut_checked(usize::try_from(cpio_at.wrapping_sub(kernel_end)).unwrap_or(usize::MAX)) else {
-        fail("guest memory is too small for the initramfs")
-    };
-    let add_scratch = below.get_mut(..largest).unwrap_or_default();
     let Some((cpio_buf, scratch)) = region.split_at_mut_checked(region.len().saturating_sub(MAX_CONFIG_LEN)) else {
         fail("guest memory is too small for the initramfs")
     };
     let config = runtime_config(scratch, opts, disks, terminal, net, app_args)
         .unwrap_or_else(|e| Line::new().s("run-time arguments: ").s(e.message()).fail());
     let mut w = CpioWriter::new(cpio_buf, 0x7000_0000);
-    let mut written = w.dir(b"smolvm", 0o755).and_then(|()| w.file(GUEST_RUNTIME_PATH.as_bytes(), 0o644, config));
-    for (n, (fd, len, perm)) in adds.iter().enumerate() {
-        // Read into guest RAM (not mapped: a file truncated meanwhile is an error, not SIGBUS).
-        let data = add_scratch.get_mut(..*len).unwrap_or_default();
-        crate::payload::pread_exact(rustix::fd::AsFd::as_fd(fd), data, 0).unwrap_or_else(|e| fail_errno("--smolvm-add: cannot read a file", e));
-        let mut name = *ADD_NAME;
-        name[ADD_NAME_LEN - 1] = b'0'.wrapping_add(u8::try_from(n).unwrap_or(9)); // n < MAX_ADDS < 10
-        written = written.and_then(|()| w.file(&name, *perm, data));
-    }
-    let written = written.and_then(|()| w.finish());
+    let written = w.dir(b"smolvm", 0o755)
+        .and_then(|()| w.file(GUEST_RUNTIME_PATH.as_bytes(), 0o644, config))
+        .and_then(|()| w.finish());
     let cpio_len = written.unwrap_or_else(|e| Line::new().s(e.message()).fail());
     (start, cpio_at.wrapping_sub(start).wrapping_add(cpio_len as u64))
 }
@@ -359,9 +310,6 @@ fn runtime_config<'b>(
     }
     if let Some(entry) = opts.entry {
         w.push(Key::Entry, &[entry])?;
-    }
-    for add in &opts.adds {
-        w.push(Key::Add, &[add.guest])?;
     }
     if opts.log.debug {
         w.push(Key::Log, &[b"debug"])?;

@@ -8,7 +8,7 @@
 //! only consumes them. This module depends on nothing of the stub but the
 //! network option parsers (`options::net`, pure functions like these).
 
-use linker::abi::{slot, MAX_ADDS, MMIO_MAX_SLOTS};
+use linker::abi::{slot, MMIO_MAX_SLOTS};
 use linker::config::{self, Key};
 
 pub mod net;
@@ -48,25 +48,6 @@ impl<'a> ShareSpec<'a> {
         let (host, guest) = (rest.get(..i)?, rest.get(i.wrapping_add(1)..)?);
         let ok = !host.is_empty() && guest.first() == Some(&b'/') && !v.contains(&0);
         ok.then_some(ShareSpec { host, guest, read_only })
-    }
-}
-
-/// `--smolvm-add=HOST:GUEST`: host file HOST placed at
-/// the absolute guest path GUEST for this run (through the runtime cpio).
-/// HOST may contain `:`; GUEST has no `:` or NUL and is not `/`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct AddSpec<'a> {
-    pub host: &'a [u8],
-    pub guest: &'a [u8],
-}
-
-impl<'a> AddSpec<'a> {
-    pub fn parse(v: &'a [u8]) -> Option<AddSpec<'a>> {
-        let i = v.windows(2).rposition(|w| w == b":/")?;
-        let (host, guest) = (v.get(..i)?, v.get(i.wrapping_add(1)..)?);
-        // `..` needs no check: init resolves GUEST inside the guest's root.
-        let ok = !host.is_empty() && guest.len() > 1 && guest.len() <= MAX_GUEST_PATH && !guest.contains(&b':') && !v.contains(&0);
-        ok.then_some(AddSpec { host, guest })
     }
 }
 
@@ -112,7 +93,6 @@ default arguments. Leading --smolvm-* options are taken by smolvm:
                           image was built --read-only. By default the root
                           is writable, changes vanish at exit [SMOLVM_READ_ONLY=1|0]
   --smolvm-entry=PATH     run PATH, not the app [SMOLVM_ENTRY]
-  --smolvm-add=HOST:GUEST add a host file for this run
   --smolvm-force          boot even if KVM looks unfit
   --smolvm-balloon=no     keep memory the guest frees (default: given back
                           to the host by free page reporting) [SMOLVM_BALLOON=0]
@@ -197,8 +177,6 @@ pub struct Options<'a> {
     pub read_only: Option<bool>,
     /// `--smolvm-entry` / `SMOLVM_ENTRY`: not empty.
     pub entry: Option<&'a [u8]>,
-    /// `--smolvm-add` values, in order.
-    pub adds: heapless::Vec<AddSpec<'a>, MAX_ADDS>,
     /// `--smolvm-force`: boot even on a host that looks unable to run Linux.
     pub force: bool,
     /// `--smolvm-balloon=no` / `SMOLVM_BALLOON=0`: no virtio-balloon (and
@@ -289,18 +267,17 @@ enum Opt {
     NoServices,
     Balloon,
     Entry,
-    Add,
     Force,
 }
 
-const FLAGS: [&[u8]; 20] = [
+const FLAGS: [&[u8]; 19] = [
     b"mem", b"log", b"env", b"workdir", b"disk", b"share", b"info", b"help", b"no-seccomp", b"net", b"publish", b"ip",
-    b"net-host-loopback", b"read-only", b"no-services", b"balloon", b"trust", b"entry", b"add", b"force",
+    b"net-host-loopback", b"read-only", b"no-services", b"balloon", b"trust", b"entry", b"force",
 ];
-const OPTS: [Opt; 20] = [
+const OPTS: [Opt; 19] = [
     Opt::Mem, Opt::Log, Opt::Env, Opt::Workdir, Opt::Disk, Opt::Share, Opt::Info, Opt::Help, Opt::NoSeccomp, Opt::Net,
     Opt::Publish, Opt::Ip, Opt::NetHostLoopback, Opt::ReadOnly, Opt::NoServices, Opt::Balloon, Opt::Trust, Opt::Entry,
-    Opt::Add, Opt::Force,
+    Opt::Force,
 ];
 /// The `SMOLVM_*` variables (after the prefix).
 const VARS: [(&[u8], Opt); 15] = [
@@ -343,7 +320,6 @@ impl<'a> Options<'a> {
             Opt::Publish => self.publish.push(Publish::parse(v).ok_or(bad)?).map_err(|_| OptError::TooMany(culprit))?,
             Opt::Entry if !v.is_empty() => self.entry = Some(v),
             Opt::Entry => return Err(bad),
-            Opt::Add => self.adds.push(AddSpec::parse(v).ok_or(bad)?).map_err(|_| OptError::TooMany(culprit))?,
             _ => {
                 let share = ShareSpec::parse(v).ok_or(bad)?;
                 self.shares.push(share).map_err(|_| OptError::TooMany(culprit))?
@@ -398,7 +374,7 @@ impl<'a> Options<'a> {
                 (Opt::Env, Some(v)) if v.iter().position(|&b| b == b'=').is_some_and(|i| i > 0) => {
                     o.env.push(v).map_err(|_| OptError::TooMany(arg))?
                 }
-                (Opt::Mem | Opt::Log | Opt::Disk | Opt::Share | Opt::Net | Opt::Ip | Opt::Publish | Opt::ReadOnly | Opt::Balloon | Opt::Entry | Opt::Add, Some(v)) => {
+                (Opt::Mem | Opt::Log | Opt::Disk | Opt::Share | Opt::Net | Opt::Ip | Opt::Publish | Opt::ReadOnly | Opt::Balloon | Opt::Entry, Some(v)) => {
                     o.set(which, v, arg)?
                 }
                 _ => return Err(OptError::BadValue(arg)),
@@ -603,24 +579,19 @@ mod tests {
     }
 
     #[test]
-    fn entry_add_and_force() {
+    fn entry_and_force() {
         let o = parse(
-            &[b"--smolvm-entry=/bin/sh", b"--smolvm-add=/bin/busybox:/bin/sh", b"--smolvm-add=a:b:/x/y", b"--smolvm-force", b"-c"],
+            &[b"--smolvm-entry=/bin/sh", b"--smolvm-force", b"-c"],
             &[b"SMOLVM_ENTRY=/env"],
         )
         .expect("valid");
         assert_eq!(o.entry, Some(&b"/bin/sh"[..]), "the flag beats the variable");
-        let add = |host, guest| AddSpec { host, guest };
-        assert_eq!(o.adds.as_slice(), &[add(b"/bin/busybox", b"/bin/sh"), add(b"a:b", b"/x/y")]);
         assert!(o.force);
-        assert_eq!(o.consumed, 4);
+        assert_eq!(o.consumed, 2);
         assert!(parse(&[], &[b"SMOLVM_FORCE=1"]).expect("valid").force);
         assert!(!parse(&[], &[b"SMOLVM_FORCE=0"]).expect("valid").force);
-        for bad in [&b"--smolvm-entry="[..], b"--smolvm-entry", b"--smolvm-add=/h", b"--smolvm-add=/h:rel", b"--smolvm-add=:/g",
-            b"--smolvm-add=/h:/", b"--smolvm-add=/h:/a:b", b"--smolvm-force=1"] {
+        for bad in [&b"--smolvm-entry="[..], b"--smolvm-entry", b"--smolvm-force=1"] {
             assert_eq!(parse(&[bad], &[]).err(), Some(OptError::BadValue(bad)), "{:?}", core::str::from_utf8(bad));
         }
-        let many: Vec<&[u8]> = vec![b"--smolvm-add=/h:/g"; MAX_ADDS + 1];
-        assert_eq!(parse(&many, &[]).err(), Some(OptError::TooMany(b"--smolvm-add=/h:/g")));
     }
 }
