@@ -11,19 +11,21 @@ SMOLVM := target/release/smolvm
 # Recommends (qemu-system-x86's alone are ~300 packages, GStreamer and speech
 # recognition among them). README "Installing" has the figures and how they
 # were measured.
-# Build: the kernel (tinyconfig + objtool; no module signing, so no libssl-dev),
-# mksquashfs, the lab's initramfs.
+# Build: the kernel (tinyconfig + objtool), mksquashfs, the lab's initramfs,
+# and the builder's OCI client (native-tls: openssl-sys needs libssl-dev and
+# pkg-config).
 BUILD_PACKAGES := build-essential linux-source-6.1 bc flex bison libelf-dev xz-utils lz4 zstd \
-	squashfs-tools cpio
+	squashfs-tools cpio libssl-dev pkg-config
 # The KVM lab (hosts whose /dev/kvm cannot boot Linux: no vmx/svm) and the QEMU TCG tests.
 LAB_PACKAGES := qemu-system-x86 busybox-static passt
 HOST_RUNS_LINUX := $(shell grep -qwE 'vmx|svm' /proc/cpuinfo 2>/dev/null && echo yes)
 NEEDS_LAB := $(if $(HOST_RUNS_LINUX),$(filter always,$(SMOLVM_LAB)),yes)
 # make demo: hello.vm and http-echo.vm (musl-gcc, passt); QEMU only where the lab runs them.
 DEMO_PACKAGES := $(sort $(BUILD_PACKAGES) musl-tools passt $(if $(NEEDS_LAB),$(LAB_PACKAGES)))
-# make test (`make deps`): TCG and lab tests, python3/git/sqlite3/redis images, a local OCI registry, ext4 disks, netns.
+# make test (`make deps`): TCG and lab tests, python3/git/sqlite3/redis images, a local OCI registry, ext4 disks, netns,
+# systemd-analyze for the deployment unit.
 APT_PACKAGES := $(BUILD_PACKAGES) $(LAB_PACKAGES) musl-tools python3 git sqlite3 e2fsprogs dash \
-	iproute2 util-linux redis-server redis-tools docker-registry apache2-utils
+	iproute2 util-linux redis-server redis-tools docker-registry apache2-utils systemd
 BENCH_PACKAGES := $(APT_PACKAGES) hyperfine
 COMPAT_PACKAGES := $(APT_PACKAGES) libpython3.11-testsuite fio openssl postgresql
 
