@@ -10,6 +10,7 @@
 extern crate alloc;
 
 pub mod app;
+pub mod exec;
 pub mod console;
 pub mod disks;
 pub mod mounts;
@@ -21,6 +22,7 @@ pub mod services;
 pub mod shutdown;
 pub mod status;
 pub mod sys;
+pub mod values;
 
 use alloc::vec::Vec;
 use linker::abi::{self, status::SMOLVM_FAILED};
@@ -145,14 +147,14 @@ fn run(start_ns: u64, env_debug: bool, signals: &mut Option<OwnedFd>) -> Result<
             .map_err(|e| Fail::new(Line::new().s("cannot enter the working directory ").b(dir).s(": ").e(e)))?;
     }
 
-    let exec = app::Exec::new(&plan)?;
+    let exec = exec::Exec::new(&plan)?;
     let mut services = Supervisor::new(&plan)?;
     let fd = sys::signalfd(SigSet::ALL).map_err(|e| Fail::new(Line::new().s("signalfd: ").e(e)))?;
     let signals = &*signals.insert(fd);
     let mut control = control;
     services.start_all();
     let status = app::supervise(None, signals, &mut control, &mut services).and_then(|_| {
-        let pid = app::spawn(&exec, None).map_err(|e| Fail::new(Line::new().s("cannot start the app: fork: ").e(e)))?;
+        let pid = exec::spawn(&exec, None).map_err(|e| Fail::new(Line::new().s("cannot start the app: fork: ").e(e)))?;
         Line::new().s("started the app, pid ").n(u64::try_from(pid).unwrap_or(0)).debug();
         app::supervise(Some(pid), signals, &mut control, &mut services)
     });

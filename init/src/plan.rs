@@ -1,6 +1,7 @@
 //! What init will do, decided from the image manifest and the runtime config
 //! before anything is touched: pure code, unit-tested on the host.
 
+use crate::values::{parse_u32, parse_user, User};
 use crate::services::spec::{self, Service};
 use alloc::vec::Vec;
 use linker::config::{self, ConfigError, Key};
@@ -32,12 +33,6 @@ pub struct Disk<'a> {
     pub dev: &'a [u8],
     pub path: &'a [u8],
     pub read_only: bool,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct User {
-    pub uid: u32,
-    pub gid: u32,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -346,21 +341,6 @@ fn absolute(path: &[u8]) -> Option<&[u8]> {
     path.starts_with(b"/").then_some(path)
 }
 
-/// A decimal u32 without sign, spaces or leading `+`.
-pub fn parse_u32(text: &[u8]) -> Option<u32> {
-    if text.is_empty() || text.len() > 10 {
-        return None;
-    }
-    let mut value: u32 = 0;
-    for &c in text {
-        if !c.is_ascii_digit() {
-            return None;
-        }
-        value = value.checked_mul(10)?.checked_add(u32::from(c - b'0'))?;
-    }
-    Some(value)
-}
-
 /// A dotted-quad IPv4 address: four decimal octets 0-255, no leading zeros
 /// (`010` would be octal to inet_aton), nothing else.
 pub fn parse_ipv4(text: &[u8]) -> Option<Ipv4> {
@@ -385,18 +365,6 @@ fn parse_cidr(text: &[u8]) -> Option<(Ipv4, u8)> {
     }
     let prefix = u8::try_from(parse_u32(prefix)?).ok().filter(|p| (1..=32).contains(p))?;
     Some((parse_ipv4(addr)?, prefix))
-}
-
-/// `uid` or `uid:gid`; without a gid the group is 0 (Docker's behaviour for
-/// a numeric user that has no passwd entry).
-pub(crate) fn parse_user(text: &[u8]) -> Option<User> {
-    let mut parts = text.splitn(2, |&c| c == b':');
-    let uid = parse_u32(parts.next()?)?;
-    let gid = match parts.next() {
-        Some(gid) => parse_u32(gid)?,
-        None => 0,
-    };
-    Some(User { uid, gid })
 }
 
 fn parse_tty(text: &[u8]) -> Option<TtySize> {

@@ -315,3 +315,6 @@ mod tests {
         assert_eq!(execve(c"/nonexistent/x", &argv, &envp), Errno::NOENT);
     }
 }
+
+/// `struct signalfd_siginfo` is 128 bytes; `ssi_signo` is its first u32.
+pub const SIGINFO_SIZE: usize = 128;

@@ -70,6 +70,8 @@ const_assert_eq!(ENTRY_LEN, 4 + 4 + 8 + 8 + 8 + 32);
 pub const FLAG_BZIMAGE: u32 = 1;
 /// Upper bound of the `KernelInfo` section.
 pub const MAX_KERNEL_INFO_LEN: u64 = 4096;
+/// Length of the `Signature` section (its layout: [`crate::signature`]).
+pub const SIGNATURE_LEN: usize = 112;
 
 /// What a section holds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -125,7 +127,7 @@ impl Kind {
             // usize -> u64 is lossless on every supported target.
             Kind::Manifest => crate::config::MAX_CONFIG_LEN as u64,
             Kind::KernelInfo => MAX_KERNEL_INFO_LEN,
-            Kind::Signature => crate::signature::LEN as u64,
+            Kind::Signature => SIGNATURE_LEN as u64,
             _ => u64::MAX,
         }
     }

@@ -29,12 +29,12 @@
 //!   policy file is such lines, plus blank lines and `#` comments);
 //! * secret: `smolvm-ed25519-secret <64 hex digits of the seed>`.
 
-use crate::image::{encode_entry, Image, ImageError, Kind, ENTRY_LEN, MAX_SECTIONS};
+use crate::image::{encode_entry, Image, ImageError, Kind, ENTRY_LEN, MAX_SECTIONS, SIGNATURE_LEN};
 
 pub const MAGIC: [u8; 8] = *b"SMOLSIG1";
 pub const ALG_ED25519: u32 = 1;
 /// Length of the `Signature` section.
-pub const LEN: usize = 112;
+pub const LEN: usize = SIGNATURE_LEN;
 /// Domain separation: this signature means "a smolvm image", nothing else.
 pub const DOMAIN: [u8; 32] = *b"smolvm image signature, v1\0\0\0\0\0\0";
 /// Upper bound of [`message`]'s length.

@@ -6,7 +6,7 @@
 pub mod output;
 pub mod spec;
 
-use crate::app::{self, Exec};
+use crate::exec::{self, Exec};
 use crate::out::{self, Line};
 use crate::plan::Plan;
 use crate::{status, sys, Fail};
@@ -234,7 +234,7 @@ impl<'a> Supervisor<'a> {
     /// pipe is drained (true), or `timeout_ns` passed (false).
     fn wait_all(&mut self, signals: &OwnedFd, timeout_ns: u64) -> bool {
         let deadline = sys::monotonic_ns().saturating_add(timeout_ns);
-        let mut drain = [0u8; app::SIGINFO_SIZE * 8];
+        let mut drain = [0u8; crate::sys::SIGINFO_SIZE * 8];
         loop {
             loop {
                 match wait(WaitOptions::NOHANG) {
@@ -288,7 +288,7 @@ impl Supervised<'_> {
     fn start(&mut self) {
         self.started_ns = sys::monotonic_ns();
         let spawned = pipe_with(PipeFlags::CLOEXEC).and_then(|(read, write)| {
-            let pid = app::spawn(&self.exec, Some(write.as_fd()))?;
+            let pid = exec::spawn(&self.exec, Some(write.as_fd()))?;
             Ok((read, pid))
         });
         match spawned {

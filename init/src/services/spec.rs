@@ -2,7 +2,7 @@
 //! and checked before anything runs, and the restart rules. Pure code,
 //! unit-tested on the host.
 
-use crate::plan::{parse_u32, User};
+use crate::values::{parse_u32, parse_user, User};
 use alloc::vec::Vec;
 use linker::config::{self, Key, Record, MAX_SERVICES};
 
@@ -104,7 +104,7 @@ pub fn apply<'a>(services: &mut Vec<Service<'a>>, record: &Record<'a>) -> Result
         }
         Key::ServiceWorkdir if value.starts_with(b"/") => service.workdir = Some(value),
         Key::ServiceWorkdir => return Err(("service workdir is not absolute", value)),
-        Key::ServiceUser => service.user = Some(crate::plan::parse_user(value).ok_or(("service user is not uid or uid:gid", value))?),
+        Key::ServiceUser => service.user = Some(parse_user(value).ok_or(("service user is not uid or uid:gid", value))?),
         Key::ServiceRestart => {
             service.restart = match value {
                 b"always" => Restart::Always,
