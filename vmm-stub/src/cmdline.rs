@@ -7,7 +7,10 @@ use crate::bus::{slot_base, slot_irq};
 
 /// Always present. `reboot=k`: a panicking or rebooting kernel writes 0xfe
 /// to port 0x64, which ends the VM at once (no firmware to reboot into).
-pub const BASE: &str = "console=ttyS0 reboot=k panic=-1 8250.nr_uarts=1";
+/// `random.trust_cpu=on`: the CRNG is seeded from RDRAND at boot. Without it
+/// a guest with no other entropy source waits for timer jitter, which an idle
+/// host under nested TCG did not give: getrandom() blocked and python3 hung.
+pub const BASE: &str = "console=ttyS0 reboot=k panic=-1 8250.nr_uarts=1 random.trust_cpu=on";
 
 pub struct Cmdline {
     buf: heapless::Vec<u8, CMDLINE_MAX>,
