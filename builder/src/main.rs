@@ -26,6 +26,7 @@ mod tar;
 mod verify;
 
 // Distribution and trust: keygen, sign, push, pull.
+mod credential_helper;
 mod credentials;
 mod registry;
 mod signing;

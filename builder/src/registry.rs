@@ -11,14 +11,13 @@
 //! with mode 0755; on any failure no file is left.
 
 use crate::bail;
-use crate::credentials::{self, CredentialArgs};
+use crate::credentials::{self, CredentialArgs, Credentials};
 use crate::error::{Context, Error, Result};
 use crate::signing::{fingerprint, read_public, verify_image};
 use futures_util::StreamExt;
 use linker::sha256::{hex, Sha256};
 use oci_client::client::{ClientConfig, ClientProtocol};
 use oci_client::manifest::{OciDescriptor, OciImageManifest, OciManifest, OCI_IMAGE_MEDIA_TYPE};
-use oci_client::secrets::RegistryAuth;
 use oci_client::{Client, Reference, RegistryOperation};
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
@@ -102,11 +101,13 @@ fn one_line(e: impl std::fmt::Display) -> String {
     e.to_string().split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
-fn registry_error(reference: &str, e: oci_client::errors::OciDistributionError) -> Error {
+/// `creds`: what was sent, so an authentication failure says where it came from.
+fn registry_error(reference: &str, creds: &Credentials, e: oci_client::errors::OciDistributionError) -> Error {
     use oci_client::errors::OciDistributionError as E;
+    let registry = reference.split('/').next().unwrap_or(reference);
     let why = match &e {
         E::AuthenticationFailure(_) | E::UnauthorizedError { .. } => {
-            "authentication failed (check --username/--password-stdin or ~/.docker/config.json auths)".to_string()
+            creds.refused(registry)
         }
         E::ImageManifestNotFoundError(_) => "not found in the registry (no such repository or tag)".to_string(),
         E::RegistryError { envelope, .. }
@@ -123,10 +124,10 @@ fn registry_error(reference: &str, e: oci_client::errors::OciDistributionError) 
                 c.contains("Unauthorized") || c.contains("Denied")
             }) =>
         {
-            "authentication failed (check --username/--password-stdin or ~/.docker/config.json auths)".to_string()
+            creds.refused(registry)
         }
         _ if ["401 Unauthorized", "403 Forbidden"].iter().any(|c| e.to_string().contains(c)) => {
-            "authentication failed (check --username/--password-stdin or ~/.docker/config.json auths)".to_string()
+            creds.refused(registry)
         }
         _ => one_line(&e),
     };
@@ -171,7 +172,7 @@ pub fn push(a: &PushArgs) -> Result<()> {
     let reference = parse_reference(&a.reference)?;
     let verified = verify_image(&a.image, None)?;
     let config = crate::inspect::json_of(&a.image)?.into_bytes();
-    let auth = credentials::resolve(&a.credentials, reference.resolve_registry())?;
+    let creds = credentials::resolve(&a.credentials, reference.resolve_registry())?;
     let size = verified.image.file_len();
     let digest = {
         let mut f = std::fs::File::open(&a.image).context(|| a.image.display().to_string())?;
@@ -212,7 +213,7 @@ pub fn push(a: &PushArgs) -> Result<()> {
     let path = a.image.clone();
     let manifest_url = rt
         .block_on(async {
-            client.auth(&reference, &auth, RegistryOperation::Push).await?;
+            client.auth(&reference, &creds.auth, RegistryOperation::Push).await?;
             if !client.blob_exists(&reference, &digest).await? {
                 let stream = file_stream(&path, size)?;
                 client.push_blob_stream(&reference, stream, &digest, Some(size)).await?;
@@ -220,7 +221,7 @@ pub fn push(a: &PushArgs) -> Result<()> {
             client.push_blob(&reference, config.clone(), &config_digest).await?;
             client.push_manifest(&reference, &OciManifest::Image(manifest)).await
         })
-        .map_err(|e| registry_error(&a.reference, e))?;
+        .map_err(|e| registry_error(&a.reference, &creds, e))?;
     let _ = manifest_url;
     let signer = verified.signer.map_or_else(|| "unsigned".to_string(), |k| format!("signed by {}", fingerprint(&k)));
     println!("{}: pushed to {} ({size} bytes, {digest}, {signer})", a.image.display(), a.reference);
@@ -270,11 +271,11 @@ fn file_layer(manifest: OciManifest, reference: &str) -> Result<OciDescriptor> {
 pub fn pull(a: &PullArgs) -> Result<()> {
     let reference = parse_reference(&a.reference)?;
     let keys = a.key.as_deref().map(read_public).transpose()?;
-    let auth = credentials::resolve(&a.credentials, reference.resolve_registry())?;
+    let creds = credentials::resolve(&a.credentials, reference.resolve_registry())?;
     let client = client(&reference, a.insecure);
     let rt = runtime()?;
     let tmp = crate::atomic::TempFile::beside(&a.output)?;
-    let (layer, actual) = rt.block_on(fetch(&client, &reference, &auth, &a.reference, &tmp))?;
+    let (layer, actual) = rt.block_on(fetch(&client, &reference, &creds, &a.reference, &tmp))?;
     if actual != layer.digest {
         bail!(
             "{}: the registry sent a file whose digest {actual} is not the manifest's {}; refused, nothing written",
@@ -302,17 +303,17 @@ pub fn pull(a: &PullArgs) -> Result<()> {
 async fn fetch(
     client: &Client,
     reference: &Reference,
-    auth: &RegistryAuth,
+    creds: &Credentials,
     name: &str,
     tmp: &crate::atomic::TempFile,
 ) -> Result<(OciDescriptor, String)> {
-    let (manifest, _) = client.pull_manifest(reference, auth).await.map_err(|e| registry_error(name, e))?;
+    let (manifest, _) = client.pull_manifest(reference, &creds.auth).await.map_err(|e| registry_error(name, creds, e))?;
     let layer = file_layer(manifest, name)?;
     let expected = u64::try_from(layer.size).map_err(|_| Error(format!("{name}: bad layer size")))?;
     let mut stream = client
         .pull_blob_stream(reference, &layer)
         .await
-        .map_err(|e| registry_error(name, e))?;
+        .map_err(|e| registry_error(name, creds, e))?;
     let mut out = std::io::BufWriter::with_capacity(1 << 20, tmp.file());
     let mut h = Sha256::new();
     let mut got = 0u64;
