@@ -51,7 +51,7 @@ pub(crate) fn get_from(program: &OsStr, label: &str, server: &str, timeout: Dura
     let mut child = match spawned {
         Ok(c) => c,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            bail!("credential helper {label} is not on PATH (install it, or remove it from the Docker config file)")
+            bail!("credential helper {label} is not on PATH (install it, or remove the entry that names it)")
         }
         Err(e) => bail!("cannot run credential helper {label}: {e}"),
     };

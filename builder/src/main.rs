@@ -64,8 +64,26 @@ enum Command {
     /// Sign an image in place with a key from `smolvm keygen`.
     Sign(signing::SignArgs),
     /// Upload an image to an OCI registry as an artifact (REGISTRY/REPO:TAG).
+    ///
+    /// Credentials, the first found wins (the Docker CLI's order):
+    /// `--username NAME --password-stdin`; else, in `$DOCKER_CONFIG/config.json`
+    /// (default `~/.docker/config.json`), the registry's `credHelpers` entry, else
+    /// `credsStore` (each names a helper: the program `docker-credential-NAME` on
+    /// PATH, run as `docker-credential-NAME get`, given 30 s; a helper with no
+    /// credentials for the registry means none); else the registry's `auths`
+    /// entry; else none (anonymous). Helper secrets are never printed; identity
+    /// tokens (browser/SSO logins) are not supported.
     Push(registry::PushArgs),
     /// Download an image from an OCI registry, check it like `verify`, write it atomically.
+    ///
+    /// Credentials, the first found wins (the Docker CLI's order):
+    /// `--username NAME --password-stdin`; else, in `$DOCKER_CONFIG/config.json`
+    /// (default `~/.docker/config.json`), the registry's `credHelpers` entry, else
+    /// `credsStore` (each names a helper: the program `docker-credential-NAME` on
+    /// PATH, run as `docker-credential-NAME get`, given 30 s; a helper with no
+    /// credentials for the registry means none); else the registry's `auths`
+    /// entry; else none (anonymous). Helper secrets are never printed; identity
+    /// tokens (browser/SSO logins) are not supported.
     Pull(registry::PullArgs),
 }
 

@@ -7,7 +7,11 @@
 //! - a registry that answers the blob with a changed byte (a proxy in this
 //!   test corrupts it): refused, no file (nor temporary file) left;
 //! - htpasswd (bcrypt) authentication: refused without credentials, works
-//!   with `--username --password-stdin` and with a Docker config `auths` entry.
+//!   with `--username --password-stdin`, with a Docker config `auths` entry,
+//!   and through a credential helper (a shell script first on the child's
+//!   PATH) named by `credHelpers` and by `credsStore`; a helper without
+//!   credentials means anonymous (refused, one line); a missing helper is
+//!   one line naming it.
 //!
 //! Needs `target/<profile>/{vmm-stub,smol-init,smolvm}`, the guest kernel,
 //! busybox-static, docker-registry and apache2-utils (htpasswd).
@@ -185,7 +189,7 @@ fn a_blob_with_the_wrong_digest_is_refused_and_nothing_is_written() {
 }
 
 #[test]
-fn htpasswd_authentication_with_password_stdin_and_docker_config() {
+fn htpasswd_authentication_with_password_stdin_docker_config_and_credential_helpers() {
     if !have_registry() || !prereq::require(Path::new("/usr/bin/htpasswd").is_file(), "htpasswd (apt-get install apache2-utils)") {
         return;
     }
@@ -221,5 +225,98 @@ fn htpasswd_authentication_with_password_stdin_and_docker_config() {
     let anon = dir.join("anon.vm");
     one_line_failure(&smolvm(&["pull", &reference, "-o", &anon.display().to_string()], b"", &[]));
     assert!(!anon.exists());
+
+    credential_helpers(&dir, &reg.addr, &app);
     std::fs::remove_dir_all(&dir).ok();
+}
+
+/// `docker-credential-smolvmtest` in `dir/bin`: logs the server it is asked
+/// about to `bin/asked`, answers as `bin/mode` says.
+fn fake_helper(dir: &Path) -> PathBuf {
+    let bin = dir.join("bin");
+    std::fs::create_dir_all(&bin).expect("mkdir bin");
+    let script = bin.join("docker-credential-smolvmtest");
+    std::fs::write(
+        &script,
+        r#"#!/bin/sh
+[ "$1" = get ] || exit 2
+here=$(dirname "$0")
+read -r server
+printf '%s\n' "$server" >> "$here/asked"
+case $(cat "$here/mode") in
+ok) printf '{"ServerURL":"%s","Username":"alice","Secret":"s3cret-pw"}\n' "$server" ;;
+wrong) printf '{"ServerURL":"%s","Username":"alice","Secret":"not-the-pw"}\n' "$server" ;;
+none) echo 'credentials not found in native keychain'; exit 1 ;;
+esac
+"#,
+    )
+    .expect("write helper");
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    bin
+}
+
+/// `o`, after checking that it shows neither of the fake helper's secrets.
+fn no_secret(o: &Output) -> &Output {
+    for text in [&o.stdout, &o.stderr] {
+        let t = String::from_utf8_lossy(text);
+        assert!(!t.contains("s3cret-pw") && !t.contains("not-the-pw"), "a secret was printed: {t}");
+    }
+    o
+}
+
+/// Push and pull through credHelpers and credsStore; a helper without
+/// credentials and a missing helper. `addr`'s registry requires alice.
+fn credential_helpers(dir: &Path, addr: &str, app: &Path) {
+    let bin = fake_helper(dir);
+    let path = PathBuf::from(format!("{}:{}", bin.display(), std::env::var("PATH").unwrap_or_default()));
+    let docker = dir.join("docker-helpers");
+    std::fs::create_dir_all(&docker).expect("mkdir");
+    let env = [("DOCKER_CONFIG", docker.as_path()), ("PATH", path.as_path())];
+    let configure = |config: String, mode: &str| {
+        std::fs::write(docker.join("config.json"), config).expect("config.json");
+        std::fs::write(bin.join("mode"), mode).expect("mode");
+        std::fs::remove_file(bin.join("asked")).ok();
+    };
+    let asked = || std::fs::read_to_string(bin.join("asked")).unwrap_or_default();
+    let reference = format!("{addr}/private/helper:1");
+    let app_arg = app.display().to_string();
+
+    // credHelpers for this registry: the helper is asked about the host and
+    // push authenticates; the default store (absent) is not run.
+    configure(format!(r#"{{"credHelpers":{{"{addr}":"smolvmtest"}},"credsStore":"smolvmabsent"}}"#), "ok");
+    ok(no_secret(&smolvm(&["push", &app_arg, &reference], b"", &env)));
+    assert_eq!(asked().trim_end(), addr);
+
+    // credsStore: pull authenticates; as in Docker it wins over an auths
+    // entry (here a wrong one: alice:wrong).
+    configure(
+        format!(r#"{{"credsStore":"smolvmtest","auths":{{"{addr}":{{"auth":"YWxpY2U6d3Jvbmc="}}}}}}"#),
+        "ok",
+    );
+    let pulled = dir.join("helper-pulled.vm");
+    ok(no_secret(&smolvm(&["pull", &reference, "-o", &pulled.display().to_string()], b"", &env)));
+    assert_eq!(std::fs::read(&pulled).expect("pulled"), std::fs::read(app).expect("app"));
+    assert_eq!(asked().trim_end(), addr);
+
+    // Wrong credentials from the helper: refused, the line names the helper.
+    configure(r#"{"credsStore":"smolvmtest"}"#.into(), "wrong");
+    let refused = dir.join("helper-refused.vm");
+    let err = one_line_failure(no_secret(&smolvm(&["pull", &reference, "-o", &refused.display().to_string()], b"", &env)));
+    assert!(err.contains("authentication failed") && err.contains("docker-credential-smolvmtest"), "{err}");
+    assert!(!refused.exists());
+
+    // The helper has nothing for this registry: anonymous, refused in one line.
+    configure(r#"{"credsStore":"smolvmtest"}"#.into(), "none");
+    let err = one_line_failure(&smolvm(&["pull", &reference, "-o", &refused.display().to_string()], b"", &env));
+    assert!(err.contains("authentication required") && err.contains("docker-credential-smolvmtest has none"), "{err}");
+    assert_eq!(asked().trim_end(), addr);
+    assert!(!refused.exists());
+
+    // A helper that is not installed: one line naming it and the entry, nothing sent.
+    configure(r#"{"credsStore":"smolvmabsent"}"#.into(), "ok");
+    let err = one_line_failure(&smolvm(&["pull", &reference, "-o", &refused.display().to_string()], b"", &env));
+    assert!(err.contains("docker-credential-smolvmabsent") && err.contains("not on PATH") && err.contains("credsStore"), "{err}");
+    assert!(!refused.exists());
+    assert!(leftovers(dir, "helper-refused").is_empty());
 }
