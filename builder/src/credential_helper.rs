@@ -182,31 +182,35 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("smolvm-credhelper-{}", std::process::id()));
         std::fs::create_dir_all(&dir).expect("mkdir");
         let t = Duration::from_secs(10);
-
-        // The server arrives on stdin; the answer's Username/Secret are used.
+        // Every script is written before any runs: a file still open for
+        // writing in a process another test thread forks cannot be executed.
         let ok = helper(
             &dir,
             "ok",
             r#"[ "$server" = reg.example:5000 ] || exit 3
 printf '{"ServerURL":"%s","Username":"alice","Secret":"pw:with:colons"}' "$server""#,
         );
+        let token = helper(&dir, "token", r#"echo '{"ServerURL":"x","Username":"<token>","Secret":"refresh"}'"#);
+        let empty = helper(&dir, "empty", r#"echo '{"ServerURL":"x","Username":"","Secret":""}'"#);
+        let none = helper(&dir, "none", "echo 'credentials not found in native keychain'; exit 1");
+        let fails = helper(&dir, "fails", "printf 'gpg: decryption failed\\033[31m\\nmore\\n' >&2; exit 2");
+        let garbage = helper(&dir, "garbage", "echo 'Username: alice, Secret: s3cr3t'");
+        let hangs = helper(&dir, "hangs", "exec sleep 30");
+        let floods = helper(&dir, "floods", "exec head -c 10000000 /dev/zero");
+
+        // The server arrives on stdin; the answer's Username/Secret are used.
         match ask(&ok, t).expect("ok") {
             Answer::Password { username, secret } => assert_eq!((username.as_str(), secret.as_str()), ("alice", "pw:with:colons")),
             _ => panic!("expected a password"),
         }
-        let token = helper(&dir, "token", r#"echo '{"ServerURL":"x","Username":"<token>","Secret":"refresh"}'"#);
         assert!(matches!(ask(&token, t).expect("token"), Answer::IdentityToken));
-        let empty = helper(&dir, "empty", r#"echo '{"ServerURL":"x","Username":"","Secret":""}'"#);
         assert!(matches!(ask(&empty, t).expect("empty"), Answer::NotFound));
-        let none = helper(&dir, "none", "echo 'credentials not found in native keychain'; exit 1");
         assert!(matches!(ask(&none, t).expect("none"), Answer::NotFound));
 
         // Failures: one line naming the helper; the helper's own words, cleaned.
-        let fails = helper(&dir, "fails", "printf 'gpg: decryption failed\\033[31m\\nmore\\n' >&2; exit 2");
         let e = ask(&fails, t).err().expect("fails").0;
         assert!(e.contains("docker-credential-t") && e.contains("gpg: decryption failed?[31m"), "{e}");
         assert!(!e.contains('\n') && !e.contains("more"), "{e}");
-        let garbage = helper(&dir, "garbage", "echo 'Username: alice, Secret: s3cr3t'");
         let e = ask(&garbage, t).err().expect("garbage").0;
         assert!(e.contains("JSON") && !e.contains("s3cr3t"), "{e}");
         let e = ask(&dir.join("absent"), t).err().expect("absent").0;
@@ -214,12 +218,10 @@ printf '{"ServerURL":"%s","Username":"alice","Secret":"pw:with:colons"}' "$serve
         assert!(get("../x", "h").is_err());
 
         // Bounded: a helper that never answers, and one that floods stdout.
-        let hangs = helper(&dir, "hangs", "exec sleep 30");
         let started = Instant::now();
         let e = ask(&hangs, Duration::from_millis(500)).err().expect("hangs").0;
         assert!(e.contains("no answer within"), "{e}");
         assert!(started.elapsed() < Duration::from_secs(5));
-        let floods = helper(&dir, "floods", "exec head -c 10000000 /dev/zero");
         let e = ask(&floods, t).err().expect("floods").0;
         assert!(e.contains("more than 64 KiB"), "{e}");
         std::fs::remove_dir_all(&dir).ok();
