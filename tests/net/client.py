@@ -140,7 +140,10 @@ def get(port, vm):
 def run_to_end(vm, timeout=BOOT_DEADLINE + 60):
     try:
         out = subprocess.run(vm, stdin=subprocess.DEVNULL, capture_output=True, timeout=timeout)
-    except subprocess.TimeoutExpired:
+    except subprocess.TimeoutExpired as e:
+        # What the VM printed before it was killed says where it stopped.
+        sys.stdout.write((e.stdout or b"").decode(errors="replace"))
+        sys.stdout.write((e.stderr or b"").decode(errors="replace"))
         fail(f"the VM did not end within {timeout} s")
     sys.stdout.write(out.stdout.decode(errors="replace"))
     print(f"status {out.returncode}", flush=True)
