@@ -53,57 +53,47 @@ impl<'a> ShareSpec<'a> {
 
 pub const HELP: &str = "\
 usage: APP.vm [--smolvm-OPTION...] [ARG...]
-Runs the app inside its own KVM virtual machine; ARGs replace the image's
-default arguments. Leading --smolvm-* options are taken by smolvm:
-  --smolvm-mem=MIB        guest memory in MiB (suffix G for GiB)  [SMOLVM_MEM]
-  --smolvm-log=WHAT       kernel: show the guest kernel's console on stderr;
-                          debug: trace smolvm and smol-init steps  [SMOLVM_LOG]
-  --smolvm-env=NAME=VAL   set an environment variable for the app (repeatable)
-  --smolvm-workdir=DIR    working directory of the app            [SMOLVM_WORKDIR]
-  --smolvm-disk=PATH[:ro][:/GUEST/PATH]
-                          attach a host file as /dev/vdb, vdc, ... (repeatable;
-                          read-write unless :ro); with GUEST/PATH its ext4 or
-                          squashfs file system is mounted there. Replaces the
-                          image's default disks; =none attaches none [SMOLVM_DISK]
+Runs the app in its own KVM virtual machine; ARGs replace its default args.
+Leading --smolvm-* options are smolvm's:
+  --smolvm-mem=MIB        guest memory in MiB (suffix G for GiB)
+  --smolvm-log=WHAT       kernel: the guest kernel's console on stderr;
+                          debug: trace each step; or kernel,debug
+  --smolvm-env=NAME=VAL   set a variable for the app (repeatable)
+  --smolvm-workdir=DIR    working directory of the app
+  --smolvm-disk=PATH[:ro][:/GUEST]
+                          host file as /dev/vdb, vdc, ... (repeatable); its
+                          ext4/squashfs mounted at GUEST. Replaces the image's
+                          disks; =none attaches none
   --smolvm-share=HOST:GUEST[:ro]
-                          share host directory HOST at absolute guest path
-                          GUEST over 9p (repeatable; read-write unless :ro;
-                          SMOLVM_SHARE takes several separated by ,) [SMOLVM_SHARE]
+                          host directory at GUEST over 9p (repeatable)
   --smolvm-net[=passt|tap:NAME|none]
-                          network: passt (default; user-mode, no root: outbound
-                          TCP/UDP/ping and DNS), an existing TAP device NAME
-                          (needs --smolvm-ip), or none even if the image asks
-                          for it. Without this or a default in the image the
-                          VM has no network device at all   [SMOLVM_NET=1|...]
+                          network: passt (user-mode, no root), TAP device NAME
+                          (needs --smolvm-ip) or none. Default: the image's
   --smolvm-publish=[HOST_IP:]HOST_PORT:GUEST_PORT[/udp]
-                          forward a host port to the guest (repeatable; implies
-                          passt). Binds 127.0.0.1 unless HOST_IP is given:
-                          Docker's 0.0.0.0 default exposes the port to every
-                          network the host is on, often past its firewall
-                          (SMOLVM_PUBLISH takes several separated by ,)
+                          forward a host port (repeatable; implies passt;
+                          binds 127.0.0.1 unless HOST_IP)
   --smolvm-ip=ADDR/PREFIX[@GATEWAY]
-                          the guest's IPv4 address with tap:NAME [SMOLVM_IP]
+                          the guest's IPv4 address with tap:NAME
   --smolvm-net-host-loopback
-                          let the guest reach the host's 127.0.0.1 services
-                          through the gateway 10.0.2.2 (off by default; a
-                          published UDP port still gets its replies through)
+                          let the guest reach host 127.0.0.1 at 10.0.2.2
   --smolvm-read-only[=yes|no]
-                          keep the root filesystem read-only (the strict
-                          sandbox); =no gives a writable root even when the
-                          image was built --read-only. By default the root
-                          is writable, changes vanish at exit [SMOLVM_READ_ONLY=1|0]
-  --smolvm-entry=PATH     run PATH, not the app [SMOLVM_ENTRY]
+                          root read-only; =no: writable even if the image is
+                          read-only (default: writable, changes vanish at exit)
+  --smolvm-entry=PATH     run PATH, not the app
   --smolvm-force          boot even if KVM looks unfit
-  --smolvm-balloon=no     keep memory the guest frees (default: given back
-                          to the host by free page reporting) [SMOLVM_BALLOON=0]
+  --smolvm-balloon=no     keep memory the guest frees
   --smolvm-trust=FILE     run only images signed by a key in FILE (default
-                          /etc/smolvm/trust when it exists)       [SMOLVM_TRUST]
-  --smolvm-no-services    run the app without the image's services [SMOLVM_NO_SERVICES=1]
-  --smolvm-info           describe the image (and its services), exit
-  --smolvm-no-seccomp     UNSAFE, debugging only: no system-call filter,
-                          a guest escape gets the user's full rights [SMOLVM_NO_SECCOMP=1]
+                          /etc/smolvm/trust if it exists)
+  --smolvm-no-services    run the app without the image's services
+  --smolvm-info           describe the image, exit
+  --smolvm-no-seccomp     UNSAFE, debugging only: no system-call filter, a
+                          guest escape gets your rights
   --smolvm-help           this text
-Exit status: the app's; 125 when smolvm itself fails (bad image, no /dev/kvm,
+Each option is also a variable, which the flag beats: SMOLVM_MEM=2G is
+--smolvm-mem=2G, SMOLVM_FORCE=1 is --smolvm-force; SMOLVM_SHARE and
+_PUBLISH take values separated by ,. Not variables: --smolvm-env,
+-net-host-loopback, -info, -help.
+Exit status: the app's; 125 when smolvm fails (bad image or option, no KVM,
 guest kernel crash), 126/127 when the app cannot be run or found.";
 
 /// The image manifest's defaults for run-time options, in record order.
