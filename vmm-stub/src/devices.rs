@@ -49,7 +49,7 @@ pub struct DiskFile {
     fd: OwnedFd,
     pub len: u64,
     read_only: bool,
-    /// The file's permission bits (`st_mode & 0o7777`).
+    /// The file's read, write and execute bits (`st_mode & 0o777`).
     pub mode: u32,
 }
 
@@ -93,7 +93,7 @@ pub fn open_disk(spec: DiskSpec<'_>) -> Result<DiskFile, DiskError> {
     let lock = if spec.read_only { FlockOperation::NonBlockingLockShared } else { FlockOperation::NonBlockingLockExclusive };
     fs::flock(&fd, lock).map_err(|_| DiskError::InUse)?;
     let len = u64::try_from(st.st_size).map_err(|_| DiskError::NotRegular)?;
-    Ok(DiskFile { fd, len, read_only: spec.read_only, mode: st.st_mode & 0o7777 })
+    Ok(DiskFile { fd, len, read_only: spec.read_only, mode: st.st_mode & 0o777 })
 }
 
 /// The rootfs section of the image file: `(fd, offset, len)`.
