@@ -73,8 +73,9 @@ mod tests {
         std::fs::create_dir_all(&dir).expect("mkdir");
         // The "disk": the file padded with zeros to whole sectors.
         let disk = dir.join("disk");
-        let mut content = b"#!/bin/sh\necho hi\n".to_vec();
-        let len = content.len() as u64;
+        let script = b"#!/bin/sh\necho hi\n";
+        let len = u64::try_from(script.len()).expect("small");
+        let mut content = script.to_vec();
         content.resize(512, 0);
         std::fs::write(&disk, &content).expect("write");
         let disk = cstr(disk.to_str().expect("utf-8").as_bytes()).expect("path");
@@ -87,7 +88,7 @@ mod tests {
         let meta = std::fs::symlink_metadata(dir.join("bin/sh")).expect("stat");
         assert!(meta.is_file(), "the symlink is replaced, not followed");
         assert_eq!(meta.permissions().mode() & 0o7777, 0o751, "exact bits, whatever the umask");
-        assert_eq!(std::fs::read(dir.join("bin/sh")).expect("read"), &content[..len as usize]);
+        assert_eq!(std::fs::read(dir.join("bin/sh")).expect("read"), script);
         // Missing parent directories are created.
         let deep = dir.join("new/dir/tool");
         let deep = deep.to_str().expect("utf-8").as_bytes();
