@@ -68,7 +68,7 @@ fn probe(dev: &CStr) -> Result<Option<FsType>, Errno> {
 /// Mounts `disk` if it holds a known file system (creating the mount point).
 pub fn mount_disk(disk: &Disk<'_>) -> Result<(), Fail> {
     let dev_path = [b"/dev/".as_slice(), disk.dev].concat();
-    let what = "a data disk";
+    let what = b"a data disk";
     let dev = crate::mounts::cstr(&dev_path).map_err(|e| mount_failed(what, disk.path, e))?;
     let fs = probe(&dev).map_err(|e| Fail::new(Line::new().s("cannot read the data disk ").b(&dev_path).s(": ").e(e)))?;
     let Some(fs) = fs else {
@@ -81,7 +81,7 @@ pub fn mount_disk(disk: &Disk<'_>) -> Result<(), Fail> {
     let flags = if read_only { MountFlags::RDONLY } else { MountFlags::empty() } | MountFlags::NODEV;
     mount(dev.as_c_str(), target.as_c_str(), fs.name(), flags, c"").map_err(|e| mount_failed(what, disk.path, e))?;
     let mode = if read_only { " (ro)" } else { " (rw)" };
-    Line::new().s("mounted ").b(&dev_path).s(" (").s(fs.name().to_str().unwrap_or("?")).s(") on ").b(disk.path).s(mode).debug();
+    Line::new().s("mounted ").b(&dev_path).s(" (").b(fs.name().to_bytes()).s(") on ").b(disk.path).s(mode).debug();
     Ok(())
 }
 

@@ -9,6 +9,7 @@
 
 extern crate alloc;
 
+pub mod adds;
 pub mod app;
 pub mod exec;
 pub mod console;
@@ -138,6 +139,9 @@ fn run(start_ns: u64, env_debug: bool, signals: &mut Option<OwnedFd>) -> Result<
     }
     for disk in &plan.disks {
         disks::mount_disk(disk)?;
+    }
+    for add in &plan.adds {
+        adds::place(add)?;
     }
     if plan.read_only {
         mounts::seal_root()?;

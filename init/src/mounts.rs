@@ -77,8 +77,9 @@ pub fn mkdir_all(path: &[u8]) -> Result<(), Errno> {
     mkdir(path)
 }
 
-pub(crate) fn mount_failed(what: &str, target: &[u8], err: Errno) -> Fail {
-    Fail::new(Line::new().s("cannot mount ").s(what).s(" on ").b(target).s(": ").e(err))
+/// `what`: bytes, as names from the configs are (no UTF-8 check needed).
+pub(crate) fn mount_failed(what: &[u8], target: &[u8], err: Errno) -> Fail {
+    Fail::new(Line::new().s("cannot mount ").b(what).s(" on ").b(target).s(": ").e(err))
 }
 
 /// /dev, /proc, /sys, /tmp and /run in the initramfs, plus /dev/shm and the
@@ -88,7 +89,7 @@ pub fn mount_basics() -> Result<(), Fail> {
         let done = mkdir(m.dir.as_bytes())
             .and_then(|()| mount(m.fstype, m.dir, m.fstype, m.flags, m.data))
             .or_else(|e| ignore(e, Errno::BUSY));
-        done.map_err(|e| mount_failed(m.fstype.to_str().unwrap_or("?"), m.dir.as_bytes(), e))?;
+        done.map_err(|e| mount_failed(m.fstype.to_bytes(), m.dir.as_bytes(), e))?;
         Line::new().s("mounted ").s(m.dir).debug();
     }
     // Conveniences; an app that needs them will say so itself if they fail.
@@ -117,9 +118,9 @@ pub fn mount_basics() -> Result<(), Fail> {
 pub fn switch_root(rootfs: RootFs) -> Result<(), Fail> {
     let new_root = match rootfs {
         RootFs::Squashfs => {
-            mkdir(LOWER.to_bytes()).map_err(|e| mount_failed("the root", LOWER.to_bytes(), e))?;
+            mkdir(LOWER.to_bytes()).map_err(|e| mount_failed(b"the root", LOWER.to_bytes(), e))?;
             mount(abi::GUEST_ROOT_DEV, LOWER, c"squashfs", MountFlags::RDONLY, None)
-                .map_err(|e| mount_failed("the squashfs root filesystem (/dev/vda)", LOWER.to_bytes(), e))?;
+                .map_err(|e| mount_failed(b"the squashfs root filesystem (/dev/vda)", LOWER.to_bytes(), e))?;
             overlay_root()?
         }
         RootFs::Initramfs => {
@@ -127,7 +128,7 @@ pub fn switch_root(rootfs: RootFs) -> Result<(), Fail> {
             // so it becomes a mount point that can move to `/` and be sealed.
             let root = INITRAMFS_ROOT;
             mount_bind(root, root)
-                .map_err(|e| mount_failed("the initramfs root (rootfs/ of the image)", root.to_bytes(), e))?;
+                .map_err(|e| mount_failed(b"the initramfs root (rootfs/ of the image)", root.to_bytes(), e))?;
             root
         }
     };
@@ -137,7 +138,7 @@ pub fn switch_root(rootfs: RootFs) -> Result<(), Fail> {
             Ok(()) => {}
             // The root stayed read-only and lacks this directory: the app runs without it.
             Err(Errno::NOENT | Errno::ROFS) => Line::new().s("no ").s(m.dir).s(" in the root filesystem, skipped").debug(),
-            Err(e) => return Err(mount_failed(m.dir, &target, e)),
+            Err(e) => return Err(mount_failed(m.dir.as_bytes(), &target, e)),
         }
     }
     let switched = rustix::process::chdir(new_root)
@@ -156,8 +157,8 @@ fn overlay_root() -> Result<&'static CStr, Fail> {
         .and_then(|()| mount(c"tmpfs", UPPER_FS, c"tmpfs", MountFlags::NOSUID, c"mode=0755"))
         .and_then(|()| mkdir(b"/upper/root"))
         .and_then(|()| mkdir(b"/upper/work"));
-    upper.map_err(|e| mount_failed("the tmpfs of the writable root", UPPER_FS.to_bytes(), e))?;
-    mkdir(NEW_ROOT.to_bytes()).map_err(|e| mount_failed("the root", NEW_ROOT.to_bytes(), e))?;
+    upper.map_err(|e| mount_failed(b"the tmpfs of the writable root", UPPER_FS.to_bytes(), e))?;
+    mkdir(NEW_ROOT.to_bytes()).map_err(|e| mount_failed(b"the root", NEW_ROOT.to_bytes(), e))?;
     match mount(c"overlay", NEW_ROOT, c"overlay", MountFlags::empty(), OVERLAY_OPTIONS) {
         Ok(()) => {
             Line::new().s("mounted the root: overlay of the squashfs and a tmpfs").debug();
@@ -178,25 +179,24 @@ pub fn seal_root() -> Result<(), Fail> {
     Ok(())
 }
 
-pub(crate) fn mount_point(path: &[u8], what: &str) -> Result<CString, Fail> {
+pub(crate) fn mount_point(path: &[u8], what: &[u8]) -> Result<CString, Fail> {
     mkdir_all(path).and_then(|()| cstr(path)).map_err(|e| {
-        Fail::new(Line::new().s("cannot create the mount point ").b(path).s(" for ").s(what).s(": ").e(e))
+        Fail::new(Line::new().s("cannot create the mount point ").b(path).s(" for ").b(what).s(": ").e(e))
     })
 }
 
 /// A writable tmpfs the manifest asks for (Docker's `--tmpfs` mode 1777).
 pub fn mount_tmpfs(path: &[u8]) -> Result<(), Fail> {
-    let target = mount_point(path, "a tmpfs")?;
+    let target = mount_point(path, b"a tmpfs")?;
     mount(c"tmpfs", target.as_c_str(), c"tmpfs", NOSUID_NODEV, c"mode=1777")
-        .map_err(|e| mount_failed("a tmpfs", path, e))?;
+        .map_err(|e| mount_failed(b"a tmpfs", path, e))?;
     Line::new().s("mounted tmpfs on ").b(path).debug();
     Ok(())
 }
 
 /// A host directory shared over 9p (virtio transport, tag `smolvmN`).
 pub fn mount_share(share: &Share<'_>) -> Result<(), Fail> {
-    let what = [b"the shared directory ".as_slice(), share.tag].concat();
-    let what = core::str::from_utf8(&what).unwrap_or("a shared directory");
+    let what = &[b"the shared directory ".as_slice(), share.tag].concat();
     let target = mount_point(share.path, what)?;
     let source = cstr(share.tag).map_err(|e| mount_failed(what, share.path, e))?;
     let flags = if share.read_only { MountFlags::RDONLY } else { MountFlags::empty() } | MountFlags::NODEV;

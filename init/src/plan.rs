@@ -1,7 +1,7 @@
 //! What init will do, decided from the image manifest and the runtime config
 //! before anything is touched: pure code, unit-tested on the host.
 
-use crate::values::{parse_u32, parse_user, User};
+use crate::values::{parse_u32, parse_u64, parse_user, User};
 use crate::services::spec::{self, Service};
 use alloc::vec::Vec;
 use linker::config::{self, ConfigError, Key};
@@ -35,6 +35,18 @@ pub struct Disk<'a> {
     pub read_only: bool,
 }
 
+/// A host file added for this run (`add` record): the first `len` bytes of
+/// `/dev/<dev>`, copied to `path` with permission bits `mode`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Add<'a> {
+    pub dev: &'a [u8],
+    /// Absolute and normal (`linker::disk::is_normal_absolute`).
+    pub path: &'a [u8],
+    pub len: u64,
+    /// At most 0o777.
+    pub mode: u32,
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct TtySize {
     pub rows: u16,
@@ -59,6 +71,8 @@ pub struct Plan<'a> {
     pub tmpfs: Vec<&'a [u8]>,
     pub shares: Vec<Share<'a>>,
     pub disks: Vec<Disk<'a>>,
+    /// Files added for this run, in order (at most `linker::disk::MAX_ADDS`).
+    pub adds: Vec<Add<'a>>,
     pub debug: bool,
     /// Present when the host's stdin is a terminal.
     pub tty: Option<TtySize>,
@@ -143,6 +157,7 @@ impl<'a> Plan<'a> {
             tmpfs: Vec::new(),
             shares: Vec::new(),
             disks: Vec::new(),
+            adds: Vec::new(),
             debug: false,
             tty: None,
             stdio_ports: false,
@@ -260,6 +275,21 @@ impl<'a> Plan<'a> {
                     };
                     self.disks.push(Disk { dev, path, read_only });
                 }
+                Key::Add => {
+                    runtime_only("add in the image manifest")?;
+                    let (dev, path, len_mode) = (record.field(0), record.field(1), record.field(2));
+                    if !is_data_disk_name(dev) {
+                        return Err(bad("add device is not vdb, vdc, ...", dev));
+                    }
+                    if !linker::disk::is_normal_absolute(path) {
+                        return Err(bad("add path is not absolute and normal", path));
+                    }
+                    let (len, mode) = parse_len_mode(len_mode).ok_or(bad("add is not 'LEN MODE' (decimal, octal)", len_mode))?;
+                    if self.adds.len() == linker::disk::MAX_ADDS {
+                        return Err(bad("more than 4 add records", path));
+                    }
+                    self.adds.push(Add { dev, path, len, mode });
+                }
                 Key::Log => self.debug = value == b"debug",
                 Key::Tty => self.tty = Some(parse_tty(value).ok_or(bad("tty is not 'rows cols'", value))?),
                 Key::Stdio => {
@@ -335,6 +365,17 @@ fn env_name_len(entry: &[u8]) -> Option<usize> {
 fn is_data_disk_name(dev: &[u8]) -> bool {
     dev.strip_prefix(b"vd").is_some_and(|s| (1..=3).contains(&s.len()) && s.iter().all(u8::is_ascii_lowercase))
         && dev != b"vda"
+}
+
+/// `LEN MODE`: a decimal length and 1 to 3 octal digits of permission bits.
+fn parse_len_mode(text: &[u8]) -> Option<(u64, u32)> {
+    let space = text.iter().position(|&c| c == b' ')?;
+    let (len, mode) = (text.get(..space)?, text.get(space + 1..)?);
+    if !(1..=3).contains(&mode.len()) || !mode.iter().all(|c| (b'0'..=b'7').contains(c)) {
+        return None;
+    }
+    // Three octal digits at most: at most 0o777.
+    Some((parse_u64(len)?, mode.iter().fold(0, |m, &c| m << 3 | u32::from(c - b'0'))))
 }
 
 fn absolute(path: &[u8]) -> Option<&[u8]> {
@@ -450,6 +491,33 @@ mod tests {
         let r = cfg(&[(Key::Entry, &[b"/bin/sh"]), (Key::Arg, &[b"x"])]);
         let plan = Plan::new(&m, Some(&r)).expect("valid");
         assert_eq!((plan.entry, plan.args), (&b"/bin/sh"[..], vec![&b"x"[..]]));
+    }
+
+    #[test]
+    fn added_files_are_runtime_only_normal_and_few() {
+        let m = cfg(&[(Key::Entry, &[b"/app"])]);
+        let r = cfg(&[(Key::Add, &[b"vdb", b"/bin/sh", b"1048576 755"]), (Key::Add, &[b"vdc", b"/etc/x.conf", b"0 0"])]);
+        let adds = Plan::new(&m, Some(&r)).expect("valid").adds;
+        let add = |dev, path, len, mode| Add { dev, path, len, mode };
+        assert_eq!(adds, vec![add(&b"vdb"[..], &b"/bin/sh"[..], 1_048_576, 0o755), add(b"vdc", b"/etc/x.conf", 0, 0)]);
+        let big = cfg(&[(Key::Add, &[b"vdb", b"/x", b"18446744073709551615 7"])]);
+        assert_eq!(Plan::new(&m, Some(&big)).expect("valid").adds[0].len, u64::MAX);
+        let in_manifest = cfg(&[(Key::Entry, &[b"/app"]), (Key::Add, &[b"vdb", b"/x", b"1 755"])]);
+        assert!(Plan::new(&in_manifest, None).is_err(), "the image cannot add files");
+        for (dev, path, len_mode) in [
+            (&b"vda"[..], &b"/x"[..], &b"1 755"[..]), (b"sda", b"/x", b"1 755"), (b"vdb", b"x", b"1 755"),
+            (b"vdb", b"/", b"1 755"), (b"vdb", b"/a/../etc/passwd", b"1 755"), (b"vdb", b"/a//b", b"1 755"),
+            (b"vdb", b"/a/", b"1 755"), (b"vdb", b"/x", b""), (b"vdb", b"/x", b"1"), (b"vdb", b"/x", b"1 "),
+            (b"vdb", b"/x", b"1 8"), (b"vdb", b"/x", b"1 7777"), (b"vdb", b"/x", b"-1 755"), (b"vdb", b"/x", b" 755"),
+            (b"vdb", b"/x", b"18446744073709551616 755"), (b"vdb", b"/x", b"1 755 1"), (b"vdb", b"/x", b"1  755"),
+        ] {
+            let r = cfg(&[(Key::Add, &[dev, path, len_mode])]);
+            assert!(Plan::new(&m, Some(&r)).is_err(), "{:?}", (dev, path, len_mode));
+        }
+        let one: &[&[u8]] = &[b"vdb", b"/x", b"1 755"];
+        let five: Vec<(Key, &[&[u8]])> = vec![(Key::Add, one); linker::disk::MAX_ADDS + 1];
+        assert!(Plan::new(&m, Some(&cfg(&five[..linker::disk::MAX_ADDS]))).is_ok());
+        assert!(Plan::new(&m, Some(&cfg(&five))).is_err());
     }
 
     #[test]

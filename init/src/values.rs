@@ -9,15 +9,20 @@ pub struct User {
 
 /// A decimal u32 without sign, spaces or leading `+`.
 pub fn parse_u32(text: &[u8]) -> Option<u32> {
-    if text.is_empty() || text.len() > 10 {
+    parse_u64(text).and_then(|v| u32::try_from(v).ok())
+}
+
+/// A decimal u64 without sign, spaces or leading `+`.
+pub fn parse_u64(text: &[u8]) -> Option<u64> {
+    if text.is_empty() || text.len() > 20 {
         return None;
     }
-    let mut value: u32 = 0;
+    let mut value: u64 = 0;
     for &c in text {
         if !c.is_ascii_digit() {
             return None;
         }
-        value = value.checked_mul(10)?.checked_add(u32::from(c - b'0'))?;
+        value = value.checked_mul(10)?.checked_add(u64::from(c - b'0'))?;
     }
     Some(value)
 }

@@ -8,6 +8,32 @@ pub const MAX_DISKS: usize = 8;
 /// Longest guest path a disk is mounted at (Linux's PATH_MAX is 4096).
 pub const MAX_GUEST_PATH: usize = 1024;
 
+/// Most files `--smolvm-add` places in one run. Each travels as one more
+/// read-only disk after the data disks (an `add` runtime record), which
+/// smol-init copies to its guest path before the app starts.
+pub const MAX_ADDS: usize = 4;
+
+/// An absolute path in normal form, as an added file's guest path must be:
+/// `/` and components none of which is empty, `.` or `..` (so not `/`
+/// itself, no `//`, no trailing `/`), at most [`MAX_GUEST_PATH`] bytes, no NUL.
+pub fn is_normal_absolute(path: &[u8]) -> bool {
+    if path.first() != Some(&b'/') || path.len() > MAX_GUEST_PATH {
+        return false;
+    }
+    // Where the current component starts, and whether it is all dots so far.
+    let (mut start, mut dots) = (1, true);
+    for i in 1..=path.len() {
+        match path.get(i) {
+            Some(0) => return false,
+            // A component ends: ``, `.` or `..` is refused.
+            None | Some(b'/') if i == start || (dots && i - start <= 2) => return false,
+            None | Some(b'/') => (start, dots) = (i + 1, true),
+            Some(&b) => dots &= b == b'.',
+        }
+    }
+    true
+}
+
 /// `--smolvm-disk=PATH[:ro][:/GUEST/PATH]` (or `SMOLVM_DISK`): a host file
 /// the guest sees as `/dev/vdb`, `/dev/vdc`, ... in order; read-write
 /// unless `:ro`. With a guest path smol-init mounts the disk's ext4 or
@@ -47,5 +73,24 @@ impl<'a> DiskSpec<'a> {
         let guest_ok = guest.is_none_or(|g| g.len() > 1 && g.len() <= MAX_GUEST_PATH && !g.contains(&b':'));
         let ok = !rest.is_empty() && !v.contains(&0) && guest_ok;
         ok.then_some(DiskSpec { path: rest, read_only: mode.unwrap_or(false), guest })
+    }
+}
+
+#[cfg(all(test, feature = "std"))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn added_file_paths_are_normal_and_absolute() {
+        for ok in [&b"/bin/sh"[..], b"/x", b"/a b/c:d", b"/.hidden/..x/x.."] {
+            assert!(is_normal_absolute(ok), "{:?}", core::str::from_utf8(ok));
+        }
+        let longest = [b"/".as_slice(), &[b'a'; MAX_GUEST_PATH - 1]].concat();
+        assert!(is_normal_absolute(&longest));
+        let too_long = [longest.as_slice(), b"a"].concat();
+        for bad in [&b""[..], b"/", b"//", b"bin/sh", b"/bin/", b"/bin//sh", b"/./sh", b"/bin/.", b"/../etc/x", b"/a/../b",
+            b"/a\0b", &too_long] {
+            assert!(!is_normal_absolute(bad), "{:?}", String::from_utf8_lossy(bad));
+        }
     }
 }

@@ -9,7 +9,10 @@
 //! - debugging an image without a shell: a host directory of tools shared
 //!   for the run (`--smolvm-share=TOOLS:/dbg:ro --smolvm-entry=/dbg/busybox
 //!   sh -c …`), `SMOLVM_ENTRY`, a read-only root, an entry that does not
-//!   exist (127).
+//!   exist (127); one host file added for the run as the image's `/bin/sh`
+//!   (`--smolvm-add=BUSYBOX:/bin/sh --smolvm-entry=/bin/sh`, `SMOLVM_ADD`
+//!   with a read-only root): same bytes, executable; a missing file and a
+//!   directory refused with one line (125).
 //!
 //! Needs `target/<profile>/{vmm-stub,smol-init,smolvm}`, the test kernel
 //! (`qemu::kernel`), the kernel with the extra fragment (built on first use:
@@ -103,6 +106,10 @@ fn rekernel_closure_and_debugging_end_to_end() {
     let share = format!("--smolvm-share={}:/dbg:ro", tools.display());
     let sh = share.as_str();
     let script = "ls /usr/bin; cat /dbg/note.txt; ls -l /dbg/busybox | cut -c1-10";
+    let busybox = tools.join("busybox");
+    let busybox_len = fs::metadata(&busybox).expect("busybox").len();
+    let add_sh = format!("--smolvm-add={}:/bin/sh", busybox.display());
+    let add_script = "echo ok; wc -c < /bin/sh; ls -l /bin/sh | cut -c1-10";
 
     let long = Duration::from_secs(150);
     let cases: Vec<(&str, Case)> = vec![
@@ -124,6 +131,15 @@ fn rekernel_closure_and_debugging_end_to_end() {
         ),
         ("entry of the image", Case::image(&sort, &["--smolvm-entry=/usr/bin/sort", "-r"]).stdin(&b"a\nc\nb\n"[..])),
         ("missing entry", Case::image(&sort, &["--smolvm-entry=/bin/nothing-here"])),
+        ("added shell", Case::image(&sort, &[&add_sh, "--smolvm-entry=/bin/sh", "-c", add_script])),
+        (
+            "added shell from env, read-only root",
+            Case::image(&sort, &["--smolvm-read-only", "-c", "touch /x 2>/dev/null || echo sealed; echo ok"])
+                .env("SMOLVM_ADD", format!("{}:/usr/local/bin/sh", busybox.display()))
+                .env("SMOLVM_ENTRY", "/usr/local/bin/sh"),
+        ),
+        ("added file missing", Case::image(&sort, &["--smolvm-add=/nonexistent-smolvm/busybox:/bin/sh", "--smolvm-entry=/bin/sh"])),
+        ("added file a directory", Case::image(&sort, &[&format!("--smolvm-add={}:/bin/sh", tools.display())])),
     ];
     let (names, cases): (Vec<&str>, Vec<Case>) =
         cases.into_iter().map(|(n, c)| (n, if c.timeout > long { c } else { c.timeout(long) })).unzip();
@@ -144,6 +160,16 @@ fn rekernel_closure_and_debugging_end_to_end() {
     expect("read-only root", 0, &|s| s == "sealed\nruns\n");
     expect("entry of the image", 0, &|s| s == "c\nb\na\n");
     expect("missing entry", 127, &|_| true);
+    let added = ["ok".to_string(), busybox_len.to_string(), "-rwxr-xr-x".to_string()];
+    expect("added shell", 0, &|s| s.lines().map(str::trim).eq(added.iter().map(String::as_str)));
+    expect("added shell from env, read-only root", 0, &|s| s == "sealed\nok\n");
+    for (name, why) in [("added file missing", "no such file"), ("added file a directory", "not a regular file")] {
+        let o = get(name);
+        let err = o.stderr_lossy();
+        if o.status != Some(125) || err.lines().count() != 1 || !err.contains("--smolvm-add ") || !err.contains(why) {
+            failures.push(show(name, o));
+        }
+    }
     assert!(failures.is_empty(), "{} of {} cases failed:\n{}", failures.len(), names.len(), failures.join("\n---\n"));
     fs::remove_dir_all(&dir).ok();
 }

@@ -6,7 +6,7 @@
 //! | 1 `CONSOLE_STDERR` | console → host stderr | `/dev/hvc1` |
 //! | 2 `CONSOLE_CONTROL` | multiport console: signal, stdin, stdout, stderr ports | `/dev/vport2p1` … `/dev/vport2p4` |
 //! | 3 `ROOTFS` | block, read-only, the image's rootfs section | `/dev/vda` |
-//! | 4.. | extra disks (`--smolvm-disk`), then 9p shares, the network, the balloon (`start.rs`) | `/dev/vdb`, ... |
+//! | 4.. | extra disks (`--smolvm-disk`, then a read-only one per `--smolvm-add` file), then 9p shares, the network, the balloon (`start.rs`) | `/dev/vdb`, ... |
 //!
 //! Terminal mode (stdin and stdout are terminals, see `hostio::tty`): the
 //! app's stdin and stdout are `/dev/hvc0`, and the runtime config carries a
@@ -16,7 +16,7 @@
 //!
 //! Usage in `start.rs` (devices live on its stack or in .bss, no allocator):
 //! ```ignore
-//! let disks: Vec<DiskFile, MAX_DISKS> = /* devices::open_disk(spec) per DiskSpec */;
+//! let disks: Vec<DiskFile, MAX_EXTRA_DISKS> = /* devices::open_disk(spec) per DiskSpec, then per added file */;
 //! let mut devs = Devices::new(terminal, rootfs, &disks);
 //! let mut transports = devs.transports();
 //! transports.add_dynamic(share);                       // per 9p share, in order
@@ -26,7 +26,7 @@
 
 use crate::bus::{slot_irq, Bus};
 use crate::hostio::tty::WinSize;
-use crate::options::{DiskSpec, MAX_DISKS, MAX_SHARES};
+use crate::options::{DiskSpec, MAX_ADDS, MAX_DISKS, MAX_SHARES};
 use crate::out;
 use crate::sys::cell::TakeOnce;
 use crate::sys::path::{c_path, PATH_MAX};
@@ -39,11 +39,18 @@ use rustix::fd::{AsFd, BorrowedFd, OwnedFd};
 use rustix::fs::{self, FileType, FlockOperation, Mode, OFlags};
 use rustix::io::Errno;
 
+/// Most extra disks: the data disks and one per added file.
+pub const MAX_EXTRA_DISKS: usize = MAX_DISKS + MAX_ADDS;
+
+const _: () = assert!(MAX_EXTRA_DISKS <= 12);
+
 /// An open extra disk.
 pub struct DiskFile {
     fd: OwnedFd,
-    len: u64,
+    pub len: u64,
     read_only: bool,
+    /// The file's read, write and execute bits (`st_mode & 0o777`).
+    pub mode: u32,
 }
 
 /// Why an extra disk could not be used.
@@ -75,7 +82,10 @@ pub fn open_disk(spec: DiskSpec<'_>) -> Result<DiskFile, DiskError> {
     let mut buf = [0; PATH_MAX];
     let path = c_path(spec.path, &mut buf).map_err(DiskError::Open)?;
     let mode = if spec.read_only { OFlags::RDONLY } else { OFlags::RDWR };
-    let fd = fs::open(path, mode | OFlags::CLOEXEC | OFlags::NOCTTY, Mode::empty()).map_err(DiskError::Open)?;
+    // NONBLOCK: a FIFO is refused below instead of waiting for a writer
+    // (regular files ignore the flag).
+    let flags = mode | OFlags::CLOEXEC | OFlags::NOCTTY | OFlags::NONBLOCK;
+    let fd = fs::open(path, flags, Mode::empty()).map_err(DiskError::Open)?;
     let st = fs::fstat(&fd).map_err(DiskError::Open)?;
     if FileType::from_raw_mode(st.st_mode) != FileType::RegularFile {
         return Err(DiskError::NotRegular);
@@ -83,7 +93,7 @@ pub fn open_disk(spec: DiskSpec<'_>) -> Result<DiskFile, DiskError> {
     let lock = if spec.read_only { FlockOperation::NonBlockingLockShared } else { FlockOperation::NonBlockingLockExclusive };
     fs::flock(&fd, lock).map_err(|_| DiskError::InUse)?;
     let len = u64::try_from(st.st_size).map_err(|_| DiskError::NotRegular)?;
-    Ok(DiskFile { fd, len, read_only: spec.read_only })
+    Ok(DiskFile { fd, len, read_only: spec.read_only, mode: st.st_mode & 0o777 })
 }
 
 /// The rootfs section of the image file: `(fd, offset, len)`.
@@ -95,7 +105,7 @@ pub struct Devices<'f> {
     stderr: Console<'f>,
     control: Control<'f>,
     rootfs: Option<Block<'f>>,
-    disks: heapless::Vec<Block<'f>, MAX_DISKS>,
+    disks: heapless::Vec<Block<'f>, MAX_EXTRA_DISKS>,
 }
 
 impl<'f> Devices<'f> {
@@ -103,9 +113,9 @@ impl<'f> Devices<'f> {
     pub fn new(terminal: Option<WinSize>, rootfs: Option<RootfsSection<'f>>, disks: &'f [DiskFile]) -> Self {
         let stdin = out::stdin();
         let mut list = heapless::Vec::new();
-        for (i, d) in (0..MAX_DISKS).zip(disks) {
+        for (i, d) in (0..MAX_EXTRA_DISKS).zip(disks) {
             let mut id = *b"smolvm-disk0";
-            id[11] = b'0' + u8::try_from(i).unwrap_or(0);
+            id[11] = b"0123456789ab"[i % 12]; // i < MAX_EXTRA_DISKS = 12
             let _ = list.push(Block::new(d.fd.as_fd(), 0, d.len, d.read_only, &id));
         }
         Devices {
@@ -185,6 +195,13 @@ mod tests {
         std::fs::remove_file(&p).expect("rm");
         assert_eq!(open_disk(DiskSpec { path, read_only: true, guest: None }).err(), Some(DiskError::Open(Errno::NOENT)));
         assert_eq!(open_disk(DiskSpec { path: b"/", read_only: true, guest: None }).err(), Some(DiskError::NotRegular));
+        assert_eq!(open_disk(DiskSpec { path: b"/dev/null", read_only: true, guest: None }).err(), Some(DiskError::NotRegular));
+        // A FIFO without a writer: refused at once, not waited on.
+        let fifo = std::env::temp_dir().join(format!("smolvm-fifo-{}", std::process::id()));
+        fs::mknodat(fs::CWD, &fifo, FileType::Fifo, Mode::from_raw_mode(0o600), 0).expect("mkfifo");
+        let path = fifo.as_os_str().as_encoded_bytes();
+        assert_eq!(open_disk(DiskSpec { path, read_only: true, guest: None }).err(), Some(DiskError::NotRegular));
+        std::fs::remove_file(&fifo).expect("rm");
     }
 
     #[test]

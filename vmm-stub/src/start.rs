@@ -6,11 +6,11 @@ use crate::boot::load::{self, KernelFile, LoadError};
 use crate::boot::{cpu, params::*};
 use crate::bus::Bus;
 use crate::cmdline::Cmdline;
-use crate::devices::{self, DiskFile, Devices};
+use crate::devices::{self, DiskFile, Devices, MAX_EXTRA_DISKS};
 use crate::hostio::tty::WinSize;
 use crate::sys::kvm::{Kvm, Vcpu, Vm};
 use crate::mem::{GuestAddress, GuestMemory, PAGE_SIZE};
-use crate::options::{DiskSpec, OptError, Options, HELP, MAX_DISKS, MAX_SHARES};
+use crate::options::{AddSpec, DiskSpec, OptError, Options, HELP, MAX_SHARES};
 use crate::out::{self, fail, fail_errno, Line};
 use crate::payload::{Payload, PayloadError};
 use crate::serial::{Serial, Sink};
@@ -99,9 +99,9 @@ pub fn main(args: CStrings, env: CStrings) -> u8 {
     // SIGTERM from here on waits for the handlers, which restore the terminal.
     crate::hostio::signals::hold_terminating();
     let terminal = crate::hostio::tty::enter_raw();
-    let disks = open_disks(disk_specs, opts.disks_given);
+    let disks = open_disks(disk_specs, opts.disks_given, &opts.adds);
     if disks.len().wrapping_add(opts.shares.len()) > MAX_SHARES { // each at most MAX_SHARES
-        Line::new().s("too many disks and shares: at most ").u(MAX_SHARES as u64).s(" together").fail();
+        Line::new().s("too many disks, added files and shares: at most ").u(MAX_SHARES as u64).s(" together").fail();
     }
     let shares = open_shares(&opts);
     let rootfs = payload.section(Kind::Rootfs).map(|s| (payload.fd(), s.offset, s.len));
@@ -142,7 +142,8 @@ pub fn main(args: CStrings, env: CStrings) -> u8 {
     }
     let initrd_max = kernel.bz.as_ref().map_or(u64::from(u32::MAX), |(b, _)| u64::from(b.initrd_addr_max));
     let app_args = args.skip(opts.consumed.wrapping_add(1)); // argv[0] and the consumed flags
-    let (initrd, initrd_len) = place_initrd(&mut mem, &payload, kernel.end, initrd_max, &opts, disk_specs, terminal, guest_net, app_args);
+    let added = disks.get(disk_specs.len()..).unwrap_or_default();
+    let (initrd, initrd_len) = place_initrd(&mut mem, &payload, kernel.end, initrd_max, &opts, disk_specs, added, terminal, guest_net, app_args);
     drop(defaults);
     drop(manifest);
     write_boot_data(&mut mem, &kernel, &cmdline, initrd, initrd_len)
@@ -181,19 +182,26 @@ pub fn main(args: CStrings, env: CStrings) -> u8 {
 }
 
 /// Opens the disk files (`given`: from `--smolvm-disk`, else the image's
-/// defaults), or fails with a message naming the file.
-fn open_disks(specs: &[DiskSpec<'_>], given: bool) -> heapless::Vec<DiskFile, MAX_DISKS> {
+/// defaults), then each added file as a read-only disk after them, or fails
+/// with a message naming the file.
+fn open_disks(specs: &[DiskSpec<'_>], given: bool, adds: &[AddSpec<'_>]) -> heapless::Vec<DiskFile, MAX_EXTRA_DISKS> {
     let mut disks = heapless::Vec::new();
-    for &spec in specs {
+    let added = adds.iter().map(|a| DiskSpec { path: a.host, read_only: true, guest: None });
+    for (i, spec) in specs.iter().copied().chain(added).enumerate() {
         match devices::open_disk(spec) {
             Ok(d) => {
-                disks.push(d).unwrap_or_else(|_| fail("too many disks and shares")); // at most MAX_DISKS specs
+                // At most MAX_DISKS specs and MAX_ADDS adds.
+                disks.push(d).unwrap_or_else(|_| fail("too many disks and shares"));
             }
             Err(e) => {
                 let mut l = Line::new();
-                l.s("disk ").b(spec.path);
-                if !given {
-                    l.s(" (an image default; --smolvm-disk=PATH or =none replaces it)");
+                if i >= specs.len() {
+                    l.s("--smolvm-add ").b(spec.path);
+                } else {
+                    l.s("disk ").b(spec.path);
+                    if !given {
+                        l.s(" (an image default; --smolvm-disk=PATH or =none replaces it)");
+                    }
                 }
                 l.s(": ").s(e.message()).fail()
             }
@@ -237,6 +245,7 @@ fn place_initrd(
     initrd_max: u64,
     opts: &Options<'_>,
     disks: &[DiskSpec<'_>],
+    added: &[DiskFile],
     terminal: Option<WinSize>,
     net: Option<crate::network::GuestNet>,
     app_args: impl Iterator<Item = &'static [u8]>,
@@ -279,7 +288,7 @@ fn place_initrd(
     let Some((cpio_buf, scratch)) = region.split_at_mut_checked(region.len().saturating_sub(MAX_CONFIG_LEN)) else {
         fail("guest memory is too small for the initramfs")
     };
-    let config = runtime_config(scratch, opts, disks, terminal, net, app_args)
+    let config = runtime_config(scratch, opts, disks, added, terminal, net, app_args)
         .unwrap_or_else(|e| Line::new().s("run-time arguments: ").s(e.message()).fail());
     let mut w = CpioWriter::new(cpio_buf, 0x7000_0000);
     let written = w.dir(b"smolvm", 0o755)
@@ -294,6 +303,7 @@ fn runtime_config<'b>(
     buf: &'b mut [u8],
     opts: &Options<'_>,
     disks: &[DiskSpec<'_>],
+    added: &[DiskFile],
     terminal: Option<WinSize>,
     net: Option<crate::network::GuestNet>,
     app_args: impl Iterator<Item = &'static [u8]>,
@@ -324,6 +334,14 @@ fn runtime_config<'b>(
         let Some(guest) = d.guest else { continue };
         let dev = [b'v', b'd', b'b'.wrapping_add(n as u8)];
         w.push(Key::Disk, &[&dev, guest, if d.read_only { b"ro" } else { b"rw" }])?;
+    }
+    for (n, (add, file)) in opts.adds.iter().zip(added).enumerate() {
+        // Their disks follow the data disks (together at most MAX_EXTRA_DISKS < 25).
+        let dev = [b'v', b'd', b'b'.wrapping_add(disks.len().wrapping_add(n) as u8)];
+        let octal = |shift: u32| b'0' | (file.mode >> shift & 7) as u8;
+        let mut len_mode = Line::bare();
+        len_mode.u(file.len).s(" ").b(&[octal(6), octal(3), octal(0)]);
+        w.push(Key::Add, &[&dev, add.guest, len_mode.as_bytes()])?;
     }
     if let Some(read_only) = opts.read_only {
         // Over the manifest's record either way (`no` opens a --read-only image).

@@ -24,7 +24,7 @@ const _: () = assert!(MAX_DISKS < 25);
 /// Most `--smolvm-share` options: every dynamic slot (disks share them).
 pub const MAX_SHARES: usize = MMIO_MAX_SLOTS - slot::FIRST_DYNAMIC;
 
-pub use linker::disk::{DiskSpec, MAX_DISKS, MAX_GUEST_PATH};
+pub use linker::disk::{DiskSpec, MAX_ADDS, MAX_DISKS, MAX_GUEST_PATH};
 
 /// `--smolvm-share=HOST:GUEST[:ro]` (or `SMOLVM_SHARE`): host directory
 /// HOST mounted at the absolute guest path GUEST over 9p, mount tag
@@ -51,59 +51,70 @@ impl<'a> ShareSpec<'a> {
     }
 }
 
+/// `--smolvm-add=HOST:GUEST` (or `SMOLVM_ADD`): host file HOST copied to
+/// guest path GUEST for this run. HOST may contain `:` but not `:/`; GUEST
+/// is absolute and normal (`linker::disk::is_normal_absolute`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AddSpec<'a> {
+    /// Not empty; no NUL byte.
+    pub host: &'a [u8],
+    pub guest: &'a [u8],
+}
+
+impl<'a> AddSpec<'a> {
+    pub fn parse(v: &'a [u8]) -> Option<AddSpec<'a>> {
+        let i = v.windows(2).rposition(|w| w == b":/")?;
+        let (host, guest) = (v.get(..i)?, v.get(i.wrapping_add(1)..)?);
+        let ok = !host.is_empty() && !host.contains(&0) && linker::disk::is_normal_absolute(guest);
+        ok.then_some(AddSpec { host, guest })
+    }
+}
+
 pub const HELP: &str = "\
 usage: APP.vm [--smolvm-OPTION...] [ARG...]
-Runs the app inside its own KVM virtual machine; ARGs replace the image's
-default arguments. Leading --smolvm-* options are taken by smolvm:
-  --smolvm-mem=MIB        guest memory in MiB (suffix G for GiB)  [SMOLVM_MEM]
-  --smolvm-log=WHAT       kernel: show the guest kernel's console on stderr;
-                          debug: trace smolvm and smol-init steps  [SMOLVM_LOG]
-  --smolvm-env=NAME=VAL   set an environment variable for the app (repeatable)
-  --smolvm-workdir=DIR    working directory of the app            [SMOLVM_WORKDIR]
-  --smolvm-disk=PATH[:ro][:/GUEST/PATH]
-                          attach a host file as /dev/vdb, vdc, ... (repeatable;
-                          read-write unless :ro); with GUEST/PATH its ext4 or
-                          squashfs file system is mounted there. Replaces the
-                          image's default disks; =none attaches none [SMOLVM_DISK]
+Runs the app in its own KVM virtual machine; ARGs replace its default args.
+Leading --smolvm-* options are smolvm's:
+  --smolvm-mem=MIB        guest memory in MiB (suffix G for GiB)
+  --smolvm-log=WHAT       kernel: the guest kernel's console on stderr;
+                          debug: trace each step; or kernel,debug
+  --smolvm-env=NAME=VAL   set a variable for the app (repeatable)
+  --smolvm-workdir=DIR    working directory of the app
+  --smolvm-disk=PATH[:ro][:/GUEST]
+                          host file as /dev/vdb, vdc, ... (repeatable); its
+                          ext4/squashfs mounted at GUEST. Replaces the image's
+                          disks; =none attaches none
   --smolvm-share=HOST:GUEST[:ro]
-                          share host directory HOST at absolute guest path
-                          GUEST over 9p (repeatable; read-write unless :ro;
-                          SMOLVM_SHARE takes several separated by ,) [SMOLVM_SHARE]
+                          host directory at GUEST over 9p (repeatable)
+  --smolvm-add=HOST:GUEST copy host file HOST to GUEST for this run only
+                          (repeatable, at most 4)
   --smolvm-net[=passt|tap:NAME|none]
-                          network: passt (default; user-mode, no root: outbound
-                          TCP/UDP/ping and DNS), an existing TAP device NAME
-                          (needs --smolvm-ip), or none even if the image asks
-                          for it. Without this or a default in the image the
-                          VM has no network device at all   [SMOLVM_NET=1|...]
+                          network: passt (user-mode, no root), TAP device NAME
+                          (needs --smolvm-ip) or none. Default: the image's
   --smolvm-publish=[HOST_IP:]HOST_PORT:GUEST_PORT[/udp]
-                          forward a host port to the guest (repeatable; implies
-                          passt). Binds 127.0.0.1 unless HOST_IP is given:
-                          Docker's 0.0.0.0 default exposes the port to every
-                          network the host is on, often past its firewall
-                          (SMOLVM_PUBLISH takes several separated by ,)
+                          forward a host port (repeatable; implies passt;
+                          binds 127.0.0.1 unless HOST_IP)
   --smolvm-ip=ADDR/PREFIX[@GATEWAY]
-                          the guest's IPv4 address with tap:NAME [SMOLVM_IP]
+                          the guest's IPv4 address with tap:NAME
   --smolvm-net-host-loopback
-                          let the guest reach the host's 127.0.0.1 services
-                          through the gateway 10.0.2.2 (off by default; a
-                          published UDP port still gets its replies through)
+                          let the guest reach host 127.0.0.1 at 10.0.2.2
   --smolvm-read-only[=yes|no]
-                          keep the root filesystem read-only (the strict
-                          sandbox); =no gives a writable root even when the
-                          image was built --read-only. By default the root
-                          is writable, changes vanish at exit [SMOLVM_READ_ONLY=1|0]
-  --smolvm-entry=PATH     run PATH, not the app [SMOLVM_ENTRY]
+                          root read-only; =no: writable even if the image is
+                          read-only (default: writable, changes vanish at exit)
+  --smolvm-entry=PATH     run PATH, not the app
   --smolvm-force          boot even if KVM looks unfit
-  --smolvm-balloon=no     keep memory the guest frees (default: given back
-                          to the host by free page reporting) [SMOLVM_BALLOON=0]
+  --smolvm-balloon=no     keep memory the guest frees
   --smolvm-trust=FILE     run only images signed by a key in FILE (default
-                          /etc/smolvm/trust when it exists)       [SMOLVM_TRUST]
-  --smolvm-no-services    run the app without the image's services [SMOLVM_NO_SERVICES=1]
-  --smolvm-info           describe the image (and its services), exit
-  --smolvm-no-seccomp     UNSAFE, debugging only: no system-call filter,
-                          a guest escape gets the user's full rights [SMOLVM_NO_SECCOMP=1]
+                          /etc/smolvm/trust if it exists)
+  --smolvm-no-services    run the app without the image's services
+  --smolvm-info           describe the image, exit
+  --smolvm-no-seccomp     UNSAFE, debugging only: no system-call filter, a
+                          guest escape gets your rights
   --smolvm-help           this text
-Exit status: the app's; 125 when smolvm itself fails (bad image, no /dev/kvm,
+Each option is also a variable, which the flag beats: SMOLVM_MEM=2G is
+--smolvm-mem=2G, SMOLVM_FORCE=1 is --smolvm-force; SMOLVM_SHARE, _ADD and
+_PUBLISH take values separated by ,. Not variables: --smolvm-env,
+-net-host-loopback, -info, -help.
+Exit status: the app's; 125 when smolvm fails (bad image or option, no KVM,
 guest kernel crash), 126/127 when the app cannot be run or found.";
 
 /// The image manifest's defaults for run-time options, in record order.
@@ -175,6 +186,8 @@ pub struct Options<'a> {
     /// `--smolvm-read-only[=yes|no]` / `SMOLVM_READ_ONLY=1|0|yes|no`: the
     /// root filesystem's mode, over the image's default (`None`: not given).
     pub read_only: Option<bool>,
+    /// `--smolvm-add` values, in order; `SMOLVM_ADD` first.
+    pub adds: heapless::Vec<AddSpec<'a>, MAX_ADDS>,
     /// `--smolvm-entry` / `SMOLVM_ENTRY`: not empty.
     pub entry: Option<&'a [u8]>,
     /// `--smolvm-force`: boot even on a host that looks unable to run Linux.
@@ -268,19 +281,20 @@ enum Opt {
     Balloon,
     Entry,
     Force,
+    Add,
 }
 
-const FLAGS: [&[u8]; 19] = [
+const FLAGS: [&[u8]; 20] = [
     b"mem", b"log", b"env", b"workdir", b"disk", b"share", b"info", b"help", b"no-seccomp", b"net", b"publish", b"ip",
-    b"net-host-loopback", b"read-only", b"no-services", b"balloon", b"trust", b"entry", b"force",
+    b"net-host-loopback", b"read-only", b"no-services", b"balloon", b"trust", b"entry", b"force", b"add",
 ];
-const OPTS: [Opt; 19] = [
+const OPTS: [Opt; 20] = [
     Opt::Mem, Opt::Log, Opt::Env, Opt::Workdir, Opt::Disk, Opt::Share, Opt::Info, Opt::Help, Opt::NoSeccomp, Opt::Net,
     Opt::Publish, Opt::Ip, Opt::NetHostLoopback, Opt::ReadOnly, Opt::NoServices, Opt::Balloon, Opt::Trust, Opt::Entry,
-    Opt::Force,
+    Opt::Force, Opt::Add,
 ];
 /// The `SMOLVM_*` variables (after the prefix).
-const VARS: [(&[u8], Opt); 15] = [
+const VARS: [(&[u8], Opt); 16] = [
     (b"TRUST", Opt::Trust),
     (b"NO_SERVICES", Opt::NoServices),
     (b"ENTRY", Opt::Entry),
@@ -296,6 +310,7 @@ const VARS: [(&[u8], Opt); 15] = [
     (b"NO_SECCOMP", Opt::NoSeccomp),
     (b"DISK", Opt::Disk),
     (b"SHARE", Opt::Share),
+    (b"ADD", Opt::Add),
 ];
 
 impl<'a> Options<'a> {
@@ -320,6 +335,7 @@ impl<'a> Options<'a> {
             Opt::Publish => self.publish.push(Publish::parse(v).ok_or(bad)?).map_err(|_| OptError::TooMany(culprit))?,
             Opt::Entry if !v.is_empty() => self.entry = Some(v),
             Opt::Entry => return Err(bad),
+            Opt::Add => self.adds.push(AddSpec::parse(v).ok_or(bad)?).map_err(|_| OptError::TooMany(culprit))?,
             _ => {
                 let share = ShareSpec::parse(v).ok_or(bad)?;
                 self.shares.push(share).map_err(|_| OptError::TooMany(culprit))?
@@ -343,7 +359,7 @@ impl<'a> Options<'a> {
                 Opt::NoServices => o.no_services |= v == b"1",
                 Opt::Workdir => o.workdir = Some(v),
                 Opt::Trust => o.trust = Some(v).filter(|v| !v.is_empty()),
-                Opt::Share | Opt::Publish => {
+                Opt::Share | Opt::Publish | Opt::Add => {
                     for v in v.split(|&b| b == b',').filter(|v| !v.is_empty()) {
                         o.set(which, v, var)?;
                     }
@@ -374,7 +390,7 @@ impl<'a> Options<'a> {
                 (Opt::Env, Some(v)) if v.iter().position(|&b| b == b'=').is_some_and(|i| i > 0) => {
                     o.env.push(v).map_err(|_| OptError::TooMany(arg))?
                 }
-                (Opt::Mem | Opt::Log | Opt::Disk | Opt::Share | Opt::Net | Opt::Ip | Opt::Publish | Opt::ReadOnly | Opt::Balloon | Opt::Entry, Some(v)) => {
+                (Opt::Mem | Opt::Log | Opt::Disk | Opt::Share | Opt::Net | Opt::Ip | Opt::Publish | Opt::ReadOnly | Opt::Balloon | Opt::Entry | Opt::Add, Some(v)) => {
                     o.set(which, v, arg)?
                 }
                 _ => return Err(OptError::BadValue(arg)),
@@ -576,6 +592,30 @@ mod tests {
         }
         let many: Vec<&[u8]> = vec![b"--smolvm-publish=1:1"; MAX_PUBLISH + 1];
         assert!(matches!(parse(&many, &[]), Err(OptError::TooMany(_))));
+    }
+
+    #[test]
+    fn added_files_accumulate_and_odd_values_are_refused() {
+        let o = parse(&[b"--smolvm-add=/bin/busybox:/bin/sh", b"--smolvm-add=a:b:/usr/bin/x"], &[b"SMOLVM_ADD=/e:/x,,f:/y"])
+            .expect("valid");
+        let add = |host, guest| AddSpec { host, guest };
+        let want = [add(b"/e", b"/x"), add(b"f", b"/y"), add(b"/bin/busybox", b"/bin/sh"), add(b"a:b", b"/usr/bin/x")];
+        assert_eq!(o.adds.as_slice(), &want, "the variable's first, then the flags, in order");
+        assert_eq!(AddSpec::parse(b"/h:/a:/b"), Some(add(b"/h:/a", b"/b")), "split at the last :/");
+        for bad in [
+            &b"--smolvm-add"[..], b"--smolvm-add=", b"--smolvm-add=/bin/busybox", b"--smolvm-add=:/bin/sh",
+            b"--smolvm-add=/h:bin/sh", b"--smolvm-add=/h:/", b"--smolvm-add=/h://", b"--smolvm-add=/h:/bin/",
+            b"--smolvm-add=/h:/bin//sh", b"--smolvm-add=/h:/../etc/passwd", b"--smolvm-add=/h:/a/../b", b"--smolvm-add=/h:/.",
+            b"--smolvm-add=/h:/a/./b", b"--smolvm-add=/h\0x:/a", b"--smolvm-add=/h:/a\0b",
+        ] {
+            assert_eq!(parse(&[bad], &[]).err(), Some(OptError::BadValue(bad)), "{}", String::from_utf8_lossy(bad));
+        }
+        let long = [b"--smolvm-add=/h:/".as_slice(), &[b'a'; MAX_GUEST_PATH]].concat();
+        assert_eq!(parse(&[&long], &[]).err(), Some(OptError::BadValue(&long[..])), "guest path over MAX_GUEST_PATH");
+        assert!(parse(&[], &[b"SMOLVM_ADD=/h:rel"]).is_err());
+        let many: Vec<&[u8]> = vec![b"--smolvm-add=/h:/g"; MAX_ADDS + 1];
+        assert!(parse(&many[..MAX_ADDS], &[]).is_ok());
+        assert_eq!(parse(&many, &[]).err(), Some(OptError::TooMany(b"--smolvm-add=/h:/g")));
     }
 
     #[test]
