@@ -91,8 +91,9 @@ Leading --smolvm-* options are smolvm's:
                           network: passt (user-mode, no root), TAP device NAME
                           (needs --smolvm-ip) or none. Default: the image's
   --smolvm-publish=[HOST_IP:]HOST_PORT:GUEST_PORT[/udp]
-                          forward a host port (repeatable; implies passt;
-                          binds 127.0.0.1 unless HOST_IP)
+                          forward a host port (repeatable; implies passt).
+                          Binds 127.0.0.1 unless HOST_IP: Docker's 0.0.0.0
+                          default opens the port to every network
   --smolvm-ip=ADDR/PREFIX[@GATEWAY]
                           the guest's IPv4 address with tap:NAME
   --smolvm-net-host-loopback
