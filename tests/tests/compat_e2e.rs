@@ -261,6 +261,12 @@ fn py_modules() -> Vec<String> {
     }
 }
 
+/// Test cases run on neither side: AF_VSOCK, a host-to-hypervisor socket the
+/// guest kernel does not have (no use to a smolvm app); on a host that is
+/// itself a VM with vsock, test_socket's ThreadedVSOCKSocketStreamTest blocks
+/// in accept() for ever.
+const PY_IGNORE: &str = "*VSOCK*";
+
 /// Tests that pass on the host and may not in the guest, with the reason.
 /// Matched as a prefix of `module.Class.test`.
 const EXCUSED: [(&str, &str); 1] = [(
@@ -314,7 +320,8 @@ fn python_result_lines_are_parsed() {
 
 fn python_on_host(module: &str, dir: &Path) -> BTreeMap<String, String> {
     let o = Command::new("/usr/bin/python3")
-        .args(["-m", "test", "-v", module])
+        // A hanging host test must not stall the suite (the guest side has its case timeout).
+        .args(["-m", "test", "-v", "--timeout", "600", "-i", PY_IGNORE, module])
         .current_dir(dir)
         .env_clear()
         .env("PATH", lab::DEFAULT_PATH)
@@ -359,7 +366,7 @@ fn compat_full() {
     let modules = py_modules();
     for m in &modules {
         // lo up first: smol-init does it once #18's network set-up is merged (then a no-op).
-        let run = format!("cd /tmp && python3 -c 'import sys; sys.path[0] = \"/compat\"; import guest; guest.lo_up()' && python3 -m test -v {m}");
+        let run = format!("cd /tmp && python3 -c 'import sys; sys.path[0] = \"/compat\"; import guest; guest.lo_up()' && python3 -m test -v -i '{PY_IGNORE}' {m}");
         named.push((m.clone(), Case::image(&img, &["-c", &run]).timeout(Duration::from_secs(900))));
     }
     let short = Duration::from_secs(300);
