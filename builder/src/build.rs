@@ -70,7 +70,7 @@ pub struct BuildArgs {
     /// Guest memory, e.g. 256M or 1G (default: 128M, chosen by the stub).
     #[arg(long, value_name = "SIZE")]
     pub mem: Option<String>,
-    /// Guest hostname.
+    /// Guest hostname (default: smolvm; /etc/hosts maps it to the guest's address).
     #[arg(long)]
     pub hostname: Option<String>,
     /// Run the app as UID or UID:GID (numeric; default 0:0).

@@ -10,6 +10,10 @@ use linker::config::{self, ConfigError, Key};
 pub const DEFAULT_PATH: &[u8] = b"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 /// Linux refuses longer hostnames (`__NEW_UTS_LEN`).
 const MAX_HOSTNAME: usize = 64;
+/// The hostname of an image built without `--hostname`. The kernel's own
+/// "(none)" is not a name: programs that resolve their hostname (python's
+/// socket tests, JVMs, mail tools) failed; this one is in /etc/hosts.
+pub const DEFAULT_HOSTNAME: &[u8] = b"smolvm";
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum RootFs {
@@ -62,6 +66,7 @@ pub struct Plan<'a> {
     /// `NAME=value` strings, each name once.
     pub env: Vec<&'a [u8]>,
     pub workdir: Option<&'a [u8]>,
+    /// [`DEFAULT_HOSTNAME`] unless the image names one.
     pub hostname: Option<&'a [u8]>,
     pub user: Option<User>,
     pub rootfs: RootFs,
@@ -150,7 +155,7 @@ impl<'a> Plan<'a> {
             args: Vec::new(),
             env: Vec::new(),
             workdir: None,
-            hostname: None,
+            hostname: Some(DEFAULT_HOSTNAME),
             user: None,
             rootfs: RootFs::Squashfs,
             read_only: false,
