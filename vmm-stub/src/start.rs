@@ -329,15 +329,15 @@ fn runtime_config<'b>(
         tag.s(abi::SHARE_TAG_PREFIX).u(n as u64);
         w.push(Key::Share, &[tag.as_bytes(), s.guest, if s.read_only { b"ro" } else { b"rw" }])?;
     }
+    // The root is vda; the data disks follow in order, then one per added
+    // file (together at most MAX_EXTRA_DISKS < 25).
+    let extra_disk = |n: usize| [b'v', b'd', b'b'.wrapping_add(n as u8)];
     for (n, d) in disks.iter().enumerate() {
-        // The root is vda; the disks follow in order (at most MAX_DISKS < 25).
         let Some(guest) = d.guest else { continue };
-        let dev = [b'v', b'd', b'b'.wrapping_add(n as u8)];
-        w.push(Key::Disk, &[&dev, guest, if d.read_only { b"ro" } else { b"rw" }])?;
+        w.push(Key::Disk, &[&extra_disk(n), guest, if d.read_only { b"ro" } else { b"rw" }])?;
     }
     for (n, (add, file)) in opts.adds.iter().zip(added).enumerate() {
-        // Their disks follow the data disks (together at most MAX_EXTRA_DISKS < 25).
-        let dev = [b'v', b'd', b'b'.wrapping_add(disks.len().wrapping_add(n) as u8)];
+        let dev = extra_disk(disks.len().wrapping_add(n));
         let octal = |shift: u32| b'0' | (file.mode >> shift & 7) as u8;
         let mut len_mode = Line::bare();
         len_mode.u(file.len).s(" ").b(&[octal(6), octal(3), octal(0)]);
