@@ -30,7 +30,7 @@ impl Interrupts for Vm {
 /// What a device may touch while it handles an access.
 pub struct Ctx<'a> {
     /// Guest RAM, through its checked accessors.
-    pub mem: &'a mut GuestMemory,
+    pub mem: &'a GuestMemory,
     /// The VM's interrupt lines.
     pub irq: &'a dyn Interrupts,
 }

@@ -21,19 +21,9 @@ pub struct Payload {
     image: Image,
 }
 
-/// Reads exactly `buf.len()` bytes at `offset`.
+/// Reads exactly `buf.len()` bytes at `offset` (`EIO` if the file ends first).
 pub fn pread_exact(fd: BorrowedFd<'_>, buf: &mut [u8], offset: u64) -> io::Result<()> {
-    let mut done = 0;
-    while done < buf.len() {
-        let at = offset.checked_add(done as u64).ok_or(Errno::INVAL)?;
-        match io::pread(fd, buf.get_mut(done..).unwrap_or_default(), at) {
-            Ok(0) => return Err(Errno::IO), // the file shrank under us
-            Ok(n) => done = done.wrapping_add(n), // n <= what was left
-            Err(Errno::INTR) => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(())
+    crate::sys::io::pread_exact(fd, buf.into(), offset)
 }
 
 fn open_ro(path: &core::ffi::CStr) -> io::Result<OwnedFd> {

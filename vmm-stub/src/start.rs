@@ -88,7 +88,7 @@ pub fn main(args: CStrings, env: CStrings) -> u8 {
 
     let kernel_section = required(&payload, Kind::Kernel);
     let kfile = KernelFile { fd: payload.fd(), offset: kernel_section.offset, len: kernel_section.len };
-    let kernel = match load::load(&mut mem, kfile) {
+    let kernel = match load::load(&mem, kfile) {
         Ok(k) => k,
         Err(LoadError::TooSmall) => Line::new().s("guest memory (").u(u64::from(mem_mib)).s(" MiB) is too small for the kernel; raise --smolvm-mem").fail(),
         Err(e) => Line::new().s(e.message()).s(" (rebuild the image with `smolvm build`)").fail(),
@@ -283,7 +283,7 @@ fn place_initrd(
     let cpio_at = data_end.wrapping_add(pad as u64);
     mem.write_slice(GuestAddress(data_end), &[0; 3][..pad])
         .unwrap_or_else(|| fail("guest memory is too small for the initramfs"));
-    let region = mem.slice_mut(GuestAddress(cpio_at), top.wrapping_sub(cpio_at))
+    let region = mem.boot_slice_mut(GuestAddress(cpio_at), top.wrapping_sub(cpio_at))
         .unwrap_or_else(|| fail("guest memory is too small for the initramfs"));
     let Some((cpio_buf, scratch)) = region.split_at_mut_checked(region.len().saturating_sub(MAX_CONFIG_LEN)) else {
         fail("guest memory is too small for the initramfs")

@@ -18,6 +18,19 @@ use vmm_stub::virtio::queue::testdriver::{self, publish, set_desc, F_NEXT, F_WRI
 use vmm_stub::virtio::queue::Queue;
 use vmm_stub::virtio::VirtioDevice;
 
+/// A copy of guest RAM (the stub hands out no slices into it).
+trait ToVec {
+    fn to_vec(&self, addr: GuestAddress, len: u64) -> Option<Vec<u8>>;
+}
+
+impl ToVec for GuestMemory {
+    fn to_vec(&self, addr: GuestAddress, len: u64) -> Option<Vec<u8>> {
+        let mut v = vec![0; usize::try_from(len).ok()?];
+        self.read_slice(addr, &mut v)?;
+        Some(v)
+    }
+}
+
 const PAGE: u64 = 4096;
 /// 64 pages of RAM; the rings live in pages 1..4 (testdriver), the rest is "free" data.
 const RAM: u64 = 64 * PAGE;
@@ -41,11 +54,9 @@ impl In<'_> {
     }
 }
 
-fn fill(mem: &mut GuestMemory) {
-    let data = mem.slice_mut(GuestAddress(DATA), RAM - DATA).expect("ram");
-    for (k, b) in data.iter_mut().enumerate() {
-        *b = (k as u8).wrapping_mul(13) | 1; // never zero
-    }
+fn fill(mem: &GuestMemory) {
+    let data: Vec<u8> = (0..RAM - DATA).map(|k| (k as u8).wrapping_mul(13) | 1).collect(); // never zero
+    mem.write_slice(GuestAddress(DATA), &data).expect("ram");
 }
 
 fuzz_target!(|data: &[u8]| {
@@ -54,9 +65,9 @@ fuzz_target!(|data: &[u8]| {
 
 fn run(mem: &mut GuestMemory, data: &[u8]) {
     let mut i = In(data);
-    mem.slice_mut(GuestAddress(0), DATA).expect("ram").fill(0);
+    mem.range(GuestAddress(0), DATA).expect("ram").fill(0);
     fill(mem);
-    let mut model = mem.slice(GuestAddress(DATA), RAM - DATA).expect("ram").to_vec();
+    let mut model = mem.to_vec(GuestAddress(DATA), RAM - DATA).expect("ram");
     let mut dev = Balloon::new();
     // One set of rings, handed to whichever queue the input notifies.
     let mut q = testdriver::queue(mem, QSIZE);
@@ -107,7 +118,7 @@ fn run(mem: &mut GuestMemory, data: &[u8]) {
         let rings_gone = which == REPORTING_QUEUE && ok && bufs.iter().any(|b| gives(b) && b.0 < DATA);
         if !ok {
             assert!(res.is_err(), "malformed chain accepted: {bufs:x?}");
-            let now = mem.slice(GuestAddress(DATA), RAM - DATA).expect("ram");
+            let now = mem.to_vec(GuestAddress(DATA), RAM - DATA).expect("ram");
             assert!(now == &model[..], "a refused chain changed guest RAM: {bufs:x?}");
             return; // the transport would now mark the device NEEDS_RESET
         }
@@ -125,7 +136,7 @@ fn run(mem: &mut GuestMemory, data: &[u8]) {
                 }
             }
         }
-        let now = mem.slice(GuestAddress(DATA), RAM - DATA).expect("ram");
+        let now = mem.to_vec(GuestAddress(DATA), RAM - DATA).expect("ram");
         assert!(now == &model[..], "guest RAM differs from the model after chain {n}: {bufs:x?}");
         if rings_gone {
             return; // the driver gave its own rings away: they read as zeros now

@@ -62,7 +62,7 @@ fuzz_target!(|data: &[u8]| {
 
 fn run(mem: &mut GuestMemory, data: &[u8]) {
     let mut i = In(data);
-    mem.slice_mut(GuestAddress(0), RAM).expect("ram").fill(0);
+    mem.range(GuestAddress(0), RAM).expect("ram").fill(0);
     let max_size = [QUEUE_MAX, 128, 16, 1][usize::from(i.u8() % 4)];
     let mut q = Queue::new(max_size);
     q.size = match i.u8() % 4 {
@@ -96,7 +96,7 @@ fn run(mem: &mut GuestMemory, data: &[u8]) {
             assert!(rd.len() + wr.len() <= usize::from(q.size), "chain longer than the queue");
             let mut total = 0u64;
             for s in rd.iter().chain(wr) {
-                assert!(mem.slice(GuestAddress(s.addr), u64::from(s.len)).is_some(), "segment outside RAM");
+                assert!(mem.range(GuestAddress(s.addr), u64::from(s.len)).is_some(), "segment outside RAM");
                 total += u64::from(s.len);
             }
             assert!(total <= u64::from(u32::MAX));

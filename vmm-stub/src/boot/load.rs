@@ -54,17 +54,17 @@ pub struct KernelFile<'a> {
 }
 
 impl KernelFile<'_> {
-    fn read(&self, mem: &mut GuestMemory, addr: u64, file_off: u64, len: u64) -> Result<(), LoadError> {
+    fn read(&self, mem: &GuestMemory, addr: u64, file_off: u64, len: u64) -> Result<(), LoadError> {
         if len == 0 {
             return Ok(());
         }
-        let dst = mem.slice_mut(GuestAddress(addr), len).ok_or(LoadError::Elf(ElfError::BadSegment))?;
+        let dst = mem.range(GuestAddress(addr), len).ok_or(LoadError::Elf(ElfError::BadSegment))?;
         // Offsets inside the kernel section (validated by its parser), which lies inside the file.
-        pread_exact(self.fd, dst, self.offset.wrapping_add(file_off)).map_err(LoadError::Io)
+        crate::sys::io::pread_exact(self.fd, dst.io_mut(), self.offset.wrapping_add(file_off)).map_err(LoadError::Io)
     }
 }
 
-pub fn load(mem: &mut GuestMemory, file: KernelFile<'_>) -> Result<Kernel, LoadError> {
+pub fn load(mem: &GuestMemory, file: KernelFile<'_>) -> Result<Kernel, LoadError> {
     let mut head = [0u8; elf::HEAD_LEN];
     let head_len = file.len.min(elf::HEAD_LEN as u64) as usize;
     let head = head.get_mut(..head_len).unwrap_or_default();
@@ -79,7 +79,7 @@ pub fn load(mem: &mut GuestMemory, file: KernelFile<'_>) -> Result<Kernel, LoadE
     }
 }
 
-fn load_elf(mem: &mut GuestMemory, file: KernelFile<'_>, head: &[u8]) -> Result<Kernel, LoadError> {
+fn load_elf(mem: &GuestMemory, file: KernelFile<'_>, head: &[u8]) -> Result<Kernel, LoadError> {
     let image = elf::parse(head, file.len, KERNEL_MIN_ADDR, RAM_MAX).map_err(LoadError::Elf)?;
     if image.end() > mem.low_len() {
         return Err(LoadError::TooSmall);
@@ -112,7 +112,7 @@ fn load_elf(mem: &mut GuestMemory, file: KernelFile<'_>, head: &[u8]) -> Result<
     Ok(Kernel { entry: image.entry, end: image.end(), bz: None })
 }
 
-fn load_bzimage(mem: &mut GuestMemory, file: KernelFile<'_>, head: &[u8]) -> Result<Kernel, LoadError> {
+fn load_bzimage(mem: &GuestMemory, file: KernelFile<'_>, head: &[u8]) -> Result<Kernel, LoadError> {
     let bz = bzimage::parse(head, file.len, KERNEL_MIN_ADDR, RAM_MAX).map_err(LoadError::Bz)?;
     if bz.end > mem.low_len() {
         return Err(LoadError::TooSmall);
@@ -162,18 +162,18 @@ mod tests {
         ];
         let f = kernel_file(0x20_0100, &segs, &[1, 2]);
         let len = f.metadata().expect("stat").len();
-        let mut mem = GuestMemory::new(8 << 20).expect("mmap");
-        let k = load(&mut mem, KernelFile { fd: f.as_fd(), offset: 0, len }).expect("loads");
+        let mem = GuestMemory::new(8 << 20).expect("mmap");
+        let k = load(&mem, KernelFile { fd: f.as_fd(), offset: 0, len }).expect("loads");
         assert_eq!((k.entry, k.end), (0x20_0100, 0x30_2800));
         for (i, s) in segs.iter().enumerate() {
-            let got = mem.slice(GuestAddress(s.addr), s.mem_len).expect("in ram");
+            let got = mem.to_vec(GuestAddress(s.addr), s.mem_len).expect("in ram");
             for (j, &b) in got.iter().enumerate() {
                 let want = if (j as u64) < s.file_len { (i as u8 + 1).wrapping_add(j as u8) } else { 0 };
                 assert_eq!(b, want, "segment {i} byte {j:#x}");
             }
         }
         // Nothing before the first segment in its page came from the file.
-        assert!(mem.slice(GuestAddress(0x20_0000), 0x100).expect("ram").iter().all(|&b| b == 0));
+        assert!(mem.to_vec(GuestAddress(0x20_0000), 0x100).expect("ram").iter().all(|&b| b == 0));
     }
 
     #[test]
@@ -181,8 +181,8 @@ mod tests {
         let segs = [Segment { offset: 0x1000, addr: 0x20_0000, file_len: 0x1000, mem_len: 0x10_0000 }];
         let f = kernel_file(0x20_0000, &segs, &[7]);
         let len = f.metadata().expect("stat").len();
-        let mut mem = GuestMemory::new(0x28_0000).expect("mmap");
-        let r = load(&mut mem, KernelFile { fd: f.as_fd(), offset: 0, len });
+        let mem = GuestMemory::new(0x28_0000).expect("mmap");
+        let r = load(&mem, KernelFile { fd: f.as_fd(), offset: 0, len });
         assert_eq!(r.err(), Some(LoadError::TooSmall));
     }
 }

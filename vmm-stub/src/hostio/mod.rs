@@ -17,16 +17,18 @@ pub mod tty;
 
 use rustix::event::{poll, PollFd, PollFlags};
 use rustix::fd::BorrowedFd;
+use crate::sys::io::IoBuf;
 use rustix::io::{self, Errno};
 
-/// Writes all of `buf` to `fd`, retrying short writes and `EINTR`, and
-/// waiting in `poll` when `fd` is non-blocking and full (`EAGAIN`).
-/// Other errors (e.g. `EPIPE`: the reader went away) are returned.
-pub fn write_all(fd: BorrowedFd<'_>, mut buf: &[u8]) -> io::Result<()> {
+/// Writes all of `buf` (guest RAM, or a host slice `.into()`) to `fd`,
+/// retrying short writes and `EINTR`, and waiting in `poll` when `fd` is
+/// non-blocking and full (`EAGAIN`). Other errors (e.g. `EPIPE`: the reader
+/// went away) are returned.
+pub fn write_all(fd: BorrowedFd<'_>, mut buf: IoBuf<'_>) -> io::Result<()> {
     while !buf.is_empty() {
-        match io::write(fd, buf) {
+        match crate::sys::io::write(fd, buf) {
             Ok(0) => return Err(Errno::IO),
-            Ok(n) => buf = buf.get(n..).unwrap_or(&[]),
+            Ok(n) => buf = buf.skip(n),
             Err(Errno::INTR) => {}
             Err(Errno::AGAIN) => {
                 let mut fds = [PollFd::new(&fd, PollFlags::OUT)];
@@ -65,7 +67,7 @@ mod tests {
             f.read_to_end(&mut got).expect("read");
             got
         });
-        write_all(w.as_fd(), &data).expect("all written");
+        write_all(w.as_fd(), IoBuf::from(&data[..])).expect("all written");
         drop(w);
         assert_eq!(reader.join().expect("join"), data);
 
@@ -73,14 +75,14 @@ mod tests {
         drop(r);
         // SIGPIPE is ignored by the stub (signals::install); the test
         // harness ignores it too, so the write reports EPIPE.
-        assert_eq!(write_all(w.as_fd(), b"x"), Err(Errno::PIPE));
+        assert_eq!(write_all(w.as_fd(), IoBuf::from(&b"x"[..])), Err(Errno::PIPE));
     }
 
     #[test]
     fn readable_sees_data_and_eof() {
         let (r, w) = rustix::pipe::pipe().expect("pipe");
         assert!(!readable(r.as_fd()));
-        write_all(w.as_fd(), b"x").expect("write");
+        write_all(w.as_fd(), IoBuf::from(&b"x"[..])).expect("write");
         assert!(readable(r.as_fd()));
         let mut b = [0u8; 1];
         io::read(&r, &mut b).expect("read");

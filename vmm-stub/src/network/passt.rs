@@ -296,7 +296,7 @@ mod tests {
         f.extend_from_slice(&GATEWAY);
         let mut wire = (f.len() as u32).to_be_bytes().to_vec();
         wire.extend_from_slice(&f);
-        crate::hostio::write_all(p.stream.as_fd(), &wire).expect("send");
+        crate::hostio::write_all(p.stream.as_fd(), crate::sys::io::IoBuf::from(&wire[..])).expect("send");
         let mut got = Vec::new();
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
         // Frames until an ARP reply (passt may send others first).

@@ -15,6 +15,7 @@
 use super::queue::{Queue, QueueError};
 use super::{id, read_config_bytes, Irq, Reader, VirtioDevice, Writer};
 use crate::mem::{bytes_of, GuestMemory};
+use crate::sys::io;
 use rustix::fd::BorrowedFd;
 use rustix::io::Errno;
 
@@ -93,26 +94,17 @@ impl<'f> Block<'f> {
         self.offset.checked_add(pos).ok_or(Errno::OVERFLOW)
     }
 
-    fn read_into(&self, mem: &mut GuestMemory, w: &mut Writer<'_>, mut pos: u64) -> Result<(), Errno> {
-        while let Some(chunk) = w.chunk_mut(mem, IO_CHUNK) {
+    fn read_into(&self, mem: &GuestMemory, w: &mut Writer<'_>, mut pos: u64) -> Result<(), Errno> {
+        while let Some(chunk) = w.chunk(mem, IO_CHUNK) {
             // Bytes of this chunk that exist in the file; the rest is the zero tail.
             let in_file = usize::try_from(self.len.saturating_sub(pos)).unwrap_or(usize::MAX).min(chunk.len());
             // in_file <= chunk.len(): the min above.
-            let Some((file_part, tail)) = chunk.split_at_mut_checked(in_file) else { return Err(Errno::IO) };
-            let mut done = 0;
-            while done < file_part.len() {
-                let at = self.host_pos(pos + done as u64)?;
-                match rustix::io::pread(self.fd, &mut file_part[done..], at) {
-                    Ok(0) => return Err(Errno::IO), // file shorter than the disk
-                    Ok(n) => done += n,
-                    Err(Errno::INTR) => {}
-                    Err(e) => return Err(e),
-                }
-            }
+            let Some((file_part, tail)) = chunk.split_at(in_file) else { return Err(Errno::IO) };
+            // A file shorter than the disk is EIO.
+            io::pread_exact(self.fd, file_part.io_mut(), self.host_pos(pos)?)?;
             tail.fill(0);
-            let n = chunk.len();
-            w.advance(n);
-            pos += n as u64;
+            w.advance(chunk.len());
+            pos += chunk.len() as u64;
         }
         Ok(())
     }
@@ -124,17 +116,7 @@ impl<'f> Block<'f> {
             return Err(Errno::NOSPC); // the zero tail of a partial last sector
         }
         while let Some(chunk) = r.chunk(mem, IO_CHUNK) {
-            let mut done = 0;
-            while done < chunk.len() {
-                let at = self.host_pos(pos + done as u64)?;
-                // done < chunk.len(): the loop condition.
-                match rustix::io::pwrite(self.fd, chunk.get(done..).unwrap_or_default(), at) {
-                    Ok(0) => return Err(Errno::IO),
-                    Ok(n) => done += n,
-                    Err(Errno::INTR) => {}
-                    Err(e) => return Err(e),
-                }
-            }
+            io::pwrite_all(self.fd, chunk.io(), self.host_pos(pos)?)?;
             r.advance(chunk.len());
             pos += chunk.len() as u64;
         }
@@ -142,7 +124,7 @@ impl<'f> Block<'f> {
     }
 
     /// Serves one request; returns the status byte.
-    fn serve(&self, mem: &mut GuestMemory, r: &mut Reader<'_>, w: &mut Writer<'_>) -> u8 {
+    fn serve(&self, mem: &GuestMemory, r: &mut Reader<'_>, w: &mut Writer<'_>) -> u8 {
         let Some(hdr) = r.read_array::<16>(mem) else { return S_IOERR };
         let kind = u32::from_le_bytes([hdr[0], hdr[1], hdr[2], hdr[3]]);
         let mut sector = [0u8; 8];
@@ -193,7 +175,7 @@ impl VirtioDevice for Block<'_> {
         read_config_bytes(bytes_of(&self.config), offset, data);
     }
 
-    fn process_queue(&mut self, index: usize, queues: &mut [Queue], mem: &mut GuestMemory) -> Result<Irq, QueueError> {
+    fn process_queue(&mut self, index: usize, queues: &mut [Queue], mem: &GuestMemory) -> Result<Irq, QueueError> {
         let q = queues.get_mut(index).ok_or(QueueError::NotReady)?;
         let mut irq = Irq::NONE;
         while let Some(chain) = q.pop(mem)? {
@@ -253,9 +235,9 @@ mod tests {
             let mut all = vec![(HDR, 16, false)];
             all.extend_from_slice(bufs);
             all.push((STATUS, 1, true));
-            chain(&mut self.mem, QS, 0, &all);
+            chain(&self.mem, QS, 0, &all);
             let mut qs = [self.q];
-            dev.process_queue(0, &mut qs, &mut self.mem).expect("queue ok");
+            dev.process_queue(0, &mut qs, &self.mem).expect("queue ok");
             self.q = qs[0];
             let (idx, _, len) = used(&self.mem, self.n % QS);
             self.n += 1;
@@ -287,10 +269,10 @@ mod tests {
         let mut dev = Block::new(f.as_fd(), 4096, 2048, true, b"smolvm-rootfs");
         let mut rig = Rig::new();
         assert_eq!(rig.req(&mut dev, T_IN, 1, &[(BUF, 1024, true)]), (S_OK, 1025));
-        assert_eq!(rig.mem.slice(GuestAddress(BUF), 1024), Some(&content[4096 + 512..4096 + 1536]));
+        assert_eq!(rig.mem.to_vec(GuestAddress(BUF), 1024).as_deref(), Some(&content[4096 + 512..4096 + 1536]));
         // GET_ID
         assert_eq!(rig.req(&mut dev, T_GET_ID, 0, &[(BUF, 20, true)]), (S_OK, 21));
-        assert_eq!(rig.mem.slice(GuestAddress(BUF), 14), Some(&b"smolvm-rootfs\0"[..]));
+        assert_eq!(rig.mem.to_vec(GuestAddress(BUF), 14).as_deref(), Some(&b"smolvm-rootfs\0"[..]));
         // Past the end, and a sector number whose byte offset overflows.
         assert_eq!(rig.req(&mut dev, T_IN, 4, &[(BUF, 512, true)]).0, S_IOERR);
         assert_eq!(rig.req(&mut dev, T_IN, 3, &[(BUF, 1024, true)]).0, S_IOERR);
@@ -312,7 +294,7 @@ mod tests {
         let mut dev = Block::new(f.as_fd(), 0, 700, true, b"x");
         let mut rig = Rig::new();
         assert_eq!(rig.req(&mut dev, T_IN, 1, &[(BUF, 512, true)]), (S_OK, 513));
-        let got = rig.mem.slice(GuestAddress(BUF), 512).expect("ram");
+        let got = rig.mem.to_vec(GuestAddress(BUF), 512).expect("ram");
         assert!(got[..188].iter().all(|&b| b == 7) && got[188..].iter().all(|&b| b == 0));
     }
 
@@ -353,15 +335,15 @@ mod tests {
     fn malformed_requests_get_an_answer() {
         let f = disk(&[0u8; 4096]);
         let mut dev = Block::new(f.as_fd(), 0, 4096, false, b"x");
-        let mut rig = Rig::new();
+        let rig = Rig::new();
         // Header shorter than 16 bytes.
         let mut qs = [rig.q];
-        chain(&mut rig.mem, QS, 0, &[(HDR, 8, false), (STATUS, 1, true)]);
-        dev.process_queue(0, &mut qs, &mut rig.mem).expect("queue ok");
+        chain(&rig.mem, QS, 0, &[(HDR, 8, false), (STATUS, 1, true)]);
+        dev.process_queue(0, &mut qs, &rig.mem).expect("queue ok");
         assert_eq!(rig.mem.read_obj::<u8>(GuestAddress(STATUS)), Some(S_IOERR));
         // No writable byte at all: returned with length 0.
-        chain(&mut rig.mem, QS, 0, &[(HDR, 16, false)]);
-        dev.process_queue(0, &mut qs, &mut rig.mem).expect("queue ok");
+        chain(&rig.mem, QS, 0, &[(HDR, 16, false)]);
+        dev.process_queue(0, &mut qs, &rig.mem).expect("queue ok");
         assert_eq!(used(&rig.mem, 1), (2, 0, 0));
     }
 
@@ -395,7 +377,7 @@ mod tests {
         assert_eq!(rig.req(&mut dev, T_IN, 3, &bufs), (S_OK, want));
         for (k, &(addr, len, _)) in bufs.iter().enumerate() {
             let at = 3 * 512 + k * 512;
-            assert_eq!(rig.mem.slice(GuestAddress(addr), u64::from(len)), Some(&content[at..at + 512]), "buffer {k}");
+            assert_eq!(rig.mem.to_vec(GuestAddress(addr), u64::from(len)).as_deref(), Some(&content[at..at + 512]), "buffer {k}");
         }
     }
 
@@ -410,7 +392,7 @@ mod tests {
         let mut rig = Rig::new();
         let bufs = [(BUF, 512, true), (BUF, 512, true), (BUF + 256, 512, true)];
         assert_eq!(rig.req(&mut dev, T_IN, 2, &bufs), (S_OK, 1537));
-        let got = rig.mem.slice(GuestAddress(BUF), 768).expect("ram");
+        let got = rig.mem.to_vec(GuestAddress(BUF), 768).expect("ram");
         assert_eq!(&got[..256], &content[3 * 512..3 * 512 + 256]);
         assert_eq!(&got[256..], &content[4 * 512..5 * 512]);
     }
@@ -423,15 +405,15 @@ mod tests {
         let mut rig = Rig::new();
         rig.mem.write_slice(GuestAddress(BUF), &[0x55; 0x2000]).expect("ram");
         assert_eq!(rig.req(&mut dev, T_IN, 0, &[(BUF, 300, true), (BUF + 0x1000, 724, true)]), (S_OK, 1025));
-        assert_eq!(rig.mem.slice(GuestAddress(BUF), 300), Some(&content[..300]));
-        let second = rig.mem.slice(GuestAddress(BUF + 0x1000), 724).expect("ram");
+        assert_eq!(rig.mem.to_vec(GuestAddress(BUF), 300).as_deref(), Some(&content[..300]));
+        let second = rig.mem.to_vec(GuestAddress(BUF + 0x1000), 724).expect("ram");
         assert_eq!(&second[..400], &content[300..]);
         assert!(second[400..].iter().all(|&b| b == 0));
         // A file shorter than the disk claims: the bytes it has, then IOERR.
         let f = disk(&content[..600]);
         let mut dev = Block::new(f.as_fd(), 0, 4096, true, b"x");
         assert_eq!(rig.req(&mut dev, T_IN, 0, &[(BUF, 512, true), (BUF + 0x1000, 512, true)]).0, S_IOERR);
-        assert_eq!(rig.mem.slice(GuestAddress(BUF + 0x1000), 88), Some(&content[512..600]));
+        assert_eq!(rig.mem.to_vec(GuestAddress(BUF + 0x1000), 88).as_deref(), Some(&content[512..600]));
     }
 
     #[test]
@@ -477,6 +459,6 @@ mod tests {
         assert_eq!(rig.req(&mut short, T_OUT, 9, &[]).0, S_IOERR);
         // Reads past the end leave the buffers untouched.
         assert_eq!(rig.req(&mut dev, T_IN, 7, &[(BUF, 512, true), (BUF + 0x1000, 512, true)]).0, S_IOERR);
-        assert!(rig.mem.slice(GuestAddress(BUF), 0x1200).expect("ram").iter().all(|&b| b == 0xab));
+        assert!(rig.mem.to_vec(GuestAddress(BUF), 0x1200).expect("ram").iter().all(|&b| b == 0xab));
     }
 }

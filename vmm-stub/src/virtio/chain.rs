@@ -1,11 +1,12 @@
 //! Byte-stream views of a validated descriptor chain: a [`Reader`] over its
 //! device-readable buffers and a [`Writer`] over its device-writable ones.
-//! Devices use these and never see descriptors. Both hand out slices of
-//! guest RAM (`chunk`/`chunk_mut` + `advance`) so a device can `write(2)` or
-//! `pread(2)` straight between a host fd and guest memory without a copy.
+//! Devices use these and never see descriptors. Both hand out pieces of
+//! guest RAM as [`GuestRange`]s (`chunk` + `advance`) so a device can
+//! `write(2)` or `pread(2)` straight between a host fd and guest memory
+//! without a copy.
 
 use super::queue::{DescriptorChain, Segment};
-use crate::mem::{GuestAddress, GuestMemory};
+use crate::mem::{GuestAddress, GuestMemory, GuestRange};
 
 /// A cursor over a list of guest segments (all inside RAM: checked by `pop`).
 #[derive(Clone, Copy)]
@@ -73,10 +74,8 @@ impl<'c> Reader<'c> {
         let mut done = 0;
         while let Some(rest) = buf.get_mut(done..).filter(|r| !r.is_empty()) {
             let Some(chunk) = self.chunk(mem, rest.len()) else { break };
-            let n = chunk.len();
-            // n <= rest.len(): `chunk` caps the piece at `max`.
-            let Some(head) = rest.get_mut(..n) else { break };
-            head.copy_from_slice(chunk);
+            // chunk.len() <= rest.len(): `chunk` caps the piece at `max`.
+            let n = chunk.read(rest);
             self.advance(n);
             done += n;
         }
@@ -97,9 +96,9 @@ impl<'c> Reader<'c> {
 
     /// The next contiguous readable piece (at most `max` bytes), not consumed
     /// until [`Reader::advance`]. `None` at the end of the chain.
-    pub fn chunk<'m>(&mut self, mem: &'m GuestMemory, max: usize) -> Option<&'m [u8]> {
+    pub fn chunk<'m>(&mut self, mem: &'m GuestMemory, max: usize) -> Option<GuestRange<'m>> {
         let (addr, n) = self.cur.piece(max)?;
-        mem.slice(GuestAddress(addr), n as u64)
+        mem.range(GuestAddress(addr), n as u64)
     }
 
     /// Consumes `n` bytes (after a `chunk` of at least that size).
@@ -142,31 +141,29 @@ impl<'c> Writer<'c> {
     }
 
     /// Copies as much of `data` as fits; returns how much.
-    pub fn write(&mut self, mem: &mut GuestMemory, data: &[u8]) -> usize {
-        let mut rest = data;
-        while !rest.is_empty() {
-            let Some(chunk) = self.chunk_mut(mem, rest.len()) else { break };
-            let n = chunk.len();
-            // n <= rest.len(): `chunk_mut` caps the piece at `max`.
-            let Some((head, tail)) = rest.split_at_checked(n) else { break };
-            chunk.copy_from_slice(head);
+    pub fn write(&mut self, mem: &GuestMemory, data: &[u8]) -> usize {
+        let mut done = 0;
+        while let Some(rest) = data.get(done..).filter(|r| !r.is_empty()) {
+            let Some(chunk) = self.chunk(mem, rest.len()) else { break };
+            // chunk.len() <= rest.len(): `chunk` caps the piece at `max`.
+            let n = chunk.write(rest);
             self.advance(n);
-            rest = tail;
+            done += n;
         }
-        data.len() - rest.len()
+        done
     }
 
     /// Writes all of `data` or returns `None` (not enough room; a prefix may
     /// have been written).
-    pub fn write_all(&mut self, mem: &mut GuestMemory, data: &[u8]) -> Option<()> {
+    pub fn write_all(&mut self, mem: &GuestMemory, data: &[u8]) -> Option<()> {
         (self.write(mem, data) == data.len()).then_some(())
     }
 
     /// The next contiguous writable piece (at most `max` bytes), counted only
     /// after [`Writer::advance`]. `None` when the chain is full.
-    pub fn chunk_mut<'m>(&mut self, mem: &'m mut GuestMemory, max: usize) -> Option<&'m mut [u8]> {
+    pub fn chunk<'m>(&mut self, mem: &'m GuestMemory, max: usize) -> Option<GuestRange<'m>> {
         let (addr, n) = self.cur.piece(max)?;
-        mem.slice_mut(GuestAddress(addr), n as u64)
+        mem.range(GuestAddress(addr), n as u64)
     }
 
     /// Marks `n` bytes of the current chunk as written.
@@ -184,16 +181,16 @@ mod tests {
     use crate::virtio::queue::testdriver::*;
 
     fn setup(bufs: &[(u64, u32, bool)]) -> (GuestMemory, DescriptorChain) {
-        let mut mem = GuestMemory::new(1 << 20).expect("mmap");
+        let mem = GuestMemory::new(1 << 20).expect("mmap");
         let mut q = queue(&mem, 16);
-        chain(&mut mem, 16, 0, bufs);
+        chain(&mem, 16, 0, bufs);
         let c = q.pop(&mem).expect("ok").expect("chain");
         (mem, c)
     }
 
     #[test]
     fn reads_across_segments() {
-        let (mut mem, c) = setup(&[(DATA, 3, false), (DATA + 100, 5, false), (DATA + 200, 4, true)]);
+        let (mem, c) = setup(&[(DATA, 3, false), (DATA + 100, 5, false), (DATA + 200, 4, true)]);
         mem.write_slice(GuestAddress(DATA), b"abc").expect("ram");
         mem.write_slice(GuestAddress(DATA + 100), b"defgh").expect("ram");
         let mut r = Reader::new(&c);
@@ -208,27 +205,27 @@ mod tests {
 
     #[test]
     fn writes_across_segments_and_splits_a_status_tail() {
-        let (mut mem, c) = setup(&[(DATA, 16, false), (DATA + 100, 4, true), (DATA + 200, 3, true)]);
+        let (mem, c) = setup(&[(DATA, 16, false), (DATA + 100, 4, true), (DATA + 200, 3, true)]);
         let mut w = Writer::new(&c);
         assert_eq!(w.available(), 7);
         let mut status = w.split_tail(1).expect("room");
         assert_eq!(w.available(), 6);
-        assert_eq!(w.write(&mut mem, b"0123456789"), 6);
+        assert_eq!(w.write(&mem, b"0123456789"), 6);
         assert_eq!(w.written(), 6);
-        status.write_all(&mut mem, &[7]).expect("status");
-        assert!(status.write_all(&mut mem, &[8]).is_none());
-        assert_eq!(mem.slice(GuestAddress(DATA + 100), 4), Some(&b"0123"[..]));
-        assert_eq!(mem.slice(GuestAddress(DATA + 200), 3), Some(&b"45\x07"[..]));
+        status.write_all(&mem, &[7]).expect("status");
+        assert!(status.write_all(&mem, &[8]).is_none());
+        assert_eq!(mem.to_vec(GuestAddress(DATA + 100), 4).expect("ram"), b"0123");
+        assert_eq!(mem.to_vec(GuestAddress(DATA + 200), 3).expect("ram"), b"45\x07");
         assert!(Writer::new(&c).split_tail(8).is_none());
     }
 
     #[test]
     fn empty_and_zero_length_segments() {
-        let (mut mem, c) = setup(&[(DATA, 0, false), (DATA, 2, false), (DATA, 0, true)]);
+        let (mem, c) = setup(&[(DATA, 0, false), (DATA, 2, false), (DATA, 0, true)]);
         let mut r = Reader::new(&c);
         assert_eq!(r.read_array::<2>(&mem), Some([0, 0]));
         let mut w = Writer::new(&c);
-        assert_eq!(w.write(&mut mem, b"x"), 0);
-        assert!(w.chunk_mut(&mut mem, 10).is_none());
+        assert_eq!(w.write(&mem, b"x"), 0);
+        assert!(w.chunk(&mem, 10).is_none());
     }
 }

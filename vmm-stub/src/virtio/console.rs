@@ -59,14 +59,14 @@ impl<'f> Output<'f> {
     }
 
     /// Writes every available transmit chain of `q` to the host.
-    pub fn drain(&mut self, q: &mut Queue, mem: &mut GuestMemory) -> Result<Irq, QueueError> {
+    pub fn drain(&mut self, q: &mut Queue, mem: &GuestMemory) -> Result<Irq, QueueError> {
         let mut irq = Irq::NONE;
         while let Some(chain) = q.pop(mem)? {
             let mut r = Reader::new(&chain);
             while let Some(chunk) = r.chunk(mem, IO_CHUNK) {
                 let n = chunk.len();
                 if let Some(fd) = self.fd {
-                    if let Err(e) = hostio::write_all(fd, chunk) {
+                    if let Err(e) = hostio::write_all(fd, chunk.io()) {
                         self.fd = None;
                         if e == Errno::PIPE {
                             signals::forward(signals::SIGPIPE);
@@ -111,7 +111,7 @@ impl<'f> Input<'f> {
     /// asked to notify only after it has reposted half of the buffers it
     /// holds: one exit per half ring of stdin instead of one per buffer,
     /// and the guest still has the other half to read meanwhile.
-    pub fn fill(&mut self, q: &mut Queue, mem: &mut GuestMemory) -> Result<Irq, QueueError> {
+    pub fn fill(&mut self, q: &mut Queue, mem: &GuestMemory) -> Result<Irq, QueueError> {
         let mut irq = Irq::NONE;
         while !self.eof && q.has_available(mem)? {
             if !hostio::readable(self.fd) {
@@ -121,8 +121,8 @@ impl<'f> Input<'f> {
             let Some(chain) = q.pop(mem)? else { break };
             self.heads_seen |= 1u64.checked_shl(u32::from(chain.head)).unwrap_or(0);
             let mut w = Writer::new(&chain);
-            if let Some(buf) = w.chunk_mut(mem, IO_CHUNK) {
-                match rustix::io::read(self.fd, buf) {
+            if let Some(buf) = w.chunk(mem, IO_CHUNK) {
+                match crate::sys::io::read(self.fd, buf.io_mut()) {
                     Ok(0) => self.eof = true,
                     Ok(n) => w.advance(n),
                     Err(Errno::INTR | Errno::AGAIN) => {}
@@ -165,7 +165,7 @@ impl<'f> Console<'f> {
         Console { out: Output::new(out), input: input.map(Input::new), size, sizes: [rx, TX_QUEUE_SIZE] }
     }
 
-    fn pump(&mut self, queues: &mut [Queue], mem: &mut GuestMemory) -> Result<Irq, QueueError> {
+    fn pump(&mut self, queues: &mut [Queue], mem: &GuestMemory) -> Result<Irq, QueueError> {
         let [rx, tx, ..] = queues else { return Err(QueueError::NotReady) };
         let mut irq = self.out.drain(tx, mem)?;
         if let Some(input) = &mut self.input {
@@ -194,14 +194,14 @@ impl VirtioDevice for Console<'_> {
         read_config_bytes(bytes_of(&cfg), offset, data);
     }
 
-    fn process_queue(&mut self, index: usize, queues: &mut [Queue], mem: &mut GuestMemory) -> Result<Irq, QueueError> {
+    fn process_queue(&mut self, index: usize, queues: &mut [Queue], mem: &GuestMemory) -> Result<Irq, QueueError> {
         match index {
             RX | TX => self.pump(queues, mem),
             _ => Ok(Irq::NONE),
         }
     }
 
-    fn poll_host(&mut self, queues: &mut [Queue], mem: &mut GuestMemory) -> Result<Irq, QueueError> {
+    fn poll_host(&mut self, queues: &mut [Queue], mem: &GuestMemory) -> Result<Irq, QueueError> {
         let mut irq = Irq::NONE;
         if self.size.is_some() && signals::take_winch() {
             if let Some(ws) = hostio::tty::window_size() {
@@ -225,7 +225,7 @@ mod tests {
     /// Queue `i` of a `Driver::init`ed device has its rings at `+ i * 1 MiB`.
     const Q1: u64 = 0x10_0000;
 
-    fn rx_buffers(mem: &mut GuestMemory, n: u16, len: u32) {
+    fn rx_buffers(mem: &GuestMemory, n: u16, len: u32) {
         for i in 0..n {
             chain(mem, INPUT_QUEUE_SIZE, i, &[(DATA + u64::from(i) * 0x1000, len, true)]);
         }
@@ -234,9 +234,9 @@ mod tests {
     #[test]
     fn guest_output_reaches_the_host_fd() {
         let (r, w) = rustix::pipe::pipe().expect("pipe");
-        let mut mem = GuestMemory::new(4 << 20).expect("mmap");
+        let mem = GuestMemory::new(4 << 20).expect("mmap");
         let mut dev = Console::new(w.as_fd(), None, None);
-        let mut d = Driver::new(&mut dev, &mut mem);
+        let mut d = Driver::new(&mut dev, &mem);
         d.init(F_VERSION_1, &[(0, IDLE_QUEUE_SIZE), (1, TX_QUEUE_SIZE)]);
         d.mem.write_slice(GuestAddress(DATA), b"hello, ").expect("ram");
         d.mem.write_slice(GuestAddress(DATA + 100), b"world\n").expect("ram");
@@ -264,12 +264,12 @@ mod tests {
         while signals::take_pending().is_some() {}
         let (r, w) = rustix::pipe::pipe().expect("pipe");
         drop(r);
-        let mut mem = GuestMemory::new(1 << 20).expect("mmap");
+        let mem = GuestMemory::new(1 << 20).expect("mmap");
         let mut q = queue(&mem, 16);
         let mut out = Output::new(w.as_fd());
         for _ in 0..3 {
-            chain(&mut mem, 16, 0, &[(DATA, 10, false)]);
-            assert_eq!(out.drain(&mut q, &mut mem), Ok(Irq::VRING));
+            chain(&mem, 16, 0, &[(DATA, 10, false)]);
+            assert_eq!(out.drain(&mut q, &mem), Ok(Irq::VRING));
         }
         assert!(out.fd.is_none());
         assert_eq!(used(&mem, 2).0, 3);
@@ -279,24 +279,24 @@ mod tests {
     #[test]
     fn input_fills_buffers_as_data_arrives_and_stops_at_eof() {
         let (r, w) = rustix::pipe::pipe().expect("pipe");
-        let mut mem = GuestMemory::new(1 << 20).expect("mmap");
+        let mem = GuestMemory::new(1 << 20).expect("mmap");
         let mut q = queue(&mem, 16);
         let mut input = Input::new(r.as_fd());
         // No buffers: nothing read even if data is there.
-        hostio::write_all(w.as_fd(), b"abc").expect("write");
-        assert_eq!(input.fill(&mut q, &mut mem), Ok(Irq::NONE));
+        hostio::write_all(w.as_fd(), crate::sys::io::IoBuf::from(&b"abc"[..])).expect("write");
+        assert_eq!(input.fill(&mut q, &mem), Ok(Irq::NONE));
         assert!(hostio::readable(r.as_fd()));
-        rx_buffers(&mut mem, 16, 2);
-        assert_eq!(input.fill(&mut q, &mut mem), Ok(Irq::VRING));
+        rx_buffers(&mem, 16, 2);
+        assert_eq!(input.fill(&mut q, &mem), Ok(Irq::VRING));
         assert_eq!(used(&mem, 0), (2, 0, 2));
         assert_eq!(used(&mem, 1), (2, 1, 1));
-        assert_eq!(mem.slice(GuestAddress(DATA), 2), Some(&b"ab"[..]));
-        assert_eq!(mem.slice(GuestAddress(DATA + 0x1000), 1), Some(&b"c"[..]));
+        assert_eq!(mem.to_vec(GuestAddress(DATA), 2).as_deref(), Some(&b"ab"[..]));
+        assert_eq!(mem.to_vec(GuestAddress(DATA + 0x1000), 1).as_deref(), Some(&b"c"[..]));
         // Nothing readable: no empty buffer is returned.
-        assert_eq!(input.fill(&mut q, &mut mem), Ok(Irq::NONE));
+        assert_eq!(input.fill(&mut q, &mem), Ok(Irq::NONE));
         assert_eq!(used(&mem, 0).0, 2);
         drop(w);
-        assert_eq!(input.fill(&mut q, &mut mem), Ok(Irq::NONE));
+        assert_eq!(input.fill(&mut q, &mem), Ok(Irq::NONE));
         assert!(input.eof());
         assert_eq!(used(&mem, 0).0, 2);
     }

@@ -151,7 +151,7 @@ impl<'f> Control<'f> {
         }
     }
 
-    fn read_guest_msgs(&mut self, q: &mut Queue, mem: &mut GuestMemory) -> Result<Irq, QueueError> {
+    fn read_guest_msgs(&mut self, q: &mut Queue, mem: &GuestMemory) -> Result<Irq, QueueError> {
         let mut irq = Irq::NONE;
         while let Some(chain) = q.pop(mem)? {
             if let Some(b) = Reader::new(&chain).read_array::<8>(mem) {
@@ -163,7 +163,7 @@ impl<'f> Control<'f> {
         Ok(irq)
     }
 
-    fn flush_outbox(&mut self, q: &mut Queue, mem: &mut GuestMemory) -> Result<Irq, QueueError> {
+    fn flush_outbox(&mut self, q: &mut Queue, mem: &GuestMemory) -> Result<Irq, QueueError> {
         let mut irq = Irq::NONE;
         while let Some(&m) = self.outbox.front() {
             let Some(chain) = q.pop(mem)? else { break };
@@ -180,7 +180,7 @@ impl<'f> Control<'f> {
         Ok(irq)
     }
 
-    fn deliver_signals(&mut self, q: &mut Queue, mem: &mut GuestMemory) -> Result<Irq, QueueError> {
+    fn deliver_signals(&mut self, q: &mut Queue, mem: &GuestMemory) -> Result<Irq, QueueError> {
         let mut irq = Irq::NONE;
         while self.guest_open[CONTROL_PORT] && signals::has_pending() && q.has_available(mem)? {
             let Some(chain) = q.pop(mem)? else { break };
@@ -202,7 +202,7 @@ impl<'f> Control<'f> {
         Ok(irq)
     }
 
-    fn pump(&mut self, queues: &mut [Queue], mem: &mut GuestMemory) -> Result<Irq, QueueError> {
+    fn pump(&mut self, queues: &mut [Queue], mem: &GuestMemory) -> Result<Irq, QueueError> {
         // An array: the Q_* indices below are checked at compile time.
         let Some(queues) = queues.first_chunk_mut::<{ QUEUE_SIZES.len() }>() else {
             return Err(QueueError::NotReady);
@@ -258,11 +258,11 @@ impl VirtioDevice for Control<'_> {
         self.outbox.clear();
     }
 
-    fn process_queue(&mut self, _index: usize, queues: &mut [Queue], mem: &mut GuestMemory) -> Result<Irq, QueueError> {
+    fn process_queue(&mut self, _index: usize, queues: &mut [Queue], mem: &GuestMemory) -> Result<Irq, QueueError> {
         self.pump(queues, mem)
     }
 
-    fn poll_host(&mut self, queues: &mut [Queue], mem: &mut GuestMemory) -> Result<Irq, QueueError> {
+    fn poll_host(&mut self, queues: &mut [Queue], mem: &GuestMemory) -> Result<Irq, QueueError> {
         self.pump(queues, mem)
     }
 }
@@ -297,7 +297,7 @@ mod tests {
             self.q + 0x8_0000 + u64::from(i) * 0x1000
         }
         /// Posts one buffer (device-writable or readable) with `data`.
-        fn post(&mut self, mem: &mut GuestMemory, data: &[u8], len: u32, writable: bool) {
+        fn post(&mut self, mem: &GuestMemory, data: &[u8], len: u32, writable: bool) {
             let i = self.next % self.size;
             let addr = self.buf_addr(i);
             mem.write_slice(GuestAddress(addr), data).expect("ram");
@@ -318,7 +318,7 @@ mod tests {
                 let id: u32 = mem.read_obj(GuestAddress(e)).expect("ram");
                 let len: u32 = mem.read_obj(GuestAddress(e + 4)).expect("ram");
                 let addr = self.buf_addr(u16::try_from(id).expect("id"));
-                out.push(mem.slice(GuestAddress(addr), u64::from(len)).expect("ram").to_vec());
+                out.push(mem.to_vec(GuestAddress(addr), u64::from(len)).expect("ram"));
                 self.seen = self.seen.wrapping_add(1);
             }
             out
@@ -334,11 +334,11 @@ mod tests {
         let _g = signals::TEST_LOCK.lock().unwrap_or_else(|e| e.into_inner());
         while signals::take_pending().is_some() {}
         let (r, w) = rustix::pipe::pipe().expect("pipe");
-        let mut mem = GuestMemory::new(16 << 20).expect("mmap");
+        let mem = GuestMemory::new(16 << 20).expect("mmap");
         let (out_r, out_w) = rustix::pipe::pipe().expect("pipe");
         let (err_r, err_w) = rustix::pipe::pipe().expect("pipe");
         let mut dev = Control::new(Some([r.as_fd(), out_w.as_fd(), err_w.as_fd()]));
-        let mut d = Driver::new(&mut dev, &mut mem);
+        let mut d = Driver::new(&mut dev, &mem);
         let qs: Vec<(u32, u16)> = (0..12).map(|i| (i, QUEUE_SIZES[i as usize])).collect();
         d.init(F_VERSION_1 | F_MULTIPORT, &qs);
         let (mut cin, mut cout) = (Ring::new(Q_CTRL_IN), Ring::new(Q_CTRL_OUT));
@@ -361,7 +361,7 @@ mod tests {
         assert_eq!(got, vec![name, msg(2, event::PORT_OPEN, 1).to_vec()]);
 
         // Data before the guest opens the port is not read.
-        hostio::write_all(w.as_fd(), b"hi\n").expect("write");
+        hostio::write_all(w.as_fd(), crate::sys::io::IoBuf::from(&b"hi\n"[..])).expect("write");
         for _ in 0..4 {
             stdin.post(d.mem, &[], 4096, true);
         }
@@ -416,9 +416,9 @@ mod tests {
     fn with_event_idx_stdin_asks_for_a_notification_per_half_ring() {
         let _g = signals::TEST_LOCK.lock().unwrap_or_else(|e| e.into_inner());
         let (r, w) = rustix::pipe::pipe().expect("pipe");
-        let mut mem = GuestMemory::new(16 << 20).expect("mmap");
+        let mem = GuestMemory::new(16 << 20).expect("mmap");
         let mut dev = Control::new(Some([r.as_fd(), crate::out::stdout(), crate::out::stderr()]));
-        let mut d = Driver::new(&mut dev, &mut mem);
+        let mut d = Driver::new(&mut dev, &mem);
         let qs: Vec<(u32, u16)> = (0..12).map(|i| (i, QUEUE_SIZES[i as usize])).collect();
         d.init(F_VERSION_1 | F_MULTIPORT | F_EVENT_IDX, &qs);
         let (mut cin, mut cout, mut stdin) = (Ring::new(Q_CTRL_IN), Ring::new(Q_CTRL_OUT), Ring::new(Q_STDIN_RX));
@@ -434,7 +434,7 @@ mod tests {
         assert_eq!(avail_event(d.mem, &cout), 3);
         // More stdin than the 32 posted 1 KiB buffers hold: all filled,
         // then the driver is to notify after reposting 16 of them.
-        hostio::write_all(w.as_fd(), &[7u8; 40 << 10]).expect("write");
+        hostio::write_all(w.as_fd(), crate::sys::io::IoBuf::from(&[7u8; 40 << 10][..])).expect("write");
         for _ in 0..32 {
             stdin.post(d.mem, &[], 1024, true);
         }

@@ -93,16 +93,16 @@ pub trait VirtioDevice {
     /// A driver write to config space (most devices ignore it).
     fn write_config(&mut self, _offset: u64, _data: &[u8]) {}
     /// The driver set DRIVER_OK with `features` negotiated; `queues` are live.
-    fn activate(&mut self, _features: u64, _queues: &mut [Queue], _mem: &mut GuestMemory) -> Irq {
+    fn activate(&mut self, _features: u64, _queues: &mut [Queue], _mem: &GuestMemory) -> Irq {
         Irq::NONE
     }
     /// The driver reset the device: forget per-driver state.
     fn reset(&mut self) {}
     /// The driver notified queue `index`.
-    fn process_queue(&mut self, index: usize, queues: &mut [Queue], mem: &mut GuestMemory) -> Result<Irq, QueueError>;
+    fn process_queue(&mut self, index: usize, queues: &mut [Queue], mem: &GuestMemory) -> Result<Irq, QueueError>;
     /// Host-side work (input became readable, a signal arrived). Called only
     /// while the device is live.
-    fn poll_host(&mut self, _queues: &mut [Queue], _mem: &mut GuestMemory) -> Result<Irq, QueueError> {
+    fn poll_host(&mut self, _queues: &mut [Queue], _mem: &GuestMemory) -> Result<Irq, QueueError> {
         Ok(Irq::NONE)
     }
 }

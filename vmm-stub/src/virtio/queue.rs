@@ -12,10 +12,24 @@
 //! Any violation is a [`QueueError`]: the transport then marks the device
 //! NEEDS_RESET and stops serving it. Nothing here panics on guest input.
 //!
-//! The guest is stopped while the stub handles an exit (single vCPU, run on
-//! the exit-handling thread), so ring reads need no barriers against it.
+//! Other vCPUs run while a device works (`mem.rs` says why the accesses are
+//! sound), so every guest value is read once, checked, then used from the
+//! copy (a head, each descriptor's four fields), and the ring accesses are
+//! ordered as virtio 1.x §2.7.13 and §2.7.10 want:
+//! - after reading `avail.idx`, an acquire fence: the ring slots and
+//!   descriptors the driver wrote before publishing that index are read
+//!   after it, not earlier (x86 keeps loads in order; the fence stops the
+//!   compiler);
+//! - before writing `used.idx`, a release fence: the used element is visible
+//!   first;
+//! - between a write the driver must see (`used.idx`, `avail_event`) and the
+//!   read that decides whether to interrupt or to sleep (`avail.flags`,
+//!   `avail.idx`), a full fence (`mfence`: x86 may otherwise let the read
+//!   pass the write, and a driver that just re-enabled interrupts, or
+//!   published a buffer without notifying, would wait forever).
 
 use crate::mem::{GuestAddress, GuestMemory};
+use core::sync::atomic::{fence, Ordering};
 
 /// Largest queue any device here offers. Bounds the on-stack chain.
 pub const QUEUE_MAX: u16 = 256;
@@ -132,6 +146,8 @@ impl Queue {
     }
 
     /// Checks the driver's configuration before the queue goes live.
+    /// The alignment makes every ring field naturally aligned, so each is
+    /// read and written whole (`GuestMemory::read_obj`).
     pub fn validate(&self, mem: &GuestMemory) -> Result<(), QueueError> {
         let n = u64::from(self.size);
         if self.size == 0 || !self.size.is_power_of_two() || self.size > self.max_size {
@@ -139,7 +155,7 @@ impl Queue {
         }
         let rings = [(self.desc, 16, 16 * n), (self.avail, 2, 6 + 2 * n), (self.used, 4, 6 + 8 * n)];
         for (addr, align, len) in rings {
-            if !addr.is_multiple_of(align) || mem.checked_range(GuestAddress(addr), len).is_none() {
+            if !addr.is_multiple_of(align) || mem.range(GuestAddress(addr), len).is_none() {
                 return Err(QueueError::BadRing);
             }
         }
@@ -150,13 +166,20 @@ impl Queue {
         mem.read_obj::<u16>(GuestAddress(addr)).ok_or(QueueError::BadRing)
     }
 
-    /// `avail.idx` as the driver last published it.
+    /// `avail.idx` as the driver last published it; what it published
+    /// before it is read after it (acquire).
     fn avail_idx(&self, mem: &GuestMemory) -> Result<u16, QueueError> {
-        Self::read_u16(mem, self.avail + 2)
+        let idx = Self::read_u16(mem, self.avail + 2)?;
+        fence(Ordering::Acquire);
+        Ok(idx)
     }
 
-    /// Whether the driver asked not to be interrupted (`VRING_AVAIL_F_NO_INTERRUPT`).
+    /// Whether the driver asked not to be interrupted (`VRING_AVAIL_F_NO_INTERRUPT`),
+    /// read after every used element written so far is visible (a driver
+    /// that clears the flag then checks `used.idx` sees them, or we see the
+    /// cleared flag).
     pub fn interrupts_suppressed(&self, mem: &GuestMemory) -> bool {
+        fence(Ordering::SeqCst);
         Self::read_u16(mem, self.avail).is_ok_and(|f| f & AVAIL_F_NO_INTERRUPT != 0)
     }
 
@@ -207,7 +230,7 @@ impl Queue {
             if flags & DESC_F_INDIRECT != 0 {
                 return Err(QueueError::Indirect);
             }
-            if mem.checked_range(GuestAddress(addr), u64::from(len)).is_none() {
+            if mem.range(GuestAddress(addr), u64::from(len)).is_none() {
                 return Err(QueueError::BufferOutsideRam);
             }
             total += u64::from(len);
@@ -238,17 +261,22 @@ impl Queue {
     /// made `after` (≥ 1) more buffers available than we have taken.
     /// [`Queue::add_used`] asks for the next one, so a device that takes
     /// every available buffer before it waits for more is always notified.
-    pub fn notify_after(&self, mem: &mut GuestMemory, after: u16) -> Result<(), QueueError> {
+    /// The next read of `avail.idx` comes after the write (full fence): a
+    /// driver that then publishes without notifying (it saw the old
+    /// `avail_event`) has its buffer found by that read.
+    pub fn notify_after(&self, mem: &GuestMemory, after: u16) -> Result<(), QueueError> {
         if !self.event_idx {
             return Ok(());
         }
         let avail_event = self.used + 4 + 8 * u64::from(self.size);
         let at = self.next_avail.wrapping_add(after.max(1) - 1);
-        mem.write_obj(GuestAddress(avail_event), at).ok_or(QueueError::BadRing)
+        mem.write_obj(GuestAddress(avail_event), at).ok_or(QueueError::BadRing)?;
+        fence(Ordering::SeqCst);
+        Ok(())
     }
 
     /// Returns chain `head` to the driver with `len` bytes written into it.
-    pub fn add_used(&mut self, mem: &mut GuestMemory, head: u16, len: u32) -> Result<(), QueueError> {
+    pub fn add_used(&mut self, mem: &GuestMemory, head: u16, len: u32) -> Result<(), QueueError> {
         if !self.ready {
             return Err(QueueError::NotReady);
         }
@@ -259,7 +287,7 @@ impl Queue {
         mem.write_obj(GuestAddress(elem + 4), len).ok_or(QueueError::BadRing)?;
         self.next_used = self.next_used.wrapping_add(1);
         // The element must be visible before the index that publishes it.
-        core::sync::atomic::fence(core::sync::atomic::Ordering::Release);
+        fence(Ordering::Release);
         mem.write_obj(GuestAddress(self.used + 2), self.next_used).ok_or(QueueError::BadRing)?;
         self.notify_after(mem, 1)
     }
@@ -299,7 +327,7 @@ pub mod testdriver {
     }
 
     /// Writes descriptor `i` of the table at `DESC`.
-    pub fn set_desc(mem: &mut GuestMemory, i: u16, addr: u64, len: u32, flags: u16, next: u16) {
+    pub fn set_desc(mem: &GuestMemory, i: u16, addr: u64, len: u32, flags: u16, next: u16) {
         let d = DESC + 16 * u64::from(i);
         mem.write_obj(GuestAddress(d), addr).expect("ram");
         mem.write_obj(GuestAddress(d + 8), len).expect("ram");
@@ -308,7 +336,7 @@ pub mod testdriver {
     }
 
     /// Publishes `head` in the avail ring and bumps `avail.idx`.
-    pub fn publish(mem: &mut GuestMemory, size: u16, head: u16) {
+    pub fn publish(mem: &GuestMemory, size: u16, head: u16) {
         let idx = mem.read_obj::<u16>(GuestAddress(AVAIL + 2)).expect("ram");
         mem.write_obj(GuestAddress(AVAIL + 4 + 2 * u64::from(idx % size)), head).expect("ram");
         mem.write_obj(GuestAddress(AVAIL + 2), idx.wrapping_add(1)).expect("ram");
@@ -316,7 +344,7 @@ pub mod testdriver {
 
     /// Builds a chain from `bufs` (addr, len, writable) at descriptors
     /// `first..` and publishes it.
-    pub fn chain(mem: &mut GuestMemory, size: u16, first: u16, bufs: &[(u64, u32, bool)]) {
+    pub fn chain(mem: &GuestMemory, size: u16, first: u16, bufs: &[(u64, u32, bool)]) {
         for (k, &(addr, len, w)) in bufs.iter().enumerate() {
             let i = first + k as u16;
             let more = k + 1 < bufs.len();
@@ -345,27 +373,27 @@ mod tests {
 
     #[test]
     fn pops_a_chain_and_returns_it() {
-        let mut mem = ram();
+        let mem = ram();
         let mut q = queue(&mem, 8);
         assert!(q.pop(&mem).expect("ok").is_none());
-        chain(&mut mem, 8, 0, &[(DATA, 16, false), (DATA + 16, 100, true), (DATA + 200, 1, true)]);
+        chain(&mem, 8, 0, &[(DATA, 16, false), (DATA + 16, 100, true), (DATA + 200, 1, true)]);
         let c = q.pop(&mem).expect("ok").expect("chain");
         assert_eq!(c.head, 0);
         assert_eq!(c.readable(), &[Segment { addr: DATA, len: 16 }]);
         assert_eq!(c.writable().len(), 2);
-        q.add_used(&mut mem, c.head, 101).expect("used");
+        q.add_used(&mem, c.head, 101).expect("used");
         assert_eq!(used(&mem, 0), (1, 0, 101));
         assert!(q.pop(&mem).expect("ok").is_none());
     }
 
     #[test]
     fn indexes_wrap_around_u16() {
-        let mut mem = ram();
+        let mem = ram();
         let mut q = queue(&mem, 4);
         for round in 0..70_000u32 {
-            chain(&mut mem, 4, 0, &[(DATA, 8, false)]);
+            chain(&mem, 4, 0, &[(DATA, 8, false)]);
             let c = q.pop(&mem).expect("ok").expect("chain");
-            q.add_used(&mut mem, c.head, round).expect("used");
+            q.add_used(&mem, c.head, round).expect("used");
         }
         assert_eq!(used(&mem, 0).0, (70_000u32 % 65_536) as u16);
     }
@@ -403,39 +431,39 @@ mod tests {
 
     #[test]
     fn a_looping_chain_stops_at_the_queue_size() {
-        let mut mem = ram();
+        let mem = ram();
         let mut q = queue(&mem, 8);
-        set_desc(&mut mem, 0, DATA, 1, DESC_F_NEXT, 1);
-        set_desc(&mut mem, 1, DATA, 1, DESC_F_NEXT, 0);
-        publish(&mut mem, 8, 0);
+        set_desc(&mem, 0, DATA, 1, DESC_F_NEXT, 1);
+        set_desc(&mem, 1, DATA, 1, DESC_F_NEXT, 0);
+        publish(&mem, 8, 0);
         assert_eq!(q.pop(&mem).err(), Some(QueueError::ChainLoop));
         // A descriptor pointing at itself.
         let mut q = queue(&mem, 8);
-        set_desc(&mut mem, 5, DATA, 1, DESC_F_NEXT, 5);
+        set_desc(&mem, 5, DATA, 1, DESC_F_NEXT, 5);
         mem.write_obj(GuestAddress(AVAIL + 2), 0u16).expect("ram");
-        publish(&mut mem, 8, 5);
+        publish(&mem, 8, 5);
         assert_eq!(q.pop(&mem).err(), Some(QueueError::ChainLoop));
     }
 
     #[test]
     fn refuses_out_of_range_indexes() {
-        let mut mem = ram();
+        let mem = ram();
         let mut q = queue(&mem, 8);
-        set_desc(&mut mem, 0, DATA, 1, DESC_F_NEXT, 8);
-        publish(&mut mem, 8, 0);
+        set_desc(&mem, 0, DATA, 1, DESC_F_NEXT, 8);
+        publish(&mem, 8, 0);
         assert_eq!(q.pop(&mem).err(), Some(QueueError::IndexOutOfRange));
         let mut q = queue(&mem, 8);
         mem.write_obj(GuestAddress(AVAIL + 2), 0u16).expect("ram");
-        publish(&mut mem, 8, 0xffff);
+        publish(&mem, 8, 0xffff);
         assert_eq!(q.pop(&mem).err(), Some(QueueError::IndexOutOfRange));
     }
 
     #[test]
     fn refuses_buffers_outside_ram_or_wrapping() {
         for (addr, len) in [(1u64 << 20, 1u32), ((1 << 20) - 4, 5), (u64::MAX - 2, 8), (u64::MAX, 1)] {
-            let mut mem = ram();
+            let mem = ram();
             let mut q = queue(&mem, 8);
-            chain(&mut mem, 8, 0, &[(addr, len, true)]);
+            chain(&mem, 8, 0, &[(addr, len, true)]);
             assert_eq!(q.pop(&mem).err(), Some(QueueError::BufferOutsideRam), "{addr:#x}+{len}");
         }
     }
@@ -443,16 +471,16 @@ mod tests {
     #[test]
     fn refuses_chains_longer_than_u32() {
         // The same buffers listed many times: each fits RAM, the sum does not fit u32.
-        let mut mem = GuestMemory::new(1 << 31).expect("mmap");
+        let mem = GuestMemory::new(1 << 31).expect("mmap");
         let mut q = queue(&mem, 8);
         let big = (0x1000_0000u64, 0x7000_0000u32, true);
-        chain(&mut mem, 8, 0, &[big, big, big]);
+        chain(&mem, 8, 0, &[big, big, big]);
         assert_eq!(q.pop(&mem).err(), Some(QueueError::ChainTooLong));
     }
 
     #[test]
     fn refuses_avail_index_jumps() {
-        let mut mem = ram();
+        let mem = ram();
         let mut q = queue(&mem, 8);
         mem.write_obj(GuestAddress(AVAIL + 2), 9u16).expect("ram");
         assert_eq!(q.pop(&mem).err(), Some(QueueError::AvailJump));
@@ -465,22 +493,22 @@ mod tests {
 
     #[test]
     fn refuses_indirect_and_misordered_chains() {
-        let mut mem = ram();
+        let mem = ram();
         let mut q = queue(&mem, 8);
-        set_desc(&mut mem, 0, DATA, 32, DESC_F_INDIRECT, 0);
-        publish(&mut mem, 8, 0);
+        set_desc(&mem, 0, DATA, 32, DESC_F_INDIRECT, 0);
+        publish(&mem, 8, 0);
         assert_eq!(q.pop(&mem).err(), Some(QueueError::Indirect));
         let mut q = queue(&mem, 8);
         mem.write_obj(GuestAddress(AVAIL + 2), 0u16).expect("ram");
-        chain(&mut mem, 8, 0, &[(DATA, 4, true), (DATA, 4, false)]);
+        chain(&mem, 8, 0, &[(DATA, 4, true), (DATA, 4, false)]);
         assert_eq!(q.pop(&mem).err(), Some(QueueError::ReadableAfterWritable));
     }
 
     #[test]
     fn unready_queue_yields_nothing() {
-        let mut mem = ram();
+        let mem = ram();
         let mut q = Queue::new(8);
         assert!(q.pop(&mem).expect("ok").is_none());
-        assert_eq!(q.add_used(&mut mem, 0, 0), Err(QueueError::NotReady));
+        assert_eq!(q.add_used(&mem, 0, 0), Err(QueueError::NotReady));
     }
 }

@@ -46,7 +46,7 @@ impl Balloon {
     }
 
     /// Gives every free range of one report chain back to the host.
-    fn report(mem: &mut GuestMemory, chain: &super::DescriptorChain) {
+    fn report(mem: &GuestMemory, chain: &super::DescriptorChain) {
         for seg in chain.writable() {
             // A range `discard` refuses stays the guest's, untouched.
             let _ = mem.discard(GuestAddress(seg.addr), u64::from(seg.len));
@@ -71,7 +71,7 @@ impl VirtioDevice for Balloon {
         read_config_bytes(bytes_of(&self.config), offset, data);
     }
 
-    fn process_queue(&mut self, index: usize, queues: &mut [Queue], mem: &mut GuestMemory) -> Result<Irq, QueueError> {
+    fn process_queue(&mut self, index: usize, queues: &mut [Queue], mem: &GuestMemory) -> Result<Irq, QueueError> {
         let q = queues.get_mut(index).ok_or(QueueError::NotReady)?;
         let mut irq = Irq::NONE;
         while let Some(chain) = q.pop(mem)? {

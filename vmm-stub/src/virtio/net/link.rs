@@ -310,7 +310,7 @@ mod tests {
         let mut got = Vec::new();
         // Feed in odd-sized pieces, taking frames as they complete.
         for piece in wire.chunks(7919) {
-            crate::hostio::write_all(peer.as_fd(), piece).expect("write");
+            crate::hostio::write_all(peer.as_fd(), crate::sys::io::IoBuf::from(piece)).expect("write");
             while let Some(f) = l.rx_frame().expect("ok") {
                 got.push(f.to_vec());
                 l.rx_consume();
@@ -327,7 +327,7 @@ mod tests {
         let (mut l, peer) = pair();
         let mut wire = (20u32).to_be_bytes().to_vec();
         wire.extend(frame(20, 9));
-        crate::hostio::write_all(peer.as_fd(), &wire).expect("write");
+        crate::hostio::write_all(peer.as_fd(), crate::sys::io::IoBuf::from(&wire[..])).expect("write");
         let a = l.rx_frame().expect("ok").expect("frame").to_vec();
         let b = l.rx_frame().expect("ok").expect("same frame").to_vec();
         assert_eq!(a, b);
@@ -339,7 +339,7 @@ mod tests {
     fn bad_stream_lengths_break_the_link() {
         for len in [0u32, 13, MAX_FRAME as u32 + 1, u32::MAX] {
             let (mut l, peer) = pair();
-            crate::hostio::write_all(peer.as_fd(), &len.to_be_bytes()).expect("write");
+            crate::hostio::write_all(peer.as_fd(), crate::sys::io::IoBuf::from(&len.to_be_bytes()[..])).expect("write");
             assert_eq!(l.rx_frame(), Err(LinkError::BadLength(len)));
         }
     }

@@ -117,7 +117,7 @@ impl<'b> Net<'b> {
     }
 
     /// Guest → backend: at most [`BUDGET`] chains.
-    fn transmit(&mut self, q: &mut Queue, mem: &mut GuestMemory) -> Result<Irq, QueueError> {
+    fn transmit(&mut self, q: &mut Queue, mem: &GuestMemory) -> Result<Irq, QueueError> {
         let mut used = false;
         for _ in 0..BUDGET {
             if self.down.is_none() {
@@ -170,7 +170,7 @@ impl<'b> Net<'b> {
     }
 
     /// Backend → guest: at most [`BUDGET`] frames, only into posted buffers.
-    fn receive(&mut self, q: &mut Queue, mem: &mut GuestMemory) -> Result<Irq, QueueError> {
+    fn receive(&mut self, q: &mut Queue, mem: &GuestMemory) -> Result<Irq, QueueError> {
         let mut used = false;
         for _ in 0..BUDGET {
             if self.down.is_some() || !q.has_available(mem)? {
@@ -217,7 +217,7 @@ impl<'b> Net<'b> {
         if used && !q.interrupts_suppressed(mem) { Irq::VRING } else { Irq::NONE }
     }
 
-    fn pump(&mut self, queues: &mut [Queue], mem: &mut GuestMemory) -> Result<Irq, QueueError> {
+    fn pump(&mut self, queues: &mut [Queue], mem: &GuestMemory) -> Result<Irq, QueueError> {
         let [rx, tx, ..] = queues else { return Err(QueueError::NotReady) };
         let mut irq = self.transmit(tx, mem)?;
         irq |= self.receive(rx, mem)?;
@@ -250,19 +250,19 @@ impl VirtioDevice for Net<'_> {
         read_config_bytes(&cfg, offset, data);
     }
 
-    fn activate(&mut self, _features: u64, queues: &mut [Queue], mem: &mut GuestMemory) -> Irq {
+    fn activate(&mut self, _features: u64, queues: &mut [Queue], mem: &GuestMemory) -> Irq {
         // Frames may already wait (the guest posted buffers before DRIVER_OK).
         self.pump(queues, mem).unwrap_or(Irq::NONE)
     }
 
-    fn process_queue(&mut self, index: usize, queues: &mut [Queue], mem: &mut GuestMemory) -> Result<Irq, QueueError> {
+    fn process_queue(&mut self, index: usize, queues: &mut [Queue], mem: &GuestMemory) -> Result<Irq, QueueError> {
         match index {
             RX | TX => self.pump(queues, mem),
             _ => Ok(Irq::NONE),
         }
     }
 
-    fn poll_host(&mut self, queues: &mut [Queue], mem: &mut GuestMemory) -> Result<Irq, QueueError> {
+    fn poll_host(&mut self, queues: &mut [Queue], mem: &GuestMemory) -> Result<Irq, QueueError> {
         self.pump(queues, mem)
     }
 }

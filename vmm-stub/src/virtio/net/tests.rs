@@ -27,7 +27,7 @@ impl Ring {
     }
 
     /// Publishes a chain of `(addr, len, writable)` buffers.
-    fn chain(&mut self, mem: &mut GuestMemory, bufs: &[(u64, u32, bool)]) {
+    fn chain(&mut self, mem: &GuestMemory, bufs: &[(u64, u32, bool)]) {
         let first = self.next_desc;
         for (k, &(addr, len, w)) in bufs.iter().enumerate() {
             let i = (first + k as u16) % SIZE;
@@ -85,14 +85,14 @@ fn rig_with(ram: u64) -> Rig {
 
 impl Rig {
     fn notify(&mut self, q: usize) -> Irq {
-        self.net.process_queue(q, &mut self.queues, &mut self.mem).expect("queue ok")
+        self.net.process_queue(q, &mut self.queues, &self.mem).expect("queue ok")
     }
 
     /// A TX chain: header at `at`, frame bytes right after.
     fn send(&mut self, at: u64, frame: &[u8]) {
         self.mem.write_slice(GuestAddress(at), &[0; VNET_HDR_LEN]).expect("ram");
         self.mem.write_slice(GuestAddress(at + VNET_HDR_LEN as u64), frame).expect("ram");
-        self.tx.chain(&mut self.mem, &[(at, VNET_HDR_LEN as u32, false), (at + VNET_HDR_LEN as u64, frame.len() as u32, false)]);
+        self.tx.chain(&self.mem, &[(at, VNET_HDR_LEN as u32, false), (at + VNET_HDR_LEN as u64, frame.len() as u32, false)]);
     }
 
     fn peer_bytes(&self) -> Vec<u8> {
@@ -110,7 +110,7 @@ impl Rig {
     fn peer_send(&self, frame: &[u8]) {
         let mut wire = (frame.len() as u32).to_be_bytes().to_vec();
         wire.extend_from_slice(frame);
-        crate::hostio::write_all(self.peer.as_fd(), &wire).expect("peer write");
+        crate::hostio::write_all(self.peer.as_fd(), crate::sys::io::IoBuf::from(&wire[..])).expect("peer write");
     }
 }
 
@@ -147,11 +147,11 @@ fn malformed_transmit_chains_are_dropped_and_returned() {
     let mut r = rig();
     // Runt shorter than the header; header only; header + 13-byte runt
     // frame; a frame above MTU + Ethernet header + VLAN; a write-only chain.
-    r.tx.chain(&mut r.mem, &[(DATA, 5, false)]);
-    r.tx.chain(&mut r.mem, &[(DATA, VNET_HDR_LEN as u32, false)]);
-    r.tx.chain(&mut r.mem, &[(DATA, VNET_HDR_LEN as u32 + 13, false)]);
-    r.tx.chain(&mut r.mem, &[(DATA, (VNET_HDR_LEN + MAX_FRAME + 1) as u32, false)]);
-    r.tx.chain(&mut r.mem, &[(DATA, 2000, true)]);
+    r.tx.chain(&r.mem, &[(DATA, 5, false)]);
+    r.tx.chain(&r.mem, &[(DATA, VNET_HDR_LEN as u32, false)]);
+    r.tx.chain(&r.mem, &[(DATA, VNET_HDR_LEN as u32 + 13, false)]);
+    r.tx.chain(&r.mem, &[(DATA, (VNET_HDR_LEN + MAX_FRAME + 1) as u32, false)]);
+    r.tx.chain(&r.mem, &[(DATA, 2000, true)]);
     r.notify(TX);
     assert_eq!(r.tx.used(&r.mem, 4).0, 5, "every chain returned");
     assert_eq!(r.net.stats, Stats { tx_dropped: 5, ..Stats::default() });
@@ -161,14 +161,14 @@ fn malformed_transmit_chains_are_dropped_and_returned() {
 #[test]
 fn received_frames_get_a_header_with_one_buffer() {
     let mut r = rig();
-    r.rx.chain(&mut r.mem, &[(DATA, 2048, true)]);
+    r.rx.chain(&r.mem, &[(DATA, 2048, true)]);
     let f = frame(60, 2);
     r.peer_send(&f);
     assert_eq!(r.notify(RX), Irq::VRING);
     assert_eq!(r.rx.used(&r.mem, 0), (1, 0, (VNET_HDR_LEN + 60) as u32));
-    let hdr = r.mem.slice(GuestAddress(DATA), VNET_HDR_LEN as u64).expect("ram").to_vec();
+    let hdr = r.mem.to_vec(GuestAddress(DATA), VNET_HDR_LEN as u64).expect("ram");
     assert_eq!(hdr, [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0]);
-    assert_eq!(r.mem.slice(GuestAddress(DATA + VNET_HDR_LEN as u64), 60), Some(&f[..]));
+    assert_eq!(r.mem.to_vec(GuestAddress(DATA + VNET_HDR_LEN as u64), 60).as_deref(), Some(&f[..]));
 }
 
 #[test]
@@ -185,22 +185,22 @@ fn a_guest_without_receive_buffers_leaves_frames_in_the_backend() {
     assert_eq!(pending, 8 * 1004);
     // Buffers appear: frames flow, in order.
     for k in 0..8u64 {
-        r.rx.chain(&mut r.mem, &[(DATA + k * 0x1000, 0x1000, true)]);
+        r.rx.chain(&r.mem, &[(DATA + k * 0x1000, 0x1000, true)]);
     }
     r.notify(RX);
     assert_eq!(r.rx.used(&r.mem, 0).0, 8);
     for k in 0..8u16 {
         let at = DATA + u64::from(k) * 0x1000 + VNET_HDR_LEN as u64;
-        assert_eq!(r.mem.slice(GuestAddress(at), 1000), Some(&frame(1000, k as u8)[..]));
+        assert_eq!(r.mem.to_vec(GuestAddress(at), 1000).as_deref(), Some(&frame(1000, k as u8)[..]));
     }
 }
 
 #[test]
 fn a_too_small_or_read_only_receive_chain_is_returned_empty() {
     let mut r = rig();
-    r.rx.chain(&mut r.mem, &[(DATA, 100, true)]); // too small for 200 + 12
-    r.rx.chain(&mut r.mem, &[(DATA + 0x1000, 4096, false)]); // wrong direction
-    r.rx.chain(&mut r.mem, &[(DATA + 0x2000, 4096, true)]);
+    r.rx.chain(&r.mem, &[(DATA, 100, true)]); // too small for 200 + 12
+    r.rx.chain(&r.mem, &[(DATA + 0x1000, 4096, false)]); // wrong direction
+    r.rx.chain(&r.mem, &[(DATA + 0x2000, 4096, true)]);
     r.peer_send(&frame(200, 1));
     r.peer_send(&frame(200, 2));
     r.peer_send(&frame(200, 3));
@@ -209,7 +209,7 @@ fn a_too_small_or_read_only_receive_chain_is_returned_empty() {
     assert_eq!(r.rx.used(&r.mem, 1).2, 0);
     assert_eq!(r.rx.used(&r.mem, 2).2, 212);
     assert_eq!(r.net.stats.rx_dropped, 2);
-    assert_eq!(r.mem.slice(GuestAddress(DATA + 0x2000 + 12), 200), Some(&frame(200, 3)[..]));
+    assert_eq!(r.mem.to_vec(GuestAddress(DATA + 0x2000 + 12), 200).as_deref(), Some(&frame(200, 3)[..]));
 }
 
 #[test]
@@ -223,7 +223,7 @@ fn a_transmit_flood_is_served_in_bounded_batches() {
     // Each later pass (the run loop's poll after the self-kick) takes the next batch.
     while r.tx.used(&r.mem, 0).0 < 200 {
         let before = r.tx.used(&r.mem, 0).0;
-        r.net.poll_host(&mut r.queues, &mut r.mem).expect("ok");
+        r.net.poll_host(&mut r.queues, &r.mem).expect("ok");
         assert!(r.tx.used(&r.mem, 0).0 - before <= BUDGET as u16);
     }
     assert_eq!(r.peer_bytes().len(), 200 * (4 + 64));
@@ -247,7 +247,7 @@ fn a_stalled_backend_stops_transmit_without_losing_chains() {
     let mut total = 0;
     for _ in 0..10_000 {
         total += r.peer_bytes().len();
-        r.net.poll_host(&mut r.queues, &mut r.mem).expect("ok");
+        r.net.poll_host(&mut r.queues, &r.mem).expect("ok");
         if u64::from(r.tx.used(&r.mem, 0).0) == posted && !r.net.link.tx_pending() {
             break;
         }
@@ -260,7 +260,7 @@ fn a_stalled_backend_stops_transmit_without_losing_chains() {
 #[test]
 fn a_closed_backend_takes_the_link_down() {
     let mut r = rig();
-    r.rx.chain(&mut r.mem, &[(DATA, 4096, true)]);
+    r.rx.chain(&r.mem, &[(DATA, 4096, true)]);
     let peer = core::mem::replace(&mut r.peer, rustix::io::dup(rustix::stdio::stdin()).expect("dup"));
     drop(peer);
     let irq = r.notify(RX);
@@ -326,7 +326,7 @@ impl Rig {
             if !woken(self.net.link.fd(), asked) {
                 return;
             }
-            self.net.poll_host(&mut self.queues, &mut self.mem).expect("ok");
+            self.net.poll_host(&mut self.queues, &self.mem).expect("ok");
         }
         panic!("the device never settles");
     }
@@ -413,7 +413,7 @@ fn bulk_both_ways_at_once_completes_byte_exact_driven_only_by_events() {
         // Guest: post buffers and frames, notify, take what was used.
         let before = rx_posted;
         while rx_posted - rx_done < OUTSTANDING && rx_posted < u64::from(FRAMES) {
-            r.rx.chain(&mut r.mem, &[(slot(rx_data, rx_posted), 0x2_0000, true)]);
+            r.rx.chain(&r.mem, &[(slot(rx_data, rx_posted), 0x2_0000, true)]);
             rx_posted += 1;
         }
         if rx_posted != before {
@@ -425,7 +425,7 @@ fn bulk_both_ways_at_once_completes_byte_exact_driven_only_by_events() {
             let at = slot(tx_data, tx_posted);
             r.mem.write_slice(GuestAddress(at), &[0; VNET_HDR_LEN]).expect("ram");
             r.mem.write_slice(GuestAddress(at + VNET_HDR_LEN as u64), &f).expect("ram");
-            r.tx.chain(&mut r.mem, &[(at, (VNET_HDR_LEN + f.len()) as u32, false)]);
+            r.tx.chain(&r.mem, &[(at, (VNET_HDR_LEN + f.len()) as u32, false)]);
             tx_posted += 1;
         }
         if tx_posted != before {
@@ -436,7 +436,7 @@ fn bulk_both_ways_at_once_completes_byte_exact_driven_only_by_events() {
             let want = bulk_frame(rx_done as u32);
             assert_eq!(len as usize, VNET_HDR_LEN + want.len(), "receive frame {rx_done}");
             let at = slot(rx_data, rx_done) + VNET_HDR_LEN as u64;
-            assert!(r.mem.slice(GuestAddress(at), want.len() as u64) == Some(&want[..]), "receive frame {rx_done} content");
+            assert!(r.mem.to_vec(GuestAddress(at), want.len() as u64).as_deref() == Some(&want[..]), "receive frame {rx_done} content");
             rx_done += 1;
             moved = true;
         }
@@ -467,7 +467,7 @@ fn bulk_both_ways_at_once_completes_byte_exact_driven_only_by_events() {
         // Device: only what it asked for.
         let asked = net_watch::test_take();
         if woken(r.net.link.fd(), asked) {
-            r.net.poll_host(&mut r.queues, &mut r.mem).expect("ok");
+            r.net.poll_host(&mut r.queues, &r.mem).expect("ok");
             moved = true;
         } else {
             // Not asked: the events stay pending for the next round.

@@ -9,12 +9,14 @@
 
 use super::wire::{WriteOp, MAX_MSIZE, TWRITE_HEAD};
 use super::Server;
-use crate::mem::{bytes_of, GuestAddress, GuestMemory};
+use crate::mem::{bytes_of, GuestMemory};
 use crate::out::Line;
+use crate::sys::io::IoBuf;
+use crate::sys::mm::Anon;
 use crate::virtio::queue::{DescriptorChain, Queue, QueueError};
 use crate::virtio::{id, read_config_bytes, Irq, Reader, VirtioDevice, Writer};
 use linker::abi::SHARE_TAG_PREFIX;
-use rustix::io::{Errno, IoSlice};
+use rustix::io::Errno;
 
 /// Feature: config space holds the mount tag.
 const F_MOUNT_TAG: u64 = 1;
@@ -40,7 +42,7 @@ pub struct P9Device {
     config: P9Config,
     /// Request buffer then reply buffer, `MAX_MSIZE` each: an anonymous
     /// mapping (not guest-visible) whose pages cost nothing until used.
-    bounce: GuestMemory,
+    bounce: Anon,
 }
 
 impl P9Device {
@@ -51,12 +53,12 @@ impl P9Device {
         let name = name.as_bytes();
         let mut config = P9Config { tag_len: u16::try_from(name.len()).map_err(|_| Errno::INVAL)?, ..P9Config::default() };
         config.tag.get_mut(..name.len()).ok_or(Errno::INVAL)?.copy_from_slice(name);
-        let bounce = GuestMemory::new(2 * MAX_MSIZE as u64)?;
+        let bounce = Anon::new(2 * MSIZE, 4096)?;
         Ok(Self { server, config, bounce })
     }
 
     /// Serves one chain; returns the reply length written.
-    fn serve(&mut self, mem: &mut GuestMemory, chain: &DescriptorChain) -> u32 {
+    fn serve(&mut self, mem: &GuestMemory, chain: &DescriptorChain) -> u32 {
         let w = &mut Writer::new(chain);
         if let Some(n) = self.write_direct(mem, chain, w) {
             return n;
@@ -66,11 +68,7 @@ impl P9Device {
         // 2 * MSIZE, `got <= want <= MSIZE`, `room <= MSIZE`, `handle`
         // answers inside `reply`): debug builds stop there; a release build
         // returns the chain with nothing written rather than panicking.
-        let Some(bufs) = self.bounce.slice_mut(GuestAddress(0), 2 * MAX_MSIZE as u64) else {
-            debug_assert!(false, "the bounce buffer is 2 * MSIZE bytes");
-            return 0;
-        };
-        let Some((request, reply)) = bufs.split_first_chunk_mut::<MSIZE>() else {
+        let Some((request, reply)) = self.bounce.bytes_mut().split_first_chunk_mut::<MSIZE>() else {
             debug_assert!(false, "the bounce buffer holds two MSIZE halves");
             return 0;
         };
@@ -94,19 +92,19 @@ impl P9Device {
     /// A well-formed Twrite: its data from the guest's buffers to the file
     /// in one `pwritev`, then Rwrite (or Rlerror). `None` before any effect
     /// for anything else (the copying path answers it, errors included).
-    fn write_direct(&mut self, mem: &mut GuestMemory, chain: &DescriptorChain, w: &mut Writer<'_>) -> Option<u32> {
+    fn write_direct(&mut self, mem: &GuestMemory, chain: &DescriptorChain, w: &mut Writer<'_>) -> Option<u32> {
         let mut r = Reader::new(chain);
         let len = r.available();
         let head: [u8; TWRITE_HEAD] = r.read_array(mem)?;
         let op = WriteOp::parse(&head, len, self.server.msize())?;
-        let mut data: heapless::Vec<IoSlice<'_>, MAX_IOV> = heapless::Vec::new();
+        let mut data: heapless::Vec<IoBuf<'_>, MAX_IOV> = heapless::Vec::new();
         let mut left = op.count as usize;
         while left > 0 {
             // In the chain: parse checked count <= size <= len.
             let piece = r.chunk(mem, left)?;
             r.advance(piece.len());
             left -= piece.len();
-            data.push(IoSlice::new(piece)).ok()?;
+            data.push(piece.io()).ok()?;
         }
         let reply = op.reply(self.server.write_at(op.fid, op.offset, &data));
         drop(data);
@@ -136,7 +134,7 @@ impl VirtioDevice for P9Device {
         self.server.reset();
     }
 
-    fn process_queue(&mut self, index: usize, queues: &mut [Queue], mem: &mut GuestMemory) -> Result<Irq, QueueError> {
+    fn process_queue(&mut self, index: usize, queues: &mut [Queue], mem: &GuestMemory) -> Result<Irq, QueueError> {
         let q = queues.get_mut(index).ok_or(QueueError::NotReady)?;
         let mut irq = Irq::NONE;
         while let Some(chain) = q.pop(mem)? {
@@ -159,6 +157,7 @@ mod tests {
     use std::vec::Vec;
     use std::vec;
     use super::*;
+    use crate::mem::GuestAddress;
     use crate::virtio::queue::testdriver::*;
 
     const REQ: u64 = DATA;
@@ -182,7 +181,7 @@ mod tests {
         let mut mem = GuestMemory::new(1 << 20).expect("ram");
         let mut qs = [queue(&mem, 16)];
         let mut n = 0u16;
-        let mut send = |mem: &mut GuestMemory, qs: &mut [Queue; 1], m: &[u8], split: u32, room: u32| {
+        let mut send = |mem: &GuestMemory, qs: &mut [Queue; 1], m: &[u8], split: u32, room: u32| {
             mem.write_slice(GuestAddress(REQ), m).expect("ram");
             let len = u32::try_from(m.len()).expect("small");
             let split = split.min(len - 1);
@@ -192,7 +191,7 @@ mod tests {
             let (idx, _, used) = used(mem, n);
             n += 1;
             assert_eq!(idx, n);
-            mem.slice(GuestAddress(REPLY), u64::from(used)).expect("ram").to_vec()
+            mem.to_vec(GuestAddress(REPLY), u64::from(used)).expect("ram")
         };
         let r = send(&mut mem, &mut qs, &frame(msg::TVERSION, 0xffff, &B::default().u32(8192).s(b"9P2000.L").0), 5, 8192);
         assert_eq!(r[4], msg::TVERSION + 1);
@@ -214,7 +213,7 @@ mod tests {
     /// A session with fid 1 open on a new file `f`, on a 256-entry queue.
     fn write_session(t: &TempDir) -> (P9Device, GuestMemory, [Queue; 1]) {
         let mut dev = P9Device::new(Server::new(t.0.as_os_str().as_encoded_bytes(), false).expect("share"), 0).expect("dev");
-        let mut mem = GuestMemory::new(1 << 20).expect("ram");
+        let mem = GuestMemory::new(1 << 20).expect("ram");
         let mut qs = [queue(&mem, 256)];
         for (i, m) in [
             frame(msg::TVERSION, NOTAG, &B::default().u32(MAX_MSIZE).s(b"9P2000.L").0),
@@ -225,7 +224,7 @@ mod tests {
         .iter()
         .enumerate()
         {
-            let r = call(&mut dev, &mut mem, &mut qs, m, &[]);
+            let r = call(&mut dev, &mem, &mut qs, m, &[]);
             assert_eq!(r[4], m[4] + 1, "setup step {i}");
         }
         (dev, mem, qs)
@@ -233,7 +232,7 @@ mod tests {
 
     /// Sends `head` in three descriptors (split inside its fields), then the
     /// `data` pieces (guest address, length), then 64 bytes of reply room.
-    fn call(dev: &mut P9Device, mem: &mut GuestMemory, qs: &mut [Queue; 1], head: &[u8], data: &[(u64, u32)]) -> Vec<u8> {
+    fn call(dev: &mut P9Device, mem: &GuestMemory, qs: &mut [Queue; 1], head: &[u8], data: &[(u64, u32)]) -> Vec<u8> {
         mem.write_slice(GuestAddress(REQ), head).expect("ram");
         let n = u32::try_from(head.len()).expect("small");
         let mut bufs = vec![(REQ, n.min(5), false), (REQ + 5, 0, false), (REQ + 5, n.saturating_sub(5), false)];
@@ -244,7 +243,7 @@ mod tests {
         assert_eq!(dev.process_queue(0, qs, mem).expect("queue ok"), Irq::VRING);
         let (idx, _, len) = used(mem, before);
         assert_eq!(idx, before.wrapping_add(1));
-        mem.slice(GuestAddress(REPLY), u64::from(len)).expect("ram").to_vec()
+        mem.to_vec(GuestAddress(REPLY), u64::from(len)).expect("ram")
     }
 
     fn twrite_head(offset: u64, count: u32, size: u32) -> Vec<u8> {
@@ -256,7 +255,7 @@ mod tests {
     #[test]
     fn twrite_data_goes_from_guest_buffers_to_the_file_uncopied() {
         let t = TempDir::new("dev-write");
-        let (mut dev, mut mem, mut qs) = write_session(&t);
+        let (mut dev, mem, mut qs) = write_session(&t);
         let data: Vec<u8> = (0..3000u32).map(|i| u8::try_from(i % 251).expect("byte") | 1).collect();
         // Scattered pieces, one of them empty, as a guest's pinned pages are.
         let pieces = [(DATA + 0x80000, 1000), (DATA + 0x20000, 0), (DATA + 0x48000, 1), (DATA + 0x60000, 1999)];
@@ -265,14 +264,14 @@ mod tests {
             mem.write_slice(GuestAddress(a), &data[at..at + l as usize]).expect("ram");
             at += l as usize;
         }
-        let r = call(&mut dev, &mut mem, &mut qs, &twrite_head(0, 3000, 23 + 3000), &pieces);
+        let r = call(&mut dev, &mem, &mut qs, &twrite_head(0, 3000, 23 + 3000), &pieces);
         assert_eq!(r, [11, 0, 0, 0, msg::TWRITE + 1, 7, 0, 0xb8, 0x0b, 0, 0]);
         assert_eq!(std::fs::read(t.path("f")).expect("file"), data);
         // (The set-up messages used its first bytes; the data has no zeros.)
-        let bounce = dev.bounce.slice(GuestAddress(100), 3000).expect("bounce");
+        let bounce = &dev.bounce.bytes_mut()[100..3100];
         assert!(bounce.iter().all(|&b| b == 0), "the data never went through the bounce buffer");
         // Bytes after count (inside size) are ignored; at an offset.
-        let r = call(&mut dev, &mut mem, &mut qs, &twrite_head(2999, 1, 23 + 2000), &pieces[2..]);
+        let r = call(&mut dev, &mem, &mut qs, &twrite_head(2999, 1, 23 + 2000), &pieces[2..]);
         assert_eq!(r[7..], [1, 0, 0, 0]);
         assert_eq!(std::fs::read(t.path("f")).expect("file")[2999], data[1000]);
     }
@@ -280,28 +279,28 @@ mod tests {
     #[test]
     fn twrite_the_direct_path_refuses_goes_the_copying_way() {
         let t = TempDir::new("dev-write-copy");
-        let (mut dev, mut mem, mut qs) = write_session(&t);
+        let (mut dev, mem, mut qs) = write_session(&t);
         // 200 one-byte buffers: more than one pwritev takes here.
         let pieces: Vec<(u64, u32)> = (0..200).map(|i| (DATA + 0x50000 + 2 * i, 1)).collect();
         for (i, &(a, _)) in pieces.iter().enumerate() {
             mem.write_slice(GuestAddress(a), &[u8::try_from(i).expect("byte")]).expect("ram");
         }
-        let r = call(&mut dev, &mut mem, &mut qs, &twrite_head(0, 200, 223), &pieces);
+        let r = call(&mut dev, &mem, &mut qs, &twrite_head(0, 200, 223), &pieces);
         assert_eq!(r[4..], [msg::TWRITE + 1, 7, 0, 200, 0, 0, 0]);
-        assert_eq!(dev.bounce.slice(GuestAddress(23), 200).expect("bounce")[199], 199, "copied");
+        assert_eq!(dev.bounce.bytes_mut()[23 + 199], 199, "copied");
         let want: Vec<u8> = (0..200u8).collect();
         assert_eq!(std::fs::read(t.path("f")).expect("file"), want);
         // A size past the chain's bytes, a count past the size, a size past
         // msize: Rlerror from the copying path, nothing written.
         for (count, size, errno) in [(100, 123, Errno::PROTO), (101, 123, Errno::PROTO), (10, MAX_MSIZE + 1, Errno::MSGSIZE)] {
-            let r = call(&mut dev, &mut mem, &mut qs, &twrite_head(500, count, size), &pieces[..50]);
+            let r = call(&mut dev, &mem, &mut qs, &twrite_head(500, count, size), &pieces[..50]);
             assert_eq!(r[4..], [msg::RLERROR, 7, 0, u8::try_from(errno.raw_os_error()).expect("small"), 0, 0, 0], "count {count} size {size}");
         }
         assert_eq!(std::fs::metadata(t.path("f")).expect("file").len(), 200);
         // An unknown fid.
         let mut m = twrite_head(0, 1, 24);
         m[7] = 9;
-        let r = call(&mut dev, &mut mem, &mut qs, &m, &pieces[..1]);
+        let r = call(&mut dev, &mem, &mut qs, &m, &pieces[..1]);
         assert_eq!(r[4..], [msg::RLERROR, 7, 0, u8::try_from(Errno::BADF.raw_os_error()).expect("small"), 0, 0, 0]);
     }
 }

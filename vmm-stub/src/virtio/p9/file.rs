@@ -6,8 +6,9 @@ use super::server::{Reply, Server};
 use super::wire::{Qid, Reader, Writer, IO_HEADER, QID_LEN, QTDIR, QTFILE, QTSYMLINK};
 use core::mem::MaybeUninit;
 use rustix::fd::AsFd;
+use crate::sys::io::IoBuf;
 use rustix::fs::{self, FileType, Mode, OFlags, RawDir, SeekFrom};
-use rustix::io::{self, Errno, IoSlice};
+use rustix::io::{self, Errno};
 
 /// Open flags 9P2000.L carries (Linux's values) that we pass on; anything
 /// else (O_CREAT, O_NOFOLLOW, O_DIRECT, O_ASYNC, ...) is dropped.
@@ -103,14 +104,14 @@ impl Server {
     pub(super) fn write(&mut self, r: &mut Reader<'_>, w: &mut Writer<'_>) -> Reply {
         let (fid, offset, count) = (r.u32()?, r.u64()?, r.u32()?);
         let data = r.bytes(count as usize)?;
-        w.u32(self.write_at(fid, offset, &[IoSlice::new(data)])?)
+        w.u32(self.write_at(fid, offset, &[data.into()])?)
     }
 
     /// Twrite's data to the file of `fid`: from the request, or straight
     /// from guest RAM (the device's zero-copy path, see `wire::WriteOp`).
-    pub fn write_at(&self, fid: u32, offset: u64, data: &[IoSlice<'_>]) -> Result<u32, Errno> {
+    pub fn write_at(&self, fid: u32, offset: u64, data: &[IoBuf<'_>]) -> Result<u32, Errno> {
         self.share.writable()?;
-        let n = io::pwritev(&self.fids.get(fid)?.fd, data, offset)?;
+        let n = crate::sys::io::pwritev(self.fids.get(fid)?.fd.as_fd(), data, offset)?;
         u32::try_from(n).map_err(|_| Errno::IO)
     }
 
