@@ -4,20 +4,22 @@
   bench/blk_ab.py WORKDIR ROUNDS NAME=PATH/TO/vmm-stub [NAME=...]
       env: THP=madvise|always|never  switch L1's transparent huge pages first
            NOQEMU=1                  stub variants only
+           MIB=N                     data per step (default 16; /proc/uptime ticks are 10 ms,
+                                     so more data gives finer rates)
 
 Every variant boots the same image contents (our kernel, the image's smol-init, a busybox
-rootfs with 16 MiB of random data as squashfs on /dev/vda) built with its own stub; QEMU
+rootfs with MIB (16) MiB of random data as squashfs on /dev/vda) built with its own stub; QEMU
 microvm boots the same guest (bench/lab.py's device layout). The guest times itself
 (/proc/uptime) and prints `T name start end bytes`:
   blk-read         dd the whole /dev/vda, bs=1M (first read: the page cache fills)
   blk-reread       the same after drop_caches
-  blk-write        16 MiB of zeros to /dev/vdb (an extra disk on L1's tmpfs), conv=fsync
+  blk-write        MIB MiB of zeros to /dev/vdb (an extra disk on L1's tmpfs), conv=fsync
   blk-read-direct  /dev/vdb back with O_DIRECT
 plus the request queue limits (Q) and /sys/block/vd?/stat after the reads (S) and the
 write (W). Prints per-variant medians and the per-round runs. smolvm and smol-init come
 from $CARGO_TARGET_DIR/release (default target/release).
 """
-import json, os, shutil, subprocess, sys
+import json, os, shutil, statistics, subprocess, sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "bench"))
@@ -28,7 +30,7 @@ _spec = importlib.util.spec_from_file_location("bt", os.path.join(ROOT, "kernel-
 bt = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(bt)
 
-MIB = 16
+MIB = int(os.environ.get("MIB", "16"))
 SHM = "/dev/shm/smolvm-blk-ab"  # L1's private tmpfs
 
 
@@ -47,6 +49,7 @@ def script():
         f"{a}; dd if=/dev/zero of=/dev/vdb bs=1M count={MIB} conv=fsync 2>/dev/null; {t('blk-write', MIB << 20)}",
         'echo "W $(cat /sys/block/vdb/stat)" >&2',
         f"{a}; dd if=/dev/vdb of=/dev/null bs=1M iflag=direct 2>/dev/null; {t('blk-read-direct', MIB << 20)}",
+        'echo "T done" >&2',
     ])
 
 
@@ -89,10 +92,17 @@ def main():
         raw = json.loads(p.stdout)
     except ValueError:
         sys.exit(f"lab exit {p.returncode}: {(p.stderr or p.stdout)[-600:]}")
-    for vmm, r in lab.summarize(raw)["io"].items():
+    io = lab.summarize(raw)["io"]
+    base = variants[0][0]
+    for vmm, r in io.items():
         print(vmm)
         for k, v in r["rates"].items():
-            print(f"  {k:16} median {r['median'][k] / 1e6:7.2f} MB/s   runs {' '.join(f'{x / 1e6:.1f}' for x in v)}")
+            line = f"  {k:16} median {r['median'][k] / 1e6:7.2f} MB/s   runs {' '.join(f'{x / 1e6:.1f}' for x in v)}"
+            ours, theirs = r["by_round"], io[base]["by_round"]
+            ratios = [ours[n][k] / theirs[n][k] for n in ours if vmm != base and theirs.get(n, {}).get(k)]
+            if ratios:
+                line += f"\n  {'':16} / {base} per round: median {statistics.median(ratios):.3f} [{' '.join(f'{x:.2f}' for x in ratios)}]"
+            print(line)
     for name, runs in raw["results"].items():
         for line in runs[-1]["err"].splitlines():
             if line[:2] in ("Q ", "S ", "W "):

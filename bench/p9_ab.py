@@ -3,12 +3,13 @@
 
   bench/p9_ab.py WORKDIR ROUNDS REPS NAME=PATH/TO/vmm-stub [NAME=...]
       env: NOQEMU=1  stub variants only
+           MIB=N     file size per rep (default 4; /proc/uptime ticks are 10 ms)
 
 Every variant boots the same guest (our kernel, smol-init, a busybox rootfs) built into an
 image with its own stub; QEMU microvm boots the same guest with `virtio-9p-device` +
 `-fsdev local` (bench/lab.py's layout). Both shares live on L1's tmpfs; smol-init mounts
 them alike (init/src/mounts.rs NINEP_OPTIONS). One boot per VMM and round, the order
-rotated each round; each boot repeats REPS times, 4 MiB each, timed by the guest
+rotated each round; each boot repeats REPS times, MIB (4) MiB each, timed by the guest
 (/proc/uptime):
   9p-write / 9p-write128  dd of zeros, bs=64k / 128k, conv=fsync (make bench uses 64k)
   9p-read  / 9p-read128   dd of that file back, same block size
@@ -27,7 +28,7 @@ _spec = importlib.util.spec_from_file_location("bt", os.path.join(ROOT, "kernel-
 bt = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(bt)
 
-SIZE = 4 << 20
+SIZE = int(os.environ.get("MIB", "4")) << 20
 SHM = "/dev/shm/smolvm-p9-ab"  # L1's private tmpfs
 CASES = ("9p-write", "9p-read", "9p-write128", "9p-read128")
 

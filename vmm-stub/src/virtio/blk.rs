@@ -461,4 +461,46 @@ mod tests {
         assert_eq!(rig.req(&mut dev, T_IN, 7, &[(BUF, 512, true), (BUF + 0x1000, 512, true)]).0, S_IOERR);
         assert!(rig.mem.to_vec(GuestAddress(BUF), 0x1200).expect("ram").iter().all(|&b| b == 0xab));
     }
+
+    /// A second "vCPU" rewrites the request while the device serves it
+    /// (sound now that no reference into guest RAM exists): every request
+    /// is answered with a valid status, and nothing outside the disk's
+    /// window of the file ever changes.
+    #[test]
+    fn a_guest_rewriting_its_requests_meanwhile_gets_answers() {
+        use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+        let f = disk(&[0x5a; 16384]);
+        let mut dev = Block::new(f.as_fd(), 4096, 8192, false, b"x");
+        let mem = GuestMemory::new(1 << 22).expect("mmap");
+        let mut q = queue(&mem, QS);
+        let stop = AtomicBool::new(false);
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                let mut x = 0x9e37_79b9_7f4a_7c15u64;
+                while !stop.load(Relaxed) {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    let kind = [T_IN, T_OUT, T_FLUSH, T_GET_ID, x as u32][(x >> 61) as usize % 5];
+                    mem.write_obj(GuestAddress(HDR), kind).expect("ram");
+                    mem.write_obj(GuestAddress(HDR + 8), (x >> 8) % 20).expect("ram"); // sectors 0..20: inside and past the end
+                    mem.write_obj(GuestAddress(BUF + (x >> 40) % 4096), x as u8).expect("ram");
+                }
+            });
+            for n in 1..=3000u16 {
+                let write = n % 2 == 0;
+                chain(&mem, QS, 0, &[(HDR, 16, false), (BUF, 4096, !write), (STATUS, 1, true)]);
+                let mut qs = [q];
+                dev.process_queue(0, &mut qs, &mem).expect("the queue itself is well formed");
+                q = qs[0];
+                assert_eq!(used(&mem, (n - 1) % QS).0, n, "every request answered");
+                let status = mem.read_obj::<u8>(GuestAddress(STATUS)).expect("ram");
+                assert!([S_OK, S_IOERR, S_UNSUPP].contains(&status), "status {status}");
+            }
+            stop.store(true, Relaxed);
+        });
+        let back = file_bytes(&f);
+        assert_eq!(back.len(), 16384);
+        assert!(back[..4096].iter().chain(&back[12288..]).all(|&b| b == 0x5a), "outside the window");
+    }
 }
