@@ -10,7 +10,7 @@ use crate::devices::{self, DiskFile, Devices, MAX_EXTRA_DISKS};
 use crate::hostio::tty::WinSize;
 use crate::sys::kvm::{Kvm, Vcpu, Vm};
 use crate::mem::{GuestAddress, GuestMemory, PAGE_SIZE};
-use crate::options::{AddSpec, DiskSpec, OptError, Options, HELP, MAX_SHARES};
+use crate::options::{AddSpec, DiskSpec, OptError, Options, HELP_LEN, MAX_SHARES};
 use crate::out::{self, fail, fail_errno, Line};
 use crate::payload::{Payload, PayloadError};
 use crate::serial::{Serial, Sink};
@@ -48,8 +48,8 @@ pub fn main(args: CStrings, env: CStrings) -> u8 {
     };
     out::set_debug(opts.log.debug);
     if opts.help {
-        let _ = out::write_all(out::stdout(), HELP.as_bytes());
-        let _ = out::write_all(out::stdout(), b"\n");
+        let mut text = [0u8; HELP_LEN];
+        let _ = out::write_all(out::stdout(), crate::options::help(&mut text));
         return 0;
     }
     let payload = Payload::open_self().unwrap_or_else(|e| payload_error(e));
