@@ -152,15 +152,14 @@ pub fn main(args: CStrings, env: CStrings) -> u8 {
     write_boot_data(&mut mem, &kernel, &cmdline, initrd, initrd_len, cpus)
         .unwrap_or_else(|| fail("guest memory too small for the boot data; raise --smolvm-mem"));
 
-    let (vm, mut vcpus) = create_vm(&kvm, &mut mem, kernel.entry, cpus)
-        .unwrap_or_else(|(what, e)| Line::new().s("KVM setup failed: ").s(what).errno(e).s(")").fail());
+    let (vm, mut vcpus) = create_vm(&kvm, &mut mem, kernel.entry, cpus);
     drop(kvm);
     #[cfg(feature = "test-hooks")]
     test_hooks_before_filter(env, &vcpus[0]);
     // Signals interrupt KVM_RUN through immediate_exit; the stdin watcher
     // kicks vCPU 0's thread (this one) when host input arrives (hostio).
-    for (i, vcpu) in vcpus.iter().enumerate() {
-        vcpu.route_kicks(i);
+    for vcpu in &vcpus {
+        vcpu.route_kicks();
     }
     crate::hostio::signals::install();
     if let Err(e) = crate::hostio::stdin_watch::start() {
@@ -429,49 +428,52 @@ fn write_boot_data(mem: &mut GuestMemory, kernel: &load::Kernel, cmdline: &Cmdli
     mem.write_slice(GuestAddress(ZERO_PAGE_ADDR), p.as_bytes())
 }
 
-type SetupError = (&'static str, Errno);
+/// KVM set-up step `what` failed: one line, 125.
+fn setup_failed(what: &str, e: Errno) -> ! {
+    Line::new().s("KVM setup failed: ").s(what).errno(e).s(")").fail()
+}
 
 /// The VM with `cpus` vCPUs: vCPU 0 at the kernel's 64-bit entry, the
 /// others waiting (`KVM_MP_STATE_UNINITIALIZED`, as the in-kernel LAPIC
 /// leaves every vCPU but the first) for the guest's INIT and SIPI.
-fn create_vm(kvm: &Kvm, mem: &mut GuestMemory, entry: u64, cpus: usize) -> Result<(Vm, heapless::Vec<Vcpu, { abi::MAX_CPUS }>), SetupError> {
-    let vm = kvm.create_vm().map_err(|e| ("KVM_CREATE_VM", e))?;
+fn create_vm(kvm: &Kvm, mem: &mut GuestMemory, entry: u64, cpus: usize) -> (Vm, heapless::Vec<Vcpu, { abi::MAX_CPUS }>) {
+    let vm = kvm.create_vm().unwrap_or_else(|e| setup_failed("KVM_CREATE_VM", e));
     // RAM first: adding a memory slot once other slots or devices exist
     // waits for an SRCU grace period (milliseconds on nested hosts). RAM
     // above 4 GiB (a second slot) only exists for guests of > 3.25 GiB.
-    mem.register(&vm).map_err(|e| ("KVM_SET_USER_MEMORY_REGION", e))?;
+    mem.register(&vm).unwrap_or_else(|e| setup_failed("KVM_SET_USER_MEMORY_REGION", e));
     // No KVM_SET_TSS_ADDR/IDENTITY_MAP_ADDR: they only serve real-mode
     // emulation on Intel without unrestricted guests, and the vCPU starts
     // in long mode; each would add another memory slot.
-    vm.create_irqchip().map_err(|e| ("KVM_CREATE_IRQCHIP", e))?;
-    vm.create_pit2().map_err(|e| ("KVM_CREATE_PIT2", e))?;
+    vm.create_irqchip().unwrap_or_else(|e| setup_failed("KVM_CREATE_IRQCHIP", e));
+    vm.create_pit2().unwrap_or_else(|e| setup_failed("KVM_CREATE_PIT2", e));
 
     let mut supported = KvmCpuid2 {
         header: KvmCpuid2Header::default(),
         entries: [KvmCpuidEntry2::default(); MAX_CPUID_ENTRIES],
     };
-    kvm.supported_cpuid(&mut supported).map_err(|e| ("KVM_GET_SUPPORTED_CPUID", e))?;
+    kvm.supported_cpuid(&mut supported).unwrap_or_else(|e| setup_failed("KVM_GET_SUPPORTED_CPUID", e));
     let tsc_deadline = kvm.check_extension(KVM_CAP_TSC_DEADLINE_TIMER).unwrap_or(0) > 0;
     let mut vcpus = heapless::Vec::new();
     for id in 0..cpus.min(abi::MAX_CPUS) as u32 {
-        let vcpu = vm.create_vcpu(id).map_err(|e| ("KVM_CREATE_VCPU", e))?;
+        let vcpu = vm.create_vcpu(id).unwrap_or_else(|e| setup_failed("KVM_CREATE_VCPU", e));
         let mut cpuid = supported;
         cpu::patch_cpuid(&mut cpuid, tsc_deadline, id, cpus as u32);
-        vcpu.set_cpuid2(&cpuid).map_err(|e| ("KVM_SET_CPUID2", e))?;
-        vcpu.set_msrs(&cpu::boot_msrs()).map_err(|e| ("KVM_SET_MSRS", e))?;
+        vcpu.set_cpuid2(&cpuid).unwrap_or_else(|e| setup_failed("KVM_SET_CPUID2", e));
+        vcpu.set_msrs(&cpu::boot_msrs()).unwrap_or_else(|e| setup_failed("KVM_SET_MSRS", e));
         if id == 0 {
-            let mut sregs = vcpu.get_sregs().map_err(|e| ("KVM_GET_SREGS", e))?;
+            let mut sregs = vcpu.get_sregs().unwrap_or_else(|e| setup_failed("KVM_GET_SREGS", e));
             cpu::long_mode_sregs(&mut sregs);
-            vcpu.set_sregs(&sregs).map_err(|e| ("KVM_SET_SREGS", e))?;
-            vcpu.set_regs(&cpu::boot_regs(entry)).map_err(|e| ("KVM_SET_REGS", e))?;
+            vcpu.set_sregs(&sregs).unwrap_or_else(|e| setup_failed("KVM_SET_SREGS", e));
+            vcpu.set_regs(&cpu::boot_regs(entry)).unwrap_or_else(|e| setup_failed("KVM_SET_REGS", e));
         }
-        let mut lapic = vcpu.get_lapic().map_err(|e| ("KVM_GET_LAPIC", e))?;
+        let mut lapic = vcpu.get_lapic().unwrap_or_else(|e| setup_failed("KVM_GET_LAPIC", e));
         cpu::patch_lapic(&mut lapic);
-        vcpu.set_lapic(&lapic).map_err(|e| ("KVM_SET_LAPIC", e))?;
+        vcpu.set_lapic(&lapic).unwrap_or_else(|e| setup_failed("KVM_SET_LAPIC", e));
         // At most MAX_CPUS (the loop's bound).
         let _ = vcpus.push(vcpu);
     }
-    Ok((vm, vcpus))
+    (vm, vcpus)
 }
 
 /// Test builds only (feature `test-hooks`): `SMOLVM_TEST_HOOK=missing-cap`
