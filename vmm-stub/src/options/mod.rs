@@ -279,35 +279,26 @@ enum Opt {
     Cpus,
 }
 
-const FLAGS: [&[u8]; 21] = [
-    b"mem", b"log", b"env", b"workdir", b"disk", b"share", b"info", b"help", b"no-seccomp", b"net", b"publish", b"ip",
-    b"net-host-loopback", b"read-only", b"no-services", b"balloon", b"trust", b"entry", b"force", b"add", b"cpus",
-];
+/// The `--smolvm-*` flag names, NUL-separated, in [`OPTS`] order (one
+/// string: a table of slices costs the stub 16 bytes a name).
+const FLAGS: &[u8] = b"mem\0log\0env\0workdir\0disk\0share\0info\0help\0no-seccomp\0net\0publish\0ip\0\
+net-host-loopback\0read-only\0no-services\0balloon\0trust\0entry\0force\0add\0cpus";
 const OPTS: [Opt; 21] = [
     Opt::Mem, Opt::Log, Opt::Env, Opt::Workdir, Opt::Disk, Opt::Share, Opt::Info, Opt::Help, Opt::NoSeccomp, Opt::Net,
     Opt::Publish, Opt::Ip, Opt::NetHostLoopback, Opt::ReadOnly, Opt::NoServices, Opt::Balloon, Opt::Trust, Opt::Entry,
     Opt::Force, Opt::Add, Opt::Cpus,
 ];
-/// The `SMOLVM_*` variables (after the prefix).
-const VARS: [(&[u8], Opt); 17] = [
-    (b"CPUS", Opt::Cpus),
-    (b"TRUST", Opt::Trust),
-    (b"NO_SERVICES", Opt::NoServices),
-    (b"ENTRY", Opt::Entry),
-    (b"FORCE", Opt::Force),
-    (b"READ_ONLY", Opt::ReadOnly),
-    (b"BALLOON", Opt::Balloon),
-    (b"NET", Opt::Net),
-    (b"PUBLISH", Opt::Publish),
-    (b"IP", Opt::Ip),
-    (b"MEM", Opt::Mem),
-    (b"LOG", Opt::Log),
-    (b"WORKDIR", Opt::Workdir),
-    (b"NO_SECCOMP", Opt::NoSeccomp),
-    (b"DISK", Opt::Disk),
-    (b"SHARE", Opt::Share),
-    (b"ADD", Opt::Add),
-];
+
+/// The option `name` names: a flag name (`read-only`) or, when `var`,
+/// the variable after `SMOLVM_` (`READ_ONLY`: the flag in upper case, `_`
+/// for `-`), which every option but `env`, `info`, `help` and
+/// `net-host-loopback` has (`--smolvm-help` says so).
+fn named(name: &[u8], var: bool) -> Option<Opt> {
+    let as_var = |f: u8| if f == b'-' { b'_' } else { f.to_ascii_uppercase() };
+    let same = |f: &[u8]| f.len() == name.len() && f.iter().zip(name).all(|(&f, &n)| n == if var { as_var(f) } else { f });
+    let opt = *OPTS.get(FLAGS.split(|&b| b == 0).position(same)?)?;
+    (!var || !matches!(opt, Opt::Env | Opt::Info | Opt::Help | Opt::NetHostLoopback)).then_some(opt)
+}
 
 impl<'a> Options<'a> {
     /// Applies the value `v` of a memory, log, disk or share option;
@@ -349,7 +340,7 @@ impl<'a> Options<'a> {
         let mut o = Options::default();
         for var in env {
             let Some((name, v)) = var.strip_prefix(b"SMOLVM_").and_then(split_eq) else { continue };
-            let Some(&(_, which)) = VARS.iter().find(|(n, _)| *n == name) else { continue };
+            let Some(which) = named(name, true) else { continue };
             match which {
                 Opt::NoSeccomp => o.no_seccomp |= v == b"1",
                 Opt::Force => o.force |= v == b"1",
@@ -371,8 +362,7 @@ impl<'a> Options<'a> {
                 Some((name, v)) => (name, Some(v)),
                 None => (opt, None),
             };
-            let Some(i) = FLAGS.iter().position(|&f| f == name) else { return Err(OptError::Unknown(arg)) };
-            let which = OPTS[i];
+            let Some(which) = named(name, false) else { return Err(OptError::Unknown(arg)) };
             match (which, value) {
                 (Opt::Info, None) => o.info = true,
                 (Opt::Help, None) => o.help = true,
@@ -426,9 +416,30 @@ mod tests {
         let mut buf = [0u8; HELP_LEN];
         assert_eq!(std::str::from_utf8(help(&mut buf)).expect("ascii"), HELP);
         assert!(HELP_LZ.len() < HELP.len() * 2 / 3, "{} of {}", HELP_LZ.len(), HELP.len());
-        for flag in FLAGS {
+        for flag in FLAGS.split(|&b| b == 0) {
             assert!(HELP.contains(&format!("--smolvm-{}", String::from_utf8_lossy(flag))), "{}", String::from_utf8_lossy(flag));
         }
+    }
+
+    #[test]
+    fn every_option_but_four_is_a_variable_named_after_its_flag() {
+        let vars = [
+            "TRUST", "NO_SERVICES", "ENTRY", "FORCE", "READ_ONLY", "BALLOON", "NET", "PUBLISH", "IP", "MEM", "LOG",
+            "WORKDIR", "NO_SECCOMP", "DISK", "SHARE", "ADD", "CPUS",
+        ];
+        let flags: Vec<&[u8]> = FLAGS.split(|&b| b == 0).collect();
+        assert_eq!(flags.len(), OPTS.len());
+        for v in vars {
+            let flag = v.to_ascii_lowercase().replace('_', "-");
+            assert_eq!(named(v.as_bytes(), true), named(flag.as_bytes(), false), "{v}");
+            assert!(named(v.as_bytes(), true).is_some(), "{v}");
+            assert_eq!(named(v.as_bytes(), false), None, "{v} is no flag name");
+        }
+        for not in ["ENV", "INFO", "HELP", "NET_HOST_LOOPBACK", "mem", "READ-ONLY", "MEMX", "ME", ""] {
+            assert_eq!(named(not.as_bytes(), true), None, "{not}");
+        }
+        let n = flags.iter().filter(|f| named(&f.to_ascii_uppercase().iter().map(|&b| if b == b'-' { b'_' } else { b }).collect::<Vec<_>>(), true).is_some()).count();
+        assert_eq!(n, vars.len());
     }
 
     #[test]
