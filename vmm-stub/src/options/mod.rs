@@ -254,7 +254,7 @@ fn parse_log(v: &[u8]) -> Option<Log> {
 }
 
 /// The `--smolvm-*` flags, by name (`FLAGS[i]` is `OPTS[i]`).
-#[derive(Clone, Copy, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Opt {
     Mem,
     Log,
