@@ -296,7 +296,7 @@ const OPTS: [Opt; 21] = [
 fn named(name: &[u8], var: bool) -> Option<Opt> {
     let as_var = |f: u8| if f == b'-' { b'_' } else { f.to_ascii_uppercase() };
     let same = |f: &[u8]| f.len() == name.len() && f.iter().zip(name).all(|(&f, &n)| n == if var { as_var(f) } else { f });
-    let opt = *OPTS.get(FLAGS.split(|&b| b == 0).position(same)?)?;
+    let (_, &opt) = FLAGS.split(|&b| b == 0).zip(&OPTS).find(|(f, _)| same(f))?;
     (!var || !matches!(opt, Opt::Env | Opt::Info | Opt::Help | Opt::NetHostLoopback)).then_some(opt)
 }
 
