@@ -222,8 +222,9 @@ fn check_cpus(cpus: u32, kvm: &Kvm, force: bool) {
 /// with a message naming the file.
 fn open_disks(specs: &[DiskSpec<'_>], given: bool, adds: &[AddSpec<'_>]) -> heapless::Vec<DiskFile, MAX_EXTRA_DISKS> {
     let mut disks = heapless::Vec::new();
-    let added = adds.iter().map(|a| DiskSpec { path: a.host, read_only: true, guest: None });
-    for (i, spec) in specs.iter().copied().chain(added).enumerate() {
+    // (spec, whether it is an added file)
+    let added = adds.iter().map(|a| (DiskSpec { path: a.host, read_only: true, guest: None }, true));
+    for (spec, is_add) in specs.iter().map(|&s| (s, false)).chain(added) {
         match devices::open_disk(spec) {
             Ok(d) => {
                 // At most MAX_DISKS specs and MAX_ADDS adds.
@@ -231,7 +232,7 @@ fn open_disks(specs: &[DiskSpec<'_>], given: bool, adds: &[AddSpec<'_>]) -> heap
             }
             Err(e) => {
                 let mut l = Line::new();
-                if i >= specs.len() {
+                if is_add {
                     l.s("--smolvm-add ").b(spec.path);
                 } else {
                     l.s("disk ").b(spec.path);
@@ -250,7 +251,9 @@ fn open_disks(specs: &[DiskSpec<'_>], given: bool, adds: &[AddSpec<'_>]) -> heap
 /// message naming it.
 fn open_shares(opts: &Options<'_>) -> &'static mut heapless::Vec<crate::virtio::p9::P9Device, MAX_SHARES> {
     let devs = devices::share_slots().unwrap_or_else(|| fail("share devices set up twice"));
-    for (n, spec) in opts.shares.iter().enumerate() {
+    for spec in &opts.shares {
+        // The n-th share (one pushed per share so far).
+        let n = devs.len();
         let dev = crate::virtio::p9::Server::new(spec.host, spec.read_only)
             .and_then(|server| crate::virtio::p9::P9Device::new(server, n));
         let why = match dev {
@@ -360,7 +363,9 @@ fn runtime_config<'b>(
     if opts.log.debug {
         w.push(Key::Log, &[b"debug"])?;
     }
-    for (n, s) in opts.shares.iter().enumerate() {
+    // Counted by bounded ranges, which need no overflow check (`enumerate`
+    // has one); each bound is at least its list's capacity.
+    for (n, s) in (0..MAX_SHARES).zip(&opts.shares) {
         let mut tag = Line::bare();
         tag.s(abi::SHARE_TAG_PREFIX).u(n as u64);
         w.push(Key::Share, &[tag.as_bytes(), s.guest, if s.read_only { b"ro" } else { b"rw" }])?;
@@ -368,11 +373,11 @@ fn runtime_config<'b>(
     // The root is vda; the data disks follow in order, then one per added
     // file (together at most MAX_EXTRA_DISKS < 25).
     let extra_disk = |n: usize| [b'v', b'd', b'b'.wrapping_add(n as u8)];
-    for (n, d) in disks.iter().enumerate() {
+    for (n, d) in (0..MAX_EXTRA_DISKS).zip(disks) {
         let Some(guest) = d.guest else { continue };
         w.push(Key::Disk, &[&extra_disk(n), guest, if d.read_only { b"ro" } else { b"rw" }])?;
     }
-    for (n, (add, file)) in opts.adds.iter().zip(added).enumerate() {
+    for (n, (add, file)) in (0..MAX_EXTRA_DISKS).zip(opts.adds.iter().zip(added)) {
         let dev = extra_disk(disks.len().wrapping_add(n));
         let octal = |shift: u32| b'0' | (file.mode >> shift & 7) as u8;
         let mut len_mode = Line::bare();
