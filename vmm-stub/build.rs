@@ -39,6 +39,7 @@ fn main() {
 /// little-endian `d`, copies `n + 3` bytes from `d` back (overlapping
 /// copies repeat). Of the matches, the one saving the most bytes wins.
 /// `options::help` is the decoder.
+#[allow(clippy::cast_possible_truncation)] // len - MIN <= 0x3f, d <= 0xffff (the loops' bounds)
 fn compress(text: &[u8]) -> Vec<u8> {
     const MIN: usize = 3;
     const MAX: usize = 0x3f + MIN;

@@ -199,6 +199,7 @@ fn manifest_cpus(manifest: &[u8]) -> Option<u32> {
 /// `abi::MAX_CPUS` (the guest kernel's limit), KVM's limit, and, unless
 /// `force`, the host CPUs this process may run on (more only time-slice
 /// the guest's CPUs, which then spin waiting on each other's locks).
+#[allow(clippy::cast_possible_truncation)] // MAX_CPUS = 64
 fn check_cpus(cpus: u32, kvm: &Kvm, force: bool) {
     use crate::sys::kvm::KVM_CAP_MAX_VCPUS;
     let kvm_max = kvm.check_extension(KVM_CAP_MAX_VCPUS).ok().filter(|&m| m > 0).unwrap_or(u32::MAX);
@@ -441,6 +442,7 @@ fn setup_failed(what: &str, e: Errno) -> ! {
 /// The VM with `cpus` vCPUs: vCPU 0 at the kernel's 64-bit entry, the
 /// others waiting (`KVM_MP_STATE_UNINITIALIZED`, as the in-kernel LAPIC
 /// leaves every vCPU but the first) for the guest's INIT and SIPI.
+#[allow(clippy::cast_possible_truncation)] // cpus <= MAX_CPUS = 64 (check_cpus)
 fn create_vm(kvm: &Kvm, mem: &mut GuestMemory, entry: u64, cpus: usize) -> (Vm, heapless::Vec<Vcpu, { abi::MAX_CPUS }>) {
     let vm = kvm.create_vm().unwrap_or_else(|e| setup_failed("KVM_CREATE_VM", e));
     // RAM first: adding a memory slot once other slots or devices exist

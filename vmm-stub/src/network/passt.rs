@@ -122,8 +122,8 @@ pub fn args(publish: &[Publish], host_loopback: bool) -> Option<ArgBuf> {
 /// [`GATEWAY`] and [`DNS`] (a unit test checks they agree), the MTU is
 /// `link::PASST_MTU`. NUL-separated: one string costs the stub less
 /// than a table of them.
-const FIXED_ARGS: &[u8] = b"passt\0--fd\03\0--foreground\0--quiet\0-4\0-a\010.0.2.15\0-n\024\0-g\010.0.2.2\0\
---dns-forward\010.0.2.3\0-m\065520";
+const FIXED_ARGS: &[u8] = b"passt\0--fd\x003\0--foreground\0--quiet\0-4\0-a\x0010.0.2.15\0-n\x0024\0-g\x0010.0.2.2\0\
+--dns-forward\x0010.0.2.3\0-m\x0065520";
 
 /// Binds each published port once (and lets go), so a taken port is named
 /// before passt starts.
