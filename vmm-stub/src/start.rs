@@ -168,7 +168,8 @@ pub fn main(args: CStrings, env: CStrings) -> u8 {
     if let Some(fd) = net_watch_fd {
         crate::hostio::net_watch::start(fd).unwrap_or_else(|e| fail_errno("cannot start the network thread", e));
     }
-    // The reaper keeps the VM and vCPU fds (made one after the other).
+    // The reaper keeps the VM fd and the last vCPU's (it closes those in
+    // between in its own table: the VM fd alone keeps the VM alive).
     let keep = {
         use rustix::fd::AsRawFd;
         (vm.raw_fd(), vcpus.last().map_or(vm.raw_fd(), |v| v.as_fd().as_raw_fd()))
