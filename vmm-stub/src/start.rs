@@ -10,7 +10,7 @@ use crate::devices::{self, DiskFile, Devices, MAX_EXTRA_DISKS};
 use crate::hostio::tty::WinSize;
 use crate::sys::kvm::{Kvm, Vcpu, Vm};
 use crate::mem::{GuestAddress, GuestMemory, PAGE_SIZE};
-use crate::options::{AddSpec, DiskSpec, OptError, Options, HELP, MAX_SHARES};
+use crate::options::{AddSpec, DiskSpec, OptError, Options, HELP_LEN, MAX_SHARES};
 use crate::out::{self, fail, fail_errno, Line};
 use crate::payload::{Payload, PayloadError};
 use crate::serial::{Serial, Sink};
@@ -48,8 +48,8 @@ pub fn main(args: CStrings, env: CStrings) -> u8 {
     };
     out::set_debug(opts.log.debug);
     if opts.help {
-        let _ = out::write_all(out::stdout(), HELP.as_bytes());
-        let _ = out::write_all(out::stdout(), b"\n");
+        let mut text = [0u8; HELP_LEN];
+        let _ = out::write_all(out::stdout(), crate::options::help(&mut text));
         return 0;
     }
     let payload = Payload::open_self().unwrap_or_else(|e| payload_error(e));
@@ -83,6 +83,9 @@ pub fn main(args: CStrings, env: CStrings) -> u8 {
     // the bare-metal test guests, which such a host does run, have none.
     let linux = payload.section(Kind::KernelInfo).is_some();
     let kvm = crate::host::open_kvm(linux, opts.force, host_faults(env));
+    let cpus = opts.cpus.or_else(|| manifest_cpus(manifest.bytes())).unwrap_or(1);
+    check_cpus(cpus, &kvm, opts.force);
+    let cpus = cpus as usize; // at most MAX_CPUS (checked)
     let mut mem = GuestMemory::new(u64::from(mem_mib) << 20)
         .unwrap_or_else(|e| fail_errno("cannot reserve guest memory", e));
 
@@ -146,17 +149,18 @@ pub fn main(args: CStrings, env: CStrings) -> u8 {
     let (initrd, initrd_len) = place_initrd(&mut mem, &payload, kernel.end, initrd_max, &opts, disk_specs, added, terminal, guest_net, app_args);
     drop(defaults);
     drop(manifest);
-    write_boot_data(&mut mem, &kernel, &cmdline, initrd, initrd_len)
+    write_boot_data(&mut mem, &kernel, &cmdline, initrd, initrd_len, cpus)
         .unwrap_or_else(|| fail("guest memory too small for the boot data; raise --smolvm-mem"));
 
-    let (vm, vcpu) = create_vm(&kvm, &mut mem, kernel.entry)
-        .unwrap_or_else(|(what, e)| Line::new().s("KVM setup failed: ").s(what).errno(e).s(")").fail());
+    let (vm, mut vcpus) = create_vm(&kvm, &mut mem, kernel.entry, cpus);
     drop(kvm);
     #[cfg(feature = "test-hooks")]
-    test_hooks_before_filter(env, &vcpu);
+    test_hooks_before_filter(env, &vcpus[0]);
     // Signals interrupt KVM_RUN through immediate_exit; the stdin watcher
-    // kicks the vCPU when host input arrives (hostio).
-    vcpu.route_kicks();
+    // kicks vCPU 0's thread (this one) when host input arrives (hostio).
+    for vcpu in &vcpus {
+        vcpu.route_kicks();
+    }
     crate::hostio::signals::install();
     if let Err(e) = crate::hostio::stdin_watch::start() {
         fail_errno("cannot start the stdin thread", e);
@@ -164,21 +168,55 @@ pub fn main(args: CStrings, env: CStrings) -> u8 {
     if let Some(fd) = net_watch_fd {
         crate::hostio::net_watch::start(fd).unwrap_or_else(|e| fail_errno("cannot start the network thread", e));
     }
-    // From here on only the run loop's system calls (seccomp.rs); the
-    // reaper below inherits the filter.
-    crate::harden::freeze_limits();
-    if !opts.no_seccomp {
-        crate::seccomp::install(!opts.shares.is_empty(), balloon_on)
-            .unwrap_or_else(|e| Line::new().s("cannot install the seccomp filter").errno(e).s("; --smolvm-no-seccomp skips it, unsafely)").fail());
-    }
-    #[cfg(feature = "test-hooks")]
-    test_hooks(env);
-    // Last step before the guest runs: VM teardown moves off the exit path.
-    {
+    // The reaper keeps the VM fd and the last vCPU's (it closes those in
+    // between in its own table: the VM fd alone keeps the VM alive).
+    let keep = {
         use rustix::fd::AsRawFd;
-        crate::reaper::start(vm.raw_fd(), vcpu.as_fd().as_raw_fd());
-    }
-    Vmm::new(vm, vcpu, mem, serial, bus, opts.log.debug).run()
+        (vm.raw_fd(), vcpus.last().map_or(vm.raw_fd(), |v| v.as_fd().as_raw_fd()))
+    };
+    // The vCPU threads start first (the filter forbids a thread's clone)
+    // and enter KVM_RUN, where vCPUs 1.. wait for the guest's INIT/SIPI,
+    // which only vCPU 0, on this thread after the set-up below, can send.
+    Vmm::new(vm, mem, serial, bus, opts.log.debug).run(&mut vcpus, || {
+        // From here on only the run loop's system calls (seccomp.rs), on
+        // every thread (TSYNC); the reaper below inherits the filter.
+        crate::harden::freeze_limits();
+        if !opts.no_seccomp {
+            crate::seccomp::install(!opts.shares.is_empty(), balloon_on)
+                .unwrap_or_else(|e| Line::new().s("cannot install the seccomp filter").errno(e).s("; --smolvm-no-seccomp skips it, unsafely)").fail());
+        }
+        #[cfg(feature = "test-hooks")]
+        test_hooks(env);
+        // Last step before the guest runs: VM teardown moves off the exit path.
+        crate::reaper::start(keep.0, keep.1);
+    })
+}
+
+fn manifest_cpus(manifest: &[u8]) -> Option<u32> {
+    config::last_value(manifest, Key::Cpus).and_then(crate::options::decimal)
+}
+
+/// Fails with one line unless `cpus` vCPUs can run: at least 1, at most
+/// `abi::MAX_CPUS` (the guest kernel's limit), KVM's limit, and, unless
+/// `force`, the host CPUs this process may run on (more only time-slice
+/// the guest's CPUs, which then spin waiting on each other's locks).
+#[allow(clippy::cast_possible_truncation)] // MAX_CPUS = 64
+fn check_cpus(cpus: u32, kvm: &Kvm, force: bool) {
+    use crate::sys::kvm::KVM_CAP_MAX_VCPUS;
+    let kvm_max = kvm.check_extension(KVM_CAP_MAX_VCPUS).ok().filter(|&m| m > 0).unwrap_or(u32::MAX);
+    let host = if force { None } else { crate::sys::cpu::usable_cpus() }.unwrap_or(u32::MAX);
+    let (max, limit) = if cpus as usize > abi::MAX_CPUS {
+        (abi::MAX_CPUS as u32, "smolvm's limit")
+    } else if cpus > kvm_max {
+        (kvm_max, "KVM's limit here")
+    } else if cpus > host {
+        (host, "the host CPUs this process may use; --smolvm-force runs more")
+    } else if cpus == 0 {
+        (1, "the least")
+    } else {
+        return;
+    };
+    Line::new().s("--smolvm-cpus (or the image's cpus) is ").u(u64::from(cpus)).s(": ask for ").u(u64::from(max)).s(if cpus == 0 { " or more (" } else { " or fewer (" }).s(limit).s(")").fail()
 }
 
 /// Opens the disk files (`given`: from `--smolvm-disk`, else the image's
@@ -186,8 +224,9 @@ pub fn main(args: CStrings, env: CStrings) -> u8 {
 /// with a message naming the file.
 fn open_disks(specs: &[DiskSpec<'_>], given: bool, adds: &[AddSpec<'_>]) -> heapless::Vec<DiskFile, MAX_EXTRA_DISKS> {
     let mut disks = heapless::Vec::new();
-    let added = adds.iter().map(|a| DiskSpec { path: a.host, read_only: true, guest: None });
-    for (i, spec) in specs.iter().copied().chain(added).enumerate() {
+    // (spec, whether it is an added file)
+    let added = adds.iter().map(|a| (DiskSpec { path: a.host, read_only: true, guest: None }, true));
+    for (spec, is_add) in specs.iter().map(|&s| (s, false)).chain(added) {
         match devices::open_disk(spec) {
             Ok(d) => {
                 // At most MAX_DISKS specs and MAX_ADDS adds.
@@ -195,7 +234,7 @@ fn open_disks(specs: &[DiskSpec<'_>], given: bool, adds: &[AddSpec<'_>]) -> heap
             }
             Err(e) => {
                 let mut l = Line::new();
-                if i >= specs.len() {
+                if is_add {
                     l.s("--smolvm-add ").b(spec.path);
                 } else {
                     l.s("disk ").b(spec.path);
@@ -214,7 +253,9 @@ fn open_disks(specs: &[DiskSpec<'_>], given: bool, adds: &[AddSpec<'_>]) -> heap
 /// message naming it.
 fn open_shares(opts: &Options<'_>) -> &'static mut heapless::Vec<crate::virtio::p9::P9Device, MAX_SHARES> {
     let devs = devices::share_slots().unwrap_or_else(|| fail("share devices set up twice"));
-    for (n, spec) in opts.shares.iter().enumerate() {
+    for spec in &opts.shares {
+        // The n-th share (one pushed per share so far).
+        let n = devs.len();
         let dev = crate::virtio::p9::Server::new(spec.host, spec.read_only)
             .and_then(|server| crate::virtio::p9::P9Device::new(server, n));
         let why = match dev {
@@ -324,7 +365,9 @@ fn runtime_config<'b>(
     if opts.log.debug {
         w.push(Key::Log, &[b"debug"])?;
     }
-    for (n, s) in opts.shares.iter().enumerate() {
+    // Counted by bounded ranges, which need no overflow check (`enumerate`
+    // has one); each bound is at least its list's capacity.
+    for (n, s) in (0..MAX_SHARES).zip(&opts.shares) {
         let mut tag = Line::bare();
         tag.s(abi::SHARE_TAG_PREFIX).u(n as u64);
         w.push(Key::Share, &[tag.as_bytes(), s.guest, if s.read_only { b"ro" } else { b"rw" }])?;
@@ -332,11 +375,11 @@ fn runtime_config<'b>(
     // The root is vda; the data disks follow in order, then one per added
     // file (together at most MAX_EXTRA_DISKS < 25).
     let extra_disk = |n: usize| [b'v', b'd', b'b'.wrapping_add(n as u8)];
-    for (n, d) in disks.iter().enumerate() {
+    for (n, d) in (0..MAX_EXTRA_DISKS).zip(disks) {
         let Some(guest) = d.guest else { continue };
         w.push(Key::Disk, &[&extra_disk(n), guest, if d.read_only { b"ro" } else { b"rw" }])?;
     }
-    for (n, (add, file)) in opts.adds.iter().zip(added).enumerate() {
+    for (n, (add, file)) in (0..MAX_EXTRA_DISKS).zip(opts.adds.iter().zip(added)) {
         let dev = extra_disk(disks.len().wrapping_add(n));
         let octal = |shift: u32| b'0' | (file.mode >> shift & 7) as u8;
         let mut len_mode = Line::bare();
@@ -367,7 +410,7 @@ fn runtime_config<'b>(
     Ok(buf.get(..len).unwrap_or(&[]))
 }
 
-fn write_boot_data(mem: &mut GuestMemory, kernel: &load::Kernel, cmdline: &Cmdline, initrd: u64, initrd_len: u64) -> Option<()> {
+fn write_boot_data(mem: &mut GuestMemory, kernel: &load::Kernel, cmdline: &Cmdline, initrd: u64, initrd_len: u64, cpus: usize) -> Option<()> {
     cpu::write_tables(mem)?;
     // The command line and its NUL (it is shorter than CMDLINE_MAX).
     let c = cmdline.as_bytes();
@@ -388,42 +431,57 @@ fn write_boot_data(mem: &mut GuestMemory, kernel: &load::Kernel, cmdline: &Cmdli
     if high > 0 {
         p.add_e820(high_start, high, E820_RAM);
     }
-    crate::boot::mptable::write(mem)?;
+    crate::boot::mptable::write(mem, cpus)?;
     mem.write_slice(GuestAddress(ZERO_PAGE_ADDR), p.as_bytes())
 }
 
-type SetupError = (&'static str, Errno);
+/// KVM set-up step `what` failed: one line, 125.
+fn setup_failed(what: &str, e: Errno) -> ! {
+    Line::new().s("KVM setup failed: ").s(what).errno(e).s(")").fail()
+}
 
-fn create_vm(kvm: &Kvm, mem: &mut GuestMemory, entry: u64) -> Result<(Vm, Vcpu), SetupError> {
-    let vm = kvm.create_vm().map_err(|e| ("KVM_CREATE_VM", e))?;
+/// The VM with `cpus` vCPUs: vCPU 0 at the kernel's 64-bit entry, the
+/// others waiting (`KVM_MP_STATE_UNINITIALIZED`, as the in-kernel LAPIC
+/// leaves every vCPU but the first) for the guest's INIT and SIPI.
+#[allow(clippy::cast_possible_truncation)] // cpus <= MAX_CPUS = 64 (check_cpus)
+fn create_vm(kvm: &Kvm, mem: &mut GuestMemory, entry: u64, cpus: usize) -> (Vm, heapless::Vec<Vcpu, { abi::MAX_CPUS }>) {
+    let vm = kvm.create_vm().unwrap_or_else(|e| setup_failed("KVM_CREATE_VM", e));
     // RAM first: adding a memory slot once other slots or devices exist
     // waits for an SRCU grace period (milliseconds on nested hosts). RAM
     // above 4 GiB (a second slot) only exists for guests of > 3.25 GiB.
-    mem.register(&vm).map_err(|e| ("KVM_SET_USER_MEMORY_REGION", e))?;
+    mem.register(&vm).unwrap_or_else(|e| setup_failed("KVM_SET_USER_MEMORY_REGION", e));
     // No KVM_SET_TSS_ADDR/IDENTITY_MAP_ADDR: they only serve real-mode
     // emulation on Intel without unrestricted guests, and the vCPU starts
     // in long mode; each would add another memory slot.
-    vm.create_irqchip().map_err(|e| ("KVM_CREATE_IRQCHIP", e))?;
-    vm.create_pit2().map_err(|e| ("KVM_CREATE_PIT2", e))?;
-    let vcpu = vm.create_vcpu(0).map_err(|e| ("KVM_CREATE_VCPU", e))?;
+    vm.create_irqchip().unwrap_or_else(|e| setup_failed("KVM_CREATE_IRQCHIP", e));
+    vm.create_pit2().unwrap_or_else(|e| setup_failed("KVM_CREATE_PIT2", e));
 
-    let mut cpuid = KvmCpuid2 {
+    let mut supported = KvmCpuid2 {
         header: KvmCpuid2Header::default(),
         entries: [KvmCpuidEntry2::default(); MAX_CPUID_ENTRIES],
     };
-    kvm.supported_cpuid(&mut cpuid).map_err(|e| ("KVM_GET_SUPPORTED_CPUID", e))?;
+    kvm.supported_cpuid(&mut supported).unwrap_or_else(|e| setup_failed("KVM_GET_SUPPORTED_CPUID", e));
     let tsc_deadline = kvm.check_extension(KVM_CAP_TSC_DEADLINE_TIMER).unwrap_or(0) > 0;
-    cpu::patch_cpuid(&mut cpuid, tsc_deadline);
-    vcpu.set_cpuid2(&cpuid).map_err(|e| ("KVM_SET_CPUID2", e))?;
-    vcpu.set_msrs(&cpu::boot_msrs()).map_err(|e| ("KVM_SET_MSRS", e))?;
-    let mut sregs = vcpu.get_sregs().map_err(|e| ("KVM_GET_SREGS", e))?;
-    cpu::long_mode_sregs(&mut sregs);
-    vcpu.set_sregs(&sregs).map_err(|e| ("KVM_SET_SREGS", e))?;
-    vcpu.set_regs(&cpu::boot_regs(entry)).map_err(|e| ("KVM_SET_REGS", e))?;
-    let mut lapic = vcpu.get_lapic().map_err(|e| ("KVM_GET_LAPIC", e))?;
-    cpu::patch_lapic(&mut lapic);
-    vcpu.set_lapic(&lapic).map_err(|e| ("KVM_SET_LAPIC", e))?;
-    Ok((vm, vcpu))
+    let mut vcpus = heapless::Vec::new();
+    for id in 0..cpus.min(abi::MAX_CPUS) as u32 {
+        let vcpu = vm.create_vcpu(id).unwrap_or_else(|e| setup_failed("KVM_CREATE_VCPU", e));
+        let mut cpuid = supported;
+        cpu::patch_cpuid(&mut cpuid, tsc_deadline, id, cpus as u32);
+        vcpu.set_cpuid2(&cpuid).unwrap_or_else(|e| setup_failed("KVM_SET_CPUID2", e));
+        vcpu.set_msrs(&cpu::boot_msrs()).unwrap_or_else(|e| setup_failed("KVM_SET_MSRS", e));
+        if id == 0 {
+            let mut sregs = vcpu.get_sregs().unwrap_or_else(|e| setup_failed("KVM_GET_SREGS", e));
+            cpu::long_mode_sregs(&mut sregs);
+            vcpu.set_sregs(&sregs).unwrap_or_else(|e| setup_failed("KVM_SET_SREGS", e));
+            vcpu.set_regs(&cpu::boot_regs(entry)).unwrap_or_else(|e| setup_failed("KVM_SET_REGS", e));
+        }
+        let mut lapic = vcpu.get_lapic().unwrap_or_else(|e| setup_failed("KVM_GET_LAPIC", e));
+        cpu::patch_lapic(&mut lapic);
+        vcpu.set_lapic(&lapic).unwrap_or_else(|e| setup_failed("KVM_SET_LAPIC", e));
+        // At most MAX_CPUS (the loop's bound).
+        let _ = vcpus.push(vcpu);
+    }
+    (vm, vcpus)
 }
 
 /// Test builds only (feature `test-hooks`): `SMOLVM_TEST_HOOK=missing-cap`

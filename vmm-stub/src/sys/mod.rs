@@ -13,6 +13,7 @@ pub mod fd;
 pub mod io;
 pub mod ioctl;
 pub mod kvm;
+pub mod lock;
 pub mod mm;
 pub mod net;
 pub mod path;
