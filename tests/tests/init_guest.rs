@@ -355,14 +355,31 @@ fn oom_line(stderr: &str, victim: &str) -> bool {
         && l.ends_with("M")
 }
 
+/// A 128 MiB guest whose root is the initramfs: busybox and the probe sit
+/// in RAM, so running out of memory cannot evict their code and read it
+/// back from a disk over and over (on a squashfs root that thrashing held
+/// the OOM killer off for minutes under TCG on a busy host).
+fn small_guest_in_ram(name: &'static str, entry: &str, args: &[&str]) -> Boot {
+    let m = Cfg::default().rec(Key::Entry, &[entry.as_bytes()]).rec(Key::Rootfs, &[b"initramfs"]).args(args);
+    let mut boot = Boot::new(name, m);
+    for bin in ["busybox", "probe"] {
+        let data = FileData::Path(fixture().rootfs_dir.join("bin").join(bin));
+        boot.extra.push((format!("rootfs/bin/{bin}"), Node::File { perm: 0o755, data }));
+    }
+    boot.guest(|g| {
+        g.rootfs = None;
+        g.mem_mib = 128;
+    })
+}
+
 #[test]
 fn app_killed_by_the_oom_killer_gets_one_line_pointing_to_smolvm_mem() {
     // The app itself is the victim: the memory line replaces the SIGKILL one.
-    let out = Boot::new("oom-app", manifest("/bin/probe", &["hog", "1024"])).guest(|g| g.mem_mib = 128).run();
+    let out = small_guest_in_ram("oom-app", "/bin/probe", &["hog", "1024"]).run();
     assert_status(&out, 137);
     assert!(oom_line(&out.stderr_str(), "probe"), "{}", out.describe());
     // A process of the app is the victim; the app fails after it.
-    let out = Boot::new("oom-child", shell("/bin/probe hog 1024; echo status $?; exit 3")).guest(|g| g.mem_mib = 128).run();
+    let out = small_guest_in_ram("oom-child", BUSYBOX, &["sh", "-c", "/bin/probe hog 1024; echo status $?; exit 3"]).run();
     assert_status(&out, 3);
     assert_eq!(out.stdout, b"status 137\n", "{}", out.describe());
     // The shell's own word first, then init's line.
