@@ -30,6 +30,8 @@ pub struct AppFlags<'a> {
 pub struct ManifestFlags<'a> {
     /// Guest memory in MiB (`--mem`, parsed).
     pub mem: Option<u32>,
+    /// vCPUs (`--cpus`, 1 to `abi::MAX_CPUS`: clap checked it).
+    pub cpus: Option<u32>,
     pub rootfs_format: RootfsFormat,
     pub hostname: Option<&'a str>,
     /// `--tmpfs` guest paths.
@@ -145,6 +147,9 @@ pub fn manifest(a: &ManifestFlags<'_>, app: &App) -> Result<Vec<u8>> {
     }
     if let Some(m) = a.mem {
         recs.push((Key::Mem, m.to_string().into_bytes()));
+    }
+    if let Some(n) = a.cpus {
+        recs.push((Key::Cpus, n.to_string().into_bytes()));
     }
     recs.push((Key::Rootfs, a.rootfs_format.name().as_bytes().to_vec()));
     if let Some(h) = a.hostname {

@@ -70,6 +70,9 @@ pub struct BuildArgs {
     /// Guest memory, e.g. 256M or 1G (default: 128M, chosen by the stub).
     #[arg(long, value_name = "SIZE")]
     pub mem: Option<String>,
+    /// vCPUs, 1 to 64 (default: 1); `--smolvm-cpus=N` overrides it at run time.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=linker::abi::MAX_CPUS as i64))]
+    pub cpus: Option<u32>,
     /// Guest hostname (default: smolvm; /etc/hosts maps it to the guest's address).
     #[arg(long)]
     pub hostname: Option<String>,
@@ -161,6 +164,7 @@ impl BuildArgs {
     fn manifest_flags(&self, mem: Option<u32>, services: &[crate::services::Service]) -> ManifestFlags<'_> {
         ManifestFlags {
             mem,
+            cpus: self.cpus,
             rootfs_format: self.rootfs_format,
             hostname: self.hostname.as_deref(),
             tmpfs: &self.tmpfs,

@@ -24,6 +24,9 @@ pub const SECTION_ALIGN: u64 = 4096;
 
 /// Guest memory size when neither the manifest nor the user says otherwise.
 pub const DEFAULT_MEM_MIB: u32 = 128;
+/// Most vCPUs an image may ask for (`--smolvm-cpus`, manifest `cpus`); the
+/// guest kernel's `CONFIG_NR_CPUS` is the same number.
+pub const MAX_CPUS: usize = 64;
 
 /// virtio-mmio devices: slot `n` lives at `MMIO_BASE + n * MMIO_SLOT_SIZE` and
 /// raises IOAPIC line `MMIO_FIRST_IRQ + n`. The stub announces each present

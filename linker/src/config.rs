@@ -117,6 +117,9 @@ pub enum Key {
     /// bytes (the disk is padded to whole sectors) and its permission bits
     /// in octal (`1048576 755`).
     Add,
+    /// Manifest: vCPUs, decimal, 1 to `abi::MAX_CPUS` (`smolvm build
+    /// --cpus`); `--smolvm-cpus` overrides it.
+    Cpus,
 }
 
 /// Most services an image may have.
@@ -154,11 +157,11 @@ const _: () = {
 };
 
 impl Key {
-    const ALL: [Key; 31] = [Key::Entry, Key::Arg, Key::EntryArg, Key::RuntimeEntry, Key::Env, Key::Workdir, Key::Mem, Key::Rootfs, Key::Hostname, Key::User, Key::Tmpfs, Key::Share, Key::Log, Key::Tty, Key::Stdio, Key::Net, Key::Publish, Key::Ip, Key::Dns, Key::ReadOnly, Key::Disk, Key::Service, Key::ServiceArg, Key::ServiceEnv, Key::ServiceWorkdir, Key::ServiceUser, Key::ServiceRestart, Key::ServiceReady, Key::Services, Key::DefaultDisk, Key::Add];
+    const ALL: [Key; 32] = [Key::Entry, Key::Arg, Key::EntryArg, Key::RuntimeEntry, Key::Env, Key::Workdir, Key::Mem, Key::Rootfs, Key::Hostname, Key::User, Key::Tmpfs, Key::Share, Key::Log, Key::Tty, Key::Stdio, Key::Net, Key::Publish, Key::Ip, Key::Dns, Key::ReadOnly, Key::Disk, Key::Service, Key::ServiceArg, Key::ServiceEnv, Key::ServiceWorkdir, Key::ServiceUser, Key::ServiceRestart, Key::ServiceReady, Key::Services, Key::DefaultDisk, Key::Add, Key::Cpus];
     /// Each key's name and arity digit, NUL-terminated, in declaration
     /// order: one string, because a table of `&str` would cost the stub 16
     /// more bytes a key.
-    const TABLE: &'static str = "entry1\0arg1\0entryarg1\0runtime-entry1\0env1\0workdir1\0mem1\0rootfs1\0hostname1\0user1\0tmpfs1\0share3\0log1\0tty1\0stdio1\0net1\0publish1\0ip3\0dns1\0read-only1\0disk3\0service2\0service-arg2\0service-env2\0service-workdir2\0service-user2\0service-restart2\0service-ready3\0services1\0default-disk1\0add3\0";
+    const TABLE: &'static str = "entry1\0arg1\0entryarg1\0runtime-entry1\0env1\0workdir1\0mem1\0rootfs1\0hostname1\0user1\0tmpfs1\0share3\0log1\0tty1\0stdio1\0net1\0publish1\0ip3\0dns1\0read-only1\0disk3\0service2\0service-arg2\0service-env2\0service-workdir2\0service-user2\0service-restart2\0service-ready3\0services1\0default-disk1\0add3\0cpus1\0";
 
     /// Where key `index`'s entry (name and arity digit) lies in `TABLE`.
     /// Plain loops: `split` would cost the stub more than the table saves.

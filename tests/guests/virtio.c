@@ -14,6 +14,7 @@ typedef unsigned long u64;
 #define MODE_BLK 2     /* rootfs reads, RO/range/id checks, disk write + flush */
 #define MODE_HOSTILE 3 /* CASE=n: one malformed queue -> NEEDS_RESET, then recovery */
 #define MODE_SIGNALS 4 /* listens on the control port as init does: "signal N" on hvc0 per forwarded signal */
+#define MODE_SMP_BLK 5 /* --smolvm-cpus=N: rootfs reads on the BSP while every AP hammers the same device */
 
 #define MMIO(slot) (0xd0000000UL + (u64)(slot) * 0x1000UL)
 #define RAM_END (64UL << 20)
@@ -182,7 +183,7 @@ static __attribute__((noreturn)) void echo(void) {
 }
 #endif
 
-#if MODE == MODE_BLK || MODE == MODE_HOSTILE
+#if MODE == MODE_BLK || MODE == MODE_HOSTILE || MODE == MODE_SMP_BLK
 static struct vq bq;
 #define HDR 0xa00000UL
 #define DATA 0xa01000UL
@@ -360,6 +361,54 @@ static __attribute__((noreturn)) void signals(void) {
 }
 #endif
 
+#if MODE == MODE_SMP_BLK
+#include "smp.h"
+#define SMP_READS 64
+static volatile u32 aps_up, bsp_done;
+static volatile u64 ap_exits;
+
+/* Every AP, until the BSP is done: notify the queue (its avail ring holds
+ * the BSP's requests, some in flight), read the status and config space. */
+void ap_main(u32 index) {
+    (void)index;
+    u64 m = MMIO(3), n = 0;
+    __atomic_fetch_add(&aps_up, 1, __ATOMIC_RELEASE);
+    while (!bsp_done) {
+        w32(m, 0x50, 0);
+        (void)r32(m, 0x70);
+        (void)r32(m, 0x100);
+        n += 3;
+    }
+    __atomic_fetch_add(&ap_exits, n, __ATOMIC_RELEASE);
+    __atomic_fetch_add(&aps_up, 1, __ATOMIC_RELEASE);
+    for (;;) __asm__ volatile("cli; hlt");
+}
+
+/* The BSP reads each rootfs sector (byte i = i*7+3) again and again while
+ * the APs hammer: every request completes exactly once with the right data. */
+static __attribute__((noreturn)) void smp_blk(void) {
+    u64 m = MMIO(3);
+    u32 n = cpu_count();
+    blk_begin(m, 32);
+    start_aps();
+    CHECK(70, wait_for(&aps_up, n - 1));
+    for (u32 k = 0; k < SMP_READS; k++) {
+        u64 sector = k % 8;
+        for (u32 i = 0; i < 512; i += 4) wr32(DATA + i, 0);
+        CHECK(71, blk_req(0, sector, 512, 1) == 0);
+        for (u32 i = 0; i < 512; i++)
+            CHECK(72, *(volatile u8 *)(DATA + i) == (u8)((512 * sector + i) * 7 + 3));
+    }
+    bsp_done = 1;
+    CHECK(73, wait_for(&aps_up, 2 * (n - 1)));
+    /* No completion lost or doubled: the used ring holds exactly ours. */
+    CHECK(74, rd16(bq.used + 2) == SMP_READS && bq.seen == SMP_READS);
+    CHECK(75, (r32(m, 0x70) & 0x40) == 0);                     /* no NEEDS_RESET */
+    CHECK(76, n == 1 || ap_exits > 0);
+    finish(0);
+}
+#endif
+
 void _start(void) __attribute__((noreturn, section(".text.start")));
 void _start(void) {
 #if MODE == MODE_ECHO
@@ -370,6 +419,8 @@ void _start(void) {
     hostile();
 #elif MODE == MODE_SIGNALS
     signals();
+#elif MODE == MODE_SMP_BLK
+    smp_blk();
 #else
 #error unknown MODE
 #endif

@@ -83,6 +83,9 @@ pub fn main(args: CStrings, env: CStrings) -> u8 {
     // the bare-metal test guests, which such a host does run, have none.
     let linux = payload.section(Kind::KernelInfo).is_some();
     let kvm = crate::host::open_kvm(linux, opts.force, host_faults(env));
+    let cpus = opts.cpus.or_else(|| manifest_cpus(manifest.bytes())).unwrap_or(1);
+    check_cpus(cpus, &kvm, opts.force);
+    let cpus = cpus as usize; // at most MAX_CPUS (checked)
     let mut mem = GuestMemory::new(u64::from(mem_mib) << 20)
         .unwrap_or_else(|e| fail_errno("cannot reserve guest memory", e));
 
@@ -146,17 +149,19 @@ pub fn main(args: CStrings, env: CStrings) -> u8 {
     let (initrd, initrd_len) = place_initrd(&mut mem, &payload, kernel.end, initrd_max, &opts, disk_specs, added, terminal, guest_net, app_args);
     drop(defaults);
     drop(manifest);
-    write_boot_data(&mut mem, &kernel, &cmdline, initrd, initrd_len)
+    write_boot_data(&mut mem, &kernel, &cmdline, initrd, initrd_len, cpus)
         .unwrap_or_else(|| fail("guest memory too small for the boot data; raise --smolvm-mem"));
 
-    let (vm, vcpu) = create_vm(&kvm, &mut mem, kernel.entry)
+    let (vm, mut vcpus) = create_vm(&kvm, &mut mem, kernel.entry, cpus)
         .unwrap_or_else(|(what, e)| Line::new().s("KVM setup failed: ").s(what).errno(e).s(")").fail());
     drop(kvm);
     #[cfg(feature = "test-hooks")]
-    test_hooks_before_filter(env, &vcpu);
+    test_hooks_before_filter(env, &vcpus[0]);
     // Signals interrupt KVM_RUN through immediate_exit; the stdin watcher
-    // kicks the vCPU when host input arrives (hostio).
-    vcpu.route_kicks();
+    // kicks vCPU 0's thread (this one) when host input arrives (hostio).
+    for (i, vcpu) in vcpus.iter().enumerate() {
+        vcpu.route_kicks(i);
+    }
     crate::hostio::signals::install();
     if let Err(e) = crate::hostio::stdin_watch::start() {
         fail_errno("cannot start the stdin thread", e);
@@ -164,21 +169,52 @@ pub fn main(args: CStrings, env: CStrings) -> u8 {
     if let Some(fd) = net_watch_fd {
         crate::hostio::net_watch::start(fd).unwrap_or_else(|e| fail_errno("cannot start the network thread", e));
     }
-    // From here on only the run loop's system calls (seccomp.rs); the
-    // reaper below inherits the filter.
-    crate::harden::freeze_limits();
-    if !opts.no_seccomp {
-        crate::seccomp::install(!opts.shares.is_empty(), balloon_on)
-            .unwrap_or_else(|e| Line::new().s("cannot install the seccomp filter").errno(e).s("; --smolvm-no-seccomp skips it, unsafely)").fail());
-    }
-    #[cfg(feature = "test-hooks")]
-    test_hooks(env);
-    // Last step before the guest runs: VM teardown moves off the exit path.
-    {
+    // The reaper keeps the VM and vCPU fds (made one after the other).
+    let keep = {
         use rustix::fd::AsRawFd;
-        crate::reaper::start(vm.raw_fd(), vcpu.as_fd().as_raw_fd());
+        (vm.raw_fd(), vcpus.last().map_or(vm.raw_fd(), |v| v.as_fd().as_raw_fd()))
+    };
+    // The vCPU threads start first (the filter forbids a thread's clone)
+    // and enter KVM_RUN, where vCPUs 1.. wait for the guest's INIT/SIPI,
+    // which only vCPU 0, on this thread after the set-up below, can send.
+    Vmm::new(vm, mem, serial, bus, opts.log.debug).run(&mut vcpus, || {
+        // From here on only the run loop's system calls (seccomp.rs), on
+        // every thread (TSYNC); the reaper below inherits the filter.
+        crate::harden::freeze_limits();
+        if !opts.no_seccomp {
+            crate::seccomp::install(!opts.shares.is_empty(), balloon_on)
+                .unwrap_or_else(|e| Line::new().s("cannot install the seccomp filter").errno(e).s("; --smolvm-no-seccomp skips it, unsafely)").fail());
+        }
+        #[cfg(feature = "test-hooks")]
+        test_hooks(env);
+        // Last step before the guest runs: VM teardown moves off the exit path.
+        crate::reaper::start(keep.0, keep.1);
+    })
+}
+
+fn manifest_cpus(manifest: &[u8]) -> Option<u32> {
+    config::last_value(manifest, Key::Cpus).and_then(crate::options::decimal)
+}
+
+/// Fails with one line unless `cpus` vCPUs can run: at least 1, at most
+/// `abi::MAX_CPUS` (the guest kernel's limit), KVM's limit, and, unless
+/// `force`, the host CPUs this process may run on (more only time-slice
+/// the guest's CPUs, which then spin waiting on each other's locks).
+fn check_cpus(cpus: u32, kvm: &Kvm, force: bool) {
+    use crate::sys::kvm::KVM_CAP_MAX_VCPUS;
+    let kvm_max = kvm.check_extension(KVM_CAP_MAX_VCPUS).unwrap_or(0);
+    let host = rustix::thread::sched_getaffinity(None).map_or(0, |set| set.count());
+    let mut l = Line::new();
+    l.s("asked for ").u(u64::from(cpus)).s(" vCPUs (--smolvm-cpus or the image's default), but ");
+    if cpus == 0 {
+        l.s("at least 1 is needed").fail()
+    } else if cpus as usize > abi::MAX_CPUS {
+        l.s("smolvm supports at most ").u(abi::MAX_CPUS as u64).s("; ask for fewer").fail()
+    } else if kvm_max != 0 && cpus > kvm_max {
+        l.s("KVM here allows at most ").u(u64::from(kvm_max)).s("; ask for fewer").fail()
+    } else if host != 0 && cpus > host && !force {
+        l.s("this process may run on ").u(u64::from(host)).s(" host CPUs; ask for fewer (--smolvm-force runs them anyway)").fail()
     }
-    Vmm::new(vm, vcpu, mem, serial, bus, opts.log.debug).run()
 }
 
 /// Opens the disk files (`given`: from `--smolvm-disk`, else the image's
@@ -367,7 +403,7 @@ fn runtime_config<'b>(
     Ok(buf.get(..len).unwrap_or(&[]))
 }
 
-fn write_boot_data(mem: &mut GuestMemory, kernel: &load::Kernel, cmdline: &Cmdline, initrd: u64, initrd_len: u64) -> Option<()> {
+fn write_boot_data(mem: &mut GuestMemory, kernel: &load::Kernel, cmdline: &Cmdline, initrd: u64, initrd_len: u64, cpus: usize) -> Option<()> {
     cpu::write_tables(mem)?;
     // The command line and its NUL (it is shorter than CMDLINE_MAX).
     let c = cmdline.as_bytes();
@@ -388,13 +424,16 @@ fn write_boot_data(mem: &mut GuestMemory, kernel: &load::Kernel, cmdline: &Cmdli
     if high > 0 {
         p.add_e820(high_start, high, E820_RAM);
     }
-    crate::boot::mptable::write(mem)?;
+    crate::boot::mptable::write(mem, cpus)?;
     mem.write_slice(GuestAddress(ZERO_PAGE_ADDR), p.as_bytes())
 }
 
 type SetupError = (&'static str, Errno);
 
-fn create_vm(kvm: &Kvm, mem: &mut GuestMemory, entry: u64) -> Result<(Vm, Vcpu), SetupError> {
+/// The VM with `cpus` vCPUs: vCPU 0 at the kernel's 64-bit entry, the
+/// others waiting (`KVM_MP_STATE_UNINITIALIZED`, as the in-kernel LAPIC
+/// leaves every vCPU but the first) for the guest's INIT and SIPI.
+fn create_vm(kvm: &Kvm, mem: &mut GuestMemory, entry: u64, cpus: usize) -> Result<(Vm, heapless::Vec<Vcpu, { abi::MAX_CPUS }>), SetupError> {
     let vm = kvm.create_vm().map_err(|e| ("KVM_CREATE_VM", e))?;
     // RAM first: adding a memory slot once other slots or devices exist
     // waits for an SRCU grace period (milliseconds on nested hosts). RAM
@@ -405,25 +444,33 @@ fn create_vm(kvm: &Kvm, mem: &mut GuestMemory, entry: u64) -> Result<(Vm, Vcpu),
     // in long mode; each would add another memory slot.
     vm.create_irqchip().map_err(|e| ("KVM_CREATE_IRQCHIP", e))?;
     vm.create_pit2().map_err(|e| ("KVM_CREATE_PIT2", e))?;
-    let vcpu = vm.create_vcpu(0).map_err(|e| ("KVM_CREATE_VCPU", e))?;
 
-    let mut cpuid = KvmCpuid2 {
+    let mut supported = KvmCpuid2 {
         header: KvmCpuid2Header::default(),
         entries: [KvmCpuidEntry2::default(); MAX_CPUID_ENTRIES],
     };
-    kvm.supported_cpuid(&mut cpuid).map_err(|e| ("KVM_GET_SUPPORTED_CPUID", e))?;
+    kvm.supported_cpuid(&mut supported).map_err(|e| ("KVM_GET_SUPPORTED_CPUID", e))?;
     let tsc_deadline = kvm.check_extension(KVM_CAP_TSC_DEADLINE_TIMER).unwrap_or(0) > 0;
-    cpu::patch_cpuid(&mut cpuid, tsc_deadline);
-    vcpu.set_cpuid2(&cpuid).map_err(|e| ("KVM_SET_CPUID2", e))?;
-    vcpu.set_msrs(&cpu::boot_msrs()).map_err(|e| ("KVM_SET_MSRS", e))?;
-    let mut sregs = vcpu.get_sregs().map_err(|e| ("KVM_GET_SREGS", e))?;
-    cpu::long_mode_sregs(&mut sregs);
-    vcpu.set_sregs(&sregs).map_err(|e| ("KVM_SET_SREGS", e))?;
-    vcpu.set_regs(&cpu::boot_regs(entry)).map_err(|e| ("KVM_SET_REGS", e))?;
-    let mut lapic = vcpu.get_lapic().map_err(|e| ("KVM_GET_LAPIC", e))?;
-    cpu::patch_lapic(&mut lapic);
-    vcpu.set_lapic(&lapic).map_err(|e| ("KVM_SET_LAPIC", e))?;
-    Ok((vm, vcpu))
+    let mut vcpus = heapless::Vec::new();
+    for id in 0..cpus.min(abi::MAX_CPUS) as u32 {
+        let vcpu = vm.create_vcpu(id).map_err(|e| ("KVM_CREATE_VCPU", e))?;
+        let mut cpuid = supported;
+        cpu::patch_cpuid(&mut cpuid, tsc_deadline, id, cpus as u32);
+        vcpu.set_cpuid2(&cpuid).map_err(|e| ("KVM_SET_CPUID2", e))?;
+        vcpu.set_msrs(&cpu::boot_msrs()).map_err(|e| ("KVM_SET_MSRS", e))?;
+        if id == 0 {
+            let mut sregs = vcpu.get_sregs().map_err(|e| ("KVM_GET_SREGS", e))?;
+            cpu::long_mode_sregs(&mut sregs);
+            vcpu.set_sregs(&sregs).map_err(|e| ("KVM_SET_SREGS", e))?;
+            vcpu.set_regs(&cpu::boot_regs(entry)).map_err(|e| ("KVM_SET_REGS", e))?;
+        }
+        let mut lapic = vcpu.get_lapic().map_err(|e| ("KVM_GET_LAPIC", e))?;
+        cpu::patch_lapic(&mut lapic);
+        vcpu.set_lapic(&lapic).map_err(|e| ("KVM_SET_LAPIC", e))?;
+        // At most MAX_CPUS (the loop's bound).
+        let _ = vcpus.push(vcpu);
+    }
+    Ok((vm, vcpus))
 }
 
 /// Test builds only (feature `test-hooks`): `SMOLVM_TEST_HOOK=missing-cap`

@@ -78,13 +78,20 @@ pub fn boot_regs(entry: u64) -> KvmRegs {
     }
 }
 
-/// Adjusts KVM's supported CPUID for one vCPU with APIC id 0: sets the
-/// hypervisor bit (the KVM paravirt leaves 0x4000_00xx come from KVM) and,
-/// when KVM emulates it (`KVM_CAP_TSC_DEADLINE_TIMER`, which
+/// Adjusts KVM's supported CPUID for vCPU `id` of `count` (its APIC id is
+/// `id`): sets the hypervisor bit (the KVM paravirt leaves 0x4000_00xx come
+/// from KVM) and, when KVM emulates it (`KVM_CAP_TSC_DEADLINE_TIMER`, which
 /// KVM_GET_SUPPORTED_CPUID does not report), the TSC-deadline timer bit:
 /// Linux then needs no LAPIC timer calibration against the PIT.
-pub fn patch_cpuid(cpuid: &mut KvmCpuid2, tsc_deadline: bool) {
+///
+/// Topology, as Firecracker and crosvm normalise it: one package of `count`
+/// cores, one thread each, instead of the host's. KVM passes the host's
+/// cache and topology leaves through, so without this every vCPU would
+/// claim the host's APIC id layout and core count.
+pub fn patch_cpuid(cpuid: &mut KvmCpuid2, tsc_deadline: bool, id: u32, count: u32) {
     let n = (cpuid.header.nent as usize).min(MAX_CPUID_ENTRIES);
+    // Bits of the APIC id that number the cores (0 for one vCPU).
+    let core_bits = u32::BITS - count.saturating_sub(1).leading_zeros();
     for e in &mut cpuid.entries[..n] {
         match e.function {
             1 => {
@@ -92,10 +99,33 @@ pub fn patch_cpuid(cpuid: &mut KvmCpuid2, tsc_deadline: bool) {
                 if tsc_deadline {
                     e.ecx |= 1 << 24;
                 }
-                // APIC id 0, one logical processor, keep CLFLUSH size.
-                e.ebx = (e.ebx & 0xffff) | (1 << 16);
+                // APIC id, logical processors in the package (valid with
+                // HTT), keep CLFLUSH size.
+                e.ebx = (e.ebx & 0xffff) | (count << 16) | (id << 24);
+                if count > 1 {
+                    e.edx |= 1 << 28;
+                }
             }
-            0xb | 0x1f => e.edx = 0, // x2APIC id
+            // Deterministic cache parameters: cores in the package; an L3
+            // is shared by all of them, L1 and L2 by one.
+            4 => {
+                let sharing = if (e.eax >> 5) & 7 >= 3 { count - 1 } else { 0 };
+                e.eax = (e.eax & 0x3fff) | (sharing << 14) | ((count - 1) << 26);
+            }
+            // x2APIC topology: level 0 the thread (1 per core), level 1 the
+            // core (`count` per package), then none.
+            0xb | 0x1f => {
+                (e.eax, e.ebx, e.ecx) = match e.index {
+                    0 => (0, 1, 1 << 8),
+                    1 => (core_bits, count, 2 << 8 | 1),
+                    i => (0, 0, i),
+                };
+                e.edx = id;
+            }
+            // AMD: cores in the package and their APIC id bits; extended
+            // APIC id, core id, one thread per core, one node.
+            0x8000_0008 => e.ecx = (e.ecx & !0xf0ff) | (core_bits << 12) | (count - 1),
+            0x8000_001e => (e.eax, e.ebx, e.ecx) = (id, id, 0),
             _ => {}
         }
     }
@@ -164,11 +194,44 @@ mod tests {
     fn cpuid_gets_hypervisor_apic_id_0_and_optional_tsc_deadline() {
         let leaf1 = KvmCpuidEntry2 { function: 1, ebx: 0x0702_0800, ecx: 0, ..Default::default() };
         let mut c = KvmCpuid2 { header: KvmCpuid2Header { nent: 1, padding: 0 }, entries: [leaf1; MAX_CPUID_ENTRIES] };
-        patch_cpuid(&mut c, false);
-        assert_eq!((c.entries[0].ecx, c.entries[0].ebx), (1 << 31, 0x0001_0800));
+        patch_cpuid(&mut c, false, 0, 1);
+        assert_eq!((c.entries[0].ecx, c.entries[0].ebx, c.entries[0].edx), (1 << 31, 0x0001_0800, 0));
         assert_eq!(c.entries[1].ecx, 0, "entries past nent are untouched");
-        patch_cpuid(&mut c, true);
+        patch_cpuid(&mut c, true, 0, 1);
         assert_eq!(c.entries[0].ecx, (1 << 31) | (1 << 24));
+    }
+
+    /// Each vCPU's leaves of a 4-vCPU machine as the guest sees them: its
+    /// own APIC id everywhere, 4 cores of one thread in one package.
+    #[test]
+    fn cpuid_topology_per_vcpu() {
+        let leaf = |function, index, eax, ebx, ecx, edx| KvmCpuidEntry2 { function, index, eax, ebx, ecx, edx, ..Default::default() };
+        // Host values: APIC id 0x0e, 16 logical; caches shared by 2 and 32; 2 threads/core.
+        let host = [
+            leaf(1, 0, 0, 0x0e10_0800, 0, 0),
+            leaf(4, 0, 0x1c00_4121, 0, 0, 0),  // L1d, 2 sharing, 8 cores
+            leaf(4, 3, 0x1c07_c163, 0, 0, 0),  // L3, 32 sharing
+            leaf(0xb, 0, 1, 2, 0x100, 0x0e),
+            leaf(0xb, 1, 5, 16, 0x201, 0x0e),
+            leaf(0xb, 2, 0, 0, 2, 0x0e),
+            leaf(0x8000_0008, 0, 0x3030, 0, 0x700f, 0),
+            leaf(0x8000_001e, 0, 0, 0, 0, 0),
+        ];
+        for id in 0..4u32 {
+            let mut c = KvmCpuid2 { header: KvmCpuid2Header { nent: host.len() as u32, padding: 0 }, entries: [KvmCpuidEntry2::default(); MAX_CPUID_ENTRIES] };
+            c.entries[..host.len()].copy_from_slice(&host);
+            patch_cpuid(&mut c, false, id, 4);
+            let e = &c.entries;
+            assert_eq!(e[0].ebx, (id << 24) | (4 << 16) | 0x0800, "leaf 1: APIC id, 4 logical");
+            assert_eq!(e[0].edx & (1 << 28), 1 << 28, "HTT: the count is valid");
+            assert_eq!((e[1].eax >> 26, (e[1].eax >> 14) & 0xfff, e[1].eax & 0x3fff), (3, 0, 0x0121), "L1: 4 cores, not shared");
+            assert_eq!(((e[2].eax >> 14) & 0xfff, e[2].eax & 0x3fff), (3, 0x0163), "L3: shared by all 4");
+            assert_eq!((e[3].eax, e[3].ebx, e[3].ecx, e[3].edx), (0, 1, 0x100, id), "SMT level: 1 thread");
+            assert_eq!((e[4].eax, e[4].ebx, e[4].ecx, e[4].edx), (2, 4, 0x201, id), "core level: 4, 2 id bits");
+            assert_eq!((e[5].eax, e[5].ebx, e[5].ecx, e[5].edx), (0, 0, 2, id), "no further level");
+            assert_eq!(e[6].ecx, (2 << 12) | 3, "AMD: 4 cores, 2 id bits");
+            assert_eq!((e[7].eax, e[7].ebx, e[7].ecx), (id, id, 0));
+        }
     }
 
     #[test]

@@ -4,17 +4,24 @@
 //! PIC port accesses (mask, EOI, unmask: each a VM exit), and IRQs >= 16
 //! (device slots 11 and up) cannot be raised at all.
 
-use super::layout::EBDA_START;
+use super::layout::{EBDA_START, KERNEL_MIN_ADDR};
 use crate::mem::{GuestAddress, GuestMemory};
+use linker::abi::MAX_CPUS;
 
-const IOAPIC_ID: u8 = 1;
+/// Above every LAPIC id (the vCPU indexes 0..MAX_CPUS).
+const IOAPIC_ID: u8 = MAX_CPUS as u8;
 /// Pins of KVM's in-kernel IOAPIC: ISA IRQ `n` goes to pin `n`.
 const PINS: usize = 24;
-/// Floating pointer, then the configuration table: header, processor, bus,
-/// IOAPIC, one interrupt source per pin, two local interrupts.
-const LEN: usize = 16 + 44 + 20 + 8 + 8 + PINS * 8 + 2 * 8;
+/// Floating pointer, then the configuration table: header, (one processor
+/// per vCPU, added at run time), bus, IOAPIC, one interrupt source per pin,
+/// two local interrupts.
+const LEN: usize = 16 + 44 + 8 + 8 + PINS * 8 + 2 * 8;
+const HEAD: usize = 16 + 44;
+const PROCESSOR: usize = 20;
+/// With `MAX_CPUS` processors.
+pub const MAX_LEN: usize = LEN + MAX_CPUS * PROCESSOR;
 
-/// The whole structure, built at compile time (one copy at boot).
+/// The structure without processors, built at compile time.
 const TABLE: [u8; LEN] = build();
 
 const fn put(t: &mut [u8; LEN], at: usize, b: &[u8]) {
@@ -35,9 +42,10 @@ const fn checksum(t: &[u8; LEN], from: usize, to: usize) -> u8 {
     0u8.wrapping_sub(s)
 }
 
-// Every cast below is of a small constant (the table is < 1 KiB, 24 pins,
-// below 1 MiB): checked here, at compile time.
-const _: () = assert!(LEN <= 1024 && PINS < 256 && EBDA_START + 16 < 1 << 20);
+// Every cast below is of a small constant (the table is < 2 KiB, 24 pins,
+// below 1 MiB, APIC ids < 256): checked here, at compile time. The whole
+// table lies in the reserved range below the kernel.
+const _: () = assert!(MAX_LEN <= 2048 && PINS < 256 && MAX_CPUS < 255 && EBDA_START + MAX_LEN as u64 <= KERNEL_MIN_ADDR);
 
 #[allow(clippy::cast_possible_truncation)]
 const fn build() -> [u8; LEN] {
@@ -47,15 +55,12 @@ const fn build() -> [u8; LEN] {
     let a = config_at.to_le_bytes();
     // Floating pointer: table address, length 1 (x16 bytes), revision 1.4.
     put(&mut t, 0, &[b'_', b'M', b'P', b'_', a[0], a[1], a[2], a[3], 1, 4]);
-    let len = ((LEN - 16) as u16).to_le_bytes();
-    let entries = ((3 + PINS + 2) as u16).to_le_bytes();
-    put(&mut t, c, &[b'P', b'C', b'M', b'P', len[0], len[1], 4, 0, b'S', b'M', b'O', b'L', b'V', b'M']);
-    put(&mut t, c + 34, &[entries[0], entries[1], 0x00, 0x00, 0xe0, 0xfe]); // LAPIC at 0xfee00000
-    // Processor: LAPIC 0, version 0x14, enabled + bootstrap; FPU + APIC.
-    put(&mut t, c + 44, &[0, 0, 0x14, 3, 0, 6, 0, 0, 0x01, 0x02]);
+    // Length and entry count: set with the processors (`table`).
+    put(&mut t, c, &[b'P', b'C', b'M', b'P', 0, 0, 4, 0, b'S', b'M', b'O', b'L', b'V', b'M']);
+    put(&mut t, c + 36, &[0x00, 0x00, 0xe0, 0xfe]); // LAPIC at 0xfee00000
     // Bus 0: ISA. The IOAPIC: version 0x11, enabled, at 0xfec00000.
-    put(&mut t, c + 64, &[1, 0, b'I', b'S', b'A', b' ', b' ', b' ', 2, IOAPIC_ID, 0x11, 1, 0, 0, 0xc0, 0xfe]);
-    let mut at = c + 80;
+    put(&mut t, c + 44, &[1, 0, b'I', b'S', b'A', b' ', b' ', b' ', 2, IOAPIC_ID, 0x11, 1, 0, 0, 0xc0, 0xfe]);
+    let mut at = c + 60;
     let mut pin = 0;
     while pin < PINS {
         // INT, the bus's default polarity and trigger (edge: the stub pulses lines).
@@ -65,15 +70,37 @@ const fn build() -> [u8; LEN] {
     }
     // ExtINT to LINT0 and NMI to LINT1 of every LAPIC.
     put(&mut t, at, &[4, 3, 0, 0, 0, 0, 0xff, 0, 4, 1, 0, 0, 0, 0, 0xff, 1]);
-    t[c + 7] = checksum(&t, c, LEN);
     t[10] = checksum(&t, 0, 16);
     t
 }
 
-/// Writes the table at `EBDA_START` (reserved in the e820 map; Linux scans
-/// its first KiB for the floating pointer).
-pub fn write(mem: &mut GuestMemory) -> Option<()> {
-    mem.write_slice(GuestAddress(EBDA_START), &TABLE)
+/// The table for `cpus` (1..=MAX_CPUS) vCPUs, LAPIC ids 0.., vCPU 0 the
+/// bootstrap processor; its length.
+fn table(cpus: usize) -> ([u8; MAX_LEN], usize) {
+    let cpus = cpus.clamp(1, MAX_CPUS);
+    let mut t = [0u8; MAX_LEN];
+    t[..HEAD].copy_from_slice(&TABLE[..HEAD]);
+    for (id, e) in t[HEAD..].chunks_exact_mut(PROCESSOR).take(cpus).enumerate() {
+        // Processor: LAPIC id, version 0x14, enabled (+ bootstrap for
+        // vCPU 0), family 6; features FPU + APIC.
+        e[..10].copy_from_slice(&[0, id as u8, 0x14, if id == 0 { 3 } else { 1 }, 0, 6, 0, 0, 0x01, 0x02]);
+    }
+    let at = HEAD + cpus * PROCESSOR;
+    let len = at + LEN - HEAD;
+    t[at..len].copy_from_slice(&TABLE[HEAD..]);
+    t[20..22].copy_from_slice(&((len - 16) as u16).to_le_bytes());
+    t[50..52].copy_from_slice(&((cpus + 2 + PINS + 2) as u16).to_le_bytes());
+    let sum = t[16..len].iter().fold(0u8, |s, &b| s.wrapping_add(b));
+    t[23] = 0u8.wrapping_sub(sum);
+    (t, len)
+}
+
+/// Writes the table for `cpus` vCPUs at `EBDA_START` (reserved in the e820
+/// map up to the kernel; Linux scans the first KiB for the floating
+/// pointer, which names the configuration table right after it).
+pub fn write(mem: &mut GuestMemory, cpus: usize) -> Option<()> {
+    let (t, len) = table(cpus);
+    mem.write_slice(GuestAddress(EBDA_START), t.get(..len)?)
 }
 
 #[cfg(test)]
@@ -83,22 +110,36 @@ mod tests {
     #[test]
     fn checksums_and_layout() {
         let sum = |b: &[u8]| b.iter().fold(0u8, |s, &x| s.wrapping_add(x));
-        assert_eq!(sum(&TABLE[..16]), 0);
-        assert_eq!(sum(&TABLE[16..]), 0);
-        assert_eq!(&TABLE[..4], b"_MP_");
-        assert_eq!(&TABLE[4..8], &0x9fc10u32.to_le_bytes());
-        assert_eq!(&TABLE[16..20], b"PCMP");
-        assert_eq!(usize::from(u16::from_le_bytes([TABLE[20], TABLE[21]])), LEN - 16);
-        // Entry types in order: processor, bus, IOAPIC, 24 x interrupt, 2 x local.
-        let mut at = 16 + 44;
-        let mut kinds = std::vec::Vec::new();
-        while at < LEN {
-            kinds.push(TABLE[at]);
-            at += if TABLE[at] == 0 { 20 } else { 8 };
+        for cpus in [1, 2, 4, MAX_CPUS] {
+            let (t, len) = table(cpus);
+            let t = &t[..len];
+            assert_eq!(len, LEN + cpus * PROCESSOR);
+            assert_eq!(sum(&t[..16]), 0);
+            assert_eq!(sum(&t[16..]), 0);
+            assert_eq!(&t[..4], b"_MP_");
+            assert_eq!(&t[4..8], &0x9fc10u32.to_le_bytes());
+            assert_eq!(&t[16..20], b"PCMP");
+            assert_eq!(usize::from(u16::from_le_bytes([t[20], t[21]])), len - 16);
+            // Entry types in order: processors, bus, IOAPIC, 24 x interrupt, 2 x local.
+            let mut at = 16 + 44;
+            let (mut kinds, mut cpu_ids) = (std::vec::Vec::new(), std::vec::Vec::new());
+            while at < len {
+                kinds.push(t[at]);
+                if t[at] == 0 {
+                    // LAPIC id, enabled, bootstrap only for the first.
+                    cpu_ids.push(t[at + 1]);
+                    assert_eq!(t[at + 3], if t[at + 1] == 0 { 3 } else { 1 });
+                }
+                at += if t[at] == 0 { 20 } else { 8 };
+            }
+            assert_eq!(at, len);
+            assert_eq!(kinds.len(), usize::from(u16::from_le_bytes([t[50], t[51]])));
+            assert_eq!(cpu_ids, (0..cpus as u8).collect::<Vec<_>>());
+            assert!(kinds[..cpus].iter().all(|&k| k == 0));
+            assert_eq!(&kinds[cpus..cpus + 2], &[1, 2]);
+            assert!(kinds[cpus + 2..cpus + 26].iter().all(|&k| k == 3) && kinds[cpus + 26..] == [4, 4]);
+            // The IOAPIC's id is no vCPU's.
+            assert_eq!(t[16 + 44 + cpus * 20 + 9], MAX_CPUS as u8);
         }
-        assert_eq!(at, LEN);
-        assert_eq!(kinds.len(), usize::from(u16::from_le_bytes([TABLE[50], TABLE[51]])));
-        assert_eq!(&kinds[..3], &[0, 1, 2]);
-        assert!(kinds[3..27].iter().all(|&k| k == 3) && kinds[27..] == [4, 4]);
     }
 }

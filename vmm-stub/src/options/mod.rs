@@ -75,6 +75,8 @@ usage: APP.vm [--smolvm-OPTION...] [ARG...]
 Runs the app in its own KVM virtual machine; ARGs replace its default args.
 Leading --smolvm-* options are smolvm's:
   --smolvm-mem=MIB        guest memory in MiB (suffix G for GiB)
+  --smolvm-cpus=N         vCPUs: 1 to 64, at most the host CPUs this process
+                          may use unless --smolvm-force (default: image's, 1)
   --smolvm-log=WHAT       kernel: the guest kernel's console on stderr;
                           debug: trace each step; or kernel,debug
   --smolvm-env=NAME=VAL   set a variable for the app (repeatable)
@@ -102,7 +104,7 @@ Leading --smolvm-* options are smolvm's:
                           root read-only; =no: writable even if the image is
                           read-only (default: writable, changes vanish at exit)
   --smolvm-entry=PATH     run PATH, not the app
-  --smolvm-force          boot even if KVM looks unfit
+  --smolvm-force          boot even if KVM looks unfit or CPUs are too few
   --smolvm-balloon=no     keep memory the guest frees
   --smolvm-trust=FILE     run only images signed by a key in FILE (default
                           /etc/smolvm/trust if it exists)
@@ -166,6 +168,9 @@ pub struct Log {
 #[derive(Debug, Default)]
 pub struct Options<'a> {
     pub mem_mib: Option<u32>,
+    /// `--smolvm-cpus` / `SMOLVM_CPUS`: vCPUs (any number; `start` checks
+    /// it against `abi::MAX_CPUS` and the host).
+    pub cpus: Option<u32>,
     pub log: Log,
     pub env: heapless::Vec<&'a [u8], MAX_ENV>,
     pub workdir: Option<&'a [u8]>,
@@ -224,12 +229,17 @@ pub fn parse_mem(v: &[u8]) -> Option<u32> {
         b'M' | b'm' => (&v[..v.len() - 1], 1),
         _ => (v, 1),
     };
+    decimal(digits)?.checked_mul(mul).filter(|&m| m > 0)
+}
+
+/// 1 to 9 decimal digits (`--smolvm-cpus`: its limits are checked where
+/// they are known, to name the one exceeded).
+pub fn decimal(digits: &[u8]) -> Option<u32> {
     if digits.is_empty() || digits.len() > 9 || !digits.iter().all(u8::is_ascii_digit) {
         return None;
     }
     // At most 9 digits: below 10^9, no overflow.
-    let n = digits.iter().fold(0u32, |n, d| n.wrapping_mul(10).wrapping_add(u32::from(d.wrapping_sub(b'0'))));
-    n.checked_mul(mul).filter(|&m| m > 0)
+    Some(digits.iter().fold(0u32, |n, d| n.wrapping_mul(10).wrapping_add(u32::from(d.wrapping_sub(b'0')))))
 }
 
 /// Splits `name=value` at the first `=`.
@@ -283,19 +293,21 @@ enum Opt {
     Entry,
     Force,
     Add,
+    Cpus,
 }
 
-const FLAGS: [&[u8]; 20] = [
+const FLAGS: [&[u8]; 21] = [
     b"mem", b"log", b"env", b"workdir", b"disk", b"share", b"info", b"help", b"no-seccomp", b"net", b"publish", b"ip",
-    b"net-host-loopback", b"read-only", b"no-services", b"balloon", b"trust", b"entry", b"force", b"add",
+    b"net-host-loopback", b"read-only", b"no-services", b"balloon", b"trust", b"entry", b"force", b"add", b"cpus",
 ];
-const OPTS: [Opt; 20] = [
+const OPTS: [Opt; 21] = [
     Opt::Mem, Opt::Log, Opt::Env, Opt::Workdir, Opt::Disk, Opt::Share, Opt::Info, Opt::Help, Opt::NoSeccomp, Opt::Net,
     Opt::Publish, Opt::Ip, Opt::NetHostLoopback, Opt::ReadOnly, Opt::NoServices, Opt::Balloon, Opt::Trust, Opt::Entry,
-    Opt::Force, Opt::Add,
+    Opt::Force, Opt::Add, Opt::Cpus,
 ];
 /// The `SMOLVM_*` variables (after the prefix).
-const VARS: [(&[u8], Opt); 16] = [
+const VARS: [(&[u8], Opt); 17] = [
+    (b"CPUS", Opt::Cpus),
     (b"TRUST", Opt::Trust),
     (b"NO_SERVICES", Opt::NoServices),
     (b"ENTRY", Opt::Entry),
@@ -321,6 +333,7 @@ impl<'a> Options<'a> {
         let bad = OptError::BadValue(culprit);
         match which {
             Opt::Mem => self.mem_mib = Some(parse_mem(v).ok_or(bad)?),
+            Opt::Cpus => self.cpus = Some(decimal(v).ok_or(bad)?),
             Opt::Log => self.log = parse_log(v).ok_or(bad)?,
             Opt::Disk => {
                 self.disks_given = true;
@@ -391,7 +404,7 @@ impl<'a> Options<'a> {
                 (Opt::Env, Some(v)) if v.iter().position(|&b| b == b'=').is_some_and(|i| i > 0) => {
                     o.env.push(v).map_err(|_| OptError::TooMany(arg))?
                 }
-                (Opt::Mem | Opt::Log | Opt::Disk | Opt::Share | Opt::Net | Opt::Ip | Opt::Publish | Opt::ReadOnly | Opt::Balloon | Opt::Entry | Opt::Add, Some(v)) => {
+                (Opt::Mem | Opt::Cpus | Opt::Log | Opt::Disk | Opt::Share | Opt::Net | Opt::Ip | Opt::Publish | Opt::ReadOnly | Opt::Balloon | Opt::Entry | Opt::Add, Some(v)) => {
                     o.set(which, v, arg)?
                 }
                 _ => return Err(OptError::BadValue(arg)),
@@ -423,6 +436,20 @@ mod tests {
         assert!(!o.help, "flags after the first app argument belong to the app");
         let o = parse(&[], &[b"SMOLVM_MEM=64"]).expect("valid");
         assert_eq!(o.mem_mib, Some(64));
+    }
+
+    #[test]
+    fn cpus_flag_and_variable() {
+        assert_eq!(parse(&[], &[]).expect("valid").cpus, None);
+        assert_eq!(parse(&[b"--smolvm-cpus=4"], &[b"SMOLVM_CPUS=2"]).expect("valid").cpus, Some(4));
+        assert_eq!(parse(&[], &[b"SMOLVM_CPUS=2"]).expect("valid").cpus, Some(2));
+        // Out-of-range numbers parse; `start` names the limit they break.
+        assert_eq!(parse(&[b"--smolvm-cpus=0"], &[]).expect("valid").cpus, Some(0));
+        assert_eq!(parse(&[b"--smolvm-cpus=65"], &[]).expect("valid").cpus, Some(65));
+        for bad in [&b"--smolvm-cpus"[..], b"--smolvm-cpus=", b"--smolvm-cpus=-1", b"--smolvm-cpus=2x", b"--smolvm-cpus=1234567890"] {
+            assert_eq!(parse(&[bad], &[]).err(), Some(OptError::BadValue(bad)), "{}", String::from_utf8_lossy(bad));
+        }
+        assert!(parse(&[], &[b"SMOLVM_CPUS=two"]).is_err());
     }
 
     #[test]

@@ -12,6 +12,7 @@ pub mod cpu;
 pub mod fd;
 pub mod ioctl;
 pub mod kvm;
+pub mod lock;
 pub mod mm;
 pub mod net;
 pub mod path;

@@ -284,6 +284,7 @@ pub const KVM_CAP_EXT_CPUID: u32 = 7;
 pub const KVM_CAP_PIT2: u32 = 33;
 pub const KVM_CAP_IRQFD: u32 = 32;
 pub const KVM_CAP_TSC_DEADLINE_TIMER: u32 = 72;
+pub const KVM_CAP_MAX_VCPUS: u32 = 66;
 pub const KVM_CAP_IMMEDIATE_EXIT: u32 = 136;
 
 /// `KVM_MEM_*` flags of a memory region.

@@ -176,6 +176,9 @@ pub struct Vcpu {
     run_size: usize,
 }
 
+// SAFETY: the run page is this Vcpu's own mapping, reached only through `&self`/`&mut self` (and `kick`'s byte store, which is fine from any thread); KVM lets any thread issue KVM_RUN (it follows the vCPU to its new thread).
+unsafe impl Send for Vcpu {}
+
 impl Vcpu {
     pub fn get_regs(&self) -> io::Result<KvmRegs> {
         let mut regs = KvmRegs::default();
@@ -243,11 +246,14 @@ impl Vcpu {
         unsafe { self.run.as_ptr().add(1).write_volatile(u8::from(on)) }
     }
 
-    /// Makes [`kick`] set this vCPU's `immediate_exit` from now on. The run
-    /// page then stays mapped for the rest of the process (drop leaves it).
-    pub fn route_kicks(&self) {
-        // Offset 1 (`immediate_exit`) is inside the run page.
-        KICK.store(self.run.as_ptr().wrapping_add(1), Ordering::Release);
+    /// Makes [`kick`] set this vCPU's `immediate_exit` from now on (vCPU
+    /// `index` < `MAX_CPUS`). The run page then stays mapped for the rest
+    /// of the process (drop leaves it).
+    pub fn route_kicks(&self, index: usize) {
+        if let Some(k) = KICKS.get(index) {
+            // Offset 1 (`immediate_exit`) is inside the run page.
+            k.store(self.run.as_ptr().wrapping_add(1), Ordering::Release);
+        }
     }
 
     /// Runs the vCPU until the next exit.
@@ -313,7 +319,7 @@ impl Vcpu {
 
 impl Drop for Vcpu {
     fn drop(&mut self) {
-        if KICK.load(Ordering::Acquire) == self.run.as_ptr().wrapping_add(1) {
+        if KICKS.iter().any(|k| k.load(Ordering::Acquire) == self.run.as_ptr().wrapping_add(1)) {
             return; // `kick` may still write it: the page stays.
         }
         // SAFETY: `run`/`run_size` describe the mapping made in create_vcpu; no borrow of it outlives `self`, and `kick` does not use it (checked above).
@@ -321,17 +327,22 @@ impl Drop for Vcpu {
     }
 }
 
-/// `&kvm_run.immediate_exit` of the vCPU that [`Vcpu::route_kicks`], or null.
-static KICK: AtomicPtr<u8> = AtomicPtr::new(core::ptr::null_mut());
+/// `&kvm_run.immediate_exit` of each vCPU that [`Vcpu::route_kicks`], or null.
+static KICKS: [AtomicPtr<u8>; linker::abi::MAX_CPUS] = [const { AtomicPtr::new(core::ptr::null_mut()) }; linker::abi::MAX_CPUS];
 
-/// Makes the vCPU's next (or current) `KVM_RUN` return `EINTR` at once:
-/// sets its `immediate_exit`, which a signal that lands just before
-/// `KVM_RUN` cannot make it miss. Async-signal-safe; does nothing before
-/// [`Vcpu::route_kicks`].
+/// Makes every vCPU's next (or current) `KVM_RUN` return `EINTR` at once:
+/// sets each `immediate_exit`, which a signal that lands just before
+/// `KVM_RUN` cannot make it miss. The signal that led here interrupted
+/// one vCPU thread, whichever the kernel chose; marking them all makes
+/// sure that one polls the devices even if it was between two `KVM_RUN`s
+/// (the others poll once more, harmlessly). Async-signal-safe; does
+/// nothing before [`Vcpu::route_kicks`].
 pub fn kick() {
-    let p = KICK.load(Ordering::Acquire);
-    if !p.is_null() {
-        // SAFETY: a non-null KICK points at the immediate_exit byte of a run page that stays mapped for the rest of the process (`route_kicks`, Drop); the kernel reads the byte, the volatile write is a plain byte store.
-        unsafe { core::ptr::write_volatile(p, 1) };
+    for k in &KICKS {
+        let p = k.load(Ordering::Acquire);
+        if !p.is_null() {
+            // SAFETY: a non-null entry points at the immediate_exit byte of a run page that stays mapped for the rest of the process (`route_kicks`, Drop); the kernel reads the byte, the volatile write is a plain byte store.
+            unsafe { core::ptr::write_volatile(p, 1) };
+        }
     }
 }
