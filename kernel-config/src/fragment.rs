@@ -165,8 +165,7 @@ mod tests {
     /// silently get fewer CPUs than asked) and no more (each possible CPU costs memory).
     #[test]
     fn nr_cpus_is_the_most_cpus_an_image_may_ask_for() {
-        // linker::abi::MAX_CPUS once the vCPU side of issue #25 lands; its agreed value.
-        const MAX_CPUS: usize = 64;
+        use linker::abi::MAX_CPUS;
         let all = effective(&Fragment::builtin()).expect("builtin fragments parse");
         let get = |opt: &str| all.iter().find(|(s, _)| s.option == opt).and_then(|(s, _)| s.value.clone());
         assert_eq!(get("CONFIG_SMP").as_deref(), Some("y"));
