@@ -105,6 +105,8 @@ fn squashfs_image_holds_everything_and_verifies() {
             "/etc",
             "--mem",
             "256M",
+            "--cpus",
+            "2",
             "--user",
             "1000:100",
             "--tmpfs",
@@ -126,7 +128,7 @@ fn squashfs_image_holds_everything_and_verifies() {
     let manifest = section(&bytes, Kind::Manifest);
     assert_eq!(
         manifest,
-        b"SMOLCFG1entry\0/bin/sh\0arg\0-c\0arg\0echo hi\0env\0A=1\0workdir\0/etc\0mem\x00256\0rootfs\0squashfs\0user\x001000:100\0tmpfs\0/tmp\0"
+        b"SMOLCFG1entry\0/bin/sh\0arg\0-c\0arg\0echo hi\0env\0A=1\0workdir\0/etc\0mem\x00256\0cpus\x002\0rootfs\0squashfs\0user\x001000:100\0tmpfs\0/tmp\0"
     );
     let cpio = read_entries(section(&bytes, Kind::Initramfs)).expect("cpio");
     let names: Vec<&[u8]> = cpio.iter().map(|e| e.name.as_slice()).collect();
@@ -185,6 +187,7 @@ fn squashfs_image_holds_everything_and_verifies() {
         "{json}"
     );
     assert!(json.contains("\"kind\":\"rootfs\""), "{json}");
+    assert!(json.contains("{\"key\":\"cpus\",\"fields\":[\"2\"]}"), "{json}");
     let verify = ok(&smolvm(&t.0, &["verify", "app.vm"], &[]));
     assert!(verify.contains("OK (6 sections intact"), "{verify}");
 }
@@ -326,6 +329,14 @@ fn bad_inputs_are_refused_without_partial_output() {
         &build(d, &["/bin/sh", "--mem", "lots", "-o", "a.vm"], &[]),
         "bad --mem `lots`",
     );
+    // vCPUs: 1 to linker::abi::MAX_CPUS, refused by clap (usage error, 2).
+    for bad in ["0", "65", "two", "-1"] {
+        let o = build(d, &["/bin/sh", "--cpus", bad, "-o", "a.vm"], &[]);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "--cpus {bad}: {err}");
+        assert!(err.contains("--cpus <N>") || err.contains(&format!("'{bad}'")), "{err}");
+        assert!(!d.join("a.vm").exists());
+    }
     refused(
         d,
         &build(d, &["/bin/sh", "--mem", "1.5G", "-o", "a.vm"], &[]),

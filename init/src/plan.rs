@@ -238,7 +238,8 @@ impl<'a> Plan<'a> {
                     }
                 }
                 Key::Workdir => self.workdir = Some(absolute(value).ok_or(bad("workdir is not absolute", value))?),
-                Key::Mem => {}
+                // The stub's business (RAM size, vCPU count).
+                Key::Mem | Key::Cpus => {}
                 Key::Rootfs => {
                     self.rootfs = match value {
                         b"squashfs" => RootFs::Squashfs,

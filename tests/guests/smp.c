@@ -7,6 +7,8 @@
  *   3 triple: the AP with APIC id 1 triple-faults
  *   4 spin:   every CPU spins after "spinning" (for SIGTERM/SIGKILL)
  *   5 serial: every CPU writes its letter to the UART ROUNDS times
+ *   6 exits:  (benchmark) the BSP alone reads the UART scratch register
+ *             EXITS times, then exits 0: the cost of handling an exit
  * Output goes to the serial console (--smolvm-log=kernel shows it). */
 
 typedef unsigned char u8;
@@ -19,6 +21,11 @@ typedef unsigned long u64;
 #define ROUNDS 400
 
 static inline void outb(u16 port, u8 v) { __asm__ volatile("outb %0, %1" : : "a"(v), "Nd"(port)); }
+static inline u8 inb(u16 port) {
+    u8 v;
+    __asm__ volatile("inb %1, %0" : "=a"(v) : "Nd"(port));
+    return v;
+}
 static __attribute__((noreturn)) void finish(u8 status) {
     outb(0xf4, status);
     for (;;) __asm__ volatile("hlt");
@@ -87,6 +94,10 @@ void ap_main(u32 index) {
 
 void _start(void) __attribute__((noreturn, section(".text.start")));
 void _start(void) {
+#if CASE == 6
+    for (u32 i = 0; i < EXITS; i++) (void)inb(0x3ff);
+    finish(0);
+#endif
     u32 n = cpu_count();
     if (n < 1 || n > 64) finish(90);
     record();
@@ -119,7 +130,7 @@ void _start(void) {
 #elif CASE == 4
     put("spinning\n");
     for (;;) __asm__ volatile("pause");
-#elif CASE == 5
+#elif CASE == 5 || CASE == 6
     hammer_serial();
     if (!wait_for(&aps_done, 2 * (n - 1))) finish(92);
     put("\nserial done\n");

@@ -148,3 +148,78 @@ fn all_vcpus_hammering_the_uart_lose_no_byte() {
     }
     assert_eq!(counts, BTreeMap::from([('a', 400), ('b', 400), ('c', 400), ('d', 400)]), "{err}");
 }
+
+/// The count guest in an image whose manifest asks for `cpus` (`smolvm
+/// build --cpus`).
+fn image_with_cpus(name: &str, cpus: &str) -> std::path::PathBuf {
+    use linker::config::{self, Key};
+    use linker::image::Kind;
+    let manifest = config::to_vec(&[(Key::Entry, &[b"/bin/app"]), (Key::Mem, &[b"64"]), (Key::Cpus, &[cpus.as_bytes()])]).expect("manifest");
+    let mut cpio = vec![0u8; 4096];
+    let mut w = linker::cpio::CpioWriter::new(&mut cpio, 1);
+    w.file(b"init", 0o755, b"#!/not-used\n").expect("fits");
+    let n = w.finish().expect("fits");
+    cpio.truncate(n);
+    let mut out = linker::write::ImageWriter::new(Vec::new());
+    out.add_bytes(Kind::Stub, 0, &std::fs::read(stub()).expect("stub")).expect("stub");
+    out.add_bytes(Kind::Kernel, 0, &smp_guest(1)).expect("kernel");
+    out.add_bytes(Kind::Initramfs, 0, &cpio).expect("initramfs");
+    out.add_bytes(Kind::Manifest, 0, &manifest).expect("manifest");
+    write_exe(name, &out.finish().expect("image").0)
+}
+
+fn cpus_line(out: &std::process::Output) -> String {
+    text(&out.stderr).lines().next().unwrap_or("").to_string()
+}
+
+#[test]
+fn cpus_from_the_manifest_the_variable_and_the_flag_and_bad_counts() {
+    if !have_kvm() {
+        return;
+    }
+    let img = image_with_cpus("smp-manifest", "2");
+    let run = |env: Option<&str>, args: &[&str]| {
+        let mut cmd = Command::new(&img);
+        cmd.env("SMOLVM_LOG", "kernel").args(args);
+        if let Some(v) = env {
+            cmd.env("SMOLVM_CPUS", v);
+        }
+        run_with_limit(&mut cmd, Duration::from_secs(120))
+    };
+    // The image's default, then the variable over it, then the flag over both.
+    let out = run(None, &[]);
+    assert_eq!((out.status.code(), cpus_line(&out)), (Some(0), "cpus 2".into()), "{out:?}");
+    let out = run(Some("1"), &[]);
+    assert_eq!((out.status.code(), cpus_line(&out)), (Some(0), "cpus 1".into()), "{out:?}");
+    let out = run(Some("2"), &["--smolvm-cpus=1"]);
+    assert_eq!((out.status.code(), cpus_line(&out)), (Some(0), "cpus 1".into()), "{out:?}");
+    // Each limit: one line naming it, 125, before any VM runs.
+    let host = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let cases: Vec<(String, &str)> = vec![
+        ("0".into(), "ask for 1 or more (the least)"),
+        ("65".into(), "ask for 64 or fewer (smolvm's limit)"),
+        (format!("{}", host + 1), "or fewer (the host CPUs this process may use; --smolvm-force runs more)"),
+    ];
+    for (n, why) in &cases {
+        for out in [run(None, &[&format!("--smolvm-cpus={n}")]), run(Some(n), &[])] {
+            assert_eq!(out.status.code(), Some(125), "{n}: {out:?}");
+            let err = text(&out.stderr);
+            assert_eq!(err.lines().count(), 1, "{err}");
+            assert!(err.starts_with(&format!("smolvm: --smolvm-cpus (or the image's cpus) is {n}: ")) && err.contains(why), "{err}");
+        }
+    }
+    for bad in ["two", "-1", "", "1.5"] {
+        let out = run(None, &[&format!("--smolvm-cpus={bad}")]);
+        assert_eq!(out.status.code(), Some(125), "{bad}: {out:?}");
+        assert_eq!(text(&out.stderr), format!("smolvm: bad value in --smolvm-cpus={bad} (see --smolvm-help)\n"));
+    }
+    // A manifest asking for more than this host has fails the same way;
+    // --smolvm-force runs them anyway.
+    let img = image_with_cpus("smp-manifest-many", "4");
+    let out = run_with_limit(Command::new(&img).env("SMOLVM_LOG", "kernel"), Duration::from_secs(120));
+    if host < 4 {
+        assert_eq!(out.status.code(), Some(125), "{out:?}");
+        let out = run_with_limit(Command::new(&img).env("SMOLVM_LOG", "kernel").arg("--smolvm-force"), Duration::from_secs(120));
+        assert_eq!((out.status.code(), cpus_line(&out)), (Some(0), "cpus 4".into()), "{out:?}");
+    }
+}

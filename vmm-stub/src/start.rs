@@ -202,19 +202,20 @@ fn manifest_cpus(manifest: &[u8]) -> Option<u32> {
 /// the guest's CPUs, which then spin waiting on each other's locks).
 fn check_cpus(cpus: u32, kvm: &Kvm, force: bool) {
     use crate::sys::kvm::KVM_CAP_MAX_VCPUS;
-    let kvm_max = kvm.check_extension(KVM_CAP_MAX_VCPUS).unwrap_or(0);
-    let host = rustix::thread::sched_getaffinity(None).map_or(0, |set| set.count());
-    let mut l = Line::new();
-    l.s("asked for ").u(u64::from(cpus)).s(" vCPUs (--smolvm-cpus or the image's default), but ");
-    if cpus == 0 {
-        l.s("at least 1 is needed").fail()
-    } else if cpus as usize > abi::MAX_CPUS {
-        l.s("smolvm supports at most ").u(abi::MAX_CPUS as u64).s("; ask for fewer").fail()
-    } else if kvm_max != 0 && cpus > kvm_max {
-        l.s("KVM here allows at most ").u(u64::from(kvm_max)).s("; ask for fewer").fail()
-    } else if host != 0 && cpus > host && !force {
-        l.s("this process may run on ").u(u64::from(host)).s(" host CPUs; ask for fewer (--smolvm-force runs them anyway)").fail()
-    }
+    let kvm_max = kvm.check_extension(KVM_CAP_MAX_VCPUS).ok().filter(|&m| m > 0).unwrap_or(u32::MAX);
+    let host = if force { None } else { crate::sys::cpu::usable_cpus() }.unwrap_or(u32::MAX);
+    let (max, limit) = if cpus as usize > abi::MAX_CPUS {
+        (abi::MAX_CPUS as u32, "smolvm's limit")
+    } else if cpus > kvm_max {
+        (kvm_max, "KVM's limit here")
+    } else if cpus > host {
+        (host, "the host CPUs this process may use; --smolvm-force runs more")
+    } else if cpus == 0 {
+        (1, "the least")
+    } else {
+        return;
+    };
+    Line::new().s("--smolvm-cpus (or the image's cpus) is ").u(u64::from(cpus)).s(": ask for ").u(u64::from(max)).s(if cpus == 0 { " or more (" } else { " or fewer (" }).s(limit).s(")").fail()
 }
 
 /// Opens the disk files (`given`: from `--smolvm-disk`, else the image's

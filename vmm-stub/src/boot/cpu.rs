@@ -88,6 +88,7 @@ pub fn boot_regs(entry: u64) -> KvmRegs {
 /// cores, one thread each, instead of the host's. KVM passes the host's
 /// cache and topology leaves through, so without this every vCPU would
 /// claim the host's APIC id layout and core count.
+#[inline(never)]
 pub fn patch_cpuid(cpuid: &mut KvmCpuid2, tsc_deadline: bool, id: u32, count: u32) {
     let n = (cpuid.header.nent as usize).min(MAX_CPUID_ENTRIES);
     // Bits of the APIC id that number the cores (0 for one vCPU).

@@ -74,33 +74,36 @@ const fn build() -> [u8; LEN] {
     t
 }
 
-/// The table for `cpus` (1..=MAX_CPUS) vCPUs, LAPIC ids 0.., vCPU 0 the
-/// bootstrap processor; its length.
-fn table(cpus: usize) -> ([u8; MAX_LEN], usize) {
-    let cpus = cpus.clamp(1, MAX_CPUS);
-    let mut t = [0u8; MAX_LEN];
-    t[..HEAD].copy_from_slice(&TABLE[..HEAD]);
-    for (id, e) in t[HEAD..].chunks_exact_mut(PROCESSOR).take(cpus).enumerate() {
-        // Processor: LAPIC id, version 0x14, enabled (+ bootstrap for
-        // vCPU 0), family 6; features FPU + APIC.
-        e[..10].copy_from_slice(&[0, id as u8, 0x14, if id == 0 { 3 } else { 1 }, 0, 6, 0, 0, 0x01, 0x02]);
-    }
-    let at = HEAD + cpus * PROCESSOR;
-    let len = at + LEN - HEAD;
-    t[at..len].copy_from_slice(&TABLE[HEAD..]);
-    t[20..22].copy_from_slice(&((len - 16) as u16).to_le_bytes());
-    t[50..52].copy_from_slice(&((cpus + 2 + PINS + 2) as u16).to_le_bytes());
-    let sum = t[16..len].iter().fold(0u8, |s, &b| s.wrapping_add(b));
-    t[23] = 0u8.wrapping_sub(sum);
-    (t, len)
-}
+/// Byte sum of `TABLE[16..]` (its configuration table without processors).
+const TAIL_SUM: u8 = 0u8.wrapping_sub(checksum(&TABLE, 16, LEN));
 
-/// Writes the table for `cpus` vCPUs at `EBDA_START` (reserved in the e820
-/// map up to the kernel; Linux scans the first KiB for the floating
-/// pointer, which names the configuration table right after it).
+/// Writes the table for `cpus` (1..=MAX_CPUS) vCPUs at `EBDA_START`
+/// (reserved in the e820 map up to the kernel; Linux scans the first KiB
+/// for the floating pointer, which names the configuration table right
+/// after it): LAPIC ids 0.., vCPU 0 the bootstrap processor.
 pub fn write(mem: &mut GuestMemory, cpus: usize) -> Option<()> {
-    let (t, len) = table(cpus);
-    mem.write_slice(GuestAddress(EBDA_START), t.get(..len)?)
+    let cpus = cpus.clamp(1, MAX_CPUS);
+    let at = |offset: usize| GuestAddress(EBDA_START + offset as u64); // < MAX_LEN
+    // Processor: LAPIC id, version 0x14, enabled (+ bootstrap), family 6;
+    // features FPU + APIC.
+    let mut sum = TAIL_SUM;
+    for id in 0..cpus as u8 {
+        let flags = if id == 0 { 3 } else { 1 };
+        let entry = [0, id, 0x14, flags, 0, 6, 0, 0, 0x01, 0x02, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+        mem.write_obj(at(HEAD + usize::from(id) * PROCESSOR), entry)?;
+        sum = sum.wrapping_add(entry.iter().fold(0, |s, &b| s.wrapping_add(b)));
+    }
+    let processors = cpus * PROCESSOR;
+    mem.write_slice(at(0), &TABLE[..HEAD])?;
+    mem.write_slice(at(HEAD + processors), &TABLE[HEAD..])?;
+    // The configuration table's length and entry count (both < 2^16).
+    let header = [(LEN - 16 + processors) as u16, (cpus + 2 + PINS + 2) as u16];
+    mem.write_obj(at(20), header[0])?;
+    mem.write_obj(at(50), header[1])?;
+    for v in header {
+        sum = sum.wrapping_add(v as u8).wrapping_add((v >> 8) as u8);
+    }
+    mem.write_obj(at(23), 0u8.wrapping_sub(sum))
 }
 
 #[cfg(test)]
@@ -111,8 +114,12 @@ mod tests {
     fn checksums_and_layout() {
         let sum = |b: &[u8]| b.iter().fold(0u8, |s, &x| s.wrapping_add(x));
         for cpus in [1, 2, 4, MAX_CPUS] {
-            let (t, len) = table(cpus);
-            let t = &t[..len];
+            let mut mem = GuestMemory::new(1 << 20).expect("mmap");
+            write(&mut mem, cpus).expect("fits");
+            let len = LEN + cpus * PROCESSOR;
+            let mut t = vec![0u8; len];
+            mem.read_slice(GuestAddress(EBDA_START), &mut t).expect("in ram");
+            let t = &t[..];
             assert_eq!(len, LEN + cpus * PROCESSOR);
             assert_eq!(sum(&t[..16]), 0);
             assert_eq!(sum(&t[16..]), 0);

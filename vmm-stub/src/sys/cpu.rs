@@ -14,3 +14,23 @@ pub fn hardware_virtualization() -> bool {
     let svm = __cpuid(0x8000_0000).eax >= 0x8000_0001 && __cpuid(0x8000_0001).ecx & SVM != 0;
     vmx || svm
 }
+
+/// How many host CPUs this process may run on (its affinity mask; up to
+/// 1024), or `None` if the kernel does not say.
+pub fn usable_cpus() -> Option<u32> {
+    use super::syscall::{syscall, SYS_SCHED_GETAFFINITY};
+    let mut mask = [0u64; 16];
+    // SAFETY: sched_getaffinity(0 = this thread, size, buf) writes at most `size` bytes into `mask`, a local of exactly that size.
+    // (It returns the bytes it wrote; the rest of `mask` stays zero.)
+    unsafe { syscall(SYS_SCHED_GETAFFINITY, [0, core::mem::size_of_val(&mask), mask.as_mut_ptr() as usize, 0]) }.ok()?;
+    // Clearing the lowest set bit per step: smaller than `count_ones`
+    // without the popcnt instruction, and the mask is mostly zero.
+    let mut n = 0;
+    for mut w in mask {
+        while w != 0 {
+            w &= w - 1;
+            n += 1;
+        }
+    }
+    Some(n)
+}

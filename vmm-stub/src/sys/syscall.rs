@@ -29,6 +29,7 @@ pub const SYS_FSTATFS: u32 = 138;
 pub const SYS_PRCTL: u32 = 157;
 pub const SYS_GETTID: u32 = 186;
 pub const SYS_FUTEX: u32 = 202;
+pub const SYS_SCHED_GETAFFINITY: u32 = 204;
 pub const SYS_GETDENTS64: u32 = 217;
 pub const SYS_RESTART_SYSCALL: u32 = 219;
 pub const SYS_EXIT_GROUP: u32 = 231;
