@@ -57,21 +57,23 @@ fn two_vcpus_run_work_on_each_and_end_like_one() {
     lab::require_l1_cpus(2);
     lab::prewarm();
     let work = qemu::scratch_dir("smp-e2e");
-    let one = image(&work, "one", &[]);
-    let two = image(&work, "two", &["--cpus", "2"]);
+    let (one, two) = (&image(&work, "one", &[]), &image(&work, "two", &["--cpus", "2"]));
     let long = Duration::from_secs(180);
     let trap = "trap 'echo got TERM; exit 7' TERM; echo ready; while :; do sleep 1; done";
     // One vCPU more than this host (L1 in the lab) has online.
     let too_many = format!("exec {} --smolvm-cpus=$(( $(nproc) + 1 )) -c 'echo booted'", one.display());
     let out = lab::run_images(&[
-        Case::image(&one, &["--smolvm-cpus=2", "-c", "cpus work 20"]).timeout(long),
-        without_cpus_env("two-default", &two, &["-c", "cpus"]).timeout(long),
-        Case::image(&one, &["-c", "cpus"]).env("SMOLVM_CPUS", "2").timeout(long),
+        Case::image(one, &["--smolvm-cpus=2", "-c", "cpus work 20"]).timeout(long),
+        without_cpus_env("two-default", two, &["-c", "cpus"]).timeout(long),
+        Case::image(one, &["-c", "cpus"]).env("SMOLVM_CPUS", "2").timeout(long),
         Case::new("too-many", ["sh", "-c", too_many.as_str()]).timeout(long),
-        Case::image(&one, &["--smolvm-cpus=2", "-c", "exit 3"]).timeout(long),
-        Case::image(&one, &["--smolvm-cpus=2", "-c", trap]).timeout(long).signal_on_stdout("ready", 15),
-        Case::image(&one, &["--smolvm-cpus=2", "-c", "cat; echo eof"]).stdin(&b"in\0put\n"[..]).timeout(long),
-        without_cpus_env("one-default", &one, &["-c", "cpus"]).timeout(long),
+        Case::image(one, &["--smolvm-cpus=2", "-c", "exit 3"]).timeout(long),
+        Case::image(one, &["--smolvm-cpus=2", "-c", trap]).timeout(long).signal_on_stdout("ready", 15),
+        Case::image(one, &["--smolvm-cpus=2", "-c", "cat; echo eof"]).stdin(&b"in\0put\n"[..]).timeout(long),
+        without_cpus_env("one-default", one, &["-c", "cpus"]).timeout(long),
+        // What every case gets: SMOLVM_CPUS=N when the lab reruns tests at N vCPUs
+        // (SMOLVM_TEST_CPUS), else nothing.
+        Case::image(one, &["-c", "cpus"]).timeout(long),
     ]);
     let show = |i: usize| {
         format!("case {i}: status {:?}\nstdout: {}\nstderr: {}", out[i].status, out[i].stdout_lossy(), out[i].stderr_lossy())
@@ -100,5 +102,8 @@ fn two_vcpus_run_work_on_each_and_end_like_one() {
     // The default stays one vCPU.
     assert_eq!(out[7].status, Some(0), "{}", show(7));
     assert_sees(&out[7], 1, &show(7));
+    let test_cpus = lab::test_cpus().expect("SMOLVM_TEST_CPUS").unwrap_or(1);
+    assert_eq!(out[8].status, Some(0), "{}", show(8));
+    assert_sees(&out[8], test_cpus, &show(8));
     std::fs::remove_dir_all(&work).ok();
 }
