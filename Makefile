@@ -37,7 +37,7 @@ COMPAT_PACKAGES := $(APT_PACKAGES) libpython3.11-testsuite fio openssl postgresq
 # this 2-core host (each binary boots its own 2-CPU L1). `make test-smp` reruns all of them.
 SMP_TESTS := virtio_e2e security_signals p9_e2e disk_e2e net_e2e
 LAB_TESTS := $(SMP_TESTS) rootfs_e2e security_faults services_e2e signing_e2e field_e2e \
-	compat_e2e p9_linux_client lab_selftest
+	compat_e2e p9_linux_client
 
 # Installs those of the packages $(1) a fresh machine lacks (needs root or sudo).
 define install_missing
