@@ -109,8 +109,13 @@ fn sigterm_and_sigkill_end_every_vcpu_thread() {
         }
         read.expect("guest output");
         assert_eq!(&first, b"spinning\n");
-        // Four vCPU threads (three APs spin, the BSP too) and the stdin thread.
+        // Four vCPU threads (three APs spin, the BSP too) and the stdin
+        // thread, every one under the seccomp filter (TSYNC).
         assert!(tasks(pid) >= 5, "{} tasks", tasks(pid));
+        for t in std::fs::read_dir(format!("/proc/{pid}/task")).expect("tasks") {
+            let status = std::fs::read_to_string(t.expect("task").path().join("status")).expect("status");
+            assert!(status.lines().any(|l| l == "Seccomp:\t2"), "{status}");
+        }
         Command::new("kill").arg(format!("-{signal}")).arg(pid.to_string()).status().expect("kill");
         // Not reaped yet: the process turns zombie and its other threads
         // finish dying, leaving only the leader in /proc/PID/task (a thread

@@ -10,7 +10,7 @@ use crate::devices::{self, DiskFile, Devices, MAX_EXTRA_DISKS};
 use crate::hostio::tty::WinSize;
 use crate::sys::kvm::{Kvm, Vcpu, Vm};
 use crate::mem::{GuestAddress, GuestMemory, PAGE_SIZE};
-use crate::options::{AddSpec, DiskSpec, OptError, Options, HELP, MAX_SHARES};
+use crate::options::{AddSpec, DiskSpec, OptError, Options, HELP_LEN, MAX_SHARES};
 use crate::out::{self, fail, fail_errno, Line};
 use crate::payload::{Payload, PayloadError};
 use crate::serial::{Serial, Sink};
@@ -48,8 +48,8 @@ pub fn main(args: CStrings, env: CStrings) -> u8 {
     };
     out::set_debug(opts.log.debug);
     if opts.help {
-        let _ = out::write_all(out::stdout(), HELP.as_bytes());
-        let _ = out::write_all(out::stdout(), b"\n");
+        let mut text = [0u8; HELP_LEN];
+        let _ = out::write_all(out::stdout(), crate::options::help(&mut text));
         return 0;
     }
     let payload = Payload::open_self().unwrap_or_else(|e| payload_error(e));
@@ -152,15 +152,14 @@ pub fn main(args: CStrings, env: CStrings) -> u8 {
     write_boot_data(&mut mem, &kernel, &cmdline, initrd, initrd_len, cpus)
         .unwrap_or_else(|| fail("guest memory too small for the boot data; raise --smolvm-mem"));
 
-    let (vm, mut vcpus) = create_vm(&kvm, &mut mem, kernel.entry, cpus)
-        .unwrap_or_else(|(what, e)| Line::new().s("KVM setup failed: ").s(what).errno(e).s(")").fail());
+    let (vm, mut vcpus) = create_vm(&kvm, &mut mem, kernel.entry, cpus);
     drop(kvm);
     #[cfg(feature = "test-hooks")]
     test_hooks_before_filter(env, &vcpus[0]);
     // Signals interrupt KVM_RUN through immediate_exit; the stdin watcher
     // kicks vCPU 0's thread (this one) when host input arrives (hostio).
-    for (i, vcpu) in vcpus.iter().enumerate() {
-        vcpu.route_kicks(i);
+    for vcpu in &vcpus {
+        vcpu.route_kicks();
     }
     crate::hostio::signals::install();
     if let Err(e) = crate::hostio::stdin_watch::start() {
@@ -169,7 +168,8 @@ pub fn main(args: CStrings, env: CStrings) -> u8 {
     if let Some(fd) = net_watch_fd {
         crate::hostio::net_watch::start(fd).unwrap_or_else(|e| fail_errno("cannot start the network thread", e));
     }
-    // The reaper keeps the VM and vCPU fds (made one after the other).
+    // The reaper keeps the VM fd and the last vCPU's (it closes those in
+    // between in its own table: the VM fd alone keeps the VM alive).
     let keep = {
         use rustix::fd::AsRawFd;
         (vm.raw_fd(), vcpus.last().map_or(vm.raw_fd(), |v| v.as_fd().as_raw_fd()))
@@ -200,6 +200,7 @@ fn manifest_cpus(manifest: &[u8]) -> Option<u32> {
 /// `abi::MAX_CPUS` (the guest kernel's limit), KVM's limit, and, unless
 /// `force`, the host CPUs this process may run on (more only time-slice
 /// the guest's CPUs, which then spin waiting on each other's locks).
+#[allow(clippy::cast_possible_truncation)] // MAX_CPUS = 64
 fn check_cpus(cpus: u32, kvm: &Kvm, force: bool) {
     use crate::sys::kvm::KVM_CAP_MAX_VCPUS;
     let kvm_max = kvm.check_extension(KVM_CAP_MAX_VCPUS).ok().filter(|&m| m > 0).unwrap_or(u32::MAX);
@@ -223,8 +224,9 @@ fn check_cpus(cpus: u32, kvm: &Kvm, force: bool) {
 /// with a message naming the file.
 fn open_disks(specs: &[DiskSpec<'_>], given: bool, adds: &[AddSpec<'_>]) -> heapless::Vec<DiskFile, MAX_EXTRA_DISKS> {
     let mut disks = heapless::Vec::new();
-    let added = adds.iter().map(|a| DiskSpec { path: a.host, read_only: true, guest: None });
-    for (i, spec) in specs.iter().copied().chain(added).enumerate() {
+    // (spec, whether it is an added file)
+    let added = adds.iter().map(|a| (DiskSpec { path: a.host, read_only: true, guest: None }, true));
+    for (spec, is_add) in specs.iter().map(|&s| (s, false)).chain(added) {
         match devices::open_disk(spec) {
             Ok(d) => {
                 // At most MAX_DISKS specs and MAX_ADDS adds.
@@ -232,7 +234,7 @@ fn open_disks(specs: &[DiskSpec<'_>], given: bool, adds: &[AddSpec<'_>]) -> heap
             }
             Err(e) => {
                 let mut l = Line::new();
-                if i >= specs.len() {
+                if is_add {
                     l.s("--smolvm-add ").b(spec.path);
                 } else {
                     l.s("disk ").b(spec.path);
@@ -251,7 +253,9 @@ fn open_disks(specs: &[DiskSpec<'_>], given: bool, adds: &[AddSpec<'_>]) -> heap
 /// message naming it.
 fn open_shares(opts: &Options<'_>) -> &'static mut heapless::Vec<crate::virtio::p9::P9Device, MAX_SHARES> {
     let devs = devices::share_slots().unwrap_or_else(|| fail("share devices set up twice"));
-    for (n, spec) in opts.shares.iter().enumerate() {
+    for spec in &opts.shares {
+        // The n-th share (one pushed per share so far).
+        let n = devs.len();
         let dev = crate::virtio::p9::Server::new(spec.host, spec.read_only)
             .and_then(|server| crate::virtio::p9::P9Device::new(server, n));
         let why = match dev {
@@ -361,7 +365,9 @@ fn runtime_config<'b>(
     if opts.log.debug {
         w.push(Key::Log, &[b"debug"])?;
     }
-    for (n, s) in opts.shares.iter().enumerate() {
+    // Counted by bounded ranges, which need no overflow check (`enumerate`
+    // has one); each bound is at least its list's capacity.
+    for (n, s) in (0..MAX_SHARES).zip(&opts.shares) {
         let mut tag = Line::bare();
         tag.s(abi::SHARE_TAG_PREFIX).u(n as u64);
         w.push(Key::Share, &[tag.as_bytes(), s.guest, if s.read_only { b"ro" } else { b"rw" }])?;
@@ -369,11 +375,11 @@ fn runtime_config<'b>(
     // The root is vda; the data disks follow in order, then one per added
     // file (together at most MAX_EXTRA_DISKS < 25).
     let extra_disk = |n: usize| [b'v', b'd', b'b'.wrapping_add(n as u8)];
-    for (n, d) in disks.iter().enumerate() {
+    for (n, d) in (0..MAX_EXTRA_DISKS).zip(disks) {
         let Some(guest) = d.guest else { continue };
         w.push(Key::Disk, &[&extra_disk(n), guest, if d.read_only { b"ro" } else { b"rw" }])?;
     }
-    for (n, (add, file)) in opts.adds.iter().zip(added).enumerate() {
+    for (n, (add, file)) in (0..MAX_EXTRA_DISKS).zip(opts.adds.iter().zip(added)) {
         let dev = extra_disk(disks.len().wrapping_add(n));
         let octal = |shift: u32| b'0' | (file.mode >> shift & 7) as u8;
         let mut len_mode = Line::bare();
@@ -429,49 +435,53 @@ fn write_boot_data(mem: &mut GuestMemory, kernel: &load::Kernel, cmdline: &Cmdli
     mem.write_slice(GuestAddress(ZERO_PAGE_ADDR), p.as_bytes())
 }
 
-type SetupError = (&'static str, Errno);
+/// KVM set-up step `what` failed: one line, 125.
+fn setup_failed(what: &str, e: Errno) -> ! {
+    Line::new().s("KVM setup failed: ").s(what).errno(e).s(")").fail()
+}
 
 /// The VM with `cpus` vCPUs: vCPU 0 at the kernel's 64-bit entry, the
 /// others waiting (`KVM_MP_STATE_UNINITIALIZED`, as the in-kernel LAPIC
 /// leaves every vCPU but the first) for the guest's INIT and SIPI.
-fn create_vm(kvm: &Kvm, mem: &mut GuestMemory, entry: u64, cpus: usize) -> Result<(Vm, heapless::Vec<Vcpu, { abi::MAX_CPUS }>), SetupError> {
-    let vm = kvm.create_vm().map_err(|e| ("KVM_CREATE_VM", e))?;
+#[allow(clippy::cast_possible_truncation)] // cpus <= MAX_CPUS = 64 (check_cpus)
+fn create_vm(kvm: &Kvm, mem: &mut GuestMemory, entry: u64, cpus: usize) -> (Vm, heapless::Vec<Vcpu, { abi::MAX_CPUS }>) {
+    let vm = kvm.create_vm().unwrap_or_else(|e| setup_failed("KVM_CREATE_VM", e));
     // RAM first: adding a memory slot once other slots or devices exist
     // waits for an SRCU grace period (milliseconds on nested hosts). RAM
     // above 4 GiB (a second slot) only exists for guests of > 3.25 GiB.
-    mem.register(&vm).map_err(|e| ("KVM_SET_USER_MEMORY_REGION", e))?;
+    mem.register(&vm).unwrap_or_else(|e| setup_failed("KVM_SET_USER_MEMORY_REGION", e));
     // No KVM_SET_TSS_ADDR/IDENTITY_MAP_ADDR: they only serve real-mode
     // emulation on Intel without unrestricted guests, and the vCPU starts
     // in long mode; each would add another memory slot.
-    vm.create_irqchip().map_err(|e| ("KVM_CREATE_IRQCHIP", e))?;
-    vm.create_pit2().map_err(|e| ("KVM_CREATE_PIT2", e))?;
+    vm.create_irqchip().unwrap_or_else(|e| setup_failed("KVM_CREATE_IRQCHIP", e));
+    vm.create_pit2().unwrap_or_else(|e| setup_failed("KVM_CREATE_PIT2", e));
 
     let mut supported = KvmCpuid2 {
         header: KvmCpuid2Header::default(),
         entries: [KvmCpuidEntry2::default(); MAX_CPUID_ENTRIES],
     };
-    kvm.supported_cpuid(&mut supported).map_err(|e| ("KVM_GET_SUPPORTED_CPUID", e))?;
+    kvm.supported_cpuid(&mut supported).unwrap_or_else(|e| setup_failed("KVM_GET_SUPPORTED_CPUID", e));
     let tsc_deadline = kvm.check_extension(KVM_CAP_TSC_DEADLINE_TIMER).unwrap_or(0) > 0;
     let mut vcpus = heapless::Vec::new();
     for id in 0..cpus.min(abi::MAX_CPUS) as u32 {
-        let vcpu = vm.create_vcpu(id).map_err(|e| ("KVM_CREATE_VCPU", e))?;
+        let vcpu = vm.create_vcpu(id).unwrap_or_else(|e| setup_failed("KVM_CREATE_VCPU", e));
         let mut cpuid = supported;
         cpu::patch_cpuid(&mut cpuid, tsc_deadline, id, cpus as u32);
-        vcpu.set_cpuid2(&cpuid).map_err(|e| ("KVM_SET_CPUID2", e))?;
-        vcpu.set_msrs(&cpu::boot_msrs()).map_err(|e| ("KVM_SET_MSRS", e))?;
+        vcpu.set_cpuid2(&cpuid).unwrap_or_else(|e| setup_failed("KVM_SET_CPUID2", e));
+        vcpu.set_msrs(&cpu::boot_msrs()).unwrap_or_else(|e| setup_failed("KVM_SET_MSRS", e));
         if id == 0 {
-            let mut sregs = vcpu.get_sregs().map_err(|e| ("KVM_GET_SREGS", e))?;
+            let mut sregs = vcpu.get_sregs().unwrap_or_else(|e| setup_failed("KVM_GET_SREGS", e));
             cpu::long_mode_sregs(&mut sregs);
-            vcpu.set_sregs(&sregs).map_err(|e| ("KVM_SET_SREGS", e))?;
-            vcpu.set_regs(&cpu::boot_regs(entry)).map_err(|e| ("KVM_SET_REGS", e))?;
+            vcpu.set_sregs(&sregs).unwrap_or_else(|e| setup_failed("KVM_SET_SREGS", e));
+            vcpu.set_regs(&cpu::boot_regs(entry)).unwrap_or_else(|e| setup_failed("KVM_SET_REGS", e));
         }
-        let mut lapic = vcpu.get_lapic().map_err(|e| ("KVM_GET_LAPIC", e))?;
+        let mut lapic = vcpu.get_lapic().unwrap_or_else(|e| setup_failed("KVM_GET_LAPIC", e));
         cpu::patch_lapic(&mut lapic);
-        vcpu.set_lapic(&lapic).map_err(|e| ("KVM_SET_LAPIC", e))?;
+        vcpu.set_lapic(&lapic).unwrap_or_else(|e| setup_failed("KVM_SET_LAPIC", e));
         // At most MAX_CPUS (the loop's bound).
         let _ = vcpus.push(vcpu);
     }
-    Ok((vm, vcpus))
+    (vm, vcpus)
 }
 
 /// Test builds only (feature `test-hooks`): `SMOLVM_TEST_HOOK=missing-cap`

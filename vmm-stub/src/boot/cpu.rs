@@ -91,8 +91,9 @@ pub fn boot_regs(entry: u64) -> KvmRegs {
 #[inline(never)]
 pub fn patch_cpuid(cpuid: &mut KvmCpuid2, tsc_deadline: bool, id: u32, count: u32) {
     let n = (cpuid.header.nent as usize).min(MAX_CPUID_ENTRIES);
-    // Bits of the APIC id that number the cores (0 for one vCPU).
-    let core_bits = u32::BITS - count.saturating_sub(1).leading_zeros();
+    // The highest core number, and the APIC id bits that hold it.
+    let last = count.saturating_sub(1);
+    let core_bits = u32::BITS - last.leading_zeros();
     for e in &mut cpuid.entries[..n] {
         match e.function {
             1 => {
@@ -110,8 +111,8 @@ pub fn patch_cpuid(cpuid: &mut KvmCpuid2, tsc_deadline: bool, id: u32, count: u3
             // Deterministic cache parameters: cores in the package; an L3
             // is shared by all of them, L1 and L2 by one.
             4 => {
-                let sharing = if (e.eax >> 5) & 7 >= 3 { count - 1 } else { 0 };
-                e.eax = (e.eax & 0x3fff) | (sharing << 14) | ((count - 1) << 26);
+                let sharing = if (e.eax >> 5) & 7 >= 3 { last } else { 0 };
+                e.eax = (e.eax & 0x3fff) | (sharing << 14) | (last << 26);
             }
             // x2APIC topology: level 0 the thread (1 per core), level 1 the
             // core (`count` per package), then none.
@@ -125,7 +126,7 @@ pub fn patch_cpuid(cpuid: &mut KvmCpuid2, tsc_deadline: bool, id: u32, count: u3
             }
             // AMD: cores in the package and their APIC id bits; extended
             // APIC id, core id, one thread per core, one node.
-            0x8000_0008 => e.ecx = (e.ecx & !0xf0ff) | (core_bits << 12) | (count - 1),
+            0x8000_0008 => e.ecx = (e.ecx & !0xf0ff) | (core_bits << 12) | last,
             0x8000_001e => (e.eax, e.ebx, e.ecx) = (id, id, 0),
             _ => {}
         }

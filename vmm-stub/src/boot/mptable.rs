@@ -9,6 +9,7 @@ use crate::mem::{GuestAddress, GuestMemory};
 use linker::abi::MAX_CPUS;
 
 /// Above every LAPIC id (the vCPU indexes 0..MAX_CPUS).
+#[allow(clippy::cast_possible_truncation)] // MAX_CPUS < 255 (asserted below)
 const IOAPIC_ID: u8 = MAX_CPUS as u8;
 /// Pins of KVM's in-kernel IOAPIC: ISA IRQ `n` goes to pin `n`.
 const PINS: usize = 24;
@@ -81,6 +82,7 @@ const TAIL_SUM: u8 = 0u8.wrapping_sub(checksum(&TABLE, 16, LEN));
 /// (reserved in the e820 map up to the kernel; Linux scans the first KiB
 /// for the floating pointer, which names the configuration table right
 /// after it): LAPIC ids 0.., vCPU 0 the bootstrap processor.
+#[allow(clippy::cast_possible_truncation)] // ids < MAX_CPUS < 255, lengths < MAX_LEN < 2^16 (asserted above)
 pub fn write(mem: &mut GuestMemory, cpus: usize) -> Option<()> {
     let cpus = cpus.clamp(1, MAX_CPUS);
     let at = |offset: usize| GuestAddress(EBDA_START + offset as u64); // < MAX_LEN

@@ -18,10 +18,11 @@
 //!   terminal, print one line, exit 125.
 //! - [`SIG_KICK`]: sent by the stdin watcher; only interrupts `KVM_RUN`.
 //!
-//! Every handler ends with `sys::kvm::kick` (the vCPU's
+//! Every handler ends with `sys::kvm::kick` (every vCPU's
 //! `kvm_run.immediate_exit`), so a signal that arrives just before
-//! `KVM_RUN` still makes it return `EINTR`; the run loop then clears the
-//! byte and calls `Bus::poll`. Handlers use `SA_RESTART`, so blocking host
+//! `KVM_RUN` still makes it return `EINTR`, whichever vCPU thread the
+//! kernel gave it to; that run loop then clears the byte and calls
+//! `Bus::poll`. Handlers use `SA_RESTART`, so blocking host
 //! I/O elsewhere resumes (`KVM_RUN` is never restarted: it returns `EINTR`
 //! regardless).
 

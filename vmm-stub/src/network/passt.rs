@@ -102,8 +102,8 @@ pub fn maps_gateway(publish: &[Publish], host_loopback: bool) -> bool {
 /// (`HOST_IP/HOST_PORT:GUEST_PORT`).
 pub fn args(publish: &[Publish], host_loopback: bool) -> Option<ArgBuf> {
     let mut a = ArgBuf::new();
-    for s in FIXED_ARGS {
-        a.arg(s)?;
+    for s in FIXED_ARGS.split(|&b| b == 0) {
+        a.push(s)?;
     }
     if !maps_gateway(publish, host_loopback) {
         a.arg("--no-map-gw")?;
@@ -120,11 +120,10 @@ pub fn args(publish: &[Publish], host_loopback: bool) -> Option<ArgBuf> {
 
 /// passt's fixed arguments: the addresses are [`GUEST_ADDR`]/[`PREFIX`],
 /// [`GATEWAY`] and [`DNS`] (a unit test checks they agree), the MTU is
-/// `link::PASST_MTU`.
-const FIXED_ARGS: [&str; 16] = [
-    "passt", "--fd", "3", "--foreground", "--quiet", "-4", "-a", "10.0.2.15", "-n", "24", "-g", "10.0.2.2",
-    "--dns-forward", "10.0.2.3", "-m", "65520",
-];
+/// `link::PASST_MTU`. NUL-separated: one string costs the stub less
+/// than a table of them.
+const FIXED_ARGS: &[u8] = b"passt\0--fd\x003\0--foreground\0--quiet\0-4\0-a\x0010.0.2.15\0-n\x0024\0-g\x0010.0.2.2\0\
+--dns-forward\x0010.0.2.3\0-m\x0065520";
 
 /// Binds each published port once (and lets go), so a taken port is named
 /// before passt starts.
@@ -213,11 +212,13 @@ mod tests {
     #[test]
     fn fixed_arguments_match_the_constants() {
         let ip = |v: Ipv4| v.map(|o| o.to_string()).join(".");
-        assert_eq!(FIXED_ARGS[7], ip(GUEST_ADDR));
-        assert_eq!(FIXED_ARGS[9], PREFIX.to_string());
-        assert_eq!(FIXED_ARGS[11], ip(GATEWAY));
-        assert_eq!(FIXED_ARGS[13], ip(DNS));
-        assert_eq!(FIXED_ARGS[15], crate::virtio::net::link::PASST_MTU.to_string());
+        let fixed: Vec<String> = FIXED_ARGS.split(|&b| b == 0).map(|a| String::from_utf8_lossy(a).into_owned()).collect();
+        assert_eq!(fixed.len(), 16);
+        assert_eq!(fixed[7], ip(GUEST_ADDR));
+        assert_eq!(fixed[9], PREFIX.to_string());
+        assert_eq!(fixed[11], ip(GATEWAY));
+        assert_eq!(fixed[13], ip(DNS));
+        assert_eq!(fixed[15], crate::virtio::net::link::PASST_MTU.to_string());
     }
 
     #[test]

@@ -70,55 +70,38 @@ impl<'a> AddSpec<'a> {
     }
 }
 
-pub const HELP: &str = "\
-usage: APP.vm [--smolvm-OPTION...] [ARG...]
-Runs the app in its own KVM virtual machine; ARGs replace its default args.
-Leading --smolvm-* options are smolvm's:
-  --smolvm-mem=MIB        guest memory in MiB (suffix G for GiB)
-  --smolvm-cpus=N         vCPUs: 1 to 64, at most the host CPUs this process
-                          may use unless --smolvm-force (default: image's, 1)
-  --smolvm-log=WHAT       kernel: the guest kernel's console on stderr;
-                          debug: trace each step; or kernel,debug
-  --smolvm-env=NAME=VAL   set a variable for the app (repeatable)
-  --smolvm-workdir=DIR    working directory of the app
-  --smolvm-disk=PATH[:ro][:/GUEST]
-                          host file as /dev/vdb, vdc, ... (repeatable); its
-                          ext4/squashfs mounted at GUEST. Replaces the image's
-                          disks; =none attaches none
-  --smolvm-share=HOST:GUEST[:ro]
-                          host directory at GUEST over 9p (repeatable)
-  --smolvm-add=HOST:GUEST copy host file HOST to GUEST for this run only
-                          (repeatable, at most 4)
-  --smolvm-net[=passt|tap:NAME|none]
-                          network: passt (user-mode, no root), TAP device NAME
-                          (needs --smolvm-ip) or none. Default: the image's
-  --smolvm-publish=[HOST_IP:]HOST_PORT:GUEST_PORT[/udp]
-                          forward a host port (repeatable; implies passt).
-                          Binds 127.0.0.1 unless HOST_IP: Docker's 0.0.0.0
-                          default opens the port to every network
-  --smolvm-ip=ADDR/PREFIX[@GATEWAY]
-                          the guest's IPv4 address with tap:NAME
-  --smolvm-net-host-loopback
-                          let the guest reach host 127.0.0.1 at 10.0.2.2
-  --smolvm-read-only[=yes|no]
-                          root read-only; =no: writable even if the image is
-                          read-only (default: writable, changes vanish at exit)
-  --smolvm-entry=PATH     run PATH, not the app
-  --smolvm-force          boot even if KVM looks unfit or CPUs are too few
-  --smolvm-balloon=no     keep memory the guest frees
-  --smolvm-trust=FILE     run only images signed by a key in FILE (default
-                          /etc/smolvm/trust if it exists)
-  --smolvm-no-services    run the app without the image's services
-  --smolvm-info           describe the image, exit
-  --smolvm-no-seccomp     UNSAFE, debugging only: no system-call filter, a
-                          guest escape gets your rights
-  --smolvm-help           this text
-Each option is also a variable, which the flag beats: SMOLVM_MEM=2G is
---smolvm-mem=2G, SMOLVM_FORCE=1 is --smolvm-force; SMOLVM_SHARE, _ADD and
-_PUBLISH take values separated by ,. Not variables: --smolvm-env,
--net-host-loopback, -info, -help.
-Exit status: the app's; 125 when smolvm fails (bad image or option, no KVM,
-guest kernel crash), 126/127 when the app cannot be run or found.";
+/// `--smolvm-help` (tests compare it with what [`help`] expands).
+pub const HELP: &str = include_str!("help.txt");
+/// [`HELP`] as `build.rs` compressed it; only this is in the binary.
+const HELP_LZ: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/help.lz"));
+pub const HELP_LEN: usize = HELP.len();
+
+/// Expands [`HELP_LZ`] into `out` (see `compress` in build.rs): a byte
+/// below 0x80 is itself; `0x80 + n` and a distance byte, or `0xc0 + n` and
+/// a 16-bit little-endian distance `d`, copy `n + 3` bytes from `d` back.
+/// Returns the text.
+pub fn help(out: &mut [u8; HELP_LEN]) -> &[u8] {
+    let (mut i, mut o) = (0usize, 0usize);
+    while let Some(&b) = HELP_LZ.get(i) {
+        let at = |k: usize| usize::from(HELP_LZ.get(i.wrapping_add(k)).copied().unwrap_or(0));
+        let (len, back, step) = match b {
+            0..0x80 => (1, 0, 1),
+            0x80..0xc0 => (usize::from(b & 0x3f) + 3, at(1), 2),
+            _ => (usize::from(b & 0x3f) + 3, at(1) | at(2) << 8, 3),
+        };
+        for _ in 0..len {
+            // A literal when `back` is 0; the built-in stream never points
+            // before the start or past the end (`get` makes sure).
+            let v = if back == 0 { b } else { o.checked_sub(back).and_then(|at| out.get(at)).copied().unwrap_or(0) };
+            if let Some(x) = out.get_mut(o) {
+                *x = v;
+            }
+            o = o.wrapping_add(1);
+        }
+        i = i.wrapping_add(step);
+    }
+    out.get(..o).unwrap_or(&out[..])
+}
 
 /// The image manifest's defaults for run-time options, in record order.
 /// Records that do not parse are skipped (the builder checked them).
@@ -271,7 +254,7 @@ fn parse_log(v: &[u8]) -> Option<Log> {
 }
 
 /// The `--smolvm-*` flags, by name (`FLAGS[i]` is `OPTS[i]`).
-#[derive(Clone, Copy, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Opt {
     Mem,
     Log,
@@ -296,35 +279,26 @@ enum Opt {
     Cpus,
 }
 
-const FLAGS: [&[u8]; 21] = [
-    b"mem", b"log", b"env", b"workdir", b"disk", b"share", b"info", b"help", b"no-seccomp", b"net", b"publish", b"ip",
-    b"net-host-loopback", b"read-only", b"no-services", b"balloon", b"trust", b"entry", b"force", b"add", b"cpus",
-];
+/// The `--smolvm-*` flag names, NUL-separated, in [`OPTS`] order (one
+/// string: a table of slices costs the stub 16 bytes a name).
+const FLAGS: &[u8] = b"mem\0log\0env\0workdir\0disk\0share\0info\0help\0no-seccomp\0net\0publish\0ip\0\
+net-host-loopback\0read-only\0no-services\0balloon\0trust\0entry\0force\0add\0cpus";
 const OPTS: [Opt; 21] = [
     Opt::Mem, Opt::Log, Opt::Env, Opt::Workdir, Opt::Disk, Opt::Share, Opt::Info, Opt::Help, Opt::NoSeccomp, Opt::Net,
     Opt::Publish, Opt::Ip, Opt::NetHostLoopback, Opt::ReadOnly, Opt::NoServices, Opt::Balloon, Opt::Trust, Opt::Entry,
     Opt::Force, Opt::Add, Opt::Cpus,
 ];
-/// The `SMOLVM_*` variables (after the prefix).
-const VARS: [(&[u8], Opt); 17] = [
-    (b"CPUS", Opt::Cpus),
-    (b"TRUST", Opt::Trust),
-    (b"NO_SERVICES", Opt::NoServices),
-    (b"ENTRY", Opt::Entry),
-    (b"FORCE", Opt::Force),
-    (b"READ_ONLY", Opt::ReadOnly),
-    (b"BALLOON", Opt::Balloon),
-    (b"NET", Opt::Net),
-    (b"PUBLISH", Opt::Publish),
-    (b"IP", Opt::Ip),
-    (b"MEM", Opt::Mem),
-    (b"LOG", Opt::Log),
-    (b"WORKDIR", Opt::Workdir),
-    (b"NO_SECCOMP", Opt::NoSeccomp),
-    (b"DISK", Opt::Disk),
-    (b"SHARE", Opt::Share),
-    (b"ADD", Opt::Add),
-];
+
+/// The option `name` names: a flag name (`read-only`) or, when `var`,
+/// the variable after `SMOLVM_` (`READ_ONLY`: the flag in upper case, `_`
+/// for `-`), which every option but `env`, `info`, `help` and
+/// `net-host-loopback` has (`--smolvm-help` says so).
+fn named(name: &[u8], var: bool) -> Option<Opt> {
+    let as_var = |f: u8| if f == b'-' { b'_' } else { f.to_ascii_uppercase() };
+    let same = |f: &[u8]| f.len() == name.len() && f.iter().zip(name).all(|(&f, &n)| n == if var { as_var(f) } else { f });
+    let (_, &opt) = FLAGS.split(|&b| b == 0).zip(&OPTS).find(|(f, _)| same(f))?;
+    (!var || !matches!(opt, Opt::Env | Opt::Info | Opt::Help | Opt::NetHostLoopback)).then_some(opt)
+}
 
 impl<'a> Options<'a> {
     /// Applies the value `v` of a memory, log, disk or share option;
@@ -366,7 +340,7 @@ impl<'a> Options<'a> {
         let mut o = Options::default();
         for var in env {
             let Some((name, v)) = var.strip_prefix(b"SMOLVM_").and_then(split_eq) else { continue };
-            let Some(&(_, which)) = VARS.iter().find(|(n, _)| *n == name) else { continue };
+            let Some(which) = named(name, true) else { continue };
             match which {
                 Opt::NoSeccomp => o.no_seccomp |= v == b"1",
                 Opt::Force => o.force |= v == b"1",
@@ -388,8 +362,7 @@ impl<'a> Options<'a> {
                 Some((name, v)) => (name, Some(v)),
                 None => (opt, None),
             };
-            let Some(i) = FLAGS.iter().position(|&f| f == name) else { return Err(OptError::Unknown(arg)) };
-            let which = OPTS[i];
+            let Some(which) = named(name, false) else { return Err(OptError::Unknown(arg)) };
             match (which, value) {
                 (Opt::Info, None) => o.info = true,
                 (Opt::Help, None) => o.help = true,
@@ -436,6 +409,37 @@ mod tests {
         assert!(!o.help, "flags after the first app argument belong to the app");
         let o = parse(&[], &[b"SMOLVM_MEM=64"]).expect("valid");
         assert_eq!(o.mem_mib, Some(64));
+    }
+
+    #[test]
+    fn help_expands_to_the_text() {
+        let mut buf = [0u8; HELP_LEN];
+        assert_eq!(std::str::from_utf8(help(&mut buf)).expect("ascii"), HELP);
+        assert!(HELP_LZ.len() < HELP.len() * 2 / 3, "{} of {}", HELP_LZ.len(), HELP.len());
+        for flag in FLAGS.split(|&b| b == 0) {
+            assert!(HELP.contains(&format!("--smolvm-{}", String::from_utf8_lossy(flag))), "{}", String::from_utf8_lossy(flag));
+        }
+    }
+
+    #[test]
+    fn every_option_but_four_is_a_variable_named_after_its_flag() {
+        let vars = [
+            "TRUST", "NO_SERVICES", "ENTRY", "FORCE", "READ_ONLY", "BALLOON", "NET", "PUBLISH", "IP", "MEM", "LOG",
+            "WORKDIR", "NO_SECCOMP", "DISK", "SHARE", "ADD", "CPUS",
+        ];
+        let flags: Vec<&[u8]> = FLAGS.split(|&b| b == 0).collect();
+        assert_eq!(flags.len(), OPTS.len());
+        for v in vars {
+            let flag = v.to_ascii_lowercase().replace('_', "-");
+            assert_eq!(named(v.as_bytes(), true), named(flag.as_bytes(), false), "{v}");
+            assert!(named(v.as_bytes(), true).is_some(), "{v}");
+            assert_eq!(named(v.as_bytes(), false), None, "{v} is no flag name");
+        }
+        for not in ["ENV", "INFO", "HELP", "NET_HOST_LOOPBACK", "mem", "READ-ONLY", "MEMX", "ME", ""] {
+            assert_eq!(named(not.as_bytes(), true), None, "{not}");
+        }
+        let n = flags.iter().filter(|f| named(&f.to_ascii_uppercase().iter().map(|&b| if b == b'-' { b'_' } else { b }).collect::<Vec<_>>(), true).is_some()).count();
+        assert_eq!(n, vars.len());
     }
 
     #[test]

@@ -25,11 +25,11 @@ pub fn usable_cpus() -> Option<u32> {
     unsafe { syscall(SYS_SCHED_GETAFFINITY, [0, core::mem::size_of_val(&mask), mask.as_mut_ptr() as usize, 0]) }.ok()?;
     // Clearing the lowest set bit per step: smaller than `count_ones`
     // without the popcnt instruction, and the mask is mostly zero.
-    let mut n = 0;
+    let mut n = 0u32;
     for mut w in mask {
         while w != 0 {
             w &= w - 1;
-            n += 1;
+            n = n.wrapping_add(1); // at most 1024
         }
     }
     Some(n)

@@ -136,8 +136,9 @@ pub fn run_each<S: Sync, P: Send>(shared: &S, items: &mut [P], entry: fn(&S, &mu
     for item in rest {
         let start = Start { shared: shared as *const S, item: item as *mut P, entry };
         let made = map_stack().and_then(|base| {
-            // The Start record sits at the top, 16-byte aligned below it the stack.
-            let at = (base + GUARD + EACH_STACK - core::mem::size_of::<Start<S, P>>()) & !15;
+            // The Start record sits at the top, 16-byte aligned below it the
+            // stack (the mapping's end does not wrap: mmap placed it).
+            let at = base.wrapping_add(GUARD + EACH_STACK - core::mem::size_of::<Start<S, P>>()) & !15;
             // SAFETY: `at` lies inside the fresh writable mapping (EACH_STACK is far larger than a Start) and is aligned for it.
             unsafe { core::ptr::write(at as *mut Start<S, P>, start) };
             // SAFETY: [base + GUARD, at) is the new thread's alone; `start_each::<S, P>` reads the Start at `at`.

@@ -19,7 +19,9 @@ struct Cursor<'c> {
 
 impl<'c> Cursor<'c> {
     fn new(segs: &'c [Segment]) -> Self {
-        let left = segs.iter().map(|s| u64::from(s.len)).sum();
+        // At most QUEUE_MAX segments of u32 lengths: the sum stays far below
+        // u64::MAX, no overflow check needed.
+        let left = segs.iter().fold(0u64, |n, s| n.wrapping_add(u64::from(s.len)));
         Cursor { segs, off: 0, left }
     }
 

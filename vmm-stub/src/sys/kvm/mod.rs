@@ -246,14 +246,13 @@ impl Vcpu {
         unsafe { self.run.as_ptr().add(1).write_volatile(u8::from(on)) }
     }
 
-    /// Makes [`kick`] set this vCPU's `immediate_exit` from now on (vCPU
-    /// `index` < `MAX_CPUS`). The run page then stays mapped for the rest
+    /// Makes [`kick`] set this vCPU's `immediate_exit` from now on (for at
+    /// most `MAX_CPUS` vCPUs). The run page then stays mapped for the rest
     /// of the process (drop leaves it).
-    pub fn route_kicks(&self, index: usize) {
-        if let Some(k) = KICKS.get(index) {
-            // Offset 1 (`immediate_exit`) is inside the run page.
-            k.store(self.run.as_ptr().wrapping_add(1), Ordering::Release);
-        }
+    pub fn route_kicks(&self) {
+        // Offset 1 (`immediate_exit`) is inside the run page.
+        let p = self.run.as_ptr().wrapping_add(1);
+        let _ = KICKS.iter().find(|k| k.compare_exchange(core::ptr::null_mut(), p, Ordering::AcqRel, Ordering::Acquire).is_ok());
     }
 
     /// Runs the vCPU until the next exit.
