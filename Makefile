@@ -29,7 +29,17 @@ APT_PACKAGES := $(BUILD_PACKAGES) $(LAB_PACKAGES) musl-tools python3 git sqlite3
 BENCH_PACKAGES := $(APT_PACKAGES) hyperfine
 COMPAT_PACKAGES := $(APT_PACKAGES) libpython3.11-testsuite fio openssl postgresql
 
-.PHONY: deps deps-build deps-demo deps-bench deps-compat build kernel demo test size bench compat
+.PHONY: deps deps-build deps-demo deps-bench deps-compat build kernel demo test test-smp size bench compat
+
+# Lab test binaries rerun with 2 vCPUs by `make test` (issue #25: "every existing test
+# passes at N=2 where it boots Linux"): those whose devices, stdio and exit paths every
+# vCPU reaches. smp_e2e runs at 2 vCPUs in the workspace run anyway. ~3 min at N=2 on
+# this 2-core host (each binary boots its own 2-CPU L1). `make test-smp` reruns all of them.
+# net_e2e is not in the list yet: at N=2 its host-loopback case hangs (the guest's nc never
+# sees the connection end; 2 of 2 runs, 2026-12-07), to be fixed on the vCPU side.
+SMP_TESTS := virtio_e2e security_signals p9_e2e disk_e2e
+LAB_TESTS := $(SMP_TESTS) net_e2e rootfs_e2e security_faults services_e2e signing_e2e \
+	field_e2e compat_e2e p9_linux_client
 
 # Installs those of the packages $(1) a fresh machine lacks (needs root or sudo).
 define install_missing
@@ -76,8 +86,14 @@ demo: deps-demo kernel
 # size budgets on the reference images.
 test: deps kernel
 	$(CARGO) test --workspace --release
+	SMOLVM_TEST_CPUS=2 $(CARGO) test --release -p smolvm-tests $(SMP_TESTS:%=--test %)
 	$(CARGO) test --release -p vmm-stub --features trust --target-dir target/trust --lib trust
 	./size-report/reference-images.sh
+
+# Every lab test binary again with 2 vCPUs: L1 boots with 2 CPUs and every image runs
+# with SMOLVM_CPUS=2 (tests/lab/README.md).
+test-smp: deps kernel
+	SMOLVM_TEST_CPUS=2 $(CARGO) test --release -p smolvm-tests $(LAB_TESTS:%=--test %)
 
 # The whole compatibility suite (docs/COMPAT.md): python3's regression tests
 # beside the host's, fio, openssl, PostgreSQL, ... in the KVM lab (long: ~1 h

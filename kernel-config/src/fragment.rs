@@ -15,6 +15,7 @@ pub const BUILTIN: &[(&str, &str)] = &[
     ("60-9p.config", include_str!("../fragments/60-9p.config")),
     ("65-net.config", include_str!("../fragments/65-net.config")),
     ("70-kvm-guest.config", include_str!("../fragments/70-kvm-guest.config")),
+    ("72-smp.config", include_str!("../fragments/72-smp.config")),
     ("80-diagnostics.config", include_str!("../fragments/80-diagnostics.config")),
     ("85-compat.config", include_str!("../fragments/85-compat.config")),
     ("90-trims.config", include_str!("../fragments/90-trims.config")),
@@ -158,6 +159,17 @@ mod tests {
                 seen.push((s, name));
             }
         }
+    }
+
+    /// The kernel boots as many CPUs as an image may ask for, no fewer (a guest would
+    /// silently get fewer CPUs than asked) and no more (each possible CPU costs memory).
+    #[test]
+    fn nr_cpus_is_the_most_cpus_an_image_may_ask_for() {
+        use linker::abi::MAX_CPUS;
+        let all = effective(&Fragment::builtin()).expect("builtin fragments parse");
+        let get = |opt: &str| all.iter().find(|(s, _)| s.option == opt).and_then(|(s, _)| s.value.clone());
+        assert_eq!(get("CONFIG_SMP").as_deref(), Some("y"));
+        assert_eq!(get("CONFIG_NR_CPUS"), Some(MAX_CPUS.to_string()));
     }
 
     #[test]

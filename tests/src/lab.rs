@@ -15,6 +15,9 @@
 //!   [`run`] call (L1 boots cost seconds; cases cost a fraction of one).
 //!
 //! `SMOLVM_LAB=always|never|auto` overrides the choice (default `auto`).
+//! `SMOLVM_TEST_CPUS=N` reruns lab tests with N vCPUs (issue #25): L1 gets
+//! N CPUs and every case `SMOLVM_CPUS=N` unless it sets its own; a test
+//! binary that needs more CPUs in L1 asks with [`require_l1_cpus`].
 //! Writable places: a case may write under [`writable_dir`] (any mode) or a
 //! host directory it lists in [`Case::shared_dirs`]; the rest of the host is
 //! read-only inside L1. Files must not change on the host while a lab
@@ -29,7 +32,7 @@ use std::os::unix::net::UnixStream;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus, Stdio};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{mpsc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -148,6 +151,15 @@ impl Case {
     pub fn signal_on_stdout(mut self, marker: impl Into<Vec<u8>>, signal: i32) -> Case {
         self.signals.push((Trigger::Stdout(marker.into()), signal));
         self
+    }
+
+    /// `SMOLVM_CPUS=n` unless the case sets `SMOLVM_CPUS` itself (see
+    /// [`test_cpus`]).
+    fn default_cpus(self, n: u32) -> Case {
+        if self.env.iter().any(|(k, _)| k == "SMOLVM_CPUS") {
+            return self;
+        }
+        self.env("SMOLVM_CPUS", n.to_string())
     }
 
     /// Rejects what neither mode could run the same way.
@@ -281,6 +293,14 @@ pub fn run_images(cases: &[Case]) -> Vec<Outcome> {
 /// [`run`] returning the lab's failure instead of panicking.
 pub fn try_run(cases: &[Case]) -> io::Result<Vec<Outcome>> {
     cases.iter().try_for_each(Case::validate)?;
+    let with_cpus: Vec<Case>;
+    let cases = match test_cpus()? {
+        Some(n) => {
+            with_cpus = cases.iter().map(|c| c.clone().default_cpus(n)).collect();
+            &with_cpus[..]
+        }
+        None => cases,
+    };
     match Mode::current() {
         Mode::Direct => cases.iter().map(run_direct).collect(),
         Mode::Lab => {
@@ -312,6 +332,40 @@ pub fn try_run(cases: &[Case]) -> io::Result<Vec<Outcome>> {
 
 /// The L1 this process's [`run`] calls share (lab mode).
 static SHARED: Mutex<Option<Instance>> = Mutex::new(None);
+
+/// The most CPUs a test of this process asked L1 for ([`require_l1_cpus`]).
+static L1_CPUS: AtomicU32 = AtomicU32::new(1);
+
+/// Makes the L1s this process boots from now on have at least `n` CPUs (a
+/// test of N vCPUs needs N host CPUs). Call it before the first [`run`] or
+/// [`prewarm`]: an L1 already booted keeps its CPUs. In direct mode the
+/// host's own CPUs count; this changes nothing.
+pub fn require_l1_cpus(n: u32) {
+    L1_CPUS.fetch_max(n, Ordering::Relaxed);
+}
+
+/// `SMOLVM_TEST_CPUS`: the vCPUs every case's image gets (`SMOLVM_CPUS`);
+/// unset or empty for the images' own default.
+pub fn test_cpus() -> io::Result<Option<u32>> {
+    match std::env::var("SMOLVM_TEST_CPUS") {
+        Err(_) => Ok(None),
+        Ok(v) if v.is_empty() => Ok(None),
+        Ok(v) => match v.parse::<u32>() {
+            Ok(n @ 1..=64) => Ok(Some(n)),
+            _ => Err(invalid(format!("SMOLVM_TEST_CPUS={v:?}: use a number of vCPUs, 1 to 64"))),
+        },
+    }
+}
+
+/// The CPUs L1 boots with: `SMOLVM_LAB_SMP` if set, else the most of
+/// [`require_l1_cpus`] and `SMOLVM_TEST_CPUS`.
+fn l1_cpus() -> io::Result<String> {
+    if let Some(v) = std::env::var("SMOLVM_LAB_SMP").ok().filter(|v| !v.is_empty()) {
+        return Ok(v);
+    }
+    let wanted = L1_CPUS.load(Ordering::Relaxed).max(test_cpus()?.unwrap_or(1));
+    Ok(wanted.to_string())
+}
 
 /// In lab mode, starts booting the shared L1 in the background, so that it
 /// boots while the test builds its images; [`run`] then finds it ready (or
@@ -453,6 +507,7 @@ impl Instance {
         let mut cmd = Command::new(lab_script("boot"));
         cmd.arg(&work)
             .env("SMOLVM_LAB_CONTROL", &sock)
+            .env("SMOLVM_LAB_SMP", l1_cpus()?)
             .stdin(Stdio::null())
             .stdout(console.try_clone()?)
             .stderr(console)
@@ -868,6 +923,15 @@ mod tests {
         assert_eq!(Mode::choose(None, true), Ok(Mode::Direct));
         assert_eq!(Mode::choose(Some("auto"), false), Ok(Mode::Lab));
         assert!(Mode::choose(Some("yes"), true).is_err());
+    }
+
+    #[test]
+    fn test_cpus_default_keeps_a_cases_own_choice() {
+        let case = Case::new("x", ["true"]).default_cpus(2);
+        assert!(case.env.contains(&("SMOLVM_CPUS".into(), "2".into())));
+        let own = Case::new("x", ["true"]).env("SMOLVM_CPUS", "3").default_cpus(2);
+        assert_eq!(own.env.iter().filter(|(k, _)| k == "SMOLVM_CPUS").count(), 1);
+        assert!(own.env.contains(&("SMOLVM_CPUS".into(), "3".into())));
     }
 
     #[test]

@@ -219,6 +219,13 @@ impl Guest {
                 format!("virtio-9p-device,fsdev=fs{i},mount_tag={}{i}", abi::SHARE_TAG_PREFIX),
             ]);
         }
+        // `SMOLVM_TEST_CPUS=N` (tests/lab/README.md) boots every guest with N CPUs,
+        // unless the test chose its own.
+        if let Some(n) = crate::lab::test_cpus().unwrap_or_else(|e| panic!("{e}")) {
+            if !self.extra_args.iter().any(|a| a == "-smp") {
+                a.extend(["-smp".to_string(), n.to_string()]);
+            }
+        }
         a.extend(self.extra_args.iter().cloned());
         a
     }

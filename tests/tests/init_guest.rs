@@ -8,7 +8,7 @@
 //! Needs: `target/<profile>/smol-init` (`cargo build -p smol-init`, or set
 //! `SMOLVM_INIT`), a guest kernel (see `qemu::kernel`), qemu-system-x86,
 //! busybox-static, squashfs-tools and gcc with a static libc (for the probe
-//! app, `tests/init/probe.c`).
+//! apps, `tests/init/probe.c` and `tests/smp/cpus.c`).
 
 use linker::config::{self, Key};
 use linker::cpio::{Archive, FileData, Node};
@@ -54,6 +54,11 @@ fn fixture() -> &'static Fixture {
         run(
             Command::new("gcc").args(["-static", "-Os", "-o"]).arg(root.join("bin/probe")).arg(&probe_src),
             "gcc -static probe.c (apt-get install build-essential)",
+        );
+        let cpus_src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/smp/cpus.c");
+        run(
+            Command::new("gcc").args(["-static", "-O2", "-pthread", "-o"]).arg(root.join("bin/cpus")).arg(&cpus_src),
+            "gcc -static -pthread cpus.c (apt-get install build-essential)",
         );
         std::fs::write(root.join("bin/noexec"), "#!/bin/sh\necho should not run\n").expect("write noexec");
         std::fs::write(root.join("etc/greeting"), "hi from squashfs\n").expect("write greeting");
@@ -195,6 +200,25 @@ fn hello_prints_exactly_and_init_is_silent() {
     assert_status(&out, 0);
     assert_eq!(out.stdout, b"hello\n", "{}", out.describe());
     assert_eq!(out.stderr, b"", "{}", out.describe());
+}
+
+/// The SMP kernel (issue #25) with two CPUs (`-smp 2`, QEMU's MP table): smol-init's app
+/// sees both, and a thread pinned to each ran its CPU-bound loop there.
+#[test]
+fn two_cpus_are_online_and_each_runs_pinned_work() {
+    let out = Boot::new("smp2", manifest("/bin/cpus", &["work", "5"]))
+        .guest(|g| g.extra_args.extend(["-smp".into(), "2".into()]))
+        .run();
+    assert_status(&out, 0);
+    let stdout = out.stdout_str();
+    let lines: Vec<&str> = stdout.lines().map(str::trim_end).collect();
+    for want in ["nproc 2", "cpuinfo 2", "affinity 2"] {
+        assert!(lines.contains(&want), "no `{want}`\n{}", out.describe());
+    }
+    for cpu in 0..2 {
+        let ran = format!("ran cpu={cpu} rounds=5 ");
+        assert!(lines.iter().any(|l| l.starts_with(&ran)), "no work ran on CPU {cpu}\n{}", out.describe());
+    }
 }
 
 #[test]
