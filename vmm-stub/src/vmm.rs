@@ -139,7 +139,6 @@ fn run_vcpu(vmm: &Vmm<'_>, vcpu: &mut Vcpu) -> ! {
             }
             Exit::Shutdown => crash(serial, "guest kernel crashed (triple fault)"),
             Exit::SystemEvent { .. } => crash(serial, "guest kernel crashed (system event)"),
-            Exit::Hlt => crash(serial, "guest stopped (halted with no interrupt controller)"),
             Exit::FailEntry { reason } => {
                 serial.flush();
                 Line::new().s("KVM could not enter the guest (hardware reason ").x(reason).s(")").fail()

@@ -6,11 +6,13 @@
 
 use super::layout::{EBDA_START, KERNEL_MIN_ADDR};
 use crate::mem::{GuestAddress, GuestMemory};
-use linker::abi::MAX_CPUS;
+use linker::abi::{MAX_CPUS, MMIO_FIRST_IRQ};
 
 /// Above every LAPIC id (the vCPU indexes 0..MAX_CPUS).
 #[allow(clippy::cast_possible_truncation)] // MAX_CPUS < 255 (asserted below)
 const IOAPIC_ID: u8 = MAX_CPUS as u8;
+/// MP interrupt entry flags: polarity 01 (active high), trigger 11 (level).
+const LEVEL_ACTIVE_HIGH: u8 = 0b1101;
 /// Pins of KVM's in-kernel IOAPIC: ISA IRQ `n` goes to pin `n`.
 const PINS: usize = 24;
 /// Floating pointer, then the configuration table: header, (one processor
@@ -64,8 +66,11 @@ const fn build() -> [u8; LEN] {
     let mut at = c + 60;
     let mut pin = 0;
     while pin < PINS {
-        // INT, the bus's default polarity and trigger (edge: the stub pulses lines).
-        put(&mut t, at, &[3, 0, 0, 0, 0, pin as u8, IOAPIC_ID, pin as u8]);
+        // INT; the legacy pins (the UART's) with the bus's default polarity
+        // and trigger (edge: the stub pulses them), the virtio pins active
+        // high and level-triggered (virtio/mmio.rs says why).
+        let flags = if pin >= MMIO_FIRST_IRQ as usize { LEVEL_ACTIVE_HIGH } else { 0 };
+        put(&mut t, at, &[3, 0, flags, 0, 0, pin as u8, IOAPIC_ID, pin as u8]);
         at += 8;
         pin += 1;
     }

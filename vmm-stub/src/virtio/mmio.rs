@@ -177,7 +177,18 @@ impl<'d> MmioTransport<'d> {
         }
         if irq.0 != 0 {
             self.interrupt_status |= irq.0;
-            ctx.irq.trigger(self.irq);
+            ctx.irq.set_level(self.irq, true);
+        }
+    }
+
+    /// The line is level-triggered: high while any interrupt status bit is
+    /// set. A pulse (edge) would be lost when it lands while the guest has
+    /// the IOAPIC pin masked, which with several vCPUs happens (another
+    /// CPU's interrupt handler moving the IRQ): the driver then waits
+    /// forever. A level stays pending through the mask.
+    fn lower_when_acked(&self, ctx: &mut Ctx<'_>) {
+        if self.interrupt_status == 0 {
+            ctx.irq.set_level(self.irq, false);
         }
     }
 
@@ -203,7 +214,8 @@ impl<'d> MmioTransport<'d> {
 
     fn write_status(&mut self, ctx: &mut Ctx<'_>, new: u32) {
         if new == 0 {
-            return self.reset();
+            self.reset();
+            return self.lower_when_acked(ctx);
         }
         if new & FAILED != 0 {
             self.status |= FAILED;
@@ -310,7 +322,10 @@ impl<'d> MmioTransport<'d> {
             }
             reg::QUEUE_READY => self.set_queue_ready(ctx, v == 1),
             reg::QUEUE_NOTIFY => self.notify(ctx, v),
-            reg::INTERRUPT_ACK => self.interrupt_status &= !v,
+            reg::INTERRUPT_ACK => {
+                self.interrupt_status &= !v;
+                self.lower_when_acked(ctx);
+            }
             reg::STATUS => self.write_status(ctx, v),
             reg::QUEUE_DESC_LOW => self.configurable().into_iter().for_each(|q| set_low(&mut q.desc, v)),
             reg::QUEUE_DESC_HIGH => self.configurable().into_iter().for_each(|q| set_high(&mut q.desc, v)),
@@ -373,13 +388,20 @@ pub(crate) mod tests {
     use crate::virtio::queue::testdriver;
     use core::cell::Cell;
 
+    /// Counts the interrupts the guest would see (rising edges of the
+    /// line) and keeps the line's level.
     #[derive(Default)]
-    pub struct CountIrq(pub Cell<u32>);
+    pub struct CountIrq(pub Cell<u32>, pub Cell<bool>);
     impl Interrupts for CountIrq {
         fn trigger(&self, _: u32) {
             self.0.set(self.0.get() + 1);
         }
-        fn set_level(&self, _: u32, _: bool) {}
+        fn set_level(&self, _: u32, level: bool) {
+            if level && !self.1.get() {
+                self.0.set(self.0.get() + 1);
+            }
+            self.1.set(level);
+        }
     }
 
     /// Echo device: copies each chain's readable bytes into its writable part.
@@ -534,12 +556,38 @@ pub(crate) mod tests {
         assert_eq!(d.mem.to_vec(crate::mem::GuestAddress(testdriver::DATA + 64), 4).as_deref(), Some(&b"ping"[..]));
         assert_eq!(d.r(reg::INTERRUPT_STATUS), 1);
         assert_eq!(d.irq.0.get(), 1);
+        assert!(d.irq.1.get(), "the line stays high until the driver acknowledges");
         d.w(reg::INTERRUPT_ACK, 1);
         assert_eq!(d.r(reg::INTERRUPT_STATUS), 0);
+        assert!(!d.irq.1.get(), "acknowledged: the line is low");
         // Notifying a queue that does not exist does nothing.
         d.w(reg::QUEUE_NOTIFY, 7);
         d.w(reg::QUEUE_NOTIFY, u32::MAX);
         assert_eq!(d.irq.0.get(), 1);
+    }
+
+    #[test]
+    fn the_line_stays_high_until_every_status_bit_is_acknowledged_or_the_device_resets() {
+        let mem = ram();
+        let mut dev = Echo::default();
+        let mut d = Driver::new(&mut dev, &mem);
+        d.init(F_VERSION_1, &[(0, 16)]);
+        for round in 0..2u16 {
+            testdriver::chain(d.mem, 16, round, &[(testdriver::DATA, 4, false), (testdriver::DATA + 64, 8, true)]);
+            d.w(reg::QUEUE_NOTIFY, 0);
+        }
+        // Two completions before the driver looked: one interrupt, still pending.
+        assert_eq!((d.irq.0.get(), d.irq.1.get()), (1, true));
+        d.w(reg::INTERRUPT_ACK, 2); // a bit that is not set: nothing changes
+        assert_eq!((d.r(reg::INTERRUPT_STATUS), d.irq.1.get()), (1, true));
+        d.w(reg::INTERRUPT_ACK, 1);
+        assert!(!d.irq.1.get());
+        testdriver::chain(d.mem, 16, 2, &[(testdriver::DATA, 4, false), (testdriver::DATA + 64, 8, true)]);
+        d.w(reg::QUEUE_NOTIFY, 0);
+        assert_eq!((d.irq.0.get(), d.irq.1.get()), (2, true));
+        // A reset with the interrupt unacknowledged lowers the line.
+        d.w(reg::STATUS, 0);
+        assert_eq!((d.r(reg::INTERRUPT_STATUS), d.irq.1.get()), (0, false));
     }
 
     #[test]

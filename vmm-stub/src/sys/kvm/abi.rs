@@ -268,7 +268,6 @@ const_assert_eq!(core::mem::size_of::<KvmRunFailEntry>(), 16);
 
 // Exit reasons (`KVM_EXIT_*`).
 pub const KVM_EXIT_IO: u32 = 2;
-pub const KVM_EXIT_HLT: u32 = 5;
 pub const KVM_EXIT_MMIO: u32 = 6;
 pub const KVM_EXIT_SHUTDOWN: u32 = 8;
 pub const KVM_EXIT_FAIL_ENTRY: u32 = 9;

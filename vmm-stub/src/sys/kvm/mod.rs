@@ -158,7 +158,6 @@ pub enum Exit<'a> {
     IoOut { port: u16, size: usize, data: &'a [u8] },
     MmioRead { addr: u64, data: &'a mut [u8] },
     MmioWrite { addr: u64, data: &'a [u8] },
-    Hlt,
     /// Triple fault (or a guest-requested shutdown).
     Shutdown,
     FailEntry { reason: u64 },
@@ -301,7 +300,6 @@ impl Vcpu {
                     Exit::MmioRead { addr: m.phys_addr, data }
                 }
             }
-            KVM_EXIT_HLT => Exit::Hlt,
             KVM_EXIT_SHUTDOWN => Exit::Shutdown,
             KVM_EXIT_FAIL_ENTRY => Exit::FailEntry { reason: view(0) },
             KVM_EXIT_INTERNAL_ERROR => Exit::InternalError { suberror: view(0) as u32 },
