@@ -4,6 +4,10 @@
 //! entry point, panic handler and the `mem*` functions.
 #![cfg_attr(not(test), no_std)]
 
+// Test helpers for the crates outside (fuzz targets, examples) use std.
+#[cfg(all(not(test), feature = "test-utils"))]
+extern crate std;
+
 pub mod boot;
 pub mod bus;
 pub mod cmdline;

@@ -403,7 +403,7 @@ impl GuestMemory {
     }
 }
 
-#[cfg(test)]
+#[cfg(any(test, feature = "test-utils"))]
 impl GuestMemory {
     /// Test helper: a copy of `[addr, addr + len)`.
     pub fn to_vec(&self, addr: GuestAddress, len: u64) -> Option<std::vec::Vec<u8>> {

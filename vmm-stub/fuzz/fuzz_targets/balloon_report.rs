@@ -18,19 +18,6 @@ use vmm_stub::virtio::queue::testdriver::{self, publish, set_desc, F_NEXT, F_WRI
 use vmm_stub::virtio::queue::Queue;
 use vmm_stub::virtio::VirtioDevice;
 
-/// A copy of guest RAM (the stub hands out no slices into it).
-trait ToVec {
-    fn to_vec(&self, addr: GuestAddress, len: u64) -> Option<Vec<u8>>;
-}
-
-impl ToVec for GuestMemory {
-    fn to_vec(&self, addr: GuestAddress, len: u64) -> Option<Vec<u8>> {
-        let mut v = vec![0; usize::try_from(len).ok()?];
-        self.read_slice(addr, &mut v)?;
-        Some(v)
-    }
-}
-
 const PAGE: u64 = 4096;
 /// 64 pages of RAM; the rings live in pages 1..4 (testdriver), the rest is "free" data.
 const RAM: u64 = 64 * PAGE;

@@ -21,19 +21,6 @@ use vmm_stub::virtio::blk::{Block, SECTOR};
 use vmm_stub::virtio::queue::testdriver::{self, publish, set_desc, F_NEXT, F_WRITE, USED};
 use vmm_stub::virtio::VirtioDevice;
 
-/// A copy of guest RAM (the stub hands out no slices into it).
-trait ToVec {
-    fn to_vec(&self, addr: GuestAddress, len: u64) -> Option<Vec<u8>>;
-}
-
-impl ToVec for GuestMemory {
-    fn to_vec(&self, addr: GuestAddress, len: u64) -> Option<Vec<u8>> {
-        let mut v = vec![0; usize::try_from(len).ok()?];
-        self.read_slice(addr, &mut v)?;
-        Some(v)
-    }
-}
-
 /// Guest RAM: every u16 is an address in it, so wild buffers hit the
 /// rings (the test driver's, 0x1000..0x3100) and the request's buffers.
 const RAM: u64 = 1 << 16;

@@ -22,19 +22,6 @@ use vmm_stub::virtio::net::link::{Buffers, Framing, Link, ETH_HLEN, MAX_FRAME, P
 use vmm_stub::virtio::net::Net;
 use vmm_stub::virtio::{Queue, VirtioDevice};
 
-/// A copy of guest RAM (the stub hands out no slices into it).
-trait ToVec {
-    fn to_vec(&self, addr: GuestAddress, len: u64) -> Option<Vec<u8>>;
-}
-
-impl ToVec for GuestMemory {
-    fn to_vec(&self, addr: GuestAddress, len: u64) -> Option<Vec<u8>> {
-        let mut v = vec![0; usize::try_from(len).ok()?];
-        self.read_slice(addr, &mut v)?;
-        Some(v)
-    }
-}
-
 const RAM: u64 = 1 << 20;
 const QSIZE: u16 = 16;
 const RINGS: [u64; 2] = [0x0, 0x1000];

@@ -20,8 +20,8 @@ pub fn hardware_virtualization() -> bool {
 pub fn usable_cpus() -> Option<u32> {
     use super::syscall::{syscall, SYS_SCHED_GETAFFINITY};
     let mut mask = [0u64; 16];
+    // sched_getaffinity returns the bytes it wrote; the rest of `mask` stays zero.
     // SAFETY: sched_getaffinity(0 = this thread, size, buf) writes at most `size` bytes into `mask`, a local of exactly that size.
-    // (It returns the bytes it wrote; the rest of `mask` stays zero.)
     unsafe { syscall(SYS_SCHED_GETAFFINITY, [0, core::mem::size_of_val(&mask), mask.as_mut_ptr() as usize, 0]) }.ok()?;
     // Clearing the lowest set bit per step: smaller than `count_ones`
     // without the popcnt instruction, and the mask is mostly zero.
