@@ -122,6 +122,7 @@ fn cannot_hash(name: &str, e: Errno, path: &[u8]) -> ! {
 
 /// Applies the policy (see the module doc); returns only if the image may run.
 #[cfg(feature = "trust")]
+#[inline(never)]
 pub fn enforce(payload: &Payload, explicit: Option<&[u8]>) {
     core::hint::black_box(&MARK);
     let path = explicit.unwrap_or(POLICY_PATH.as_bytes());
