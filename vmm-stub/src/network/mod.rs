@@ -38,7 +38,9 @@ pub struct Plan<'a> {
 }
 
 /// Combines the options with the manifest's defaults. `Err`: a one-line
-/// reason for the user.
+/// reason for the user. Out of line, as `start`: inlined into
+/// `start::main` the two cost 216 B more (docs/size.md).
+#[inline(never)]
 pub fn plan<'a>(opts: &Options<'a>, manifest: &'a [u8]) -> Result<Option<Plan<'a>>, &'static str> {
     let crate::options::Defaults { net: default_net, publish: default_publish, .. } = crate::options::Defaults::of(manifest);
     let publish = if opts.publish.is_empty() { default_publish } else { opts.publish.clone() };
@@ -121,6 +123,7 @@ pub struct Started {
 /// Starts the backend of `plan`, or exits 125 with a line saying why.
 /// `path_var`: the stub's `PATH`; `debug`: passt's messages to stderr.
 /// Call before other threads exist (passt is forked).
+#[inline(never)]
 pub fn start(plan: &Plan<'_>, path_var: Option<&[u8]>, debug: bool) -> Started {
     match plan.backend {
         Backend::Passt => match passt::start(path_var, &plan.publish, plan.host_loopback, debug) {
