@@ -156,28 +156,27 @@ fn square(a: &Gf) -> Gf {
     mul(a, a)
 }
 
-/// a^(2^255 - 21) = 1/a.
-fn invert(a: &Gf) -> Gf {
+/// `a` to the power whose bits `top..=0` are all 1 except those set in
+/// `zeros` (bits 0..8): square and multiply, one pass for both exponents below.
+fn pow(a: &Gf, top: u32, zeros: u8) -> Gf {
     let mut c = *a;
-    for i in (0..=253).rev() {
+    for i in (0..=top).rev() {
         c = square(&c);
-        if i != 2 && i != 4 {
+        if i >= 8 || zeros >> i & 1 == 0 {
             c = mul(&c, a);
         }
     }
     c
 }
 
-/// a^((p - 5) / 8), for the square root in point decoding.
+/// a^(2^255 - 21) = 1/a (254 more ones after the leading one, zeros at bits 2 and 4).
+fn invert(a: &Gf) -> Gf {
+    pow(a, 253, 0b10100)
+}
+
+/// a^((p - 5) / 8) = a^(2^252 - 3), for the square root in point decoding.
 fn pow2523(a: &Gf) -> Gf {
-    let mut c = *a;
-    for i in (0..=250).rev() {
-        c = square(&c);
-        if i != 1 {
-            c = mul(&c, a);
-        }
-    }
-    c
+    pow(a, 250, 0b10)
 }
 
 fn point_add(p: &mut Point, q: &Point) {
