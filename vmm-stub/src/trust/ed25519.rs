@@ -247,27 +247,33 @@ fn decode_negated(bytes: &[u8; 32]) -> Option<Point> {
 
 /// `x` (a 512-bit little-endian number in 64 byte-sized limbs) mod L.
 fn mod_l(x: &mut [i64; 64]) -> [u8; 32] {
-    let l = |j: usize| i64::from(L[j]);
+    // From the top limb down: subtract x[i]·16·L·2^(8(i-32)) (the top term
+    // of 16·L is 2^256, so x[i] drops out) from x[i-32..i-12], carrying;
+    // L's bytes 20..31 below its top are zero. Slices and zips rather than
+    // computed indices: no bounds-check panics.
     for i in (32..64).rev() {
+        let (low, high) = x.split_at_mut(i);
+        let (Some(xi), Some(window)) = (high.first_mut(), low.get_mut(i - 32..=i - 12)) else { continue };
+        let Some((last, fold)) = window.split_last_mut() else { continue };
         let mut c = 0i64;
-        let mut j = i - 32;
-        while j < i - 12 {
-            x[j] = x[j].wrapping_add(c.wrapping_sub(16i64.wrapping_mul(x[i]).wrapping_mul(l(j - (i - 32)))));
-            c = x[j].wrapping_add(128) >> 8;
-            x[j] = x[j].wrapping_sub(c << 8);
-            j += 1;
+        for (xj, &lj) in fold.iter_mut().zip(&L) {
+            *xj = xj.wrapping_add(c.wrapping_sub(16i64.wrapping_mul(*xi).wrapping_mul(i64::from(lj))));
+            c = xj.wrapping_add(128) >> 8;
+            *xj = xj.wrapping_sub(c << 8);
         }
-        x[j] = x[j].wrapping_add(c);
-        x[i] = 0;
+        *last = last.wrapping_add(c);
+        *xi = 0;
     }
+    // x[31]'s top bits, then the carry out of byte 31, times L.
+    let top = x[31] >> 4;
     let mut c = 0i64;
-    for j in 0..32 {
-        x[j] = x[j].wrapping_add(c.wrapping_sub((x[31] >> 4).wrapping_mul(l(j))));
-        c = x[j] >> 8;
-        x[j] &= 255;
+    for (xj, &lj) in x.iter_mut().zip(&L) {
+        *xj = xj.wrapping_add(c.wrapping_sub(top.wrapping_mul(i64::from(lj))));
+        c = *xj >> 8;
+        *xj &= 255;
     }
-    for j in 0..32 {
-        x[j] = x[j].wrapping_sub(c.wrapping_mul(l(j)));
+    for (xj, &lj) in x.iter_mut().zip(&L) {
+        *xj = xj.wrapping_sub(c.wrapping_mul(i64::from(lj)));
     }
     let mut r = [0u8; 32];
     for i in 0..32 {
