@@ -70,16 +70,6 @@ fn carry(o: &mut Gf) {
     }
 }
 
-/// Swaps `p` and `q` when `b` is 1.
-fn select(p: &mut Gf, q: &mut Gf, b: i64) {
-    let mask = !(b.wrapping_sub(1));
-    for (x, y) in p.iter_mut().zip(q.iter_mut()) {
-        let t = mask & (*x ^ *y);
-        *x ^= t;
-        *y ^= t;
-    }
-}
-
 fn pack_gf(n: &Gf) -> [u8; 32] {
     let mut t = *n;
     carry(&mut t);
@@ -95,7 +85,10 @@ fn pack_gf(n: &Gf) -> [u8; 32] {
         m[15] = t[15].wrapping_sub(0x7fff).wrapping_sub((m[14] >> 16) & 1);
         let b = (m[15] >> 16) & 1;
         m[14] &= 0xffff;
-        select(&mut t, &mut m, 1 - b);
+        // No borrow out of the top: t - p is the smaller representative.
+        if b == 0 {
+            t = m;
+        }
     }
     let mut o = [0u8; 32];
     for (i, v) in t.iter().enumerate() {
@@ -197,22 +190,17 @@ fn pack_point(p: &Point) -> [u8; 32] {
     r
 }
 
-/// s·q, for a 256-bit little-endian scalar.
-fn scalar_mul(q: &Point, s: &[u8; 32]) -> Point {
+/// a·qa + b·qb for 256-bit little-endian scalars, in one double-and-add
+/// pass (Straus). Not constant time: the scalars and points are public.
+fn double_scalar_mul(a: &[u8; 32], qa: &Point, b: &[u8; 32], qb: &Point) -> Point {
     let mut p: Point = [GF0, GF1, GF1, GF0];
-    let mut q = *q;
     for i in (0..256).rev() {
-        let bit = i64::from((s[i / 8] >> (i & 7)) & 1);
-        for k in 0..4 {
-            let (pk, qk) = (&mut p[k], &mut q[k]);
-            select(pk, qk, bit);
-        }
-        point_add(&mut q, &p);
         let pp = p;
         point_add(&mut p, &pp);
-        for k in 0..4 {
-            let (pk, qk) = (&mut p[k], &mut q[k]);
-            select(pk, qk, bit);
+        for (s, q) in [(a, qa), (b, qb)] {
+            if (s[i / 8] >> (i & 7)) & 1 == 1 {
+                point_add(&mut p, q);
+            }
         }
     }
     p
@@ -311,11 +299,9 @@ pub fn verify(public_key: &[u8; 32], sig: &[u8; 64], h: &[u8; 64]) -> bool {
     let mut s32 = [0u8; 32];
     s32.copy_from_slice(s);
     // [S]B - [k]A must encode to R.
-    let mut p = scalar_mul(&neg_a, &k);
     let (bx, by) = (gf(&BX), gf(&BY));
     let base: Point = [bx, by, GF1, mul(&bx, &by)];
-    point_add(&mut p, &scalar_mul(&base, &s32));
-    pack_point(&p) == r
+    pack_point(&double_scalar_mul(&s32, &base, &k, &neg_a)) == r
 }
 
 #[cfg(test)]
