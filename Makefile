@@ -71,7 +71,8 @@ build: deps-build
 	# builder's linker/std would drag std into the no_std binaries (duplicate panic_impl).
 	$(CARGO) build --release -p vmm-stub
 	# The stub that checks image signatures under a host trust policy
-	# (feature `trust`, +11.6 KB: docs/DEPLOY.md); its own target dir.
+	# (feature `trust`, +7.0 KB, hashes by the host kernel's AF_ALG:
+	# docs/DEPLOY.md); its own target dir.
 	$(CARGO) build --release -p vmm-stub --features trust --target-dir target/trust
 	$(CARGO) build --release -p smol-init
 

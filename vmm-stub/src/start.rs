@@ -64,7 +64,9 @@ pub fn main(args: CStrings, env: CStrings) -> u8 {
         crate::info::print(&payload, manifest.bytes());
         return 0;
     }
-    let net_plan = crate::network::plan(&opts, manifest.bytes()).unwrap_or_else(|e| fail(e));
+    // The manifest's defaults for the options, parsed once.
+    let defaults = crate::options::Defaults::of(manifest.bytes());
+    let net_plan = crate::network::plan(&opts, &defaults).unwrap_or_else(|e| fail(e));
     let mem_mib = opts.mem_mib.or_else(|| manifest_mem(manifest.bytes())).unwrap_or(abi::DEFAULT_MEM_MIB);
     if u64::from(mem_mib) << 20 > MEM_MAX {
         Line::new().s("guest memory ").u(u64::from(mem_mib)).s(" MiB is more than the maximum ").u(MEM_MAX >> 20).s(" MiB").fail();
@@ -76,7 +78,6 @@ pub fn main(args: CStrings, env: CStrings) -> u8 {
     let net = net.or_else(|| test_net_backend(env));
     // Any --smolvm-disk replaces the image's disks (which borrow the
     // manifest: it stays mapped until the runtime config is written).
-    let defaults = crate::options::Defaults::of(manifest.bytes());
     let disk_specs: &[DiskSpec<'_>] = if opts.disks_given { &opts.disks } else { &defaults.disks };
 
     // A Linux kernel has kernel-info (`smolvm build` records its version);

@@ -37,18 +37,19 @@ pub struct Plan<'a> {
     pub host_loopback: bool,
 }
 
-/// Combines the options with the manifest's defaults. `Err`: a one-line
-/// reason for the user.
-pub fn plan<'a>(opts: &Options<'a>, manifest: &'a [u8]) -> Result<Option<Plan<'a>>, &'static str> {
-    let crate::options::Defaults { net: default_net, publish: default_publish, .. } = crate::options::Defaults::of(manifest);
-    let publish = if opts.publish.is_empty() { default_publish } else { opts.publish.clone() };
+/// Combines the options with the image's defaults. `Err`: a one-line
+/// reason for the user. Out of line, as `start`: inlined into
+/// `start::main` the two cost 216 B more (docs/size.md).
+#[inline(never)]
+pub fn plan<'a>(opts: &Options<'a>, defaults: &crate::options::Defaults<'a>) -> Result<Option<Plan<'a>>, &'static str> {
+    let publish = if opts.publish.is_empty() { &defaults.publish } else { &opts.publish }.clone();
     let mode = match opts.net {
         Some(NetMode::None) if !opts.publish.is_empty() => {
             return Err("--smolvm-publish needs a network, but --smolvm-net=none turns it off");
         }
         Some(m) => m,
         None if !publish.is_empty() => NetMode::Passt,
-        None => default_net.unwrap_or(NetMode::None),
+        None => defaults.net.unwrap_or(NetMode::None),
     };
     let backend = match mode {
         NetMode::None => {
@@ -121,6 +122,7 @@ pub struct Started {
 /// Starts the backend of `plan`, or exits 125 with a line saying why.
 /// `path_var`: the stub's `PATH`; `debug`: passt's messages to stderr.
 /// Call before other threads exist (passt is forked).
+#[inline(never)]
 pub fn start(plan: &Plan<'_>, path_var: Option<&[u8]>, debug: bool) -> Started {
     match plan.backend {
         Backend::Passt => match passt::start(path_var, &plan.publish, plan.host_loopback, debug) {
@@ -199,6 +201,7 @@ pub fn link(fd: OwnedFd, framing: Framing) -> Link<'static> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::options::Defaults;
 
     fn opts<'a>(args: &[&'a [u8]]) -> Options<'a> {
         Options::parse(args.iter().copied(), core::iter::empty()).expect("valid")
@@ -218,33 +221,33 @@ mod tests {
     #[test]
     fn no_flag_and_no_default_means_no_device() {
         let m = manifest(&[(Key::Entry, &[b"/app"])]);
-        assert_eq!(plan(&opts(&[]), &m), Ok(None));
+        assert_eq!(plan(&opts(&[]), &Defaults::of(&m)), Ok(None));
     }
 
     #[test]
     fn manifest_defaults_and_overrides() {
         let m = manifest(&[(Key::Net, &[b"passt"]), (Key::Publish, &[b"8080:80"])]);
-        let p = plan(&opts(&[]), &m).expect("ok").expect("on");
+        let p = plan(&opts(&[]), &Defaults::of(&m)).expect("ok").expect("on");
         assert_eq!(p.backend, Backend::Passt);
         assert_eq!(p.publish.iter().map(|p| p.host_port).collect::<Vec<_>>(), [8080]);
         // Run-time publishes replace the image's.
-        let p = plan(&opts(&[b"--smolvm-publish=9090:90"]), &m).expect("ok").expect("on");
+        let p = plan(&opts(&[b"--smolvm-publish=9090:90"]), &Defaults::of(&m)).expect("ok").expect("on");
         assert_eq!(p.publish.iter().map(|p| p.host_port).collect::<Vec<_>>(), [9090]);
         // none turns it all off.
-        assert_eq!(plan(&opts(&[b"--smolvm-net=none"]), &m), Ok(None));
+        assert_eq!(plan(&opts(&[b"--smolvm-net=none"]), &Defaults::of(&m)), Ok(None));
         // A publish record alone implies passt.
         let m = manifest(&[(Key::Publish, &[b"1.2.3.4:53:53/udp"])]);
-        assert_eq!(plan(&opts(&[]), &m).expect("ok").map(|p| p.backend), Some(Backend::Passt));
+        assert_eq!(plan(&opts(&[]), &Defaults::of(&m)).expect("ok").map(|p| p.backend), Some(Backend::Passt));
     }
 
     #[test]
     fn contradictions_are_refused() {
         let m = manifest(&[]);
-        assert!(plan(&opts(&[b"--smolvm-net=none", b"--smolvm-publish=1:1"]), &m).is_err());
-        assert!(plan(&opts(&[b"--smolvm-net=tap:t0"]), &m).is_err(), "tap needs an address");
-        assert!(plan(&opts(&[b"--smolvm-net=tap:t0", b"--smolvm-ip=10.0.0.2/24", b"--smolvm-publish=1:1"]), &m).is_err());
-        assert!(plan(&opts(&[b"--smolvm-net", b"--smolvm-ip=10.0.0.2/24"]), &m).is_err());
-        let p = plan(&opts(&[b"--smolvm-net=tap:t0", b"--smolvm-ip=10.0.0.2/24@10.0.0.1"]), &m).expect("ok").expect("on");
+        assert!(plan(&opts(&[b"--smolvm-net=none", b"--smolvm-publish=1:1"]), &Defaults::of(&m)).is_err());
+        assert!(plan(&opts(&[b"--smolvm-net=tap:t0"]), &Defaults::of(&m)).is_err(), "tap needs an address");
+        assert!(plan(&opts(&[b"--smolvm-net=tap:t0", b"--smolvm-ip=10.0.0.2/24", b"--smolvm-publish=1:1"]), &Defaults::of(&m)).is_err());
+        assert!(plan(&opts(&[b"--smolvm-net", b"--smolvm-ip=10.0.0.2/24"]), &Defaults::of(&m)).is_err());
+        let p = plan(&opts(&[b"--smolvm-net=tap:t0", b"--smolvm-ip=10.0.0.2/24@10.0.0.1"]), &Defaults::of(&m)).expect("ok").expect("on");
         assert_eq!(p.backend, Backend::Tap { name: b"t0", ip: IpSpec { addr: [10, 0, 0, 2], prefix: 24, gateway: Some([10, 0, 0, 1]) } });
     }
 

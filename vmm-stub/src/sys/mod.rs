@@ -10,6 +10,7 @@
 pub mod cell;
 pub mod cpu;
 pub mod fd;
+pub mod hash;
 pub mod io;
 pub mod ioctl;
 pub mod kvm;

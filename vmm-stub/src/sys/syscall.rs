@@ -17,6 +17,7 @@ pub const SYS_MADVISE: u32 = 28;
 pub const SYS_PAUSE: u32 = 34;
 pub const SYS_ALARM: u32 = 37;
 pub const SYS_GETPID: u32 = 39;
+pub const SYS_BIND: u32 = 49;
 pub const SYS_CLONE: u32 = 56;
 pub const SYS_EXECVE: u32 = 59;
 pub const SYS_EXIT: u32 = 60;

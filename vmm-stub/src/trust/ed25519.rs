@@ -2,9 +2,10 @@
 //! and group arithmetic of TweetNaCl (public domain; 16 limbs of 16 bits in
 //! i64, bounds as proven there), verification only, no tables. Not constant
 //! time, which verification of public data does not need. Measured in the
-//! stub: this verifier with its SHA-512 costs 6,680 B, ed25519-compact's
+//! stub: this verifier with a SHA-512 costs 6,680 B, ed25519-compact's
 //! verify 52,744 B, ed25519-dalek's no_std verify_strict 57,728 B; its speed
 //! (about 34 M instructions, a few ms) is small next to hashing the image.
+//! The SHA-512 of `R || A || message` is the caller's (the kernel's).
 //!
 //! Checked against RFC 8032's test vectors and, property-wise, against
 //! ed25519-dalek's `verify_strict` (the builder's crate) in the tests below.
@@ -13,8 +14,6 @@
 //!
 //! Limb arithmetic wraps explicitly: the stub keeps overflow checks on, and
 //! TweetNaCl's bounds keep every value far inside i64.
-
-use super::sha512::sha512;
 
 type Gf = [i64; 16];
 type Point = [Gf; 4];
@@ -71,16 +70,6 @@ fn carry(o: &mut Gf) {
     }
 }
 
-/// Swaps `p` and `q` when `b` is 1.
-fn select(p: &mut Gf, q: &mut Gf, b: i64) {
-    let mask = !(b.wrapping_sub(1));
-    for (x, y) in p.iter_mut().zip(q.iter_mut()) {
-        let t = mask & (*x ^ *y);
-        *x ^= t;
-        *y ^= t;
-    }
-}
-
 fn pack_gf(n: &Gf) -> [u8; 32] {
     let mut t = *n;
     carry(&mut t);
@@ -96,7 +85,10 @@ fn pack_gf(n: &Gf) -> [u8; 32] {
         m[15] = t[15].wrapping_sub(0x7fff).wrapping_sub((m[14] >> 16) & 1);
         let b = (m[15] >> 16) & 1;
         m[14] &= 0xffff;
-        select(&mut t, &mut m, 1 - b);
+        // No borrow out of the top: t - p is the smaller representative.
+        if b == 0 {
+            t = m;
+        }
     }
     let mut o = [0u8; 32];
     for (i, v) in t.iter().enumerate() {
@@ -157,28 +149,27 @@ fn square(a: &Gf) -> Gf {
     mul(a, a)
 }
 
-/// a^(2^255 - 21) = 1/a.
-fn invert(a: &Gf) -> Gf {
+/// `a` to the power whose bits `top..=0` are all 1 except those set in
+/// `zeros` (bits 0..8): square and multiply, one pass for both exponents below.
+fn pow(a: &Gf, top: u32, zeros: u8) -> Gf {
     let mut c = *a;
-    for i in (0..=253).rev() {
+    for i in (0..=top).rev() {
         c = square(&c);
-        if i != 2 && i != 4 {
+        if i >= 8 || zeros >> i & 1 == 0 {
             c = mul(&c, a);
         }
     }
     c
 }
 
-/// a^((p - 5) / 8), for the square root in point decoding.
+/// a^(2^255 - 21) = 1/a (254 more ones after the leading one, zeros at bits 2 and 4).
+fn invert(a: &Gf) -> Gf {
+    pow(a, 253, 0b10100)
+}
+
+/// a^((p - 5) / 8) = a^(2^252 - 3), for the square root in point decoding.
 fn pow2523(a: &Gf) -> Gf {
-    let mut c = *a;
-    for i in (0..=250).rev() {
-        c = square(&c);
-        if i != 1 {
-            c = mul(&c, a);
-        }
-    }
-    c
+    pow(a, 250, 0b10)
 }
 
 fn point_add(p: &mut Point, q: &Point) {
@@ -199,22 +190,17 @@ fn pack_point(p: &Point) -> [u8; 32] {
     r
 }
 
-/// s·q, for a 256-bit little-endian scalar.
-fn scalar_mul(q: &Point, s: &[u8; 32]) -> Point {
+/// a·qa + b·qb for 256-bit little-endian scalars, in one double-and-add
+/// pass (Straus). Not constant time: the scalars and points are public.
+fn double_scalar_mul(a: &[u8; 32], qa: &Point, b: &[u8; 32], qb: &Point) -> Point {
     let mut p: Point = [GF0, GF1, GF1, GF0];
-    let mut q = *q;
     for i in (0..256).rev() {
-        let bit = i64::from((s[i / 8] >> (i & 7)) & 1);
-        for k in 0..4 {
-            let (pk, qk) = (&mut p[k], &mut q[k]);
-            select(pk, qk, bit);
-        }
-        point_add(&mut q, &p);
         let pp = p;
         point_add(&mut p, &pp);
-        for k in 0..4 {
-            let (pk, qk) = (&mut p[k], &mut q[k]);
-            select(pk, qk, bit);
+        for (s, q) in [(a, qa), (b, qb)] {
+            if (s[i / 8] >> (i & 7)) & 1 == 1 {
+                point_add(&mut p, q);
+            }
         }
     }
     p
@@ -249,27 +235,33 @@ fn decode_negated(bytes: &[u8; 32]) -> Option<Point> {
 
 /// `x` (a 512-bit little-endian number in 64 byte-sized limbs) mod L.
 fn mod_l(x: &mut [i64; 64]) -> [u8; 32] {
-    let l = |j: usize| i64::from(L[j]);
+    // From the top limb down: subtract x[i]·16·L·2^(8(i-32)) (the top term
+    // of 16·L is 2^256, so x[i] drops out) from x[i-32..i-12], carrying;
+    // L's bytes 20..31 below its top are zero. Slices and zips rather than
+    // computed indices: no bounds-check panics.
     for i in (32..64).rev() {
+        let (low, high) = x.split_at_mut(i);
+        let (Some(xi), Some(window)) = (high.first_mut(), low.get_mut(i - 32..=i - 12)) else { continue };
+        let Some((last, fold)) = window.split_last_mut() else { continue };
         let mut c = 0i64;
-        let mut j = i - 32;
-        while j < i - 12 {
-            x[j] = x[j].wrapping_add(c.wrapping_sub(16i64.wrapping_mul(x[i]).wrapping_mul(l(j - (i - 32)))));
-            c = x[j].wrapping_add(128) >> 8;
-            x[j] = x[j].wrapping_sub(c << 8);
-            j += 1;
+        for (xj, &lj) in fold.iter_mut().zip(&L) {
+            *xj = xj.wrapping_add(c.wrapping_sub(16i64.wrapping_mul(*xi).wrapping_mul(i64::from(lj))));
+            c = xj.wrapping_add(128) >> 8;
+            *xj = xj.wrapping_sub(c << 8);
         }
-        x[j] = x[j].wrapping_add(c);
-        x[i] = 0;
+        *last = last.wrapping_add(c);
+        *xi = 0;
     }
+    // x[31]'s top bits, then the carry out of byte 31, times L.
+    let top = x[31] >> 4;
     let mut c = 0i64;
-    for j in 0..32 {
-        x[j] = x[j].wrapping_add(c.wrapping_sub((x[31] >> 4).wrapping_mul(l(j))));
-        c = x[j] >> 8;
-        x[j] &= 255;
+    for (xj, &lj) in x.iter_mut().zip(&L) {
+        *xj = xj.wrapping_add(c.wrapping_sub(top.wrapping_mul(i64::from(lj))));
+        c = *xj >> 8;
+        *xj &= 255;
     }
-    for j in 0..32 {
-        x[j] = x[j].wrapping_sub(c.wrapping_mul(l(j)));
+    for (xj, &lj) in x.iter_mut().zip(&L) {
+        *xj = xj.wrapping_sub(c.wrapping_mul(i64::from(lj)));
     }
     let mut r = [0u8; 32];
     for i in 0..32 {
@@ -290,38 +282,38 @@ fn is_canonical(s: &[u8]) -> bool {
     false
 }
 
-/// Whether `sig` is a valid Ed25519 signature of `msg` by `public_key`.
-pub fn verify(public_key: &[u8; 32], sig: &[u8; 64], msg: &[u8]) -> bool {
+/// Whether `sig` (`R || S`) is a valid Ed25519 signature by `public_key`
+/// of the message whose challenge is `h` = SHA-512(`R || A || message`),
+/// hashed by the caller (the host kernel's SHA-512 in the stub).
+pub fn verify(public_key: &[u8; 32], sig: &[u8; 64], h: &[u8; 64]) -> bool {
     let Some(neg_a) = decode_negated(public_key) else { return false };
     let (r, s) = sig.split_at(32);
     if !is_canonical(s) {
         return false;
     }
-    // R || A || message, hashed in one piece (messages are at most MAX_MESSAGE_LEN).
-    let mut input = [0u8; 64 + linker::signature::MAX_MESSAGE_LEN];
-    let Some(m) = input.get_mut(64..64 + msg.len()) else { return false };
-    m.copy_from_slice(msg);
-    input[..32].copy_from_slice(r);
-    input[32..64].copy_from_slice(public_key);
-    let mut h = [0i64; 64];
-    for (x, b) in h.iter_mut().zip(sha512(&input[..64 + msg.len()])) {
+    let mut wide = [0i64; 64];
+    for (x, &b) in wide.iter_mut().zip(h) {
         *x = i64::from(b);
     }
-    let k = mod_l(&mut h);
+    let k = mod_l(&mut wide);
     let mut s32 = [0u8; 32];
     s32.copy_from_slice(s);
     // [S]B - [k]A must encode to R.
-    let mut p = scalar_mul(&neg_a, &k);
     let (bx, by) = (gf(&BX), gf(&BY));
     let base: Point = [bx, by, GF1, mul(&bx, &by)];
-    point_add(&mut p, &scalar_mul(&base, &s32));
-    pack_point(&p) == r
+    pack_point(&double_scalar_mul(&s32, &base, &k, &neg_a)) == r
 }
 
 #[cfg(test)]
 mod tests {
-    use super::verify;
     use ed25519_dalek::{Signer, SigningKey, Verifier};
+    use sha2::Digest;
+
+    /// The stub's use: the challenge hash of `R || A || msg`, then the check.
+    fn verify(pk: &[u8; 32], sig: &[u8; 64], msg: &[u8]) -> bool {
+        let h: [u8; 64] = sha2::Sha512::new().chain_update(&sig[..32]).chain_update(pk).chain_update(msg).finalize().into();
+        super::verify(pk, sig, &h)
+    }
 
     fn unhex<const N: usize>(s: &str) -> [u8; N] {
         let v: Vec<u8> = (0..s.len()).step_by(2).map(|i| u8::from_str_radix(&s[i..i + 2], 16).expect("hex")).collect();

@@ -5,21 +5,21 @@
 //! (`linker::signature`). Checked before any VM exists; a refusal is one
 //! line and status 125. Without a policy, nothing changes.
 //!
-//! The check itself (Ed25519 + SHA-512, SHA-256 of every section) is the
-//! cargo feature `trust`: +11.6 KB, more than the default stub's 96 KiB
-//! budget holds. A stub without it still finds the policy and fails closed:
+//! The check itself (Ed25519, SHA-256 of every section) is the cargo
+//! feature `trust`. Both hashes are the host kernel's (AF_ALG,
+//! `sys::hash`): a host without them refuses every image under a policy,
+//! with one line naming what is missing, and never runs one unchecked.
+//! A stub without the feature still finds the policy and fails closed:
 //! unsigned images are refused as such, signed ones because it cannot check
 //! them (docs/DEPLOY.md: images for such hosts use the checking stub).
 
 #[cfg(feature = "trust")]
 mod ed25519;
-#[cfg(feature = "trust")]
-mod sha256;
-#[cfg(feature = "trust")]
-mod sha512;
 
 use crate::out::Line;
 use crate::payload::Payload;
+#[cfg(feature = "trust")]
+use crate::sys::hash::Hash;
 use linker::image::Kind;
 #[cfg(feature = "trust")]
 use linker::signature::{self, Signature};
@@ -75,7 +75,7 @@ fn lists(policy: &[u8], path: &[u8], key: &[u8; 32]) -> bool {
 
 #[cfg(feature = "trust")]
 /// Every byte before the signature: sections against their SHA-256, zero padding.
-fn prefix_intact(payload: &Payload, signed_len: u64) -> bool {
+fn prefix_intact(payload: &Payload, signed_len: u64, sha256: &Hash, path: &[u8]) -> bool {
     let Ok(map) = crate::payload::Mapped::new(payload.fd(), 0, signed_len) else { return false };
     let bytes = map.bytes();
     let mut at = 0usize;
@@ -83,7 +83,9 @@ fn prefix_intact(payload: &Payload, signed_len: u64) -> bool {
         // The reader bounded every section inside the file; `signed_len` is the signature's offset.
         let (Ok(start), Ok(end)) = (usize::try_from(s.offset), usize::try_from(s.end())) else { return false };
         let (Some(pad), Some(data)) = (bytes.get(at..start), bytes.get(start..end)) else { return false };
-        if pad.iter().any(|&b| b != 0) || sha256::sha256(data) != s.sha256 {
+        let mut sum = [0u8; 32];
+        digest(sha256, &[data], &mut sum, path);
+        if pad.iter().any(|&b| b != 0) || sum != s.sha256 {
             return false;
         }
         at = end;
@@ -91,8 +93,36 @@ fn prefix_intact(payload: &Payload, signed_len: u64) -> bool {
     bytes.get(at..).is_some_and(|pad| pad.iter().all(|&b| b == 0))
 }
 
+#[cfg(feature = "trust")]
+/// The kernel's hash `name`, or a refusal naming what the host lacks.
+fn kernel_hash(name: &str, path: &[u8]) -> Hash {
+    Hash::open(name).unwrap_or_else(|e| cannot_hash(name, e, path))
+}
+
+#[cfg(feature = "trust")]
+/// The digest of `parts` in a row into `out`; a failure refuses.
+fn digest(hash: &Hash, parts: &[&[u8]], out: &mut [u8], path: &[u8]) {
+    if let Err(e) = parts.iter().try_for_each(|p| hash.update(p)).and_then(|()| hash.finish(out)) {
+        cannot_hash("hash", e, path)
+    }
+}
+
+#[cfg(feature = "trust")]
+fn cannot_hash(name: &str, e: Errno, path: &[u8]) -> ! {
+    Line::new()
+        .s("trust policy ")
+        .b(path)
+        .s(": no image is trusted, the host kernel's AF_ALG ")
+        .s(name)
+        .s(" failed")
+        .errno(e)
+        .s("); checking signatures needs CONFIG_CRYPTO_USER_API_HASH (modprobe algif_hash) with sha256 and sha512")
+        .fail()
+}
+
 /// Applies the policy (see the module doc); returns only if the image may run.
 #[cfg(feature = "trust")]
+#[inline(never)]
 pub fn enforce(payload: &Payload, explicit: Option<&[u8]>) {
     core::hint::black_box(&MARK);
     let path = explicit.unwrap_or(POLICY_PATH.as_bytes());
@@ -107,7 +137,7 @@ pub fn enforce(payload: &Payload, explicit: Option<&[u8]>) {
     if !lists(policy, path, &sig.public_key) {
         refuse(path, "the image is signed by a key it does not list");
     }
-    check_signature(payload, &sig, section.offset);
+    check_signature(payload, &sig, section.offset, path);
 }
 
 /// Without the verifier: a policy that exists refuses every image, naming
@@ -128,12 +158,19 @@ pub fn enforce(payload: &Payload, explicit: Option<&[u8]>) {
 }
 
 /// Refuses unless the signature is valid and every signed byte is intact.
+/// Kept out of `start::main` (it runs only under a policy).
 #[cfg(feature = "trust")]
-fn check_signature(payload: &Payload, sig: &Signature, signed_len: u64) {
+#[inline(never)]
+fn check_signature(payload: &Payload, sig: &Signature, signed_len: u64, path: &[u8]) {
+    let (sha512, sha256) = (kernel_hash("sha512", path), kernel_hash("sha256", path));
     let mut msg = [0u8; signature::MAX_MESSAGE_LEN];
-    let msg = signature::message(payload.image(), signed_len, &mut msg);
-    let valid = msg.is_some_and(|m| ed25519::verify(&sig.public_key, &sig.signature, m));
-    if !valid || !prefix_intact(payload, signed_len) {
+    let valid = signature::message(payload.image(), signed_len, &mut msg).is_some_and(|m| {
+        // Ed25519's challenge: SHA-512(R || A || message).
+        let mut h = [0u8; 64];
+        digest(&sha512, &[&sig.signature[..32], &sig.public_key, m], &mut h, path);
+        ed25519::verify(&sig.public_key, &sig.signature, &h)
+    });
+    if !valid || !prefix_intact(payload, signed_len, &sha256, path) {
         crate::out::fail("image signature does not match its contents (altered or corrupted); refusing to run it");
     }
 }
