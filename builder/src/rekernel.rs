@@ -117,6 +117,11 @@ pub fn run(a: &RekernelArgs) -> Result<()> {
             }
             // Always last; it would no longer match.
             Kind::Signature => {}
+            // A snapshot of the old kernel cannot resume the new one: the
+            // result is a cold image (`smolvm warm` makes it warm again).
+            Kind::MachineState | Kind::GuestMemory => {
+                eprintln!("smolvm: dropping the warm snapshot (made with the old kernel)");
+            }
             _ => {
                 copy_section(&mut old, s, &mut w).map_err(write_err)?;
             }
@@ -130,7 +135,7 @@ pub fn run(a: &RekernelArgs) -> Result<()> {
     file.sync_all().map_err(write_err)?;
     drop(file);
     for s in image.sections() {
-        if !matches!(s.kind, Kind::Kernel | Kind::KernelInfo | Kind::Signature)
+        if !matches!(s.kind, Kind::Kernel | Kind::KernelInfo | Kind::Signature | Kind::MachineState | Kind::GuestMemory)
             && new_image.section(s.kind).map(|n| n.sha256) != Some(s.sha256)
         {
             bail!("internal error: section {} changed while copying", s.kind.name());
