@@ -1,0 +1,78 @@
+//! The state ioctls of a warm image (cargo feature `warm`): restoring with
+//! `KVM_SET_*`, and, with `warm-save`, saving with `KVM_GET_*`. The structs
+//! travel as [`Blob`]s of exactly the kernel's size; what they hold is the
+//! format's business (`linker::warm`), and KVM validates every value it is
+//! given (a bad one is an error, never host memory).
+
+use super::*;
+use rustix::ioctl::Opcode;
+
+/// The payload size an ioctl request number encodes (bits 16..30).
+const fn opcode_size(op: Opcode) -> usize {
+    ((op >> 16) & 0x3fff) as usize
+}
+
+/// `ioctl(fd, op, &mut blob)` for a request whose struct is `N` bytes.
+fn blob_ioctl<const N: usize>(fd: &OwnedFd, op: Opcode, blob: &mut Blob<N>) -> io::Result<u32> {
+    if opcode_size(op) != N {
+        return Err(Errno::INVAL);
+    }
+    // SAFETY: the request's struct is exactly N bytes (checked above: the size is part of the request number) and `blob` is N writable, 8-aligned bytes; the kernel reads and/or writes only those.
+    unsafe { kvm_ioctl(fd, op, arg(blob)) }
+}
+
+impl Kvm {
+    /// The first capability of `caps` this KVM lacks, if any.
+    pub fn missing_cap(&self, caps: &[u32]) -> Option<u32> {
+        caps.iter().copied().find(|&c| self.check_extension(c).unwrap_or(0) == 0)
+    }
+}
+
+impl Vm {
+    /// A VM state ioctl (`KVM_SET_IRQCHIP`, `_PIT2`, `_CLOCK`; with
+    /// `warm-save` the `KVM_GET_*` ones too) on a struct kept as bytes.
+    /// Safe for any request: one whose struct is not `N` bytes is refused.
+    pub fn state_ioctl<const N: usize>(&self, op: Opcode, blob: &mut Blob<N>) -> io::Result<()> {
+        blob_ioctl(&self.fd, op, blob).map(drop)
+    }
+}
+
+impl Vcpu {
+    /// As [`Vm::state_ioctl`], for the vCPU's state: regs, sregs, XSAVE,
+    /// XCRs, LAPIC, events, debug registers.
+    pub fn state_ioctl<const N: usize>(&self, op: Opcode, blob: &mut Blob<N>) -> io::Result<()> {
+        blob_ioctl(&self.fd, op, blob).map(drop)
+    }
+
+    pub fn set_mp_state(&self, state: u32) -> io::Result<()> {
+        let mut s = state;
+        // SAFETY: kvm_mp_state is one u32, which the kernel reads.
+        unsafe { kvm_ioctl(&self.fd, KVM_SET_MP_STATE, arg(&mut s)).map(drop) }
+    }
+
+    /// The guest TSC frequency in kHz (`KVM_GET_TSC_KHZ`).
+    pub fn tsc_khz(&self) -> io::Result<u32> {
+        // SAFETY: no argument; returns the frequency.
+        unsafe { kvm_ioctl(&self.fd, KVM_GET_TSC_KHZ, int(0)) }
+    }
+}
+
+#[cfg(feature = "warm-save")]
+impl Vcpu {
+    pub fn get_mp_state(&self) -> io::Result<u32> {
+        let mut s = 0u32;
+        // SAFETY: kvm_mp_state is one u32, which the kernel writes.
+        unsafe { kvm_ioctl(&self.fd, KVM_GET_MP_STATE, arg(&mut s))? };
+        Ok(s)
+    }
+
+    /// Reads the MSRs whose indices `msrs` names (`nmsrs` of them); returns
+    /// how many were read (KVM stops at the first it does not know).
+    pub fn get_msrs<const N: usize>(&self, msrs: &mut KvmMsrs<N>) -> io::Result<u32> {
+        if msrs.header.nmsrs as usize > N {
+            return Err(Errno::INVAL);
+        }
+        // SAFETY: the kernel reads `nmsrs` (≤ N) indices and writes as many values, all inside the struct.
+        unsafe { kvm_ioctl(&self.fd, KVM_GET_MSRS, arg(msrs)) }
+    }
+}

@@ -1,0 +1,160 @@
+//! Resuming a warm image's snapshot (feature `warm`). Order of the work:
+//! validate both sections (a damaged or hostile one fails the run with
+//! 125, like any damaged section), decide whether this run and host can
+//! resume it (else `None`: the caller boots cold, and `--smolvm-log=debug`
+//! says why), then map the saved pages and put the state back.
+
+use crate::mem::{GuestAddress, GuestMemory};
+use crate::out::{self, Line};
+use crate::payload::{Mapped, Payload};
+use crate::sys::kvm::*;
+use linker::image::{Kind, Section};
+use linker::warm::{self, MachineState, MemoryRuns};
+
+/// A validated snapshot this host can resume.
+pub struct Snapshot {
+    state: Mapped,
+    memory: Mapped,
+    memory_section: Section,
+}
+
+/// Why this run boots cold: one debug line.
+fn cold(why: &str) -> Option<Snapshot> {
+    if out::debug_enabled() {
+        Line::debug().s("warm image: booting cold: ").s(why).emit();
+    }
+    None
+}
+
+fn damaged(e: warm::WarmError) -> ! {
+    Line::new().s(e.message()).s("; rebuild it with `smolvm warm`").fail()
+}
+
+/// The image's snapshot, if it has one that this run (`mem_len` bytes of
+/// RAM, `cpus` vCPUs) can resume on this host.
+pub fn open(payload: &Payload, kvm: &Kvm, mem_len: u64, cpus: usize) -> Option<Snapshot> {
+    let (Some(state_section), Some(memory_section)) = (payload.section(Kind::MachineState), payload.section(Kind::GuestMemory)) else {
+        return None;
+    };
+    let map = |s: &Section| payload.map_checked(s).unwrap_or_else(|e| match e {
+        crate::payload::PayloadError::Io(e) => out::fail_errno("cannot map the warm snapshot", e),
+        crate::payload::PayloadError::Image(e) => Line::new().s(e.message()).fail(),
+    });
+    let state = map(&state_section);
+    let memory = map(&memory_section);
+    let s = MachineState::parse(state.bytes()).unwrap_or_else(|e| damaged(e));
+    let l = s.layout;
+    MemoryRuns::parse(memory.bytes(), memory_section.len, l.mem_size).unwrap_or_else(|e| damaged(e));
+    if l.mem_size != mem_len {
+        return cold("the run asks for a different memory size than the snapshot's");
+    }
+    if l.vcpus as usize != cpus {
+        return cold("the run asks for a different number of vCPUs than the snapshot's");
+    }
+    if kvm.missing_cap(&super::NEEDED_CAPS).is_some() {
+        return cold("KVM here lacks a capability restoring needs (MP state, clock, events, PIT, debug registers or XSAVE)");
+    }
+    if l.xsave_len != super::XSAVE_LEN {
+        return cold("the snapshot's XSAVE area is larger than this stub restores");
+    }
+    let mut supported = KvmCpuid2 { header: KvmCpuid2Header::default(), entries: [KvmCpuidEntry2::default(); MAX_CPUID_ENTRIES] };
+    if kvm.supported_cpuid(&mut supported).is_err() {
+        return cold("KVM_GET_SUPPORTED_CPUID failed");
+    }
+    let mut saved = [KvmCpuidEntry2::default(); MAX_CPUID_ENTRIES];
+    for (e, b) in saved.iter_mut().zip(s.cpuid().chunks_exact(warm::CPUID_ENTRY_LEN)) {
+        *e = super::cpuid_entry(b);
+    }
+    let n = (supported.header.nent as usize).min(MAX_CPUID_ENTRIES);
+    if !super::cpu_features_fit(&saved[..l.cpuid_count as usize], &supported.entries[..n], l.xsave_features) {
+        return cold("this host's CPU lacks features the snapshot's guest may use");
+    }
+    Some(Snapshot { state, memory, memory_section })
+}
+
+/// `bytes` (exactly `N` of them: the format's sizes) as a KVM struct.
+fn blob<const N: usize>(bytes: &[u8]) -> Blob<N> {
+    let mut b = Blob::ZERO;
+    let n = bytes.len().min(N);
+    b.0[..n].copy_from_slice(&bytes[..n]);
+    b
+}
+
+/// A state ioctl failed after the guest's pages were mapped: too late to
+/// boot cold in this process.
+fn restore_failed(what: &str, e: rustix::io::Errno) -> ! {
+    Line::new().s("cannot restore the warm snapshot: ").s(what).errno(e).s("); the cold image it was made from still runs)").fail()
+}
+
+impl Snapshot {
+    fn state(&self) -> MachineState<'_> {
+        // Validated by `open` from the same mapping.
+        MachineState::parse(self.state.bytes()).unwrap_or_else(|e| damaged(e))
+    }
+
+    /// Maps the saved pages over `mem` (`MAP_PRIVATE` from the image: copies
+    /// share them), creates the VM and its vCPUs and restores their state.
+    pub fn restore(&self, kvm: &Kvm, payload: &Payload, mem: &mut GuestMemory) -> (Vm, heapless::Vec<Vcpu, { linker::abi::MAX_CPUS }>) {
+        let s = self.state();
+        let runs = MemoryRuns::parse(self.memory.bytes(), self.memory_section.len, s.layout.mem_size).unwrap_or_else(|e| damaged(e));
+        for r in runs.iter() {
+            // Inside the section (validated), which lies inside the file.
+            let at = self.memory_section.offset.wrapping_add(r.offset);
+            mem.map_file(GuestAddress(r.gpa), r.len(), payload.fd(), at).unwrap_or_else(|e| restore_failed("mapping the saved pages", e));
+        }
+        let vm = kvm.create_vm().unwrap_or_else(|e| restore_failed("KVM_CREATE_VM", e));
+        mem.register(&vm).unwrap_or_else(|e| restore_failed("KVM_SET_USER_MEMORY_REGION", e));
+        vm.create_irqchip().unwrap_or_else(|e| restore_failed("KVM_CREATE_IRQCHIP", e));
+        vm.create_pit2().unwrap_or_else(|e| restore_failed("KVM_CREATE_PIT2", e));
+        for (chip, what) in [(s.pic_master(), "PIC master"), (s.pic_slave(), "PIC slave"), (s.ioapic(), "IOAPIC")] {
+            vm.state_ioctl(KVM_SET_IRQCHIP, &mut blob::<{ warm::IRQCHIP_LEN }>(chip)).unwrap_or_else(|e| restore_failed(what, e));
+        }
+        vm.state_ioctl(KVM_SET_PIT2, &mut blob::<{ warm::PIT_LEN }>(s.pit())).unwrap_or_else(|e| restore_failed("KVM_SET_PIT2", e));
+        // The kvmclock continues from the saved value; the flags KVM
+        // reported (TSC stable, host TSC) are not ones to set.
+        let mut clock: KvmClockData = blob(s.clock());
+        clock.0[8..12].fill(0);
+        vm.state_ioctl(KVM_SET_CLOCK, &mut clock).unwrap_or_else(|e| restore_failed("KVM_SET_CLOCK", e));
+
+        let mut cpuid = KvmCpuid2 { header: KvmCpuid2Header::default(), entries: [KvmCpuidEntry2::default(); MAX_CPUID_ENTRIES] };
+        for (e, b) in cpuid.entries.iter_mut().zip(s.cpuid().chunks_exact(warm::CPUID_ENTRY_LEN)) {
+            *e = super::cpuid_entry(b);
+        }
+        cpuid.header.nent = s.layout.cpuid_count;
+        let mut vcpus = heapless::Vec::new();
+        for id in 0..s.layout.vcpus {
+            let v = s.vcpu(id);
+            let vcpu = vm.create_vcpu(id).unwrap_or_else(|e| restore_failed("KVM_CREATE_VCPU", e));
+            // Firecracker's order: CPUID first (it fixes what the rest may
+            // hold), sregs after regs (paging, EFER), XSAVE and XCRs after
+            // CR4, LAPIC after sregs (APIC base), MSRs after the LAPIC
+            // (writing it re-arms the TSC-deadline timer, which the MSR then
+            // sets; IA32_TSC precedes TSC_DEADLINE: the list is in index
+            // order), events last (a pending exception or NMI lands on the
+            // state above).
+            vcpu.set_cpuid2(&cpuid).unwrap_or_else(|e| restore_failed("KVM_SET_CPUID2", e));
+            vcpu.set_mp_state(v.mp_state).unwrap_or_else(|e| restore_failed("KVM_SET_MP_STATE", e));
+            vcpu.state_ioctl(KVM_SET_REGS, &mut blob::<{ warm::REGS_LEN }>(v.regs)).unwrap_or_else(|e| restore_failed("KVM_SET_REGS", e));
+            vcpu.state_ioctl(KVM_SET_SREGS, &mut blob::<{ warm::SREGS_LEN }>(v.sregs)).unwrap_or_else(|e| restore_failed("KVM_SET_SREGS", e));
+            vcpu.state_ioctl(KVM_SET_XSAVE, &mut blob::<4096>(v.xsave)).unwrap_or_else(|e| restore_failed("KVM_SET_XSAVE", e));
+            vcpu.state_ioctl(KVM_SET_XCRS, &mut blob::<{ warm::XCRS_LEN }>(v.xcrs)).unwrap_or_else(|e| restore_failed("KVM_SET_XCRS", e));
+            vcpu.state_ioctl(KVM_SET_DEBUGREGS, &mut blob::<{ warm::DEBUGREGS_LEN }>(v.debugregs)).unwrap_or_else(|e| restore_failed("KVM_SET_DEBUGREGS", e));
+            vcpu.state_ioctl(KVM_SET_LAPIC, &mut blob::<{ warm::LAPIC_LEN }>(v.lapic)).unwrap_or_else(|e| restore_failed("KVM_SET_LAPIC", e));
+            let mut msrs = KvmMsrs::<{ warm::SAVED_MSRS.len() }> { header: KvmMsrsHeader { nmsrs: s.layout.msr_count, pad: 0 }, entries: [KvmMsrEntry::default(); warm::SAVED_MSRS.len()] };
+            for (j, e) in msrs.entries.iter_mut().enumerate() {
+                if let Some((index, data)) = v.msr(j) {
+                    *e = KvmMsrEntry { index, reserved: 0, data };
+                }
+            }
+            match vcpu.set_msrs(&msrs) {
+                Ok(n) if n == s.layout.msr_count => {}
+                Ok(_) => restore_failed("KVM_SET_MSRS refused an MSR", rustix::io::Errno::INVAL),
+                Err(e) => restore_failed("KVM_SET_MSRS", e),
+            }
+            vcpu.state_ioctl(KVM_SET_VCPU_EVENTS, &mut blob::<{ warm::EVENTS_LEN }>(v.events)).unwrap_or_else(|e| restore_failed("KVM_SET_VCPU_EVENTS", e));
+            // At most MAX_CPUS (validated).
+            let _ = vcpus.push(vcpu);
+        }
+        (vm, vcpus)
+    }
+}
