@@ -73,6 +73,10 @@ build: deps-build
 	# The stub that checks image signatures under a host trust policy
 	# (feature `trust`, +11.6 KB: docs/DEPLOY.md); its own target dir.
 	$(CARGO) build --release -p vmm-stub --features trust --target-dir target/trust
+	# Warm images (docs/WARM.md, not in the default stub yet): a stub that
+	# restores a snapshot, and the one that saves it (what `smolvm warm` runs).
+	$(CARGO) build --release -p vmm-stub --features warm --target-dir target/warm
+	$(CARGO) build --release -p vmm-stub --features warm-save --target-dir target/warm-save
 	$(CARGO) build --release -p smol-init
 
 # The guest kernel, cached under $${SMOLVM_CACHE:-~/.cache/smolvm} (~4 min the first time).
@@ -89,6 +93,7 @@ test: deps kernel
 	$(CARGO) test --workspace --release
 	SMOLVM_TEST_CPUS=2 $(CARGO) test --release -p smolvm-tests $(SMP_TESTS:%=--test %)
 	$(CARGO) test --release -p vmm-stub --features trust --target-dir target/trust --lib trust
+	$(CARGO) test --release -p vmm-stub --features warm-save --target-dir target/warm-save --lib -- warm sys::kvm seccomp
 	./size-report/reference-images.sh
 
 # Every lab test binary again with 2 vCPUs: L1 boots with 2 CPUs and every image runs

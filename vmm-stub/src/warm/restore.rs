@@ -72,18 +72,19 @@ pub fn open(payload: &Payload, kvm: &Kvm, mem_len: u64, cpus: usize) -> Option<S
     Some(Snapshot { state, memory, memory_section })
 }
 
-/// `bytes` (exactly `N` of them: the format's sizes) as a KVM struct.
-fn blob<const N: usize>(bytes: &[u8]) -> Blob<N> {
-    let mut b = Blob::ZERO;
-    let n = bytes.len().min(N);
-    b.0[..n].copy_from_slice(&bytes[..n]);
-    b
-}
-
 /// A state ioctl failed after the guest's pages were mapped: too late to
 /// boot cold in this process.
 fn restore_failed(what: &str, e: rustix::io::Errno) -> ! {
     Line::new().s("cannot restore the warm snapshot: ").s(what).errno(e).s("); the cold image it was made from still runs)").fail()
+}
+
+/// Hands `ioctl` a copy of `bytes` (the ioctl takes `&mut`: a `KVM_GET_*`
+/// would write it), failing the run with `what` on an error.
+fn set(ioctl: impl Fn(&mut [u8]) -> rustix::io::Result<()>, bytes: &[u8], what: &str) {
+    let mut copy = [0u8; 4096];
+    let Some(b) = copy.get_mut(..bytes.len()) else { restore_failed(what, rustix::io::Errno::INVAL) };
+    b.copy_from_slice(bytes);
+    ioctl(b).unwrap_or_else(|e| restore_failed(what, e));
 }
 
 impl Snapshot {
@@ -106,15 +107,21 @@ impl Snapshot {
         mem.register(&vm).unwrap_or_else(|e| restore_failed("KVM_SET_USER_MEMORY_REGION", e));
         vm.create_irqchip().unwrap_or_else(|e| restore_failed("KVM_CREATE_IRQCHIP", e));
         vm.create_pit2().unwrap_or_else(|e| restore_failed("KVM_CREATE_PIT2", e));
-        for (chip, what) in [(s.pic_master(), "PIC master"), (s.pic_slave(), "PIC slave"), (s.ioapic(), "IOAPIC")] {
-            vm.state_ioctl(KVM_SET_IRQCHIP, &mut blob::<{ warm::IRQCHIP_LEN }>(chip)).unwrap_or_else(|e| restore_failed(what, e));
-        }
-        vm.state_ioctl(KVM_SET_PIT2, &mut blob::<{ warm::PIT_LEN }>(s.pit())).unwrap_or_else(|e| restore_failed("KVM_SET_PIT2", e));
         // The kvmclock continues from the saved value; the flags KVM
         // reported (TSC stable, host TSC) are not ones to set.
-        let mut clock: KvmClockData = blob(s.clock());
-        clock.0[8..12].fill(0);
-        vm.state_ioctl(KVM_SET_CLOCK, &mut clock).unwrap_or_else(|e| restore_failed("KVM_SET_CLOCK", e));
+        let mut clock = [0u8; warm::CLOCK_LEN];
+        clock.copy_from_slice(s.clock());
+        clock[8..12].fill(0);
+        let vm_state: [(_, &[u8], _); 5] = [
+            (KVM_SET_IRQCHIP, s.pic_master(), "KVM_SET_IRQCHIP (PIC master)"),
+            (KVM_SET_IRQCHIP, s.pic_slave(), "KVM_SET_IRQCHIP (PIC slave)"),
+            (KVM_SET_IRQCHIP, s.ioapic(), "KVM_SET_IRQCHIP (IOAPIC)"),
+            (KVM_SET_PIT2, s.pit(), "KVM_SET_PIT2"),
+            (KVM_SET_CLOCK, &clock, "KVM_SET_CLOCK"),
+        ];
+        for (op, bytes, what) in vm_state {
+            set(|b| vm.state_ioctl(op, b), bytes, what);
+        }
 
         let mut cpuid = KvmCpuid2 { header: KvmCpuid2Header::default(), entries: [KvmCpuidEntry2::default(); MAX_CPUID_ENTRIES] };
         for (e, b) in cpuid.entries.iter_mut().zip(s.cpuid().chunks_exact(warm::CPUID_ENTRY_LEN)) {
@@ -134,12 +141,17 @@ impl Snapshot {
             // state above).
             vcpu.set_cpuid2(&cpuid).unwrap_or_else(|e| restore_failed("KVM_SET_CPUID2", e));
             vcpu.set_mp_state(v.mp_state).unwrap_or_else(|e| restore_failed("KVM_SET_MP_STATE", e));
-            vcpu.state_ioctl(KVM_SET_REGS, &mut blob::<{ warm::REGS_LEN }>(v.regs)).unwrap_or_else(|e| restore_failed("KVM_SET_REGS", e));
-            vcpu.state_ioctl(KVM_SET_SREGS, &mut blob::<{ warm::SREGS_LEN }>(v.sregs)).unwrap_or_else(|e| restore_failed("KVM_SET_SREGS", e));
-            vcpu.state_ioctl(KVM_SET_XSAVE, &mut blob::<4096>(v.xsave)).unwrap_or_else(|e| restore_failed("KVM_SET_XSAVE", e));
-            vcpu.state_ioctl(KVM_SET_XCRS, &mut blob::<{ warm::XCRS_LEN }>(v.xcrs)).unwrap_or_else(|e| restore_failed("KVM_SET_XCRS", e));
-            vcpu.state_ioctl(KVM_SET_DEBUGREGS, &mut blob::<{ warm::DEBUGREGS_LEN }>(v.debugregs)).unwrap_or_else(|e| restore_failed("KVM_SET_DEBUGREGS", e));
-            vcpu.state_ioctl(KVM_SET_LAPIC, &mut blob::<{ warm::LAPIC_LEN }>(v.lapic)).unwrap_or_else(|e| restore_failed("KVM_SET_LAPIC", e));
+            let parts: [(_, &[u8], _); 6] = [
+                (KVM_SET_REGS, v.regs, "KVM_SET_REGS"),
+                (KVM_SET_SREGS, v.sregs, "KVM_SET_SREGS"),
+                (KVM_SET_XSAVE, v.xsave, "KVM_SET_XSAVE"),
+                (KVM_SET_XCRS, v.xcrs, "KVM_SET_XCRS"),
+                (KVM_SET_DEBUGREGS, v.debugregs, "KVM_SET_DEBUGREGS"),
+                (KVM_SET_LAPIC, v.lapic, "KVM_SET_LAPIC"),
+            ];
+            for (op, bytes, what) in parts {
+                set(|b| vcpu.state_ioctl(op, b), bytes, what);
+            }
             let mut msrs = KvmMsrs::<{ warm::SAVED_MSRS.len() }> { header: KvmMsrsHeader { nmsrs: s.layout.msr_count, pad: 0 }, entries: [KvmMsrEntry::default(); warm::SAVED_MSRS.len()] };
             for (j, e) in msrs.entries.iter_mut().enumerate() {
                 if let Some((index, data)) = v.msr(j) {
@@ -151,7 +163,7 @@ impl Snapshot {
                 Ok(_) => restore_failed("KVM_SET_MSRS refused an MSR", rustix::io::Errno::INVAL),
                 Err(e) => restore_failed("KVM_SET_MSRS", e),
             }
-            vcpu.state_ioctl(KVM_SET_VCPU_EVENTS, &mut blob::<{ warm::EVENTS_LEN }>(v.events)).unwrap_or_else(|e| restore_failed("KVM_SET_VCPU_EVENTS", e));
+            set(|b| vcpu.state_ioctl(KVM_SET_VCPU_EVENTS, b), v.events, "KVM_SET_VCPU_EVENTS");
             // At most MAX_CPUS (validated).
             let _ = vcpus.push(vcpu);
         }

@@ -107,18 +107,19 @@ pub fn save(vm: &Vm, vcpu: &mut Vcpu, mem: &GuestMemory) -> io::Result<()> {
     let fd = &files.state;
     put(fd, &l.header(), 0)?;
     let vm_at = l.vm_at();
-    for (i, chip) in [KVM_IRQCHIP_PIC_MASTER, KVM_IRQCHIP_PIC_SLAVE, KVM_IRQCHIP_IOAPIC].into_iter().enumerate() {
-        let mut b = KvmIrqchip::ZERO;
-        b.0[..4].copy_from_slice(&chip.to_le_bytes());
-        vm.state_ioctl(KVM_GET_IRQCHIP, &mut b)?;
-        put(fd, &b.0, vm_at + i * warm::IRQCHIP_LEN)?;
+    let mut buf = [0u8; super::XSAVE_LEN as usize];
+    let chips = [KVM_IRQCHIP_PIC_MASTER, KVM_IRQCHIP_PIC_SLAVE, KVM_IRQCHIP_IOAPIC];
+    for (i, chip) in (0..).zip(chips) {
+        let b = &mut buf[..warm::IRQCHIP_LEN];
+        b.fill(0);
+        b[..4].copy_from_slice(&chip.to_le_bytes());
+        vm.state_ioctl(KVM_GET_IRQCHIP, b)?;
+        put(fd, b, vm_at + i * warm::IRQCHIP_LEN)?;
     }
-    let mut pit = KvmPitState2::ZERO;
-    vm.state_ioctl(KVM_GET_PIT2, &mut pit)?;
-    put(fd, &pit.0, vm_at + warm::vm_at::PIT)?;
-    let mut clock = KvmClockData::ZERO;
-    vm.state_ioctl(KVM_GET_CLOCK, &mut clock)?;
-    put(fd, &clock.0, vm_at + warm::vm_at::CLOCK)?;
+    for (op, len, at) in [(KVM_GET_PIT2, warm::PIT_LEN, warm::vm_at::PIT), (KVM_GET_CLOCK, warm::CLOCK_LEN, warm::vm_at::CLOCK)] {
+        vm.state_ioctl(op, &mut buf[..len])?;
+        put(fd, &buf[..len], vm_at + at)?;
+    }
     for (i, e) in cpuid.entries[..ncpuid].iter().enumerate() {
         let mut b = [0u8; warm::CPUID_ENTRY_LEN];
         for (w, v) in b.chunks_exact_mut(4).zip([e.function, e.index, e.flags, e.eax, e.ebx, e.ecx, e.edx]) {
@@ -129,34 +130,26 @@ pub fn save(vm: &Vm, vcpu: &mut Vcpu, mem: &GuestMemory) -> io::Result<()> {
 
     use warm::vcpu_at;
     let at = l.vcpu_at(0);
-    let mut regs = Blob::<{ warm::REGS_LEN }>::ZERO;
-    vcpu.state_ioctl(KVM_GET_REGS, &mut regs)?;
-    put(fd, &regs.0, at + vcpu_at::REGS)?;
-    let mut sregs = Blob::<{ warm::SREGS_LEN }>::ZERO;
-    vcpu.state_ioctl(KVM_GET_SREGS, &mut sregs)?;
-    put(fd, &sregs.0, at + vcpu_at::SREGS)?;
-    let mut xcrs = KvmXcrs::ZERO;
-    vcpu.state_ioctl(KVM_GET_XCRS, &mut xcrs)?;
-    put(fd, &xcrs.0, at + vcpu_at::XCRS)?;
-    let mut lapic = Blob::<{ warm::LAPIC_LEN }>::ZERO;
-    vcpu.state_ioctl(KVM_GET_LAPIC, &mut lapic)?;
-    put(fd, &lapic.0, at + vcpu_at::LAPIC)?;
-    let mut events = KvmVcpuEvents::ZERO;
-    vcpu.state_ioctl(KVM_GET_VCPU_EVENTS, &mut events)?;
-    put(fd, &events.0, at + vcpu_at::EVENTS)?;
+    let parts = [
+        (KVM_GET_REGS, warm::REGS_LEN, vcpu_at::REGS),
+        (KVM_GET_SREGS, warm::SREGS_LEN, vcpu_at::SREGS),
+        (KVM_GET_XCRS, warm::XCRS_LEN, vcpu_at::XCRS),
+        (KVM_GET_LAPIC, warm::LAPIC_LEN, vcpu_at::LAPIC),
+        (KVM_GET_VCPU_EVENTS, warm::EVENTS_LEN, vcpu_at::EVENTS),
+        (KVM_GET_DEBUGREGS, warm::DEBUGREGS_LEN, vcpu_at::DEBUGREGS),
+        (KVM_GET_XSAVE, super::XSAVE_LEN as usize, l.xsave_at(0) - at),
+    ];
+    for (op, len, part_at) in parts {
+        vcpu.state_ioctl(op, &mut buf[..len])?;
+        put(fd, &buf[..len], at + part_at)?;
+    }
     put(fd, &u64::from(vcpu.get_mp_state()?).to_le_bytes(), at + vcpu_at::MP_STATE)?;
-    let mut debugregs = KvmDebugregs::ZERO;
-    vcpu.state_ioctl(KVM_GET_DEBUGREGS, &mut debugregs)?;
-    put(fd, &debugregs.0, at + vcpu_at::DEBUGREGS)?;
     for (j, e) in msrs.entries[..nmsrs].iter().enumerate() {
         let mut b = [0u8; warm::MSR_LEN];
         b[..4].copy_from_slice(&e.index.to_le_bytes());
         b[8..].copy_from_slice(&e.data.to_le_bytes());
         put(fd, &b, at + vcpu_at::MSRS + j * warm::MSR_LEN)?;
     }
-    let mut xsave = KvmXsave::ZERO;
-    vcpu.state_ioctl(KVM_GET_XSAVE, &mut xsave)?;
-    put(fd, &xsave.0, l.xsave_at(0))?;
     save_memory(&files.memory, mem)
 }
 

@@ -1,6 +1,6 @@
 //! The state ioctls of a warm image (cargo feature `warm`): restoring with
 //! `KVM_SET_*`, and, with `warm-save`, saving with `KVM_GET_*`. The structs
-//! travel as [`Blob`]s of exactly the kernel's size; what they hold is the
+//! travel as bytes of exactly the kernel's size; what they hold is the
 //! format's business (`linker::warm`), and KVM validates every value it is
 //! given (a bad one is an error, never host memory).
 
@@ -12,13 +12,24 @@ const fn opcode_size(op: Opcode) -> usize {
     ((op >> 16) & 0x3fff) as usize
 }
 
-/// `ioctl(fd, op, &mut blob)` for a request whose struct is `N` bytes.
-fn blob_ioctl<const N: usize>(fd: &OwnedFd, op: Opcode, blob: &mut Blob<N>) -> io::Result<u32> {
-    if opcode_size(op) != N {
+/// The largest state struct (`kvm_xsave`).
+const MAX_STATE: usize = 4096;
+
+/// A state ioctl on `fd` whose struct is `bytes`: exactly the size the
+/// request number encodes, else `EINVAL` (so no request can make the
+/// kernel read or write past it). The kernel's answer, for a `KVM_GET_*`,
+/// is copied back into `bytes`.
+fn state_ioctl(fd: &OwnedFd, op: Opcode, bytes: &mut [u8]) -> io::Result<()> {
+    let n = opcode_size(op);
+    if n != bytes.len() || n > MAX_STATE {
         return Err(Errno::INVAL);
     }
-    // SAFETY: the request's struct is exactly N bytes (checked above: the size is part of the request number) and `blob` is N writable, 8-aligned bytes; the kernel reads and/or writes only those.
-    unsafe { kvm_ioctl(fd, op, arg(blob)) }
+    let mut buf = Blob::<MAX_STATE>::ZERO;
+    buf.0[..n].copy_from_slice(bytes);
+    // SAFETY: the request's struct is n bytes (its size is part of the request number, checked above) and `buf` holds MAX_STATE >= n writable, 8-aligned bytes; the kernel reads and/or writes only the first n.
+    unsafe { kvm_ioctl(fd, op, arg(&mut buf))? };
+    bytes.copy_from_slice(&buf.0[..n]);
+    Ok(())
 }
 
 impl Kvm {
@@ -31,17 +42,16 @@ impl Kvm {
 impl Vm {
     /// A VM state ioctl (`KVM_SET_IRQCHIP`, `_PIT2`, `_CLOCK`; with
     /// `warm-save` the `KVM_GET_*` ones too) on a struct kept as bytes.
-    /// Safe for any request: one whose struct is not `N` bytes is refused.
-    pub fn state_ioctl<const N: usize>(&self, op: Opcode, blob: &mut Blob<N>) -> io::Result<()> {
-        blob_ioctl(&self.fd, op, blob).map(drop)
+    pub fn state_ioctl(&self, op: Opcode, bytes: &mut [u8]) -> io::Result<()> {
+        state_ioctl(&self.fd, op, bytes)
     }
 }
 
 impl Vcpu {
     /// As [`Vm::state_ioctl`], for the vCPU's state: regs, sregs, XSAVE,
     /// XCRs, LAPIC, events, debug registers.
-    pub fn state_ioctl<const N: usize>(&self, op: Opcode, blob: &mut Blob<N>) -> io::Result<()> {
-        blob_ioctl(&self.fd, op, blob).map(drop)
+    pub fn state_ioctl(&self, op: Opcode, bytes: &mut [u8]) -> io::Result<()> {
+        state_ioctl(&self.fd, op, bytes)
     }
 
     pub fn set_mp_state(&self, state: u32) -> io::Result<()> {
