@@ -15,6 +15,7 @@ typedef unsigned int u32;
 typedef unsigned long u64;
 
 #define MODE_WARM 1
+#define MODE_LIVE_DEVICE 2 /* as MODE_WARM, after acknowledging the stdio console (slot 0) */
 #ifndef SNAP_AT
 #define SNAP_AT 4
 #endif
@@ -53,6 +54,9 @@ void _start(const u8 *boot_params) __attribute__((noreturn, section(".text.start
 void _start(const u8 *boot_params) {
     (void)boot_params;
     for (u64 i = 0; i < sizeof pattern; i++) pattern[i] = (u8)(i * 7 + 3);
+#if MODE == MODE_LIVE_DEVICE
+    *(volatile u32 *)(0xd0000000UL + 0x70) = 1; /* virtio-mmio status: ACKNOWLEDGE */
+#endif
     *lapic(LAPIC_DIVIDE) = 0xb; /* divide by 1 */
     *lapic(LAPIC_LVT_TIMER) = TIMER_LVT;
     *lapic(LAPIC_INIT_COUNT) = TIMER_INIT;

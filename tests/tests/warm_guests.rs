@@ -159,3 +159,24 @@ fn warm_capable_stubs_boot_a_cold_image_like_the_default_stub() {
         assert_eq!((out.status.code(), text(&out.stderr)), (Some(0), COLD.to_string()), "{features}: {out:?}");
     }
 }
+
+/// Device state is not saved yet: a saving stub refuses a guest whose
+/// driver has touched a virtio device instead of writing a snapshot that
+/// would resume it with its devices reset.
+#[test]
+fn saving_refuses_a_guest_with_a_virtio_device_in_use() {
+    if !have_kvm() {
+        return;
+    }
+    let kernel = guest_from("warm.c", "warm-live", "MODE_LIVE_DEVICE", &[]);
+    let saver = image_with("warm-live-saver", &feature_stub("warm-save"), &kernel, &[]);
+    let dir = scratch().join("warm-live-snapshot");
+    std::fs::create_dir_all(&dir).expect("dir");
+    let out = run_with_limit(
+        Command::new(&saver).env("SMOLVM_LOG", "kernel").env("SMOLVM_WARM_SAVE", &dir),
+        Duration::from_secs(60),
+    );
+    assert_eq!(out.status.code(), Some(125), "{out:?}");
+    assert!(text(&out.stderr).contains("cannot save the warm snapshot: a virtio device is in use"), "{out:?}");
+    assert_eq!(std::fs::metadata(dir.join("state")).map(|m| m.len()).ok(), Some(0), "nothing saved");
+}

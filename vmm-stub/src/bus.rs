@@ -46,6 +46,12 @@ pub trait MmioDevice {
     /// Host-side work (stdin became readable, a signal to forward). The run
     /// loop calls it through [`Bus::poll`] when a signal interrupted `KVM_RUN`.
     fn poll(&mut self, _ctx: &mut Ctx<'_>) {}
+    /// Whether a driver has started using the device (a saving stub
+    /// refuses to snapshot then: device state is not saved yet).
+    #[cfg(feature = "warm-save")]
+    fn in_use(&self) -> bool {
+        false
+    }
 }
 
 /// The guest physical address of virtio-mmio slot `slot` (< MMIO_MAX_SLOTS).
@@ -92,6 +98,12 @@ impl<'d> Bus<'d> {
     }
 
     /// Whether any device occupies `slot`.
+    /// Whether any device is [`MmioDevice::in_use`].
+    #[cfg(feature = "warm-save")]
+    pub fn in_use(&self) -> bool {
+        self.slots.iter().flatten().any(|d| d.in_use())
+    }
+
     pub fn has(&self, slot: usize) -> bool {
         matches!(self.slots.get(slot), Some(Some(_)))
     }

@@ -99,6 +99,9 @@ fn run_vcpu(vmm: &Vmm<'_>, vcpu: &mut Vcpu) -> ! {
             #[cfg(feature = "warm-save")]
             Exit::IoOut { port: linker::abi::SNAPSHOT_PORT, .. } if crate::warm::save::armed() => {
                 serial.flush();
+                if bus.in_use() {
+                    out::fail("cannot save the warm snapshot: a virtio device is in use (saving device state is not supported yet)");
+                }
                 match crate::warm::save::save(vm, vcpu, mem) {
                     Ok(()) => crate::sys::exit(0),
                     Err(e) => out::fail_errno("cannot save the warm snapshot", e),

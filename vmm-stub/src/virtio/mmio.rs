@@ -356,6 +356,12 @@ fn first(queues: &mut [Queue], n: usize) -> &mut [Queue] {
 }
 
 impl MmioDevice for MmioTransport<'_> {
+    /// Any status a driver wrote (a reset device is not in use).
+    #[cfg(feature = "warm-save")]
+    fn in_use(&self) -> bool {
+        self.status != 0
+    }
+
     fn mmio_read(&mut self, _ctx: &mut Ctx<'_>, offset: u64, data: &mut [u8]) {
         if offset >= reg::CONFIG {
             return self.dev.read_config(offset - reg::CONFIG, data);
