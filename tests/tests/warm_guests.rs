@@ -180,3 +180,41 @@ fn saving_refuses_a_guest_with_a_virtio_device_in_use() {
     assert!(text(&out.stderr).contains("cannot save the warm snapshot: a virtio device is in use"), "{out:?}");
     assert_eq!(std::fs::metadata(dir.join("state")).map(|m| m.len()).ok(), Some(0), "nothing saved");
 }
+
+/// A guest mid-way through using its disk (the image's rootfs, slot 3):
+/// the transport and queue state go into the snapshot, and after the
+/// restore the device takes the next request from where its cursors were
+/// (the request before the snapshot is not served twice).
+#[test]
+fn a_disk_in_use_continues_after_restore() {
+    if !have_kvm() {
+        return;
+    }
+    let kernel = guest_from("warm.c", "warm-blk", "MODE_BLK", &[]);
+    let rootfs: Vec<u8> = (0..4096u32).map(|i| (i * 7 + 3) as u8).collect();
+    let with_disk = [(Kind::Rootfs, rootfs.as_slice())];
+    let cold = image_with("warm-blk-cold", stub(), &kernel, &with_disk);
+    let out = run_serial(&cold, &[]);
+    let cold_text = format!("blk before ok\n{COLD}blk after ok\n");
+    assert_eq!((out.status.code(), text(&out.stderr)), (Some(0), cold_text), "{out:?}");
+
+    let saver = image_with("warm-blk-saver", &feature_stub("warm-save"), &kernel, &with_disk);
+    let dir = scratch().join("warm-blk-snapshot");
+    std::fs::create_dir_all(&dir).expect("dir");
+    let out = run_with_limit(Command::new(&saver).env("SMOLVM_LOG", "kernel").env("SMOLVM_WARM_SAVE", &dir), Duration::from_secs(60));
+    assert_eq!((out.status.code(), text(&out.stderr)), (Some(0), format!("blk before ok\n{BEFORE}")), "{out:?}");
+    let state = std::fs::read(dir.join("state")).expect("state");
+    let memory = std::fs::read(dir.join("memory")).expect("memory");
+    let s = linker::warm::MachineState::parse(&state).expect("valid state");
+    let disk = (0..s.layout.device_count).filter_map(|i| s.device(i)).find(|d| d.slot == 3).expect("rootfs record");
+    assert_eq!((disk.status, disk.queues[0].ready(), disk.queues[0].next_avail), (0xf, true, 1), "{disk:?}");
+
+    let warm = image_with("warm-blk", &feature_stub("warm"), &kernel, &[(Kind::Rootfs, &rootfs), (Kind::MachineState, &state), (Kind::GuestMemory, &memory)]);
+    let out = run_serial(&warm, &[]);
+    assert_eq!((out.status.code(), text(&out.stderr)), (Some(0), format!("{AFTER}blk after ok\n")), "{out:?}");
+    // A disk of another size is not the one the driver saw: cold boot.
+    let bigger: Vec<u8> = (0..8192u32).map(|i| (i * 7 + 3) as u8).collect();
+    let other = image_with("warm-blk-other", &feature_stub("warm"), &kernel, &[(Kind::Rootfs, &bigger), (Kind::MachineState, &state), (Kind::GuestMemory, &memory)]);
+    let out = run_with_limit(Command::new(&other).env("SMOLVM_LOG", "kernel,debug"), Duration::from_secs(60));
+    assert!(text(&out.stderr).contains("booting cold: this run's devices differ"), "{out:?}");
+}

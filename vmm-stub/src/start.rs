@@ -109,11 +109,6 @@ pub fn main(args: CStrings, env: CStrings) -> u8 {
     // A warm image whose snapshot this run can resume needs no kernel.
     #[cfg(feature = "warm")]
     let snapshot = crate::warm::restore::open(&payload, &kvm, u64::from(mem_mib) << 20, cpus);
-    #[cfg(feature = "warm")]
-    let kernel = snapshot.is_none().then(|| {
-        load_kernel!(kernel);
-        kernel
-    });
     #[cfg(not(feature = "warm"))]
     let kernel_section = required(&payload, Kind::Kernel);
     #[cfg(not(feature = "warm"))]
@@ -161,6 +156,14 @@ pub fn main(args: CStrings, env: CStrings) -> u8 {
     let balloon_on = balloon.as_mut().and_then(|b| transports.add_dynamic(b)).is_some();
     let mut bus = Bus::new();
     transports.attach(&mut bus);
+    // Warm builds decide here, with the run's devices known.
+    #[cfg(feature = "warm")]
+    let snapshot = snapshot.filter(|s| s.devices_fit(&bus));
+    #[cfg(feature = "warm")]
+    let kernel = snapshot.is_none().then(|| {
+        load_kernel!(kernel);
+        kernel
+    });
     // The serial console carries the app's output only when no virtio
     // console occupies its slot.
     let serial = Serial::new(if bus.has(abi::slot::CONSOLE_STDIO) && !opts.log.kernel { Sink::Discard } else { serial_sink });
@@ -210,7 +213,11 @@ pub fn main(args: CStrings, env: CStrings) -> u8 {
             boot_cold!(kernel, vm, vcpus);
             (vm, vcpus)
         }
-        (None, Some(s)) => s.restore(&kvm, &payload, &mut mem),
+        (None, Some(s)) => {
+            let (vm, vcpus) = s.restore(&kvm, &payload, &mut mem);
+            s.resume_devices(&mut bus, &mem, &vm);
+            (vm, vcpus)
+        }
         (None, None) => fail("internal error: neither a kernel nor a snapshot"),
     };
     #[cfg(feature = "warm-save")]

@@ -102,7 +102,7 @@ fn run_vcpu(vmm: &Vmm<'_>, vcpu: &mut Vcpu) -> ! {
                 if bus.in_use() {
                     out::fail("cannot save the warm snapshot: a virtio device is in use (saving device state is not supported yet)");
                 }
-                match crate::warm::save::save(vm, vcpu, mem) {
+                match crate::warm::save::save(vm, vcpu, mem, bus.records()) {
                     Ok(()) => crate::sys::exit(0),
                     Err(e) => out::fail_errno("cannot save the warm snapshot", e),
                 }

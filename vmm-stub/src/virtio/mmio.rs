@@ -356,10 +356,71 @@ fn first(queues: &mut [Queue], n: usize) -> &mut [Queue] {
 }
 
 impl MmioDevice for MmioTransport<'_> {
-    /// Any status a driver wrote (a reset device is not in use).
+    /// Any status a driver wrote (a reset device is not in use), on a
+    /// device whose state is more than the transport's.
     #[cfg(feature = "warm-save")]
     fn in_use(&self) -> bool {
-        self.status != 0
+        self.status != 0 && !self.state_is_transport_only()
+    }
+
+    #[cfg(feature = "warm")]
+    fn record(&self, slot: u32) -> Option<linker::warm::Device> {
+        let mut queues = [linker::warm::QueueState::default(); linker::warm::MAX_QUEUES];
+        for (r, q) in queues.iter_mut().zip(&self.queues[..self.nqueues]) {
+            *r = q.record();
+        }
+        Some(linker::warm::Device {
+            slot,
+            device_id: self.dev.device_id(),
+            status: self.status,
+            interrupt_status: self.interrupt_status,
+            driver_features: self.driver_features,
+            config_generation: self.config_generation,
+            queue_sel: self.queue_sel,
+            device_features_sel: self.device_features_sel,
+            driver_features_sel: self.driver_features_sel,
+            nqueues: self.nqueues as u32,
+            private: self.fingerprint(),
+            queues,
+        })
+    }
+
+    /// The same device (id, queue count), features it offers, queue sizes
+    /// it takes, and, if a driver uses it, a device whose state is the
+    /// transport's with the config the driver saw (`fingerprint`).
+    #[cfg(feature = "warm")]
+    fn fits(&self, d: &linker::warm::Device) -> bool {
+        d.device_id == self.dev.device_id() && d.nqueues as usize == self.nqueues
+            && d.driver_features & !self.offered() == 0
+            && (d.status == 0 || (self.state_is_transport_only() && d.private == self.fingerprint()))
+            && self.queues.iter().zip(&d.queues[..self.nqueues]).all(|(q, r)| r.size <= q.max_size)
+    }
+
+    /// As [`Self::fits`], with ready queues valid in this RAM; else `false`
+    /// and the transport stays reset. The interrupt line follows the
+    /// restored status (the IOAPIC's own state came back with the VM).
+    #[cfg(feature = "warm")]
+    fn resume(&mut self, ctx: &mut Ctx<'_>, d: &linker::warm::Device) -> bool {
+        if !self.fits(d) {
+            return false;
+        }
+        for (q, r) in self.queues[..self.nqueues].iter_mut().zip(&d.queues) {
+            if q.resume(r, ctx.mem).is_err() {
+                self.reset();
+                return false;
+            }
+        }
+        self.status = d.status;
+        self.interrupt_status = d.interrupt_status;
+        self.driver_features = d.driver_features;
+        self.config_generation = d.config_generation;
+        self.queue_sel = d.queue_sel;
+        self.device_features_sel = d.device_features_sel;
+        self.driver_features_sel = d.driver_features_sel;
+        if self.interrupt_status != 0 {
+            ctx.irq.set_level(self.irq, true);
+        }
+        true
     }
 
     fn mmio_read(&mut self, _ctx: &mut Ctx<'_>, offset: u64, data: &mut [u8]) {
@@ -384,6 +445,28 @@ impl MmioDevice for MmioTransport<'_> {
         if let (Ok(b), true) = (<[u8; 4]>::try_from(data), offset.is_multiple_of(4)) {
             self.write_reg(ctx, offset, u32::from_le_bytes(b));
         }
+    }
+}
+
+/// Warm images: what of a device's state the transport can save.
+#[cfg(feature = "warm")]
+impl MmioTransport<'_> {
+    /// Whether the transport and queue state is all of the device's state
+    /// while a driver uses it. A disk's requests complete within their
+    /// notify, so between two it is its transport plus the file; the
+    /// consoles (open ports, pending input), 9p (fids), network (the
+    /// link) and balloon keep state of their own, not saved yet.
+    fn state_is_transport_only(&self) -> bool {
+        self.dev.device_id() == super::id::BLOCK
+    }
+
+    /// What a driver may have cached from the device: the head of its
+    /// config space (a disk's size, segment and block sizes). A used
+    /// device resumes only where these bytes are the same.
+    fn fingerprint(&self) -> [u8; linker::warm::DEVICE_PRIVATE_LEN] {
+        let mut f = [0; linker::warm::DEVICE_PRIVATE_LEN];
+        self.dev.read_config(0, &mut f);
+        f
     }
 }
 

@@ -4,6 +4,7 @@
 //! resume it (else `None`: the caller boots cold, and `--smolvm-log=debug`
 //! says why), then map the saved pages and put the state back.
 
+use crate::bus::{Bus, Ctx};
 use crate::mem::{GuestAddress, GuestMemory};
 use crate::out::{self, Line};
 use crate::payload::{Mapped, Payload};
@@ -88,6 +89,24 @@ fn set(ioctl: impl Fn(&mut [u8]) -> rustix::io::Result<()>, bytes: &[u8], what: 
 }
 
 impl Snapshot {
+    /// The saved device records (validated by `open`).
+    fn devices(&self) -> impl Iterator<Item = warm::Device> + '_ {
+        let s = self.state();
+        (0..s.layout.device_count).filter_map(move |i| s.device(i))
+    }
+
+    /// Whether this run's devices are the snapshot's (else: boot cold).
+    pub fn devices_fit(&self, bus: &Bus<'_>) -> bool {
+        bus.fits(self.devices()) || cold("this run's devices differ from the snapshot's (more, fewer or other disks, shares or network)").is_some()
+    }
+
+    /// Puts the device records back, once the VM exists.
+    pub fn resume_devices(&self, bus: &mut Bus<'_>, mem: &GuestMemory, vm: &Vm) {
+        if !bus.resume(&mut Ctx { mem, irq: vm }, self.devices()) {
+            Line::new().s("cannot restore the warm snapshot: a device record does not fit").fail();
+        }
+    }
+
     fn state(&self) -> MachineState<'_> {
         // Validated by `open` from the same mapping.
         MachineState::parse(self.state.bytes()).unwrap_or_else(|e| damaged(e))
