@@ -747,3 +747,88 @@ pub(crate) mod tests {
         assert_eq!(d.t.status(), 0xf);
     }
 }
+
+#[cfg(all(test, feature = "warm"))]
+mod warm_tests {
+    use super::tests::Driver;
+    use super::*;
+    use crate::bus::MmioDevice;
+
+    /// A device with a disk's id (state all in the transport) or another.
+    struct Dev(u32);
+    impl VirtioDevice for Dev {
+        fn device_id(&self) -> u32 {
+            self.0
+        }
+        fn features(&self) -> u64 {
+            1 << 9
+        }
+        fn queue_max_sizes(&self) -> &[u16] {
+            &[16]
+        }
+        fn read_config(&self, offset: u64, data: &mut [u8]) {
+            super::super::read_config_bytes(&self.0.to_le_bytes(), offset, data)
+        }
+        fn process_queue(&mut self, _: usize, _: &mut [Queue], _: &GuestMemory) -> Result<Irq, QueueError> {
+            Ok(Irq::NONE)
+        }
+    }
+
+    fn in_use_record(mem: &GuestMemory) -> linker::warm::Device {
+        let mut dev = Dev(super::super::id::BLOCK);
+        let mut d = Driver::new(&mut dev, mem);
+        d.init(F_VERSION_1 | 1 << 9, &[(0, 8)]);
+        d.t.record(3).expect("a transport has a record")
+    }
+
+    #[test]
+    fn a_record_goes_back_onto_the_same_device() {
+        let mem = GuestMemory::new(1 << 20).expect("mmap");
+        let rec = in_use_record(&mem);
+        assert_eq!((rec.slot, rec.status, rec.nqueues, rec.queues[0].size, rec.queues[0].ready()), (3, 0xf, 1, 8, true));
+        assert_eq!(linker::warm::Device::parse(&rec.encode(), mem.len()), Ok(rec), "the format accepts it");
+        let mut dev = Dev(super::super::id::BLOCK);
+        let mut d = Driver::new(&mut dev, &mem);
+        assert!(d.t.fits(&rec));
+        let mut ctx = Ctx { mem: &mem, irq: &d.irq };
+        assert!(d.t.resume(&mut ctx, &rec));
+        assert_eq!((d.r(reg::STATUS), d.r(reg::QUEUE_READY)), (0xf, 1));
+        assert_eq!(d.t.record(3), Some(rec));
+    }
+
+    #[test]
+    fn records_that_do_not_fit_are_refused() {
+        let mem = GuestMemory::new(1 << 20).expect("mmap");
+        let rec = in_use_record(&mem);
+        let refused = |edit: &dyn Fn(&mut linker::warm::Device), id: u32| {
+            let mut r = rec;
+            edit(&mut r);
+            let mut dev = Dev(id);
+            let mut d = Driver::new(&mut dev, &mem);
+            let mut ctx = Ctx { mem: &mem, irq: &d.irq };
+            let refused = !d.t.fits(&r) && !d.t.resume(&mut ctx, &r);
+            refused && d.r(reg::STATUS) == 0
+        };
+        let disk = super::super::id::BLOCK;
+        assert!(refused(&|r| r.device_id = 3, disk));
+        assert!(refused(&|r| r.nqueues = 2, disk));
+        assert!(refused(&|r| r.queues[0].size = 32, disk), "above the device's maximum");
+        assert!(refused(&|r| r.driver_features |= 1 << 5, disk), "a feature never offered");
+        assert!(refused(&|r| r.private[0] ^= 1, disk), "another config than the driver saw");
+        assert!(refused(&|r| r.device_id = 42, 42), "a used device with state of its own");
+        // Inside the format's bounds, outside this RAM: refused at resume,
+        // the transport stays reset.
+        let mut r = rec;
+        r.queues[0].desc = 2 << 20;
+        let mut dev = Dev(disk);
+        let mut d = Driver::new(&mut dev, &mem);
+        let mut ctx = Ctx { mem: &mem, irq: &d.irq };
+        assert!(d.t.fits(&r) && !d.t.resume(&mut ctx, &r));
+        assert_eq!((d.r(reg::STATUS), d.r(reg::QUEUE_READY)), (0, 0));
+        // An idle device of any kind fits an idle record.
+        let mut dev = Dev(42);
+        let idle = Driver::new(&mut dev, &mem).t.record(1).expect("record");
+        let mut dev = Dev(42);
+        assert!(Driver::new(&mut dev, &mem).t.fits(&idle));
+    }
+}
