@@ -47,7 +47,7 @@ fn recorded_version(f: &mut File) -> Option<u32> {
 }
 
 /// Opens and fully verifies the input image.
-fn open_intact(path: &Path) -> Result<(File, linker::image::Image)> {
+pub(crate) fn open_intact(path: &Path) -> Result<(File, linker::image::Image)> {
     let shown = path.display();
     let mut f = File::open(path).context(|| shown.to_string())?;
     match verify(&mut f) {
@@ -56,11 +56,11 @@ fn open_intact(path: &Path) -> Result<(File, linker::image::Image)> {
             let v = recorded_version(&mut f).unwrap_or(0);
             bail!(
                 "{shown}: image format v{v}, this smolvm rewrites only v{VERSION} images: \
-                 rekernel it with the smolvm that built it, or rebuild it with this one"
+                 use the smolvm that built it, or rebuild it with this one"
             )
         }
         Err(e @ VerifyError::Digest(_)) | Err(e @ VerifyError::Padding(_)) => {
-            bail!("{shown}: {e}; refusing to rekernel a damaged image (rebuild it)")
+            bail!("{shown}: {e}; refusing to rewrite a damaged image (rebuild it)")
         }
         Err(e) => bail!("{shown}: {e}"),
     }
@@ -163,7 +163,7 @@ pub fn run(a: &RekernelArgs) -> Result<()> {
 }
 
 /// Streams one section's bytes from the old image into the new one.
-fn copy_section<W: std::io::Write>(
+pub(crate) fn copy_section<W: std::io::Write>(
     old: &mut File,
     s: &Section,
     w: &mut ImageWriter<W>,

@@ -218,3 +218,37 @@ fn a_disk_in_use_continues_after_restore() {
     let out = run_with_limit(Command::new(&other).env("SMOLVM_LOG", "kernel,debug"), Duration::from_secs(60));
     assert!(text(&out.stderr).contains("booting cold: this run's devices differ"), "{out:?}");
 }
+
+/// `smolvm warm`: runs a cold image under the saving stub and writes the
+/// warm image (the image's sections, the restoring stub, the snapshot),
+/// which `smolvm verify` accepts and which resumes; an image whose guest
+/// never reaches a safe point gets an error naming why, and no output.
+#[test]
+fn smolvm_warm_makes_a_warm_image_from_a_cold_one() {
+    if !have_kvm() {
+        return;
+    }
+    let smolvm = smolvm_tests::product::smolvm();
+    let (saver, warm_stub) = (feature_stub("warm-save"), feature_stub("warm"));
+    let kernel = guest_from("warm.c", "warm-cmd", "MODE_BLK", &[]);
+    let rootfs: Vec<u8> = (0..4096u32).map(|i| (i * 7 + 3) as u8).collect();
+    let cold = image_with("warm-cmd-cold", stub(), &kernel, &[(Kind::Rootfs, &rootfs)]);
+    let warm = scratch().join("warm-cmd.vm");
+    let out = Command::new(&smolvm).arg("warm").arg(&cold).arg("-o").arg(&warm)
+        .arg("--saver-stub").arg(&saver).arg("--stub").arg(&warm_stub).output().expect("smolvm");
+    assert!(out.status.success(), "{out:?}");
+    assert!(text(&out.stdout).contains("warm image, state"), "{out:?}");
+    let out = Command::new(&smolvm).arg("verify").arg(&warm).output().expect("smolvm");
+    assert!(out.status.success(), "{out:?}");
+    let out = run_serial(&warm, &[]);
+    assert_eq!((out.status.code(), text(&out.stderr)), (Some(0), format!("{AFTER}blk after ok\n")), "{out:?}");
+
+    // The plain guest.c never writes the snapshot port: it exits first.
+    let hello = image("warm-cmd-hello", &guest("warm-cmd-hello", "MODE_HELLO", &[]), 64);
+    let none = scratch().join("warm-cmd-none.vm");
+    let out = Command::new(&smolvm).arg("warm").arg(&hello).arg("-o").arg(&none)
+        .arg("--saver-stub").arg(&saver).arg("--stub").arg(&warm_stub).output().expect("smolvm");
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(text(&out.stderr).contains("exited with status 0 without reaching a safe point"), "{out:?}");
+    assert!(!none.exists(), "no output on failure");
+}
