@@ -82,6 +82,7 @@ pub const MSR_LEN: usize = 16;
 pub const MIN_XSAVE_LEN: u32 = 4096;
 pub const MAX_XSAVE_LEN: u32 = 64 * 1024;
 pub const MAX_CPUID: u32 = 128;
+#[allow(clippy::cast_possible_truncation)] // 20
 pub const MAX_MSRS: u32 = SAVED_MSRS.len() as u32;
 /// Largest `KVM_MP_STATE_*` value (`KVM_MP_STATE_AP_RESET_HOLD`).
 pub const MAX_MP_STATE: u32 = 9;
@@ -301,10 +302,10 @@ impl Layout {
         {
             return Err(WarmError::BadCount);
         }
-        if self.mem_size == 0 || self.mem_size % PAGE != 0 {
+        if self.mem_size == 0 || !self.mem_size.is_multiple_of(PAGE) {
             return Err(WarmError::BadMemSize);
         }
-        if !(MIN_XSAVE_LEN..=MAX_XSAVE_LEN).contains(&self.xsave_len) || self.xsave_len % 64 != 0 {
+        if !(MIN_XSAVE_LEN..=MAX_XSAVE_LEN).contains(&self.xsave_len) || !self.xsave_len.is_multiple_of(64) {
             return Err(WarmError::BadXsave);
         }
         Ok(())
@@ -710,7 +711,7 @@ impl<'a> MemoryRuns<'a> {
         if u64_at(h, 24) != 0 {
             return Err(WarmError::BadReserved);
         }
-        if u64_at(h, 16) != mem_size || mem_size == 0 || mem_size % PAGE != 0 {
+        if u64_at(h, 16) != mem_size || mem_size == 0 || !mem_size.is_multiple_of(PAGE) {
             return Err(WarmError::BadMemSize);
         }
         let table_len = Self::table_len(h)?;

@@ -379,7 +379,7 @@ impl MmioDevice for MmioTransport<'_> {
             queue_sel: self.queue_sel,
             device_features_sel: self.device_features_sel,
             driver_features_sel: self.driver_features_sel,
-            nqueues: self.nqueues as u32,
+            nqueues: u32::try_from(self.nqueues).unwrap_or(0), // at most MAX_QUEUES
             private: self.fingerprint(),
             queues,
         })

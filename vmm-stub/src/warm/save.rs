@@ -26,6 +26,9 @@ struct Files {
 }
 
 static FILES: WriteOnce<Files> = WriteOnce::new();
+/// A page, as an array length.
+const PAGE: usize = 4096;
+static_assertions::const_assert_eq!(PAGE as u64, PAGE_SIZE);
 /// The CPUID the stub gave vCPU 0. Not read back with KVM_GET_CPUID2:
 /// kvm_pvm answers that with the host's leaves (128 of them, with features
 /// KVM_GET_SUPPORTED_CPUID does not offer), not the ones set.
@@ -56,10 +59,11 @@ pub fn armed() -> bool {
     FILES.is_set()
 }
 
-fn put(fd: &OwnedFd, bytes: &[u8], at: usize) -> io::Result<()> {
+fn put(fd: &OwnedFd, bytes: &[u8], at: impl TryInto<u64>) -> io::Result<()> {
+    let at: u64 = at.try_into().map_err(|_| Errno::FBIG)?;
     let mut done = 0;
     while done < bytes.len() {
-        match io::pwrite(fd.as_fd(), &bytes[done..], (at + done) as u64) {
+        match io::pwrite(fd.as_fd(), &bytes[done..], at + done as u64) {
             Ok(0) => return Err(Errno::IO),
             Ok(n) => done += n,
             Err(Errno::INTR) => {}
@@ -103,10 +107,10 @@ pub fn save(vm: &Vm, vcpu: &mut Vcpu, mem: &GuestMemory, devices: impl Iterator<
         vcpus: 1,
         mem_size: mem.len(),
         xsave_len: super::XSAVE_LEN,
-        cpuid_count: ncpuid as u32,
+        cpuid_count: u32::try_from(ncpuid).map_err(|_| Errno::INVAL)?,
         xsave_features: xsave_leaf.map_or(0, |e| u64::from(e.eax) | u64::from(e.edx) << 32),
-        msr_count: nmsrs as u32,
-        device_count: records.len() as u32,
+        msr_count: u32::try_from(nmsrs).map_err(|_| Errno::INVAL)?,
+        device_count: u32::try_from(records.len()).map_err(|_| Errno::INVAL)?,
         tsc_khz: vcpu.tsc_khz().unwrap_or(0),
     };
     let fd = &files.state;
@@ -163,7 +167,7 @@ pub fn save(vm: &Vm, vcpu: &mut Vcpu, mem: &GuestMemory, devices: impl Iterator<
 
 /// Calls `f` with each run of non-zero pages, in guest-address order.
 fn each_run(mem: &GuestMemory, mut f: impl FnMut(Run) -> io::Result<()>) -> io::Result<()> {
-    let mut page = [0u8; PAGE_SIZE as usize];
+    let mut page = [0u8; PAGE];
     for (gpa, size, _) in mem.ranges() {
         let mut run: Option<Run> = None;
         for p in 0..size / PAGE_SIZE {
@@ -198,13 +202,13 @@ fn save_memory(fd: &OwnedFd, mem: &GuestMemory) -> io::Result<()> {
     put(fd, &warm::memory_header(count, mem.len()), 0)?;
     let mut i = 0usize;
     let mut offset = warm::memory_data_start(count);
-    let mut page = [0u8; PAGE_SIZE as usize];
+    let mut page = [0u8; PAGE];
     each_run(mem, |mut r| {
         r.offset = offset;
         put(fd, &warm::encode_run(&r), warm::MEMORY_HEADER_LEN + i * warm::RUN_LEN)?;
         for p in 0..r.pages {
             mem.read_slice(GuestAddress(r.gpa + p * PAGE_SIZE), &mut page).ok_or(Errno::FAULT)?;
-            put(fd, &page, (offset + p * PAGE_SIZE) as usize)?;
+            put(fd, &page, offset + p * PAGE_SIZE)?;
         }
         offset += r.len();
         i += 1;
@@ -214,7 +218,7 @@ fn save_memory(fd: &OwnedFd, mem: &GuestMemory) -> io::Result<()> {
     // empty) already does when there are runs; without runs, it is the
     // header page. (No ftruncate: the filter allows it only with shares.)
     if count == 0 {
-        put(fd, &[0], (offset - 1) as usize)?;
+        put(fd, &[0], offset - 1)?;
     }
     Ok(())
 }
