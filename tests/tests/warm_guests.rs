@@ -91,6 +91,9 @@ fn a_saved_guest_resumes_in_a_new_process_where_it_stopped() {
         let out = run_serial(&warm, &[]);
         assert_eq!((out.status.code(), text(&out.stderr)), (Some(0), AFTER.to_string()), "{out:?}");
     }
+    // --smolvm-log=debug says it resumed.
+    let out = run_with_limit(Command::new(&warm).env("SMOLVM_LOG", "kernel,debug"), Duration::from_secs(60));
+    assert!(text(&out.stderr).contains("warm image: resuming the snapshot ("), "{out:?}");
     // A run that cannot resume it (another memory size) boots cold, and
     // says why under --smolvm-log=debug.
     let out = run_with_limit(Command::new(&warm).env("SMOLVM_LOG", "kernel,debug").arg("--smolvm-mem=128"), Duration::from_secs(60));

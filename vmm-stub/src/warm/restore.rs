@@ -117,6 +117,9 @@ impl Snapshot {
     pub fn restore(&self, kvm: &Kvm, payload: &Payload, mem: &mut GuestMemory) -> (Vm, heapless::Vec<Vcpu, { linker::abi::MAX_CPUS }>) {
         let s = self.state();
         let runs = MemoryRuns::parse(self.memory.bytes(), self.memory_section.len, s.layout.mem_size).unwrap_or_else(|e| damaged(e));
+        if out::debug_enabled() {
+            Line::debug().s("warm image: resuming the snapshot (").u(runs.count() as u64).s(" page runs)").emit();
+        }
         for r in runs.iter() {
             // Inside the section (validated), which lies inside the file.
             let at = self.memory_section.offset.wrapping_add(r.offset);
