@@ -103,6 +103,23 @@ fn a_saved_guest_resumes_in_a_new_process_where_it_stopped() {
     let console: String = err.lines().filter(|l| !l.starts_with("smolvm: ")).map(|l| format!("{l}\n")).collect();
     assert_eq!(console, COLD);
 
+    // A snapshot from a host whose TSC ran at twice this one's rate: where
+    // KVM cannot scale the TSC (kvm_pvm here) the run boots cold, saying
+    // why; where it can, the guest resumes at the saved rate.
+    let mut fast = state.clone();
+    let khz = u32::from_le_bytes(fast[48..52].try_into().expect("4 bytes"));
+    assert!(khz > 0, "the saving stub records the TSC rate");
+    fast[48..52].copy_from_slice(&(khz * 2).to_le_bytes());
+    let img = image_with("warm-fast-tsc", &feature_stub("warm"), &kernel, &[(Kind::MachineState, &fast), (Kind::GuestMemory, &memory)]);
+    let out = run_with_limit(Command::new(&img).env("SMOLVM_LOG", "kernel,debug"), Duration::from_secs(60));
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    if err.contains("booting cold") {
+        assert!(err.contains("booting cold: this host's TSC runs at another frequency"), "{err}");
+    } else {
+        assert!(err.contains("resuming the snapshot") && err.ends_with(AFTER), "{err}");
+    }
+
     // A stub without the feature refuses the warm image cleanly.
     let plain = image_with("warm-plain", stub(), &kernel, &[(Kind::MachineState, &state), (Kind::GuestMemory, &memory)]);
     let out = run_serial(&plain, &[]);

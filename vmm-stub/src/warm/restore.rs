@@ -58,6 +58,9 @@ pub fn open(payload: &Payload, kvm: &Kvm, mem_len: u64, cpus: usize) -> Option<S
     if l.xsave_len != super::XSAVE_LEN {
         return cold("the snapshot's XSAVE area is larger than this stub restores");
     }
+    if !tsc_fits(kvm, l.tsc_khz) {
+        return cold("this host's TSC runs at another frequency than the snapshot's, and KVM here cannot scale it");
+    }
     let mut supported = KvmCpuid2 { header: KvmCpuid2Header::default(), entries: [KvmCpuidEntry2::default(); MAX_CPUID_ENTRIES] };
     if kvm.supported_cpuid(&mut supported).is_err() {
         return cold("KVM_GET_SUPPORTED_CPUID failed");
@@ -71,6 +74,23 @@ pub fn open(payload: &Payload, kvm: &Kvm, mem_len: u64, cpus: usize) -> Option<S
         return cold("this host's CPU lacks features the snapshot's guest may use");
     }
     Some(Snapshot { state, memory, memory_section })
+}
+
+/// KVM's own tolerance for a TSC frequency it does not scale
+/// (`tsc_tolerance_ppm`).
+const TSC_TOLERANCE_PPM: u64 = 250;
+
+/// Whether the guest's clocks keep their rate here: the snapshot's TSC
+/// frequency is unknown (0), KVM scales the TSC (`KVM_CAP_TSC_CONTROL`:
+/// `restore` sets it), or this host's runs within KVM's tolerance of it.
+/// Without scaling, the host's rate is read from a throwaway vCPU.
+fn tsc_fits(kvm: &Kvm, saved_khz: u32) -> bool {
+    if saved_khz == 0 || kvm.missing_cap(&[KVM_CAP_TSC_CONTROL]).is_none() {
+        return true;
+    }
+    let Some(host) = kvm.create_vm().and_then(|vm| vm.create_vcpu(0)?.tsc_khz()).ok() else { return false };
+    let (saved, host) = (u64::from(saved_khz), u64::from(host));
+    saved.abs_diff(host) * 1_000_000 <= saved * TSC_TOLERANCE_PPM
 }
 
 /// A state ioctl failed after the guest's pages were mapped: too late to
@@ -162,6 +182,11 @@ impl Snapshot {
             // order), events last (a pending exception or NMI lands on the
             // state above).
             vcpu.set_cpuid2(&cpuid).unwrap_or_else(|e| restore_failed("KVM_SET_CPUID2", e));
+            // Where KVM scales the TSC, the guest's runs at the saved rate
+            // (elsewhere `open` checked the host's is the same).
+            if s.layout.tsc_khz != 0 && kvm.missing_cap(&[KVM_CAP_TSC_CONTROL]).is_none() {
+                vcpu.set_tsc_khz(s.layout.tsc_khz).unwrap_or_else(|e| restore_failed("KVM_SET_TSC_KHZ", e));
+            }
             vcpu.set_mp_state(v.mp_state).unwrap_or_else(|e| restore_failed("KVM_SET_MP_STATE", e));
             let parts: [(_, &[u8], _); 6] = [
                 (KVM_SET_REGS, v.regs, "KVM_SET_REGS"),

@@ -372,6 +372,7 @@ pub const KVM_GET_VCPU_EVENTS: Opcode = opcode::read::<KvmVcpuEvents>(KVMIO, 0x9
 pub const KVM_SET_VCPU_EVENTS: Opcode = opcode::write::<KvmVcpuEvents>(KVMIO, 0xa0);
 pub const KVM_GET_DEBUGREGS: Opcode = opcode::read::<KvmDebugregs>(KVMIO, 0xa1);
 pub const KVM_SET_DEBUGREGS: Opcode = opcode::write::<KvmDebugregs>(KVMIO, 0xa2);
+pub const KVM_SET_TSC_KHZ: Opcode = opcode::none(KVMIO, 0xa2);
 pub const KVM_GET_TSC_KHZ: Opcode = opcode::none(KVMIO, 0xa3);
 pub const KVM_GET_XSAVE: Opcode = opcode::read::<KvmXsave>(KVMIO, 0xa4);
 pub const KVM_SET_XSAVE: Opcode = opcode::write::<KvmXsave>(KVMIO, 0xa5);
@@ -502,6 +503,7 @@ mod tests {
             (KVM_GET_XSAVE, 0x9000_aea4), (KVM_SET_XSAVE, 0x5000_aea5),
             (KVM_GET_XCRS, 0x8188_aea6), (KVM_SET_XCRS, 0x4188_aea7),
             (KVM_GET_MSRS, 0xc008_ae88), (KVM_GET_CPUID2, 0xc008_ae91), (KVM_GET_TSC_KHZ, 0xaea3),
+            (KVM_SET_TSC_KHZ, 0xaea2),
         ];
         for (ours, theirs) in expected {
             assert_eq!(ours, theirs, "{ours:#x}");

@@ -65,6 +65,13 @@ impl Vcpu {
         // SAFETY: no argument; returns the frequency.
         unsafe { kvm_ioctl(&self.fd, KVM_GET_TSC_KHZ, int(0)) }
     }
+
+    /// Makes the guest TSC run at `khz` (`KVM_SET_TSC_KHZ`, with
+    /// `KVM_CAP_TSC_CONTROL`: the host scales it).
+    pub fn set_tsc_khz(&self, khz: u32) -> io::Result<()> {
+        // SAFETY: integer argument, writes nothing.
+        unsafe { kvm_ioctl(&self.fd, KVM_SET_TSC_KHZ, int(khz as usize)).map(drop) }
+    }
 }
 
 #[cfg(feature = "warm-save")]
