@@ -89,7 +89,12 @@ fn tsc_fits(kvm: &Kvm, saved_khz: u32) -> bool {
         return true;
     }
     let Some(host) = kvm.create_vm().and_then(|vm| vm.create_vcpu(0)?.tsc_khz()).ok() else { return false };
-    let (saved, host) = (u64::from(saved_khz), u64::from(host));
+    rates_match(saved_khz, host)
+}
+
+/// Whether `host` kHz is within [`TSC_TOLERANCE_PPM`] of `saved` kHz.
+fn rates_match(saved: u32, host: u32) -> bool {
+    let (saved, host) = (u64::from(saved), u64::from(host));
     saved.abs_diff(host) * 1_000_000 <= saved * TSC_TOLERANCE_PPM
 }
 
@@ -215,5 +220,20 @@ impl Snapshot {
             let _ = vcpus.push(vcpu);
         }
         (vm, vcpus)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::rates_match;
+
+    #[test]
+    fn tsc_rates_match_within_kvms_tolerance() {
+        assert!(rates_match(2_596_140, 2_596_140));
+        assert!(rates_match(2_000_000, 2_000_500)); // 250 ppm
+        assert!(!rates_match(2_000_000, 2_000_501));
+        assert!(!rates_match(2_000_000, 1_999_499));
+        assert!(!rates_match(2_596_140, 5_192_280));
+        assert!(!rates_match(1, u32::MAX));
     }
 }
