@@ -74,6 +74,10 @@ build: deps-build
 	# (feature `trust`, +7.0 KB, hashes by the host kernel's AF_ALG:
 	# docs/DEPLOY.md); its own target dir.
 	$(CARGO) build --release -p vmm-stub --features trust --target-dir target/trust
+	# Warm images (docs/WARM.md, not in the default stub yet): a stub that
+	# restores a snapshot, and the one that saves it (what `smolvm warm` runs).
+	$(CARGO) build --release -p vmm-stub --features warm --target-dir target/warm
+	$(CARGO) build --release -p vmm-stub --features warm-save --target-dir target/warm-save
 	$(CARGO) build --release -p smol-init
 
 # The guest kernel, cached under $${SMOLVM_CACHE:-~/.cache/smolvm} (~4 min the first time).
@@ -90,6 +94,7 @@ test: deps kernel
 	$(CARGO) test --workspace --release
 	SMOLVM_TEST_CPUS=2 $(CARGO) test --release -p smolvm-tests $(SMP_TESTS:%=--test %)
 	$(CARGO) test --release -p vmm-stub --features trust --target-dir target/trust --lib trust
+	$(CARGO) test --release -p vmm-stub --features warm-save --target-dir target/warm-save --lib -- warm sys::kvm seccomp
 	./size-report/reference-images.sh
 
 # Every lab test binary again with 2 vCPUs: L1 boots with 2 CPUs and every image runs

@@ -24,6 +24,7 @@ mod services;
 mod staging;
 mod tar;
 mod verify;
+mod warm;
 
 // Distribution and trust: keygen, sign, push, pull.
 mod credential_helper;
@@ -59,6 +60,11 @@ enum Command {
     Verify(verify::VerifyArgs),
     /// Swap an image's kernel (e.g. for a CVE fix) keeping every other section byte-identical.
     Rekernel(rekernel::RekernelArgs),
+    /// Run an image to its safe point and write a warm image that resumes there (docs/WARM.md).
+    ///
+    /// First slice: the guest must ask for its snapshot (port 0xf5); smol-init does not yet, so
+    /// Linux images cannot be made warm. Needs /dev/kvm that runs the guest.
+    Warm(warm::WarmArgs),
     /// Make an Ed25519 key pair for signing images: KEY (secret) and KEY.pub.
     Keygen(signing::KeygenArgs),
     /// Sign an image in place with a key from `smolvm keygen`.
@@ -95,6 +101,7 @@ fn main() -> ExitCode {
         Command::Inspect(args) => report(inspect::run(&args)),
         Command::Verify(args) => report(verify::run(&args)),
         Command::Rekernel(args) => report(rekernel::run(&args)),
+        Command::Warm(args) => report(warm::run(&args)),
         Command::Keygen(args) => report(signing::keygen(&args)),
         Command::Sign(args) => report(signing::sign(&args)),
         Command::Push(args) => report(registry::push(&args)),

@@ -47,7 +47,7 @@ fn recorded_version(f: &mut File) -> Option<u32> {
 }
 
 /// Opens and fully verifies the input image.
-fn open_intact(path: &Path) -> Result<(File, linker::image::Image)> {
+pub(crate) fn open_intact(path: &Path) -> Result<(File, linker::image::Image)> {
     let shown = path.display();
     let mut f = File::open(path).context(|| shown.to_string())?;
     match verify(&mut f) {
@@ -56,11 +56,11 @@ fn open_intact(path: &Path) -> Result<(File, linker::image::Image)> {
             let v = recorded_version(&mut f).unwrap_or(0);
             bail!(
                 "{shown}: image format v{v}, this smolvm rewrites only v{VERSION} images: \
-                 rekernel it with the smolvm that built it, or rebuild it with this one"
+                 use the smolvm that built it, or rebuild it with this one"
             )
         }
         Err(e @ VerifyError::Digest(_)) | Err(e @ VerifyError::Padding(_)) => {
-            bail!("{shown}: {e}; refusing to rekernel a damaged image (rebuild it)")
+            bail!("{shown}: {e}; refusing to rewrite a damaged image (rebuild it)")
         }
         Err(e) => bail!("{shown}: {e}"),
     }
@@ -117,6 +117,11 @@ pub fn run(a: &RekernelArgs) -> Result<()> {
             }
             // Always last; it would no longer match.
             Kind::Signature => {}
+            // A snapshot of the old kernel cannot resume the new one: the
+            // result is a cold image (`smolvm warm` makes it warm again).
+            Kind::MachineState | Kind::GuestMemory => {
+                eprintln!("smolvm: dropping the warm snapshot (made with the old kernel)");
+            }
             _ => {
                 copy_section(&mut old, s, &mut w).map_err(write_err)?;
             }
@@ -130,7 +135,7 @@ pub fn run(a: &RekernelArgs) -> Result<()> {
     file.sync_all().map_err(write_err)?;
     drop(file);
     for s in image.sections() {
-        if !matches!(s.kind, Kind::Kernel | Kind::KernelInfo | Kind::Signature)
+        if !matches!(s.kind, Kind::Kernel | Kind::KernelInfo | Kind::Signature | Kind::MachineState | Kind::GuestMemory)
             && new_image.section(s.kind).map(|n| n.sha256) != Some(s.sha256)
         {
             bail!("internal error: section {} changed while copying", s.kind.name());
@@ -158,7 +163,7 @@ pub fn run(a: &RekernelArgs) -> Result<()> {
 }
 
 /// Streams one section's bytes from the old image into the new one.
-fn copy_section<W: std::io::Write>(
+pub(crate) fn copy_section<W: std::io::Write>(
     old: &mut File,
     s: &Section,
     w: &mut ImageWriter<W>,

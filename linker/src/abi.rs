@@ -6,6 +6,11 @@
 /// exits with `(value << 1) | 1`).
 pub const EXIT_PORT: u16 = 0xf4;
 
+/// I/O port a guest writes (any byte) at its warm-image safe point: a
+/// stub that is saving a snapshot (`smolvm warm`) saves it there and ends
+/// the run; any other stub ignores the write (linker::warm, docs/WARM.md).
+pub const SNAPSHOT_PORT: u16 = 0xf5;
+
 /// Reserved exit statuses (Docker / `env` convention).
 pub mod status {
     /// smolvm itself failed: bad image, no /dev/kvm, guest crash, bad option.

@@ -84,9 +84,32 @@ pub enum Kind {
     Manifest = 5,
     KernelInfo = 6,
     Signature = 7,
+    /// A warm image's saved vCPU, VM and device state ([`crate::warm`]).
+    #[cfg(any(feature = "std", feature = "warm"))]
+    MachineState = 8,
+    /// A warm image's saved guest pages ([`crate::warm`]).
+    #[cfg(any(feature = "std", feature = "warm"))]
+    GuestMemory = 9,
 }
 
 impl Kind {
+    /// The kinds this reader knows. A stub built without the `warm`
+    /// feature refuses a warm image as "unknown section kind" (as a stub
+    /// from before kinds 8 and 9 does), which costs it no bytes: the
+    /// default stub has no room for restoring yet.
+    #[cfg(any(feature = "std", feature = "warm"))]
+    pub const ALL: [Kind; 9] = [
+        Kind::Stub,
+        Kind::Kernel,
+        Kind::Initramfs,
+        Kind::Rootfs,
+        Kind::Manifest,
+        Kind::KernelInfo,
+        Kind::Signature,
+        Kind::MachineState,
+        Kind::GuestMemory,
+    ];
+    #[cfg(not(any(feature = "std", feature = "warm")))]
     pub const ALL: [Kind; 7] = [
         Kind::Stub,
         Kind::Kernel,
@@ -112,6 +135,10 @@ impl Kind {
             Kind::Manifest => "manifest",
             Kind::KernelInfo => "kernel-info",
             Kind::Signature => "signature",
+            #[cfg(any(feature = "std", feature = "warm"))]
+            Kind::MachineState => "machine-state",
+            #[cfg(any(feature = "std", feature = "warm"))]
+            Kind::GuestMemory => "guest-memory",
         }
     }
 
@@ -128,6 +155,8 @@ impl Kind {
             Kind::Manifest => crate::config::MAX_CONFIG_LEN as u64,
             Kind::KernelInfo => MAX_KERNEL_INFO_LEN,
             Kind::Signature => SIGNATURE_LEN as u64,
+            #[cfg(any(feature = "std", feature = "warm"))]
+            Kind::MachineState => crate::warm::MAX_STATE_LEN,
             _ => u64::MAX,
         }
     }
@@ -586,8 +615,8 @@ mod tests {
         assert_eq!(reseal(&|t| t[12] = 4), Err(BadReserved));
         assert_eq!(reseal(&|t| t[25] = 1), Err(BadReserved));
         assert_eq!(
-            reseal(&|t| t[HEADER_LEN + 4 * ENTRY_LEN] = 8),
-            Err(UnknownKind(8))
+            reseal(&|t| t[HEADER_LEN + 4 * ENTRY_LEN] = 10),
+            Err(UnknownKind(10))
         );
         assert_eq!(
             reseal(&|t| t[HEADER_LEN + 2 * ENTRY_LEN] = 7),

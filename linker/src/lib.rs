@@ -12,6 +12,7 @@ pub mod sha256;
 pub mod signature;
 #[cfg(feature = "std")]
 pub mod testing;
+pub mod warm;
 #[cfg(feature = "std")]
 pub mod write;
 pub mod xxh64;

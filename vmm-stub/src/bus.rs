@@ -46,6 +46,27 @@ pub trait MmioDevice {
     /// Host-side work (stdin became readable, a signal to forward). The run
     /// loop calls it through [`Bus::poll`] when a signal interrupted `KVM_RUN`.
     fn poll(&mut self, _ctx: &mut Ctx<'_>) {}
+    /// Whether a driver has started using the device (a saving stub
+    /// refuses to snapshot then: device state is not saved yet).
+    #[cfg(feature = "warm-save")]
+    fn in_use(&self) -> bool {
+        false
+    }
+    /// Its state as a warm image record (`slot`: where it sits).
+    #[cfg(feature = "warm")]
+    fn record(&self, _slot: u32) -> Option<linker::warm::Device> {
+        None
+    }
+    /// Whether a saved record can be put back on this device.
+    #[cfg(feature = "warm")]
+    fn fits(&self, _record: &linker::warm::Device) -> bool {
+        false
+    }
+    /// Puts a saved record back; `false` if it does not fit this device.
+    #[cfg(feature = "warm")]
+    fn resume(&mut self, _ctx: &mut Ctx<'_>, _record: &linker::warm::Device) -> bool {
+        false
+    }
 }
 
 /// The guest physical address of virtio-mmio slot `slot` (< MMIO_MAX_SLOTS).
@@ -92,6 +113,42 @@ impl<'d> Bus<'d> {
     }
 
     /// Whether any device occupies `slot`.
+    /// Each device's warm image record, in slot order.
+    #[cfg(feature = "warm")]
+    pub fn records(&self) -> impl Iterator<Item = linker::warm::Device> + use<'_, 'd> {
+        (0u32..).zip(&self.slots).filter_map(|(i, d)| d.as_deref()?.record(i))
+    }
+
+    /// Whether the saved `records` fit this run's devices: each record's
+    /// slot holds a device it [`MmioDevice::fits`], and each device has one
+    /// (a run with more devices than the snapshot cannot resume it).
+    #[cfg(feature = "warm")]
+    pub fn fits(&self, records: impl Iterator<Item = linker::warm::Device>) -> bool {
+        let mut seen = [false; MMIO_MAX_SLOTS];
+        for r in records {
+            let slot = r.slot as usize;
+            match self.slots.get(slot) {
+                Some(Some(dev)) if dev.fits(&r) => seen[slot] = true,
+                _ => return false,
+            }
+        }
+        self.slots.iter().zip(seen).all(|(d, s)| d.is_none() || s)
+    }
+
+    /// Puts the saved `records` back (after [`Bus::fits`]); `false` if one
+    /// does not go back.
+    #[cfg(feature = "warm")]
+    pub fn resume(&mut self, ctx: &mut Ctx<'_>, records: impl Iterator<Item = linker::warm::Device>) -> bool {
+        let mut records = records;
+        records.all(|r| self.slots.get_mut(r.slot as usize).and_then(|d| d.as_deref_mut()).is_some_and(|dev| dev.resume(ctx, &r)))
+    }
+
+    /// Whether any device is [`MmioDevice::in_use`].
+    #[cfg(feature = "warm-save")]
+    pub fn in_use(&self) -> bool {
+        self.slots.iter().flatten().any(|d| d.in_use())
+    }
+
     pub fn has(&self, slot: usize) -> bool {
         matches!(self.slots.get(slot), Some(Some(_)))
     }

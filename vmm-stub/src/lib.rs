@@ -29,6 +29,8 @@ pub mod sys;
 pub mod trust;
 pub mod virtio;
 pub mod vmm;
+#[cfg(feature = "warm")]
+pub mod warm;
 
 /// The stub's layers, bottom up (ARCHITECTURE.md): a module uses only
 /// modules of lower layers, so no two modules import each other.
@@ -37,7 +39,7 @@ const LAYERS: [&[&str]; 6] = [
     &["sys"],
     &["mem", "out", "options", "payload"],
     &["boot", "bus", "hostio", "harden", "host", "info", "reaper", "seccomp", "trust"],
-    &["serial", "cmdline", "virtio"],
+    &["serial", "cmdline", "virtio", "warm"],
     &["devices", "network", "vmm"],
     &["start"],
 ];

@@ -72,7 +72,21 @@ const MADV_DONTNEED: u32 = 4;
 
 /// ioctl requests: the vCPU loop, the interrupt line, and the terminal
 /// (restore on exit: TCSETS2 / its TCSETS fallback; size on SIGWINCH).
+#[cfg(not(feature = "warm-save"))]
 pub const IOCTLS: [u32; 5] = [KVM_RUN, KVM_IRQ_LINE, TCSETS2, TCSETS, TIOCGWINSZ];
+/// A saving stub (feature `warm-save`, run by `smolvm warm`, never in
+/// images) also reads the VM and vCPU state when the guest asks for its
+/// snapshot (`warm::save`): reads only, no `KVM_SET_*`.
+#[cfg(feature = "warm-save")]
+pub const IOCTLS: [u32; 18] = {
+    use crate::sys::kvm as k;
+    [
+        KVM_RUN, KVM_IRQ_LINE, TCSETS2, TCSETS, TIOCGWINSZ,
+        k::KVM_GET_MSRS, k::KVM_GET_IRQCHIP, k::KVM_GET_PIT2, k::KVM_GET_CLOCK,
+        k::KVM_GET_REGS, k::KVM_GET_SREGS, k::KVM_GET_XCRS, k::KVM_GET_LAPIC, k::KVM_GET_VCPU_EVENTS,
+        k::KVM_GET_MP_STATE, k::KVM_GET_DEBUGREGS, k::KVM_GET_XSAVE, k::KVM_GET_TSC_KHZ,
+    ]
+};
 /// The reaper's clone flags (`reaper.rs`): the only clone allowed.
 #[allow(clippy::cast_possible_truncation)] // 0x100
 const CLONE_VM: u32 = crate::sys::thread::Task::SharedMemoryProcess.flags() as u32;

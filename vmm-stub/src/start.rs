@@ -90,8 +90,31 @@ pub fn main(args: CStrings, env: CStrings) -> u8 {
     let mut mem = GuestMemory::new(u64::from(mem_mib) << 20)
         .unwrap_or_else(|e| fail_errno("cannot reserve guest memory", e));
 
+    // Warm builds wrap the cold boot's steps in `load_kernel!` and
+    // `boot_cold!`; the default stub keeps the same lines unwrapped under
+    // `cfg(not(feature = "warm"))`, so it is byte-identical to the stub from
+    // before warm images (no room to spare). Change both copies together;
+    // one goes when restoring joins the default stub.
+    #[cfg(feature = "warm")]
+    macro_rules! load_kernel {
+        ($kernel:ident) => {
+            let kernel_section = required(&payload, Kind::Kernel);
+            let kfile = KernelFile { fd: payload.fd(), offset: kernel_section.offset, len: kernel_section.len };
+            let $kernel = match load::load(&mem, kfile) {
+                Ok(k) => k,
+                Err(LoadError::TooSmall) => Line::new().s("guest memory (").u(u64::from(mem_mib)).s(" MiB) is too small for the kernel; raise --smolvm-mem").fail(),
+                Err(e) => Line::new().s(e.message()).s(" (rebuild the image with `smolvm build`)").fail(),
+            };
+        };
+    }
+    // A warm image whose snapshot this run can resume needs no kernel.
+    #[cfg(feature = "warm")]
+    let snapshot = crate::warm::restore::open(&payload, &kvm, u64::from(mem_mib) << 20, cpus);
+    #[cfg(not(feature = "warm"))]
     let kernel_section = required(&payload, Kind::Kernel);
+    #[cfg(not(feature = "warm"))]
     let kfile = KernelFile { fd: payload.fd(), offset: kernel_section.offset, len: kernel_section.len };
+    #[cfg(not(feature = "warm"))]
     let kernel = match load::load(&mem, kfile) {
         Ok(k) => k,
         Err(LoadError::TooSmall) => Line::new().s("guest memory (").u(u64::from(mem_mib)).s(" MiB) is too small for the kernel; raise --smolvm-mem").fail(),
@@ -134,6 +157,14 @@ pub fn main(args: CStrings, env: CStrings) -> u8 {
     let balloon_on = balloon.as_mut().and_then(|b| transports.add_dynamic(b)).is_some();
     let mut bus = Bus::new();
     transports.attach(&mut bus);
+    // Warm builds decide here, with the run's devices known.
+    #[cfg(feature = "warm")]
+    let snapshot = snapshot.filter(|s| s.devices_fit(&bus));
+    #[cfg(feature = "warm")]
+    let kernel = snapshot.is_none().then(|| {
+        load_kernel!(kernel);
+        kernel
+    });
     // The serial console carries the app's output only when no virtio
     // console occupies its slot.
     let serial = Serial::new(if bus.has(abi::slot::CONSOLE_STDIO) && !opts.log.kernel { Sink::Discard } else { serial_sink });
@@ -144,16 +175,54 @@ pub fn main(args: CStrings, env: CStrings) -> u8 {
             fail("kernel command line too long");
         }
     }
+    // The cold boot: initrd, boot data, a VM at the kernel's entry.
+    #[cfg(feature = "warm")]
+    macro_rules! boot_cold {
+        ($kernel:ident, $vm:ident, $vcpus:ident) => {
+            let initrd_max = $kernel.bz.as_ref().map_or(u64::from(u32::MAX), |(b, _)| u64::from(b.initrd_addr_max));
+            let app_args = args.skip(opts.consumed.wrapping_add(1)); // argv[0] and the consumed flags
+            let added = disks.get(disk_specs.len()..).unwrap_or_default();
+            let (initrd, initrd_len) = place_initrd(&mut mem, &payload, $kernel.end, initrd_max, &opts, disk_specs, added, terminal, guest_net, app_args);
+            drop(defaults);
+            drop(manifest);
+            write_boot_data(&mut mem, &$kernel, &cmdline, initrd, initrd_len, cpus)
+                .unwrap_or_else(|| fail("guest memory too small for the boot data; raise --smolvm-mem"));
+
+            let ($vm, $vcpus) = create_vm(&kvm, &mut mem, $kernel.entry, cpus);
+        };
+    }
+    #[cfg(not(feature = "warm"))]
     let initrd_max = kernel.bz.as_ref().map_or(u64::from(u32::MAX), |(b, _)| u64::from(b.initrd_addr_max));
+    #[cfg(not(feature = "warm"))]
     let app_args = args.skip(opts.consumed.wrapping_add(1)); // argv[0] and the consumed flags
+    #[cfg(not(feature = "warm"))]
     let added = disks.get(disk_specs.len()..).unwrap_or_default();
+    #[cfg(not(feature = "warm"))]
     let (initrd, initrd_len) = place_initrd(&mut mem, &payload, kernel.end, initrd_max, &opts, disk_specs, added, terminal, guest_net, app_args);
+    #[cfg(not(feature = "warm"))]
     drop(defaults);
+    #[cfg(not(feature = "warm"))]
     drop(manifest);
+    #[cfg(not(feature = "warm"))]
     write_boot_data(&mut mem, &kernel, &cmdline, initrd, initrd_len, cpus)
         .unwrap_or_else(|| fail("guest memory too small for the boot data; raise --smolvm-mem"));
-
+    #[cfg(not(feature = "warm"))]
     let (vm, mut vcpus) = create_vm(&kvm, &mut mem, kernel.entry, cpus);
+    #[cfg(feature = "warm")]
+    let (vm, mut vcpus) = match (kernel, &snapshot) {
+        (Some(kernel), _) => {
+            boot_cold!(kernel, vm, vcpus);
+            (vm, vcpus)
+        }
+        (None, Some(s)) => {
+            let (vm, vcpus) = s.restore(&kvm, &payload, &mut mem);
+            s.resume_devices(&mut bus, &mem, &vm);
+            (vm, vcpus)
+        }
+        (None, None) => fail("internal error: neither a kernel nor a snapshot"),
+    };
+    #[cfg(feature = "warm-save")]
+    crate::warm::save::prepare(env, cpus).unwrap_or_else(|e| fail_errno("SMOLVM_WARM_SAVE: cannot open DIR/state and DIR/memory (or more than one vCPU", e));
     drop(kvm);
     #[cfg(feature = "test-hooks")]
     test_hooks_before_filter(env, &vcpus[0]);
@@ -469,6 +538,8 @@ fn create_vm(kvm: &Kvm, mem: &mut GuestMemory, entry: u64, cpus: usize) -> (Vm, 
         let mut cpuid = supported;
         cpu::patch_cpuid(&mut cpuid, tsc_deadline, id, cpus as u32);
         vcpu.set_cpuid2(&cpuid).unwrap_or_else(|e| setup_failed("KVM_SET_CPUID2", e));
+        #[cfg(feature = "warm-save")]
+        crate::warm::save::remember_cpuid(&cpuid);
         vcpu.set_msrs(&cpu::boot_msrs()).unwrap_or_else(|e| setup_failed("KVM_SET_MSRS", e));
         if id == 0 {
             let mut sregs = vcpu.get_sregs().unwrap_or_else(|e| setup_failed("KVM_GET_SREGS", e));

@@ -356,6 +356,73 @@ fn first(queues: &mut [Queue], n: usize) -> &mut [Queue] {
 }
 
 impl MmioDevice for MmioTransport<'_> {
+    /// Any status a driver wrote (a reset device is not in use), on a
+    /// device whose state is more than the transport's.
+    #[cfg(feature = "warm-save")]
+    fn in_use(&self) -> bool {
+        self.status != 0 && !self.state_is_transport_only()
+    }
+
+    #[cfg(feature = "warm")]
+    fn record(&self, slot: u32) -> Option<linker::warm::Device> {
+        let mut queues = [linker::warm::QueueState::default(); linker::warm::MAX_QUEUES];
+        for (r, q) in queues.iter_mut().zip(&self.queues[..self.nqueues]) {
+            *r = q.record();
+        }
+        Some(linker::warm::Device {
+            slot,
+            device_id: self.dev.device_id(),
+            status: self.status,
+            interrupt_status: self.interrupt_status,
+            driver_features: self.driver_features,
+            config_generation: self.config_generation,
+            queue_sel: self.queue_sel,
+            device_features_sel: self.device_features_sel,
+            driver_features_sel: self.driver_features_sel,
+            nqueues: u32::try_from(self.nqueues).unwrap_or(0), // at most MAX_QUEUES
+            private: self.fingerprint(),
+            queues,
+        })
+    }
+
+    /// The same device (id, queue count), features it offers, queue sizes
+    /// it takes, and, if a driver uses it, a device whose state is the
+    /// transport's with the config the driver saw (`fingerprint`).
+    #[cfg(feature = "warm")]
+    fn fits(&self, d: &linker::warm::Device) -> bool {
+        d.device_id == self.dev.device_id() && d.nqueues as usize == self.nqueues
+            && d.driver_features & !self.offered() == 0
+            && (d.status == 0 || (self.state_is_transport_only() && d.private == self.fingerprint()))
+            && self.queues.iter().zip(&d.queues[..self.nqueues]).all(|(q, r)| r.size <= q.max_size)
+    }
+
+    /// As [`Self::fits`], with ready queues valid in this RAM; else `false`
+    /// and the transport stays reset. The interrupt line follows the
+    /// restored status (the IOAPIC's own state came back with the VM).
+    #[cfg(feature = "warm")]
+    fn resume(&mut self, ctx: &mut Ctx<'_>, d: &linker::warm::Device) -> bool {
+        if !self.fits(d) {
+            return false;
+        }
+        for (q, r) in self.queues[..self.nqueues].iter_mut().zip(&d.queues) {
+            if q.resume(r, ctx.mem).is_err() {
+                self.reset();
+                return false;
+            }
+        }
+        self.status = d.status;
+        self.interrupt_status = d.interrupt_status;
+        self.driver_features = d.driver_features;
+        self.config_generation = d.config_generation;
+        self.queue_sel = d.queue_sel;
+        self.device_features_sel = d.device_features_sel;
+        self.driver_features_sel = d.driver_features_sel;
+        if self.interrupt_status != 0 {
+            ctx.irq.set_level(self.irq, true);
+        }
+        true
+    }
+
     fn mmio_read(&mut self, _ctx: &mut Ctx<'_>, offset: u64, data: &mut [u8]) {
         if offset >= reg::CONFIG {
             return self.dev.read_config(offset - reg::CONFIG, data);
@@ -378,6 +445,28 @@ impl MmioDevice for MmioTransport<'_> {
         if let (Ok(b), true) = (<[u8; 4]>::try_from(data), offset.is_multiple_of(4)) {
             self.write_reg(ctx, offset, u32::from_le_bytes(b));
         }
+    }
+}
+
+/// Warm images: what of a device's state the transport can save.
+#[cfg(feature = "warm")]
+impl MmioTransport<'_> {
+    /// Whether the transport and queue state is all of the device's state
+    /// while a driver uses it. A disk's requests complete within their
+    /// notify, so between two it is its transport plus the file; the
+    /// consoles (open ports, pending input), 9p (fids), network (the
+    /// link) and balloon keep state of their own, not saved yet.
+    fn state_is_transport_only(&self) -> bool {
+        self.dev.device_id() == super::id::BLOCK
+    }
+
+    /// What a driver may have cached from the device: the head of its
+    /// config space (a disk's size, segment and block sizes). A used
+    /// device resumes only where these bytes are the same.
+    fn fingerprint(&self) -> [u8; linker::warm::DEVICE_PRIVATE_LEN] {
+        let mut f = [0; linker::warm::DEVICE_PRIVATE_LEN];
+        self.dev.read_config(0, &mut f);
+        f
     }
 }
 
@@ -656,5 +745,90 @@ pub(crate) mod tests {
         assert_eq!(b, [0, 0]);
         d.t.mmio_write(&mut ctx, reg::STATUS + 1, &[0, 0, 0, 0]);
         assert_eq!(d.t.status(), 0xf);
+    }
+}
+
+#[cfg(all(test, feature = "warm"))]
+mod warm_tests {
+    use super::tests::Driver;
+    use super::*;
+    use crate::bus::MmioDevice;
+
+    /// A device with a disk's id (state all in the transport) or another.
+    struct Dev(u32);
+    impl VirtioDevice for Dev {
+        fn device_id(&self) -> u32 {
+            self.0
+        }
+        fn features(&self) -> u64 {
+            1 << 9
+        }
+        fn queue_max_sizes(&self) -> &[u16] {
+            &[16]
+        }
+        fn read_config(&self, offset: u64, data: &mut [u8]) {
+            super::super::read_config_bytes(&self.0.to_le_bytes(), offset, data)
+        }
+        fn process_queue(&mut self, _: usize, _: &mut [Queue], _: &GuestMemory) -> Result<Irq, QueueError> {
+            Ok(Irq::NONE)
+        }
+    }
+
+    fn in_use_record(mem: &GuestMemory) -> linker::warm::Device {
+        let mut dev = Dev(super::super::id::BLOCK);
+        let mut d = Driver::new(&mut dev, mem);
+        d.init(F_VERSION_1 | 1 << 9, &[(0, 8)]);
+        d.t.record(3).expect("a transport has a record")
+    }
+
+    #[test]
+    fn a_record_goes_back_onto_the_same_device() {
+        let mem = GuestMemory::new(1 << 20).expect("mmap");
+        let rec = in_use_record(&mem);
+        assert_eq!((rec.slot, rec.status, rec.nqueues, rec.queues[0].size, rec.queues[0].ready()), (3, 0xf, 1, 8, true));
+        assert_eq!(linker::warm::Device::parse(&rec.encode(), mem.len()), Ok(rec), "the format accepts it");
+        let mut dev = Dev(super::super::id::BLOCK);
+        let mut d = Driver::new(&mut dev, &mem);
+        assert!(d.t.fits(&rec));
+        let mut ctx = Ctx { mem: &mem, irq: &d.irq };
+        assert!(d.t.resume(&mut ctx, &rec));
+        assert_eq!((d.r(reg::STATUS), d.r(reg::QUEUE_READY)), (0xf, 1));
+        assert_eq!(d.t.record(3), Some(rec));
+    }
+
+    #[test]
+    fn records_that_do_not_fit_are_refused() {
+        let mem = GuestMemory::new(1 << 20).expect("mmap");
+        let rec = in_use_record(&mem);
+        let refused = |edit: &dyn Fn(&mut linker::warm::Device), id: u32| {
+            let mut r = rec;
+            edit(&mut r);
+            let mut dev = Dev(id);
+            let mut d = Driver::new(&mut dev, &mem);
+            let mut ctx = Ctx { mem: &mem, irq: &d.irq };
+            let refused = !d.t.fits(&r) && !d.t.resume(&mut ctx, &r);
+            refused && d.r(reg::STATUS) == 0
+        };
+        let disk = super::super::id::BLOCK;
+        assert!(refused(&|r| r.device_id = 3, disk));
+        assert!(refused(&|r| r.nqueues = 2, disk));
+        assert!(refused(&|r| r.queues[0].size = 32, disk), "above the device's maximum");
+        assert!(refused(&|r| r.driver_features |= 1 << 5, disk), "a feature never offered");
+        assert!(refused(&|r| r.private[0] ^= 1, disk), "another config than the driver saw");
+        assert!(refused(&|r| r.device_id = 42, 42), "a used device with state of its own");
+        // Inside the format's bounds, outside this RAM: refused at resume,
+        // the transport stays reset.
+        let mut r = rec;
+        r.queues[0].desc = 2 << 20;
+        let mut dev = Dev(disk);
+        let mut d = Driver::new(&mut dev, &mem);
+        let mut ctx = Ctx { mem: &mem, irq: &d.irq };
+        assert!(d.t.fits(&r) && !d.t.resume(&mut ctx, &r));
+        assert_eq!((d.r(reg::STATUS), d.r(reg::QUEUE_READY)), (0, 0));
+        // An idle device of any kind fits an idle record.
+        let mut dev = Dev(42);
+        let idle = Driver::new(&mut dev, &mem).t.record(1).expect("record");
+        let mut dev = Dev(42);
+        assert!(Driver::new(&mut dev, &mem).t.fits(&idle));
     }
 }

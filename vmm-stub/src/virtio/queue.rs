@@ -362,6 +362,32 @@ pub mod testdriver {
     }
 }
 
+/// A warm image's queue record (`linker::warm::QueueState`).
+#[cfg(feature = "warm")]
+impl Queue {
+    pub fn record(&self) -> linker::warm::QueueState {
+        let flags = if self.ready { linker::warm::QUEUE_READY } else { 0 } | if self.event_idx { linker::warm::QUEUE_EVENT_IDX } else { 0 };
+        if !self.ready {
+            // An idle queue keeps only its size (the format's rule).
+            return linker::warm::QueueState { size: self.size, ..Default::default() };
+        }
+        linker::warm::QueueState { desc: self.desc, avail: self.avail, used: self.used, size: self.size, flags, next_avail: self.next_avail, next_used: self.next_used }
+    }
+
+    /// Puts a record back; a ready queue must pass [`Queue::validate`] here.
+    pub fn resume(&mut self, r: &linker::warm::QueueState, mem: &GuestMemory) -> Result<(), QueueError> {
+        let q = Queue { max_size: self.max_size, size: r.size, ready: false, desc: r.desc, avail: r.avail, used: r.used, event_idx: r.flags & linker::warm::QUEUE_EVENT_IDX != 0, next_avail: r.next_avail, next_used: r.next_used };
+        if r.size > self.max_size {
+            return Err(QueueError::BadSize);
+        }
+        if r.ready() {
+            q.validate(mem)?;
+        }
+        *self = Queue { ready: r.ready(), ..q };
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::testdriver::*;

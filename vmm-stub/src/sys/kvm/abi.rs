@@ -180,6 +180,37 @@ pub struct KvmLapicState {
     pub regs: [u8; 1024],
 }
 
+/// A KVM state struct kept as its bytes (8-aligned, exactly its size): the
+/// warm image format stores these structs whole (`linker::warm`), so the
+/// stub never needs their fields, only their sizes (checked against
+/// `kvm-bindings` in the tests).
+#[repr(C, align(8))]
+#[derive(Clone, Copy, Debug)]
+pub struct Blob<const N: usize>(pub [u8; N]);
+
+impl<const N: usize> Blob<N> {
+    pub const ZERO: Self = Blob([0; N]);
+}
+
+/// `struct kvm_irqchip` (chip id, pad, the 512-byte PIC or IOAPIC state).
+pub type KvmIrqchip = Blob<{ linker::warm::IRQCHIP_LEN }>;
+/// `struct kvm_pit_state2`.
+pub type KvmPitState2 = Blob<{ linker::warm::PIT_LEN }>;
+/// `struct kvm_clock_data`.
+pub type KvmClockData = Blob<{ linker::warm::CLOCK_LEN }>;
+/// `struct kvm_xsave` (the legacy 4 KiB area; `KVM_CAP_XSAVE2` may want more).
+pub type KvmXsave = Blob<4096>;
+/// `struct kvm_xcrs`.
+pub type KvmXcrs = Blob<{ linker::warm::XCRS_LEN }>;
+/// `struct kvm_vcpu_events`.
+pub type KvmVcpuEvents = Blob<{ linker::warm::EVENTS_LEN }>;
+/// `struct kvm_debugregs`.
+pub type KvmDebugregs = Blob<{ linker::warm::DEBUGREGS_LEN }>;
+/// `kvm_irqchip.chip_id` values.
+pub const KVM_IRQCHIP_PIC_MASTER: u32 = 0;
+pub const KVM_IRQCHIP_PIC_SLAVE: u32 = 1;
+pub const KVM_IRQCHIP_IOAPIC: u32 = 2;
+
 /// The fixed head of the vCPU's shared `struct kvm_run` page. The exit
 /// union at offset 32 is read through the typed views below.
 #[repr(C)]
@@ -285,6 +316,16 @@ pub const KVM_CAP_IRQFD: u32 = 32;
 pub const KVM_CAP_TSC_DEADLINE_TIMER: u32 = 72;
 pub const KVM_CAP_MAX_VCPUS: u32 = 66;
 pub const KVM_CAP_IMMEDIATE_EXIT: u32 = 136;
+// What a warm restore needs (each checked before it starts).
+pub const KVM_CAP_MP_STATE: u32 = 14;
+pub const KVM_CAP_ADJUST_CLOCK: u32 = 39;
+pub const KVM_CAP_VCPU_EVENTS: u32 = 41;
+pub const KVM_CAP_PIT_STATE2: u32 = 35;
+pub const KVM_CAP_DEBUGREGS: u32 = 50;
+pub const KVM_CAP_XSAVE: u32 = 55;
+pub const KVM_CAP_XCRS: u32 = 56;
+pub const KVM_CAP_TSC_CONTROL: u32 = 60;
+pub const KVM_CAP_GET_TSC_KHZ: u32 = 61;
 
 /// `KVM_MEM_*` flags of a memory region.
 pub const KVM_MEM_READONLY: u32 = 1 << 1;
@@ -315,11 +356,33 @@ pub const KVM_SET_MSRS: Opcode = opcode::write::<KvmMsrsHeader>(KVMIO, 0x89);
 pub const KVM_GET_LAPIC: Opcode = opcode::read::<KvmLapicState>(KVMIO, 0x8e);
 pub const KVM_SET_LAPIC: Opcode = opcode::write::<KvmLapicState>(KVMIO, 0x8f);
 pub const KVM_SET_CPUID2: Opcode = opcode::write::<KvmCpuid2Header>(KVMIO, 0x90);
+// Warm image state (VM, then vCPU). KVM_SET_IRQCHIP is _IOR in the kernel's
+// header (a historical slip the ABI keeps).
+pub const KVM_GET_IRQCHIP: Opcode = opcode::read_write::<KvmIrqchip>(KVMIO, 0x62);
+pub const KVM_SET_IRQCHIP: Opcode = opcode::read::<KvmIrqchip>(KVMIO, 0x63);
+pub const KVM_SET_CLOCK: Opcode = opcode::write::<KvmClockData>(KVMIO, 0x7b);
+pub const KVM_GET_CLOCK: Opcode = opcode::read::<KvmClockData>(KVMIO, 0x7c);
+pub const KVM_GET_PIT2: Opcode = opcode::read::<KvmPitState2>(KVMIO, 0x9f);
+pub const KVM_SET_PIT2: Opcode = opcode::write::<KvmPitState2>(KVMIO, 0xa0);
+pub const KVM_GET_MSRS: Opcode = opcode::read_write::<KvmMsrsHeader>(KVMIO, 0x88);
+pub const KVM_GET_CPUID2: Opcode = opcode::read_write::<KvmCpuid2Header>(KVMIO, 0x91);
+pub const KVM_GET_MP_STATE: Opcode = opcode::read::<u32>(KVMIO, 0x98);
+pub const KVM_SET_MP_STATE: Opcode = opcode::write::<u32>(KVMIO, 0x99);
+pub const KVM_GET_VCPU_EVENTS: Opcode = opcode::read::<KvmVcpuEvents>(KVMIO, 0x9f);
+pub const KVM_SET_VCPU_EVENTS: Opcode = opcode::write::<KvmVcpuEvents>(KVMIO, 0xa0);
+pub const KVM_GET_DEBUGREGS: Opcode = opcode::read::<KvmDebugregs>(KVMIO, 0xa1);
+pub const KVM_SET_DEBUGREGS: Opcode = opcode::write::<KvmDebugregs>(KVMIO, 0xa2);
+pub const KVM_SET_TSC_KHZ: Opcode = opcode::none(KVMIO, 0xa2);
+pub const KVM_GET_TSC_KHZ: Opcode = opcode::none(KVMIO, 0xa3);
+pub const KVM_GET_XSAVE: Opcode = opcode::read::<KvmXsave>(KVMIO, 0xa4);
+pub const KVM_SET_XSAVE: Opcode = opcode::write::<KvmXsave>(KVMIO, 0xa5);
+pub const KVM_GET_XCRS: Opcode = opcode::read::<KvmXcrs>(KVMIO, 0xa6);
+pub const KVM_SET_XCRS: Opcode = opcode::write::<KvmXcrs>(KVMIO, 0xa7);
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use core::mem::{offset_of, size_of};
+    use core::mem::{align_of, offset_of, size_of};
     use kvm_bindings as kb;
 
     /// Asserts equal size and equal offset for each listed field.
@@ -401,6 +464,50 @@ mod tests {
         assert_eq!((io - base, mmio - base, ev - base), (0, 0, 0));
         assert_eq!(offset_of!(KvmRunSystemEvent, type_),
                    offset_of!(kb::kvm_run__bindgen_ty_1__bindgen_ty_19, type_));
+    }
+
+    #[test]
+    fn warm_state_structs_match_kvm_bindings() {
+        assert_eq!(size_of::<KvmIrqchip>(), size_of::<kb::kvm_irqchip>());
+        assert_eq!(size_of::<KvmPitState2>(), size_of::<kb::kvm_pit_state2>());
+        assert_eq!(size_of::<KvmClockData>(), size_of::<kb::kvm_clock_data>());
+        assert_eq!(size_of::<KvmXsave>(), size_of::<kb::kvm_xsave>());
+        assert_eq!(size_of::<KvmXcrs>(), size_of::<kb::kvm_xcrs>());
+        assert_eq!(size_of::<KvmVcpuEvents>(), size_of::<kb::kvm_vcpu_events>());
+        assert_eq!(size_of::<KvmDebugregs>(), size_of::<kb::kvm_debugregs>());
+        assert_eq!(size_of::<u32>(), size_of::<kb::kvm_mp_state>());
+        assert_eq!(size_of::<KvmRegs>(), linker::warm::REGS_LEN);
+        assert_eq!(size_of::<KvmSregs>(), linker::warm::SREGS_LEN);
+        assert_eq!(size_of::<KvmLapicState>(), linker::warm::LAPIC_LEN);
+        assert_eq!(size_of::<KvmCpuidEntry2>(), linker::warm::CPUID_ENTRY_LEN);
+        assert_eq!(size_of::<KvmMsrEntry>(), linker::warm::MSR_LEN);
+        assert_eq!(MAX_CPUID_ENTRIES, linker::warm::MAX_CPUID as usize);
+        // The fields the stub reads from the bytes.
+        assert_eq!(offset_of!(kb::kvm_irqchip, chip_id), 0);
+        assert_eq!(offset_of!(kb::kvm_clock_data, flags), 8);
+        assert_eq!(offset_of!(kb::kvm_xcrs, nr_xcrs), 0);
+        assert!(align_of::<KvmXsave>() >= align_of::<kb::kvm_xsave>());
+        assert!(align_of::<KvmIrqchip>() >= align_of::<kb::kvm_irqchip>());
+    }
+
+    #[test]
+    fn warm_request_numbers_match_the_kernel_headers() {
+        // From <linux/kvm.h> (printed by a C program on this host).
+        let expected = [
+            (KVM_GET_IRQCHIP, 0xc208_ae62), (KVM_SET_IRQCHIP, 0x8208_ae63),
+            (KVM_GET_CLOCK, 0x8030_ae7c), (KVM_SET_CLOCK, 0x4030_ae7b),
+            (KVM_GET_PIT2, 0x8070_ae9f), (KVM_SET_PIT2, 0x4070_aea0),
+            (KVM_GET_MP_STATE, 0x8004_ae98), (KVM_SET_MP_STATE, 0x4004_ae99),
+            (KVM_GET_VCPU_EVENTS, 0x8040_ae9f), (KVM_SET_VCPU_EVENTS, 0x4040_aea0),
+            (KVM_GET_DEBUGREGS, 0x8080_aea1), (KVM_SET_DEBUGREGS, 0x4080_aea2),
+            (KVM_GET_XSAVE, 0x9000_aea4), (KVM_SET_XSAVE, 0x5000_aea5),
+            (KVM_GET_XCRS, 0x8188_aea6), (KVM_SET_XCRS, 0x4188_aea7),
+            (KVM_GET_MSRS, 0xc008_ae88), (KVM_GET_CPUID2, 0xc008_ae91), (KVM_GET_TSC_KHZ, 0xaea3),
+            (KVM_SET_TSC_KHZ, 0xaea2),
+        ];
+        for (ours, theirs) in expected {
+            assert_eq!(ours, theirs, "{ours:#x}");
+        }
     }
 
     #[test]

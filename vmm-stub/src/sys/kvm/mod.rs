@@ -4,6 +4,8 @@
 //! numbers are in [`abi`] (re-exported here).
 
 mod abi;
+#[cfg(feature = "warm")]
+mod state;
 
 pub use abi::*;
 use super::fd::owned_from_new as fd_from;
