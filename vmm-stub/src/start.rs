@@ -90,12 +90,9 @@ pub fn main(args: CStrings, env: CStrings) -> u8 {
     let mut mem = GuestMemory::new(u64::from(mem_mib) << 20)
         .unwrap_or_else(|e| fail_errno("cannot reserve guest memory", e));
 
-    // Warm builds wrap the cold boot's steps in `load_kernel!` and
-    // `boot_cold!`; the default stub keeps the same lines unwrapped under
-    // `cfg(not(feature = "warm"))`, so it is byte-identical to the stub from
-    // before warm images (no room to spare). Change both copies together;
-    // one goes when restoring joins the default stub.
-    #[cfg(feature = "warm")]
+    // The cold boot's steps are macros so that the warm build can skip
+    // them when it resumes a snapshot, while the default stub expands them
+    // in place, exactly as before (it has no room for a call boundary).
     macro_rules! load_kernel {
         ($kernel:ident) => {
             let kernel_section = required(&payload, Kind::Kernel);
@@ -111,15 +108,7 @@ pub fn main(args: CStrings, env: CStrings) -> u8 {
     #[cfg(feature = "warm")]
     let snapshot = crate::warm::restore::open(&payload, &kvm, u64::from(mem_mib) << 20, cpus);
     #[cfg(not(feature = "warm"))]
-    let kernel_section = required(&payload, Kind::Kernel);
-    #[cfg(not(feature = "warm"))]
-    let kfile = KernelFile { fd: payload.fd(), offset: kernel_section.offset, len: kernel_section.len };
-    #[cfg(not(feature = "warm"))]
-    let kernel = match load::load(&mem, kfile) {
-        Ok(k) => k,
-        Err(LoadError::TooSmall) => Line::new().s("guest memory (").u(u64::from(mem_mib)).s(" MiB) is too small for the kernel; raise --smolvm-mem").fail(),
-        Err(e) => Line::new().s(e.message()).s(" (rebuild the image with `smolvm build`)").fail(),
-    };
+    load_kernel!(kernel);
 
     let serial_sink = if opts.log.kernel { Sink::Fd(out::stderr()) } else { Sink::Fd(out::stdout()) };
     // Terminal mode when stdin and stdout are terminals (hostio::tty); a
@@ -176,9 +165,8 @@ pub fn main(args: CStrings, env: CStrings) -> u8 {
         }
     }
     // The cold boot: initrd, boot data, a VM at the kernel's entry.
-    #[cfg(feature = "warm")]
     macro_rules! boot_cold {
-        ($kernel:ident, $vm:ident, $vcpus:ident) => {
+        ($kernel:ident, $vm:ident, $vcpus:pat) => {
             let initrd_max = $kernel.bz.as_ref().map_or(u64::from(u32::MAX), |(b, _)| u64::from(b.initrd_addr_max));
             let app_args = args.skip(opts.consumed.wrapping_add(1)); // argv[0] and the consumed flags
             let added = disks.get(disk_specs.len()..).unwrap_or_default();
@@ -192,22 +180,7 @@ pub fn main(args: CStrings, env: CStrings) -> u8 {
         };
     }
     #[cfg(not(feature = "warm"))]
-    let initrd_max = kernel.bz.as_ref().map_or(u64::from(u32::MAX), |(b, _)| u64::from(b.initrd_addr_max));
-    #[cfg(not(feature = "warm"))]
-    let app_args = args.skip(opts.consumed.wrapping_add(1)); // argv[0] and the consumed flags
-    #[cfg(not(feature = "warm"))]
-    let added = disks.get(disk_specs.len()..).unwrap_or_default();
-    #[cfg(not(feature = "warm"))]
-    let (initrd, initrd_len) = place_initrd(&mut mem, &payload, kernel.end, initrd_max, &opts, disk_specs, added, terminal, guest_net, app_args);
-    #[cfg(not(feature = "warm"))]
-    drop(defaults);
-    #[cfg(not(feature = "warm"))]
-    drop(manifest);
-    #[cfg(not(feature = "warm"))]
-    write_boot_data(&mut mem, &kernel, &cmdline, initrd, initrd_len, cpus)
-        .unwrap_or_else(|| fail("guest memory too small for the boot data; raise --smolvm-mem"));
-    #[cfg(not(feature = "warm"))]
-    let (vm, mut vcpus) = create_vm(&kvm, &mut mem, kernel.entry, cpus);
+    boot_cold!(kernel, vm, mut vcpus);
     #[cfg(feature = "warm")]
     let (vm, mut vcpus) = match (kernel, &snapshot) {
         (Some(kernel), _) => {
