@@ -120,6 +120,21 @@ fn bad_options_are_refused_and_help_and_info_work() {
 }
 
 #[test]
+fn a_host_port_published_twice_is_refused_before_passt_starts() {
+    let img = image("publish-twice", &guest("hello", "MODE_HELLO", &[]), 64);
+    let port = std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port();
+    // Same port and protocol on another address: passt refuses it too
+    // ("Overlapping port specifier") and would exit once started.
+    let again = format!("--smolvm-publish=127.0.0.2:{port}:81");
+    let err = assert_refused(&run(&img, &[&format!("--smolvm-publish={port}:80"), &again]), "port twice");
+    assert!(err.contains(&format!("127.0.0.2:{port}/tcp")) && err.contains("already taken"), "{err}");
+    let mut cmd = Command::new(&img);
+    cmd.env("SMOLVM_PUBLISH", format!("{port}:53/udp,0.0.0.0:{port}:54/udp"));
+    let err = assert_refused(&run_with_limit(&mut cmd, Duration::from_secs(30)), "SMOLVM_PUBLISH twice");
+    assert!(err.contains(&format!("0.0.0.0:{port}/udp")), "{err}");
+}
+
+#[test]
 fn bad_shares_are_refused_with_one_line() {
     let img = image("shares", &guest("hello", "MODE_HELLO", &[]), 64);
     let err = assert_refused(&run(&img, &["--smolvm-share=/nonexistent-smolvm:/x"]), "missing share");
