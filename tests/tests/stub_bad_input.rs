@@ -120,6 +120,19 @@ fn bad_options_are_refused_and_help_and_info_work() {
 }
 
 #[test]
+fn a_relative_or_empty_working_directory_is_refused_before_the_boot() {
+    let img = image("workdir", &guest("hello", "MODE_HELLO", &[]), 64);
+    let err = assert_refused(&run(&img, &["--smolvm-workdir=tmp"]), "relative workdir");
+    assert!(err.contains("bad value in --smolvm-workdir=tmp"), "{err}");
+    for value in ["", "data"] {
+        let mut cmd = Command::new(&img);
+        cmd.env("SMOLVM_WORKDIR", value);
+        let err = assert_refused(&run_with_limit(&mut cmd, Duration::from_secs(30)), "SMOLVM_WORKDIR");
+        assert!(err.contains(&format!("SMOLVM_WORKDIR={value} ")), "{err}");
+    }
+}
+
+#[test]
 fn a_host_port_published_twice_is_refused_before_passt_starts() {
     let img = image("publish-twice", &guest("hello", "MODE_HELLO", &[]), 64);
     let port = std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port();

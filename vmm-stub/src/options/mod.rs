@@ -321,8 +321,10 @@ impl<'a> Options<'a> {
             Opt::ReadOnly => self.read_only = Some(parse_yes_no(v).ok_or(bad)?),
             Opt::Balloon => self.balloon = Some(parse_yes_no(v).ok_or(bad)?),
             Opt::Publish => self.publish.push(Publish::parse(v).ok_or(bad)?).map_err(|_| OptError::TooMany(culprit))?,
+            // smol-init refuses a relative one, but only after the boot.
+            Opt::Workdir if v.first() == Some(&b'/') => self.workdir = Some(v),
             Opt::Entry if !v.is_empty() => self.entry = Some(v),
-            Opt::Entry => return Err(bad),
+            Opt::Entry | Opt::Workdir => return Err(bad),
             Opt::Add => self.adds.push(AddSpec::parse(v).ok_or(bad)?).map_err(|_| OptError::TooMany(culprit))?,
             _ => {
                 let share = ShareSpec::parse(v).ok_or(bad)?;
@@ -345,7 +347,6 @@ impl<'a> Options<'a> {
                 Opt::NoSeccomp => o.no_seccomp |= v == b"1",
                 Opt::Force => o.force |= v == b"1",
                 Opt::NoServices => o.no_services |= v == b"1",
-                Opt::Workdir => o.workdir = Some(v),
                 Opt::Trust => o.trust = Some(v).filter(|v| !v.is_empty()),
                 Opt::Share | Opt::Publish | Opt::Add => {
                     for v in v.split(|&b| b == b',').filter(|v| !v.is_empty()) {
@@ -372,12 +373,11 @@ impl<'a> Options<'a> {
                 (Opt::Net, None) => o.net = Some(NetMode::Passt),
                 (Opt::NetHostLoopback, None) => o.net_host_loopback = true,
                 (Opt::ReadOnly, None) => o.read_only = Some(true),
-                (Opt::Workdir, Some(v)) if !v.is_empty() => o.workdir = Some(v),
                 (Opt::Trust, Some(v)) if !v.is_empty() => o.trust = Some(v),
                 (Opt::Env, Some(v)) if v.iter().position(|&b| b == b'=').is_some_and(|i| i > 0) => {
                     o.env.push(v).map_err(|_| OptError::TooMany(arg))?
                 }
-                (Opt::Mem | Opt::Cpus | Opt::Log | Opt::Disk | Opt::Share | Opt::Net | Opt::Ip | Opt::Publish | Opt::ReadOnly | Opt::Balloon | Opt::Entry | Opt::Add, Some(v)) => {
+                (Opt::Mem | Opt::Cpus | Opt::Log | Opt::Workdir | Opt::Disk | Opt::Share | Opt::Net | Opt::Ip | Opt::Publish | Opt::ReadOnly | Opt::Balloon | Opt::Entry | Opt::Add, Some(v)) => {
                     o.set(which, v, arg)?
                 }
                 _ => return Err(OptError::BadValue(arg)),
@@ -471,9 +471,14 @@ mod tests {
 
     #[test]
     fn environment_variables_by_exact_name() {
-        let o = parse(&[], &[b"SMOLVM_NO_SECCOMP=0", b"SMOLVM_MEMX=lots", b"SMOLVM_WORKDIR=", b"SMOLVM_INFO=1"]).expect("valid");
+        let o = parse(&[], &[b"SMOLVM_NO_SECCOMP=0", b"SMOLVM_MEMX=lots", b"SMOLVM_INFO=1"]).expect("valid");
         assert!(!o.no_seccomp && !o.info && o.mem_mib.is_none());
-        assert_eq!(o.workdir, Some(&b""[..]));
+        // A working directory is absolute (smol-init would refuse it only
+        // after the boot), as flag and as variable.
+        for bad in [&b"SMOLVM_WORKDIR="[..], b"SMOLVM_WORKDIR=tmp"] {
+            assert_eq!(parse(&[], &[bad]).err(), Some(OptError::BadValue(bad)));
+        }
+        assert!(parse(&[b"--smolvm-workdir=tmp"], &[]).is_err());
         let o = parse(&[], &[b"SMOLVM_NO_SECCOMP=1", b"SMOLVM_WORKDIR=/a=b"]).expect("valid");
         assert!(o.no_seccomp);
         assert_eq!(o.workdir, Some(&b"/a=b"[..]));
