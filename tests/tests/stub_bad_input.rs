@@ -133,6 +133,17 @@ fn a_relative_or_empty_working_directory_is_refused_before_the_boot() {
 }
 
 #[test]
+fn a_switch_variable_with_another_value_than_yes_or_no_is_refused() {
+    let img = image("switch-vars", &guest("hello", "MODE_HELLO", &[]), 64);
+    for (var, value) in [("SMOLVM_FORCE", "true"), ("SMOLVM_NO_SERVICES", "on"), ("SMOLVM_NO_SECCOMP", "")] {
+        let mut cmd = Command::new(&img);
+        cmd.env(var, value);
+        let err = assert_refused(&run_with_limit(&mut cmd, Duration::from_secs(30)), var);
+        assert!(err.contains(&format!("bad value in {var}={value} ")), "{err}");
+    }
+}
+
+#[test]
 fn a_host_port_published_twice_is_refused_before_passt_starts() {
     let img = image("publish-twice", &guest("hello", "MODE_HELLO", &[]), 64);
     let port = std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port();

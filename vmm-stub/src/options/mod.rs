@@ -318,8 +318,17 @@ impl<'a> Options<'a> {
             }
             Opt::Net => self.net = Some(NetMode::parse(v).ok_or(bad)?),
             Opt::Ip => self.ip = Some(IpSpec::parse(v).ok_or(bad)?),
-            Opt::ReadOnly => self.read_only = Some(parse_yes_no(v).ok_or(bad)?),
-            Opt::Balloon => self.balloon = Some(parse_yes_no(v).ok_or(bad)?),
+            // The switches' variables (SMOLVM_FORCE=yes is not ignored).
+            Opt::ReadOnly | Opt::Balloon | Opt::Force | Opt::NoServices | Opt::NoSeccomp => {
+                let yes = parse_yes_no(v).ok_or(bad)?;
+                match which {
+                    Opt::ReadOnly => self.read_only = Some(yes),
+                    Opt::Balloon => self.balloon = Some(yes),
+                    Opt::Force => self.force = yes,
+                    Opt::NoServices => self.no_services = yes,
+                    _ => self.no_seccomp = yes,
+                }
+            }
             Opt::Publish => self.publish.push(Publish::parse(v).ok_or(bad)?).map_err(|_| OptError::TooMany(culprit))?,
             // smol-init refuses a relative one, but only after the boot.
             Opt::Workdir if v.first() == Some(&b'/') => self.workdir = Some(v),
@@ -344,9 +353,6 @@ impl<'a> Options<'a> {
             let Some((name, v)) = var.strip_prefix(b"SMOLVM_").and_then(split_eq) else { continue };
             let Some(which) = named(name, true) else { continue };
             match which {
-                Opt::NoSeccomp => o.no_seccomp |= v == b"1",
-                Opt::Force => o.force |= v == b"1",
-                Opt::NoServices => o.no_services |= v == b"1",
                 Opt::Trust => o.trust = Some(v).filter(|v| !v.is_empty()),
                 Opt::Share | Opt::Publish | Opt::Add => {
                     for v in v.split(|&b| b == b',').filter(|v| !v.is_empty()) {
@@ -479,6 +485,16 @@ mod tests {
             assert_eq!(parse(&[], &[bad]).err(), Some(OptError::BadValue(bad)));
         }
         assert!(parse(&[b"--smolvm-workdir=tmp"], &[]).is_err());
+        // The switches' variables take what SMOLVM_READ_ONLY takes; any
+        // other value is refused, not ignored.
+        let o = parse(&[], &[b"SMOLVM_FORCE=yes", b"SMOLVM_NO_SERVICES=1", b"SMOLVM_NO_SECCOMP=no"]).expect("valid");
+        assert!(o.force && o.no_services && !o.no_seccomp);
+        let o = parse(&[b"--smolvm-force"], &[b"SMOLVM_FORCE=0"]).expect("valid");
+        assert!(o.force, "the flag beats the variable");
+        for bad in [&b"SMOLVM_FORCE=true"[..], b"SMOLVM_NO_SERVICES=", b"SMOLVM_NO_SECCOMP=on"] {
+            assert_eq!(parse(&[], &[bad]).err(), Some(OptError::BadValue(bad)));
+        }
+        assert!(parse(&[b"--smolvm-force=yes"], &[]).is_err(), "a switch flag takes no value");
         let o = parse(&[], &[b"SMOLVM_NO_SECCOMP=1", b"SMOLVM_WORKDIR=/a=b"]).expect("valid");
         assert!(o.no_seccomp);
         assert_eq!(o.workdir, Some(&b"/a=b"[..]));
