@@ -144,6 +144,16 @@ fn a_switch_variable_with_another_value_than_yes_or_no_is_refused() {
 }
 
 #[test]
+fn host_loopback_without_passt_is_refused_not_ignored() {
+    let img = image("host-loopback", &guest("hello", "MODE_HELLO", &[]), 64);
+    let err = assert_refused(&run(&img, &["--smolvm-net=none", "--smolvm-net-host-loopback"]), "with none");
+    assert!(err.contains("-net-host-loopback need a network"), "{err}");
+    let tap = ["--smolvm-net=tap:smolvmqa0", "--smolvm-ip=10.9.0.2/24", "--smolvm-net-host-loopback"];
+    let err = assert_refused(&run(&img, &tap), "with a TAP");
+    assert!(err.contains("-net-host-loopback work with passt only"), "{err}");
+}
+
+#[test]
 fn a_host_port_published_twice_is_refused_before_passt_starts() {
     let img = image("publish-twice", &guest("hello", "MODE_HELLO", &[]), 64);
     let port = std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port();
