@@ -154,6 +154,18 @@ fn host_loopback_without_passt_is_refused_not_ignored() {
 }
 
 #[test]
+fn control_characters_in_a_bad_value_stay_on_one_line() {
+    let img = image("ctl-chars", &guest("hello", "MODE_HELLO", &[]), 64);
+    // A newline once split the message in two; an escape reached the terminal.
+    let err = assert_refused(&run(&img, &["--smolvm-mem=1\nsmolvm: forged"]), "newline");
+    assert!(err.contains("--smolvm-mem=1?smolvm: forged (see"), "{err}");
+    let mut cmd = Command::new(&img);
+    cmd.env("SMOLVM_CPUS", "\x1b]0;title\x07");
+    let err = assert_refused(&run_with_limit(&mut cmd, Duration::from_secs(30)), "escape");
+    assert!(err.contains("SMOLVM_CPUS=?]0;title? (see") && !err.contains('\x1b'), "{err:?}");
+}
+
+#[test]
 fn a_host_port_published_twice_is_refused_before_passt_starts() {
     let img = image("publish-twice", &guest("hello", "MODE_HELLO", &[]), 64);
     let port = std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port();
