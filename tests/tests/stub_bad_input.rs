@@ -166,6 +166,16 @@ fn control_characters_in_a_bad_value_stay_on_one_line() {
 }
 
 #[test]
+fn a_writable_disk_given_twice_is_named_as_such() {
+    let img = image("disk-twice", &guest("hello", "MODE_HELLO", &[]), 64);
+    let disk = scratch().join("disk-twice.img");
+    std::fs::write(&disk, vec![0u8; 4096]).expect("disk");
+    let arg = format!("--smolvm-disk={}", disk.display());
+    let err = assert_refused(&run(&img, &[&arg, &arg]), "disk twice");
+    assert!(err.contains("locked by another VM, or given twice"), "{err}");
+}
+
+#[test]
 fn a_host_port_published_twice_is_refused_before_passt_starts() {
     let img = image("publish-twice", &guest("hello", "MODE_HELLO", &[]), 64);
     let port = std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port();
