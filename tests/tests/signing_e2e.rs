@@ -238,6 +238,19 @@ fn the_stub_enforces_the_trust_policy_before_any_vm() {
 }
 
 #[test]
+fn signing_through_a_symlink_signs_the_image_and_keeps_the_link() {
+    let dir = qemu::scratch_dir("sign-symlink");
+    let app = image(&dir);
+    let link = dir.join("current.vm");
+    std::os::unix::fs::symlink(&app, &link).expect("symlink");
+    ok(&smolvm(&["keygen", "-o", &s(&dir.join("key"))]));
+    ok(&smolvm(&["sign", "--key", &s(&dir.join("key")), &s(&link)]));
+    assert!(std::fs::symlink_metadata(&link).expect("link").file_type().is_symlink(), "the link was replaced");
+    ok(&smolvm(&["verify", "--key", &s(&dir.join("key.pub")), &s(&app)]));
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
 fn a_policy_that_is_not_a_regular_file_is_refused_at_once() {
     // A FIFO once blocked the start forever (open waits for a writer).
     let dir = qemu::scratch_dir("trust-fifo");
