@@ -198,6 +198,10 @@ fn bad_shares_are_refused_with_one_line() {
     let err = assert_refused(&run(&img, &["--smolvm-share=/etc/hostname:/x"]), "file as share");
     assert!(err.contains("not a directory"), "{err}");
     assert_refused(&run(&img, &["--smolvm-share=/tmp:relative"]), "relative guest path");
+    // Over the root, or not normal: refused as a disk's guest path is.
+    for guest in ["/", "/a/..", "//x"] {
+        assert_refused(&run(&img, &[&format!("--smolvm-share=/tmp:{guest}")]), guest);
+    }
     let many = vec!["/tmp:/s"; 13].join(",");
     let mut cmd = Command::new(&img);
     cmd.env("SMOLVM_SHARE", &many);

@@ -33,7 +33,8 @@ pub use linker::disk::{DiskSpec, MAX_ADDS, MAX_DISKS, MAX_GUEST_PATH};
 pub struct ShareSpec<'a> {
     /// Not empty; no NUL byte.
     pub host: &'a [u8],
-    /// Starts with `/`; no `:` or NUL byte.
+    /// Absolute, not `/`, without `.`, `..` or empty components
+    /// (`linker::disk::is_normal_absolute`); no `:`.
     pub guest: &'a [u8],
     pub read_only: bool,
 }
@@ -46,7 +47,8 @@ impl<'a> ShareSpec<'a> {
         };
         let i = rest.iter().rposition(|&b| b == b':')?;
         let (host, guest) = (rest.get(..i)?, rest.get(i.wrapping_add(1)..)?);
-        let ok = !host.is_empty() && guest.first() == Some(&b'/') && !v.contains(&0);
+        // GUEST as a disk's or an added file's: `/` would hide the root.
+        let ok = !host.is_empty() && linker::disk::is_normal_absolute(guest) && !v.contains(&0);
         ok.then_some(ShareSpec { host, guest, read_only })
     }
 }
@@ -539,6 +541,9 @@ mod tests {
         let share = |host, guest, read_only| ShareSpec { host, guest, read_only };
         assert_eq!(o.shares.as_slice(), &[share(b"/a", b"/x", false), share(b"b", b"/y", false), share(b"/h", b"/g", true)]);
         assert!(parse(&[b"--smolvm-share=/h:rel"], &[]).is_err());
+        for bad in [&b"--smolvm-share=/h:/"[..], b"--smolvm-share=/h:/a/../..", b"--smolvm-share=/h://x", b"--smolvm-share=/h:/x/.:ro"] {
+            assert_eq!(parse(&[bad], &[]).err(), Some(OptError::BadValue(bad)));
+        }
         assert!(parse(&[b"--smolvm-share=/h"], &[]).is_err());
         assert!(parse(&[], &[b"SMOLVM_SHARE=/a:/x,nope"]).is_err());
     }
