@@ -5,6 +5,7 @@ use crate::bail;
 use crate::container::{self, ImageConfig};
 use crate::error::{Error, Result};
 use crate::rootfs::RootfsFormat;
+use linker::abi::MAX_PUBLISH;
 use linker::config::{self, Key};
 use linker::disk::{DiskSpec, MAX_DISKS, MAX_GUEST_PATH};
 use std::ffi::{OsStr, OsString};
@@ -186,8 +187,8 @@ pub fn manifest(a: &ManifestFlags<'_>, app: &App) -> Result<Vec<u8>> {
     if a.net || !a.publish.is_empty() {
         recs.push((Key::Net, b"passt".to_vec()));
     }
+    check_publishes(a.publish)?;
     for spec in a.publish {
-        check_publish(spec)?;
         recs.push((Key::Publish, spec.as_bytes().to_vec()));
     }
     if a.read_only {
@@ -223,18 +224,41 @@ pub fn check_disk(spec: &[u8]) -> Result<()> {
     )))
 }
 
+/// Checks the `--publish` values: each valid, at most `abi::MAX_PUBLISH`
+/// (the stub keeps no more), and no host port twice for one protocol
+/// (passt refuses an overlapping port, on any addresses, and exits).
+pub fn check_publishes(specs: &[String]) -> Result<()> {
+    if specs.len() > MAX_PUBLISH {
+        bail!("too many --publish flags: at most {MAX_PUBLISH}");
+    }
+    let mut seen = Vec::new();
+    for spec in specs {
+        let port = check_publish(spec)?;
+        if seen.contains(&port) {
+            bail!(
+                "bad --publish `{spec}`: host port {}/{} is already published (passt forwards each host port once)",
+                port.0,
+                if port.1 { "udp" } else { "tcp" }
+            );
+        }
+        seen.push(port);
+    }
+    Ok(())
+}
+
 /// Checks a `--publish` value: `[HOST_IP:]HOST_PORT:GUEST_PORT[/udp]`
 /// (`/tcp` is accepted as the default, IPv4 host address, ports 1-65535).
-pub fn check_publish(spec: &str) -> Result<()> {
+/// Returns the host port and whether it is UDP.
+pub fn check_publish(spec: &str) -> Result<(u16, bool)> {
     let bad = |why: &str| {
         Error(format!(
             "bad --publish `{spec}`: {why}; expected [HOST_IP:]HOST_PORT:GUEST_PORT[/udp], e.g. 8080:80 or 127.0.0.1:5353:53/udp"
         ))
     };
-    let ports = match spec.rsplit_once('/') {
-        Some((ports, "udp" | "tcp")) => ports,
+    let (ports, udp) = match spec.rsplit_once('/') {
+        Some((ports, proto @ ("udp" | "tcp"))) => (ports, proto == "udp"),
         Some(_) => return Err(bad("the protocol must be tcp or udp")),
-        None => spec,
+        None => (spec, false),
     };
     let parts: Vec<&str> = ports.split(':').collect();
     let (ip, host, guest) = match parts.as_slice() {
@@ -255,12 +279,13 @@ pub fn check_publish(spec: &str) -> Result<()> {
             return Err(bad(&format!("port `{port}` is not 1-65535")));
         }
     }
-    Ok(())
+    // Checked above: 1-65535.
+    Ok((host.parse().unwrap_or_default(), udp))
 }
 
 #[cfg(test)]
 mod tests {
-    use super::{check_disk, check_publish};
+    use super::{check_disk, check_publish, check_publishes};
 
     #[test]
     fn disk_specs() {
@@ -301,5 +326,18 @@ mod tests {
         ] {
             assert!(check_publish(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn a_host_port_once_per_protocol_and_at_most_16() {
+        let specs = |s: &[&str]| s.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+        assert!(check_publishes(&specs(&["53:53", "53:53/udp", "8080:80", "8081:80"])).is_ok());
+        for twice in [&["8080:80", "8080:81"][..], &["127.0.0.1:53:53/udp", "0.0.0.0:53:54/udp"], &["9:9", "9:9/tcp"]] {
+            let err = check_publishes(&specs(twice)).expect_err("twice");
+            assert!(err.0.contains("already published") && err.0.contains(twice[1]), "{}", err.0);
+        }
+        let many: Vec<String> = (1..=17).map(|p| format!("{p}:{p}")).collect();
+        assert!(check_publishes(&many[..16]).is_ok());
+        assert!(check_publishes(&many).expect_err("17").0.contains("at most 16"));
     }
 }

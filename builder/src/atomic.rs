@@ -6,6 +6,15 @@ use crate::error::{Context, Error, Result};
 use std::fs::{File, Permissions};
 use std::path::{Path, PathBuf};
 
+/// `path` with its symlinks resolved when it is one (and resolves),
+/// for writing a file in place without replacing the link.
+pub fn through_symlinks(path: &Path) -> PathBuf {
+    match std::fs::canonicalize(path) {
+        Ok(target) if path.is_symlink() => target,
+        _ => path.to_path_buf(),
+    }
+}
+
 pub struct TempFile {
     path: PathBuf,
     file: File,

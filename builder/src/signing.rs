@@ -176,7 +176,10 @@ fn align_up(v: u64) -> u64 {
 
 pub fn sign(a: &SignArgs) -> Result<()> {
     let key = read_secret(&a.key)?;
-    let path = &a.image;
+    // In place means the image the path names: through a symlink (a
+    // deployed `app -> app-1.2.vm`), the rename would replace the link
+    // with a signed copy and leave the image itself unsigned.
+    let path = &crate::atomic::through_symlinks(&a.image);
     let Verified { image, .. } = verify_image(path, None)?;
     let mut f = File::open(path).context(|| path.display().to_string())?;
     let stub = image.section(Kind::Stub).ok_or_else(|| Error("image: no stub".into()))?;

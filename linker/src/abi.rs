@@ -32,6 +32,10 @@ pub const DEFAULT_MEM_MIB: u32 = 128;
 /// Most vCPUs an image may ask for (`--smolvm-cpus`, manifest `cpus`); the
 /// guest kernel's `CONFIG_NR_CPUS` is the same number.
 pub const MAX_CPUS: usize = 64;
+/// Most published ports of one run (`--smolvm-publish`, `SMOLVM_PUBLISH`
+/// and the manifest's `publish` records, which `smolvm build --publish`
+/// writes).
+pub const MAX_PUBLISH: usize = 16;
 
 /// virtio-mmio devices: slot `n` lives at `MMIO_BASE + n * MMIO_SLOT_SIZE` and
 /// raises IOAPIC line `MMIO_FIRST_IRQ + n`. The stub announces each present

@@ -237,6 +237,37 @@ fn the_stub_enforces_the_trust_policy_before_any_vm() {
     std::fs::remove_dir_all(&dir).ok();
 }
 
+#[test]
+fn signing_through_a_symlink_signs_the_image_and_keeps_the_link() {
+    let dir = qemu::scratch_dir("sign-symlink");
+    let app = image(&dir);
+    let link = dir.join("current.vm");
+    std::os::unix::fs::symlink(&app, &link).expect("symlink");
+    ok(&smolvm(&["keygen", "-o", &s(&dir.join("key"))]));
+    ok(&smolvm(&["sign", "--key", &s(&dir.join("key")), &s(&link)]));
+    assert!(std::fs::symlink_metadata(&link).expect("link").file_type().is_symlink(), "the link was replaced");
+    ok(&smolvm(&["verify", "--key", &s(&dir.join("key.pub")), &s(&app)]));
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn a_policy_that_is_not_a_regular_file_is_refused_at_once() {
+    // A FIFO once blocked the start forever (open waits for a writer).
+    let dir = qemu::scratch_dir("trust-fifo");
+    let app = image_with_stub(&dir, &trust_stub());
+    ok(&smolvm(&["keygen", "-o", &s(&dir.join("key"))]));
+    ok(&smolvm(&["sign", "--key", &s(&dir.join("key")), &s(&app)]));
+    let fifo = dir.join("policy-fifo");
+    let made = Command::new("mkfifo").arg(&fifo).status().expect("mkfifo");
+    assert!(made.success(), "mkfifo");
+    for policy in [fifo.as_path(), &dir, Path::new("/dev/null")] {
+        let o = run_direct(&app, &[("SMOLVM_TRUST", policy)]);
+        refused(&o, &s(policy));
+        assert!(String::from_utf8_lossy(&o.stderr).contains("not a regular file"), "{}", String::from_utf8_lossy(&o.stderr));
+    }
+    std::fs::remove_dir_all(&dir).ok();
+}
+
 /// Whether this host's kernel offers AF_ALG sockets (the checking stub's hashes).
 fn host_has_af_alg() -> bool {
     use rustix::net::{socket, AddressFamily, SocketType};

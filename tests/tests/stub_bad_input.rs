@@ -120,6 +120,77 @@ fn bad_options_are_refused_and_help_and_info_work() {
 }
 
 #[test]
+fn a_relative_or_empty_working_directory_is_refused_before_the_boot() {
+    let img = image("workdir", &guest("hello", "MODE_HELLO", &[]), 64);
+    let err = assert_refused(&run(&img, &["--smolvm-workdir=tmp"]), "relative workdir");
+    assert!(err.contains("bad value in --smolvm-workdir=tmp"), "{err}");
+    for value in ["", "data"] {
+        let mut cmd = Command::new(&img);
+        cmd.env("SMOLVM_WORKDIR", value);
+        let err = assert_refused(&run_with_limit(&mut cmd, Duration::from_secs(30)), "SMOLVM_WORKDIR");
+        assert!(err.contains(&format!("SMOLVM_WORKDIR={value} ")), "{err}");
+    }
+}
+
+#[test]
+fn a_switch_variable_with_another_value_than_yes_or_no_is_refused() {
+    let img = image("switch-vars", &guest("hello", "MODE_HELLO", &[]), 64);
+    for (var, value) in [("SMOLVM_FORCE", "true"), ("SMOLVM_NO_SERVICES", "on"), ("SMOLVM_NO_SECCOMP", "")] {
+        let mut cmd = Command::new(&img);
+        cmd.env(var, value);
+        let err = assert_refused(&run_with_limit(&mut cmd, Duration::from_secs(30)), var);
+        assert!(err.contains(&format!("bad value in {var}={value} ")), "{err}");
+    }
+}
+
+#[test]
+fn host_loopback_without_passt_is_refused_not_ignored() {
+    let img = image("host-loopback", &guest("hello", "MODE_HELLO", &[]), 64);
+    let err = assert_refused(&run(&img, &["--smolvm-net=none", "--smolvm-net-host-loopback"]), "with none");
+    assert!(err.contains("-net-host-loopback need a network"), "{err}");
+    let tap = ["--smolvm-net=tap:smolvmqa0", "--smolvm-ip=10.9.0.2/24", "--smolvm-net-host-loopback"];
+    let err = assert_refused(&run(&img, &tap), "with a TAP");
+    assert!(err.contains("-net-host-loopback work with passt only"), "{err}");
+}
+
+#[test]
+fn control_characters_in_a_bad_value_stay_on_one_line() {
+    let img = image("ctl-chars", &guest("hello", "MODE_HELLO", &[]), 64);
+    // A newline once split the message in two; an escape reached the terminal.
+    let err = assert_refused(&run(&img, &["--smolvm-mem=1\nsmolvm: forged"]), "newline");
+    assert!(err.contains("--smolvm-mem=1?smolvm: forged (see"), "{err}");
+    let mut cmd = Command::new(&img);
+    cmd.env("SMOLVM_CPUS", "\x1b]0;title\x07");
+    let err = assert_refused(&run_with_limit(&mut cmd, Duration::from_secs(30)), "escape");
+    assert!(err.contains("SMOLVM_CPUS=?]0;title? (see") && !err.contains('\x1b'), "{err:?}");
+}
+
+#[test]
+fn a_writable_disk_given_twice_is_named_as_such() {
+    let img = image("disk-twice", &guest("hello", "MODE_HELLO", &[]), 64);
+    let disk = scratch().join("disk-twice.img");
+    std::fs::write(&disk, vec![0u8; 4096]).expect("disk");
+    let arg = format!("--smolvm-disk={}", disk.display());
+    let err = assert_refused(&run(&img, &[&arg, &arg]), "disk twice");
+    assert!(err.contains("locked by another VM, or given twice"), "{err}");
+}
+
+#[test]
+fn a_host_port_published_twice_is_refused_before_passt_starts() {
+    let img = image("publish-twice", &guest("hello", "MODE_HELLO", &[]), 64);
+    let port = std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port();
+    // Same port and protocol on another address: passt refuses it too
+    // ("Overlapping port specifier") and would exit once started.
+    let again = format!("--smolvm-publish=127.0.0.2:{port}:81");
+    let err = assert_refused(&run(&img, &[&format!("--smolvm-publish={port}:80"), &again]), "port twice");
+    assert!(err.contains(&format!("127.0.0.2:{port}/tcp")) && err.contains("already taken"), "{err}");
+    let mut cmd = Command::new(&img);
+    cmd.env("SMOLVM_PUBLISH", format!("{port}:53/udp,0.0.0.0:{port}:54/udp"));
+    let err = assert_refused(&run_with_limit(&mut cmd, Duration::from_secs(30)), "SMOLVM_PUBLISH twice");
+    assert!(err.contains(&format!("0.0.0.0:{port}/udp")), "{err}");
+}
+
+#[test]
 fn bad_shares_are_refused_with_one_line() {
     let img = image("shares", &guest("hello", "MODE_HELLO", &[]), 64);
     let err = assert_refused(&run(&img, &["--smolvm-share=/nonexistent-smolvm:/x"]), "missing share");
@@ -127,6 +198,10 @@ fn bad_shares_are_refused_with_one_line() {
     let err = assert_refused(&run(&img, &["--smolvm-share=/etc/hostname:/x"]), "file as share");
     assert!(err.contains("not a directory"), "{err}");
     assert_refused(&run(&img, &["--smolvm-share=/tmp:relative"]), "relative guest path");
+    // Over the root, or not normal: refused as a disk's guest path is.
+    for guest in ["/", "/a/..", "//x"] {
+        assert_refused(&run(&img, &[&format!("--smolvm-share=/tmp:{guest}")]), guest);
+    }
     let many = vec!["/tmp:/s"; 13].join(",");
     let mut cmd = Command::new(&img);
     cmd.env("SMOLVM_SHARE", &many);

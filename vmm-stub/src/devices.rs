@@ -58,7 +58,8 @@ pub struct DiskFile {
 pub enum DiskError {
     Open(Errno),
     NotRegular,
-    /// Another process (another VM) holds a conflicting lock on it.
+    /// Another process (another VM), or this run (the same file given
+    /// twice), holds a conflicting lock on it.
     InUse,
 }
 
@@ -70,7 +71,7 @@ impl DiskError {
             DiskError::Open(Errno::ROFS) => "read-only file system (add :ro)",
             DiskError::Open(_) => "cannot open it",
             DiskError::NotRegular => "not a regular file",
-            DiskError::InUse => "in use by another VM (locked)",
+            DiskError::InUse => "in use (locked by another VM, or given twice)",
         }
     }
 }

@@ -80,8 +80,15 @@ impl Line {
         self
     }
 
+    /// Bytes from the user or the image: control characters become `?`
+    /// (a newline would split the one-line message; an escape sequence
+    /// in a hostile image's manifest would reach the terminal).
     pub fn b(&mut self, b: &[u8]) -> &mut Line {
-        self.push(b);
+        for &c in b {
+            if self.buf.push(if c < b' ' || c == 0x7f { b'?' } else { c }).is_err() {
+                break;
+            }
+        }
         self
     }
 
@@ -188,6 +195,13 @@ mod tests {
             l.u(v).s(" ").x(v);
             assert_eq!(l.as_bytes(), std::format!("{v} {v:#x}").as_bytes());
         }
+    }
+
+    #[test]
+    fn control_characters_in_user_bytes_become_question_marks() {
+        let mut l = Line::new();
+        l.s("bad value in ").b(b"--smolvm-mem=1\nx\x1b]0;t\x07\x7f\t\xc3\xa9");
+        assert_eq!(l.as_bytes(), "smolvm: bad value in --smolvm-mem=1?x?]0;t???\u{e9}".as_bytes());
     }
 
     #[test]

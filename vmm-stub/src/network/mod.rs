@@ -4,8 +4,9 @@
 //! The device itself is `virtio::net`.
 //!
 //! Precedence: `--smolvm-net`/`SMOLVM_NET` beats the manifest's `net`;
-//! run-time publishes replace the manifest's; any publish implies passt;
-//! `--smolvm-net=none` turns everything off, the manifest's publishes too.
+//! run-time publishes replace the manifest's; any publish, and
+//! `--smolvm-net-host-loopback`, implies passt; `--smolvm-net=none` turns
+//! everything off, the manifest's publishes too.
 //! With neither flag nor manifest default there is no network device.
 
 pub mod passt;
@@ -44,11 +45,13 @@ pub struct Plan<'a> {
 pub fn plan<'a>(opts: &Options<'a>, defaults: &crate::options::Defaults<'a>) -> Result<Option<Plan<'a>>, &'static str> {
     let publish = if opts.publish.is_empty() { &defaults.publish } else { &opts.publish }.clone();
     let mode = match opts.net {
-        Some(NetMode::None) if !opts.publish.is_empty() => {
-            return Err("--smolvm-publish needs a network, but --smolvm-net=none turns it off");
+        // --smolvm-net-host-loopback too: ignored, it would leave the
+        // host's services silently unreachable.
+        Some(NetMode::None) if !opts.publish.is_empty() || opts.net_host_loopback => {
+            return Err("--smolvm-publish and -net-host-loopback need a network, but --smolvm-net=none turns it off");
         }
         Some(m) => m,
-        None if !publish.is_empty() => NetMode::Passt,
+        None if !publish.is_empty() || opts.net_host_loopback => NetMode::Passt,
         None => defaults.net.unwrap_or(NetMode::None),
     };
     let backend = match mode {
@@ -65,8 +68,8 @@ pub fn plan<'a>(opts: &Options<'a>, defaults: &crate::options::Defaults<'a>) -> 
             Backend::Passt
         }
         NetMode::Tap(name) => {
-            if !opts.publish.is_empty() {
-                return Err("--smolvm-publish works with passt only; with a TAP, reach the guest at its own address");
+            if !opts.publish.is_empty() || opts.net_host_loopback {
+                return Err("--smolvm-publish and -net-host-loopback work with passt only; with a TAP, reach the guest at its own address");
             }
             let ip = opts.ip.ok_or("--smolvm-net=tap:NAME needs --smolvm-ip=ADDR/PREFIX[@GATEWAY]")?;
             Backend::Tap { name, ip }
@@ -247,6 +250,12 @@ mod tests {
         assert!(plan(&opts(&[b"--smolvm-net=tap:t0"]), &Defaults::of(&m)).is_err(), "tap needs an address");
         assert!(plan(&opts(&[b"--smolvm-net=tap:t0", b"--smolvm-ip=10.0.0.2/24", b"--smolvm-publish=1:1"]), &Defaults::of(&m)).is_err());
         assert!(plan(&opts(&[b"--smolvm-net", b"--smolvm-ip=10.0.0.2/24"]), &Defaults::of(&m)).is_err());
+        // The host's loopback is reached through passt (at its gateway).
+        assert!(plan(&opts(&[b"--smolvm-net=none", b"--smolvm-net-host-loopback"]), &Defaults::of(&m)).is_err());
+        let tap = opts(&[b"--smolvm-net=tap:t0", b"--smolvm-ip=10.0.0.2/24", b"--smolvm-net-host-loopback"]);
+        assert!(plan(&tap, &Defaults::of(&m)).is_err());
+        let p = plan(&opts(&[b"--smolvm-net-host-loopback"]), &Defaults::of(&m)).expect("ok").expect("implies passt");
+        assert_eq!((p.backend, p.host_loopback), (Backend::Passt, true));
         let p = plan(&opts(&[b"--smolvm-net=tap:t0", b"--smolvm-ip=10.0.0.2/24@10.0.0.1"]), &Defaults::of(&m)).expect("ok").expect("on");
         assert_eq!(p.backend, Backend::Tap { name: b"t0", ip: IpSpec { addr: [10, 0, 0, 2], prefix: 24, gateway: Some([10, 0, 0, 1]) } });
     }

@@ -126,8 +126,17 @@ const FIXED_ARGS: &[u8] = b"passt\0--fd\x003\0--foreground\0--quiet\0-4\0-a\x001
 --dns-forward\x0010.0.2.3\0-m\x0065520";
 
 /// Binds each published port once (and lets go), so a taken port is named
-/// before passt starts.
+/// before passt starts. A host port given twice (for one protocol, on any
+/// addresses) counts as taken: passt would refuse it ("Overlapping port
+/// specifier") and exit, a dead link the stub would only see later.
 pub fn check_ports(publish: &[Publish]) -> Result<(), StartError> {
+    let mut earlier = publish;
+    while let Some((p, rest)) = earlier.split_last() {
+        if rest.iter().any(|q| q.host_port == p.host_port && q.proto == p.proto) {
+            return Err(StartError::Port(*p, Errno::ADDRINUSE));
+        }
+        earlier = rest;
+    }
     for p in publish {
         let ty = if p.proto == Proto::Udp { SocketType::DGRAM } else { SocketType::STREAM };
         let s = net::socket_with(AddressFamily::INET, ty, SocketFlags::CLOEXEC, None).map_err(|e| StartError::Sys("socket", e))?;
@@ -255,6 +264,14 @@ mod tests {
         assert_eq!(check_ports(&[p]), Err(StartError::Port(p, Errno::ADDRINUSE)));
         let p = Publish { host_ip: [192, 0, 2, 1], host_port: 1234, guest_port: 1, proto: Proto::Tcp };
         assert_eq!(check_ports(&[p]), Err(StartError::Port(p, Errno::ADDRNOTAVAIL)));
+        // One host port twice for one protocol, on any addresses: passt
+        // would exit ("Overlapping port specifier"); TCP and UDP may share it.
+        let free = std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port();
+        let tcp = Publish { host_ip: LOCALHOST, host_port: free, guest_port: 80, proto: Proto::Tcp };
+        let other_ip = Publish { host_ip: [127, 0, 0, 2], guest_port: 81, ..tcp };
+        assert_eq!(check_ports(&[tcp, other_ip]), Err(StartError::Port(other_ip, Errno::ADDRINUSE)));
+        assert_eq!(check_ports(&[tcp, tcp]), Err(StartError::Port(tcp, Errno::ADDRINUSE)));
+        assert_eq!(check_ports(&[tcp, Publish { proto: Proto::Udp, ..tcp }]), Ok(()));
     }
 
     #[test]

@@ -33,7 +33,8 @@ pub use linker::disk::{DiskSpec, MAX_ADDS, MAX_DISKS, MAX_GUEST_PATH};
 pub struct ShareSpec<'a> {
     /// Not empty; no NUL byte.
     pub host: &'a [u8],
-    /// Starts with `/`; no `:` or NUL byte.
+    /// Absolute, not `/`, without `.`, `..` or empty components
+    /// (`linker::disk::is_normal_absolute`); no `:`.
     pub guest: &'a [u8],
     pub read_only: bool,
 }
@@ -46,7 +47,8 @@ impl<'a> ShareSpec<'a> {
         };
         let i = rest.iter().rposition(|&b| b == b':')?;
         let (host, guest) = (rest.get(..i)?, rest.get(i.wrapping_add(1)..)?);
-        let ok = !host.is_empty() && guest.first() == Some(&b'/') && !v.contains(&0);
+        // GUEST as a disk's or an added file's: `/` would hide the root.
+        let ok = !host.is_empty() && linker::disk::is_normal_absolute(guest) && !v.contains(&0);
         ok.then_some(ShareSpec { host, guest, read_only })
     }
 }
@@ -318,11 +320,22 @@ impl<'a> Options<'a> {
             }
             Opt::Net => self.net = Some(NetMode::parse(v).ok_or(bad)?),
             Opt::Ip => self.ip = Some(IpSpec::parse(v).ok_or(bad)?),
-            Opt::ReadOnly => self.read_only = Some(parse_yes_no(v).ok_or(bad)?),
-            Opt::Balloon => self.balloon = Some(parse_yes_no(v).ok_or(bad)?),
+            // The switches' variables (SMOLVM_FORCE=yes is not ignored).
+            Opt::ReadOnly | Opt::Balloon | Opt::Force | Opt::NoServices | Opt::NoSeccomp => {
+                let yes = parse_yes_no(v).ok_or(bad)?;
+                match which {
+                    Opt::ReadOnly => self.read_only = Some(yes),
+                    Opt::Balloon => self.balloon = Some(yes),
+                    Opt::Force => self.force = yes,
+                    Opt::NoServices => self.no_services = yes,
+                    _ => self.no_seccomp = yes,
+                }
+            }
             Opt::Publish => self.publish.push(Publish::parse(v).ok_or(bad)?).map_err(|_| OptError::TooMany(culprit))?,
+            // smol-init refuses a relative one, but only after the boot.
+            Opt::Workdir if v.first() == Some(&b'/') => self.workdir = Some(v),
             Opt::Entry if !v.is_empty() => self.entry = Some(v),
-            Opt::Entry => return Err(bad),
+            Opt::Entry | Opt::Workdir => return Err(bad),
             Opt::Add => self.adds.push(AddSpec::parse(v).ok_or(bad)?).map_err(|_| OptError::TooMany(culprit))?,
             _ => {
                 let share = ShareSpec::parse(v).ok_or(bad)?;
@@ -342,10 +355,6 @@ impl<'a> Options<'a> {
             let Some((name, v)) = var.strip_prefix(b"SMOLVM_").and_then(split_eq) else { continue };
             let Some(which) = named(name, true) else { continue };
             match which {
-                Opt::NoSeccomp => o.no_seccomp |= v == b"1",
-                Opt::Force => o.force |= v == b"1",
-                Opt::NoServices => o.no_services |= v == b"1",
-                Opt::Workdir => o.workdir = Some(v),
                 Opt::Trust => o.trust = Some(v).filter(|v| !v.is_empty()),
                 Opt::Share | Opt::Publish | Opt::Add => {
                     for v in v.split(|&b| b == b',').filter(|v| !v.is_empty()) {
@@ -372,12 +381,11 @@ impl<'a> Options<'a> {
                 (Opt::Net, None) => o.net = Some(NetMode::Passt),
                 (Opt::NetHostLoopback, None) => o.net_host_loopback = true,
                 (Opt::ReadOnly, None) => o.read_only = Some(true),
-                (Opt::Workdir, Some(v)) if !v.is_empty() => o.workdir = Some(v),
                 (Opt::Trust, Some(v)) if !v.is_empty() => o.trust = Some(v),
                 (Opt::Env, Some(v)) if v.iter().position(|&b| b == b'=').is_some_and(|i| i > 0) => {
                     o.env.push(v).map_err(|_| OptError::TooMany(arg))?
                 }
-                (Opt::Mem | Opt::Cpus | Opt::Log | Opt::Disk | Opt::Share | Opt::Net | Opt::Ip | Opt::Publish | Opt::ReadOnly | Opt::Balloon | Opt::Entry | Opt::Add, Some(v)) => {
+                (Opt::Mem | Opt::Cpus | Opt::Log | Opt::Workdir | Opt::Disk | Opt::Share | Opt::Net | Opt::Ip | Opt::Publish | Opt::ReadOnly | Opt::Balloon | Opt::Entry | Opt::Add, Some(v)) => {
                     o.set(which, v, arg)?
                 }
                 _ => return Err(OptError::BadValue(arg)),
@@ -471,9 +479,24 @@ mod tests {
 
     #[test]
     fn environment_variables_by_exact_name() {
-        let o = parse(&[], &[b"SMOLVM_NO_SECCOMP=0", b"SMOLVM_MEMX=lots", b"SMOLVM_WORKDIR=", b"SMOLVM_INFO=1"]).expect("valid");
+        let o = parse(&[], &[b"SMOLVM_NO_SECCOMP=0", b"SMOLVM_MEMX=lots", b"SMOLVM_INFO=1"]).expect("valid");
         assert!(!o.no_seccomp && !o.info && o.mem_mib.is_none());
-        assert_eq!(o.workdir, Some(&b""[..]));
+        // A working directory is absolute (smol-init would refuse it only
+        // after the boot), as flag and as variable.
+        for bad in [&b"SMOLVM_WORKDIR="[..], b"SMOLVM_WORKDIR=tmp"] {
+            assert_eq!(parse(&[], &[bad]).err(), Some(OptError::BadValue(bad)));
+        }
+        assert!(parse(&[b"--smolvm-workdir=tmp"], &[]).is_err());
+        // The switches' variables take what SMOLVM_READ_ONLY takes; any
+        // other value is refused, not ignored.
+        let o = parse(&[], &[b"SMOLVM_FORCE=yes", b"SMOLVM_NO_SERVICES=1", b"SMOLVM_NO_SECCOMP=no"]).expect("valid");
+        assert!(o.force && o.no_services && !o.no_seccomp);
+        let o = parse(&[b"--smolvm-force"], &[b"SMOLVM_FORCE=0"]).expect("valid");
+        assert!(o.force, "the flag beats the variable");
+        for bad in [&b"SMOLVM_FORCE=true"[..], b"SMOLVM_NO_SERVICES=", b"SMOLVM_NO_SECCOMP=on"] {
+            assert_eq!(parse(&[], &[bad]).err(), Some(OptError::BadValue(bad)));
+        }
+        assert!(parse(&[b"--smolvm-force=yes"], &[]).is_err(), "a switch flag takes no value");
         let o = parse(&[], &[b"SMOLVM_NO_SECCOMP=1", b"SMOLVM_WORKDIR=/a=b"]).expect("valid");
         assert!(o.no_seccomp);
         assert_eq!(o.workdir, Some(&b"/a=b"[..]));
@@ -518,6 +541,9 @@ mod tests {
         let share = |host, guest, read_only| ShareSpec { host, guest, read_only };
         assert_eq!(o.shares.as_slice(), &[share(b"/a", b"/x", false), share(b"b", b"/y", false), share(b"/h", b"/g", true)]);
         assert!(parse(&[b"--smolvm-share=/h:rel"], &[]).is_err());
+        for bad in [&b"--smolvm-share=/h:/"[..], b"--smolvm-share=/h:/a/../..", b"--smolvm-share=/h://x", b"--smolvm-share=/h:/x/.:ro"] {
+            assert_eq!(parse(&[bad], &[]).err(), Some(OptError::BadValue(bad)));
+        }
         assert!(parse(&[b"--smolvm-share=/h"], &[]).is_err());
         assert!(parse(&[], &[b"SMOLVM_SHARE=/a:/x,nope"]).is_err());
     }

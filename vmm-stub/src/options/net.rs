@@ -2,8 +2,7 @@
 //! `--smolvm-publish=[HOST_IP:]HOST_PORT:GUEST_PORT[/udp]` and
 //! `--smolvm-ip=ADDR/PREFIX[@GATEWAY]`. Parsing only; nothing is opened.
 
-/// Most published ports (flags, variable and manifest together).
-pub const MAX_PUBLISH: usize = 16;
+pub use linker::abi::MAX_PUBLISH;
 
 /// An IPv4 address.
 pub type Ipv4 = [u8; 4];

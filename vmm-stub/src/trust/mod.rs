@@ -40,11 +40,16 @@ fn refuse(policy: &[u8], why: &str) -> ! {
 #[cfg(feature = "trust")]
 /// Reads the policy, or `None` when the default file does not exist.
 fn read_policy<'b>(path: &[u8], explicit: bool, buf: &'b mut [u8; MAX_POLICY_LEN]) -> Option<&'b [u8]> {
-    let fd = match fs::open(path, fs::OFlags::RDONLY | fs::OFlags::CLOEXEC, fs::Mode::empty()) {
+    // NONBLOCK: opening a FIFO must not wait (forever) for a writer; only
+    // a regular file is a policy.
+    let fd = match fs::open(path, fs::OFlags::RDONLY | fs::OFlags::CLOEXEC | fs::OFlags::NONBLOCK, fs::Mode::empty()) {
         Ok(fd) => fd,
         Err(Errno::NOENT) if !explicit => return None,
         Err(_) => refuse(path, "cannot read it, so no image is trusted"),
     };
+    if !fs::fstat(&fd).is_ok_and(|st| fs::FileType::from_raw_mode(st.st_mode) == fs::FileType::RegularFile) {
+        refuse(path, "not a regular file, so no image is trusted");
+    }
     let mut len = 0usize;
     loop {
         let Some(rest) = buf.get_mut(len..).filter(|r| !r.is_empty()) else {
