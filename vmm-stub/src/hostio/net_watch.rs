@@ -8,6 +8,15 @@
 //!
 //! A request that arrives while the thread already sleeps in `poll` wakes
 //! it through a pipe (one byte per new request), so it can add the event.
+//!
+//! With several vCPUs the kick still goes to one thread, the one that
+//! started the watcher (vCPU 0's), and that is enough: a pending signal
+//! ends `KVM_RUN` even while that vCPU sleeps in the guest's HLT (KVM's
+//! halt loop returns `EINTR` on it), and the handler sets every vCPU's
+//! `immediate_exit` (`sys::kvm::kick`), so vCPU 0 takes the device lock
+//! and pumps the frames at once, whatever the other vCPUs do. Kicking
+//! every thread would only add signals; pumping from this thread would
+//! need guest memory and the lock here.
 
 use super::signals::SIG_KICK;
 use crate::sys::cell::WriteOnce;

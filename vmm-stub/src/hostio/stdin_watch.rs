@@ -3,7 +3,9 @@
 //! kicks the vCPU thread with [`SIG_KICK`] so `KVM_RUN` returns and the
 //! device reads stdin itself. The thread owns no data: it polls, kicks,
 //! and waits on a futex to be armed again. All signals stay blocked in it,
-//! so process-directed signals (SIGINT, ...) land on the vCPU thread.
+//! so process-directed signals (SIGINT, ...) land on a vCPU thread. With
+//! several vCPUs the kick goes to vCPU 0's thread, which is enough:
+//! `net_watch` says why.
 
 use super::signals::SIG_KICK;
 use crate::sys::thread::{self, Stack, Task};
