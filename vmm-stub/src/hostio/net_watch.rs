@@ -1,8 +1,7 @@
 //! The network watcher: a helper thread that waits, only when the net
 //! device asked ([`want`]), for its backend fd to become readable (a frame
 //! arrived while the device had none) or writable (a frame is stuck
-//! behind a full socket), or for [`TICK`] to pass (a transmit interrupt
-//! the device deferred is due), then kicks the vCPU thread with [`SIG_KICK`] so
+//! behind a full socket), then kicks the vCPU thread with [`SIG_KICK`] so
 //! `KVM_RUN` returns and the device moves the frames itself, as the stdin
 //! watcher does for stdin. The thread owns no data and never touches
 //! guest memory.
@@ -24,10 +23,6 @@ use rustix::pipe::{pipe_with, PipeFlags};
 pub const READABLE: u32 = 1;
 /// Wait for room in the backend to write the pending frame.
 pub const WRITABLE: u32 = 2;
-/// Kick after [`TICK`] if nothing else did: a deferred interrupt is due.
-pub const TIMER: u32 = 8;
-/// How long a deferred transmit interrupt waits at most.
-const TICK: rustix::time::Timespec = rustix::time::Timespec { tv_sec: 0, tv_nsec: 1_000_000 };
 
 /// The events the device waits for; the thread clears those it reports.
 static WANTED: AtomicU32 = AtomicU32::new(0);
@@ -126,11 +121,10 @@ extern "C" fn watcher() -> ! {
         let mut fds = [PollFd::new(&wake, PollFlags::IN), PollFd::new(&net, events)];
         // Nothing wanted: do not poll the backend at all (a hung-up fd
         // would report HUP at once, over and over).
-        let n_fds = if wanted & (READABLE | WRITABLE) == 0 { 1 } else { 2 };
-        let timeout = if wanted & TIMER != 0 { Some(&TICK) } else { None };
-        let Ok(ready) = poll(fds.get_mut(..n_fds).unwrap_or_default(), timeout) else {
+        let n_fds = if wanted == 0 { 1 } else { 2 };
+        if poll(fds.get_mut(..n_fds).unwrap_or_default(), None).is_err() {
             continue; // EINTR (all signals are blocked here, but be safe)
-        };
+        }
         let [w, n] = &fds;
         if !w.revents().is_empty() {
             let _ = rustix::io::read(wake, &mut drain);
@@ -144,9 +138,6 @@ extern "C" fn watcher() -> ! {
         }
         if got.contains(PollFlags::OUT) || trouble {
             fired |= WRITABLE;
-        }
-        if ready == 0 {
-            fired |= TIMER;
         }
         let fired = WANTED.fetch_and(!fired, Ordering::AcqRel) & fired;
         if fired != 0 {

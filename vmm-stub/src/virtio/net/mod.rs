@@ -77,15 +77,13 @@ pub struct Net<'b> {
     /// Set when passt maps the gateway to the host's loopback only for UDP
     /// replies' sake (see `guard`).
     guard: Option<GatewayGuard>,
-    /// Transmit chains were returned without an interrupt yet (see `pump`).
-    tx_irq_due: bool,
 }
 
 impl<'b> Net<'b> {
     /// A card on `link` offering `mtu` (at most [`link::PASST_MTU`]).
     pub fn new(link: Link<'b>, mtu: u16) -> Self {
         let mtu = mtu.clamp(68, link::PASST_MTU);
-        Net { link, mtu, down: None, announce_down: false, stats: Stats::default(), sizes: [QUEUE_SIZE; 2], guard: None, tx_irq_due: false }
+        Net { link, mtu, down: None, announce_down: false, stats: Stats::default(), sizes: [QUEUE_SIZE; 2], guard: None }
     }
 
     /// Drops the guest frames `guard` refuses before they reach the backend.
@@ -219,25 +217,10 @@ impl<'b> Net<'b> {
         if used && !q.interrupts_suppressed(mem) { Irq::VRING } else { Irq::NONE }
     }
 
-    /// Both directions. A transmit completion's interrupt waits for the
-    /// next pass (the receive interrupt of the backend's answer, the
-    /// guest's next kick, or the watcher's [`net_watch::TIMER`]): the
-    /// guest, not interrupted, goes idle sooner, so the backend (passt, on
-    /// a CPU it may share with us) answers sooner, and one interrupt covers
-    /// both queues (the driver checks every queue on each). Traced in the
-    /// KVM lab (bench/net_trace.py, a 32 MiB download): frames per ACK
-    /// cycle 2.2 -> 4.0 (QEMU 3.9), KVM_RUN per frame 2.4 -> 1.8.
     fn pump(&mut self, queues: &mut [Queue], mem: &GuestMemory) -> Result<Irq, QueueError> {
         let [rx, tx, ..] = queues else { return Err(QueueError::NotReady) };
-        let deferred = core::mem::take(&mut self.tx_irq_due);
-        let tx_irq = self.transmit(tx, mem)?;
-        let mut irq = self.receive(rx, mem)?;
-        if deferred {
-            irq |= Irq::VRING;
-        } else if tx_irq.0 & Irq::VRING.0 != 0 && irq.0 & Irq::VRING.0 == 0 {
-            self.tx_irq_due = true;
-            net_watch::want(net_watch::TIMER);
-        }
+        let mut irq = self.transmit(tx, mem)?;
+        irq |= self.receive(rx, mem)?;
         if core::mem::take(&mut self.announce_down) {
             irq |= Irq::CONFIG;
         }

@@ -134,31 +134,12 @@ fn transmitted_frames_reach_the_backend_stripped_and_prefixed() {
     let mut r = rig();
     let f = frame(1514, 1);
     r.send(DATA, &f);
-    net_watch::test_take();
-    // Returned at once; its interrupt waits for the next pass (the timer).
-    assert_eq!(r.notify(TX), Irq::NONE);
+    assert_eq!(r.notify(TX), Irq::VRING);
     assert_eq!(r.tx.used(&r.mem, 0), (1, 0, 0));
-    assert_ne!(net_watch::test_take() & net_watch::TIMER, 0, "timer asked for");
-    assert_eq!(r.net.poll_host(&mut r.queues, &r.mem), Ok(Irq::VRING));
-    assert_eq!(r.net.poll_host(&mut r.queues, &r.mem), Ok(Irq::NONE), "one interrupt");
     let wire = r.peer_bytes();
     assert_eq!(&wire[..4], &1514u32.to_be_bytes());
     assert_eq!(&wire[4..], &f[..]);
     assert_eq!(r.net.stats.tx_frames, 1);
-}
-
-#[test]
-fn a_transmit_interrupt_rides_on_the_answers_receive_interrupt() {
-    let mut r = rig();
-    r.rx.chain(&r.mem, &[(DATA + 0x10000, 4096, true)]);
-    r.send(DATA, &frame(60, 2));
-    assert_eq!(r.notify(TX), Irq::NONE);
-    // The backend answers before the timer: one interrupt for both queues.
-    r.peer_send(&frame(54, 3));
-    net_watch::test_take();
-    assert_eq!(r.net.poll_host(&mut r.queues, &r.mem), Ok(Irq::VRING));
-    assert_eq!(r.rx.used(&r.mem, 0).0, 1);
-    assert_eq!(r.net.poll_host(&mut r.queues, &r.mem), Ok(Irq::NONE));
 }
 
 #[test]
@@ -333,8 +314,7 @@ fn woken(fd: rustix::fd::BorrowedFd<'_>, asked: u32) -> bool {
     }
     let mut fds = [PollFd::new(&fd, events)];
     let zero = rustix::time::Timespec { tv_sec: 0, tv_nsec: 0 };
-    // A kick, or the timer (it always fires).
-    asked & (net_watch::KICKED | net_watch::TIMER) != 0 || matches!(poll(&mut fds, Some(&zero)), Ok(n) if n > 0)
+    asked & net_watch::KICKED != 0 || matches!(poll(&mut fds, Some(&zero)), Ok(n) if n > 0)
 }
 
 impl Rig {
