@@ -11,6 +11,9 @@ gateway 10.0.2.2, DNS forward 10.0.2.3, MTU 65520, the same published port). One
   bench/net.py --rounds 1 --quick --stub mrg=/tmp/vmm-stub-mrg --out /tmp/net.json
                                      # A/B: the same image with other stubs beside the
                                      # built one and QEMU + passt only
+  bench/net.py --quick --down-only --rounds 3 --stub base=/tmp/vmm-stub-base --out /tmp/net.json
+                                     # guest -> host only (boot, idle PSS, then the download):
+                                     # ~2 min for 3 rounds x 3 VMMs
   bench/net.py --inner PLAN.json     # where the VMs run (called by the above)
 
 Per round and VMM, one boot of the server, measured from the host side of the link:
@@ -197,6 +200,9 @@ def run_one(case):
         passt_pids = [p.pid for p in procs[:-1]] or children_named(vm.pid, "passt")
         res["vmm_pss_kib"] = pss_kib(vm.pid)
         res["passt_pss_kib"] = sum(filter(None, (pss_kib(p) for p in passt_pids))) or None
+        if case.get("down_only"):
+            res["down_mb_s"] = download()
+            return res
         res["rps_1"] = rps(1)
         res["rps_32"] = rps(32)
         res["up_mb_s"] = upload()
@@ -282,6 +288,8 @@ def main():
     ap.add_argument("--stub", action="append", default=[], metavar="NAME=PATH",
                     help="also run the image built with this vmm-stub (A/B in one run)")
     ap.add_argument("--quick", action="store_true", help="no vmlinux image, no QEMU user networking")
+    ap.add_argument("--down-only", action="store_true",
+                    help="measure only guest -> host MB/s (with first answer and idle PSS) per boot")
     a = ap.parse_args()
     if a.inner:
         return inner(a.inner)
@@ -316,6 +324,8 @@ def main():
     ]
     if a.quick:
         cases = [c for c in cases if "vmlinux" not in c["name"]]
+    if a.down_only:
+        cases = [{**c, "down_only": True} for c in cases if "slirp" not in c["name"]]
     elif "user" in subprocess.run(["qemu-system-x86_64", "-netdev", "help"], capture_output=True, text=True).stdout.split():
         cases.append({"name": "QEMU microvm + user networking (slirp)", "argv": user})
     plan = f"{work}/net-plan.json"
