@@ -308,13 +308,14 @@ pub struct Image {
     sections: [Section; MAX_SECTIONS],
 }
 
-fn u32_at(b: &[u8], at: usize) -> u32 {
+/// The little-endian integer at `b[at..]`; callers checked the length.
+pub(crate) fn u32_at(b: &[u8], at: usize) -> u32 {
     let mut a = [0u8; 4];
     a.copy_from_slice(&b[at..at + 4]);
     u32::from_le_bytes(a)
 }
 
-fn u64_at(b: &[u8], at: usize) -> u64 {
+pub(crate) fn u64_at(b: &[u8], at: usize) -> u64 {
     let mut a = [0u8; 8];
     a.copy_from_slice(&b[at..at + 8]);
     u64::from_le_bytes(a)

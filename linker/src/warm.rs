@@ -54,6 +54,7 @@
 //! are zero.
 
 use crate::abi::{MAX_CPUS, MMIO_BASE, MMIO_MAX_SLOTS};
+use crate::image::{u32_at, u64_at};
 use static_assertions::const_assert_eq;
 
 pub const PAGE: u64 = 4096;
@@ -208,17 +209,6 @@ fn u16_at(b: &[u8], at: usize) -> u16 {
     u16::from_le_bytes([b[at], b[at + 1]])
 }
 
-fn u32_at(b: &[u8], at: usize) -> u32 {
-    let mut a = [0u8; 4];
-    a.copy_from_slice(&b[at..at + 4]);
-    u32::from_le_bytes(a)
-}
-
-fn u64_at(b: &[u8], at: usize) -> u64 {
-    let mut a = [0u8; 8];
-    a.copy_from_slice(&b[at..at + 8]);
-    u64::from_le_bytes(a)
-}
 
 /// Whether `[gpa, gpa + len)` lies inside one RAM range of a guest with
 /// `mem_size` bytes of RAM: `[0, min(mem, MMIO_BASE))` or, for the rest,
