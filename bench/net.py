@@ -210,13 +210,18 @@ def run_one(case):
     except (OSError, ConnectionError) as e:
         res["error"] = f"{type(e).__name__}: {e}"
     finally:
-        for p in reversed(procs):
-            try:
-                os.killpg(p.pid, 9)
-            except ProcessLookupError:
-                pass
-            p.wait()
+        kill_all(procs)
     return res
+
+
+def kill_all(procs):
+    """SIGKILL each process group, newest first, and reap it."""
+    for p in reversed(procs):
+        try:
+            os.killpg(p.pid, 9)
+        except ProcessLookupError:
+            pass
+        p.wait()
 
 
 def inner(plan_path):

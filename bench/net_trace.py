@@ -44,12 +44,7 @@ def traced_download(net, argv, out, passt=None):
     except (OSError, ConnectionError) as e:
         return f"{type(e).__name__}: {e}"
     finally:
-        for p in reversed(procs):
-            try:
-                os.killpg(p.pid, 9)
-            except ProcessLookupError:
-                pass
-            p.wait()
+        net.kill_all(procs)
 
 
 def inner(image, plan_path, outdir):
